@@ -1,0 +1,43 @@
+#pragma once
+// balancer: placement. Workers pull: each has a credit (prefetch count and an estimated-work
+// backlog); the balancer asks the queue only for what the workers have room for, never floods a
+// mailbox, and reserves resources in the ledger so no worker is over-committed.
+#include <deque>
+#include <vector>
+
+#include "troupe/actors/core.hpp"
+#include "troupe/actors/messages.hpp"
+#include "troupe/ledger.hpp"
+#include "troupe/perf_model.hpp"
+
+namespace troupe {
+
+struct balancer_state {
+  static inline const char* name = "balancer";
+  struct worker_slot {
+    worker_actor handle;
+    uint32_t generation = 0;
+    bool up = false;
+    std::deque<assignment> in_flight;  ///< assigned, results pending, in assignment order
+    double backlog_s = 0;              ///< estimated work of in_flight
+  };
+  runtime_core* core = nullptr;
+  queue_actor queue;
+  event_bus_actor bus;
+  std::vector<worker_slot> workers;
+  resource_ledger ledger;
+  perf_model model;
+  std::deque<assignment> pending;  ///< received from the queue, not yet placed
+  uint32_t requested = 0;          ///< demanded from the queue, not yet received
+  double typical_task_s = 1e-4;    ///< recent estimate, sizes the demand
+  size_t next_rr = 0;
+};
+
+/// Capacities of the CPU workers a config describes (the submit-time fit check uses them too).
+std::vector<worker_capacity> cpu_worker_capacities(const runtime_config& cfg);
+
+balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<balancer_state> self,
+                                            runtime_core* core, queue_actor queue,
+                                            event_bus_actor bus);
+
+}  // namespace troupe

@@ -1,0 +1,49 @@
+#pragma once
+// State shared by the embedding API (caller threads) and the actors: configuration, registry,
+// admission counters. Everything mutable here is atomic or behind its own mutex; the scheduling
+// state itself lives inside the actors.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+#include "troupe/config.hpp"
+#include "troupe/errors.hpp"
+#include "troupe/registry.hpp"
+
+namespace troupe {
+
+/// Lets publishers skip building events nobody listens to.
+struct event_gate {
+  std::atomic<uint32_t> subscribers{0};
+  bool active() const { return subscribers.load(std::memory_order_relaxed) != 0; }
+};
+
+struct runtime_core {
+  runtime_config cfg;
+  task_registry registry;
+  event_gate events;
+
+  std::atomic<task_id> next_id{1};
+  std::atomic<uint64_t> submitted{0}, rejected{0};
+  /// Admitted and not yet finished; the queue bound applies to it.
+  std::atomic<uint64_t> in_system{0};
+  std::atomic<bool> accepting{true};
+  std::atomic<errc> refusal{errc::shutting_down};  ///< why submits are refused once !accepting
+
+  // Waiters for in_system to fall (overflow = block, shutdown(drain)). Notified only when
+  // someone waits, so the hot path pays one relaxed load.
+  std::mutex wait_mutex;
+  std::condition_variable wait_cv;
+  std::atomic<int> waiters{0};
+
+  void task_finished() {
+    in_system.fetch_sub(1, std::memory_order_acq_rel);
+    if (waiters.load(std::memory_order_acquire) > 0) {
+      std::lock_guard<std::mutex> guard{wait_mutex};
+      wait_cv.notify_all();
+    }
+  }
+};
+
+}  // namespace troupe

@@ -1,0 +1,181 @@
+#pragma once
+// Messages between the actors of one process, and the actors' typed interfaces.
+//
+// In-process messages hand task records (task_ptr) from actor to actor; they never leave the
+// process (the wire schema, MessagePack, lives in transport/), hence CAF_ALLOW_UNSAFE_MESSAGE_TYPE.
+// The hot path carries batches: one message moves many tasks.
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+#include <string>
+#include <vector>
+
+#include "troupe/events.hpp"
+#include "troupe/stats.hpp"
+#include "troupe/task_state.hpp"
+
+namespace troupe {
+
+struct assignment {
+  task_ptr task;
+  uint32_t attempt = 0;  ///< copied so a worker never reads queue-owned fields
+};
+
+// runtime -> queue
+struct submit_msg { std::vector<task_ptr> tasks; };
+struct cancel_msg { task_id id = 0; };
+struct cancel_all_msg { errc reason = errc::cancelled; std::string message; };
+// queue -> queue (timers)
+struct retry_msg { task_ptr task; };
+struct deadline_tick_msg {};
+// queue <-> balancer
+struct demand_msg { uint32_t tasks = 0; };
+struct dispatch_msg { std::vector<assignment> tasks; };
+struct completions_msg { std::vector<attempt_record> records; };
+// balancer -> worker, worker -> balancer
+struct assign_msg { std::vector<assignment> tasks; };
+struct results_msg {
+  int32_t worker = -1;
+  uint32_t generation = 0;  ///< fencing: results of a replaced worker never touch the ledger
+  std::vector<attempt_record> records;
+};
+// worker -> monitor: proof of life and work done since the last report
+struct work_report_msg {
+  int32_t worker = -1;
+  uint32_t generation = 0;
+  uint64_t tasks = 0;
+  int64_t busy_ns = 0;
+  bool busy = false;
+};
+struct heartbeat_tick_msg {};
+// worker -> supervisor, right before it quits because an implementation threw
+struct crash_report_msg {
+  int32_t worker = -1;
+  uint32_t generation = 0;
+  task_id task = 0;
+  std::string what;
+  time_point at{};
+};
+// supervisor -> balancer / monitor
+struct worker_up_msg;
+struct worker_lost_msg {
+  int32_t worker = -1;
+  uint32_t generation = 0;
+  task_id crashed_task = 0;  ///< 0 if the worker died between tasks or was killed
+  std::string reason;
+  time_point at{};
+};
+struct worker_state_msg {
+  int32_t worker = -1;
+  std::string state;  ///< up, restarting, down
+  uint32_t restarts = 0;
+  uint32_t generation = 0;
+};
+// monitor -> supervisor
+struct unresponsive_msg { int32_t worker = -1; uint32_t generation = 0; double silent_ms = 0; };
+struct restart_msg { int32_t worker = -1; };
+struct monitor_tick_msg {};
+// queue -> monitor
+struct finished_record {
+  const std::string* kind = nullptr;  ///< points into the registry, which never drops kinds
+  outcome status = outcome::pending;
+  uint32_t attempts = 0;
+  int64_t latency_ns = 0;
+  time_point submitted{}, finished{};
+};
+struct finished_msg {
+  std::vector<finished_record> records;
+  std::vector<double> detection_ms, handling_ms;
+  uint64_t retries = 0, duplicates = 0;
+  uint64_t queued = 0;  ///< depth of the ready queue after this batch
+};
+struct stats_request {};
+// anyone -> event bus
+struct publish_msg { std::vector<event> events; };
+struct subscribe_msg { uint64_t id = 0; std::string prefix; event_callback callback; };
+struct unsubscribe_msg { uint64_t id = 0; };
+// supervisor -> queue: restart intensity exceeded
+struct escalate_msg { std::string reason; };
+
+using event_bus_actor = caf::typed_actor<caf::reacts_to<publish_msg>, caf::reacts_to<subscribe_msg>,
+                                         caf::reacts_to<unsubscribe_msg>>;
+
+using worker_actor = caf::typed_actor<caf::reacts_to<assign_msg>, caf::reacts_to<heartbeat_tick_msg>>;
+
+using supervisor_actor =
+    caf::typed_actor<caf::reacts_to<crash_report_msg>, caf::reacts_to<unresponsive_msg>,
+                     caf::reacts_to<restart_msg>>;
+
+using monitor_actor =
+    caf::typed_actor<caf::reacts_to<finished_msg>, caf::reacts_to<work_report_msg>,
+                     caf::reacts_to<worker_state_msg>, caf::reacts_to<monitor_tick_msg>,
+                     caf::reacts_to<supervisor_actor>,
+                     caf::replies_to<stats_request>::with<runtime_stats>>;
+
+struct worker_up_msg {
+  int32_t worker = -1;
+  uint32_t generation = 0;
+  worker_actor handle;
+};
+
+using balancer_actor =
+    caf::typed_actor<caf::reacts_to<dispatch_msg>, caf::reacts_to<results_msg>,
+                     caf::reacts_to<worker_up_msg>, caf::reacts_to<worker_lost_msg>>;
+
+using queue_actor =
+    caf::typed_actor<caf::reacts_to<submit_msg>, caf::reacts_to<cancel_msg>,
+                     caf::reacts_to<cancel_all_msg>, caf::reacts_to<retry_msg>,
+                     caf::reacts_to<deadline_tick_msg>, caf::reacts_to<demand_msg, balancer_actor>,
+                     caf::reacts_to<completions_msg>, caf::reacts_to<escalate_msg>>;
+
+/// Collects the events of one handler run and publishes them in one message, only if someone
+/// subscribed.
+class event_batch {
+ public:
+  event_batch() = default;
+  explicit event_batch(const event_gate& gate) : gate_(&gate) {}
+  void bind(const event_gate& gate) { gate_ = &gate; }
+  bool wanted() const { return gate_ && gate_->active(); }
+  void add(std::string topic, task_id task = 0, int32_t worker = -1, std::string detail = {});
+  /// Sends and clears; no-op when empty.
+  template <class Self>
+  void flush(Self* self, const event_bus_actor& bus) {
+    if (events_.empty()) return;
+    self->send(bus, publish_msg{std::move(events_)});
+    events_.clear();
+  }
+
+ private:
+  const event_gate* gate_ = nullptr;
+  std::vector<event> events_;
+};
+
+}  // namespace troupe
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::submit_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::cancel_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::cancel_all_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::retry_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::deadline_tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::demand_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::dispatch_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::completions_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::assign_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::results_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::work_report_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::heartbeat_tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::crash_report_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_lost_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_up_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_state_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::unresponsive_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::restart_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::monitor_tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::finished_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::stats_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::runtime_stats)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::publish_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::subscribe_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::unsubscribe_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::escalate_msg)

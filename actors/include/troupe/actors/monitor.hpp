@@ -1,0 +1,38 @@
+#pragma once
+// monitor: the live view. Worker heartbeats and load, throughput, latency percentiles per kind,
+// error detection and handling times. Reports silent workers to the supervisor.
+#include <map>
+#include <vector>
+
+#include "troupe/actors/core.hpp"
+#include "troupe/actors/messages.hpp"
+#include "troupe/histogram.hpp"
+
+namespace troupe {
+
+struct monitor_state {
+  static inline const char* name = "monitor";
+  struct worker_view {
+    uint32_t generation = 0;
+    std::string state = "starting";
+    time_point last_heard{};
+    uint64_t tasks = 0;
+    int64_t busy_ns = 0;
+    uint32_t restarts = 0;
+    bool reported_silent = false;
+  };
+  runtime_core* core = nullptr;
+  supervisor_actor supervisor;
+  std::vector<worker_view> workers;
+  std::map<std::string, latency_histogram> latency;
+  runtime_stats totals;  ///< counters only; the rest is computed on request
+  double detection_sum_ms = 0, handling_sum_ms = 0;
+  uint64_t detection_n = 0, handling_n = 0;
+  time_point started = clock::now();
+  time_point first_submit{}, last_finish{};
+};
+
+monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monitor_state> self,
+                                          runtime_core* core, uint32_t workers);
+
+}  // namespace troupe

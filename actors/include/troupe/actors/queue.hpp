@@ -1,0 +1,48 @@
+#pragma once
+// queue: admission, ordering (fifo or priority with aging), retries with backoff, deadlines while
+// queued, cancellation, a dead-letter list, and idempotent completion: the first terminal record
+// of a task wins, later ones are counted and dropped. It answers the balancer's demand, never
+// pushing more than was asked for.
+#include <deque>
+#include <memory>
+#include <queue>
+#include <unordered_map>
+
+#include "troupe/actors/core.hpp"
+#include "troupe/actors/messages.hpp"
+#include "troupe/ready_queue.hpp"
+
+namespace troupe {
+
+struct queue_state {
+  static inline const char* name = "queue";
+  enum class where : uint8_t { queued, backoff, dispatched };
+  struct live_task {
+    task_ptr task;
+    where at = where::queued;
+  };
+  runtime_core* core = nullptr;
+  monitor_actor monitor;
+  event_bus_actor bus;
+  balancer_actor balancer;
+  std::unique_ptr<ready_queue> ready;
+  std::unordered_map<task_id, live_task> live;
+  uint32_t demand = 0;  ///< tasks the balancer asked for and has not received
+  std::deque<task_id> dead_letters;  ///< failed for good, most recent last (bounded)
+  // Deadlines: earliest first; a single timer is armed for the earliest.
+  using deadline_entry = std::pair<time_point, task_ptr>;
+  struct later {
+    bool operator()(const deadline_entry& a, const deadline_entry& b) const { return a.first > b.first; }
+  };
+  std::priority_queue<deadline_entry, std::vector<deadline_entry>, later> deadlines;
+  time_point timer_at = time_point::max();
+  bool escalated = false;
+  std::string escalation;
+  finished_msg report;  ///< filled during a handler, sent to the monitor at its end
+};
+
+queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state> self,
+                                      runtime_core* core, monitor_actor monitor,
+                                      event_bus_actor bus);
+
+}  // namespace troupe

@@ -1,0 +1,38 @@
+#pragma once
+// supervisor: spawns the workers, watches them, restarts a dead one (one_for_one) within a
+// restart intensity (N restarts in T) with exponential backoff, and triggers reclamation: the
+// balancer gets the dead worker's tasks back and releases its reservations. Past the intensity it
+// escalates: the runtime stops accepting and fails what it holds with supervisor_gave_up.
+// It does nothing else: no scheduling, no I/O.
+#include <deque>
+#include <vector>
+
+#include "troupe/actors/core.hpp"
+#include "troupe/actors/messages.hpp"
+
+namespace troupe {
+
+struct supervisor_state {
+  static inline const char* name = "supervisor";
+  struct child {
+    worker_actor handle;
+    uint32_t generation = 0;
+    uint32_t restarts = 0;
+    crash_report_msg last_crash;
+    bool alive = false;
+  };
+  runtime_core* core = nullptr;
+  balancer_actor balancer;
+  monitor_actor monitor;
+  queue_actor queue;
+  event_bus_actor bus;
+  std::vector<child> children;
+  std::deque<time_point> recent;  ///< restarts of any child within the intensity window
+  bool escalated = false;
+};
+
+supervisor_actor::behavior_type supervisor_impl(
+    supervisor_actor::stateful_pointer<supervisor_state> self, runtime_core* core,
+    balancer_actor balancer, monitor_actor monitor, queue_actor queue, event_bus_actor bus);
+
+}  // namespace troupe

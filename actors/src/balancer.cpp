@@ -1,0 +1,201 @@
+#include "troupe/actors/balancer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <caf/all.hpp>
+#include <cmath>
+
+namespace troupe {
+
+std::vector<worker_capacity> cpu_worker_capacities(const runtime_config& cfg) {
+  return std::vector<worker_capacity>(cfg.cpu_workers,
+                                      worker_capacity{1, cfg.worker_memory_bytes, 0, 0});
+}
+
+namespace {
+
+using self_ptr = balancer_actor::stateful_pointer<balancer_state>;
+
+double backlog_target_s(const balancer_state& st) {
+  return std::chrono::duration<double>(st.core->cfg.worker_backlog).count();
+}
+
+bool has_room(const balancer_state& st, const balancer_state::worker_slot& w) {
+  return w.up && w.in_flight.size() < st.core->cfg.worker_prefetch &&
+         (w.in_flight.empty() || w.backlog_s < backlog_target_s(st));
+}
+
+/// The worker a task goes to, or -1 if none has room for it now.
+int32_t choose(balancer_state& st, const task_state& t) {
+  auto n = st.workers.size();
+  if (st.core->cfg.placement == placement_policy::round_robin) {
+    for (size_t i = 0; i < n; ++i) {
+      auto w = (st.next_rr + i) % n;
+      if (has_room(st, st.workers[w]) && st.ledger.can_reserve(int32_t(w), t.spec.needs)) {
+        st.next_rr = w + 1;
+        return int32_t(w);
+      }
+    }
+    return -1;
+  }
+  int32_t best = -1;  // least_loaded: least estimated backlog
+  for (size_t w = 0; w < n; ++w) {
+    auto& slot = st.workers[w];
+    if (!has_room(st, slot) || !st.ledger.can_reserve(int32_t(w), t.spec.needs)) continue;
+    if (best < 0 || slot.backlog_s < st.workers[size_t(best)].backlog_s) best = int32_t(w);
+  }
+  return best;
+}
+
+void place_pending(self_ptr self) {
+  auto& st = self->state;
+  if (st.pending.empty()) return;
+  std::vector<assign_msg> batches(st.workers.size());
+  event_batch events{st.core->events};
+  std::deque<assignment> waiting;
+  while (!st.pending.empty()) {
+    auto a = std::move(st.pending.front());
+    st.pending.pop_front();
+    auto& t = *a.task;
+    if (t.cancel_requested.load(std::memory_order_relaxed))
+      continue;  // cancelled or expired by the queue meanwhile: nothing to run, nothing reserved
+    auto w = choose(st, t);
+    if (w < 0) {
+      waiting.push_back(std::move(a));
+      continue;
+    }
+    st.ledger.reserve(w, t.id, t.spec.needs);
+    auto& slot = st.workers[size_t(w)];
+    slot.backlog_s += t.estimate_s;
+    slot.in_flight.push_back(a);
+    if (events.wanted()) events.add("task.placed", t.id, w);
+    batches[size_t(w)].tasks.push_back(std::move(a));
+  }
+  st.pending.swap(waiting);
+  for (size_t w = 0; w < batches.size(); ++w)
+    if (!batches[w].tasks.empty()) self->send(st.workers[w].handle, std::move(batches[w]));
+  events.flush(self, st.bus);
+}
+
+/// Asks the queue for as many tasks as the workers have room for (credit), minus what is already
+/// asked for or waiting here.
+void request_more(self_ptr self) {
+  auto& st = self->state;
+  if (!st.pending.empty()) return;  // workers are full: asking more would only pile up here
+  auto target = backlog_target_s(st);
+  auto typical = std::max(st.typical_task_s, 1e-7);
+  uint64_t room = 0;
+  for (auto& w : st.workers) {
+    if (!w.up || w.in_flight.size() >= st.core->cfg.worker_prefetch) continue;
+    auto free_count = st.core->cfg.worker_prefetch - w.in_flight.size();
+    double by_time = w.backlog_s < target ? std::ceil((target - w.backlog_s) / typical) : 0;
+    if (w.in_flight.empty()) by_time = std::max(by_time, 1.0);
+    room += std::min<uint64_t>(free_count, uint64_t(by_time));
+  }
+  if (room > st.requested) {
+    auto n = uint32_t(std::min<uint64_t>(room - st.requested, UINT32_MAX));
+    st.requested += n;
+    self->send(st.queue, demand_msg{n}, caf::actor_cast<balancer_actor>(self));
+  }
+}
+
+void pump(self_ptr self) {
+  place_pending(self);
+  request_more(self);
+}
+
+}  // namespace
+
+balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<balancer_state> self,
+                                            runtime_core* core, queue_actor queue,
+                                            event_bus_actor bus) {
+  auto& st = self->state;
+  st.core = core;
+  st.queue = std::move(queue);
+  st.bus = std::move(bus);
+  for (auto& cap : cpu_worker_capacities(core->cfg)) {
+    st.ledger.add_worker(cap);
+    st.workers.emplace_back();
+  }
+  return {
+      [=](dispatch_msg& msg) {
+        auto& st = self->state;
+        st.requested -= std::min<uint32_t>(st.requested, uint32_t(msg.tasks.size()));
+        for (auto& a : msg.tasks) {
+          auto& t = *a.task;
+          t.estimate_s = st.model.estimate_s(t.kind->index, t.cost);
+          st.typical_task_s += 0.1 * (t.estimate_s - st.typical_task_s);
+          st.pending.push_back(std::move(a));
+        }
+        pump(self);
+      },
+      [=](results_msg& msg) {
+        auto& st = self->state;
+        auto& slot = st.workers.at(size_t(msg.worker));
+        if (msg.generation == slot.generation && slot.up) {
+          for (auto& rec : msg.records) {
+            auto& q = slot.in_flight;
+            auto i = (!q.empty() && q.front().task == rec.task)
+                         ? q.begin()
+                         : std::find_if(q.begin(), q.end(),
+                                        [&](const assignment& a) { return a.task == rec.task; });
+            if (i == q.end()) continue;
+            slot.backlog_s = std::max(0.0, slot.backlog_s - i->task->estimate_s);
+            q.erase(i);
+            st.ledger.release(msg.worker, rec.task->id);
+            if (rec.code == errc::none && rec.started != time_point{})
+              st.model.observe(rec.task->kind->index, rec.task->cost,
+                               std::chrono::duration<double>(rec.finished - rec.started).count());
+          }
+          if (slot.in_flight.empty()) slot.backlog_s = 0;
+        }  // else: a replaced worker's late results; the queue still sees them (first one wins)
+        self->send(st.queue, completions_msg{std::move(msg.records)});
+        pump(self);
+      },
+      [=](worker_up_msg& msg) {
+        auto& st = self->state;
+        auto& slot = st.workers.at(size_t(msg.worker));
+        slot.handle = std::move(msg.handle);
+        slot.generation = msg.generation;
+        slot.up = true;
+        st.ledger.set_available(msg.worker, true);
+        pump(self);
+      },
+      [=](const worker_lost_msg& msg) {
+        auto& st = self->state;
+        auto& slot = st.workers.at(size_t(msg.worker));
+        if (msg.generation != slot.generation || !slot.up) return;
+        slot.up = false;
+        st.ledger.release_all(msg.worker);
+        st.ledger.set_available(msg.worker, false);
+        // Reclamation: the task that crashed counts as a failed attempt; the one the worker was
+        // presumably running when it was killed too; the others never started.
+        completions_msg back;
+        bool first = true;
+        for (auto& a : slot.in_flight) {
+          attempt_record rec;
+          rec.task = a.task;
+          rec.attempt = a.attempt;
+          rec.worker = msg.worker;
+          rec.started = rec.finished = msg.at;
+          if (msg.crashed_task != 0 ? a.task->id == msg.crashed_task : first) {
+            rec.code = msg.crashed_task != 0 ? errc::kernel_crashed : errc::worker_lost;
+            rec.message = msg.reason;
+          } else {
+            rec.code = errc::worker_lost;
+            rec.counts_as_attempt = false;
+            rec.started = {};
+          }
+          first = false;
+          back.records.push_back(std::move(rec));
+        }
+        slot.in_flight.clear();
+        slot.backlog_s = 0;
+        if (!back.records.empty()) self->send(st.queue, std::move(back));
+        pump(self);
+      },
+  };
+}
+
+}  // namespace troupe

@@ -1,0 +1,127 @@
+#include "troupe/actors/monitor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <caf/all.hpp>
+
+namespace troupe {
+
+namespace {
+
+using self_ptr = monitor_actor::stateful_pointer<monitor_state>;
+
+double ms(int64_t ns) { return double(ns) / 1e6; }
+
+runtime_stats snapshot(const monitor_state& st) {
+  auto now = clock::now();
+  runtime_stats s = st.totals;
+  s.uptime_s = std::chrono::duration<double>(now - st.started).count();
+  if (st.first_submit != time_point{})
+    s.busy_window_s = std::chrono::duration<double>(st.last_finish - st.first_submit).count();
+  s.errors_detected = st.detection_n;
+  s.mean_error_detection_ms = st.detection_n ? st.detection_sum_ms / double(st.detection_n) : 0;
+  s.mean_error_handling_ms = st.handling_n ? st.handling_sum_ms / double(st.handling_n) : 0;
+  for (auto& [kind, h] : st.latency) {
+    latency_summary l;
+    l.count = h.count();
+    l.mean_ms = h.mean() / 1e6;
+    l.p50_ms = ms(int64_t(h.quantile(0.50)));
+    l.p95_ms = ms(int64_t(h.quantile(0.95)));
+    l.p99_ms = ms(int64_t(h.quantile(0.99)));
+    l.max_ms = ms(int64_t(h.max()));
+    s.latency.emplace(kind, l);
+  }
+  for (size_t i = 0; i < st.workers.size(); ++i) {
+    auto& w = st.workers[i];
+    worker_stats ws;
+    ws.index = int32_t(i);
+    ws.name = "cpu-" + std::to_string(i);
+    ws.device = "cpu";
+    ws.state = w.state;
+    ws.tasks = w.tasks;
+    ws.busy_s = double(w.busy_ns) / 1e9;
+    ws.restarts = w.restarts;
+    ws.heartbeat_age_ms =
+        w.last_heard == time_point{} ? -1 : std::chrono::duration<double, std::milli>(now - w.last_heard).count();
+    s.workers.push_back(ws);
+  }
+  return s;
+}
+
+}  // namespace
+
+monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monitor_state> self,
+                                          runtime_core* core, uint32_t workers) {
+  auto& st = self->state;
+  st.core = core;
+  st.workers.resize(workers);
+  auto now = clock::now();
+  for (auto& w : st.workers) w.last_heard = now;
+  self->delayed_send(self, core->cfg.heartbeat_interval, monitor_tick_msg{});
+  return {
+      [=](const finished_msg& msg) {
+        auto& st = self->state;
+        for (auto& r : msg.records) {
+          st.latency[*r.kind].record(uint64_t(std::max<int64_t>(0, r.latency_ns)));
+          switch (r.status) {
+            case outcome::completed: ++st.totals.completed; break;
+            case outcome::failed: ++st.totals.failed; break;
+            case outcome::cancelled: ++st.totals.cancelled; break;
+            case outcome::expired: ++st.totals.expired; break;
+            default: break;
+          }
+          if (st.first_submit == time_point{} || r.submitted < st.first_submit)
+            st.first_submit = r.submitted;
+          st.last_finish = std::max(st.last_finish, r.finished);
+        }
+        for (auto d : msg.detection_ms) st.detection_sum_ms += d, ++st.detection_n;
+        for (auto h : msg.handling_ms) st.handling_sum_ms += h, ++st.handling_n;
+        st.totals.retries += msg.retries;
+        st.totals.duplicates_dropped += msg.duplicates;
+        st.totals.queued = msg.queued;
+      },
+      [=](const work_report_msg& msg) {
+        auto& w = self->state.workers.at(size_t(msg.worker));
+        if (msg.generation < w.generation) return;  // a replaced worker's late report
+        w.generation = msg.generation;
+        w.last_heard = clock::now();
+        w.tasks += msg.tasks;
+        w.busy_ns += msg.busy_ns;
+        if (w.state != "restarting" && w.state != "down") w.state = msg.busy ? "busy" : "idle";
+        w.reported_silent = false;
+      },
+      [=](const worker_state_msg& msg) {
+        auto& w = self->state.workers.at(size_t(msg.worker));
+        w.state = msg.state;
+        w.restarts = msg.restarts;
+        w.last_heard = clock::now();
+        w.reported_silent = false;
+        if (msg.state == "up") {
+          w.generation = std::max(w.generation, msg.generation);
+          w.state = "idle";
+        }
+      },
+      [=](const monitor_tick_msg&) {
+        auto& st = self->state;
+        auto now = clock::now();
+        for (size_t i = 0; i < st.workers.size(); ++i) {
+          auto& w = st.workers[i];
+          if (w.reported_silent || w.state == "restarting" || w.state == "down") continue;
+          auto silent = now - w.last_heard;
+          if (silent > st.core->cfg.heartbeat_timeout && st.supervisor) {
+            w.reported_silent = true;
+            w.state = "unresponsive";
+            auto silent_ms = std::chrono::duration<double, std::milli>(silent).count();
+            spdlog::warn("monitor: worker {} silent for {:.0f} ms", i, silent_ms);
+            self->send(st.supervisor, unresponsive_msg{int32_t(i), w.generation, silent_ms});
+          }
+        }
+        self->delayed_send(self, st.core->cfg.heartbeat_interval, monitor_tick_msg{});
+      },
+      [=](supervisor_actor& sup) { self->state.supervisor = std::move(sup); },
+      [=](const stats_request&) -> runtime_stats { return snapshot(self->state); },
+  };
+}
+
+}  // namespace troupe

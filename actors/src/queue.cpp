@@ -1,0 +1,297 @@
+#include "troupe/actors/queue.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <caf/all.hpp>
+
+namespace troupe {
+
+namespace {
+
+using self_ptr = queue_actor::stateful_pointer<queue_state>;
+
+double ms_between(time_point a, time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+const char* topic_of(outcome o) {
+  switch (o) {
+    case outcome::completed: return "task.completed";
+    case outcome::failed: return "task.failed";
+    case outcome::cancelled: return "task.cancelled";
+    case outcome::expired: return "task.expired";
+    default: return "task.unknown";
+  }
+}
+
+class queue_logic {
+ public:
+  explicit queue_logic(self_ptr self) : self_(self), st_(self->state) {
+    events_.bind(st_.core->events);
+  }
+
+  ~queue_logic() {
+    if (!st_.report.records.empty() || st_.report.retries || st_.report.duplicates ||
+        !st_.report.detection_ms.empty()) {
+      st_.report.queued = st_.ready->size();
+      self_->send(st_.monitor, std::move(st_.report));
+      st_.report = finished_msg{};
+    }
+    events_.flush(self_, st_.bus);
+  }
+
+  /// The one place a task ends. Later terminal records of the same task are duplicates.
+  void finalize(const task_ptr& t, outcome o, error_info err, task_output out = {}) {
+    auto now = clock::now();
+    t->finished = true;
+    t->cancel_requested.store(true, std::memory_order_relaxed);  // a worker skips it if unstarted
+    t->timings.finished = now;
+    task_result r;
+    r.id = t->id;
+    r.kind = t->spec.kind;
+    r.status = o;
+    r.output = std::move(out);
+    r.error = std::move(err);
+    r.attempts = t->attempts;
+    r.timings = t->timings;
+    st_.live.erase(t->id);
+    st_.report.records.push_back(finished_record{&t->kind->def.name, o, t->attempts,
+                                                 (now - t->timings.submitted).count(),
+                                                 t->timings.submitted, now});
+    if (t->failure_detected != time_point{}) {
+      st_.report.handling_ms.push_back(ms_between(t->failure_detected, now));
+      t->failure_detected = {};
+    }
+    if (o == outcome::failed) {
+      st_.dead_letters.push_back(t->id);
+      while (st_.dead_letters.size() > st_.core->cfg.dead_letter_capacity)
+        st_.dead_letters.pop_front();
+    }
+    if (events_.wanted())
+      events_.add(topic_of(o), t->id, r.timings.worker,
+                  r.error ? std::string{to_string(r.error.code)} + ": " + r.error.message
+                          : t->spec.kind);
+    if (t->callback) {
+      try {
+        t->callback(r);
+      } catch (const std::exception& e) {
+        spdlog::warn("callback of task {} threw: {}", t->id, e.what());
+      }
+    }
+    t->promise.set_value(std::move(r));
+    st_.core->task_finished();
+  }
+
+  /// A retried or requeued task keeps its original arrival time: its age counts for it, so a
+  /// failure costs the backoff, not another trip through the whole queue.
+  void enqueue(const task_ptr& t, time_point arrival) {
+    auto& lt = st_.live[t->id];
+    lt.task = t;
+    lt.at = queue_state::where::queued;
+    st_.ready->push(t, arrival);
+  }
+
+  void admit(std::vector<task_ptr>& tasks) {
+    auto now = clock::now();
+    for (auto& t : tasks) {
+      if (st_.escalated) {
+        finalize(t, outcome::failed, {errc::supervisor_gave_up, st_.escalation});
+        continue;
+      }
+      t->timings.queued = now;
+      enqueue(t, now);
+      if (t->spec.deadline) st_.deadlines.emplace(*t->spec.deadline, t);
+      if (events_.wanted()) {
+        events_.add("task.submitted", t->id, -1, t->spec.kind);
+        events_.add("task.queued", t->id);
+      }
+    }
+    arm_deadline_timer();
+  }
+
+  /// Sends the balancer as many ready tasks as it asked for.
+  void pump() {
+    if (st_.demand == 0 || st_.ready->empty()) return;
+    dispatch_msg out;
+    auto now = clock::now();
+    while (st_.demand > 0) {
+      auto t = st_.ready->pop();
+      if (!t) break;
+      if (t->finished) continue;  // cancelled or expired while queued
+      if (t->spec.deadline && *t->spec.deadline <= now) {
+        finalize(t, outcome::expired, {errc::deadline_expired, "deadline passed while queued"});
+        continue;
+      }
+      ++t->attempts;
+      st_.live[t->id].at = queue_state::where::dispatched;
+      out.tasks.push_back(assignment{t, t->attempts});
+      --st_.demand;
+    }
+    if (!out.tasks.empty()) self_->send(st_.balancer, std::move(out));
+  }
+
+  void complete(std::vector<attempt_record>& records) {
+    auto now = clock::now();
+    for (auto& rec : records) {
+      auto& t = rec.task;
+      if (t->finished) {
+        ++st_.report.duplicates;
+        continue;
+      }
+      if (rec.started != time_point{}) {
+        if (t->failure_detected != time_point{}) {
+          st_.report.handling_ms.push_back(ms_between(t->failure_detected, rec.started));
+          t->failure_detected = {};
+        }
+        t->timings.started = rec.started;
+        t->timings.worker = rec.worker;
+      }
+      if (rec.code == errc::none) {
+        finalize(t, outcome::completed, {}, std::move(rec.output));
+        continue;
+      }
+      if (rec.code == errc::deadline_expired) {
+        finalize(t, outcome::expired, {rec.code, "deadline passed before the task started"});
+        continue;
+      }
+      if (rec.code == errc::cancelled) {  // normally finalized already by cancel()
+        finalize(t, outcome::cancelled, {rec.code, "cancelled"});
+        continue;
+      }
+      if (!rec.counts_as_attempt) {  // never started on a worker that died: same attempt again
+        --t->attempts;
+        enqueue(t, t->timings.queued);
+        continue;
+      }
+      st_.report.detection_ms.push_back(ms_between(rec.finished, now));
+      t->failure_detected = now;
+      t->last_error = {rec.code, rec.message};
+      if (!is_retryable(rec.code) || t->attempts > t->max_retries) {
+        auto msg = rec.message;
+        if (is_retryable(rec.code))
+          msg += " (gave up after " + std::to_string(t->attempts) + " attempts)";
+        finalize(t, outcome::failed, {rec.code, std::move(msg)});
+        continue;
+      }
+      auto backoff = std::min<std::chrono::milliseconds>(
+          t->retry_backoff * (int64_t(1) << std::min<uint32_t>(t->attempts - 1, 20)),
+          st_.core->cfg.retry_backoff_max);
+      if (t->spec.deadline && now + backoff >= *t->spec.deadline) {
+        finalize(t, outcome::expired,
+                 {errc::deadline_expired, "deadline passes before the next attempt: " + rec.message});
+        continue;
+      }
+      ++st_.report.retries;
+      if (events_.wanted())
+        events_.add("task.retrying", t->id, rec.worker,
+                    std::string{to_string(rec.code)} + ": " + rec.message);
+      if (backoff.count() == 0) {
+        enqueue(t, t->timings.queued);
+      } else {
+        st_.live[t->id].at = queue_state::where::backoff;
+        self_->delayed_send(self_, backoff, retry_msg{t});
+      }
+    }
+  }
+
+  void cancel_live(errc reason, const std::string& message, outcome o) {
+    std::vector<task_ptr> all;
+    all.reserve(st_.live.size());
+    for (auto& [id, lt] : st_.live) all.push_back(lt.task);
+    for (auto& t : all) finalize(t, o, {reason, message});
+  }
+
+  void arm_deadline_timer() {
+    auto now = clock::now();
+    while (!st_.deadlines.empty()) {
+      auto& [at, t] = st_.deadlines.top();
+      if (t->finished) {
+        st_.deadlines.pop();
+        continue;
+      }
+      if (at <= now) {
+        auto task = t;
+        st_.deadlines.pop();
+        auto i = st_.live.find(task->id);
+        // A dispatched task is checked by its worker before it starts.
+        if (i != st_.live.end() && i->second.at != queue_state::where::dispatched)
+          finalize(task, outcome::expired, {errc::deadline_expired, "deadline passed while queued"});
+        continue;
+      }
+      if (at < st_.timer_at) {
+        st_.timer_at = at;
+        self_->delayed_send(self_, at - now, deadline_tick_msg{});
+      }
+      break;
+    }
+  }
+
+  event_batch events_{};
+
+ private:
+  self_ptr self_;
+  queue_state& st_;
+};
+
+}  // namespace
+
+queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state> self,
+                                      runtime_core* core, monitor_actor monitor,
+                                      event_bus_actor bus) {
+  auto& st = self->state;
+  st.core = core;
+  st.monitor = std::move(monitor);
+  st.bus = std::move(bus);
+  st.ready = make_ready_queue(core->cfg.order, core->cfg.aging_interval);
+  return {
+      [=](submit_msg& msg) {
+        queue_logic q{self};
+        q.admit(msg.tasks);
+        q.pump();
+      },
+      [=](const cancel_msg& msg) {
+        auto i = self->state.live.find(msg.id);
+        if (i == self->state.live.end()) return;
+        queue_logic q{self};
+        q.finalize(i->second.task, outcome::cancelled, {errc::cancelled, "cancelled by the caller"});
+      },
+      [=](const cancel_all_msg& msg) {
+        queue_logic q{self};
+        q.cancel_live(msg.reason, msg.message, outcome::cancelled);
+      },
+      [=](retry_msg& msg) {
+        if (msg.task->finished) return;
+        queue_logic q{self};
+        q.enqueue(msg.task, msg.task->timings.queued);
+        q.pump();
+      },
+      [=](const deadline_tick_msg&) {
+        self->state.timer_at = time_point::max();
+        queue_logic q{self};
+        q.arm_deadline_timer();
+      },
+      [=](const demand_msg& msg, balancer_actor& balancer) {
+        self->state.balancer = std::move(balancer);
+        self->state.demand += msg.tasks;
+        queue_logic q{self};
+        q.pump();
+      },
+      [=](completions_msg& msg) {
+        queue_logic q{self};
+        q.complete(msg.records);
+        q.pump();
+      },
+      [=](const escalate_msg& msg) {
+        auto& st = self->state;
+        st.escalated = true;
+        st.escalation = msg.reason;
+        st.core->refusal = errc::supervisor_gave_up;
+        st.core->accepting = false;
+        queue_logic q{self};
+        q.cancel_live(errc::supervisor_gave_up, msg.reason, outcome::failed);
+      },
+  };
+}
+
+}  // namespace troupe

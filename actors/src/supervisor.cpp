@@ -1,0 +1,132 @@
+#include "troupe/actors/supervisor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <caf/all.hpp>
+
+#include "troupe/actors/cpu_worker.hpp"
+
+namespace troupe {
+
+namespace {
+
+using self_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
+
+void spawn_child(self_ptr self, int32_t index) {
+  auto& st = self->state;
+  auto& c = st.children.at(size_t(index));
+  auto gen = ++c.generation;
+  auto me = caf::actor_cast<supervisor_actor>(self);
+  // Linked: our exit handler learns of its death; if we go, it goes.
+  if (st.core->cfg.detached_workers)
+    c.handle = self->spawn<caf::linked + caf::detached>(cpu_worker_impl, st.core, index, gen,
+                                                        st.balancer, st.monitor, me, st.bus);
+  else
+    c.handle = self->spawn<caf::linked>(cpu_worker_impl, st.core, index, gen, st.balancer,
+                                        st.monitor, me, st.bus);
+  c.alive = true;
+  self->send(st.balancer, worker_up_msg{index, gen, c.handle});
+  self->send(st.monitor, worker_state_msg{index, "up", c.restarts, gen});
+  event_batch events{st.core->events};
+  events.add("worker.up", 0, index, "cpu generation " + std::to_string(gen));
+  events.flush(self, st.bus);
+}
+
+void escalate(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  st.escalated = true;
+  spdlog::critical("supervisor: {}; escalating: the runtime stops accepting tasks", why);
+  self->send(st.queue, escalate_msg{why});
+}
+
+/// A child is gone (crashed, killed, or declared unresponsive): reclaim, then restart or escalate.
+void child_lost(self_ptr self, int32_t index, const std::string& reason) {
+  auto& st = self->state;
+  auto& c = st.children.at(size_t(index));
+  c.alive = false;
+  auto crashed = c.last_crash.generation == c.generation ? c.last_crash : crash_report_msg{};
+  auto why = crashed.task != 0 ? crashed.what : reason;
+  auto at = crashed.task != 0 ? crashed.at : clock::now();
+  spdlog::warn("supervisor: worker {} (generation {}) lost: {}", index, c.generation, why);
+  self->send(st.balancer, worker_lost_msg{index, c.generation, crashed.task, why, at});
+  event_batch events{st.core->events};
+  events.add("worker.down", crashed.task, index, why);
+  if (st.escalated) {
+    events.flush(self, st.bus);
+    return;
+  }
+  auto now = clock::now();
+  // Restart intensity is per supervisor, as in Erlang/OTP: at most N restarts of any child
+  // within the window T; one more and the supervisor gives up and escalates.
+  auto& recent = st.recent;
+  while (!recent.empty() && now - recent.front() > st.core->cfg.restart_period) recent.pop_front();
+  if (recent.size() >= st.core->cfg.restart_intensity) {
+    self->send(st.monitor, worker_state_msg{index, "down", c.restarts, c.generation});
+    events.flush(self, st.bus);
+    escalate(self, std::to_string(recent.size()) + " restarts within " +
+                       std::to_string(st.core->cfg.restart_period.count()) + " ms, the limit is " +
+                       std::to_string(st.core->cfg.restart_intensity));
+    return;
+  }
+  recent.push_back(now);
+  ++c.restarts;
+  auto backoff = std::min<std::chrono::milliseconds>(
+      st.core->cfg.restart_backoff * (int64_t(1) << std::min<size_t>(recent.size() - 1, 20)),
+      st.core->cfg.restart_backoff_max);
+  self->send(st.monitor, worker_state_msg{index, "restarting", c.restarts, c.generation});
+  events.add("worker.restarting", 0, index, "in " + std::to_string(backoff.count()) + " ms");
+  events.flush(self, st.bus);
+  if (backoff.count() == 0)
+    spawn_child(self, index);
+  else
+    self->delayed_send(self, backoff, restart_msg{index});
+}
+
+}  // namespace
+
+supervisor_actor::behavior_type supervisor_impl(
+    supervisor_actor::stateful_pointer<supervisor_state> self, runtime_core* core,
+    balancer_actor balancer, monitor_actor monitor, queue_actor queue, event_bus_actor bus) {
+  auto& st = self->state;
+  st.core = core;
+  st.balancer = std::move(balancer);
+  st.monitor = std::move(monitor);
+  st.queue = std::move(queue);
+  st.bus = std::move(bus);
+  st.children.resize(core->cfg.cpu_workers);
+  self->set_exit_handler([=](caf::exit_msg& em) {
+    auto& st = self->state;
+    for (size_t i = 0; i < st.children.size(); ++i) {
+      auto& c = st.children[i];
+      if (c.alive && em.source == c.handle.address()) {
+        child_lost(self, int32_t(i), "worker exited: " + to_string(em.reason));
+        return;
+      }
+    }
+    self->quit(em.reason);  // not a child: a shutdown request (or our parent died)
+  });
+  for (size_t i = 0; i < st.children.size(); ++i) spawn_child(self, int32_t(i));
+  return {
+      [=](const crash_report_msg& msg) {
+        self->state.children.at(size_t(msg.worker)).last_crash = msg;
+      },
+      [=](const unresponsive_msg& msg) {
+        auto& st = self->state;
+        auto& c = st.children.at(size_t(msg.worker));
+        if (!c.alive || c.generation != msg.generation) return;
+        // A detached worker stuck in a kernel cannot be preempted: fence it off (unlink, kill,
+        // results of its generation are ignored) and start a replacement right away.
+        self->unlink_from(c.handle);
+        self->send_exit(c.handle, caf::exit_reason::kill);
+        child_lost(self, msg.worker,
+                   "no heartbeat for " + std::to_string(int64_t(msg.silent_ms)) + " ms");
+      },
+      [=](const restart_msg& msg) {
+        auto& st = self->state;
+        if (!st.escalated && !st.children.at(size_t(msg.worker)).alive)
+          spawn_child(self, msg.worker);
+      },
+  };
+}
+
+}  // namespace troupe

@@ -1,0 +1,251 @@
+// `troupe bench`: each figure beside a baseline measured in the same run, with the ratio.
+//   pipeline: empty tasks through submit -> queue -> balancer -> worker -> result, one by one
+//             and batched, beside a mutex+condvar thread pool with as many threads as workers.
+//   latency:  submit-to-result with one task in flight, beside the same round trip through the
+//             thread pool (submit, future.get()).
+//   gemm:     512^3 float32 through troupe beside direct cblas_sgemm calls on as many threads.
+#include <cblas.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+#include "troupe/kernels.hpp"
+#include "troupe/runtime.hpp"
+
+namespace troupe::cli {
+
+namespace {
+
+using seconds_d = std::chrono::duration<double>;
+
+/// The baseline: a plain mutex + condvar pool.
+class thread_pool {
+ public:
+  explicit thread_pool(size_t n) {
+    for (size_t i = 0; i < n; ++i)
+      threads_.emplace_back([this] {
+        for (;;) {
+          std::function<void()> f;
+          {
+            std::unique_lock<std::mutex> lock{m_};
+            cv_.wait(lock, [&] { return stop_ || !q_.empty(); });
+            if (q_.empty()) return;
+            f = std::move(q_.front());
+            q_.pop_front();
+          }
+          f();
+        }
+      });
+  }
+  ~thread_pool() {
+    {
+      std::lock_guard<std::mutex> g{m_};
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard<std::mutex> g{m_};
+      q_.push_back(std::move(f));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> q_;
+  std::vector<std::thread> threads_;
+  bool stop_ = false;
+};
+
+struct counter {
+  std::mutex m;
+  std::condition_variable cv;
+  size_t n = 0, target = 0;
+  void hit() {
+    std::lock_guard<std::mutex> g{m};
+    if (++n == target) cv.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock{m};
+    cv.wait(lock, [&] { return n >= target; });
+  }
+};
+
+double pool_rate(size_t workers, size_t tasks) {
+  thread_pool pool{workers};
+  counter c;
+  c.target = tasks;
+  auto t0 = clock::now();
+  for (size_t i = 0; i < tasks; ++i) pool.post([&c] { c.hit(); });
+  c.wait();
+  return double(tasks) / seconds_d(clock::now() - t0).count();
+}
+
+runtime_config bench_config(uint32_t workers) {
+  runtime_config cfg;
+  cfg.cpu_workers = workers;
+  cfg.queue_bound = uint64_t(1) << 32;
+  cfg.log_level = "warn";
+  return cfg;
+}
+
+double troupe_rate(uint32_t workers, size_t tasks, size_t batch) {
+  runtime rt{bench_config(workers)};
+  task_spec noop;
+  noop.kind = "noop";
+  auto t0 = clock::now();
+  if (batch <= 1) {
+    for (size_t i = 0; i < tasks; ++i) rt.submit(noop);
+  } else {
+    for (size_t done = 0; done < tasks; done += batch)
+      rt.submit_batch(std::vector<task_spec>(std::min(batch, tasks - done), noop));
+  }
+  rt.wait_idle(std::chrono::minutes(10));
+  auto rate = double(tasks) / seconds_d(clock::now() - t0).count();
+  auto s = rt.stats();
+  if (s.completed != tasks)
+    std::fprintf(stderr, "warning: %llu of %zu tasks completed\n",
+                 static_cast<unsigned long long>(s.completed), tasks);
+  return rate;
+}
+
+template <class F>
+double median_of(int reps, F f) {
+  std::vector<double> v;
+  for (int i = 0; i < reps; ++i) v.push_back(f());
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double pct(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, size_t(q * double(v.size())))];
+}
+
+}  // namespace
+
+int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std::string& json_path,
+              uint32_t workers) {
+  auto which = which_in.empty() ? std::vector<std::string>{"pipeline", "latency", "gemm"} : which_in;
+  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  nlohmann::json out;
+  out["workers"] = workers;
+  auto wants = [&](const char* w) { return std::find(which.begin(), which.end(), w) != which.end(); };
+
+  if (wants("pipeline")) {
+    auto pool = median_of(3, [&] { return pool_rate(workers, tasks); });
+    auto batched = median_of(3, [&] { return troupe_rate(workers, tasks, 10000); });
+    auto single_n = std::max<size_t>(1, tasks / 5);
+    auto single = median_of(3, [&] { return troupe_rate(workers, single_n, 1); });
+    std::printf("pipeline  empty tasks, %u workers, median of 3\n", workers);
+    std::printf("  condvar thread pool        %12.0f tasks/s  (%zu tasks)\n", pool, tasks);
+    std::printf("  troupe, batches of 10000   %12.0f tasks/s  ratio %.3f\n", batched, batched / pool);
+    std::printf("  troupe, one by one         %12.0f tasks/s  ratio %.3f  (%zu tasks)\n", single,
+                single / pool, single_n);
+    out["pipeline"] = {{"pool_tps", pool},
+                       {"batched_tps", batched},
+                       {"batched_ratio", batched / pool},
+                       {"single_tps", single},
+                       {"single_ratio", single / pool}};
+  }
+
+  if (wants("latency")) {
+    const int rounds = 5000;
+    std::vector<double> base, ours;
+    {
+      thread_pool pool{workers};
+      for (int i = 0; i < rounds; ++i) {
+        auto t0 = clock::now();
+        std::promise<int> p;
+        auto f = p.get_future();
+        pool.post([&p] { p.set_value(1); });
+        f.get();
+        base.push_back(std::chrono::duration<double, std::micro>(clock::now() - t0).count());
+      }
+    }
+    {
+      runtime rt{bench_config(workers)};
+      task_spec noop;
+      noop.kind = "noop";
+      for (int i = 0; i < rounds; ++i) {
+        auto t0 = clock::now();
+        rt.submit(noop).get();
+        ours.push_back(std::chrono::duration<double, std::micro>(clock::now() - t0).count());
+      }
+    }
+    std::printf("latency   submit -> result, one task in flight, %d rounds, microseconds\n", rounds);
+    std::printf("  condvar thread pool   p50 %8.1f  p99 %8.1f\n", pct(base, .5), pct(base, .99));
+    std::printf("  troupe                p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f)\n",
+                pct(ours, .5), pct(ours, .99), pct(ours, .5) / pct(base, .5),
+                pct(ours, .99) / pct(base, .99));
+    out["latency_us"] = {{"pool_p50", pct(base, .5)}, {"pool_p99", pct(base, .99)},
+                         {"troupe_p50", pct(ours, .5)}, {"troupe_p99", pct(ours, .99)}};
+  }
+
+  if (wants("gemm")) {
+    const int64_t n = 512;
+    const size_t count = 24 * workers;
+    std::vector<float> a, b;
+    kernels::gemm_inputs(n, n, n, 1, a, b);
+    std::vector<uint8_t> payload((a.size() + b.size()) * sizeof(float));
+    std::memcpy(payload.data(), a.data(), a.size() * sizeof(float));
+    std::memcpy(payload.data() + a.size() * sizeof(float), b.data(), b.size() * sizeof(float));
+    openblas_set_num_threads(1);
+    auto direct = [&] {
+      auto t0 = clock::now();
+      std::vector<std::thread> threads;
+      std::atomic<size_t> next{0};
+      for (uint32_t w = 0; w < workers; ++w)
+        threads.emplace_back([&] {
+          while (next.fetch_add(1) < count) {
+            std::unique_ptr<float[]> c{new float[size_t(n * n)]};
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.0f,
+                        a.data(), int(n), b.data(), int(n), 0.0f, c.get(), int(n));
+          }
+        });
+      for (auto& t : threads) t.join();
+      return double(count) / seconds_d(clock::now() - t0).count();
+    };
+    runtime rt{bench_config(workers)};
+    task_spec spec;
+    spec.kind = "gemm";
+    spec.params = {{"size", n}};
+    spec.payload = payload;
+    auto through = [&] {
+      std::vector<task_spec> specs(count, spec);  // copies of the inputs, made before timing
+      auto t0 = clock::now();
+      auto hs = rt.submit_batch(std::move(specs));
+      for (auto& h : hs)
+        if (!h.get().ok()) std::fprintf(stderr, "gemm failed: %s\n", h.get().error.message.c_str());
+      return double(count) / seconds_d(clock::now() - t0).count();
+    };
+    through();  // warm-up: the performance model learns the kind
+    double d = 0, t = 0;
+    d = median_of(5, direct);
+    t = median_of(5, through);
+    std::printf("gemm      512^3 float32, %zu calls on %u threads/workers, median of 5\n", count,
+                workers);
+    std::printf("  direct cblas_sgemm    %8.1f calls/s  (%.1f GFLOP/s)\n", d, d * 2 * n * n * n / 1e9);
+    std::printf("  troupe gemm tasks     %8.1f tasks/s  (%.1f GFLOP/s)  ratio %.3f\n", t,
+                t * 2 * n * n * n / 1e9, t / d);
+    out["gemm"] = {{"direct_per_s", d}, {"troupe_per_s", t}, {"ratio", t / d}};
+  }
+  if (!json_path.empty()) std::ofstream{json_path} << out.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace troupe::cli

@@ -1,0 +1,162 @@
+// troupe: the command-line front end. `troupe run` runs a workload on the embedded runtime and
+// reports; `troupe bench` measures the runtime beside plain baselines.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+
+#include "troupe/report.hpp"
+#include "troupe/runtime.hpp"
+#include "troupe/workload.hpp"
+
+namespace troupe::cli {
+int run_bench(const std::vector<std::string>& which, size_t tasks, const std::string& json_path,
+              uint32_t workers);
+}
+
+namespace {
+
+using namespace troupe;
+
+struct run_options {
+  std::string config, workload, json;
+  std::vector<std::string> overrides;
+  uint32_t workers = 0;
+  size_t tasks = 2000;
+  uint64_t seed = 42;
+  bool quiet = false;
+};
+
+class progress {
+ public:
+  progress(size_t total, bool tty) : total_(total), tty_(tty) {}
+  void show(size_t done) {
+    if (tty_) {
+      int width = 40, filled = total_ ? int(width * done / total_) : width;
+      std::fprintf(stderr, "\r[%s%s] %zu/%zu", std::string(size_t(filled), '#').c_str(),
+                   std::string(size_t(width - filled), ' ').c_str(), done, total_);
+      if (done == total_) std::fprintf(stderr, "\n");
+    } else {
+      auto decile = total_ ? done * 10 / total_ : 10;
+      if (decile > last_decile_ || done == total_) {
+        last_decile_ = decile;
+        std::fprintf(stderr, "progress: %zu/%zu tasks finished\n", done, total_);
+      }
+    }
+    std::fflush(stderr);
+  }
+
+ private:
+  size_t total_;
+  bool tty_;
+  size_t last_decile_ = 0;
+};
+
+int run(const run_options& opt) {
+  runtime_config cfg;
+  if (!opt.config.empty()) cfg = load_config(opt.config);
+  for (auto& o : opt.overrides) apply_override(cfg, o);
+  if (opt.workers) cfg.cpu_workers = opt.workers;
+  auto specs = opt.workload.empty() ? cli::default_workload(opt.seed, opt.tasks)
+                                    : cli::load_workload(opt.workload);
+  runtime rt{cfg};
+  auto workers = rt.config().cpu_workers;
+  std::fprintf(stderr, "troupe run: %zu tasks on %u cpu workers (%s)\n", specs.size(), workers,
+               opt.workload.empty() ? "default AI mix" : opt.workload.c_str());
+
+  std::atomic<size_t> done{0};
+  std::mutex m;
+  std::condition_variable cv;
+  auto handles = rt.submit_batch(std::move(specs), [&](const task_result&) {
+    done.fetch_add(1, std::memory_order_relaxed);
+  });
+  size_t accepted = 0;
+  for (auto& h : handles) accepted += h.ready() && h.get().status == outcome::rejected ? 0 : 1;
+  progress bar{handles.size(), isatty(STDERR_FILENO) != 0};
+  size_t rejected = handles.size() - accepted;
+  if (!opt.quiet) {
+    // Redraw every 100 ms until every accepted task has a terminal record.
+    std::unique_lock<std::mutex> lock{m};
+    while (done.load() < accepted) {
+      bar.show(done.load() + rejected);
+      cv.wait_for(lock, std::chrono::milliseconds(100));
+    }
+    bar.show(handles.size());
+  }
+  time_point first = time_point::max(), last{};
+  size_t shown_errors = 0;
+  for (auto& h : handles) {
+    auto& r = h.get();
+    first = std::min(first, r.timings.submitted);
+    last = std::max(last, r.timings.finished);
+    if (r.status == outcome::rejected && shown_errors++ < 5)
+      std::fprintf(stderr, "task %llu rejected: %s: %s\n", static_cast<unsigned long long>(r.id),
+                   to_string(r.error.code), r.error.message.c_str());
+  }
+  cli::run_summary summary;
+  summary.stats = rt.stats();
+  summary.workers = workers;
+  summary.makespan_s = handles.empty() ? 0 : std::chrono::duration<double>(last - first).count();
+  std::cout << cli::to_text(summary) << std::flush;
+  if (!opt.json.empty()) {
+    std::ofstream out{opt.json};
+    if (!out) {
+      std::fprintf(stderr, "cannot write %s\n", opt.json.c_str());
+      return 1;
+    }
+    out << cli::to_json(summary).dump(2) << "\n";
+  }
+  rt.shutdown();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"troupe: an actor runtime for AI work on CPUs and GPUs"};
+  app.require_subcommand(1);
+
+  run_options ro;
+  auto* run_cmd = app.add_subcommand("run", "run a workload on the embedded runtime and report");
+  run_cmd->add_option("--config", ro.config, "TOML config file (see config/local.toml)")
+      ->check(CLI::ExistingFile);
+  run_cmd->add_option("--workload", ro.workload, "JSON-lines workload (see docs/workload.md)")
+      ->check(CLI::ExistingFile);
+  run_cmd->add_option("--json", ro.json, "also write the report as JSON to this file");
+  run_cmd->add_option("--set", ro.overrides, "override a config key: section.key=value")
+      ->take_all();
+  run_cmd->add_option("--workers", ro.workers, "cpu workers (overrides workers.cpu)");
+  run_cmd->add_option("--tasks", ro.tasks, "size of the default workload")->check(CLI::Range(1, 10000000));
+  run_cmd->add_option("--seed", ro.seed, "seed of the default workload");
+  run_cmd->add_flag("--quiet", ro.quiet, "no progress output");
+
+  std::vector<std::string> which;
+  size_t bench_tasks = 1000000;
+  std::string bench_json;
+  uint32_t bench_workers = 0;
+  auto* bench_cmd = app.add_subcommand("bench", "measure the runtime beside plain baselines");
+  bench_cmd->add_option("which", which, "pipeline, latency, gemm (default: all)")
+      ->check(CLI::IsMember({"pipeline", "latency", "gemm"}));
+  bench_cmd->add_option("--tasks", bench_tasks, "empty tasks for the pipeline benchmark");
+  bench_cmd->add_option("--json", bench_json, "also write the figures as JSON");
+  bench_cmd->add_option("--workers", bench_workers, "cpu workers (default: one per core)");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*run_cmd) return run(ro);
+    if (*bench_cmd) return troupe::cli::run_bench(which, bench_tasks, bench_json, bench_workers);
+  } catch (const troupe::config_error& e) {
+    std::fprintf(stderr, "troupe: config error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "troupe: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,90 @@
+#include "troupe/report.hpp"
+
+#include <cstdio>
+#include <sstream>
+
+namespace troupe::cli {
+
+double lower_bound_s(const run_summary& r) {
+  double work = 0;
+  for (auto& w : r.stats.workers) work += w.busy_s;
+  return r.workers ? work / double(r.workers) : 0;
+}
+
+nlohmann::json to_json(const run_summary& r) {
+  auto& s = r.stats;
+  nlohmann::json j;
+  j["submitted"] = s.submitted;
+  j["rejected"] = s.rejected;
+  j["completed"] = s.completed;
+  j["failed"] = s.failed;
+  j["cancelled"] = s.cancelled;
+  j["expired"] = s.expired;
+  j["retries"] = s.retries;
+  j["duplicates_dropped"] = s.duplicates_dropped;
+  j["makespan_s"] = r.makespan_s;
+  j["lower_bound_s"] = lower_bound_s(r);
+  auto finished = s.completed + s.failed + s.cancelled + s.expired;
+  j["throughput_tps"] = r.makespan_s > 0 ? double(finished) / r.makespan_s : 0.0;
+  j["mean_error_detection_ms"] = s.mean_error_detection_ms;
+  j["mean_error_handling_ms"] = s.mean_error_handling_ms;
+  j["errors_detected"] = s.errors_detected;
+  auto& lat = j["latency_ms"] = nlohmann::json::object();
+  for (auto& [kind, l] : s.latency)
+    lat[kind] = {{"count", l.count}, {"mean", l.mean_ms}, {"p50", l.p50_ms},
+                 {"p95", l.p95_ms},   {"p99", l.p99_ms},   {"max", l.max_ms}};
+  auto& workers = j["workers"] = nlohmann::json::array();
+  for (auto& w : s.workers)
+    workers.push_back({{"name", w.name},
+                       {"device", w.device},
+                       {"state", w.state},
+                       {"tasks", w.tasks},
+                       {"busy_s", w.busy_s},
+                       {"restarts", w.restarts},
+                       {"utilisation", r.makespan_s > 0 ? w.busy_s / r.makespan_s : 0.0}});
+  return j;
+}
+
+std::string to_text(const run_summary& r) {
+  auto& s = r.stats;
+  std::ostringstream o;
+  char buf[256];
+  auto finished = s.completed + s.failed + s.cancelled + s.expired;
+  o << "tasks      submitted " << s.submitted << ", completed " << s.completed << ", failed "
+    << s.failed << ", cancelled " << s.cancelled << ", expired " << s.expired << ", rejected "
+    << s.rejected << "\n";
+  o << "retries    " << s.retries << " (duplicates dropped " << s.duplicates_dropped << ")\n";
+  std::snprintf(buf, sizeof buf, "throughput %.1f tasks/s\n",
+                r.makespan_s > 0 ? double(finished) / r.makespan_s : 0.0);
+  o << buf;
+  auto lb = lower_bound_s(r);
+  std::snprintf(buf, sizeof buf,
+                "makespan   %.3f s  (lower bound %.3f s = measured work / %u workers; ratio %.3f)\n",
+                r.makespan_s, lb, r.workers, lb > 0 ? r.makespan_s / lb : 0.0);
+  o << buf;
+  std::snprintf(buf, sizeof buf,
+                "errors     %llu detected; mean detection %.3f ms, mean handling %.3f ms\n",
+                static_cast<unsigned long long>(s.errors_detected), s.mean_error_detection_ms,
+                s.mean_error_handling_ms);
+  o << buf;
+  o << "latency    submit -> result, ms\n";
+  std::snprintf(buf, sizeof buf, "  %-10s %8s %9s %9s %9s %9s\n", "kind", "count", "p50", "p95",
+                "p99", "max");
+  o << buf;
+  for (auto& [kind, l] : s.latency) {
+    std::snprintf(buf, sizeof buf, "  %-10s %8llu %9.2f %9.2f %9.2f %9.2f\n", kind.c_str(),
+                  static_cast<unsigned long long>(l.count), l.p50_ms, l.p95_ms, l.p99_ms,
+                  l.max_ms);
+    o << buf;
+  }
+  o << "workers\n";
+  for (auto& w : s.workers) {
+    std::snprintf(buf, sizeof buf, "  %-8s %-5s tasks %6llu  busy %7.3f s  utilisation %5.1f%%  restarts %u\n",
+                  w.name.c_str(), w.device.c_str(), static_cast<unsigned long long>(w.tasks),
+                  w.busy_s, r.makespan_s > 0 ? 100.0 * w.busy_s / r.makespan_s : 0.0, w.restarts);
+    o << buf;
+  }
+  return o.str();
+}
+
+}  // namespace troupe::cli

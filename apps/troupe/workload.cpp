@@ -1,0 +1,124 @@
+#include "troupe/workload.hpp"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <stdexcept>
+
+namespace troupe::cli {
+
+std::vector<task_spec> default_workload(uint64_t seed, size_t tasks) {
+  std::mt19937_64 rng{seed};
+  auto pick = [&](auto... xs) {
+    int64_t v[] = {xs...};
+    return v[rng() % sizeof...(xs)];
+  };
+  std::vector<task_spec> out;
+  out.reserve(tasks);
+  size_t fail_retry = tasks / 50, fail_forever = 5;
+  for (size_t i = 0; i < tasks; ++i) {
+    task_spec s;
+    s.priority = int32_t(rng() % 10);
+    if (i % 50 == 25 && fail_retry > 0) {  // 2%: fail on the first attempt, then succeed
+      --fail_retry;
+      s.kind = "fail";
+      s.params = {{"first_attempts", int64_t{1}}, {"message", std::string{"transient fault"}}};
+    } else if (i % 397 == 200 && fail_forever > 0) {  // a handful fail for good
+      --fail_forever;
+      s.kind = "fail";
+      s.params = {{"error", std::string{fail_forever % 2 ? "task_failed_permanently" : "task_failed"}},
+                  {"message", std::string{"persistent fault"}}};
+    } else if (rng() % 100 < 46) {
+      s.kind = "gemm";
+      s.params = {{"size", pick(64, 128, 192, 256, 384, 512)}, {"seed", int64_t(i)}};
+    } else {
+      s.kind = "mlp";
+      s.params = {{"layers", std::vector<int64_t>{256, 512, 512, 10}},
+                  {"batch", pick(1, 2, 4, 8, 16, 32, 64)},
+                  {"seed", int64_t{7}}};
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+namespace {
+
+param_value to_param(const nlohmann::json& v, const std::string& where) {
+  if (v.is_boolean()) return v.get<bool>();
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) return v.get<double>();
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array()) {
+    bool ints = std::all_of(v.begin(), v.end(), [](auto& x) { return x.is_number_integer(); });
+    bool nums = std::all_of(v.begin(), v.end(), [](auto& x) { return x.is_number(); });
+    if (ints) return v.get<std::vector<int64_t>>();
+    if (nums) return v.get<std::vector<double>>();
+  }
+  throw std::runtime_error(where + ": expected a number, string, bool or list of numbers");
+}
+
+}  // namespace
+
+std::vector<task_spec> parse_workload(std::istream& in, const std::string& source) {
+  std::vector<task_spec> out;
+  std::string line;
+  constexpr size_t max_count = 10'000'000;  // per line: a typo must not allocate the machine away
+  for (int lineno = 1; std::getline(in, line); ++lineno) {
+    auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#') continue;
+    auto where = source + ":" + std::to_string(lineno);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw std::runtime_error(where + ": not valid JSON: " + e.what());
+    }
+    if (!j.is_object()) throw std::runtime_error(where + ": expected a JSON object");
+    static const char* known[] = {"kind", "params", "priority", "count", "deadline_ms",
+                                  "max_retries", "retry_backoff_ms", "cpu_slots", "memory_bytes",
+                                  "labels", "key"};
+    for (auto& [k, v] : j.items())
+      if (std::find(std::begin(known), std::end(known), k) == std::end(known))
+        throw std::runtime_error(where + ": unknown field '" + k + "'");
+    auto field = [&](const char* name, auto fallback) {
+      using T = decltype(fallback);
+      if (!j.contains(name)) return fallback;
+      try {
+        return j.at(name).get<T>();
+      } catch (const nlohmann::json::exception&) {
+        throw std::runtime_error(where + ": field '" + name + "' has the wrong type");
+      }
+    };
+    task_spec s;
+    s.kind = field("kind", std::string{});
+    if (s.kind.empty()) throw std::runtime_error(where + ": field 'kind' is required");
+    if (j.contains("params")) {
+      if (!j["params"].is_object()) throw std::runtime_error(where + ": 'params' must be an object");
+      for (auto& [k, v] : j["params"].items()) s.params.set(k, to_param(v, where + ": params." + k));
+    }
+    s.priority = field("priority", int32_t{0});
+    if (j.contains("deadline_ms"))
+      s.deadline = clock::now() + std::chrono::milliseconds(field("deadline_ms", int64_t{0}));
+    if (j.contains("max_retries")) s.max_retries = field("max_retries", uint32_t{0});
+    if (j.contains("retry_backoff_ms"))
+      s.retry_backoff = std::chrono::milliseconds(field("retry_backoff_ms", int64_t{0}));
+    s.needs.cpu_slots = field("cpu_slots", uint32_t{1});
+    s.needs.memory_bytes = field("memory_bytes", uint64_t{0});
+    s.labels = field("labels", std::map<std::string, std::string>{});
+    s.idempotency_key = field("key", std::string{});
+    auto count = field("count", int64_t{1});
+    if (count < 1 || size_t(count) > max_count)
+      throw std::runtime_error(where + ": field 'count' must be in [1, 10000000]");
+    for (int64_t c = 0; c < count; ++c) out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<task_spec> load_workload(const std::string& path) {
+  std::ifstream in{path};
+  if (!in) throw std::runtime_error(path + ": cannot open the workload file");
+  return parse_workload(in, path);
+}
+
+}  // namespace troupe::cli

@@ -1,0 +1,20 @@
+#pragma once
+// Workloads for `troupe run`: the default AI mix, or a JSON-lines file (docs/workload.md).
+#include <istream>
+#include <string>
+#include <vector>
+
+#include "troupe/model.hpp"
+
+namespace troupe::cli {
+
+/// About 2,000 tasks: gemm 64..512, mlp inference batch 1..64, priorities 0..9, 2% fail tasks
+/// that succeed on retry, and five that fail for good. Deterministic for a given seed.
+std::vector<task_spec> default_workload(uint64_t seed = 42, size_t tasks = 2000);
+
+/// One JSON object per line; blank lines and lines starting with '#' are skipped. Throws
+/// std::runtime_error naming the source, the line and the field on bad input.
+std::vector<task_spec> parse_workload(std::istream& in, const std::string& source);
+std::vector<task_spec> load_workload(const std::string& path);
+
+}  // namespace troupe::cli

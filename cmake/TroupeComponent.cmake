@@ -1,0 +1,29 @@
+# One helper per component: a library target troupe_<name>, its alias troupe::<name>,
+# and (optionally) a GoogleTest binary registered with CTest, each test with a TIMEOUT.
+include_guard(GLOBAL)
+
+# troupe_component(NAME SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
+function(troupe_component name)
+  cmake_parse_arguments(arg "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(troupe_${name} ${arg_SOURCES})
+  add_library(troupe::${name} ALIAS troupe_${name})
+  target_include_directories(troupe_${name} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>)
+  target_compile_features(troupe_${name} PUBLIC cxx_std_17)
+  target_compile_options(troupe_${name} PRIVATE ${TROUPE_WARNINGS})
+  target_link_libraries(troupe_${name} PUBLIC ${arg_PUBLIC_DEPS} PRIVATE ${arg_PRIVATE_DEPS})
+endfunction()
+
+# troupe_test(NAME SOURCES ... DEPS ... [TIMEOUT s] [LABELS ...])
+# Registers each gtest case of the binary with CTest (gtest_discover_tests), all with TIMEOUT.
+function(troupe_test name)
+  cmake_parse_arguments(arg "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  if(NOT arg_TIMEOUT)
+    set(arg_TIMEOUT 60)
+  endif()
+  add_executable(${name} ${arg_SOURCES})
+  target_compile_options(${name} PRIVATE ${TROUPE_WARNINGS})
+  target_link_libraries(${name} PRIVATE ${arg_DEPS} GTest::gtest GTest::gtest_main)
+  gtest_discover_tests(${name} PROPERTIES TIMEOUT ${arg_TIMEOUT} LABELS "${arg_LABELS}"
+    DISCOVERY_TIMEOUT 60)
+endfunction()

@@ -1,0 +1,98 @@
+#pragma once
+// The embedding API: a runtime in your process, all local CPU cores by default.
+//
+//   troupe::runtime rt{troupe::runtime_config{}};
+//   auto h = rt.submit({.kind = "gemm", .params = {{"size", int64_t{256}}}});
+//   const troupe::task_result& r = h.get();   // or a callback, or h.wait_for(...)
+//
+// No CAF type appears here: the actors live behind the pimpl.
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "troupe/config.hpp"
+#include "troupe/events.hpp"
+#include "troupe/model.hpp"
+#include "troupe/registry.hpp"
+#include "troupe/stats.hpp"
+
+namespace caf {
+class actor_system;
+}
+
+namespace troupe {
+
+using result_callback = std::function<void(const task_result&)>;
+
+/// A submitted task. Rejected submissions get a handle too, already finished with
+/// outcome::rejected and an error naming the problem.
+class task_handle {
+ public:
+  task_handle() = default;
+  task_handle(task_id id, std::shared_future<task_result> f) : id_(id), future_(std::move(f)) {}
+  task_id id() const { return id_; }
+  bool valid() const { return future_.valid(); }
+  /// Blocks until the task's terminal record exists.
+  const task_result& get() const { return future_.get(); }
+  bool ready() const {
+    return future_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  }
+  /// The result if it arrives within the timeout.
+  std::optional<task_result> wait_for(std::chrono::milliseconds timeout) const;
+  const std::shared_future<task_result>& future() const { return future_; }
+
+ private:
+  task_id id_ = 0;
+  std::shared_future<task_result> future_;
+};
+
+enum class shutdown_mode { drain, cancel };
+
+class runtime {
+ public:
+  /// Own actor system, built from the config (after troupe::resolve()).
+  explicit runtime(runtime_config cfg = {});
+  /// Attached to the caller's actor system: the runtime spawns its actors there.
+  runtime(caf::actor_system& system, runtime_config cfg);
+  static std::unique_ptr<runtime> from_file(const std::string& path);
+  ~runtime();  ///< shutdown(drain) if not done yet
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// Built-in kinds are registered; add your own here (before or while submitting).
+  task_registry& registry();
+  const runtime_config& config() const;
+
+  /// Validates (kind, parameters, resource needs, deadline), admits against the queue bound and
+  /// hands the task to the queue. Never throws for bad input: the handle says what was wrong.
+  task_handle submit(task_spec spec, result_callback on_done = {});
+  /// Same, in one message to the queue; handles are in the order of the specs.
+  std::vector<task_handle> submit_batch(std::vector<task_spec> specs, result_callback on_done = {});
+  /// Cancels a queued or running task (a running implementation may poll its context). Unknown
+  /// or finished ids are ignored. Asynchronous: the task's handle reports the outcome.
+  void cancel(task_id id);
+
+  /// Events whose topic starts with prefix ("" for all, "task.", "worker.down"). The callback
+  /// runs on the runtime's event thread; keep it short. Returns an id for unsubscribe().
+  uint64_t subscribe(std::string prefix, event_callback callback);
+  void unsubscribe(uint64_t id);
+
+  /// Counters, latency percentiles per kind, per-worker load. Asks the monitor (not a hot path).
+  runtime_stats stats();
+
+  /// drain: stop accepting, finish everything admitted. cancel: stop accepting, cancel what is
+  /// queued or running. Then stop the actors. Idempotent.
+  void shutdown(shutdown_mode mode = shutdown_mode::drain);
+  /// Waits until every admitted task has finished, or the timeout passes. True if idle.
+  bool wait_idle(std::chrono::milliseconds timeout);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,335 @@
+#include "troupe/runtime.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <caf/all.hpp>
+#include <deque>
+#include <unordered_map>
+
+#include "troupe/actors/balancer.hpp"
+#include "troupe/actors/core.hpp"
+#include "troupe/actors/event_bus.hpp"
+#include "troupe/actors/monitor.hpp"
+#include "troupe/actors/queue.hpp"
+#include "troupe/actors/supervisor.hpp"
+#include "troupe/kernels.hpp"
+#include "troupe/ledger.hpp"
+
+namespace troupe {
+
+std::optional<task_result> task_handle::wait_for(std::chrono::milliseconds timeout) const {
+  if (!future_.valid() || future_.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+  return future_.get();
+}
+
+struct runtime::impl {
+  runtime_core core;
+  std::unique_ptr<caf::actor_system_config> own_cfg;
+  std::unique_ptr<caf::actor_system> own_system;
+  caf::actor_system* system = nullptr;
+  std::vector<worker_capacity> capacities;
+  resource_ledger fit_check;  // capacities only: answers "could this ever run here?"
+
+  event_bus_actor bus;
+  monitor_actor monitor;
+  queue_actor queue;
+  balancer_actor balancer;
+  supervisor_actor supervisor;
+
+  std::atomic<uint64_t> next_subscription{1};
+  std::mutex keys_mutex;  // idempotency keys: key -> handle, oldest evicted past the bound
+  std::unordered_map<std::string, task_handle> keys;
+  std::deque<std::string> key_order;
+  static constexpr size_t key_capacity = 65536;
+  bool stopped = false;
+  std::mutex stop_mutex;
+
+  explicit impl(runtime_config cfg) { core.cfg = resolve(std::move(cfg)); }
+
+  void start(caf::actor_system& sys) {
+    system = &sys;
+    kernels::register_builtins(core.registry);
+    capacities = cpu_worker_capacities(core.cfg);
+    for (auto& c : capacities) fit_check.add_worker(c);
+    // Dependency order: events, monitor, queue, balancer, then the supervisor and its workers.
+    bus = sys.spawn<caf::detached>(event_bus_impl, &core);
+    monitor = sys.spawn(monitor_impl, &core, core.cfg.cpu_workers);
+    queue = sys.spawn(queue_impl, &core, monitor, bus);
+    balancer = sys.spawn(balancer_impl, &core, queue, bus);
+    supervisor = sys.spawn(supervisor_impl, &core, balancer, monitor, queue, bus);
+    caf::anon_send(monitor, supervisor);
+    spdlog::info("troupe: {} cpu workers, queue bound {}, {} placement", core.cfg.cpu_workers,
+                 core.cfg.queue_bound,
+                 core.cfg.placement == placement_policy::least_loaded ? "least_loaded" : "round_robin");
+  }
+
+  task_handle rejected(task_id id, const task_spec& spec, errc code, std::string message) {
+    core.rejected.fetch_add(1, std::memory_order_relaxed);
+    std::promise<task_result> p;
+    task_result r;
+    r.id = id;
+    r.kind = spec.kind;
+    r.status = outcome::rejected;
+    r.error = {code, std::move(message)};
+    r.timings.submitted = r.timings.finished = clock::now();
+    p.set_value(std::move(r));
+    return task_handle{id, p.get_future().share()};
+  }
+
+  std::string known_kinds() const {
+    std::string s;
+    for (auto& k : core.registry.kinds()) s += (s.empty() ? "" : ", ") + k;
+    return s;
+  }
+
+  /// Validates and admits one spec; returns the task record, or a rejected handle.
+  std::variant<task_ptr, task_handle> prepare(task_spec&& spec, const result_callback& cb) {
+    auto id = core.next_id.fetch_add(1, std::memory_order_relaxed);
+    if (!core.accepting.load(std::memory_order_acquire)) {
+      auto why = core.refusal.load();
+      return rejected(id, spec, why,
+                      why == errc::supervisor_gave_up
+                          ? "the runtime stopped accepting tasks: its supervisor gave up"
+                          : "the runtime is shutting down");
+    }
+    auto* kind = core.registry.find(spec.kind);
+    if (!kind)
+      return rejected(id, spec, errc::unknown_kind,
+                      "unknown task kind '" + spec.kind + "' (known: " + known_kinds() + ")");
+    if (!kind->runs_on(device_class::cpu))
+      return rejected(id, spec, errc::no_implementation,
+                      "task kind '" + spec.kind + "' has no implementation for the devices of "
+                      "this runtime (cpu)");
+    double cost = 0;
+    if (kind->def.validate) {
+      try {
+        cost = kind->def.validate(spec);
+      } catch (const task_failure& f) {
+        return rejected(id, spec, f.code == errc::none ? errc::invalid_params : f.code,
+                        "task kind '" + spec.kind + "': " + f.message);
+      } catch (const std::exception& e) {
+        return rejected(id, spec, errc::invalid_params,
+                        "task kind '" + spec.kind + "': " + e.what());
+      }
+    }
+    if (!fit_check.fits_some_worker(spec.needs)) {
+      auto& c = capacities.front();
+      return rejected(id, spec, errc::unsatisfiable_resources,
+                      "task needs " + std::to_string(spec.needs.cpu_slots) + " cpu slot(s), " +
+                          std::to_string(spec.needs.memory_bytes) + " bytes of memory, " +
+                          std::to_string(spec.needs.gpu_count) + " gpu(s); the largest worker has " +
+                          std::to_string(c.cpu_slots) + " slot(s), " +
+                          std::to_string(c.memory_bytes) + " bytes, " +
+                          std::to_string(c.gpu_count) + " gpu(s)");
+    }
+    auto now = clock::now();
+    if (spec.deadline && *spec.deadline <= now)
+      return rejected(id, spec, errc::deadline_expired, "the deadline has already passed");
+    if (!admit())
+      return rejected(id, spec, errc::queue_full,
+                      "queue bound reached: " + std::to_string(core.cfg.queue_bound) +
+                          " tasks admitted and unfinished (queue.bound, overflow = " +
+                          (core.cfg.overflow == overflow_policy::block ? "block" : "reject") + ")");
+    auto t = std::make_shared<task_state>();
+    t->id = id;
+    t->kind = kind;
+    t->cost = cost;
+    t->max_retries = spec.max_retries.value_or(core.cfg.max_retries);
+    t->retry_backoff = spec.retry_backoff.value_or(core.cfg.retry_backoff);
+    t->spec = std::move(spec);
+    t->callback = cb;
+    t->timings.submitted = now;
+    core.submitted.fetch_add(1, std::memory_order_relaxed);
+    return t;
+  }
+
+  /// Takes one place under the queue bound, waiting with overflow = block.
+  bool admit() {
+    auto bound = core.cfg.queue_bound;
+    auto n = core.in_system.fetch_add(1, std::memory_order_acq_rel);
+    if (n < bound) return true;
+    core.in_system.fetch_sub(1, std::memory_order_acq_rel);
+    if (core.cfg.overflow != overflow_policy::block) return false;
+    std::unique_lock<std::mutex> lock{core.wait_mutex};
+    core.waiters.fetch_add(1);
+    bool ok = core.wait_cv.wait_for(lock, core.cfg.block_timeout, [&] {
+      auto cur = core.in_system.load();
+      while (cur < bound)
+        if (core.in_system.compare_exchange_weak(cur, cur + 1)) return true;
+      return false;
+    });
+    core.waiters.fetch_sub(1);
+    return ok;
+  }
+
+  task_handle track(task_ptr& t) {
+    return task_handle{t->id, t->promise.get_future().share()};
+  }
+
+  std::optional<task_handle> known_key(const std::string& key) {
+    if (key.empty()) return std::nullopt;
+    std::lock_guard<std::mutex> guard{keys_mutex};
+    auto i = keys.find(key);
+    if (i == keys.end()) return std::nullopt;
+    return i->second;
+  }
+
+  void remember_key(const std::string& key, const task_handle& h) {
+    if (key.empty()) return;
+    std::lock_guard<std::mutex> guard{keys_mutex};
+    if (!keys.emplace(key, h).second) return;
+    key_order.push_back(key);
+    if (key_order.size() > key_capacity) {
+      keys.erase(key_order.front());
+      key_order.pop_front();
+    }
+  }
+
+  bool wait_idle(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock{core.wait_mutex};
+    core.waiters.fetch_add(1);
+    bool ok = core.wait_cv.wait_for(lock, timeout, [&] { return core.in_system.load() == 0; });
+    core.waiters.fetch_sub(1);
+    return ok;
+  }
+
+  void stop(shutdown_mode mode) {
+    std::lock_guard<std::mutex> guard{stop_mutex};
+    if (stopped) return;
+    stopped = true;
+    core.accepting = false;
+    if (mode == shutdown_mode::cancel)
+      caf::anon_send(queue, cancel_all_msg{errc::cancelled, "cancelled by shutdown"});
+    while (!wait_idle(std::chrono::seconds(10)))
+      spdlog::info("troupe: shutdown waits for {} unfinished task(s)", core.in_system.load());
+    // Reverse dependency order. The supervisor takes its linked workers along.
+    for (auto a : {caf::actor_cast<caf::actor>(supervisor), caf::actor_cast<caf::actor>(balancer),
+                   caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(monitor),
+                   caf::actor_cast<caf::actor>(bus)})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    caf::scoped_actor self{*system};
+    for (auto a : {caf::actor_cast<caf::actor>(supervisor), caf::actor_cast<caf::actor>(balancer),
+                   caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(monitor),
+                   caf::actor_cast<caf::actor>(bus)})
+      self->wait_for(a);
+  }
+};
+
+namespace {
+std::unique_ptr<caf::actor_system_config> make_caf_config(const runtime_config& cfg) {
+  auto c = std::make_unique<caf::actor_system_config>();
+  c->set("scheduler.max-threads", cfg.scheduler_threads);
+  c->set("scheduler.policy", caf::atom("stealing"));
+  c->set("logger.console", caf::atom("none"));
+  return c;
+}
+
+void apply_log_level(const std::string& level) {
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+}  // namespace
+
+runtime::runtime(runtime_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {
+  apply_log_level(impl_->core.cfg.log_level);
+  impl_->own_cfg = make_caf_config(impl_->core.cfg);
+  impl_->own_system = std::make_unique<caf::actor_system>(*impl_->own_cfg);
+  impl_->start(*impl_->own_system);
+}
+
+runtime::runtime(caf::actor_system& system, runtime_config cfg)
+    : impl_(std::make_unique<impl>(std::move(cfg))) {
+  apply_log_level(impl_->core.cfg.log_level);
+  impl_->start(system);
+}
+
+std::unique_ptr<runtime> runtime::from_file(const std::string& path) {
+  return std::make_unique<runtime>(load_config(path));
+}
+
+runtime::~runtime() {
+  shutdown(shutdown_mode::drain);
+  // A detached actor's thread lives until its last handle is gone: drop ours before the system
+  // waits for those threads.
+  impl_->bus = nullptr;
+  impl_->monitor = nullptr;
+  impl_->queue = nullptr;
+  impl_->balancer = nullptr;
+  impl_->supervisor = nullptr;
+  impl_->own_system.reset();
+}
+
+task_registry& runtime::registry() { return impl_->core.registry; }
+const runtime_config& runtime::config() const { return impl_->core.cfg; }
+
+task_handle runtime::submit(task_spec spec, result_callback on_done) {
+  if (auto h = impl_->known_key(spec.idempotency_key)) return *h;
+  auto key = spec.idempotency_key;
+  auto r = impl_->prepare(std::move(spec), on_done);
+  if (auto* h = std::get_if<task_handle>(&r)) return *h;
+  auto& t = std::get<task_ptr>(r);
+  auto h = impl_->track(t);
+  impl_->remember_key(key, h);
+  caf::anon_send(impl_->queue, submit_msg{{std::move(t)}});
+  return h;
+}
+
+std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
+                                               result_callback on_done) {
+  std::vector<task_handle> handles;
+  handles.reserve(specs.size());
+  submit_msg msg;
+  msg.tasks.reserve(specs.size());
+  for (auto& spec : specs) {
+    if (auto h = impl_->known_key(spec.idempotency_key)) {
+      handles.push_back(*h);
+      continue;
+    }
+    auto key = spec.idempotency_key;
+    auto r = impl_->prepare(std::move(spec), on_done);
+    if (auto* h = std::get_if<task_handle>(&r)) {
+      handles.push_back(std::move(*h));
+      continue;
+    }
+    auto& t = std::get<task_ptr>(r);
+    handles.push_back(impl_->track(t));
+    impl_->remember_key(key, handles.back());
+    msg.tasks.push_back(std::move(t));
+  }
+  if (!msg.tasks.empty()) caf::anon_send(impl_->queue, std::move(msg));
+  return handles;
+}
+
+void runtime::cancel(task_id id) { caf::anon_send(impl_->queue, cancel_msg{id}); }
+
+uint64_t runtime::subscribe(std::string prefix, event_callback callback) {
+  auto id = impl_->next_subscription.fetch_add(1);
+  // Counted here, synchronously, so that events published right after this call are not
+  // skipped by the gate; the bus adds the subscription before it handles any later publish.
+  impl_->core.events.subscribers.fetch_add(1);
+  caf::anon_send(impl_->bus, subscribe_msg{id, std::move(prefix), std::move(callback)});
+  return id;
+}
+
+void runtime::unsubscribe(uint64_t id) { caf::anon_send(impl_->bus, unsubscribe_msg{id}); }
+
+runtime_stats runtime::stats() {
+  runtime_stats s;
+  caf::scoped_actor self{*impl_->system};
+  self->request(impl_->monitor, std::chrono::seconds(5), stats_request{})
+      .receive([&](runtime_stats& r) { s = std::move(r); },
+               [&](caf::error& e) {
+                 spdlog::warn("troupe: stats request failed: {}", caf::to_string(e));
+               });
+  s.submitted = impl_->core.submitted.load();
+  s.rejected = impl_->core.rejected.load();
+  auto in_system = impl_->core.in_system.load();
+  s.queued = std::min<uint64_t>(s.queued, in_system);
+  s.in_flight = in_system - s.queued;
+  return s;
+}
+
+void runtime::shutdown(shutdown_mode mode) { impl_->stop(mode); }
+
+bool runtime::wait_idle(std::chrono::milliseconds timeout) { return impl_->wait_idle(timeout); }
+
+}  // namespace troupe

@@ -1,0 +1,36 @@
+#pragma once
+// Built-in task kinds: noop, sleep, fail, gemm, mlp (CPU through OpenBLAS).
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "troupe/registry.hpp"
+
+namespace troupe::kernels {
+
+/// Registers noop, sleep, fail, gemm and mlp.
+void register_builtins(task_registry& registry);
+
+/// Deterministic uniform floats in [-scale, scale) from a seed (splitmix64). Used to generate
+/// gemm inputs and mlp weights, so a caller can recompute any result.
+void fill_uniform(float* out, size_t n, uint64_t seed, float scale);
+
+/// Sum of all elements, in double: the checksum gemm returns.
+double checksum(const float* data, size_t n);
+
+/// Weights of an mlp: per layer i, W_i (widths[i] x widths[i+1], row-major) and b_i.
+struct mlp_model {
+  std::vector<int64_t> widths;
+  std::vector<std::vector<float>> weights, biases;
+};
+mlp_model make_mlp_model(const std::vector<int64_t>& widths, uint64_t seed);
+
+/// Forward pass with OpenBLAS: ReLU hidden layers, softmax output. x: batch x widths[0].
+/// Returns batch x widths.back() probabilities.
+std::vector<float> mlp_forward(const mlp_model& model, const std::vector<float>& x, int64_t batch);
+
+/// Inputs gemm generates from its seed when no payload is given.
+void gemm_inputs(int64_t m, int64_t n, int64_t k, uint64_t seed, std::vector<float>& a,
+                 std::vector<float>& b);
+
+}  // namespace troupe::kernels

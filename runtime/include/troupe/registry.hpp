@@ -1,0 +1,68 @@
+#pragma once
+// Task registry: kind name -> validation and one implementation per device class.
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "troupe/model.hpp"
+
+namespace troupe {
+
+enum class device_class : uint8_t { cpu = 0, cuda = 1 };
+const char* to_string(device_class d) noexcept;
+
+/// What an implementation sees of its task.
+struct task_context {
+  const task_spec& spec;
+  uint32_t attempt;  ///< 1 for the first attempt
+  int32_t worker;
+  device_class device;
+  const std::atomic<bool>* cancel_flag = nullptr;
+  /// Long implementations may poll this and return early; the result is then dropped.
+  bool cancelled() const { return cancel_flag && cancel_flag->load(std::memory_order_relaxed); }
+};
+
+/// Runs a task. Report typed failures by throwing troupe::task_failure; any other exception is a
+/// crash: the worker is restarted and the task retried elsewhere as a new attempt.
+using kernel_fn = std::function<task_output(const task_context&)>;
+
+/// Checks a spec at submit time (throw task_failure{errc::invalid_params, "..."}) and may fill in
+/// derived resource needs (memory). Returns the estimated work in the kind's cost unit (flops for
+/// gemm and mlp), which the balancer's performance model scales into seconds.
+using validate_fn = std::function<double(task_spec&)>;
+
+struct kind_definition {
+  std::string name;
+  validate_fn validate;  ///< optional: absent means any parameters are accepted, cost 0
+  kernel_fn cpu;         ///< implementation on a CPU worker (optional if cuda is set)
+  kernel_fn cuda;        ///< implementation on a CUDA worker (optional)
+};
+
+/// Registered kinds are never removed, so a pointer to one stays valid for the registry's life.
+struct kind_entry {
+  uint32_t index;
+  kind_definition def;
+  bool runs_on(device_class d) const { return d == device_class::cpu ? bool(def.cpu) : bool(def.cuda); }
+};
+
+class task_registry {
+ public:
+  /// Registers a kind. Throws std::invalid_argument if the name is empty, already taken, or has no
+  /// implementation at all.
+  void add(kind_definition def);
+  /// nullptr if unknown. Thread-safe.
+  const kind_entry* find(std::string_view name) const;
+  std::vector<std::string> kinds() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<kind_entry>> entries_;
+  std::unordered_map<std::string, const kind_entry*> by_name_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,39 @@
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+struct latency_summary {
+  uint64_t count = 0;
+  double mean_ms = 0, p50_ms = 0, p95_ms = 0, p99_ms = 0, max_ms = 0;
+};
+
+struct worker_stats {
+  int32_t index = -1;
+  std::string name;
+  std::string device;  ///< "cpu" or "cuda:N"
+  std::string state;   ///< starting, idle, busy, restarting, down
+  uint64_t tasks = 0;  ///< attempts run
+  double busy_s = 0;   ///< time spent inside implementations
+  uint32_t restarts = 0;
+  double heartbeat_age_ms = 0;
+};
+
+struct runtime_stats {
+  uint64_t submitted = 0, rejected = 0, completed = 0, failed = 0, cancelled = 0, expired = 0;
+  uint64_t retries = 0;             ///< attempts beyond the first
+  uint64_t duplicates_dropped = 0;  ///< terminal records after the first (idempotent completion)
+  uint64_t queued = 0, in_flight = 0;
+  uint64_t errors_detected = 0;
+  double mean_error_detection_ms = 0;  ///< failure inside the worker -> queue knows of it
+  double mean_error_handling_ms = 0;   ///< queue knows -> next attempt started (or final record)
+  double uptime_s = 0;
+  double busy_window_s = 0;  ///< first submit to last terminal record
+  std::map<std::string, latency_summary> latency;  ///< submit -> terminal record, by kind
+  std::vector<worker_stats> workers;
+};
+
+}  // namespace troupe

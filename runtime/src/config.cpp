@@ -1,0 +1,221 @@
+#include "troupe/config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+#include <toml++/toml.h>
+
+namespace troupe {
+
+config_error::config_error(std::string source, int line, std::string key, const std::string& what)
+    : std::runtime_error(source + (line > 0 ? ":" + std::to_string(line) : std::string{}) +
+                         (key.empty() ? "" : ": key '" + key + "'") + ": " + what),
+      source_(std::move(source)),
+      line_(line),
+      key_(std::move(key)) {}
+
+namespace {
+
+// Each key is declared once: where it lives, how it is read and checked.
+using setter = std::function<void(runtime_config&, const toml::node&)>;  // throws std::string
+
+struct key_def {
+  const char* section;
+  const char* name;
+  setter set;
+};
+
+int64_t int_in(const toml::node& n, int64_t lo, int64_t hi) {
+  auto v = n.value<int64_t>();
+  if (!v || n.is_floating_point() || n.is_boolean())
+    throw std::string{"expected an integer"};
+  if (*v < lo || *v > hi)
+    throw "expected a value in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+        std::to_string(*v);
+  return *v;
+}
+
+bool boolean(const toml::node& n) {
+  if (!n.is_boolean()) throw std::string{"expected true or false"};
+  return *n.value<bool>();
+}
+
+template <class Enum>
+Enum choice(const toml::node& n, std::initializer_list<std::pair<const char*, Enum>> options) {
+  auto s = n.value<std::string>();
+  std::string names;
+  for (auto& [name, value] : options) {
+    if (s && *s == name) return value;
+    names += names.empty() ? std::string{"\""} + name + "\"" : std::string{", \""} + name + "\"";
+  }
+  throw "expected one of " + names + (s ? ", got \"" + *s + "\"" : std::string{});
+}
+
+template <class Dur>
+setter dur(Dur runtime_config::*field, int64_t lo, int64_t hi) {
+  return [=](runtime_config& c, const toml::node& n) { c.*field = Dur{int_in(n, lo, hi)}; };
+}
+
+const std::vector<key_def>& keys() {
+  using ms = std::chrono::milliseconds;
+  static const std::vector<key_def> defs = {
+      {"workers", "cpu",
+       [](auto& c, auto& n) { c.cpu_workers = uint32_t(int_in(n, 0, 4096)); }},
+      {"workers", "memory_bytes",
+       [](auto& c, auto& n) { c.worker_memory_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
+      {"workers", "prefetch",
+       [](auto& c, auto& n) { c.worker_prefetch = uint32_t(int_in(n, 1, 65536)); }},
+      {"workers", "backlog_us",
+       [](auto& c, auto& n) {
+         c.worker_backlog = std::chrono::microseconds{int_in(n, 1, 60'000'000)};
+       }},
+      {"workers", "detached", [](auto& c, auto& n) { c.detached_workers = boolean(n); }},
+      {"queue", "bound",
+       [](auto& c, auto& n) { c.queue_bound = uint64_t(int_in(n, 1, int64_t(1) << 40)); }},
+      {"queue", "overflow",
+       [](auto& c, auto& n) {
+         c.overflow = choice<overflow_policy>(
+             n, {{"reject", overflow_policy::reject}, {"block", overflow_policy::block}});
+       }},
+      {"queue", "block_timeout_ms", dur<ms>(&runtime_config::block_timeout, 0, 3'600'000)},
+      {"queue", "order",
+       [](auto& c, auto& n) {
+         c.order = choice<queue_order>(
+             n, {{"fifo", queue_order::fifo}, {"priority", queue_order::priority}});
+       }},
+      {"queue", "aging_ms", dur<ms>(&runtime_config::aging_interval, 1, 3'600'000)},
+      {"queue", "dead_letter",
+       [](auto& c, auto& n) { c.dead_letter_capacity = uint32_t(int_in(n, 0, 1'000'000)); }},
+      {"retry", "max", [](auto& c, auto& n) { c.max_retries = uint32_t(int_in(n, 0, 1000)); }},
+      {"retry", "backoff_ms", dur<ms>(&runtime_config::retry_backoff, 0, 3'600'000)},
+      {"retry", "backoff_max_ms", dur<ms>(&runtime_config::retry_backoff_max, 0, 3'600'000)},
+      {"balancer", "policy",
+       [](auto& c, auto& n) {
+         c.placement = choice<placement_policy>(n, {{"round_robin", placement_policy::round_robin},
+                                                    {"least_loaded", placement_policy::least_loaded}});
+       }},
+      {"supervision", "strategy",
+       [](auto& c, auto& n) {
+         c.strategy = choice<restart_strategy>(n, {{"one_for_one", restart_strategy::one_for_one}});
+       }},
+      {"supervision", "intensity",
+       [](auto& c, auto& n) { c.restart_intensity = uint32_t(int_in(n, 0, 100000)); }},
+      {"supervision", "period_ms", dur<ms>(&runtime_config::restart_period, 1, 86'400'000)},
+      {"supervision", "backoff_ms", dur<ms>(&runtime_config::restart_backoff, 0, 3'600'000)},
+      {"supervision", "backoff_max_ms",
+       dur<ms>(&runtime_config::restart_backoff_max, 0, 3'600'000)},
+      {"monitor", "heartbeat_ms", dur<ms>(&runtime_config::heartbeat_interval, 1, 3'600'000)},
+      {"monitor", "heartbeat_timeout_ms",
+       dur<ms>(&runtime_config::heartbeat_timeout, 1, 86'400'000)},
+      {"log", "level",
+       [](auto& c, auto& n) {
+         auto s = n.template value<std::string>();
+         static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+         if (!s || std::find(std::begin(levels), std::end(levels), *s) == std::end(levels))
+           throw std::string{"expected one of trace, debug, info, warn, error, critical, off"};
+         c.log_level = *s;
+       }},
+      {"scheduler", "threads",
+       [](auto& c, auto& n) { c.scheduler_threads = uint32_t(int_in(n, 0, 1024)); }},
+  };
+  return defs;
+}
+
+const key_def* find_key(const std::string& section, const std::string& name) {
+  for (auto& k : keys())
+    if (section == k.section && name == k.name) return &k;
+  return nullptr;
+}
+
+bool known_section(const std::string& section) {
+  for (auto& k : keys())
+    if (section == k.section) return true;
+  return false;
+}
+
+int line_of(const toml::node& n) { return int(n.source().begin.line); }
+
+void check_cross_field(const runtime_config& c, const std::string& source) {
+  if (c.heartbeat_timeout <= c.heartbeat_interval)
+    throw config_error(source, 0, "monitor.heartbeat_timeout_ms",
+                       "must be greater than monitor.heartbeat_ms");
+  if (c.retry_backoff_max < c.retry_backoff)
+    throw config_error(source, 0, "retry.backoff_max_ms", "must be at least retry.backoff_ms");
+}
+
+}  // namespace
+
+runtime_config parse_config(std::string_view text, const std::string& source,
+                            runtime_config cfg) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    throw config_error(source, int(e.source().begin.line), "", std::string{e.description()});
+  }
+  for (auto& [section_key, section_node] : root) {
+    std::string section{section_key.str()};
+    auto* table = section_node.as_table();
+    if (!table || !known_section(section))
+      throw config_error(source, line_of(section_node), section,
+                         table ? "unknown section" : "expected a [section] table");
+    for (auto& [key, node] : *table) {
+      std::string name{key.str()};
+      auto* def = find_key(section, name);
+      if (!def) throw config_error(source, line_of(node), section + "." + name, "unknown key");
+      try {
+        def->set(cfg, node);
+      } catch (const std::string& what) {
+        throw config_error(source, line_of(node), section + "." + name, what);
+      }
+    }
+  }
+  check_cross_field(cfg, source);
+  return cfg;
+}
+
+runtime_config load_config(const std::string& path, runtime_config base) {
+  std::ifstream in{path};
+  if (!in) throw config_error(path, 0, "", "cannot open the file");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_config(buf.str(), path, std::move(base));
+}
+
+void apply_override(runtime_config& cfg, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  auto dot = assignment.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+    throw config_error("--set", 0, assignment, "expected section.key=value");
+  auto section = assignment.substr(0, dot), name = assignment.substr(dot + 1, eq - dot - 1);
+  auto value = assignment.substr(eq + 1);
+  // Bare words are strings: --set queue.order=fifo
+  bool bare = !value.empty() && std::all_of(value.begin(), value.end(), [](char ch) {
+    return std::isalpha(static_cast<unsigned char>(ch)) || ch == '_';
+  }) && value != "true" && value != "false";
+  auto text = "[" + section + "]\n" + name + " = " + (bare ? "\"" + value + "\"" : value) + "\n";
+  try {
+    cfg = parse_config(text, "--set", cfg);
+  } catch (const config_error& e) {
+    throw config_error("--set", 0, e.key().empty() ? section + "." + name : e.key(),
+                       std::string{e.what()}.substr(std::string{e.what()}.rfind(": ") + 2));
+  }
+}
+
+runtime_config resolve(runtime_config cfg) {
+  auto cores = std::max(1u, std::thread::hardware_concurrency());
+  if (cfg.cpu_workers == 0) cfg.cpu_workers = cores;
+  if (cfg.scheduler_threads == 0) cfg.scheduler_threads = cores;
+  if (cfg.worker_memory_bytes == 0) {
+    auto pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    uint64_t total = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : (uint64_t(4) << 30);
+    cfg.worker_memory_bytes = total / cfg.cpu_workers;
+  }
+  return cfg;
+}
+
+}  // namespace troupe
