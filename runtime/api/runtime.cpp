@@ -52,7 +52,8 @@ struct runtime::impl {
     capacities = cpu_worker_capacities(core.cfg);
     for (auto& c : capacities) fit_check.add_worker(c);
     // Dependency order: events, monitor, queue, balancer, then the supervisor and its workers.
-    bus = sys.spawn<caf::detached>(event_bus_impl, &core);
+    bus = core.cfg.detached_workers ? sys.spawn<caf::detached>(event_bus_impl, &core)
+                                    : sys.spawn(event_bus_impl, &core);
     monitor = sys.spawn(monitor_impl, &core, core.cfg.cpu_workers);
     queue = sys.spawn(queue_impl, &core, monitor, bus);
     balancer = sys.spawn(balancer_impl, &core, queue, bus);
@@ -207,6 +208,7 @@ struct runtime::impl {
                    caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(monitor),
                    caf::actor_cast<caf::actor>(bus)})
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    if (!own_system) return;  // attached: the system's owner awaits the actors
     caf::scoped_actor self{*system};
     for (auto a : {caf::actor_cast<caf::actor>(supervisor), caf::actor_cast<caf::actor>(balancer),
                    caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(monitor),

@@ -1,0 +1,98 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "troupe/config.hpp"
+
+using namespace troupe;
+
+namespace {
+config_error error_of(const std::string& text) {
+  try {
+    parse_config(text, "bad.toml");
+  } catch (const config_error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "accepted:\n" << text;
+  return config_error("", 0, "", "");
+}
+}  // namespace
+
+TEST(Config, ShippedLocalTomlHoldsTheDefaults) {
+  auto cfg = load_config(TROUPE_SOURCE_DIR "/config/local.toml");
+  runtime_config d;
+  EXPECT_EQ(cfg.cpu_workers, d.cpu_workers);
+  EXPECT_EQ(cfg.worker_prefetch, d.worker_prefetch);
+  EXPECT_EQ(cfg.worker_backlog, d.worker_backlog);
+  EXPECT_EQ(cfg.queue_bound, d.queue_bound);
+  EXPECT_EQ(cfg.order, d.order);
+  EXPECT_EQ(cfg.aging_interval, d.aging_interval);
+  EXPECT_EQ(cfg.max_retries, d.max_retries);
+  EXPECT_EQ(cfg.retry_backoff, d.retry_backoff);
+  EXPECT_EQ(cfg.placement, d.placement);
+  EXPECT_EQ(cfg.restart_intensity, d.restart_intensity);
+  EXPECT_EQ(cfg.restart_period, d.restart_period);
+  EXPECT_EQ(cfg.heartbeat_interval, d.heartbeat_interval);
+  EXPECT_EQ(cfg.heartbeat_timeout, d.heartbeat_timeout);
+  EXPECT_EQ(cfg.log_level, d.log_level);
+}
+
+TEST(Config, ReadsValues) {
+  auto cfg = parse_config("[queue]\nbound = 10\norder = \"fifo\"\n[workers]\ncpu = 3\n", "t.toml");
+  EXPECT_EQ(cfg.queue_bound, 10u);
+  EXPECT_EQ(cfg.order, queue_order::fifo);
+  EXPECT_EQ(cfg.cpu_workers, 3u);
+}
+
+TEST(Config, UnknownKeyNamesFileLineAndKey) {
+  auto e = error_of("[queue]\nbound = 10\nbuond = 3\n");
+  EXPECT_EQ(e.source(), "bad.toml");
+  EXPECT_EQ(e.line(), 3);
+  EXPECT_EQ(e.key(), "queue.buond");
+  EXPECT_NE(std::string{e.what()}.find("bad.toml:3"), std::string::npos) << e.what();
+}
+
+TEST(Config, WrongTypeAndRangeNameTheKey) {
+  auto e = error_of("[workers]\ncpu = \"many\"\n");
+  EXPECT_EQ(e.key(), "workers.cpu");
+  EXPECT_EQ(e.line(), 2);
+  EXPECT_NE(std::string{e.what()}.find("integer"), std::string::npos);
+  e = error_of("\n[queue]\nbound = 0\n");
+  EXPECT_EQ(e.key(), "queue.bound");
+  EXPECT_EQ(e.line(), 3);
+  e = error_of("[balancer]\npolicy = \"random\"\n");
+  EXPECT_NE(std::string{e.what()}.find("least_loaded"), std::string::npos) << e.what();
+}
+
+TEST(Config, UnknownSectionAndSyntaxErrorsAreReported) {
+  auto e = error_of("[quue]\nbound = 1\n");
+  EXPECT_EQ(e.key(), "quue");
+  e = error_of("[queue]\nbound = = 1\n");
+  EXPECT_EQ(e.line(), 2);
+}
+
+TEST(Config, CrossFieldRulesAreChecked) {
+  auto e = error_of("[monitor]\nheartbeat_ms = 100\nheartbeat_timeout_ms = 50\n");
+  EXPECT_EQ(e.key(), "monitor.heartbeat_timeout_ms");
+}
+
+TEST(Config, MissingFileIsAConfigError) {
+  EXPECT_THROW(load_config("/nonexistent/troupe.toml"), config_error);
+}
+
+TEST(Config, CommandLineOverridesUseTheSameValidation) {
+  runtime_config cfg;
+  apply_override(cfg, "queue.order=fifo");
+  apply_override(cfg, "workers.cpu=7");
+  EXPECT_EQ(cfg.order, queue_order::fifo);
+  EXPECT_EQ(cfg.cpu_workers, 7u);
+  try {
+    apply_override(cfg, "workers.cpu=-1");
+    FAIL();
+  } catch (const config_error& e) {
+    EXPECT_EQ(e.source(), "--set");
+    EXPECT_EQ(e.key(), "workers.cpu");
+  }
+  EXPECT_THROW(apply_override(cfg, "nodot=3"), config_error);
+  EXPECT_THROW(apply_override(cfg, "queue.nokey=3"), config_error);
+}
