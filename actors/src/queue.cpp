@@ -39,10 +39,24 @@ class queue_logic {
       st_.report = finished_msg{};
     }
     events_.flush(self_, st_.bus);
+    // Callers learn of a result only after the monitor and the subscribers were told, so that
+    // stats() taken right after a result include it.
+    for (auto& [t, r] : done_) {
+      if (t->callback) {
+        try {
+          t->callback(r);
+        } catch (const std::exception& e) {
+          spdlog::warn("callback of task {} threw: {}", t->id, e.what());
+        }
+      }
+      t->promise.set_value(std::move(r));
+      st_.core->task_finished();
+    }
   }
 
   /// The one place a task ends. Later terminal records of the same task are duplicates.
-  void finalize(const task_ptr& t, outcome o, error_info err, task_output out = {}) {
+  /// The caller's promise and callback run when the handler ends (see ~queue_logic).
+  void finalize(task_ptr t, outcome o, error_info err, task_output out = {}) {
     auto now = clock::now();
     t->finished = true;
     t->cancel_requested.store(true, std::memory_order_relaxed);  // a worker skips it if unstarted
@@ -72,15 +86,7 @@ class queue_logic {
       events_.add(topic_of(o), t->id, r.timings.worker,
                   r.error ? std::string{to_string(r.error.code)} + ": " + r.error.message
                           : t->spec.kind);
-    if (t->callback) {
-      try {
-        t->callback(r);
-      } catch (const std::exception& e) {
-        spdlog::warn("callback of task {} threw: {}", t->id, e.what());
-      }
-    }
-    t->promise.set_value(std::move(r));
-    st_.core->task_finished();
+    done_.emplace_back(std::move(t), std::move(r));
   }
 
   /// A retried or requeued task keeps its original arrival time: its age counts for it, so a
@@ -230,6 +236,7 @@ class queue_logic {
   event_batch events_{};
 
  private:
+  std::vector<std::pair<task_ptr, task_result>> done_;
   self_ptr self_;
   queue_state& st_;
 };
@@ -253,8 +260,9 @@ queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state>
       [=](const cancel_msg& msg) {
         auto i = self->state.live.find(msg.id);
         if (i == self->state.live.end()) return;
+        auto t = i->second.task;  // finalize() erases the entry
         queue_logic q{self};
-        q.finalize(i->second.task, outcome::cancelled, {errc::cancelled, "cancelled by the caller"});
+        q.finalize(t, outcome::cancelled, {errc::cancelled, "cancelled by the caller"});
       },
       [=](const cancel_all_msg& msg) {
         queue_logic q{self};

@@ -1,0 +1,143 @@
+// The queue actor alone, beside stand-ins for the monitor, the balancer and the event bus.
+#include <gtest/gtest.h>
+
+#include <caf/all.hpp>
+
+#include "troupe/actors/queue.hpp"
+#include "troupe/kernels.hpp"
+
+using namespace troupe;
+
+namespace {
+
+struct QueueActor : ::testing::Test {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  runtime_core core;
+  std::vector<finished_msg> reports;
+  std::vector<dispatch_msg> dispatched;
+  queue_actor queue;
+  balancer_actor balancer;
+
+  void SetUp() override {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("logger.console", caf::atom("none"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    core.cfg = resolve({});
+    kernels::register_builtins(core.registry);
+    auto monitor = sys->spawn([this](monitor_actor::pointer) -> monitor_actor::behavior_type {
+      return {[this](const finished_msg& m) { reports.push_back(m); },
+              [](const work_report_msg&) {}, [](const worker_state_msg&) {},
+              [](const monitor_tick_msg&) {}, [](supervisor_actor&) {},
+              [](const stats_request&) { return runtime_stats{}; }};
+    });
+    auto bus = sys->spawn([](event_bus_actor::pointer) -> event_bus_actor::behavior_type {
+      return {[](publish_msg&) {}, [](subscribe_msg&) {}, [](const unsubscribe_msg&) {}};
+    });
+    balancer = sys->spawn([this](balancer_actor::pointer) -> balancer_actor::behavior_type {
+      return {[this](dispatch_msg& m) { dispatched.push_back(std::move(m)); },
+              [](results_msg&) {}, [](worker_up_msg&) {}, [](const worker_lost_msg&) {}};
+    });
+    queue = sys->spawn(queue_impl, &core, monitor, bus);
+    sched->run();
+  }
+
+  void TearDown() override {
+    for (auto a : {caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(balancer)})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    sched->run();
+  }
+
+  task_ptr admitted_task(task_id id) {
+    auto t = std::make_shared<task_state>();
+    t->id = id;
+    t->kind = core.registry.find("noop");
+    t->spec.kind = "noop";
+    t->max_retries = 3;
+    t->timings.submitted = clock::now();
+    core.in_system.fetch_add(1);
+    return t;
+  }
+
+  attempt_record record(const task_ptr& t, errc code) {
+    attempt_record r;
+    r.task = t;
+    r.attempt = 1;
+    r.worker = 0;
+    r.code = code;
+    r.started = r.finished = clock::now();
+    return r;
+  }
+
+  uint64_t duplicates() const {
+    uint64_t n = 0;
+    for (auto& r : reports) n += r.duplicates;
+    return n;
+  }
+  size_t finished_records() const {
+    size_t n = 0;
+    for (auto& r : reports) n += r.records.size();
+    return n;
+  }
+};
+
+}  // namespace
+
+TEST_F(QueueActor, GivesTheBalancerNoMoreThanItAskedFor) {
+  std::vector<task_ptr> ts;
+  for (task_id i = 1; i <= 5; ++i) ts.push_back(admitted_task(i));
+  caf::anon_send(queue, submit_msg{ts});
+  sched->run();
+  EXPECT_TRUE(dispatched.empty());  // no demand yet: nothing is pushed
+  caf::anon_send(queue, demand_msg{2}, balancer);
+  sched->run();
+  ASSERT_EQ(dispatched.size(), 1u);
+  EXPECT_EQ(dispatched[0].tasks.size(), 2u);
+  caf::anon_send(queue, demand_msg{10}, balancer);
+  sched->run();
+  ASSERT_EQ(dispatched.size(), 2u);
+  EXPECT_EQ(dispatched[1].tasks.size(), 3u);
+}
+
+TEST_F(QueueActor, FirstTerminalRecordWinsAndLaterOnesAreCountedAndDropped) {
+  auto t = admitted_task(1);
+  auto future = t->promise.get_future();
+  caf::anon_send(queue, submit_msg{{t}});
+  caf::anon_send(queue, demand_msg{1}, balancer);
+  sched->run();
+  ASSERT_EQ(dispatched.size(), 1u);
+  auto ok = record(t, errc::none);
+  ok.output.values.set("answer", int64_t{42});
+  caf::anon_send(queue, completions_msg{{ok}});
+  caf::anon_send(queue, completions_msg{{record(t, errc::task_failed)}});
+  caf::anon_send(queue, completions_msg{{record(t, errc::none)}});
+  sched->run();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  auto r = future.get();
+  EXPECT_EQ(r.status, outcome::completed);
+  EXPECT_EQ(std::get<int64_t>(*r.output.values.find("answer")), 42);
+  EXPECT_EQ(finished_records(), 1u);
+  EXPECT_EQ(duplicates(), 2u);
+  EXPECT_EQ(core.in_system.load(), 0u);  // released once, not three times
+  EXPECT_EQ(dispatched.size(), 1u);      // and the failure did not schedule a retry
+}
+
+TEST_F(QueueActor, RecordOfATaskThatNeverStartedRequeuesItWithoutChargingAnAttempt) {
+  auto t = admitted_task(1);
+  auto future = t->promise.get_future();
+  caf::anon_send(queue, submit_msg{{t}});
+  caf::anon_send(queue, demand_msg{1}, balancer);
+  sched->run();
+  auto lost = record(t, errc::worker_lost);
+  lost.counts_as_attempt = false;
+  caf::anon_send(queue, completions_msg{{lost}});
+  caf::anon_send(queue, demand_msg{1}, balancer);
+  sched->run();
+  ASSERT_EQ(dispatched.size(), 2u);
+  EXPECT_EQ(dispatched[1].tasks[0].attempt, 1u);  // the same attempt again
+  caf::anon_send(queue, completions_msg{{record(t, errc::none)}});
+  sched->run();
+  EXPECT_EQ(future.get().attempts, 1u);
+}

@@ -1,0 +1,142 @@
+// The embedded runtime with real threads: detached workers, the real scheduler.
+#include <gtest/gtest.h>
+
+#include <caf/all.hpp>
+#include <condition_variable>
+#include <mutex>
+
+#include "troupe/runtime.hpp"
+
+using namespace troupe;
+using namespace std::chrono_literals;
+
+namespace {
+runtime_config small(uint32_t workers = 2) {
+  runtime_config cfg;
+  cfg.cpu_workers = workers;
+  cfg.log_level = "warn";
+  return cfg;
+}
+task_spec spec(std::string kind, param_map params = {}) {
+  task_spec s;
+  s.kind = std::move(kind);
+  s.params = std::move(params);
+  return s;
+}
+bool wait_all(const std::vector<task_handle>& hs, std::chrono::milliseconds timeout) {
+  auto until = clock::now() + timeout;
+  for (auto& h : hs)
+    if (h.future().wait_until(until) != std::future_status::ready) return false;
+  return true;
+}
+}  // namespace
+
+TEST(EmbeddedRuntime, EveryTaskEndsExactlyOnceUnderLoad) {
+  runtime rt{small()};
+  const size_t n = 20000;
+  std::vector<std::atomic<int>> calls(n + 1000);
+  std::vector<task_spec> specs;
+  for (size_t i = 0; i < n; ++i)
+    specs.push_back(i % 100 == 7 ? spec("fail", {{"first_attempts", int64_t{1}}}) : spec("noop"));
+  std::vector<task_handle> hs;
+  for (size_t i = 0; i < n; i += 1000) {
+    std::vector<task_spec> chunk(specs.begin() + long(i), specs.begin() + long(i + 1000));
+    auto part = rt.submit_batch(std::move(chunk), [&](const task_result& r) { calls[r.id]++; });
+    hs.insert(hs.end(), part.begin(), part.end());
+  }
+  ASSERT_TRUE(wait_all(hs, 60s));
+  for (auto& h : hs) {
+    EXPECT_EQ(h.get().status, outcome::completed);
+    EXPECT_EQ(calls[h.id()].load(), 1) << "task " << h.id();
+  }
+  auto s = rt.stats();
+  EXPECT_EQ(s.completed, n);
+  EXPECT_EQ(s.retries, n / 100);
+  EXPECT_EQ(s.latency.at("noop").count, n - n / 100);
+  ASSERT_EQ(s.workers.size(), 2u);
+  EXPECT_EQ(s.workers[0].tasks + s.workers[1].tasks, n + n / 100);  // retries ran too
+}
+
+TEST(EmbeddedRuntime, DeadlinePassesWhileQueuedBehindALongTask) {
+  runtime rt{small(1)};
+  auto blocker = rt.submit(spec("sleep", {{"ms", 300.0}}));
+  auto hurried = spec("noop");
+  hurried.deadline = clock::now() + 50ms;
+  auto h = rt.submit(hurried);
+  auto r = h.wait_for(10s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, outcome::expired);
+  EXPECT_EQ(r->error.code, errc::deadline_expired);
+  EXPECT_TRUE(blocker.wait_for(10s).has_value());
+}
+
+TEST(EmbeddedRuntime, ShutdownCancelEndsEverythingPromptly) {
+  runtime rt{small(1)};
+  std::vector<task_handle> hs;
+  for (int i = 0; i < 5; ++i) hs.push_back(rt.submit(spec("sleep", {{"ms", 5000.0}})));
+  auto t0 = clock::now();
+  rt.shutdown(shutdown_mode::cancel);
+  EXPECT_LT(clock::now() - t0, 4s) << "the running sleep should have seen its cancel flag";
+  for (auto& h : hs) {
+    ASSERT_TRUE(h.ready());
+    EXPECT_EQ(h.get().status, outcome::cancelled);
+  }
+  auto late = rt.submit(spec("noop"));
+  EXPECT_EQ(late.get().status, outcome::rejected);
+  EXPECT_EQ(late.get().error.code, errc::shutting_down);
+}
+
+TEST(EmbeddedRuntime, SubscribersSeeGapFreeSequenceNumbersAndEveryCompletion) {
+  runtime rt{small()};
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<event> seen;
+  const size_t n = 2000;
+  size_t completed = 0;
+  rt.subscribe("task.", [&](const event& e) {
+    std::lock_guard<std::mutex> g{m};
+    seen.push_back(e);
+    if (e.topic == "task.completed" && ++completed == n) cv.notify_all();
+  });
+  auto hs = rt.submit_batch(std::vector<task_spec>(n, spec("noop")));
+  ASSERT_TRUE(wait_all(hs, 30s));
+  std::unique_lock<std::mutex> lock{m};
+  ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return completed == n; }));
+  for (size_t i = 1; i < seen.size(); ++i) ASSERT_EQ(seen[i].seq, seen[i - 1].seq + 1) << i;
+}
+
+TEST(EmbeddedRuntime, StatsReportLatencyPerKindAndWorkerLoad) {
+  runtime rt{small()};
+  std::vector<task_spec> specs;
+  for (int i = 0; i < 40; ++i)
+    specs.push_back(i % 2 ? spec("gemm", {{"size", int64_t{64}}})
+                          : spec("mlp", {{"layers", std::vector<int64_t>{32, 16, 4}}, {"batch", int64_t{8}}}));
+  auto hs = rt.submit_batch(specs);
+  ASSERT_TRUE(wait_all(hs, 30s));
+  auto s = rt.stats();
+  EXPECT_EQ(s.submitted, 40u);
+  EXPECT_EQ(s.completed, 40u);
+  ASSERT_EQ(s.latency.count("gemm"), 1u);
+  ASSERT_EQ(s.latency.count("mlp"), 1u);
+  EXPECT_EQ(s.latency["gemm"].count, 20u);
+  EXPECT_GT(s.latency["gemm"].p99_ms, 0);
+  EXPECT_LE(s.latency["gemm"].p50_ms, s.latency["gemm"].p99_ms);
+  double busy = 0;
+  for (auto& w : s.workers) busy += w.busy_s;
+  EXPECT_GT(busy, 0);
+  EXPECT_EQ(s.in_flight + s.queued, 0u);
+}
+
+TEST(EmbeddedRuntime, AttachesToTheCallersActorSystem) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  {
+    runtime rt{sys, small(1)};
+    auto h = rt.submit(spec("gemm", {{"size", int64_t{16}}}));
+    auto r = h.wait_for(10s);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_TRUE(r->ok());
+    rt.shutdown();
+  }
+  sys.await_all_actors_done();
+}

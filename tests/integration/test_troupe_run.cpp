@@ -1,0 +1,110 @@
+// Runs the `troupe` binary as a user would and checks what it reports.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <sys/wait.h>
+
+namespace {
+
+struct run_result {
+  int rc = -1;
+  std::string output;  // stdout and stderr
+};
+
+run_result run(const std::string& args) {
+  std::string cmd = std::string{TROUPE_BINARY} + " " + args + " 2>&1";
+  run_result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "troupe_" + std::to_string(getpid()) + "_" + name;
+}
+
+void write(const std::string& path, const std::string& text) { std::ofstream{path} << text; }
+
+}  // namespace
+
+TEST(TroupeRun, DefaultWorkloadReportsEveryOutcomeInJson) {
+  auto json_path = temp_path("report.json");
+  auto r = run("run --tasks 300 --workers 2 --json " + json_path);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("makespan"), std::string::npos) << r.output;
+  std::ifstream in{json_path};
+  auto j = nlohmann::json::parse(in);
+  // 300 tasks: 6 fail on their first attempt only, 1 fails on every attempt (3 retries).
+  EXPECT_EQ(j["submitted"], 300);
+  EXPECT_EQ(j["completed"], 299);
+  EXPECT_EQ(j["failed"], 1);
+  EXPECT_EQ(j["cancelled"], 0);
+  EXPECT_EQ(j["retries"], 9);
+  EXPECT_GT(j["throughput_tps"].get<double>(), 0);
+  EXPECT_GE(j["makespan_s"].get<double>(), j["lower_bound_s"].get<double>() * 0.99);
+  for (auto* kind : {"gemm", "mlp", "fail"}) {
+    ASSERT_TRUE(j["latency_ms"].contains(kind)) << kind;
+    auto& l = j["latency_ms"][kind];
+    EXPECT_LE(l["p50"].get<double>(), l["p95"].get<double>());
+    EXPECT_LE(l["p95"].get<double>(), l["p99"].get<double>());
+  }
+  ASSERT_EQ(j["workers"].size(), 2u);
+  for (auto& w : j["workers"]) {
+    EXPECT_GT(w["utilisation"].get<double>(), 0.0);
+    EXPECT_LE(w["utilisation"].get<double>(), 1.01);
+  }
+}
+
+TEST(TroupeRun, WorkloadFileRunsAndBadLinesAreNamed) {
+  auto wl = temp_path("workload.jsonl");
+  write(wl,
+        "# two kinds\n"
+        "{\"kind\": \"gemm\", \"params\": {\"size\": 32}, \"count\": 5}\n"
+        "{\"kind\": \"mlp\", \"params\": {\"layers\": [8, 4], \"batch\": 2}, \"priority\": 3}\n");
+  auto json_path = temp_path("wl.json");
+  auto r = run("run --quiet --workload " + wl + " --json " + json_path);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  std::ifstream in{json_path};
+  auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["completed"], 6);
+
+  write(wl, "{\"kind\": \"gemm\"}\n{\"kind\": \"gemm\", \"prio\": 1}\n");
+  r = run("run --quiet --workload " + wl);
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find(wl + ":2: unknown field 'prio'"), std::string::npos) << r.output;
+}
+
+TEST(TroupeRun, BadConfigNamesFileLineAndKey) {
+  auto cfg = temp_path("bad.toml");
+  write(cfg, "[queue]\nbound = 10\norder = \"random\"\n");
+  auto r = run("run --quiet --config " + cfg);
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find(cfg + ":3: key 'queue.order'"), std::string::npos) << r.output;
+  r = run("run --quiet --set workers.cpu=lots");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find("workers.cpu"), std::string::npos) << r.output;
+}
+
+TEST(TroupeRun, RejectedTasksAreReportedNotLost) {
+  auto wl = temp_path("rejects.jsonl");
+  write(wl,
+        "{\"kind\": \"nosuchkind\"}\n"
+        "{\"kind\": \"noop\", \"count\": 3}\n");
+  auto json_path = temp_path("rejects.json");
+  auto r = run("run --quiet --workload " + wl + " --json " + json_path);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("unknown task kind 'nosuchkind'"), std::string::npos) << r.output;
+  std::ifstream in{json_path};
+  auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["rejected"], 1);
+  EXPECT_EQ(j["completed"], 3);
+}
