@@ -42,20 +42,20 @@ class queue_logic {
     // Callers learn of a result only after the monitor and the subscribers were told, so that
     // stats() taken right after a result include it.
     for (auto& [t, r] : done_) {
-      if (t->callback) {
+      if (t->callback && *t->callback) {
         try {
-          t->callback(r);
+          (*t->callback)(r);
         } catch (const std::exception& e) {
           spdlog::warn("callback of task {} threw: {}", t->id, e.what());
         }
       }
-      t->promise.set_value(std::move(r));
+      t->done.set(std::move(r));
       st_.core->task_finished();
     }
   }
 
   /// The one place a task ends. Later terminal records of the same task are duplicates.
-  /// The caller's promise and callback run when the handler ends (see ~queue_logic).
+  /// The caller's completion and callback run when the handler ends (see ~queue_logic).
   void finalize(task_ptr t, outcome o, error_info err, task_output out = {}) {
     auto now = clock::now();
     t->finished = true;

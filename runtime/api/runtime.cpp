@@ -17,10 +17,7 @@
 
 namespace troupe {
 
-std::optional<task_result> task_handle::wait_for(std::chrono::milliseconds timeout) const {
-  if (!future_.valid() || future_.wait_for(timeout) != std::future_status::ready) return std::nullopt;
-  return future_.get();
-}
+using shared_callback = std::shared_ptr<const result_callback>;
 
 struct runtime::impl {
   runtime_core core;
@@ -66,15 +63,15 @@ struct runtime::impl {
 
   task_handle rejected(task_id id, const task_spec& spec, errc code, std::string message) {
     core.rejected.fetch_add(1, std::memory_order_relaxed);
-    std::promise<task_result> p;
+    auto done = std::make_shared<completion>();
     task_result r;
     r.id = id;
     r.kind = spec.kind;
     r.status = outcome::rejected;
     r.error = {code, std::move(message)};
     r.timings.submitted = r.timings.finished = clock::now();
-    p.set_value(std::move(r));
-    return task_handle{id, p.get_future().share()};
+    done->set(std::move(r));
+    return task_handle{id, std::move(done)};
   }
 
   std::string known_kinds() const {
@@ -84,7 +81,8 @@ struct runtime::impl {
   }
 
   /// Validates and admits one spec; returns the task record, or a rejected handle.
-  std::variant<task_ptr, task_handle> prepare(task_spec&& spec, const result_callback& cb) {
+  std::variant<task_ptr, task_handle> prepare(task_spec&& spec, const shared_callback& cb,
+                                              const kind_entry*& last_kind, time_point now) {
     auto id = core.next_id.fetch_add(1, std::memory_order_relaxed);
     if (!core.accepting.load(std::memory_order_acquire)) {
       auto why = core.refusal.load();
@@ -93,7 +91,10 @@ struct runtime::impl {
                           ? "the runtime stopped accepting tasks: its supervisor gave up"
                           : "the runtime is shutting down");
     }
-    auto* kind = core.registry.find(spec.kind);
+    // Batches are mostly of one kind: skip the registry's lock for a repeat within one call.
+    auto* kind = last_kind && last_kind->def.name == spec.kind ? last_kind
+                                                                : core.registry.find(spec.kind);
+    last_kind = kind;
     if (!kind)
       return rejected(id, spec, errc::unknown_kind,
                       "unknown task kind '" + spec.kind + "' (known: " + known_kinds() + ")");
@@ -123,7 +124,6 @@ struct runtime::impl {
                           std::to_string(c.memory_bytes) + " bytes, " +
                           std::to_string(c.gpu_count) + " gpu(s)");
     }
-    auto now = clock::now();
     if (spec.deadline && *spec.deadline <= now)
       return rejected(id, spec, errc::deadline_expired, "the deadline has already passed");
     if (!admit())
@@ -164,7 +164,8 @@ struct runtime::impl {
   }
 
   task_handle track(task_ptr& t) {
-    return task_handle{t->id, t->promise.get_future().share()};
+    // Aliasing pointer: the handle keeps the task record alive, no extra allocation.
+    return task_handle{t->id, std::shared_ptr<const completion>(t, &t->done)};
   }
 
   std::optional<task_handle> known_key(const std::string& key) {
@@ -266,7 +267,9 @@ const runtime_config& runtime::config() const { return impl_->core.cfg; }
 task_handle runtime::submit(task_spec spec, result_callback on_done) {
   if (auto h = impl_->known_key(spec.idempotency_key)) return *h;
   auto key = spec.idempotency_key;
-  auto r = impl_->prepare(std::move(spec), on_done);
+  shared_callback cb = on_done ? std::make_shared<const result_callback>(std::move(on_done)) : nullptr;
+  const kind_entry* memo = nullptr;
+  auto r = impl_->prepare(std::move(spec), cb, memo, clock::now());
   if (auto* h = std::get_if<task_handle>(&r)) return *h;
   auto& t = std::get<task_ptr>(r);
   auto h = impl_->track(t);
@@ -281,13 +284,16 @@ std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
   handles.reserve(specs.size());
   submit_msg msg;
   msg.tasks.reserve(specs.size());
+  shared_callback cb = on_done ? std::make_shared<const result_callback>(std::move(on_done)) : nullptr;
+  const kind_entry* memo = nullptr;
+  auto now = clock::now();  // one submission time for the whole batch
   for (auto& spec : specs) {
     if (auto h = impl_->known_key(spec.idempotency_key)) {
       handles.push_back(*h);
       continue;
     }
     auto key = spec.idempotency_key;
-    auto r = impl_->prepare(std::move(spec), on_done);
+    auto r = impl_->prepare(std::move(spec), cb, memo, now);
     if (auto* h = std::get_if<task_handle>(&r)) {
       handles.push_back(std::move(*h));
       continue;

@@ -103,7 +103,6 @@ TEST_F(QueueActor, GivesTheBalancerNoMoreThanItAskedFor) {
 
 TEST_F(QueueActor, FirstTerminalRecordWinsAndLaterOnesAreCountedAndDropped) {
   auto t = admitted_task(1);
-  auto future = t->promise.get_future();
   caf::anon_send(queue, submit_msg{{t}});
   caf::anon_send(queue, demand_msg{1}, balancer);
   sched->run();
@@ -114,8 +113,8 @@ TEST_F(QueueActor, FirstTerminalRecordWinsAndLaterOnesAreCountedAndDropped) {
   caf::anon_send(queue, completions_msg{{record(t, errc::task_failed)}});
   caf::anon_send(queue, completions_msg{{record(t, errc::none)}});
   sched->run();
-  ASSERT_EQ(future.wait_for(std::chrono::seconds(0)), std::future_status::ready);
-  auto r = future.get();
+  ASSERT_TRUE(t->done.ready());
+  auto& r = t->done.wait();
   EXPECT_EQ(r.status, outcome::completed);
   EXPECT_EQ(std::get<int64_t>(*r.output.values.find("answer")), 42);
   EXPECT_EQ(finished_records(), 1u);
@@ -126,7 +125,6 @@ TEST_F(QueueActor, FirstTerminalRecordWinsAndLaterOnesAreCountedAndDropped) {
 
 TEST_F(QueueActor, RecordOfATaskThatNeverStartedRequeuesItWithoutChargingAnAttempt) {
   auto t = admitted_task(1);
-  auto future = t->promise.get_future();
   caf::anon_send(queue, submit_msg{{t}});
   caf::anon_send(queue, demand_msg{1}, balancer);
   sched->run();
@@ -139,5 +137,6 @@ TEST_F(QueueActor, RecordOfATaskThatNeverStartedRequeuesItWithoutChargingAnAttem
   EXPECT_EQ(dispatched[1].tasks[0].attempt, 1u);  // the same attempt again
   caf::anon_send(queue, completions_msg{{record(t, errc::none)}});
   sched->run();
-  EXPECT_EQ(future.get().attempts, 1u);
+  ASSERT_TRUE(t->done.ready());
+  EXPECT_EQ(t->done.wait().attempts, 1u);
 }

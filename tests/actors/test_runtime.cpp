@@ -26,7 +26,7 @@ task_spec spec(std::string kind, param_map params = {}) {
 bool wait_all(const std::vector<task_handle>& hs, std::chrono::milliseconds timeout) {
   auto until = clock::now() + timeout;
   for (auto& h : hs)
-    if (h.future().wait_until(until) != std::future_status::ready) return false;
+    if (!h.wait_until(until)) return false;
   return true;
 }
 }  // namespace

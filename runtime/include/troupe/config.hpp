@@ -46,7 +46,7 @@ struct runtime_config {
   // [log]
   std::string log_level = "info";
   // [scheduler]
-  uint32_t scheduler_threads = 0;  ///< CAF scheduler threads; 0: number of cores
+  uint32_t scheduler_threads = 0;  ///< CAF scheduler threads; 0: cores / 4, in [1, 4]
 };
 
 /// A configuration error names the file (or "--set"), the line and the key.

@@ -4,9 +4,9 @@
 // fields at a time; only cancel_requested is shared, hence atomic.
 #include <atomic>
 #include <functional>
-#include <future>
 #include <memory>
 
+#include "troupe/completion.hpp"
 #include "troupe/model.hpp"
 #include "troupe/registry.hpp"
 
@@ -19,8 +19,8 @@ struct task_state {
   double cost = 0;  ///< from the kind's validate(), in the kind's unit
   uint32_t max_retries = 0;
   std::chrono::milliseconds retry_backoff{0};
-  std::promise<task_result> promise;
-  std::function<void(const task_result&)> callback;
+  completion done;
+  std::shared_ptr<const std::function<void(const task_result&)>> callback;  ///< shared by a batch
   std::atomic<bool> cancel_requested{false};
 
   // Owned by the queue.

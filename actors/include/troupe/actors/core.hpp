@@ -38,8 +38,10 @@ struct runtime_core {
   std::atomic<int> waiters{0};
 
   void task_finished() {
-    in_system.fetch_sub(1, std::memory_order_acq_rel);
-    if (waiters.load(std::memory_order_acquire) > 0) {
+    auto before = in_system.fetch_sub(1, std::memory_order_acq_rel);
+    // Waiters want one of two transitions: idle (shutdown, wait_idle) or room under the bound
+    // (overflow = block). Waking them on every task would cost a context switch per task.
+    if ((before == 1 || before == cfg.queue_bound) && waiters.load(std::memory_order_acquire) > 0) {
       std::lock_guard<std::mutex> guard{wait_mutex};
       wait_cv.notify_all();
     }

@@ -8,12 +8,12 @@
 // No CAF type appears here: the actors live behind the pimpl.
 #include <chrono>
 #include <functional>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "troupe/completion.hpp"
 #include "troupe/config.hpp"
 #include "troupe/events.hpp"
 #include "troupe/model.hpp"
@@ -33,21 +33,23 @@ using result_callback = std::function<void(const task_result&)>;
 class task_handle {
  public:
   task_handle() = default;
-  task_handle(task_id id, std::shared_future<task_result> f) : id_(id), future_(std::move(f)) {}
+  task_handle(task_id id, std::shared_ptr<const completion> c) : id_(id), done_(std::move(c)) {}
   task_id id() const { return id_; }
-  bool valid() const { return future_.valid(); }
+  bool valid() const { return done_ != nullptr; }
   /// Blocks until the task's terminal record exists.
-  const task_result& get() const { return future_.get(); }
-  bool ready() const {
-    return future_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-  }
+  const task_result& get() const { return done_->wait(); }
+  bool ready() const { return done_->ready(); }
+  /// True if the result exists by the deadline.
+  bool wait_until(time_point deadline) const { return done_->wait_until(deadline); }
   /// The result if it arrives within the timeout.
-  std::optional<task_result> wait_for(std::chrono::milliseconds timeout) const;
-  const std::shared_future<task_result>& future() const { return future_; }
+  std::optional<task_result> wait_for(std::chrono::milliseconds timeout) const {
+    if (!wait_until(clock::now() + timeout)) return std::nullopt;
+    return done_->wait();
+  }
 
  private:
   task_id id_ = 0;
-  std::shared_future<task_result> future_;
+  std::shared_ptr<const completion> done_;
 };
 
 enum class shutdown_mode { drain, cancel };
