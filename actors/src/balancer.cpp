@@ -87,7 +87,12 @@ void request_more(self_ptr self) {
   auto typical = std::max(st.typical_task_s, 1e-7);
   uint64_t room = 0;
   for (auto& w : st.workers) {
-    if (!w.up || w.in_flight.size() >= st.core->cfg.worker_prefetch) continue;
+    if (!w.up) continue;
+    // Refill a worker only once it has drained half its credit (or is idle): batches stay large
+    // instead of degenerating into one small demand/dispatch/assign round per result message.
+    if (!w.in_flight.empty() &&
+        (w.in_flight.size() * 2 > st.core->cfg.worker_prefetch || w.backlog_s * 2 > target))
+      continue;
     auto free_count = st.core->cfg.worker_prefetch - w.in_flight.size();
     double by_time = w.backlog_s < target ? std::ceil((target - w.backlog_s) / typical) : 0;
     if (w.in_flight.empty()) by_time = std::max(by_time, 1.0);
