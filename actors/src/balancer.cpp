@@ -22,8 +22,10 @@ double backlog_target_s(const balancer_state& st) {
 }
 
 bool has_room(const balancer_state& st, const balancer_state::worker_slot& w) {
+  // Two tasks at least, even long ones: the next one is there when the current one ends, so
+  // the worker never idles through a round trip to the queue.
   return w.up && w.in_flight.size() < st.core->cfg.worker_prefetch &&
-         (w.in_flight.empty() || w.backlog_s < backlog_target_s(st));
+         (w.in_flight.size() < 2 || w.backlog_s < backlog_target_s(st));
 }
 
 /// The worker a task goes to, or -1 if none has room for it now.
@@ -87,16 +89,15 @@ void request_more(self_ptr self) {
   auto typical = std::max(st.typical_task_s, 1e-7);
   uint64_t room = 0;
   for (auto& w : st.workers) {
-    if (!w.up) continue;
-    // Refill a worker only once it has drained half its credit (or is idle): batches stay large
-    // instead of degenerating into one small demand/dispatch/assign round per result message.
-    if (!w.in_flight.empty() &&
-        (w.in_flight.size() * 2 > st.core->cfg.worker_prefetch || w.backlog_s * 2 > target))
-      continue;
-    auto free_count = st.core->cfg.worker_prefetch - w.in_flight.size();
+    auto have = w.in_flight.size(), prefetch = size_t(st.core->cfg.worker_prefetch);
+    if (!w.up || have >= prefetch) continue;
+    // Refill a worker only once it has drained half its credit (or holds fewer than two tasks):
+    // batches stay large instead of degenerating into one small demand/dispatch/assign round
+    // per result message.
+    if (have >= 2 && (have * 2 > prefetch || w.backlog_s * 2 > target)) continue;
     double by_time = w.backlog_s < target ? std::ceil((target - w.backlog_s) / typical) : 0;
-    if (w.in_flight.empty()) by_time = std::max(by_time, 1.0);
-    room += std::min<uint64_t>(free_count, uint64_t(by_time));
+    by_time = std::max(by_time, have < 2 ? double(2 - have) : 0.0);
+    room += std::min<uint64_t>(prefetch - have, uint64_t(by_time));
   }
   if (room > st.requested) {
     auto n = uint32_t(std::min<uint64_t>(room - st.requested, UINT32_MAX));

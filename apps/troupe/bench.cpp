@@ -198,23 +198,26 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
 
   if (wants("gemm")) {
     const int64_t n = 512;
-    const size_t count = 24 * workers;
+    const size_t count = 64 * workers;
     std::vector<float> a, b;
     kernels::gemm_inputs(n, n, n, 1, a, b);
     std::vector<uint8_t> payload((a.size() + b.size()) * sizeof(float));
     std::memcpy(payload.data(), a.data(), a.size() * sizeof(float));
     std::memcpy(payload.data() + a.size() * sizeof(float), b.data(), b.size() * sizeof(float));
     openblas_set_num_threads(1);
+    // Both sides get the same data: one copy of the inputs per call, as tasks have.
+    std::vector<std::vector<uint8_t>> inputs(count, payload);
     auto direct = [&] {
       auto t0 = clock::now();
       std::vector<std::thread> threads;
       std::atomic<size_t> next{0};
       for (uint32_t w = 0; w < workers; ++w)
         threads.emplace_back([&] {
-          while (next.fetch_add(1) < count) {
+          for (size_t i; (i = next.fetch_add(1)) < count;) {
+            auto* in = reinterpret_cast<const float*>(inputs[i].data());
             std::unique_ptr<float[]> c{new float[size_t(n * n)]};
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.0f,
-                        a.data(), int(n), b.data(), int(n), 0.0f, c.get(), int(n));
+                        in, int(n), in + n * n, int(n), 0.0f, c.get(), int(n));
           }
         });
       for (auto& t : threads) t.join();
