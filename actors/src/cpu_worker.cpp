@@ -82,9 +82,10 @@ worker_actor::behavior_type cpu_worker_impl(worker_actor::stateful_pointer<cpu_w
               } catch (...) {
               }
               flush(self, records, events, false);
-              self->send(st.supervisor, crash_report_msg{st.index, st.generation, t.id,
-                                                         "task kind '" + t.spec.kind + "' threw: " + what,
-                                                         clock::now()});
+              self->send(
+                  st.supervisor,
+                  crash_report_msg{st.index, st.generation, t.id,
+                                   "task kind '" + t.spec.kind + "' threw: " + what, clock::now()});
               self->quit(caf::make_error(caf::sec::runtime_error));
               return;
             }

@@ -19,8 +19,8 @@ void event_batch::add(std::string topic, task_id task, int32_t worker, std::stri
   events_.push_back(std::move(e));
 }
 
-event_bus_actor::behavior_type event_bus_impl(event_bus_actor::stateful_pointer<event_bus_state> self,
-                                              runtime_core* core) {
+event_bus_actor::behavior_type event_bus_impl(
+    event_bus_actor::stateful_pointer<event_bus_state> self, runtime_core* core) {
   self->state.core = core;
   return {
       [=](publish_msg& msg) {

@@ -11,7 +11,9 @@ namespace {
 
 using self_ptr = monitor_actor::stateful_pointer<monitor_state>;
 
-double ms(int64_t ns) { return double(ns) / 1e6; }
+double ms(int64_t ns) {
+  return double(ns) / 1e6;
+}
 
 runtime_stats snapshot(const monitor_state& st) {
   auto now = clock::now();
@@ -43,7 +45,9 @@ runtime_stats snapshot(const monitor_state& st) {
     ws.busy_s = double(w.busy_ns) / 1e9;
     ws.restarts = w.restarts;
     ws.heartbeat_age_ms =
-        w.last_heard == time_point{} ? -1 : std::chrono::duration<double, std::milli>(now - w.last_heard).count();
+        w.last_heard == time_point{}
+            ? -1
+            : std::chrono::duration<double, std::milli>(now - w.last_heard).count();
     s.workers.push_back(ws);
   }
   return s;
@@ -65,11 +69,20 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         for (auto& r : msg.records) {
           st.latency[*r.kind].record(uint64_t(std::max<int64_t>(0, r.latency_ns)));
           switch (r.status) {
-            case outcome::completed: ++st.totals.completed; break;
-            case outcome::failed: ++st.totals.failed; break;
-            case outcome::cancelled: ++st.totals.cancelled; break;
-            case outcome::expired: ++st.totals.expired; break;
-            default: break;
+            case outcome::completed:
+              ++st.totals.completed;
+              break;
+            case outcome::failed:
+              ++st.totals.failed;
+              break;
+            case outcome::cancelled:
+              ++st.totals.cancelled;
+              break;
+            case outcome::expired:
+              ++st.totals.expired;
+              break;
+            default:
+              break;
           }
           if (st.first_submit == time_point{} || r.submitted < st.first_submit)
             st.first_submit = r.submitted;

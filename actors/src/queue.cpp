@@ -17,11 +17,16 @@ double ms_between(time_point a, time_point b) {
 
 const char* topic_of(outcome o) {
   switch (o) {
-    case outcome::completed: return "task.completed";
-    case outcome::failed: return "task.failed";
-    case outcome::cancelled: return "task.cancelled";
-    case outcome::expired: return "task.expired";
-    default: return "task.unknown";
+    case outcome::completed:
+      return "task.completed";
+    case outcome::failed:
+      return "task.failed";
+    case outcome::cancelled:
+      return "task.cancelled";
+    case outcome::expired:
+      return "task.expired";
+    default:
+      return "task.unknown";
   }
 }
 
@@ -83,9 +88,9 @@ class queue_logic {
         st_.dead_letters.pop_front();
     }
     if (events_.wanted())
-      events_.add(topic_of(o), t->id, r.timings.worker,
-                  r.error ? std::string{to_string(r.error.code)} + ": " + r.error.message
-                          : t->spec.kind);
+      events_.add(
+          topic_of(o), t->id, r.timings.worker,
+          r.error ? std::string{to_string(r.error.code)} + ": " + r.error.message : t->spec.kind);
     done_.emplace_back(std::move(t), std::move(r));
   }
 
@@ -99,7 +104,9 @@ class queue_logic {
   }
 
   void admit(std::vector<task_ptr>& tasks) {
-    auto now = clock::now();
+    // The actor clock (steady_clock in production): under CAF's test coordinator, tests move it
+    // to check aging deterministically.
+    auto now = self_->clock().now();
     for (auto& t : tasks) {
       if (st_.escalated) {
         finalize(t, outcome::failed, {errc::supervisor_gave_up, st_.escalation});
@@ -184,8 +191,9 @@ class queue_logic {
           t->retry_backoff * (int64_t(1) << std::min<uint32_t>(t->attempts - 1, 20)),
           st_.core->cfg.retry_backoff_max);
       if (t->spec.deadline && now + backoff >= *t->spec.deadline) {
-        finalize(t, outcome::expired,
-                 {errc::deadline_expired, "deadline passes before the next attempt: " + rec.message});
+        finalize(
+            t, outcome::expired,
+            {errc::deadline_expired, "deadline passes before the next attempt: " + rec.message});
         continue;
       }
       ++st_.report.retries;
@@ -222,7 +230,8 @@ class queue_logic {
         auto i = st_.live.find(task->id);
         // A dispatched task is checked by its worker before it starts.
         if (i != st_.live.end() && i->second.at != queue_state::where::dispatched)
-          finalize(task, outcome::expired, {errc::deadline_expired, "deadline passed while queued"});
+          finalize(task, outcome::expired,
+                   {errc::deadline_expired, "deadline passed while queued"});
         continue;
       }
       if (at < st_.timer_at) {

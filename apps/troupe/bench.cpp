@@ -140,11 +140,14 @@ double pct(std::vector<double> v, double q) {
 
 int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std::string& json_path,
               uint32_t workers) {
-  auto which = which_in.empty() ? std::vector<std::string>{"pipeline", "latency", "gemm"} : which_in;
+  auto which =
+      which_in.empty() ? std::vector<std::string>{"pipeline", "latency", "gemm"} : which_in;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json out;
   out["workers"] = workers;
-  auto wants = [&](const char* w) { return std::find(which.begin(), which.end(), w) != which.end(); };
+  auto wants = [&](const char* w) {
+    return std::find(which.begin(), which.end(), w) != which.end();
+  };
 
   if (wants("pipeline")) {
     auto pool = median_of(3, [&] { return pool_rate(workers, tasks); });
@@ -153,7 +156,8 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
     auto single = median_of(3, [&] { return troupe_rate(workers, single_n, 1); });
     std::printf("pipeline  empty tasks, %u workers, median of 3\n", workers);
     std::printf("  condvar thread pool        %12.0f tasks/s  (%zu tasks)\n", pool, tasks);
-    std::printf("  troupe, batches of 10000   %12.0f tasks/s  ratio %.3f\n", batched, batched / pool);
+    std::printf("  troupe, batches of 10000   %12.0f tasks/s  ratio %.3f\n", batched,
+                batched / pool);
     std::printf("  troupe, one by one         %12.0f tasks/s  ratio %.3f  (%zu tasks)\n", single,
                 single / pool, single_n);
     out["pipeline"] = {{"pool_tps", pool},
@@ -187,13 +191,16 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
         ours.push_back(std::chrono::duration<double, std::micro>(clock::now() - t0).count());
       }
     }
-    std::printf("latency   submit -> result, one task in flight, %d rounds, microseconds\n", rounds);
+    std::printf("latency   submit -> result, one task in flight, %d rounds, microseconds\n",
+                rounds);
     std::printf("  condvar thread pool   p50 %8.1f  p99 %8.1f\n", pct(base, .5), pct(base, .99));
     std::printf("  troupe                p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f)\n",
                 pct(ours, .5), pct(ours, .99), pct(ours, .5) / pct(base, .5),
                 pct(ours, .99) / pct(base, .99));
-    out["latency_us"] = {{"pool_p50", pct(base, .5)}, {"pool_p99", pct(base, .99)},
-                         {"troupe_p50", pct(ours, .5)}, {"troupe_p99", pct(ours, .99)}};
+    out["latency_us"] = {{"pool_p50", pct(base, .5)},
+                         {"pool_p99", pct(base, .99)},
+                         {"troupe_p50", pct(ours, .5)},
+                         {"troupe_p99", pct(ours, .99)}};
   }
 
   if (wants("gemm")) {
@@ -216,8 +223,8 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
           for (size_t i; (i = next.fetch_add(1)) < count;) {
             auto* in = reinterpret_cast<const float*>(inputs[i].data());
             std::unique_ptr<float[]> c{new float[size_t(n * n)]};
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.0f,
-                        in, int(n), in + n * n, int(n), 0.0f, c.get(), int(n));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.0f, in,
+                        int(n), in + n * n, int(n), 0.0f, c.get(), int(n));
           }
         });
       for (auto& t : threads) t.join();
@@ -242,7 +249,8 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
     t = median_of(5, through);
     std::printf("gemm      512^3 float32, %zu calls on %u threads/workers, median of 5\n", count,
                 workers);
-    std::printf("  direct cblas_sgemm    %8.1f calls/s  (%.1f GFLOP/s)\n", d, d * 2 * n * n * n / 1e9);
+    std::printf("  direct cblas_sgemm    %8.1f calls/s  (%.1f GFLOP/s)\n", d,
+                d * 2 * n * n * n / 1e9);
     std::printf("  troupe gemm tasks     %8.1f tasks/s  (%.1f GFLOP/s)  ratio %.3f\n", t,
                 t * 2 * n * n * n / 1e9, t / d);
     out["gemm"] = {{"direct_per_s", d}, {"troupe_per_s", t}, {"ratio", t / d}};

@@ -73,9 +73,8 @@ int run(const run_options& opt) {
   std::atomic<size_t> done{0};
   std::mutex m;
   std::condition_variable cv;
-  auto handles = rt.submit_batch(std::move(specs), [&](const task_result&) {
-    done.fetch_add(1, std::memory_order_relaxed);
-  });
+  auto handles = rt.submit_batch(
+      std::move(specs), [&](const task_result&) { done.fetch_add(1, std::memory_order_relaxed); });
   size_t accepted = 0;
   for (auto& h : handles) accepted += h.ready() && h.get().status == outcome::rejected ? 0 : 1;
   progress bar{handles.size(), isatty(STDERR_FILENO) != 0};
@@ -132,7 +131,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--set", ro.overrides, "override a config key: section.key=value")
       ->take_all();
   run_cmd->add_option("--workers", ro.workers, "cpu workers (overrides workers.cpu)");
-  run_cmd->add_option("--tasks", ro.tasks, "size of the default workload")->check(CLI::Range(1, 10000000));
+  run_cmd->add_option("--tasks", ro.tasks, "size of the default workload")
+      ->check(CLI::Range(1, 10000000));
   run_cmd->add_option("--seed", ro.seed, "seed of the default workload");
   run_cmd->add_flag("--quiet", ro.quiet, "no progress output");
 

@@ -32,7 +32,7 @@ nlohmann::json to_json(const run_summary& r) {
   auto& lat = j["latency_ms"] = nlohmann::json::object();
   for (auto& [kind, l] : s.latency)
     lat[kind] = {{"count", l.count}, {"mean", l.mean_ms}, {"p50", l.p50_ms},
-                 {"p95", l.p95_ms},   {"p99", l.p99_ms},   {"max", l.max_ms}};
+                 {"p95", l.p95_ms},  {"p99", l.p99_ms},   {"max", l.max_ms}};
   auto& workers = j["workers"] = nlohmann::json::array();
   for (auto& w : s.workers)
     workers.push_back({{"name", w.name},
@@ -58,9 +58,10 @@ std::string to_text(const run_summary& r) {
                 r.makespan_s > 0 ? double(finished) / r.makespan_s : 0.0);
   o << buf;
   auto lb = lower_bound_s(r);
-  std::snprintf(buf, sizeof buf,
-                "makespan   %.3f s  (lower bound %.3f s = measured work / %u workers; ratio %.3f)\n",
-                r.makespan_s, lb, r.workers, lb > 0 ? r.makespan_s / lb : 0.0);
+  std::snprintf(
+      buf, sizeof buf,
+      "makespan   %.3f s  (lower bound %.3f s = measured work / %u workers; ratio %.3f)\n",
+      r.makespan_s, lb, r.workers, lb > 0 ? r.makespan_s / lb : 0.0);
   o << buf;
   std::snprintf(buf, sizeof buf,
                 "errors     %llu detected; mean detection %.3f ms, mean handling %.3f ms\n",
@@ -73,13 +74,13 @@ std::string to_text(const run_summary& r) {
   o << buf;
   for (auto& [kind, l] : s.latency) {
     std::snprintf(buf, sizeof buf, "  %-10s %8llu %9.2f %9.2f %9.2f %9.2f\n", kind.c_str(),
-                  static_cast<unsigned long long>(l.count), l.p50_ms, l.p95_ms, l.p99_ms,
-                  l.max_ms);
+                  static_cast<unsigned long long>(l.count), l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms);
     o << buf;
   }
   o << "workers\n";
   for (auto& w : s.workers) {
-    std::snprintf(buf, sizeof buf, "  %-8s %-5s tasks %6llu  busy %7.3f s  utilisation %5.1f%%  restarts %u\n",
+    std::snprintf(buf, sizeof buf,
+                  "  %-8s %-5s tasks %6llu  busy %7.3f s  utilisation %5.1f%%  restarts %u\n",
                   w.name.c_str(), w.device.c_str(), static_cast<unsigned long long>(w.tasks),
                   w.busy_s, r.makespan_s > 0 ? 100.0 * w.busy_s / r.makespan_s : 0.0, w.restarts);
     o << buf;

@@ -26,8 +26,9 @@ std::vector<task_spec> default_workload(uint64_t seed, size_t tasks) {
     } else if (i % 397 == 200 && fail_forever > 0) {  // a handful fail for good
       --fail_forever;
       s.kind = "fail";
-      s.params = {{"error", std::string{fail_forever % 2 ? "task_failed_permanently" : "task_failed"}},
-                  {"message", std::string{"persistent fault"}}};
+      s.params = {
+          {"error", std::string{fail_forever % 2 ? "task_failed_permanently" : "task_failed"}},
+          {"message", std::string{"persistent fault"}}};
     } else if (rng() % 100 < 46) {
       s.kind = "gemm";
       s.params = {{"size", pick(64, 128, 192, 256, 384, 512)}, {"seed", int64_t(i)}};
@@ -75,9 +76,10 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
       throw std::runtime_error(where + ": not valid JSON: " + e.what());
     }
     if (!j.is_object()) throw std::runtime_error(where + ": expected a JSON object");
-    static const char* known[] = {"kind", "params", "priority", "count", "deadline_ms",
-                                  "max_retries", "retry_backoff_ms", "cpu_slots", "memory_bytes",
-                                  "labels", "key"};
+    static const char* known[] = {
+        "kind",        "params",           "priority",  "count",        "deadline_ms",
+        "max_retries", "retry_backoff_ms", "cpu_slots", "memory_bytes", "labels",
+        "key"};
     for (auto& [k, v] : j.items())
       if (std::find(std::begin(known), std::end(known), k) == std::end(known))
         throw std::runtime_error(where + ": unknown field '" + k + "'");
@@ -94,8 +96,10 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
     s.kind = field("kind", std::string{});
     if (s.kind.empty()) throw std::runtime_error(where + ": field 'kind' is required");
     if (j.contains("params")) {
-      if (!j["params"].is_object()) throw std::runtime_error(where + ": 'params' must be an object");
-      for (auto& [k, v] : j["params"].items()) s.params.set(k, to_param(v, where + ": params." + k));
+      if (!j["params"].is_object())
+        throw std::runtime_error(where + ": 'params' must be an object");
+      for (auto& [k, v] : j["params"].items())
+        s.params.set(k, to_param(v, where + ": params." + k));
     }
     s.priority = field("priority", int32_t{0});
     if (j.contains("deadline_ms"))

@@ -56,9 +56,10 @@ struct runtime::impl {
     balancer = sys.spawn(balancer_impl, &core, queue, bus);
     supervisor = sys.spawn(supervisor_impl, &core, balancer, monitor, queue, bus);
     caf::anon_send(monitor, supervisor);
-    spdlog::info("troupe: {} cpu workers, queue bound {}, {} placement", core.cfg.cpu_workers,
-                 core.cfg.queue_bound,
-                 core.cfg.placement == placement_policy::least_loaded ? "least_loaded" : "round_robin");
+    spdlog::info(
+        "troupe: {} cpu workers, queue bound {}, {} placement", core.cfg.cpu_workers,
+        core.cfg.queue_bound,
+        core.cfg.placement == placement_policy::least_loaded ? "least_loaded" : "round_robin");
   }
 
   task_handle rejected(task_id id, const task_spec& spec, errc code, std::string message) {
@@ -92,16 +93,17 @@ struct runtime::impl {
                           : "the runtime is shutting down");
     }
     // Batches are mostly of one kind: skip the registry's lock for a repeat within one call.
-    auto* kind = last_kind && last_kind->def.name == spec.kind ? last_kind
-                                                                : core.registry.find(spec.kind);
+    auto* kind =
+        last_kind && last_kind->def.name == spec.kind ? last_kind : core.registry.find(spec.kind);
     last_kind = kind;
     if (!kind)
       return rejected(id, spec, errc::unknown_kind,
                       "unknown task kind '" + spec.kind + "' (known: " + known_kinds() + ")");
     if (!kind->runs_on(device_class::cpu))
       return rejected(id, spec, errc::no_implementation,
-                      "task kind '" + spec.kind + "' has no implementation for the devices of "
-                      "this runtime (cpu)");
+                      "task kind '" + spec.kind +
+                          "' has no implementation for the devices of "
+                          "this runtime (cpu)");
     double cost = 0;
     if (kind->def.validate) {
       try {
@@ -119,9 +121,9 @@ struct runtime::impl {
       return rejected(id, spec, errc::unsatisfiable_resources,
                       "task needs " + std::to_string(spec.needs.cpu_slots) + " cpu slot(s), " +
                           std::to_string(spec.needs.memory_bytes) + " bytes of memory, " +
-                          std::to_string(spec.needs.gpu_count) + " gpu(s); the largest worker has " +
-                          std::to_string(c.cpu_slots) + " slot(s), " +
-                          std::to_string(c.memory_bytes) + " bytes, " +
+                          std::to_string(spec.needs.gpu_count) +
+                          " gpu(s); the largest worker has " + std::to_string(c.cpu_slots) +
+                          " slot(s), " + std::to_string(c.memory_bytes) + " bytes, " +
                           std::to_string(c.gpu_count) + " gpu(s)");
     }
     if (spec.deadline && *spec.deadline <= now)
@@ -261,13 +263,18 @@ runtime::~runtime() {
   impl_->own_system.reset();
 }
 
-task_registry& runtime::registry() { return impl_->core.registry; }
-const runtime_config& runtime::config() const { return impl_->core.cfg; }
+task_registry& runtime::registry() {
+  return impl_->core.registry;
+}
+const runtime_config& runtime::config() const {
+  return impl_->core.cfg;
+}
 
 task_handle runtime::submit(task_spec spec, result_callback on_done) {
   if (auto h = impl_->known_key(spec.idempotency_key)) return *h;
   auto key = spec.idempotency_key;
-  shared_callback cb = on_done ? std::make_shared<const result_callback>(std::move(on_done)) : nullptr;
+  shared_callback cb =
+      on_done ? std::make_shared<const result_callback>(std::move(on_done)) : nullptr;
   const kind_entry* memo = nullptr;
   auto r = impl_->prepare(std::move(spec), cb, memo, clock::now());
   if (auto* h = std::get_if<task_handle>(&r)) return *h;
@@ -284,7 +291,8 @@ std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
   handles.reserve(specs.size());
   submit_msg msg;
   msg.tasks.reserve(specs.size());
-  shared_callback cb = on_done ? std::make_shared<const result_callback>(std::move(on_done)) : nullptr;
+  shared_callback cb =
+      on_done ? std::make_shared<const result_callback>(std::move(on_done)) : nullptr;
   const kind_entry* memo = nullptr;
   auto now = clock::now();  // one submission time for the whole batch
   for (auto& spec : specs) {
@@ -307,7 +315,9 @@ std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
   return handles;
 }
 
-void runtime::cancel(task_id id) { caf::anon_send(impl_->queue, cancel_msg{id}); }
+void runtime::cancel(task_id id) {
+  caf::anon_send(impl_->queue, cancel_msg{id});
+}
 
 uint64_t runtime::subscribe(std::string prefix, event_callback callback) {
   auto id = impl_->next_subscription.fetch_add(1);
@@ -318,7 +328,9 @@ uint64_t runtime::subscribe(std::string prefix, event_callback callback) {
   return id;
 }
 
-void runtime::unsubscribe(uint64_t id) { caf::anon_send(impl_->bus, unsubscribe_msg{id}); }
+void runtime::unsubscribe(uint64_t id) {
+  caf::anon_send(impl_->bus, unsubscribe_msg{id});
+}
 
 runtime_stats runtime::stats() {
   runtime_stats s;
@@ -336,8 +348,12 @@ runtime_stats runtime::stats() {
   return s;
 }
 
-void runtime::shutdown(shutdown_mode mode) { impl_->stop(mode); }
+void runtime::shutdown(shutdown_mode mode) {
+  impl_->stop(mode);
+}
 
-bool runtime::wait_idle(std::chrono::milliseconds timeout) { return impl_->wait_idle(timeout); }
+bool runtime::wait_idle(std::chrono::milliseconds timeout) {
+  return impl_->wait_idle(timeout);
+}
 
 }  // namespace troupe

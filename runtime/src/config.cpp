@@ -1,5 +1,6 @@
 #include "troupe/config.hpp"
 
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,7 +8,6 @@
 #include <functional>
 #include <sstream>
 #include <thread>
-#include <toml++/toml.h>
 
 namespace troupe {
 
@@ -31,8 +31,7 @@ struct key_def {
 
 int64_t int_in(const toml::node& n, int64_t lo, int64_t hi) {
   auto v = n.value<int64_t>();
-  if (!v || n.is_floating_point() || n.is_boolean())
-    throw std::string{"expected an integer"};
+  if (!v || n.is_floating_point() || n.is_boolean()) throw std::string{"expected an integer"};
   if (*v < lo || *v > hi)
     throw "expected a value in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
         std::to_string(*v);
@@ -63,8 +62,7 @@ setter dur(Dur runtime_config::*field, int64_t lo, int64_t hi) {
 const std::vector<key_def>& keys() {
   using ms = std::chrono::milliseconds;
   static const std::vector<key_def> defs = {
-      {"workers", "cpu",
-       [](auto& c, auto& n) { c.cpu_workers = uint32_t(int_in(n, 0, 4096)); }},
+      {"workers", "cpu", [](auto& c, auto& n) { c.cpu_workers = uint32_t(int_in(n, 0, 4096)); }},
       {"workers", "memory_bytes",
        [](auto& c, auto& n) { c.worker_memory_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
       {"workers", "prefetch",
@@ -95,8 +93,9 @@ const std::vector<key_def>& keys() {
       {"retry", "backoff_max_ms", dur<ms>(&runtime_config::retry_backoff_max, 0, 3'600'000)},
       {"balancer", "policy",
        [](auto& c, auto& n) {
-         c.placement = choice<placement_policy>(n, {{"round_robin", placement_policy::round_robin},
-                                                    {"least_loaded", placement_policy::least_loaded}});
+         c.placement =
+             choice<placement_policy>(n, {{"round_robin", placement_policy::round_robin},
+                                          {"least_loaded", placement_policy::least_loaded}});
        }},
       {"supervision", "strategy",
        [](auto& c, auto& n) {
@@ -114,7 +113,8 @@ const std::vector<key_def>& keys() {
       {"log", "level",
        [](auto& c, auto& n) {
          auto s = n.template value<std::string>();
-         static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+         static const char* levels[] = {"trace", "debug",    "info", "warn",
+                                        "error", "critical", "off"};
          if (!s || std::find(std::begin(levels), std::end(levels), *s) == std::end(levels))
            throw std::string{"expected one of trace, debug, info, warn, error, critical, off"};
          c.log_level = *s;
@@ -137,7 +137,9 @@ bool known_section(const std::string& section) {
   return false;
 }
 
-int line_of(const toml::node& n) { return int(n.source().begin.line); }
+int line_of(const toml::node& n) {
+  return int(n.source().begin.line);
+}
 
 void check_cross_field(const runtime_config& c, const std::string& source) {
   if (c.heartbeat_timeout <= c.heartbeat_interval)
@@ -149,8 +151,7 @@ void check_cross_field(const runtime_config& c, const std::string& source) {
 
 }  // namespace
 
-runtime_config parse_config(std::string_view text, const std::string& source,
-                            runtime_config cfg) {
+runtime_config parse_config(std::string_view text, const std::string& source, runtime_config cfg) {
   toml::table root;
   try {
     root = toml::parse(text, source);
@@ -194,9 +195,12 @@ void apply_override(runtime_config& cfg, const std::string& assignment) {
   auto section = assignment.substr(0, dot), name = assignment.substr(dot + 1, eq - dot - 1);
   auto value = assignment.substr(eq + 1);
   // Bare words are strings: --set queue.order=fifo
-  bool bare = !value.empty() && std::all_of(value.begin(), value.end(), [](char ch) {
-    return std::isalpha(static_cast<unsigned char>(ch)) || ch == '_';
-  }) && value != "true" && value != "false";
+  bool bare = !value.empty() &&
+              std::all_of(value.begin(), value.end(),
+                          [](char ch) {
+                            return std::isalpha(static_cast<unsigned char>(ch)) || ch == '_';
+                          }) &&
+              value != "true" && value != "false";
   auto text = "[" + section + "]\n" + name + " = " + (bare ? "\"" + value + "\"" : value) + "\n";
   try {
     cfg = parse_config(text, "--set", cfg);

@@ -29,9 +29,8 @@ void require(bool ok, const std::string& what) {
 
 int64_t dim(const param_map& p, const std::string& key, int64_t fallback) {
   auto v = p.get_int(key, fallback);
-  require(v >= 1 && v <= max_dim,
-          "parameter '" + key + "' must be in [1, " + std::to_string(max_dim) + "], got " +
-              std::to_string(v));
+  require(v >= 1 && v <= max_dim, "parameter '" + key + "' must be in [1, " +
+                                      std::to_string(max_dim) + "], got " + std::to_string(v));
   return v;
 }
 
@@ -93,8 +92,7 @@ task_output gemm_cpu(const task_context& ctx) {
 std::vector<int64_t> mlp_widths(const param_map& p) {
   auto w = p.get_int_list("layers");
   require(w.size() >= 2 && w.size() <= 64, "parameter 'layers' must list 2 to 64 widths");
-  for (auto x : w)
-    require(x >= 1 && x <= max_dim, "every width in 'layers' must be in [1, 32768]");
+  for (auto x : w) require(x >= 1 && x <= max_dim, "every width in 'layers' must be in [1, 32768]");
   return w;
 }
 
@@ -201,7 +199,8 @@ errc fail_code(const std::string& name) {
   if (name == "crash") return errc::kernel_crashed;
   throw task_failure{errc::invalid_params,
                      "parameter 'error' must be one of task_failed, task_failed_permanently, "
-                     "out_of_memory, crash; got '" + name + "'"};
+                     "out_of_memory, crash; got '" +
+                         name + "'"};
 }
 
 double fail_validate(task_spec& spec) {

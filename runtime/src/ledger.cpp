@@ -3,7 +3,9 @@
 namespace troupe {
 
 int32_t resource_ledger::add_worker(worker_capacity cap) {
-  workers_.push_back(worker_entry{cap});
+  worker_entry w;
+  w.cap = cap;
+  workers_.push_back(std::move(w));
   return int32_t(workers_.size() - 1);
 }
 

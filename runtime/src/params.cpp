@@ -16,12 +16,18 @@ namespace {
 
 const char* type_name(const param_value& v) {
   switch (v.index()) {
-    case 0: return "bool";
-    case 1: return "int";
-    case 2: return "float";
-    case 3: return "string";
-    case 4: return "list<int>";
-    default: return "list<float>";
+    case 0:
+      return "bool";
+    case 1:
+      return "int";
+    case 2:
+      return "float";
+    case 3:
+      return "string";
+    case 4:
+      return "list<int>";
+    default:
+      return "list<float>";
   }
 }
 

@@ -19,6 +19,8 @@ struct QueueActor : ::testing::Test {
   std::vector<dispatch_msg> dispatched;
   queue_actor queue;
   balancer_actor balancer;
+  monitor_actor monitor;
+  event_bus_actor bus;
 
   void SetUp() override {
     cfg.set("scheduler.policy", caf::atom("testing"));
@@ -27,34 +29,38 @@ struct QueueActor : ::testing::Test {
     sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
     core.cfg = resolve({});
     kernels::register_builtins(core.registry);
-    auto monitor = sys->spawn([this](monitor_actor::pointer) -> monitor_actor::behavior_type {
+    monitor = sys->spawn([this](monitor_actor::pointer) -> monitor_actor::behavior_type {
       return {[this](const finished_msg& m) { reports.push_back(m); },
-              [](const work_report_msg&) {}, [](const worker_state_msg&) {},
-              [](const monitor_tick_msg&) {}, [](supervisor_actor&) {},
+              [](const work_report_msg&) {},
+              [](const worker_state_msg&) {},
+              [](const monitor_tick_msg&) {},
+              [](supervisor_actor&) {},
               [](const stats_request&) { return runtime_stats{}; }};
     });
-    auto bus = sys->spawn([](event_bus_actor::pointer) -> event_bus_actor::behavior_type {
+    bus = sys->spawn([](event_bus_actor::pointer) -> event_bus_actor::behavior_type {
       return {[](publish_msg&) {}, [](subscribe_msg&) {}, [](const unsubscribe_msg&) {}};
     });
     balancer = sys->spawn([this](balancer_actor::pointer) -> balancer_actor::behavior_type {
-      return {[this](dispatch_msg& m) { dispatched.push_back(std::move(m)); },
-              [](results_msg&) {}, [](worker_up_msg&) {}, [](const worker_lost_msg&) {}};
+      return {[this](dispatch_msg& m) { dispatched.push_back(std::move(m)); }, [](results_msg&) {},
+              [](worker_up_msg&) {}, [](const worker_lost_msg&) {}};
     });
     queue = sys->spawn(queue_impl, &core, monitor, bus);
     sched->run();
   }
 
   void TearDown() override {
-    for (auto a : {caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(balancer)})
+    for (auto a : {caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(balancer),
+                   caf::actor_cast<caf::actor>(monitor), caf::actor_cast<caf::actor>(bus)})
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     sched->run();
   }
 
-  task_ptr admitted_task(task_id id) {
+  task_ptr admitted_task(task_id id, int32_t priority = 0) {
     auto t = std::make_shared<task_state>();
     t->id = id;
     t->kind = core.registry.find("noop");
     t->spec.kind = "noop";
+    t->spec.priority = priority;
     t->max_retries = 3;
     t->timings.submitted = clock::now();
     core.in_system.fetch_add(1);
@@ -139,4 +145,27 @@ TEST_F(QueueActor, RecordOfATaskThatNeverStartedRequeuesItWithoutChargingAnAttem
   sched->run();
   ASSERT_TRUE(t->done.ready());
   EXPECT_EQ(t->done.wait().attempts, 1u);
+}
+
+// The starvation bound, end to end through the actor: with aging 10 ms, a priority-0 task under
+// a stream of priority-9 arrivals (one per millisecond, one dispatch per millisecond) is
+// dispatched once it has waited 9 aging intervals, not later.
+TEST_F(QueueActor, PriorityAgingBoundsTheWaitOfALowPriorityTask) {
+  core.cfg.aging_interval = std::chrono::milliseconds(10);
+  caf::anon_send_exit(queue, caf::exit_reason::user_shutdown);
+  queue = sys->spawn(queue_impl, &core, monitor, bus);  // reads the aging interval at start
+  auto low = admitted_task(1, 0);
+  caf::anon_send(queue, submit_msg{{low}});
+  sched->run();
+  int dispatched_at = -1;
+  for (int ms = 0; ms < 200 && dispatched_at < 0; ++ms) {
+    sched->advance_time(std::chrono::milliseconds(1));
+    caf::anon_send(queue, submit_msg{{admitted_task(task_id(100 + ms), 9)}});
+    caf::anon_send(queue, demand_msg{1}, balancer);
+    sched->run();
+    ASSERT_FALSE(dispatched.empty());
+    if (dispatched.back().tasks.front().task == low) dispatched_at = ms + 1;
+  }
+  EXPECT_GE(dispatched_at, 89);  // priorities still count before the bound ...
+  EXPECT_LE(dispatched_at, 91);  // ... and the wait is bounded by (9 - 0) * 10 ms
 }

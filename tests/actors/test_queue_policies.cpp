@@ -41,7 +41,7 @@ TEST_F(QueuePolicies, RetriesWithExponentialBackoff) {
   sched_->advance_time(1ms);
   sched_->run();
   EXPECT_EQ(count_events("task.retrying"), 2u);  // second attempt failed too
-  sched_->advance_time(99ms);  // second backoff: 100 ms
+  sched_->advance_time(99ms);                    // second backoff: 100 ms
   sched_->run();
   EXPECT_FALSE(h.ready());
   sched_->advance_time(1ms);
@@ -78,7 +78,8 @@ TEST_F(QueuePolicies, FifoKeepsArrivalOrder) {
   std::vector<task_id> order;
   auto low = spec("noop"), high = spec("noop");
   high.priority = 5;
-  auto hs = rt_->submit_batch({low, high, low}, [&](const task_result& r) { order.push_back(r.id); });
+  auto hs =
+      rt_->submit_batch({low, high, low}, [&](const task_result& r) { order.push_back(r.id); });
   ASSERT_TRUE(all_ready(hs));
   EXPECT_EQ(order, (std::vector<task_id>{hs[0].id(), hs[1].id(), hs[2].id()}));
 }

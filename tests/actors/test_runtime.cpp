@@ -111,8 +111,9 @@ TEST(EmbeddedRuntime, StatsReportLatencyPerKindAndWorkerLoad) {
   runtime rt{small()};
   std::vector<task_spec> specs;
   for (int i = 0; i < 40; ++i)
-    specs.push_back(i % 2 ? spec("gemm", {{"size", int64_t{64}}})
-                          : spec("mlp", {{"layers", std::vector<int64_t>{32, 16, 4}}, {"batch", int64_t{8}}}));
+    specs.push_back(
+        i % 2 ? spec("gemm", {{"size", int64_t{64}}})
+              : spec("mlp", {{"layers", std::vector<int64_t>{32, 16, 4}}, {"batch", int64_t{8}}}));
   auto hs = rt.submit_batch(specs);
   ASSERT_TRUE(wait_all(hs, 30s));
   auto s = rt.stats();

@@ -9,8 +9,9 @@ using Supervision = deterministic_runtime;
 TEST_F(Supervision, CrashRestartsTheWorkerAndRequeuesItsInFlightTasks) {
   start({});
   // One worker: the three tasks land on it in one batch; the first one crashes it.
-  auto hs = rt_->submit_batch({spec("fail", {{"error", std::string{"crash"}}, {"first_attempts", int64_t{1}}}),
-                               spec("noop"), spec("noop")});
+  auto hs = rt_->submit_batch(
+      {spec("fail", {{"error", std::string{"crash"}}, {"first_attempts", int64_t{1}}}),
+       spec("noop"), spec("noop")});
   ASSERT_TRUE(all_ready(hs));
   auto& crashed = hs[0].get();
   EXPECT_EQ(crashed.status, outcome::completed);
@@ -69,7 +70,8 @@ TEST_F(Supervision, ThrowingTaskFailsForGoodAfterItsRetriesAndTheRuntimeKeepsWor
   EXPECT_EQ(hs[0].get().status, outcome::failed);
   EXPECT_EQ(hs[0].get().error.code, errc::kernel_crashed);
   EXPECT_EQ(hs[0].get().attempts, 2u);
-  EXPECT_NE(hs[0].get().error.message.find("threw"), std::string::npos) << hs[0].get().error.message;
+  EXPECT_NE(hs[0].get().error.message.find("threw"), std::string::npos)
+      << hs[0].get().error.message;
   EXPECT_EQ(hs[1].get().status, outcome::completed);
   auto after = rt_->submit(spec("noop"));
   ASSERT_TRUE(all_ready({after}));

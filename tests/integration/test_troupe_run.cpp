@@ -1,12 +1,12 @@
 // Runs the `troupe` binary as a user would and checks what it reports.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <sys/wait.h>
 
 namespace {
 
@@ -32,7 +32,9 @@ std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "troupe_" + std::to_string(getpid()) + "_" + name;
 }
 
-void write(const std::string& path, const std::string& text) { std::ofstream{path} << text; }
+void write(const std::string& path, const std::string& text) {
+  std::ofstream{path} << text;
+}
 
 }  // namespace
 

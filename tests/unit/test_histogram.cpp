@@ -24,7 +24,7 @@ TEST(LatencyHistogram, EmptyAndSmallValues) {
 
 TEST(PerfModel, LearnsSecondsPerCostUnit) {
   perf_model m{1e-3};
-  EXPECT_DOUBLE_EQ(m.estimate_s(0, 100), 1e-3);  // unknown kind: the default
+  EXPECT_DOUBLE_EQ(m.estimate_s(0, 100), 1e-3);          // unknown kind: the default
   for (int i = 0; i < 50; ++i) m.observe(0, 1e6, 1e-3);  // 1 ns per unit
   EXPECT_NEAR(m.estimate_s(0, 4e6), 4e-3, 1e-6);
   for (int i = 0; i < 50; ++i) m.observe(1, 0, 2e-6);

@@ -26,11 +26,14 @@ std::vector<double> naive_gemm(const std::vector<float>& a, const std::vector<fl
   std::vector<double> c(size_t(m * n), 0.0);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t p = 0; p < k; ++p)
-      for (int64_t j = 0; j < n; ++j) c[size_t(i * n + j)] += double(a[size_t(i * k + p)]) * b[size_t(p * n + j)];
+      for (int64_t j = 0; j < n; ++j)
+        c[size_t(i * n + j)] += double(a[size_t(i * k + p)]) * b[size_t(p * n + j)];
   return c;
 }
 
-double get_double(const param_map& p, const char* key) { return std::get<double>(*p.find(key)); }
+double get_double(const param_map& p, const char* key) {
+  return std::get<double>(*p.find(key));
+}
 
 }  // namespace
 
@@ -39,7 +42,8 @@ TEST(GemmKernel, MatchesANaiveReference) {
   const int64_t m = 37, n = 53, k = 29;
   task_spec s;
   s.kind = "gemm";
-  s.params = {{"m", m}, {"n", n}, {"k", k}, {"seed", int64_t{9}}, {"output", std::string{"matrix"}}};
+  s.params = {
+      {"m", m}, {"n", n}, {"k", k}, {"seed", int64_t{9}}, {"output", std::string{"matrix"}}};
   auto out = f.run(s);
   std::vector<float> a, b;
   kernels::gemm_inputs(m, n, k, 9, a, b);
@@ -121,7 +125,8 @@ TEST(MlpKernel, MatchesANaiveForwardPass) {
     for (int64_t r = 0; r < batch; ++r)
       for (int64_t j = 0; j < cols; ++j) {
         double v = model.biases[l][size_t(j)];
-        for (int64_t i = 0; i < rows; ++i) v += act[size_t(r * rows + i)] * model.weights[l][size_t(i * cols + j)];
+        for (int64_t i = 0; i < rows; ++i)
+          v += act[size_t(r * rows + i)] * model.weights[l][size_t(i * cols + j)];
         next[size_t(r * cols + j)] = l + 2 < widths.size() ? std::max(v, 0.0) : v;
       }
     act.swap(next);

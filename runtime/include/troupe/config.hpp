@@ -16,9 +16,10 @@ enum class restart_strategy : uint8_t { one_for_one };
 
 struct runtime_config {
   // [workers]
-  uint32_t cpu_workers = 0;          ///< 0: one per hardware thread
-  uint64_t worker_memory_bytes = 0;  ///< memory a CPU worker may reserve; 0: physical memory / workers
-  uint32_t worker_prefetch = 256;    ///< most tasks assigned to one worker at a time (its credit)
+  uint32_t cpu_workers = 0;  ///< 0: one per hardware thread
+  uint64_t worker_memory_bytes =
+      0;  ///< memory a CPU worker may reserve; 0: physical memory / workers
+  uint32_t worker_prefetch = 256;  ///< most tasks assigned to one worker at a time (its credit)
   std::chrono::microseconds worker_backlog{2000};  ///< estimated work to keep queued per worker
   bool detached_workers = true;  ///< false only in deterministic tests: workers on the scheduler
   // [queue]
@@ -36,9 +37,9 @@ struct runtime_config {
   placement_policy placement = placement_policy::least_loaded;
   // [supervision]
   restart_strategy strategy = restart_strategy::one_for_one;
-  uint32_t restart_intensity = 5;              ///< at most this many restarts of one worker ...
+  uint32_t restart_intensity = 5;  ///< at most this many restarts of one worker ...
   std::chrono::milliseconds restart_period{10000};  ///< ... within this window, else escalate
-  std::chrono::milliseconds restart_backoff{0};    ///< delay before the 1st restart; doubles after
+  std::chrono::milliseconds restart_backoff{0};     ///< delay before the 1st restart; doubles after
   std::chrono::milliseconds restart_backoff_max{1000};
   // [monitor]
   std::chrono::milliseconds heartbeat_interval{500};

@@ -11,12 +11,12 @@ namespace troupe {
 /// task.retrying, task.completed, task.failed, task.cancelled, task.expired, worker.up,
 /// worker.down, worker.restarting, worker.degraded, queue.rejected, queue.pressure.
 struct event {
-  uint64_t seq = 0;      ///< per publisher, gap-free
-  int64_t time_ns = 0;   ///< system clock, ns since the epoch
+  uint64_t seq = 0;     ///< per publisher, gap-free
+  int64_t time_ns = 0;  ///< system clock, ns since the epoch
   std::string topic;
-  task_id task = 0;      ///< 0 if the event concerns no task
-  int32_t worker = -1;   ///< -1 if it concerns no worker
-  std::string detail;    ///< kind, error message, reason
+  task_id task = 0;     ///< 0 if the event concerns no task
+  int32_t worker = -1;  ///< -1 if it concerns no worker
+  std::string detail;   ///< kind, error message, reason
 };
 
 using event_callback = std::function<void(const event&)>;

@@ -33,7 +33,7 @@ struct task_spec {
   int32_t priority = 0;                ///< higher runs first (with aging, nothing starves)
   std::optional<time_point> deadline;  ///< absolute; expired tasks end with outcome::expired
   resources needs;
-  std::optional<uint32_t> max_retries;            ///< default from config
+  std::optional<uint32_t> max_retries;                     ///< default from config
   std::optional<std::chrono::milliseconds> retry_backoff;  ///< first backoff; doubles per attempt
   std::string idempotency_key;  ///< non-empty: a second submit with this key returns the first task
   std::map<std::string, std::string> labels;

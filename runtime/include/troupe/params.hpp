@@ -16,7 +16,8 @@ using param_value =
 class param_map {
  public:
   param_map() = default;
-  param_map(std::initializer_list<std::pair<const std::string, param_value>> init) : values_(init) {}
+  param_map(std::initializer_list<std::pair<const std::string, param_value>> init)
+      : values_(init) {}
 
   void set(const std::string& key, param_value v) { values_[key] = std::move(v); }
   bool contains(const std::string& key) const { return values_.count(key) != 0; }

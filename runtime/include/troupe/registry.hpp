@@ -47,7 +47,9 @@ struct kind_definition {
 struct kind_entry {
   uint32_t index;
   kind_definition def;
-  bool runs_on(device_class d) const { return d == device_class::cpu ? bool(def.cpu) : bool(def.cuda); }
+  bool runs_on(device_class d) const {
+    return d == device_class::cpu ? bool(def.cpu) : bool(def.cuda);
+  }
 };
 
 class task_registry {

@@ -31,7 +31,7 @@ struct runtime_stats {
   double mean_error_detection_ms = 0;  ///< failure inside the worker -> queue knows of it
   double mean_error_handling_ms = 0;   ///< queue knows -> next attempt started (or final record)
   double uptime_s = 0;
-  double busy_window_s = 0;  ///< first submit to last terminal record
+  double busy_window_s = 0;                        ///< first submit to last terminal record
   std::map<std::string, latency_summary> latency;  ///< submit -> terminal record, by kind
   std::vector<worker_stats> workers;
 };

@@ -15,7 +15,7 @@ struct event_bus_state {
   std::unordered_map<uint64_t, subscribe_msg> subscriptions;
 };
 
-event_bus_actor::behavior_type event_bus_impl(event_bus_actor::stateful_pointer<event_bus_state> self,
-                                              runtime_core* core);
+event_bus_actor::behavior_type event_bus_impl(
+    event_bus_actor::stateful_pointer<event_bus_state> self, runtime_core* core);
 
 }  // namespace troupe

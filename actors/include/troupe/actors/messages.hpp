@@ -23,18 +23,35 @@ struct assignment {
 };
 
 // runtime -> queue
-struct submit_msg { std::vector<task_ptr> tasks; };
-struct cancel_msg { task_id id = 0; };
-struct cancel_all_msg { errc reason = errc::cancelled; std::string message; };
+struct submit_msg {
+  std::vector<task_ptr> tasks;
+};
+struct cancel_msg {
+  task_id id = 0;
+};
+struct cancel_all_msg {
+  errc reason = errc::cancelled;
+  std::string message;
+};
 // queue -> queue (timers)
-struct retry_msg { task_ptr task; };
+struct retry_msg {
+  task_ptr task;
+};
 struct deadline_tick_msg {};
 // queue <-> balancer
-struct demand_msg { uint32_t tasks = 0; };
-struct dispatch_msg { std::vector<assignment> tasks; };
-struct completions_msg { std::vector<attempt_record> records; };
+struct demand_msg {
+  uint32_t tasks = 0;
+};
+struct dispatch_msg {
+  std::vector<assignment> tasks;
+};
+struct completions_msg {
+  std::vector<attempt_record> records;
+};
 // balancer -> worker, worker -> balancer
-struct assign_msg { std::vector<assignment> tasks; };
+struct assign_msg {
+  std::vector<assignment> tasks;
+};
 struct results_msg {
   int32_t worker = -1;
   uint32_t generation = 0;  ///< fencing: results of a replaced worker never touch the ledger
@@ -73,8 +90,14 @@ struct worker_state_msg {
   uint32_t generation = 0;
 };
 // monitor -> supervisor
-struct unresponsive_msg { int32_t worker = -1; uint32_t generation = 0; double silent_ms = 0; };
-struct restart_msg { int32_t worker = -1; };
+struct unresponsive_msg {
+  int32_t worker = -1;
+  uint32_t generation = 0;
+  double silent_ms = 0;
+};
+struct restart_msg {
+  int32_t worker = -1;
+};
 struct monitor_tick_msg {};
 // queue -> monitor
 struct finished_record {
@@ -92,16 +115,27 @@ struct finished_msg {
 };
 struct stats_request {};
 // anyone -> event bus
-struct publish_msg { std::vector<event> events; };
-struct subscribe_msg { uint64_t id = 0; std::string prefix; event_callback callback; };
-struct unsubscribe_msg { uint64_t id = 0; };
+struct publish_msg {
+  std::vector<event> events;
+};
+struct subscribe_msg {
+  uint64_t id = 0;
+  std::string prefix;
+  event_callback callback;
+};
+struct unsubscribe_msg {
+  uint64_t id = 0;
+};
 // supervisor -> queue: restart intensity exceeded
-struct escalate_msg { std::string reason; };
+struct escalate_msg {
+  std::string reason;
+};
 
 using event_bus_actor = caf::typed_actor<caf::reacts_to<publish_msg>, caf::reacts_to<subscribe_msg>,
                                          caf::reacts_to<unsubscribe_msg>>;
 
-using worker_actor = caf::typed_actor<caf::reacts_to<assign_msg>, caf::reacts_to<heartbeat_tick_msg>>;
+using worker_actor =
+    caf::typed_actor<caf::reacts_to<assign_msg>, caf::reacts_to<heartbeat_tick_msg>>;
 
 using supervisor_actor =
     caf::typed_actor<caf::reacts_to<crash_report_msg>, caf::reacts_to<unresponsive_msg>,

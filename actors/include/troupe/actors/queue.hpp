@@ -27,12 +27,14 @@ struct queue_state {
   balancer_actor balancer;
   std::unique_ptr<ready_queue> ready;
   std::unordered_map<task_id, live_task> live;
-  uint32_t demand = 0;  ///< tasks the balancer asked for and has not received
+  uint32_t demand = 0;               ///< tasks the balancer asked for and has not received
   std::deque<task_id> dead_letters;  ///< failed for good, most recent last (bounded)
   // Deadlines: earliest first; a single timer is armed for the earliest.
   using deadline_entry = std::pair<time_point, task_ptr>;
   struct later {
-    bool operator()(const deadline_entry& a, const deadline_entry& b) const { return a.first > b.first; }
+    bool operator()(const deadline_entry& a, const deadline_entry& b) const {
+      return a.first > b.first;
+    }
   };
   std::priority_queue<deadline_entry, std::vector<deadline_entry>, later> deadlines;
   time_point timer_at = time_point::max();
