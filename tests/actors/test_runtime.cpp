@@ -143,3 +143,38 @@ TEST(EmbeddedRuntime, AttachesToTheCallersActorSystem) {
   }
   sys.await_all_actors_done();
 }
+
+// A worker stuck in a long kernel stops heartbeating: the monitor reports it, the supervisor
+// fences it off and starts a replacement, and its task is placed again (here: no retries left,
+// so it fails with worker_lost). The runtime keeps serving meanwhile.
+TEST(EmbeddedRuntime, SilentWorkerIsReplacedAndItsTaskPlacedAgain) {
+  auto cfg = small(1);
+  cfg.heartbeat_interval = 20ms;
+  cfg.heartbeat_timeout = 150ms;
+  runtime rt{cfg};
+  std::mutex m;
+  std::vector<std::string> worker_events;
+  rt.subscribe("worker.", [&](const event& e) {
+    std::lock_guard<std::mutex> g{m};
+    worker_events.push_back(e.topic);
+  });
+  auto stuck = spec("sleep", {{"ms", 20000.0}});
+  stuck.max_retries = 0;
+  auto t0 = clock::now();
+  auto h = rt.submit(stuck);
+  auto r = h.wait_for(10s);
+  ASSERT_TRUE(r.has_value()) << "the stuck worker was never declared lost";
+  EXPECT_LT(clock::now() - t0, 5s);
+  EXPECT_EQ(r->status, outcome::failed);
+  EXPECT_EQ(r->error.code, errc::worker_lost);
+  EXPECT_NE(r->error.message.find("no heartbeat"), std::string::npos) << r->error.message;
+  auto next = rt.submit(spec("noop"));
+  auto nr = next.wait_for(10s);
+  ASSERT_TRUE(nr.has_value());
+  EXPECT_TRUE(nr->ok());
+  std::lock_guard<std::mutex> g{m};
+  EXPECT_NE(std::find(worker_events.begin(), worker_events.end(), "worker.down"),
+            worker_events.end());
+  EXPECT_NE(std::find(worker_events.begin(), worker_events.end(), "worker.restarting"),
+            worker_events.end());
+}
