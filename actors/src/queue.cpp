@@ -55,8 +55,8 @@ class queue_logic {
         }
       }
       t->done.set(std::move(r));
-      st_.core->task_finished();
     }
+    st_.core->tasks_finished(done_.size());
   }
 
   /// The one place a task ends. Later terminal records of the same task are duplicates.
@@ -97,9 +97,8 @@ class queue_logic {
   /// A retried or requeued task keeps its original arrival time: its age counts for it, so a
   /// failure costs the backoff, not another trip through the whole queue.
   void enqueue(const task_ptr& t, time_point arrival) {
-    auto& lt = st_.live[t->id];
-    lt.task = t;
-    lt.at = queue_state::where::queued;
+    st_.live.insert(t);
+    t->at = task_state::place::queued;
     st_.ready->push(t, arrival);
   }
 
@@ -137,7 +136,7 @@ class queue_logic {
         continue;
       }
       ++t->attempts;
-      st_.live[t->id].at = queue_state::where::dispatched;
+      t->at = task_state::place::dispatched;
       out.tasks.push_back(assignment{t, t->attempts});
       --st_.demand;
     }
@@ -203,17 +202,14 @@ class queue_logic {
       if (backoff.count() == 0) {
         enqueue(t, t->timings.queued);
       } else {
-        st_.live[t->id].at = queue_state::where::backoff;
+        t->at = task_state::place::backoff;
         self_->delayed_send(self_, backoff, retry_msg{t});
       }
     }
   }
 
   void cancel_live(errc reason, const std::string& message, outcome o) {
-    std::vector<task_ptr> all;
-    all.reserve(st_.live.size());
-    for (auto& [id, lt] : st_.live) all.push_back(lt.task);
-    for (auto& t : all) finalize(t, o, {reason, message});
+    for (auto& t : st_.live.all()) finalize(t, o, {reason, message});
   }
 
   void arm_deadline_timer() {
@@ -227,9 +223,8 @@ class queue_logic {
       if (at <= now) {
         auto task = t;
         st_.deadlines.pop();
-        auto i = st_.live.find(task->id);
         // A dispatched task is checked by its worker before it starts.
-        if (i != st_.live.end() && i->second.at != queue_state::where::dispatched)
+        if (st_.live.find(task->id) && task->at != task_state::place::dispatched)
           finalize(task, outcome::expired,
                    {errc::deadline_expired, "deadline passed while queued"});
         continue;
@@ -267,9 +262,9 @@ queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state>
         q.pump();
       },
       [=](const cancel_msg& msg) {
-        auto i = self->state.live.find(msg.id);
-        if (i == self->state.live.end()) return;
-        auto t = i->second.task;  // finalize() erases the entry
+        auto* found = self->state.live.find(msg.id);
+        if (!found) return;
+        auto t = *found;  // a copy: finalize() erases the entry
         queue_logic q{self};
         q.finalize(t, outcome::cancelled, {errc::cancelled, "cancelled by the caller"});
       },

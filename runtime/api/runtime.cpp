@@ -81,10 +81,39 @@ struct runtime::impl {
     return s;
   }
 
+  /// What one submit or submit_batch call shares between its specs, so that the per-task path
+  /// touches no shared atomic: ids and queue places are taken for the whole call at once.
+  struct submission {
+    shared_callback callback;
+    const kind_entry* last_kind = nullptr;  // batches are mostly of one kind
+    time_point now = clock::now();          // one submission time for the whole call
+    task_id next_id = 0;
+    uint64_t prepaid = 0;  // places under the bound taken in advance, not yet used
+    uint64_t accepted = 0;
+  };
+
+  submission begin(size_t n, result_callback on_done) {
+    submission s;
+    if (on_done) s.callback = std::make_shared<const result_callback>(std::move(on_done));
+    s.next_id = core.next_id.fetch_add(n, std::memory_order_relaxed);
+    auto before = core.in_system.fetch_add(n, std::memory_order_acq_rel);
+    if (before + n <= core.cfg.queue_bound)
+      s.prepaid = n;
+    else
+      core.tasks_finished(n);  // not all fit: admit one by one (reject or block per task)
+    return s;
+  }
+
+  void end(submission& s) {
+    core.tasks_finished(s.prepaid);  // places of rejected specs
+    core.submitted.fetch_add(s.accepted, std::memory_order_relaxed);
+  }
+
   /// Validates and admits one spec; returns the task record, or a rejected handle.
-  std::variant<task_ptr, task_handle> prepare(task_spec&& spec, const shared_callback& cb,
-                                              const kind_entry*& last_kind, time_point now) {
-    auto id = core.next_id.fetch_add(1, std::memory_order_relaxed);
+  std::variant<task_ptr, task_handle> prepare(task_spec&& spec, submission& sub) {
+    auto id = sub.next_id++;
+    auto now = sub.now;
+    auto& last_kind = sub.last_kind;
     if (!core.accepting.load(std::memory_order_acquire)) {
       auto why = core.refusal.load();
       return rejected(id, spec, why,
@@ -128,7 +157,9 @@ struct runtime::impl {
     }
     if (spec.deadline && *spec.deadline <= now)
       return rejected(id, spec, errc::deadline_expired, "the deadline has already passed");
-    if (!admit())
+    if (sub.prepaid > 0)
+      --sub.prepaid;
+    else if (!admit())
       return rejected(id, spec, errc::queue_full,
                       "queue bound reached: " + std::to_string(core.cfg.queue_bound) +
                           " tasks admitted and unfinished (queue.bound, overflow = " +
@@ -140,9 +171,9 @@ struct runtime::impl {
     t->max_retries = spec.max_retries.value_or(core.cfg.max_retries);
     t->retry_backoff = spec.retry_backoff.value_or(core.cfg.retry_backoff);
     t->spec = std::move(spec);
-    t->callback = cb;
+    t->callback = sub.callback;
     t->timings.submitted = now;
-    core.submitted.fetch_add(1, std::memory_order_relaxed);
+    ++sub.accepted;
     return t;
   }
 
@@ -273,10 +304,9 @@ const runtime_config& runtime::config() const {
 task_handle runtime::submit(task_spec spec, result_callback on_done) {
   if (auto h = impl_->known_key(spec.idempotency_key)) return *h;
   auto key = spec.idempotency_key;
-  shared_callback cb =
-      on_done ? std::make_shared<const result_callback>(std::move(on_done)) : nullptr;
-  const kind_entry* memo = nullptr;
-  auto r = impl_->prepare(std::move(spec), cb, memo, clock::now());
+  auto sub = impl_->begin(1, std::move(on_done));
+  auto r = impl_->prepare(std::move(spec), sub);
+  impl_->end(sub);
   if (auto* h = std::get_if<task_handle>(&r)) return *h;
   auto& t = std::get<task_ptr>(r);
   auto h = impl_->track(t);
@@ -291,17 +321,14 @@ std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
   handles.reserve(specs.size());
   submit_msg msg;
   msg.tasks.reserve(specs.size());
-  shared_callback cb =
-      on_done ? std::make_shared<const result_callback>(std::move(on_done)) : nullptr;
-  const kind_entry* memo = nullptr;
-  auto now = clock::now();  // one submission time for the whole batch
+  auto sub = impl_->begin(specs.size(), std::move(on_done));
   for (auto& spec : specs) {
     if (auto h = impl_->known_key(spec.idempotency_key)) {
       handles.push_back(*h);
       continue;
     }
     auto key = spec.idempotency_key;
-    auto r = impl_->prepare(std::move(spec), cb, memo, now);
+    auto r = impl_->prepare(std::move(spec), sub);
     if (auto* h = std::get_if<task_handle>(&r)) {
       handles.push_back(std::move(*h));
       continue;
@@ -311,6 +338,7 @@ std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
     impl_->remember_key(key, handles.back());
     msg.tasks.push_back(std::move(t));
   }
+  impl_->end(sub);
   if (!msg.tasks.empty()) caf::anon_send(impl_->queue, std::move(msg));
   return handles;
 }

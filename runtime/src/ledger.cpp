@@ -35,6 +35,8 @@ bool resource_ledger::can_reserve(int32_t worker, const resources& n) const {
 
 bool resource_ledger::reserve(int32_t worker, task_id id, const resources& n) {
   if (!can_reserve(worker, n)) return false;
+  // Nothing to give back later: not recorded (the hot path of small tasks skips the map).
+  if (n.memory_bytes == 0 && n.gpu_memory_bytes == 0) return true;
   auto& w = workers_[worker];
   if (!w.held.emplace(id, n).second) return false;  // already held: never count twice
   w.memory += n.memory_bytes;

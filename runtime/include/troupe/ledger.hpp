@@ -33,7 +33,8 @@ class resource_ledger {
   bool fits_capacity(int32_t worker, const resources& needs) const;
   /// Whether the needs fit now, beside what is reserved.
   bool can_reserve(int32_t worker, const resources& needs) const;
-  /// Reserves; returns false (and reserves nothing) if it does not fit now.
+  /// Reserves; returns false (and reserves nothing) if it does not fit now. Needs without memory
+  /// are checked but not recorded: there is nothing to release for them.
   bool reserve(int32_t worker, task_id id, const resources& needs);
   /// Releases one reservation; unknown ids are ignored (returns false).
   bool release(int32_t worker, task_id id);

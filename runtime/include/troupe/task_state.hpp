@@ -24,6 +24,8 @@ struct task_state {
   std::atomic<bool> cancel_requested{false};
 
   // Owned by the queue.
+  enum class place : uint8_t { queued, backoff, dispatched };
+  place at = place::queued;
   uint32_t attempts = 0;
   bool finished = false;
   task_timings timings;

@@ -24,10 +24,12 @@ struct runtime_core {
   task_registry registry;
   event_gate events;
 
-  std::atomic<task_id> next_id{1};
+  // Written per batch by submitters and per handler by the queue: separate cache lines, so the
+  // two sides do not bounce one line between cores.
+  alignas(64) std::atomic<task_id> next_id{1};
   std::atomic<uint64_t> submitted{0}, rejected{0};
   /// Admitted and not yet finished; the queue bound applies to it.
-  std::atomic<uint64_t> in_system{0};
+  alignas(64) std::atomic<uint64_t> in_system{0};
   std::atomic<bool> accepting{true};
   std::atomic<errc> refusal{errc::shutting_down};  ///< why submits are refused once !accepting
 
@@ -37,11 +39,14 @@ struct runtime_core {
   std::condition_variable wait_cv;
   std::atomic<int> waiters{0};
 
-  void task_finished() {
-    auto before = in_system.fetch_sub(1, std::memory_order_acq_rel);
+  /// n admitted tasks have ended (or n reserved places were not used).
+  void tasks_finished(uint64_t n) {
+    if (n == 0) return;
+    auto before = in_system.fetch_sub(n, std::memory_order_acq_rel);
     // Waiters want one of two transitions: idle (shutdown, wait_idle) or room under the bound
     // (overflow = block). Waking them on every task would cost a context switch per task.
-    if ((before == 1 || before == cfg.queue_bound) && waiters.load(std::memory_order_acquire) > 0) {
+    bool idle = before == n, room = before >= cfg.queue_bound && before - n < cfg.queue_bound;
+    if ((idle || room) && waiters.load(std::memory_order_acquire) > 0) {
       std::lock_guard<std::mutex> guard{wait_mutex};
       wait_cv.notify_all();
     }

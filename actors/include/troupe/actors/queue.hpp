@@ -10,23 +10,19 @@
 
 #include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
+#include "troupe/live_index.hpp"
 #include "troupe/ready_queue.hpp"
 
 namespace troupe {
 
 struct queue_state {
   static inline const char* name = "queue";
-  enum class where : uint8_t { queued, backoff, dispatched };
-  struct live_task {
-    task_ptr task;
-    where at = where::queued;
-  };
   runtime_core* core = nullptr;
   monitor_actor monitor;
   event_bus_actor bus;
   balancer_actor balancer;
   std::unique_ptr<ready_queue> ready;
-  std::unordered_map<task_id, live_task> live;
+  live_index live;
   uint32_t demand = 0;               ///< tasks the balancer asked for and has not received
   std::deque<task_id> dead_letters;  ///< failed for good, most recent last (bounded)
   // Deadlines: earliest first; a single timer is armed for the earliest.
