@@ -32,7 +32,7 @@ const char* topic_of(outcome o) {
 
 class queue_logic {
  public:
-  explicit queue_logic(self_ptr self) : self_(self), st_(self->state) {
+  explicit queue_logic(self_ptr self) : self_(self), st_(self->state), now_(clock::now()) {
     events_.bind(st_.core->events);
   }
 
@@ -62,7 +62,7 @@ class queue_logic {
   /// The one place a task ends. Later terminal records of the same task are duplicates.
   /// The caller's completion and callback run when the handler ends (see ~queue_logic).
   void finalize(task_ptr t, outcome o, error_info err, task_output out = {}) {
-    auto now = clock::now();
+    auto now = now_;
     t->finished = true;
     t->cancel_requested.store(true, std::memory_order_relaxed);  // a worker skips it if unstarted
     t->timings.finished = now;
@@ -126,7 +126,7 @@ class queue_logic {
   void pump() {
     if (st_.demand == 0 || st_.ready->empty()) return;
     dispatch_msg out;
-    auto now = clock::now();
+    auto now = now_;
     while (st_.demand > 0) {
       auto t = st_.ready->pop();
       if (!t) break;
@@ -144,7 +144,7 @@ class queue_logic {
   }
 
   void complete(std::vector<attempt_record>& records) {
-    auto now = clock::now();
+    auto now = now_;
     for (auto& rec : records) {
       auto& t = rec.task;
       if (t->finished) {
@@ -213,7 +213,7 @@ class queue_logic {
   }
 
   void arm_deadline_timer() {
-    auto now = clock::now();
+    auto now = now_;
     while (!st_.deadlines.empty()) {
       auto& [at, t] = st_.deadlines.top();
       if (t->finished) {
@@ -241,6 +241,7 @@ class queue_logic {
 
  private:
   std::vector<std::pair<task_ptr, task_result>> done_;
+  time_point now_;  ///< one clock read per handler run: the batch is handled in microseconds
   self_ptr self_;
   queue_state& st_;
 };

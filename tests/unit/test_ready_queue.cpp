@@ -69,3 +69,18 @@ TEST(AgingPriorityQueue, PrioritiesAreClampedSoAgingStillBoundsTheWait) {
   q.push(task(2, std::numeric_limits<int32_t>::max()), t0 + milliseconds(2000));
   EXPECT_EQ(q.pop()->id, 1u);  // waited 2000 intervals > clamp of 1000
 }
+
+TEST(AgingPriorityQueue, RetriedTaskWithAnOlderArrivalGoesBeforeLaterArrivalsOfItsLevel) {
+  aging_priority_queue q{milliseconds(100)};
+  auto t0 = clock::time_point{} + std::chrono::hours(1);
+  q.push(task(2, 1), t0 + milliseconds(10));
+  q.push(task(3, 1), t0 + milliseconds(20));
+  q.push(task(1, 1), t0);  // a retry keeps its first arrival time
+  q.push(task(4, 0), t0 + milliseconds(5));
+  EXPECT_EQ(q.pop()->id, 1u);
+  EXPECT_EQ(q.pop()->id, 2u);
+  EXPECT_EQ(q.pop()->id, 3u);
+  EXPECT_EQ(q.pop()->id, 4u);
+  EXPECT_EQ(q.size(), 0u);
+  EXPECT_EQ(q.pop(), nullptr);
+}

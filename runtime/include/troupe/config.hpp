@@ -19,7 +19,7 @@ struct runtime_config {
   uint32_t cpu_workers = 0;  ///< 0: one per hardware thread
   uint64_t worker_memory_bytes =
       0;  ///< memory a CPU worker may reserve; 0: physical memory / workers
-  uint32_t worker_prefetch = 256;  ///< most tasks assigned to one worker at a time (its credit)
+  uint32_t worker_prefetch = 1024;  ///< most tasks assigned to one worker at a time (its credit)
   std::chrono::microseconds worker_backlog{2000};  ///< estimated work to keep queued per worker
   bool detached_workers = true;  ///< false only in deterministic tests: workers on the scheduler
   // [queue]
