@@ -8,11 +8,6 @@
 
 namespace troupe {
 
-std::vector<worker_capacity> cpu_worker_capacities(const runtime_config& cfg) {
-  return std::vector<worker_capacity>(cfg.cpu_workers,
-                                      worker_capacity{1, cfg.worker_memory_bytes, 0, 0});
-}
-
 namespace {
 
 using self_ptr = balancer_actor::stateful_pointer<balancer_state>;
@@ -28,24 +23,46 @@ bool has_room(const balancer_state& st, const balancer_state::worker_slot& w) {
          (w.in_flight.size() < 2 || w.backlog_s < backlog_target_s(st));
 }
 
-/// The worker a task goes to, or -1 if none has room for it now.
-int32_t choose(balancer_state& st, const task_state& t) {
+/// Performance-model key: the same kind runs at different speeds on different devices.
+uint32_t model_key(const task_state& t, device_class d) {
+  return t.kind->index * 2 + uint32_t(d);
+}
+
+bool can_take(balancer_state& st, size_t w, const task_state& t) {
+  auto& desc = st.core->workers[w];
+  return t.kind->runs_on(desc.device) && has_room(st, st.workers[w]) &&
+         st.ledger.can_reserve(int32_t(w), t.spec.needs);
+}
+
+/// The worker a task goes to, or -1 if none has room for it now. least_loaded picks the
+/// earliest estimated finish: the worker's backlog plus this task's time on that worker's device.
+int32_t choose(balancer_state& st, task_state& t) {
   auto n = st.workers.size();
+  auto estimate = [&](size_t w) {
+    return st.model.estimate_s(model_key(t, st.core->workers[w].device), t.cost);
+  };
   if (st.core->cfg.placement == placement_policy::round_robin) {
     for (size_t i = 0; i < n; ++i) {
       auto w = (st.next_rr + i) % n;
-      if (has_room(st, st.workers[w]) && st.ledger.can_reserve(int32_t(w), t.spec.needs)) {
+      if (can_take(st, w, t)) {
         st.next_rr = w + 1;
+        t.estimate_s = estimate(w);
         return int32_t(w);
       }
     }
     return -1;
   }
-  int32_t best = -1;  // least_loaded: least estimated backlog
+  int32_t best = -1;
+  double best_finish = 0;
   for (size_t w = 0; w < n; ++w) {
-    auto& slot = st.workers[w];
-    if (!has_room(st, slot) || !st.ledger.can_reserve(int32_t(w), t.spec.needs)) continue;
-    if (best < 0 || slot.backlog_s < st.workers[size_t(best)].backlog_s) best = int32_t(w);
+    if (!can_take(st, w, t)) continue;
+    auto est = estimate(w);
+    auto finish = st.workers[w].backlog_s + est;
+    if (best < 0 || finish < best_finish) {
+      best = int32_t(w);
+      best_finish = finish;
+      t.estimate_s = est;
+    }
   }
   return best;
 }
@@ -120,8 +137,8 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
   st.core = core;
   st.queue = std::move(queue);
   st.bus = std::move(bus);
-  for (auto& cap : cpu_worker_capacities(core->cfg)) {
-    st.ledger.add_worker(cap);
+  for (auto& w : core->workers) {
+    st.ledger.add_worker(w.capacity);
     st.workers.emplace_back();
   }
   return {
@@ -130,8 +147,9 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
         st.requested -= std::min<uint32_t>(st.requested, uint32_t(msg.tasks.size()));
         for (auto& a : msg.tasks) {
           auto& t = *a.task;
-          t.estimate_s = st.model.estimate_s(t.kind->index, t.cost);
-          st.typical_task_s += 0.1 * (t.estimate_s - st.typical_task_s);
+          // Sizes the demand only; placement estimates per device.
+          auto est = st.model.estimate_s(model_key(t, device_class::cpu), t.cost);
+          st.typical_task_s += 0.1 * (est - st.typical_task_s);
           st.pending.push_back(std::move(a));
         }
         pump(self);
@@ -151,7 +169,8 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
             q.erase(i);
             st.ledger.release(msg.worker, rec.task->id);
             if (rec.code == errc::none && rec.started != time_point{})
-              st.model.observe(rec.task->kind->index, rec.task->cost,
+              st.model.observe(model_key(*rec.task, st.core->workers[size_t(msg.worker)].device),
+                               rec.task->cost,
                                std::chrono::duration<double>(rec.finished - rec.started).count());
           }
           if (slot.in_flight.empty()) slot.backlog_s = 0;

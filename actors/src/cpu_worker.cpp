@@ -64,10 +64,13 @@ worker_actor::behavior_type cpu_worker_impl(worker_actor::stateful_pointer<cpu_w
             rec.code = errc::deadline_expired;
           } else {
             if (events.wanted()) events.add("task.started", t.id, st.index, t.spec.kind);
-            task_context ctx{t.spec, a.attempt, st.index, device_class::cpu, &t.cancel_requested};
+            auto& desc = st.core->workers[size_t(st.index)];
+            task_context ctx{t.spec,      a.attempt,           st.index,
+                             desc.device, &t.cancel_requested, desc.device_index};
             rec.started = now;
             try {
-              rec.output = t.kind->def.cpu(ctx);
+              rec.output =
+                  desc.device == device_class::cpu ? t.kind->def.cpu(ctx) : t.kind->def.cuda(ctx);
             } catch (const task_failure& f) {
               rec.code = f.code;
               rec.message = f.message;

@@ -38,8 +38,10 @@ runtime_stats snapshot(const monitor_state& st) {
     auto& w = st.workers[i];
     worker_stats ws;
     ws.index = int32_t(i);
-    ws.name = "cpu-" + std::to_string(i);
-    ws.device = "cpu";
+    auto& desc = st.core->workers[i];
+    ws.name = desc.name;
+    ws.device = desc.device == device_class::cpu ? std::string{"cpu"}
+                                                 : "cuda:" + std::to_string(desc.device_index);
     ws.state = w.state;
     ws.tasks = w.tasks;
     ws.busy_s = double(w.busy_ns) / 1e9;

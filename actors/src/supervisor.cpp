@@ -28,7 +28,8 @@ void spawn_child(self_ptr self, int32_t index) {
   self->send(st.balancer, worker_up_msg{index, gen, c.handle});
   self->send(st.monitor, worker_state_msg{index, "up", c.restarts, gen});
   event_batch events{st.core->events};
-  events.add("worker.up", 0, index, "cpu generation " + std::to_string(gen));
+  events.add("worker.up", 0, index,
+             st.core->workers[size_t(index)].name + " generation " + std::to_string(gen));
   events.flush(self, st.bus);
 }
 
@@ -93,7 +94,7 @@ supervisor_actor::behavior_type supervisor_impl(
   st.monitor = std::move(monitor);
   st.queue = std::move(queue);
   st.bus = std::move(bus);
-  st.children.resize(core->cfg.cpu_workers);
+  st.children.resize(core->workers.size());
   self->set_exit_handler([=](caf::exit_msg& em) {
     auto& st = self->state;
     for (size_t i = 0; i < st.children.size(); ++i) {

@@ -5,6 +5,10 @@
 //             thread pool (submit, future.get()).
 //   gemm:     512^3 float32 through troupe beside direct cblas_sgemm calls on as many threads.
 #include <cblas.h>
+#ifdef TROUPE_WITH_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -19,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "troupe/devices.hpp"
 #include "troupe/kernels.hpp"
 #include "troupe/runtime.hpp"
 
@@ -140,8 +145,9 @@ double pct(std::vector<double> v, double q) {
 
 int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std::string& json_path,
               uint32_t workers) {
-  auto which =
-      which_in.empty() ? std::vector<std::string>{"pipeline", "latency", "gemm"} : which_in;
+  auto which = which_in.empty()
+                   ? std::vector<std::string>{"pipeline", "latency", "gemm", "gpu-gemm"}
+                   : which_in;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json out;
   out["workers"] = workers;
@@ -254,6 +260,72 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
     std::printf("  troupe gemm tasks     %8.1f tasks/s  (%.1f GFLOP/s)  ratio %.3f\n", t,
                 t * 2 * n * n * n / 1e9, t / d);
     out["gemm"] = {{"direct_per_s", d}, {"troupe_per_s", t}, {"ratio", t / d}};
+  }
+  if (wants("gpu-gemm")) {
+#ifdef TROUPE_WITH_CUDA
+    auto inv = discover_gpus();
+    if (inv.gpus.empty()) {
+      std::printf("gpu-gemm  skipped: %s\n", inv.note.c_str());
+    } else {
+      const int64_t n = 4096;
+      const size_t count = 40;
+      auto& gpu = inv.gpus.front();
+      // Direct: the same product, inputs already on the device, back-to-back calls.
+      std::vector<float> a, b;
+      kernels::gemm_inputs(n, n, n, 1, a, b);
+      cudaSetDevice(gpu.index);
+      float *da, *db, *dc;
+      cudaMalloc(reinterpret_cast<void**>(&da), a.size() * 4);
+      cudaMalloc(reinterpret_cast<void**>(&db), b.size() * 4);
+      cudaMalloc(reinterpret_cast<void**>(&dc), size_t(n * n) * 4);
+      cudaMemcpy(da, a.data(), a.size() * 4, cudaMemcpyHostToDevice);
+      cudaMemcpy(db, b.data(), b.size() * 4, cudaMemcpyHostToDevice);
+      cublasHandle_t h;
+      cublasCreate(&h);
+      const float one = 1, zero = 0;
+      auto direct = [&] {
+        auto t0 = clock::now();
+        for (size_t i = 0; i < count; ++i)
+          cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &one, db, int(n), da,
+                      int(n), &zero, dc, int(n));
+        cudaDeviceSynchronize();
+        return double(count) / seconds_d(clock::now() - t0).count();
+      };
+      direct();  // warm-up: cuBLAS picks its kernel, clocks ramp up
+      auto runtime_cfg = bench_config(1);
+      runtime_cfg.cuda = cuda_selection::list;
+      runtime_cfg.cuda_devices = {gpu.index};
+      runtime rt{runtime_cfg};
+      task_spec spec;
+      spec.kind = "gemm";
+      spec.params = {{"size", n}, {"seed", int64_t{1}}};
+      spec.needs.gpu_count = 1;  // the GPU only: this measures the GPU path
+      auto through = [&] {
+        auto t0 = clock::now();
+        auto hs = rt.submit_batch(std::vector<task_spec>(count, spec));
+        for (auto& hd : hs)
+          if (!hd.get().ok())
+            std::fprintf(stderr, "gpu gemm: %s\n", hd.get().error.message.c_str());
+        return double(count) / seconds_d(clock::now() - t0).count();
+      };
+      through();  // warm-up: inputs generated and uploaded once, the model learns
+      auto d = median_of(5, direct), t = median_of(5, through);
+      auto flop = 2.0 * double(n) * double(n) * double(n);
+      std::printf("gpu-gemm  4096^3 float32 on GPU %d (%s), %zu calls, median of 5\n", gpu.index,
+                  gpu.name.c_str(), count);
+      std::printf("  direct cublasSgemm    %8.2f calls/s  (%.1f TFLOP/s)\n", d, d * flop / 1e12);
+      std::printf("  troupe gemm tasks     %8.2f tasks/s  (%.1f TFLOP/s)  ratio %.3f\n", t,
+                  t * flop / 1e12, t / d);
+      out["gpu_gemm"] = {
+          {"gpu", gpu.name}, {"direct_per_s", d}, {"troupe_per_s", t}, {"ratio", t / d}};
+      cublasDestroy(h);
+      cudaFree(da);
+      cudaFree(db);
+      cudaFree(dc);
+    }
+#else
+    std::printf("gpu-gemm  skipped: built without CUDA\n");
+#endif
   }
   if (!json_path.empty()) std::ofstream{json_path} << out.dump(2) << "\n";
   return 0;

@@ -24,7 +24,6 @@ struct runtime::impl {
   std::unique_ptr<caf::actor_system_config> own_cfg;
   std::unique_ptr<caf::actor_system> own_system;
   caf::actor_system* system = nullptr;
-  std::vector<worker_capacity> capacities;
   resource_ledger fit_check;  // capacities only: answers "could this ever run here?"
 
   event_bus_actor bus;
@@ -46,19 +45,25 @@ struct runtime::impl {
   void start(caf::actor_system& sys) {
     system = &sys;
     kernels::register_builtins(core.registry);
-    capacities = cpu_worker_capacities(core.cfg);
-    for (auto& c : capacities) fit_check.add_worker(c);
+    if (core.cfg.cuda != cuda_selection::none) core.gpus = discover_gpus();
+    core.workers = layout_workers(core.cfg, core.gpus);
+    for (auto& g : core.gpus.gpus)
+      spdlog::info("troupe: GPU {} {} (compute {}.{}), {} MiB, {} MiB free", g.index, g.name,
+                   g.cc_major, g.cc_minor, g.total_memory >> 20, g.free_memory >> 20);
+    if (core.cfg.cuda != cuda_selection::none && core.gpus.gpus.empty())
+      spdlog::info("troupe: no GPU worker: {}", core.gpus.note);
+    for (auto& w : core.workers) fit_check.add_worker(w.capacity);
     // Dependency order: events, monitor, queue, balancer, then the supervisor and its workers.
     bus = core.cfg.detached_workers ? sys.spawn<caf::detached>(event_bus_impl, &core)
                                     : sys.spawn(event_bus_impl, &core);
-    monitor = sys.spawn(monitor_impl, &core, core.cfg.cpu_workers);
+    monitor = sys.spawn(monitor_impl, &core, uint32_t(core.workers.size()));
     queue = sys.spawn(queue_impl, &core, monitor, bus);
     balancer = sys.spawn(balancer_impl, &core, queue, bus);
     supervisor = sys.spawn(supervisor_impl, &core, balancer, monitor, queue, bus);
     caf::anon_send(monitor, supervisor);
     spdlog::info(
-        "troupe: {} cpu workers, queue bound {}, {} placement", core.cfg.cpu_workers,
-        core.cfg.queue_bound,
+        "troupe: {} cpu and {} gpu workers, queue bound {}, {} placement", core.cfg.cpu_workers,
+        core.workers.size() - core.cfg.cpu_workers, core.cfg.queue_bound,
         core.cfg.placement == placement_policy::least_loaded ? "least_loaded" : "round_robin");
   }
 
@@ -73,6 +78,41 @@ struct runtime::impl {
     r.timings.submitted = r.timings.finished = clock::now();
     done->set(std::move(r));
     return task_handle{id, std::move(done)};
+  }
+
+  bool runs_here(const kind_entry& kind) const {
+    for (auto& w : core.workers)
+      if (kind.runs_on(w.device)) return true;
+    return false;
+  }
+
+  bool fits_some_worker(const kind_entry& kind, const resources& needs) const {
+    for (size_t w = 0; w < core.workers.size(); ++w)
+      if (kind.runs_on(core.workers[w].device) && fit_check.fits_capacity(int32_t(w), needs))
+        return true;
+    return false;
+  }
+
+  std::string device_list() const {
+    std::string s = std::to_string(core.cfg.cpu_workers) + " cpu";
+    auto gpus = core.workers.size() - core.cfg.cpu_workers;
+    if (gpus) s += ", " + std::to_string(gpus) + " cuda";
+    return s;
+  }
+
+  std::string unsatisfiable(const kind_entry& kind, const resources& n) const {
+    std::string s = "task needs " + std::to_string(n.cpu_slots) + " cpu slot(s), " +
+                    std::to_string(n.memory_bytes) + " bytes of memory, " +
+                    std::to_string(n.gpu_count) + " gpu(s) with " +
+                    std::to_string(n.gpu_memory_bytes) + " bytes; workers that run '" +
+                    kind.def.name + "':";
+    for (auto& w : core.workers)
+      if (kind.runs_on(w.device))
+        s += " " + w.name + " (" + std::to_string(w.capacity.cpu_slots) + " slot, " +
+             std::to_string(w.capacity.memory_bytes) + " bytes, " +
+             std::to_string(w.capacity.gpu_count) + " gpu, " +
+             std::to_string(w.capacity.gpu_memory_bytes) + " gpu bytes)";
+    return s;
   }
 
   std::string known_kinds() const {
@@ -128,11 +168,10 @@ struct runtime::impl {
     if (!kind)
       return rejected(id, spec, errc::unknown_kind,
                       "unknown task kind '" + spec.kind + "' (known: " + known_kinds() + ")");
-    if (!kind->runs_on(device_class::cpu))
+    if (!runs_here(*kind))
       return rejected(id, spec, errc::no_implementation,
-                      "task kind '" + spec.kind +
-                          "' has no implementation for the devices of "
-                          "this runtime (cpu)");
+                      "task kind '" + spec.kind + "' has no implementation for the devices of " +
+                          "this runtime (" + device_list() + ")");
     double cost = 0;
     if (kind->def.validate) {
       try {
@@ -145,16 +184,8 @@ struct runtime::impl {
                         "task kind '" + spec.kind + "': " + e.what());
       }
     }
-    if (!fit_check.fits_some_worker(spec.needs)) {
-      auto& c = capacities.front();
-      return rejected(id, spec, errc::unsatisfiable_resources,
-                      "task needs " + std::to_string(spec.needs.cpu_slots) + " cpu slot(s), " +
-                          std::to_string(spec.needs.memory_bytes) + " bytes of memory, " +
-                          std::to_string(spec.needs.gpu_count) +
-                          " gpu(s); the largest worker has " + std::to_string(c.cpu_slots) +
-                          " slot(s), " + std::to_string(c.memory_bytes) + " bytes, " +
-                          std::to_string(c.gpu_count) + " gpu(s)");
-    }
+    if (!fits_some_worker(*kind, spec.needs))
+      return rejected(id, spec, errc::unsatisfiable_resources, unsatisfiable(*kind, spec.needs));
     if (spec.deadline && *spec.deadline <= now)
       return rejected(id, spec, errc::deadline_expired, "the deadline has already passed");
     if (sub.prepaid > 0)

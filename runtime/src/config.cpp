@@ -71,6 +71,19 @@ const std::vector<key_def>& keys() {
        [](auto& c, auto& n) {
          c.worker_backlog = std::chrono::microseconds{int_in(n, 1, 60'000'000)};
        }},
+      {"workers", "cuda",
+       [](auto& c, auto& n) {
+         if (auto* arr = n.as_array()) {
+           c.cuda = cuda_selection::list;
+           c.cuda_devices.clear();
+           for (auto& e : *arr) c.cuda_devices.push_back(int32_t(int_in(e, 0, 1023)));
+           return;
+         }
+         c.cuda = choice<cuda_selection>(
+             n, {{"all", cuda_selection::all}, {"none", cuda_selection::none}});
+       }},
+      {"workers", "gpu_memory_headroom_bytes",
+       [](auto& c, auto& n) { c.gpu_memory_headroom_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
       {"workers", "detached", [](auto& c, auto& n) { c.detached_workers = boolean(n); }},
       {"queue", "bound",
        [](auto& c, auto& n) { c.queue_bound = uint64_t(int_in(n, 1, int64_t(1) << 40)); }},

@@ -298,7 +298,11 @@ void register_builtins(task_registry& registry) {
   registry.add({"noop", nullptr, [](const task_context&) { return task_output{}; }, nullptr});
   registry.add({"sleep", sleep_validate, sleep_cpu, nullptr});
   registry.add({"fail", fail_validate, fail_cpu, nullptr});
+#ifdef TROUPE_WITH_CUDA
+  registry.add({"gemm", gemm_validate, gemm_cpu, cuda::gemm});
+#else
   registry.add({"gemm", gemm_validate, gemm_cpu, nullptr});
+#endif
   registry.add({"mlp", mlp_validate, mlp_cpu, nullptr});
 }
 

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace troupe {
 
@@ -13,6 +14,7 @@ enum class queue_order : uint8_t { fifo, priority };
 enum class overflow_policy : uint8_t { reject, block };
 enum class placement_policy : uint8_t { round_robin, least_loaded };
 enum class restart_strategy : uint8_t { one_for_one };
+enum class cuda_selection : uint8_t { all, none, list };
 
 struct runtime_config {
   // [workers]
@@ -21,6 +23,9 @@ struct runtime_config {
       0;  ///< memory a CPU worker may reserve; 0: physical memory / workers
   uint32_t worker_prefetch = 1024;  ///< most tasks assigned to one worker at a time (its credit)
   std::chrono::microseconds worker_backlog{2000};  ///< estimated work to keep queued per worker
+  cuda_selection cuda = cuda_selection::all;  ///< GPUs that get a worker: "all", "none", a list
+  std::vector<int32_t> cuda_devices;           ///< with cuda = list
+  uint64_t gpu_memory_headroom_bytes = uint64_t(512) << 20;  ///< kept free on every GPU
   bool detached_workers = true;  ///< false only in deterministic tests: workers on the scheduler
   // [queue]
   uint64_t queue_bound = 1000000;  ///< tasks admitted and not yet finished

@@ -33,4 +33,11 @@ std::vector<float> mlp_forward(const mlp_model& model, const std::vector<float>&
 void gemm_inputs(int64_t m, int64_t n, int64_t k, uint64_t seed, std::vector<float>& a,
                  std::vector<float>& b);
 
+#ifdef TROUPE_WITH_CUDA
+namespace cuda {
+/// gemm through cuBLAS on the calling worker's GPU (ctx.device_index).
+task_output gemm(const task_context& ctx);
+}  // namespace cuda
+#endif
+
 }  // namespace troupe::kernels

@@ -23,6 +23,7 @@ struct task_context {
   int32_t worker;
   device_class device;
   const std::atomic<bool>* cancel_flag = nullptr;
+  int32_t device_index = -1;  ///< the GPU of a cuda worker
   /// Long implementations may poll this and return early; the result is then dropped.
   bool cancelled() const { return cancel_flag && cancel_flag->load(std::memory_order_relaxed); }
 };

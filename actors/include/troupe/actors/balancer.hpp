@@ -33,9 +33,6 @@ struct balancer_state {
   size_t next_rr = 0;
 };
 
-/// Capacities of the CPU workers a config describes (the submit-time fit check uses them too).
-std::vector<worker_capacity> cpu_worker_capacities(const runtime_config& cfg);
-
 balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<balancer_state> self,
                                             runtime_core* core, queue_actor queue,
                                             event_bus_actor bus);

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "troupe/config.hpp"
+#include "troupe/devices.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/registry.hpp"
 
@@ -22,6 +23,8 @@ struct event_gate {
 struct runtime_core {
   runtime_config cfg;
   task_registry registry;
+  gpu_inventory gpus;
+  std::vector<worker_desc> workers;  ///< fixed at start: CPU workers, then one per GPU
   event_gate events;
 
   // Written per batch by submitters and per handler by the queue: separate cache lines, so the

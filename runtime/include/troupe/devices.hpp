@@ -1,0 +1,45 @@
+#pragma once
+// Devices of this process: GPU discovery and the layout of workers over CPU slots and GPUs.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "troupe/config.hpp"
+#include "troupe/ledger.hpp"
+#include "troupe/registry.hpp"
+
+namespace troupe {
+
+struct gpu_device {
+  int32_t index = -1;
+  std::string name;
+  int32_t cc_major = 0, cc_minor = 0;
+  uint64_t total_memory = 0, free_memory = 0;
+};
+
+struct gpu_inventory {
+  std::vector<gpu_device> gpus;
+  /// Why there are none (no driver, driver too old, no device, built without CUDA); empty if
+  /// some were found.
+  std::string note;
+};
+
+/// Whether this build has CUDA support compiled in.
+bool cuda_compiled() noexcept;
+/// Asks the CUDA runtime. Never throws: no device, no driver or an old driver is a normal
+/// situation, described in `note`.
+gpu_inventory discover_gpus();
+
+/// One worker of the runtime: which device it drives and what it can hold.
+struct worker_desc {
+  device_class device = device_class::cpu;
+  int32_t device_index = -1;  ///< GPU ordinal for cuda workers
+  std::string name;           ///< "cpu-0", "cuda-0"
+  worker_capacity capacity;
+};
+
+/// CPU workers first (cfg.cpu_workers, after resolve()), then one worker per selected GPU.
+/// Unknown GPU indices in cfg.cuda_devices are config errors naming the key.
+std::vector<worker_desc> layout_workers(const runtime_config& cfg, const gpu_inventory& gpus);
+
+}  // namespace troupe
