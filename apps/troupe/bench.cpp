@@ -103,6 +103,7 @@ double pool_rate(size_t workers, size_t tasks) {
 runtime_config bench_config(uint32_t workers) {
   runtime_config cfg;
   cfg.cpu_workers = workers;
+  cfg.cuda = cuda_selection::none;  // CPU figures compare CPU with CPU; gpu-gemm selects its GPU
   cfg.queue_bound = uint64_t(1) << 32;
   cfg.log_level = "warn";
   return cfg;

@@ -66,8 +66,9 @@ int run(const run_options& opt) {
   auto specs = opt.workload.empty() ? cli::default_workload(opt.seed, opt.tasks)
                                     : cli::load_workload(opt.workload);
   runtime rt{cfg};
-  auto workers = rt.config().cpu_workers;
-  std::fprintf(stderr, "troupe run: %zu tasks on %u cpu workers (%s)\n", specs.size(), workers,
+  auto workers = uint32_t(rt.stats().workers.size());
+  std::fprintf(stderr, "troupe run: %zu tasks on %u workers (%u cpu, %u gpu; %s)\n", specs.size(),
+               workers, rt.config().cpu_workers, workers - rt.config().cpu_workers,
                opt.workload.empty() ? "default AI mix" : opt.workload.c_str());
 
   std::atomic<size_t> done{0};
