@@ -26,6 +26,7 @@
 #include "troupe/devices.hpp"
 #include "troupe/kernels.hpp"
 #include "troupe/runtime.hpp"
+#include "troupe/workload.hpp"
 
 namespace troupe::cli {
 
@@ -146,9 +147,9 @@ double pct(std::vector<double> v, double q) {
 
 int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std::string& json_path,
               uint32_t workers) {
-  auto which = which_in.empty()
-                   ? std::vector<std::string>{"pipeline", "latency", "gemm", "gpu-gemm"}
-                   : which_in;
+  auto which = which_in.empty() ? std::vector<std::string>{"pipeline", "latency", "gemm",
+                                                           "gpu-gemm", "gpu-mlp", "gpu-mixed"}
+                                : which_in;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json out;
   out["workers"] = workers;
@@ -327,6 +328,82 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
 #else
     std::printf("gpu-gemm  skipped: built without CUDA\n");
 #endif
+  }
+
+  if (wants("gpu-mlp") || wants("gpu-mixed")) {
+    auto inv = discover_gpus();
+    if (inv.gpus.empty()) {
+      std::printf("gpu-mlp, gpu-mixed  skipped: %s\n", inv.note.c_str());
+    } else {
+      auto gpu_cfg = [&](bool batching) {
+        auto c = bench_config(workers);
+        c.cuda = cuda_selection::list;
+        c.cuda_devices = {inv.gpus.front().index};
+        c.batching_enabled = batching;
+        return c;
+      };
+      if (wants("gpu-mlp")) {
+        // Batch-1 inference requests, all in flight at once, on the GPU only.
+        const size_t n = 20000;
+        task_spec s;
+        s.kind = "mlp";
+        s.params = {{"layers", std::vector<int64_t>{1024, 4096, 4096, 1000}},
+                    {"batch", int64_t{1}},
+                    {"seed", int64_t{3}}};
+        s.needs.gpu_count = 1;
+        auto measure = [&](bool batching) {
+          runtime rt{gpu_cfg(batching)};
+          rt.submit(s).get();  // warm-up: weights on the device
+          auto t0 = clock::now();
+          auto hs = rt.submit_batch(std::vector<task_spec>(n, s));
+          std::vector<double> lat;
+          for (auto& h : hs) {
+            auto& r = h.get();
+            lat.push_back(
+                std::chrono::duration<double, std::milli>(r.timings.finished - r.timings.submitted)
+                    .count());
+          }
+          auto tps = double(n) / seconds_d(clock::now() - t0).count();
+          return std::make_pair(tps, pct(lat, 0.99));
+        };
+        auto off = measure(false), on = measure(true);
+        std::printf("gpu-mlp   %zu batch-1 mlp tasks [1024,4096,4096,1000] on %s, all in flight\n",
+                    n, inv.gpus.front().name.c_str());
+        std::printf("  without batching   %9.0f tasks/s  p99 %8.1f ms\n", off.first, off.second);
+        std::printf("  dynamic batching   %9.0f tasks/s  p99 %8.1f ms  (%.1fx the throughput)\n",
+                    on.first, on.second, on.first / off.first);
+        out["gpu_mlp"] = {{"unbatched_tps", off.first},
+                          {"unbatched_p99_ms", off.second},
+                          {"batched_tps", on.first},
+                          {"batched_p99_ms", on.second},
+                          {"speedup", on.first / off.first}};
+      }
+      if (wants("gpu-mixed")) {
+        // The default AI mix without its fail tasks, placed three ways.
+        std::vector<task_spec> mix;
+        for (auto& s : default_workload(42, 2000))
+          if (s.kind != "fail") mix.push_back(s);
+        auto makespan = [&](runtime_config c, bool gpu_only) {
+          runtime rt{c};
+          auto specs = mix;
+          if (gpu_only)
+            for (auto& s : specs) s.needs.gpu_count = 1;
+          auto t0 = clock::now();
+          auto hs = rt.submit_batch(std::move(specs));
+          for (auto& h : hs) h.get();
+          return seconds_d(clock::now() - t0).count();
+        };
+        auto both = makespan(gpu_cfg(true), false);
+        auto gpu_only = makespan(gpu_cfg(true), true);
+        auto cpu_only = makespan(bench_config(workers), false);
+        std::printf("gpu-mixed %zu gemm+mlp tasks of the default mix, makespan\n", mix.size());
+        std::printf("  cpu only (%u workers)   %7.3f s\n", workers, cpu_only);
+        std::printf("  gpu only               %7.3f s\n", gpu_only);
+        std::printf("  cpu + gpu              %7.3f s  (%.2fx faster than the better of the two)\n",
+                    both, std::min(cpu_only, gpu_only) / both);
+        out["gpu_mixed"] = {{"cpu_only_s", cpu_only}, {"gpu_only_s", gpu_only}, {"both_s", both}};
+      }
+    }
   }
   if (!json_path.empty()) std::ofstream{json_path} << out.dump(2) << "\n";
   return 0;

@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
   std::string bench_json;
   uint32_t bench_workers = 0;
   auto* bench_cmd = app.add_subcommand("bench", "measure the runtime beside plain baselines");
-  bench_cmd->add_option("which", which, "pipeline, latency, gemm, gpu-gemm (default: all)")
-      ->check(CLI::IsMember({"pipeline", "latency", "gemm", "gpu-gemm"}));
+  bench_cmd->add_option("which", which, "pipeline, latency, gemm, gpu-gemm, gpu-mlp, gpu-mixed (default: all)")
+      ->check(CLI::IsMember({"pipeline", "latency", "gemm", "gpu-gemm", "gpu-mlp", "gpu-mixed"}));
   bench_cmd->add_option("--tasks", bench_tasks, "empty tasks for the pipeline benchmark");
   bench_cmd->add_option("--json", bench_json, "also write the figures as JSON");
   bench_cmd->add_option("--workers", bench_workers, "cpu workers (default: one per core)");

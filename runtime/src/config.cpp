@@ -85,6 +85,13 @@ const std::vector<key_def>& keys() {
       {"workers", "gpu_memory_headroom_bytes",
        [](auto& c, auto& n) { c.gpu_memory_headroom_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
       {"workers", "detached", [](auto& c, auto& n) { c.detached_workers = boolean(n); }},
+      {"batching", "enabled", [](auto& c, auto& n) { c.batching_enabled = boolean(n); }},
+      {"batching", "max_tasks",
+       [](auto& c, auto& n) { c.batch_max_tasks = uint32_t(int_in(n, 1, 65536)); }},
+      {"batching", "max_delay_us",
+       [](auto& c, auto& n) {
+         c.batch_max_delay = std::chrono::microseconds{int_in(n, 0, 10'000'000)};
+       }},
       {"queue", "bound",
        [](auto& c, auto& n) { c.queue_bound = uint64_t(int_in(n, 1, int64_t(1) << 40)); }},
       {"queue", "overflow",

@@ -6,11 +6,13 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstring>
 #include <list>
 #include <stdexcept>
 #include <string>
 
+#include "cuda_launch.hpp"
 #include "troupe/kernels.hpp"
 
 namespace troupe::kernels::cuda {
@@ -58,6 +60,13 @@ struct cached_inputs {
   device_buffer<float> data;  // A (m x k) then B (k x n)
 };
 
+struct device_mlp {
+  std::vector<int64_t> widths;
+  uint64_t seed;
+  device_buffer<float> params;  // W_0, b_0, W_1, b_1, ... back to back
+  std::vector<size_t> w_offset, b_offset;
+};
+
 struct gpu_context {
   int device = -1;
   cublasHandle_t blas = nullptr;
@@ -66,6 +75,8 @@ struct gpu_context {
   float* pinned = nullptr;
   size_t pinned_capacity = 0;
   std::list<cached_inputs> generated;  // most recently used first, at most 4
+  std::list<device_mlp> models;        // most recently used first, at most 4
+  device_buffer<float> act_a, act_b;   // activations, ping-pong between layers
 
   void bind(int dev) {
     if (device == dev) return;
@@ -88,6 +99,7 @@ struct gpu_context {
   }
   ~gpu_context() {
     generated.clear();
+    models.clear();
     if (pinned) cudaFreeHost(pinned);
     if (blas) cublasDestroy(blas);
     if (stream) cudaStreamDestroy(stream);
@@ -114,7 +126,87 @@ const float* generated_inputs(int64_t m, int64_t n, int64_t k, uint64_t seed) {
   return d;
 }
 
+const device_mlp& mlp_model_on_device(const std::vector<int64_t>& widths, uint64_t seed) {
+  for (auto i = gpu.models.begin(); i != gpu.models.end(); ++i) {
+    if (i->widths == widths && i->seed == seed) {
+      gpu.models.splice(gpu.models.begin(), gpu.models, i);
+      return gpu.models.front();
+    }
+  }
+  auto host = make_mlp_model(widths, seed);  // the same weights as the CPU path
+  if (gpu.models.size() >= 4) gpu.models.pop_back();
+  gpu.models.push_front(device_mlp{widths, seed, {}, {}, {}});
+  auto& m = gpu.models.front();
+  size_t total = 0;
+  for (size_t l = 0; l < host.weights.size(); ++l) {
+    m.w_offset.push_back(total);
+    total += host.weights[l].size();
+    m.b_offset.push_back(total);
+    total += host.biases[l].size();
+  }
+  auto* d = m.params.reserve(total);
+  for (size_t l = 0; l < host.weights.size(); ++l) {
+    check(cudaMemcpy(d + m.w_offset[l], host.weights[l].data(), host.weights[l].size() * 4,
+                     cudaMemcpyHostToDevice),
+          "upload weights");
+    check(cudaMemcpy(d + m.b_offset[l], host.biases[l].data(), host.biases[l].size() * 4,
+                     cudaMemcpyHostToDevice),
+          "upload biases");
+  }
+  return m;
+}
+
 }  // namespace
+
+std::vector<task_output> mlp_batch(const std::vector<const task_spec*>& specs,
+                                   const task_context& ctx) {
+  gpu.bind(ctx.device_index);
+  auto widths = specs.front()->params.get_int_list("layers");
+  auto seed = uint64_t(specs.front()->params.get_int("seed", 1));
+  auto& model = mlp_model_on_device(widths, seed);
+  // All tasks' rows become one input matrix: one pass over the weights serves every task.
+  std::vector<int64_t> rows_of;
+  int64_t rows = 0;
+  for (auto* s : specs) rows_of.push_back(s->params.get_int("batch", 1)), rows += rows_of.back();
+  int64_t widest = *std::max_element(widths.begin(), widths.end());
+  auto in_width = widths.front(), classes = widths.back();
+  auto* host = gpu.staging(size_t(rows * std::max(in_width, classes)));
+  int64_t at = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    mlp_input(*specs[i], rows_of[i], in_width, host + at * in_width);
+    at += rows_of[i];
+  }
+  auto* x = gpu.act_a.reserve(size_t(rows * widest));
+  auto* y = gpu.act_b.reserve(size_t(rows * widest));
+  check(cudaMemcpyAsync(x, host, size_t(rows * in_width) * 4, cudaMemcpyHostToDevice, gpu.stream),
+        "upload inputs");
+  const float one = 1.0f, zero = 0.0f;
+  auto layers = widths.size() - 1;
+  for (size_t l = 0; l < layers; ++l) {
+    auto in = int(widths[l]), out = int(widths[l + 1]);
+    // Row-major Y (rows x out) = X (rows x in) W (in x out): column-major Y^T = W^T X^T.
+    check(cublasSgemm(gpu.blas, CUBLAS_OP_N, CUBLAS_OP_N, out, int(rows), in, &one,
+                      model.params.ptr + model.w_offset[l], out, x, in, &zero, y, out),
+          "cublasSgemm");
+    launch_bias_activation(y, model.params.ptr + model.b_offset[l], int(rows), out, l + 1 < layers,
+                           gpu.stream);
+    std::swap(x, y);
+  }
+  launch_softmax_rows(x, int(rows), int(classes), gpu.stream);
+  check(cudaGetLastError(), "kernel launch");
+  check(cudaMemcpyAsync(host, x, size_t(rows * classes) * 4, cudaMemcpyDeviceToHost, gpu.stream),
+        "download probabilities");
+  // This worker owns its thread (detached): waiting here blocks no scheduler thread.
+  check(cudaStreamSynchronize(gpu.stream), "mlp forward");
+  std::vector<task_output> outs;
+  at = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    outs.push_back(mlp_output(host + at * classes, rows_of[i], classes));
+    outs.back().values.set("device", std::string{"cuda"});
+    at += rows_of[i];
+  }
+  return outs;
+}
 
 task_output gemm(const task_context& ctx) {
   gpu.bind(ctx.device_index);

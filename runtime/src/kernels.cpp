@@ -153,23 +153,9 @@ task_output mlp_cpu(const task_context& ctx) {
   auto seed = uint64_t(spec.params.get_int("seed", 1));
   auto model = models().get(widths, seed);
   std::vector<float> x(size_t(batch * widths.front()));
-  if (payload_floats(spec, x.size(), "the input batch"))
-    std::memcpy(x.data(), spec.payload.data(), spec.payload.size());
-  else
-    fill_uniform(x.data(), x.size(), seed ^ 0x5eedull, 1.0f);
+  mlp_input(spec, batch, widths.front(), x.data());
   auto probs = mlp_forward(*model, x, batch);
-  auto classes = widths.back();
-  std::vector<int64_t> argmax(static_cast<size_t>(batch));
-  double sum = 0;
-  for (int64_t r = 0; r < batch; ++r) {
-    auto row = probs.begin() + r * classes;
-    argmax[size_t(r)] = std::max_element(row, row + classes) - row;
-    for (int64_t j = 0; j < classes; ++j) sum += double(row[j]) * double(j + 1);
-  }
-  task_output out;
-  out.values.set("argmax", std::move(argmax));
-  out.values.set("checksum", sum);
-  return out;
+  return mlp_output(probs.data(), batch, widths.back());
 }
 
 // --- noop, sleep, fail ----------------------------------------------------------------------
@@ -224,6 +210,34 @@ task_output fail_cpu(const task_context& ctx) {
 }
 
 }  // namespace
+
+task_output mlp_output(const float* probs, int64_t rows, int64_t classes) {
+  std::vector<int64_t> argmax(static_cast<size_t>(rows));
+  double sum = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    auto* row = probs + r * classes;
+    argmax[size_t(r)] = std::max_element(row, row + classes) - row;
+    for (int64_t j = 0; j < classes; ++j) sum += double(row[j]) * double(j + 1);
+  }
+  task_output out;
+  out.values.set("argmax", std::move(argmax));
+  out.values.set("checksum", sum);
+  return out;
+}
+
+void mlp_input(const task_spec& spec, int64_t rows, int64_t width, float* out) {
+  auto n = size_t(rows * width);
+  if (payload_floats(spec, n, "the input batch"))
+    std::memcpy(out, spec.payload.data(), spec.payload.size());
+  else
+    fill_uniform(out, n, uint64_t(spec.params.get_int("seed", 1)) ^ 0x5eedull, 1.0f);
+}
+
+std::string mlp_batch_key(const task_spec& spec) {
+  std::string key = "mlp";
+  for (auto w : spec.params.get_int_list("layers")) key += ":" + std::to_string(w);
+  return key + "/" + std::to_string(spec.params.get_int("seed", 1));
+}
 
 void fill_uniform(float* out, size_t n, uint64_t seed, float scale) {
   uint64_t state = seed;
@@ -303,7 +317,13 @@ void register_builtins(task_registry& registry) {
 #else
   registry.add({"gemm", gemm_validate, gemm_cpu, nullptr});
 #endif
-  registry.add({"mlp", mlp_validate, mlp_cpu, nullptr});
+#ifdef TROUPE_WITH_CUDA
+  registry.add({"mlp", mlp_validate, mlp_cpu,
+                [](const task_context& ctx) { return cuda::mlp_batch({&ctx.spec}, ctx).front(); },
+                mlp_batch_key, cuda::mlp_batch});
+#else
+  registry.add({"mlp", mlp_validate, mlp_cpu, nullptr, mlp_batch_key, nullptr});
+#endif
 }
 
 }  // namespace troupe::kernels

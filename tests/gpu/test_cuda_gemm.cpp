@@ -36,6 +36,21 @@ task_spec gemm(int64_t size, bool on_gpu, bool matrix = false) {
   return s;
 }
 
+/// The CPU implementation, called directly: the reference (the runtime might place a task
+/// without GPU needs on the GPU too).
+task_result cpu_reference(task_spec spec) {
+  static task_registry registry;
+  static bool filled = (kernels::register_builtins(registry), true);
+  (void)filled;
+  auto* k = registry.find(spec.kind);
+  k->def.validate(spec);
+  task_context ctx{spec, 1, 0, device_class::cpu, nullptr};
+  task_result r;
+  r.status = outcome::completed;
+  r.output = k->def.cpu(ctx);
+  return r;
+}
+
 }  // namespace
 
 TEST(CudaDiscovery, ReportsDevicesOrSaysWhyNone) {
@@ -56,9 +71,10 @@ TEST(CudaDiscovery, ReportsDevicesOrSaysWhyNone) {
 TEST(CudaGemm, AgreesWithTheCpuImplementation) {
   REQUIRE_GPU();
   runtime rt{one_cpu_all_gpus()};
-  auto hs = rt.submit_batch({gemm(300, true, true), gemm(300, false, true)});
-  auto gpu = hs[0].wait_for(60s), cpu = hs[1].wait_for(60s);
-  ASSERT_TRUE(gpu && cpu);
+  auto h = rt.submit(gemm(300, true, true));
+  auto gpu = h.wait_for(60s);
+  auto cpu = std::optional<task_result>{cpu_reference(gemm(300, false, true))};
+  ASSERT_TRUE(gpu);
   ASSERT_TRUE(gpu->ok()) << gpu->error.message;
   ASSERT_TRUE(cpu->ok()) << cpu->error.message;
   EXPECT_EQ(std::get<std::string>(*gpu->output.values.find("device")), "cuda");
@@ -100,4 +116,68 @@ TEST(CudaGemm, ManyTasksShareTheGpuAndAllComplete) {
   for (auto& w : s.workers)
     if (w.device.rfind("cuda", 0) == 0) on_gpu += w.tasks;
   EXPECT_EQ(on_gpu, 200u);
+}
+
+namespace {
+task_spec mlp(int64_t batch, int64_t seed, bool on_gpu) {
+  task_spec s;
+  s.kind = "mlp";
+  s.params = {{"layers", std::vector<int64_t>{64, 128, 32, 10}}, {"batch", batch}, {"seed", seed}};
+  if (on_gpu) s.needs.gpu_count = 1;
+  return s;
+}
+void expect_same_inference(const task_result& gpu, const task_result& cpu) {
+  ASSERT_TRUE(gpu.ok()) << gpu.error.message;
+  ASSERT_TRUE(cpu.ok()) << cpu.error.message;
+  EXPECT_EQ(std::get<std::vector<int64_t>>(*gpu.output.values.find("argmax")),
+            std::get<std::vector<int64_t>>(*cpu.output.values.find("argmax")));
+  auto gs = std::get<double>(*gpu.output.values.find("checksum"));
+  auto cs = std::get<double>(*cpu.output.values.find("checksum"));
+  EXPECT_NEAR(gs, cs, 1e-4 * cs);  // stated tolerance: 1e-4 relative
+}
+}  // namespace
+
+TEST(CudaMlp, AgreesWithTheCpuImplementation) {
+  REQUIRE_GPU();
+  runtime rt{one_cpu_all_gpus()};
+  auto g = rt.submit(mlp(16, 3, true)).wait_for(60s);
+  ASSERT_TRUE(g);
+  auto c = std::optional<task_result>{cpu_reference(mlp(16, 3, false))};
+  EXPECT_EQ(std::get<std::string>(*g->output.values.find("device")), "cuda");
+  expect_same_inference(*g, *c);
+}
+
+// Dynamic batching: many small tasks of one model merge into few launches; every task still gets
+// exactly its own rows back (checked against the CPU, which never batches).
+TEST(CudaMlp, BatchedResultsAreSplitBackPerTask) {
+  REQUIRE_GPU();
+  auto cfg = one_cpu_all_gpus();
+  cfg.batch_max_delay = 20ms;
+  runtime rt{cfg};
+  std::vector<task_spec> gpu_specs;
+  for (int i = 0; i < 64; ++i) {
+    auto s = mlp(1 + i % 3, 9, true);
+    s.payload.resize(size_t(64 * (1 + i % 3)) * 4);
+    for (size_t b = 0; b < s.payload.size(); b += 4) {
+      float v = float((i * 31 + int(b)) % 17) / 17.0f - 0.5f;
+      std::memcpy(&s.payload[b], &v, 4);
+    }
+    gpu_specs.push_back(s);
+  }
+  std::vector<std::string> batch_sizes;
+  rt.subscribe("task.started", [&](const event& e) { batch_sizes.push_back(e.detail); });
+  auto g = rt.submit_batch(gpu_specs);
+  for (size_t i = 0; i < g.size(); ++i) {
+    auto gr = g[i].wait_for(60s);
+    ASSERT_TRUE(gr);
+    auto reference = gpu_specs[i];
+    reference.needs.gpu_count = 0;
+    expect_same_inference(*gr, cpu_reference(reference));
+  }
+  rt.shutdown();
+  EXPECT_NE(
+      std::find_if(batch_sizes.begin(), batch_sizes.end(),
+                   [](const std::string& d) { return d.find("batch of") != std::string::npos; }),
+      batch_sizes.end())
+      << "no launch merged several tasks";
 }

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "troupe/config.hpp"
+#include "troupe/devices.hpp"
 
 using namespace troupe;
 
@@ -35,6 +36,11 @@ TEST(Config, ShippedLocalTomlHoldsTheDefaults) {
   EXPECT_EQ(cfg.heartbeat_interval, d.heartbeat_interval);
   EXPECT_EQ(cfg.heartbeat_timeout, d.heartbeat_timeout);
   EXPECT_EQ(cfg.log_level, d.log_level);
+  EXPECT_EQ(cfg.cuda, d.cuda);
+  EXPECT_EQ(cfg.gpu_memory_headroom_bytes, d.gpu_memory_headroom_bytes);
+  EXPECT_EQ(cfg.batching_enabled, d.batching_enabled);
+  EXPECT_EQ(cfg.batch_max_tasks, d.batch_max_tasks);
+  EXPECT_EQ(cfg.batch_max_delay, d.batch_max_delay);
 }
 
 TEST(Config, ReadsValues) {
@@ -42,6 +48,49 @@ TEST(Config, ReadsValues) {
   EXPECT_EQ(cfg.queue_bound, 10u);
   EXPECT_EQ(cfg.order, queue_order::fifo);
   EXPECT_EQ(cfg.cpu_workers, 3u);
+}
+
+TEST(Config, CudaSelectionIsAllNoneOrAListOfIndices) {
+  EXPECT_EQ(parse_config("[workers]\ncuda = \"none\"\n", "t").cuda, cuda_selection::none);
+  auto cfg = parse_config("[workers]\ncuda = [0, 2]\n", "t");
+  EXPECT_EQ(cfg.cuda, cuda_selection::list);
+  EXPECT_EQ(cfg.cuda_devices, (std::vector<int32_t>{0, 2}));
+  auto e = error_of("[workers]\ncuda = \"some\"\n");
+  EXPECT_EQ(e.key(), "workers.cuda");
+}
+
+TEST(Config, UnknownGpuIndexIsAnErrorNamingTheKey) {
+  runtime_config cfg;
+  cfg.cpu_workers = 1;
+  cfg.cuda = cuda_selection::list;
+  cfg.cuda_devices = {7};
+  gpu_inventory none;
+  none.note = "no CUDA device found";
+  try {
+    layout_workers(cfg, none);
+    FAIL();
+  } catch (const config_error& e) {
+    EXPECT_EQ(e.key(), "workers.cuda");
+    EXPECT_NE(std::string{e.what()}.find("GPU 7"), std::string::npos) << e.what();
+  }
+}
+
+TEST(WorkerLayout, CpuWorkersThenOneWorkerPerSelectedGpu) {
+  runtime_config cfg;
+  cfg.cpu_workers = 2;
+  cfg.worker_memory_bytes = 1000;
+  cfg.gpu_memory_headroom_bytes = 100;
+  gpu_inventory inv;
+  inv.gpus = {{0, "A", 9, 0, 1000, 900}, {1, "B", 9, 0, 2000, 1900}};
+  auto w = layout_workers(cfg, inv);
+  ASSERT_EQ(w.size(), 4u);
+  EXPECT_EQ(w[0].name, "cpu-0");
+  EXPECT_EQ(w[2].name, "cuda-0");
+  EXPECT_EQ(w[3].device, device_class::cuda);
+  EXPECT_EQ(w[3].device_index, 1);
+  EXPECT_EQ(w[3].capacity.gpu_memory_bytes, 1900u);  // total minus headroom
+  cfg.cuda = cuda_selection::none;
+  EXPECT_EQ(layout_workers(cfg, inv).size(), 2u);
 }
 
 TEST(Config, UnknownKeyNamesFileLineAndKey) {

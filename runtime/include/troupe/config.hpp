@@ -24,9 +24,13 @@ struct runtime_config {
   uint32_t worker_prefetch = 1024;  ///< most tasks assigned to one worker at a time (its credit)
   std::chrono::microseconds worker_backlog{2000};  ///< estimated work to keep queued per worker
   cuda_selection cuda = cuda_selection::all;  ///< GPUs that get a worker: "all", "none", a list
-  std::vector<int32_t> cuda_devices;           ///< with cuda = list
+  std::vector<int32_t> cuda_devices;          ///< with cuda = list
   uint64_t gpu_memory_headroom_bytes = uint64_t(512) << 20;  ///< kept free on every GPU
   bool detached_workers = true;  ///< false only in deterministic tests: workers on the scheduler
+  // [batching]: dynamic batching on CUDA workers, for kinds that declare a batch key (mlp)
+  bool batching_enabled = true;
+  uint32_t batch_max_tasks = 64;                    ///< most tasks merged into one launch
+  std::chrono::microseconds batch_max_delay{1000};  ///< longest a task waits for company
   // [queue]
   uint64_t queue_bound = 1000000;  ///< tasks admitted and not yet finished
   overflow_policy overflow = overflow_policy::reject;

@@ -29,6 +29,16 @@ mlp_model make_mlp_model(const std::vector<int64_t>& widths, uint64_t seed);
 /// Returns batch x widths.back() probabilities.
 std::vector<float> mlp_forward(const mlp_model& model, const std::vector<float>& x, int64_t batch);
 
+/// What an mlp task returns, from its softmax output (rows x classes): argmax per row and
+/// checksum = sum of p * (class + 1). Shared by the CPU and CUDA paths.
+task_output mlp_output(const float* probs, int64_t rows, int64_t classes);
+
+/// The input batch of an mlp task: its payload, or rows generated from its seed.
+void mlp_input(const task_spec& spec, int64_t rows, int64_t width, float* out);
+
+/// mlp tasks batch by model: same layer widths and seed.
+std::string mlp_batch_key(const task_spec& spec);
+
 /// Inputs gemm generates from its seed when no payload is given.
 void gemm_inputs(int64_t m, int64_t n, int64_t k, uint64_t seed, std::vector<float>& a,
                  std::vector<float>& b);
@@ -37,6 +47,10 @@ void gemm_inputs(int64_t m, int64_t n, int64_t k, uint64_t seed, std::vector<flo
 namespace cuda {
 /// gemm through cuBLAS on the calling worker's GPU (ctx.device_index).
 task_output gemm(const task_context& ctx);
+/// mlp inference of several tasks of one model in one pass: cuBLAS per layer, the project's
+/// fused bias+ReLU and softmax kernels. One output per spec, in order.
+std::vector<task_output> mlp_batch(const std::vector<const task_spec*>& specs,
+                                   const task_context& ctx);
 }  // namespace cuda
 #endif
 

@@ -37,11 +37,20 @@ using kernel_fn = std::function<task_output(const task_context&)>;
 /// gemm and mlp), which the balancer's performance model scales into seconds.
 using validate_fn = std::function<double(task_spec&)>;
 
+/// Runs several tasks of one batch key in one launch on a CUDA worker: one output per spec, in
+/// order. Throwing task_failure fails every task of the batch.
+using batch_kernel_fn = std::function<std::vector<task_output>(const std::vector<const task_spec*>&,
+                                                               const task_context&)>;
+
 struct kind_definition {
   std::string name;
   validate_fn validate;  ///< optional: absent means any parameters are accepted, cost 0
   kernel_fn cpu;         ///< implementation on a CPU worker (optional if cuda is set)
   kernel_fn cuda;        ///< implementation on a CUDA worker (optional)
+  /// Dynamic batching (optional, CUDA workers): tasks with the same non-empty key may be merged
+  /// into one cuda_batch launch. Kinds without these never batch.
+  std::function<std::string(const task_spec&)> batch_key = nullptr;
+  batch_kernel_fn cuda_batch = nullptr;
 };
 
 /// Registered kinds are never removed, so a pointer to one stays valid for the registry's life.

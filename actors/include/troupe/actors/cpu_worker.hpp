@@ -17,6 +17,8 @@ struct cpu_worker_state {
   monitor_actor monitor;
   supervisor_actor supervisor;
   event_bus_actor bus;
+  std::vector<assignment> waiting;  ///< batchable tasks waiting for company (CUDA workers)
+  bool flush_armed = false;
   uint64_t tasks_since_report = 0;
   int64_t busy_ns_since_report = 0;
 };

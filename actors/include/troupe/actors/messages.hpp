@@ -66,6 +66,7 @@ struct work_report_msg {
   bool busy = false;
 };
 struct heartbeat_tick_msg {};
+struct batch_flush_msg {};  ///< a worker's own timer: run the tasks waiting to be batched
 // worker -> supervisor, right before it quits because an implementation threw
 struct crash_report_msg {
   int32_t worker = -1;
@@ -135,7 +136,8 @@ using event_bus_actor = caf::typed_actor<caf::reacts_to<publish_msg>, caf::react
                                          caf::reacts_to<unsubscribe_msg>>;
 
 using worker_actor =
-    caf::typed_actor<caf::reacts_to<assign_msg>, caf::reacts_to<heartbeat_tick_msg>>;
+    caf::typed_actor<caf::reacts_to<assign_msg>, caf::reacts_to<heartbeat_tick_msg>,
+                     caf::reacts_to<batch_flush_msg>>;
 
 using supervisor_actor =
     caf::typed_actor<caf::reacts_to<crash_report_msg>, caf::reacts_to<unresponsive_msg>,
@@ -199,6 +201,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::assign_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::results_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::work_report_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::heartbeat_tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::batch_flush_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::crash_report_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_lost_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_up_msg)

@@ -1,0 +1,66 @@
+// Fused bias + activation and row softmax for the mlp kind on CUDA workers.
+#include <cfloat>
+
+#include "cuda_launch.hpp"
+
+namespace troupe::kernels::cuda {
+
+namespace {
+
+__global__ void bias_activation(float* x, const float* bias, int rows, int cols, int relu) {
+  long long n = (long long)rows * cols;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+       i += (long long)gridDim.x * blockDim.x) {
+    float v = x[i] + bias[i % cols];
+    x[i] = relu ? fmaxf(v, 0.0f) : v;
+  }
+}
+
+// One block per row: a block-wide max, then a block-wide sum of exponentials.
+__global__ void softmax_rows(float* x, int cols) {
+  extern __shared__ float scratch[];
+  float* row = x + (long long)blockIdx.x * cols;
+  float m = -FLT_MAX;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, row[c]);
+  scratch[threadIdx.x] = m;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) scratch[threadIdx.x] = fmaxf(scratch[threadIdx.x], scratch[threadIdx.x + s]);
+    __syncthreads();
+  }
+  m = scratch[0];
+  __syncthreads();
+  float sum = 0;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    float e = __expf(row[c] - m);
+    row[c] = e;
+    sum += e;
+  }
+  scratch[threadIdx.x] = sum;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) scratch[threadIdx.x] += scratch[threadIdx.x + s];
+    __syncthreads();
+  }
+  float inv = 1.0f / scratch[0];
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) row[c] *= inv;
+}
+
+}  // namespace
+
+void launch_bias_activation(float* x, const float* bias, int rows, int cols, bool relu,
+                            cudaStream_t stream) {
+  long long n = (long long)rows * cols;
+  int threads = 256;
+  int blocks = (int)((n + threads - 1) / threads);
+  if (blocks > 4096) blocks = 4096;
+  if (blocks < 1) blocks = 1;
+  bias_activation<<<blocks, threads, 0, stream>>>(x, bias, rows, cols, relu ? 1 : 0);
+}
+
+void launch_softmax_rows(float* x, int rows, int cols, cudaStream_t stream) {
+  int threads = 256;
+  softmax_rows<<<rows, threads, threads * sizeof(float), stream>>>(x, cols);
+}
+
+}  // namespace troupe::kernels::cuda
