@@ -17,10 +17,8 @@ double backlog_target_s(const balancer_state& st) {
 }
 
 bool has_room(const balancer_state& st, const balancer_state::worker_slot& w) {
-  // Two tasks at least, even long ones: the next one is there when the current one ends, so
-  // the worker never idles through a round trip to the queue.
   return w.up && w.in_flight.size() < st.core->cfg.worker_prefetch &&
-         (w.in_flight.size() < 2 || w.backlog_s < backlog_target_s(st));
+         (w.in_flight.size() < w.min_tasks || w.backlog_s < backlog_target_s(st));
 }
 
 /// Performance-model key: the same kind runs at different speeds on different devices.
@@ -111,9 +109,9 @@ void request_more(self_ptr self) {
     // Refill a worker only once it has drained half its credit (or holds fewer than two tasks):
     // batches stay large instead of degenerating into one small demand/dispatch/assign round
     // per result message.
-    if (have >= 2 && (have * 2 > prefetch || w.backlog_s * 2 > target)) continue;
+    if (have >= w.min_tasks && (have * 2 > prefetch || w.backlog_s * 2 > target)) continue;
     double by_time = w.backlog_s < target ? std::ceil((target - w.backlog_s) / typical) : 0;
-    by_time = std::max(by_time, have < 2 ? double(2 - have) : 0.0);
+    by_time = std::max(by_time, have < w.min_tasks ? double(w.min_tasks - have) : 0.0);
     room += std::min<uint64_t>(prefetch - have, uint64_t(by_time));
   }
   if (room > st.requested) {
@@ -140,6 +138,11 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
   for (auto& w : core->workers) {
     st.ledger.add_worker(w.capacity);
     st.workers.emplace_back();
+    // A batching GPU worker needs enough tasks at hand to fill a launch while the previous one
+    // runs; others need two (the next task is there when the current one ends).
+    if (w.device == device_class::cuda && core->cfg.batching_enabled)
+      st.workers.back().min_tasks = std::min<size_t>(2 * size_t(core->cfg.batch_max_tasks),
+                                                     core->cfg.worker_prefetch);
   }
   return {
       [=](dispatch_msg& msg) {

@@ -204,6 +204,7 @@ void run_waiting(self_ptr self) {
     run.run_group(members);
     if (run.crashed()) return;
   }
+  st.last_launch_end = clock::now();
 }
 
 }  // namespace
@@ -235,12 +236,18 @@ worker_actor::behavior_type cpu_worker_impl(worker_actor::stateful_pointer<cpu_w
             if (run.crashed()) return;
           }
         }
-        // Batchable tasks wait up to batch_max_delay for company, unless a batch is full.
+        // Batchable tasks wait for company, unless a batch is full. On a busy device they wait
+        // only for the assignments already in the mailbox (a flush message queued behind them);
+        // an idle device waits up to batch_max_delay for its first few requests to gather.
         if (st.waiting.size() >= st.core->cfg.batch_max_tasks) {
           run_waiting(self);
         } else if (!st.waiting.empty() && !st.flush_armed) {
           st.flush_armed = true;
-          self->delayed_send(self, st.core->cfg.batch_max_delay, batch_flush_msg{});
+          bool busy = clock::now() - st.last_launch_end < st.core->cfg.batch_max_delay;
+          if (busy)
+            self->send(self, batch_flush_msg{});
+          else
+            self->delayed_send(self, st.core->cfg.batch_max_delay, batch_flush_msg{});
         }
       },
       [=](const batch_flush_msg&) {

@@ -351,8 +351,17 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
                     {"batch", int64_t{1}},
                     {"seed", int64_t{3}}};
         s.needs.gpu_count = 1;
+        std::atomic<uint64_t> batched_starts{0}, launches{0};
         auto measure = [&](bool batching) {
           runtime rt{gpu_cfg(batching)};
+          if (batching)  // how many tasks each launch carried (one event per task, once per launch)
+            rt.subscribe("task.started", [&](const event& e) {
+              auto at = e.detail.find("batch of ");
+              if (at == std::string::npos) return ++launches, void();
+              ++batched_starts;
+              auto size = std::stoull(e.detail.substr(at + 9));
+              if (batched_starts % size == 0) ++launches;
+            });
           rt.submit(s).get();  // warm-up: weights on the device
           auto t0 = clock::now();
           auto hs = rt.submit_batch(std::vector<task_spec>(n, s));
@@ -372,6 +381,9 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
         std::printf("  without batching   %9.0f tasks/s  p99 %8.1f ms\n", off.first, off.second);
         std::printf("  dynamic batching   %9.0f tasks/s  p99 %8.1f ms  (%.1fx the throughput)\n",
                     on.first, on.second, on.first / off.first);
+        std::printf("  launches %llu, %.1f tasks per launch on average\n",
+                    static_cast<unsigned long long>(launches.load()),
+                    launches ? double(n + 1) / double(launches) : 0.0);
         out["gpu_mlp"] = {{"unbatched_tps", off.first},
                           {"unbatched_p99_ms", off.second},
                           {"batched_tps", on.first},

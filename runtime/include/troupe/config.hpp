@@ -29,7 +29,7 @@ struct runtime_config {
   bool detached_workers = true;  ///< false only in deterministic tests: workers on the scheduler
   // [batching]: dynamic batching on CUDA workers, for kinds that declare a batch key (mlp)
   bool batching_enabled = true;
-  uint32_t batch_max_tasks = 64;                    ///< most tasks merged into one launch
+  uint32_t batch_max_tasks = 128;                   ///< most tasks merged into one launch
   std::chrono::microseconds batch_max_delay{1000};  ///< longest a task waits for company
   // [queue]
   uint64_t queue_bound = 1000000;  ///< tasks admitted and not yet finished

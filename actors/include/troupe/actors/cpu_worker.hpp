@@ -19,6 +19,7 @@ struct cpu_worker_state {
   event_bus_actor bus;
   std::vector<assignment> waiting;  ///< batchable tasks waiting for company (CUDA workers)
   bool flush_armed = false;
+  time_point last_launch_end{};  ///< end of the last batched launch: recent means busy
   uint64_t tasks_since_report = 0;
   int64_t busy_ns_since_report = 0;
 };
