@@ -102,6 +102,7 @@ int run(const run_options& opt) {
   cli::run_summary summary;
   summary.stats = rt.stats();
   summary.workers = workers;
+  summary.gpus = rt.gpus();
   summary.makespan_s = handles.empty() ? 0 : std::chrono::duration<double>(last - first).count();
   std::cout << cli::to_text(summary) << std::flush;
   if (!opt.json.empty()) {
@@ -142,7 +143,9 @@ int main(int argc, char** argv) {
   std::string bench_json;
   uint32_t bench_workers = 0;
   auto* bench_cmd = app.add_subcommand("bench", "measure the runtime beside plain baselines");
-  bench_cmd->add_option("which", which, "pipeline, latency, gemm, gpu-gemm, gpu-mlp, gpu-mixed (default: all)")
+  bench_cmd
+      ->add_option("which", which,
+                   "pipeline, latency, gemm, gpu-gemm, gpu-mlp, gpu-mixed (default: all)")
       ->check(CLI::IsMember({"pipeline", "latency", "gemm", "gpu-gemm", "gpu-mlp", "gpu-mixed"}));
   bench_cmd->add_option("--tasks", bench_tasks, "empty tasks for the pipeline benchmark");
   bench_cmd->add_option("--json", bench_json, "also write the figures as JSON");

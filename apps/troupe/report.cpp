@@ -33,6 +33,15 @@ nlohmann::json to_json(const run_summary& r) {
   for (auto& [kind, l] : s.latency)
     lat[kind] = {{"count", l.count}, {"mean", l.mean_ms}, {"p50", l.p50_ms},
                  {"p95", l.p95_ms},  {"p99", l.p99_ms},   {"max", l.max_ms}};
+  auto& gpus = j["gpus"] = nlohmann::json::array();
+  for (auto& g : r.gpus.gpus)
+    gpus.push_back(
+        {{"index", g.index},
+         {"name", g.name},
+         {"compute_capability", std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor)},
+         {"total_bytes", g.total_memory},
+         {"free_bytes", g.free_memory}});
+  if (!r.gpus.note.empty()) j["gpu_note"] = r.gpus.note;
   auto& workers = j["workers"] = nlohmann::json::array();
   for (auto& w : s.workers)
     workers.push_back({{"name", w.name},
@@ -77,6 +86,14 @@ std::string to_text(const run_summary& r) {
                   static_cast<unsigned long long>(l.count), l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms);
     o << buf;
   }
+  size_t cpu_workers = 0;
+  for (auto& w : s.workers) cpu_workers += w.device == "cpu";
+  o << "devices    " << cpu_workers << " cpu worker(s)";
+  for (auto& g : r.gpus.gpus)
+    o << "; GPU " << g.index << " " << g.name << " (compute " << g.cc_major << "." << g.cc_minor
+      << ", " << (g.total_memory >> 20) << " MiB)";
+  if (r.gpus.gpus.empty() && !r.gpus.note.empty()) o << "; no GPU: " << r.gpus.note;
+  o << "\n";
   o << "workers\n";
   for (auto& w : s.workers) {
     std::snprintf(buf, sizeof buf,

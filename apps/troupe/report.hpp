@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "troupe/devices.hpp"
 #include "troupe/stats.hpp"
 
 namespace troupe::cli {
@@ -11,6 +12,7 @@ struct run_summary {
   runtime_stats stats;
   double makespan_s = 0;  ///< first submit to last terminal record, measured by the caller
   uint32_t workers = 0;
+  gpu_inventory gpus;
 };
 
 /// Sum of measured work divided by workers: no schedule can finish sooner.

@@ -328,6 +328,9 @@ runtime::~runtime() {
 task_registry& runtime::registry() {
   return impl_->core.registry;
 }
+const gpu_inventory& runtime::gpus() const {
+  return impl_->core.gpus;
+}
 const runtime_config& runtime::config() const {
   return impl_->core.cfg;
 }

@@ -15,6 +15,7 @@
 
 #include "troupe/completion.hpp"
 #include "troupe/config.hpp"
+#include "troupe/devices.hpp"
 #include "troupe/events.hpp"
 #include "troupe/model.hpp"
 #include "troupe/registry.hpp"
@@ -68,6 +69,8 @@ class runtime {
   /// Built-in kinds are registered; add your own here (before or while submitting).
   task_registry& registry();
   const runtime_config& config() const;
+  /// The GPUs found at start (with why there are none, if so).
+  const gpu_inventory& gpus() const;
 
   /// Validates (kind, parameters, resource needs, deadline), admits against the queue bound and
   /// hands the task to the queue. Never throws for bad input: the handle says what was wrong.
