@@ -5,6 +5,7 @@
 #include <caf/all.hpp>
 
 #include "troupe/batching.hpp"
+#include "troupe/kernels.hpp"
 
 namespace troupe {
 
@@ -168,6 +169,11 @@ class runner {
     } catch (...) {
     }
     crashed_ = true;
+#ifdef TROUPE_WITH_CUDA
+    // The crash may have poisoned the device context: the replacement starts on a fresh one.
+    if (st_.core->workers[size_t(st_.index)].device == device_class::cuda)
+      kernels::cuda::reset_after_crash();
+#endif
     flush(self_, records_, events_, false);
     self_->send(st_.supervisor,
                 crash_report_msg{st_.index, st_.generation, t.id,

@@ -49,9 +49,12 @@ struct device_buffer {
     }
     return ptr;
   }
-  ~device_buffer() {
+  void release() {
     if (ptr) cudaFree(ptr);
+    ptr = nullptr;
+    capacity = 0;
   }
+  ~device_buffer() { release(); }
 };
 
 struct cached_inputs {
@@ -97,13 +100,26 @@ struct gpu_context {
     }
     return pinned;
   }
-  ~gpu_context() {
+  /// Frees everything this thread holds on its device; errors are ignored (the context may be
+  /// poisoned). Safe to call twice.
+  void release() {
     generated.clear();
     models.clear();
+    inputs.release();
+    output.release();
+    ones.release();
+    act_a.release();
+    act_b.release();
     if (pinned) cudaFreeHost(pinned);
+    pinned = nullptr;
+    pinned_capacity = 0;
     if (blas) cublasDestroy(blas);
+    blas = nullptr;
     if (stream) cudaStreamDestroy(stream);
+    stream = nullptr;
+    device = -1;
   }
+  ~gpu_context() { release(); }
 };
 
 thread_local gpu_context gpu;
@@ -206,6 +222,19 @@ std::vector<task_output> mlp_batch(const std::vector<const task_spec*>& specs,
     at += rows_of[i];
   }
   return outs;
+}
+
+void illegal_address(const task_context& ctx) {
+  gpu.bind(ctx.device_index);
+  launch_illegal_write(gpu.stream);
+  check(cudaStreamSynchronize(gpu.stream), "illegal write");
+}
+
+void reset_after_crash() {
+  int dev = gpu.device;
+  gpu.release();
+  if (dev >= 0 && cudaSetDevice(dev) == cudaSuccess) cudaDeviceReset();
+  cudaGetLastError();
 }
 
 task_output gemm(const task_context& ctx) {

@@ -7,6 +7,8 @@ namespace troupe::kernels::cuda {
 /// x[r][c] += bias[c], then max(x, 0) when relu: fused, one pass over the activations.
 void launch_bias_activation(float* x, const float* bias, int rows, int cols, bool relu,
                             cudaStream_t stream);
+/// Writes through a null pointer: a deliberate illegal-address fault.
+void launch_illegal_write(cudaStream_t stream);
 /// Row-wise softmax in place, numerically stable (subtracts the row maximum).
 void launch_softmax_rows(float* x, int rows, int cols, cudaStream_t stream);
 

@@ -182,10 +182,10 @@ errc fail_code(const std::string& name) {
   if (name == "task_failed") return errc::task_failed;
   if (name == "task_failed_permanently") return errc::task_failed_permanently;
   if (name == "out_of_memory") return errc::out_of_memory;
-  if (name == "crash") return errc::kernel_crashed;
+  if (name == "crash" || name == "gpu_fault") return errc::kernel_crashed;
   throw task_failure{errc::invalid_params,
                      "parameter 'error' must be one of task_failed, task_failed_permanently, "
-                     "out_of_memory, crash; got '" +
+                     "out_of_memory, crash, gpu_fault; got '" +
                          name + "'"};
 }
 
@@ -203,8 +203,14 @@ task_output fail_cpu(const task_context& ctx) {
     out.values.set("attempt", int64_t(ctx.attempt));
     return out;
   }
-  auto code = fail_code(p.get_string("error", "task_failed"));
+  auto name = p.get_string("error", "task_failed");
+  auto code = fail_code(name);
   auto msg = p.get_string("message", "fail task, attempt " + std::to_string(ctx.attempt));
+#ifdef TROUPE_WITH_CUDA
+  // On a CUDA worker, gpu_fault really faults: a kernel writes to an illegal address, which
+  // poisons the device context (what a buggy kernel does).
+  if (name == "gpu_fault" && ctx.device == device_class::cuda) cuda::illegal_address(ctx);
+#endif
   if (code == errc::kernel_crashed) throw std::runtime_error(msg);
   throw task_failure{code, msg};
 }
@@ -311,7 +317,11 @@ void register_builtins(task_registry& registry) {
   openblas_set_num_threads(1);
   registry.add({"noop", nullptr, [](const task_context&) { return task_output{}; }, nullptr});
   registry.add({"sleep", sleep_validate, sleep_cpu, nullptr});
+#ifdef TROUPE_WITH_CUDA
+  registry.add({"fail", fail_validate, fail_cpu, fail_cpu});
+#else
   registry.add({"fail", fail_validate, fail_cpu, nullptr});
+#endif
 #ifdef TROUPE_WITH_CUDA
   registry.add({"gemm", gemm_validate, gemm_cpu, cuda::gemm});
 #else

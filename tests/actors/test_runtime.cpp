@@ -87,10 +87,11 @@ TEST(EmbeddedRuntime, ShutdownCancelEndsEverythingPromptly) {
 }
 
 TEST(EmbeddedRuntime, SubscribersSeeGapFreeSequenceNumbersAndEveryCompletion) {
-  runtime rt{small()};
+  // Declared before the runtime: its event thread may call back until the runtime is gone.
   std::mutex m;
   std::condition_variable cv;
   std::vector<event> seen;
+  runtime rt{small()};
   const size_t n = 2000;
   size_t completed = 0;
   // All topics: sequence numbers count every event the bus publishes, so only the unfiltered
@@ -151,12 +152,14 @@ TEST(EmbeddedRuntime, SilentWorkerIsReplacedAndItsTaskPlacedAgain) {
   auto cfg = small(1);
   cfg.heartbeat_interval = 20ms;
   cfg.heartbeat_timeout = 150ms;
-  runtime rt{cfg};
-  std::mutex m;
+  std::mutex m;  // declared before the runtime: its event thread calls back until it is gone
+  std::condition_variable cv;
   std::vector<std::string> worker_events;
+  runtime rt{cfg};
   rt.subscribe("worker.", [&](const event& e) {
     std::lock_guard<std::mutex> g{m};
     worker_events.push_back(e.topic);
+    cv.notify_all();
   });
   auto stuck = spec("sleep", {{"ms", 20000.0}});
   stuck.max_retries = 0;
@@ -172,9 +175,11 @@ TEST(EmbeddedRuntime, SilentWorkerIsReplacedAndItsTaskPlacedAgain) {
   auto nr = next.wait_for(10s);
   ASSERT_TRUE(nr.has_value());
   EXPECT_TRUE(nr->ok());
-  std::lock_guard<std::mutex> g{m};
-  EXPECT_NE(std::find(worker_events.begin(), worker_events.end(), "worker.down"),
-            worker_events.end());
-  EXPECT_NE(std::find(worker_events.begin(), worker_events.end(), "worker.restarting"),
-            worker_events.end());
+  // Events travel on their own thread: wait for them, bounded.
+  auto seen = [&](const char* topic) {
+    return std::find(worker_events.begin(), worker_events.end(), topic) != worker_events.end();
+  };
+  std::unique_lock<std::mutex> lock{m};
+  EXPECT_TRUE(
+      cv.wait_for(lock, 10s, [&] { return seen("worker.down") && seen("worker.restarting"); }));
 }

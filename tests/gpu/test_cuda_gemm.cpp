@@ -1,6 +1,7 @@
 // GPU tests: skipped, with the reason, where no usable GPU is present.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -153,6 +154,7 @@ TEST(CudaMlp, BatchedResultsAreSplitBackPerTask) {
   REQUIRE_GPU();
   auto cfg = one_cpu_all_gpus();
   cfg.batch_max_delay = 20ms;
+  std::vector<std::string> batch_sizes;  // before the runtime, whose event thread calls back
   runtime rt{cfg};
   std::vector<task_spec> gpu_specs;
   for (int i = 0; i < 64; ++i) {
@@ -164,7 +166,6 @@ TEST(CudaMlp, BatchedResultsAreSplitBackPerTask) {
     }
     gpu_specs.push_back(s);
   }
-  std::vector<std::string> batch_sizes;
   rt.subscribe("task.started", [&](const event& e) { batch_sizes.push_back(e.detail); });
   auto g = rt.submit_batch(gpu_specs);
   for (size_t i = 0; i < g.size(); ++i) {
@@ -180,4 +181,29 @@ TEST(CudaMlp, BatchedResultsAreSplitBackPerTask) {
                    [](const std::string& d) { return d.find("batch of") != std::string::npos; }),
       batch_sizes.end())
       << "no launch merged several tasks";
+}
+
+// A kernel that writes to an illegal address poisons its context: that task fails over to a new
+// attempt, the worker is restarted on a fresh context, and the GPU serves work again.
+TEST(CudaWorker, PoisonedContextCostsOneAttemptAndOneRestart) {
+  REQUIRE_GPU();
+  runtime rt{one_cpu_all_gpus()};
+  std::atomic<int> restarts{0};
+  rt.subscribe("worker.restarting", [&](const event&) { ++restarts; });
+  task_spec fault;
+  fault.kind = "fail";
+  fault.params = {{"error", std::string{"gpu_fault"}}, {"first_attempts", int64_t{1}}};
+  fault.needs.gpu_count = 1;
+  auto r = rt.submit(fault).wait_for(60s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, outcome::completed) << to_string(r->error.code) << ": " << r->error.message;
+  EXPECT_EQ(r->attempts, 2u);
+  auto after = rt.submit(gemm(256, true)).wait_for(60s);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_TRUE(after->ok()) << after->error.message;
+  auto cpu = rt.submit(mlp(4, 1, false)).wait_for(60s);
+  ASSERT_TRUE(cpu.has_value());
+  EXPECT_TRUE(cpu->ok());
+  rt.shutdown();
+  EXPECT_EQ(restarts.load(), 1);
 }

@@ -51,6 +51,12 @@ task_output gemm(const task_context& ctx);
 /// fused bias+ReLU and softmax kernels. One output per spec, in order.
 std::vector<task_output> mlp_batch(const std::vector<const task_spec*>& specs,
                                    const task_context& ctx);
+/// Launches a kernel that writes to an illegal address and waits for it: throws, and leaves
+/// the context poisoned. For fault-injection tests (fail kind, error = "gpu_fault").
+void illegal_address(const task_context& ctx);
+/// After a crash on this thread's GPU: drops this thread's CUDA state and resets the device,
+/// so the worker that replaces it starts with a fresh context. Errors are ignored.
+void reset_after_crash();
 }  // namespace cuda
 #endif
 
