@@ -65,9 +65,19 @@ int32_t choose(balancer_state& st, task_state& t) {
   return best;
 }
 
+/// Whether some worker still in service could ever run the task.
+bool runnable_somewhere(const balancer_state& st, const task_state& t) {
+  for (size_t w = 0; w < st.workers.size(); ++w)
+    if (!st.workers[w].retired && t.kind->runs_on(st.core->workers[w].device) &&
+        st.ledger.fits_capacity(int32_t(w), t.spec.needs))
+      return true;
+  return false;
+}
+
 void place_pending(self_ptr self) {
   auto& st = self->state;
   if (st.pending.empty()) return;
+  completions_msg unrunnable;
   std::vector<assign_msg> batches(st.workers.size());
   event_batch events{st.core->events};
   std::deque<assignment> waiting;
@@ -79,6 +89,16 @@ void place_pending(self_ptr self) {
       continue;  // cancelled or expired by the queue meanwhile: nothing to run, nothing reserved
     auto w = choose(st, t);
     if (w < 0) {
+      if (!runnable_somewhere(st, t)) {  // its only capable workers were retired
+        attempt_record rec;
+        rec.task = a.task;
+        rec.attempt = a.attempt;
+        rec.code = errc::unsatisfiable_resources;
+        rec.message = "no worker still in service can run it (see worker.down events)";
+        rec.started = rec.finished = clock::now();
+        unrunnable.records.push_back(std::move(rec));
+        continue;
+      }
       waiting.push_back(std::move(a));
       continue;
     }
@@ -90,6 +110,7 @@ void place_pending(self_ptr self) {
     batches[size_t(w)].tasks.push_back(std::move(a));
   }
   st.pending.swap(waiting);
+  if (!unrunnable.records.empty()) self->send(st.queue, std::move(unrunnable));
   for (size_t w = 0; w < batches.size(); ++w)
     if (!batches[w].tasks.empty()) self->send(st.workers[w].handle, std::move(batches[w]));
   events.flush(self, st.bus);
@@ -141,8 +162,8 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
     // A batching GPU worker needs enough tasks at hand to fill a launch while the previous one
     // runs; others need two (the next task is there when the current one ends).
     if (w.device == device_class::cuda && core->cfg.batching_enabled)
-      st.workers.back().min_tasks = std::min<size_t>(2 * size_t(core->cfg.batch_max_tasks),
-                                                     core->cfg.worker_prefetch);
+      st.workers.back().min_tasks =
+          std::min<size_t>(2 * size_t(core->cfg.batch_max_tasks), core->cfg.worker_prefetch);
   }
   return {
       [=](dispatch_msg& msg) {
@@ -195,6 +216,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
         auto& slot = st.workers.at(size_t(msg.worker));
         if (msg.generation != slot.generation || !slot.up) return;
         slot.up = false;
+        slot.retired = msg.retired;
         st.ledger.release_all(msg.worker);
         st.ledger.set_available(msg.worker, false);
         // Reclamation: the task that crashed counts as a failed attempt; the one the worker was

@@ -169,15 +169,15 @@ class runner {
     } catch (...) {
     }
     crashed_ = true;
+    bool device_lost = false;
 #ifdef TROUPE_WITH_CUDA
-    // The crash may have poisoned the device context: the replacement starts on a fresh one.
     if (st_.core->workers[size_t(st_.index)].device == device_class::cuda)
-      kernels::cuda::reset_after_crash();
+      device_lost = kernels::cuda::release_after_crash();
 #endif
     flush(self_, records_, events_, false);
-    self_->send(st_.supervisor,
-                crash_report_msg{st_.index, st_.generation, t.id,
-                                 "task kind '" + t.spec.kind + "' threw: " + what, clock::now()});
+    self_->send(st_.supervisor, crash_report_msg{st_.index, st_.generation, t.id,
+                                                 "task kind '" + t.spec.kind + "' threw: " + what,
+                                                 clock::now(), device_lost});
     self_->quit(caf::make_error(caf::sec::runtime_error));
   }
 

@@ -49,9 +49,25 @@ void child_lost(self_ptr self, int32_t index, const std::string& reason) {
   auto why = crashed.task != 0 ? crashed.what : reason;
   auto at = crashed.task != 0 ? crashed.at : clock::now();
   spdlog::warn("supervisor: worker {} (generation {}) lost: {}", index, c.generation, why);
-  self->send(st.balancer, worker_lost_msg{index, c.generation, crashed.task, why, at});
+  if (crashed.device_lost) {
+    // A poisoned GPU context is unusable for the rest of this process: restarting would only
+    // crash again. Retire the worker; the other devices carry on. (A node process would exit
+    // here for its parent to restart it: issue of the multi-process runtime.)
+    why = st.core->workers[size_t(index)].name +
+          " out of service until the process restarts: " + "its GPU context is poisoned (" + why +
+          ")";
+    st.core->retired[size_t(index)] = true;
+    spdlog::error("supervisor: {}", why);
+  }
+  self->send(st.balancer,
+             worker_lost_msg{index, c.generation, crashed.task, why, at, crashed.device_lost});
   event_batch events{st.core->events};
   events.add("worker.down", crashed.task, index, why);
+  if (crashed.device_lost) {
+    self->send(st.monitor, worker_state_msg{index, "down", c.restarts, c.generation});
+    events.flush(self, st.bus);
+    return;
+  }
   if (st.escalated) {
     events.flush(self, st.bus);
     return;

@@ -53,6 +53,7 @@ struct runtime::impl {
     if (core.cfg.cuda != cuda_selection::none && core.gpus.gpus.empty())
       spdlog::info("troupe: no GPU worker: {}", core.gpus.note);
     for (auto& w : core.workers) fit_check.add_worker(w.capacity);
+    core.retired = std::make_unique<std::atomic<bool>[]>(core.workers.size());
     // Dependency order: events, monitor, queue, balancer, then the supervisor and its workers.
     bus = core.cfg.detached_workers ? sys.spawn<caf::detached>(event_bus_impl, &core)
                                     : sys.spawn(event_bus_impl, &core);
@@ -88,7 +89,8 @@ struct runtime::impl {
 
   bool fits_some_worker(const kind_entry& kind, const resources& needs) const {
     for (size_t w = 0; w < core.workers.size(); ++w)
-      if (kind.runs_on(core.workers[w].device) && fit_check.fits_capacity(int32_t(w), needs))
+      if (!core.retired[w] && kind.runs_on(core.workers[w].device) &&
+          fit_check.fits_capacity(int32_t(w), needs))
         return true;
     return false;
   }
@@ -106,12 +108,18 @@ struct runtime::impl {
                     std::to_string(n.gpu_count) + " gpu(s) with " +
                     std::to_string(n.gpu_memory_bytes) + " bytes; workers that run '" +
                     kind.def.name + "':";
-    for (auto& w : core.workers)
-      if (kind.runs_on(w.device))
-        s += " " + w.name + " (" + std::to_string(w.capacity.cpu_slots) + " slot, " +
-             std::to_string(w.capacity.memory_bytes) + " bytes, " +
-             std::to_string(w.capacity.gpu_count) + " gpu, " +
-             std::to_string(w.capacity.gpu_memory_bytes) + " gpu bytes)";
+    for (size_t i = 0; i < core.workers.size(); ++i) {
+      auto& w = core.workers[i];
+      if (!kind.runs_on(w.device)) continue;
+      if (core.retired[i]) {
+        s += " " + w.name + " (out of service)";
+        continue;
+      }
+      s += " " + w.name + " (" + std::to_string(w.capacity.cpu_slots) + " slot, " +
+           std::to_string(w.capacity.memory_bytes) + " bytes, " +
+           std::to_string(w.capacity.gpu_count) + " gpu, " +
+           std::to_string(w.capacity.gpu_memory_bytes) + " gpu bytes)";
+    }
     return s;
   }
 

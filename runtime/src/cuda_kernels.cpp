@@ -230,11 +230,15 @@ void illegal_address(const task_context& ctx) {
   check(cudaStreamSynchronize(gpu.stream), "illegal write");
 }
 
-void reset_after_crash() {
-  int dev = gpu.device;
+bool release_after_crash() {
+  bool poisoned = false;
+  if (gpu.device >= 0) {
+    // A sticky error is returned by every later call; a transient one is cleared by reading it.
+    cudaGetLastError();
+    poisoned = cudaDeviceSynchronize() != cudaSuccess;
+  }
   gpu.release();
-  if (dev >= 0 && cudaSetDevice(dev) == cudaSuccess) cudaDeviceReset();
-  cudaGetLastError();
+  return poisoned;
 }
 
 task_output gemm(const task_context& ctx) {

@@ -54,9 +54,11 @@ std::vector<task_output> mlp_batch(const std::vector<const task_spec*>& specs,
 /// Launches a kernel that writes to an illegal address and waits for it: throws, and leaves
 /// the context poisoned. For fault-injection tests (fail kind, error = "gpu_fault").
 void illegal_address(const task_context& ctx);
-/// After a crash on this thread's GPU: drops this thread's CUDA state and resets the device,
-/// so the worker that replaces it starts with a fresh context. Errors are ignored.
-void reset_after_crash();
+/// After a crash on this thread's GPU: whether the device context is poisoned (a sticky error:
+/// illegal address, launch failure...). Such a context cannot be used again by this process;
+/// NVIDIA documents that only a new process recovers (cudaDeviceReset leaves the device
+/// "busy or unavailable", measured on an H200). Drops this thread's CUDA state either way.
+bool release_after_crash();
 }  // namespace cuda
 #endif
 

@@ -20,6 +20,7 @@ struct balancer_state {
     bool up = false;
     std::deque<assignment> in_flight;  ///< assigned, results pending, in assignment order
     double backlog_s = 0;              ///< estimated work of in_flight
+    bool retired = false;              ///< out of service for good
     size_t min_tasks = 2;  ///< credit floor, whatever the estimates: the worker never starves
   };
   runtime_core* core = nullptr;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 
 #include "troupe/config.hpp"
@@ -25,6 +26,8 @@ struct runtime_core {
   task_registry registry;
   gpu_inventory gpus;
   std::vector<worker_desc> workers;  ///< fixed at start: CPU workers, then one per GPU
+  /// Workers out of service for good (a poisoned GPU context); read by submitters.
+  std::unique_ptr<std::atomic<bool>[]> retired;
   event_gate events;
 
   // Written per batch by submitters and per handler by the queue: separate cache lines, so the

@@ -74,6 +74,7 @@ struct crash_report_msg {
   task_id task = 0;
   std::string what;
   time_point at{};
+  bool device_lost = false;  ///< the GPU context is poisoned: no restart can use it again
 };
 // supervisor -> balancer / monitor
 struct worker_up_msg;
@@ -83,6 +84,7 @@ struct worker_lost_msg {
   task_id crashed_task = 0;  ///< 0 if the worker died between tasks or was killed
   std::string reason;
   time_point at{};
+  bool retired = false;  ///< no replacement will come: tasks only it could run must fail
 };
 struct worker_state_msg {
   int32_t worker = -1;
