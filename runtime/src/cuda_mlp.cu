@@ -25,7 +25,8 @@ __global__ void softmax_rows(float* x, int cols) {
   scratch[threadIdx.x] = m;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) scratch[threadIdx.x] = fmaxf(scratch[threadIdx.x], scratch[threadIdx.x + s]);
+    if (threadIdx.x < s)
+      scratch[threadIdx.x] = fmaxf(scratch[threadIdx.x], scratch[threadIdx.x + s]);
     __syncthreads();
   }
   m = scratch[0];
@@ -46,11 +47,15 @@ __global__ void softmax_rows(float* x, int cols) {
   for (int c = threadIdx.x; c < cols; c += blockDim.x) row[c] *= inv;
 }
 
-__global__ void illegal_write(float* p) { p[threadIdx.x] = 1.0f; }
+__global__ void illegal_write(float* p) {
+  p[threadIdx.x] = 1.0f;
+}
 
 }  // namespace
 
-void launch_illegal_write(cudaStream_t stream) { illegal_write<<<1, 32, 0, stream>>>(nullptr); }
+void launch_illegal_write(cudaStream_t stream) {
+  illegal_write<<<1, 32, 0, stream>>>(nullptr);
+}
 
 void launch_bias_activation(float* x, const float* bias, int rows, int cols, bool relu,
                             cudaStream_t stream) {
