@@ -17,7 +17,7 @@
 
 namespace troupe::cli {
 int run_bench(const std::vector<std::string>& which, size_t tasks, const std::string& json_path,
-              uint32_t workers);
+              uint32_t workers, const std::vector<std::string>& overrides);
 }
 
 namespace {
@@ -150,11 +150,15 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--tasks", bench_tasks, "empty tasks for the pipeline benchmark");
   bench_cmd->add_option("--json", bench_json, "also write the figures as JSON");
   bench_cmd->add_option("--workers", bench_workers, "cpu workers (default: one per core)");
+  std::vector<std::string> bench_sets;
+  bench_cmd->add_option("--set", bench_sets, "override a config key: section.key=value")
+      ->take_all();
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (*run_cmd) return run(ro);
-    if (*bench_cmd) return troupe::cli::run_bench(which, bench_tasks, bench_json, bench_workers);
+    if (*bench_cmd)
+      return troupe::cli::run_bench(which, bench_tasks, bench_json, bench_workers, bench_sets);
   } catch (const troupe::config_error& e) {
     std::fprintf(stderr, "troupe: config error: %s\n", e.what());
     return 2;
