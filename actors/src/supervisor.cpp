@@ -4,7 +4,7 @@
 
 #include <caf/all.hpp>
 
-#include "troupe/actors/cpu_worker.hpp"
+#include "troupe/actors/device_worker.hpp"
 
 namespace troupe {
 
@@ -19,10 +19,10 @@ void spawn_child(self_ptr self, int32_t index) {
   auto me = caf::actor_cast<supervisor_actor>(self);
   // Linked: our exit handler learns of its death; if we go, it goes.
   if (st.core->cfg.detached_workers)
-    c.handle = self->spawn<caf::linked + caf::detached>(cpu_worker_impl, st.core, index, gen,
+    c.handle = self->spawn<caf::linked + caf::detached>(device_worker_impl, st.core, index, gen,
                                                         st.balancer, st.monitor, me, st.bus);
   else
-    c.handle = self->spawn<caf::linked>(cpu_worker_impl, st.core, index, gen, st.balancer,
+    c.handle = self->spawn<caf::linked>(device_worker_impl, st.core, index, gen, st.balancer,
                                         st.monitor, me, st.bus);
   c.alive = true;
   self->send(st.balancer, worker_up_msg{index, gen, c.handle});

@@ -1,4 +1,4 @@
-#include "troupe/actors/cpu_worker.hpp"
+#include "troupe/actors/device_worker.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -11,7 +11,7 @@ namespace troupe {
 
 namespace {
 
-using self_ptr = worker_actor::stateful_pointer<cpu_worker_state>;
+using self_ptr = worker_actor::stateful_pointer<device_worker_state>;
 constexpr auto flush_interval = std::chrono::milliseconds(1);
 
 void report(self_ptr self, bool busy) {
@@ -182,14 +182,14 @@ class runner {
   }
 
   self_ptr self_;
-  cpu_worker_state& st_;
+  device_worker_state& st_;
   event_batch events_;
   std::vector<attempt_record> records_;
   time_point now_, flush_at_;
   bool crashed_ = false;
 };
 
-bool batches(const cpu_worker_state& st, const assignment& a) {
+bool batches(const device_worker_state& st, const assignment& a) {
   auto& def = a.task->kind->def;
   return st.core->cfg.batching_enabled && def.cuda_batch && def.batch_key &&
          st.core->workers[size_t(st.index)].device == device_class::cuda;
@@ -215,10 +215,10 @@ void run_waiting(self_ptr self) {
 
 }  // namespace
 
-worker_actor::behavior_type cpu_worker_impl(worker_actor::stateful_pointer<cpu_worker_state> self,
-                                            runtime_core* core, int32_t index, uint32_t generation,
-                                            balancer_actor balancer, monitor_actor monitor,
-                                            supervisor_actor supervisor, event_bus_actor bus) {
+worker_actor::behavior_type device_worker_impl(
+    worker_actor::stateful_pointer<device_worker_state> self, runtime_core* core, int32_t index,
+    uint32_t generation, balancer_actor balancer, monitor_actor monitor,
+    supervisor_actor supervisor, event_bus_actor bus) {
   auto& st = self->state;
   st.core = core;
   st.index = index;
