@@ -79,7 +79,7 @@ class runner {
     } catch (...) {
       return crash(t, std::current_exception());
     }
-    finish(std::move(rec), 1);
+    finish(std::move(rec), true);
   }
 
   /// One launch for tasks that share a batch key (dynamic batching on CUDA workers).
@@ -126,10 +126,10 @@ class runner {
       rec.message = message;
       if (code == errc::none) rec.output = std::move(outs[i]);
       rec.started = now_ - share;
-      finish(std::move(rec), 0);
+      finish(std::move(rec), false);
     }
-    ++st_.tasks_since_report;  // busy time once for the launch, tasks counted per task
-    st_.tasks_since_report += go.size() - 1;
+    st_.tasks_since_report += go.size();  // busy time counts once for the launch
+
     st_.busy_ns_since_report += (now_ - started).count();
   }
 
@@ -142,8 +142,9 @@ class runner {
     return rec;
   }
 
-  void finish(attempt_record rec, int count_task) {
-    if (count_task) {
+  /// measure: the task ran alone, so its run time is its busy time (a batch is measured once).
+  void finish(attempt_record rec, bool measure) {
+    if (measure) {
       now_ = clock::now();
       ++st_.tasks_since_report;
       st_.busy_ns_since_report += (now_ - rec.started).count();

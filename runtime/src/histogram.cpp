@@ -41,11 +41,4 @@ uint64_t latency_histogram::quantile(double q) const {
   return max_;
 }
 
-void latency_histogram::merge(const latency_histogram& o) {
-  for (size_t b = 0; b < buckets_.size(); ++b) buckets_[b] += o.buckets_[b];
-  count_ += o.count_;
-  sum_ += o.sum_;
-  max_ = std::max(max_, o.max_);
-}
-
 }  // namespace troupe

@@ -14,7 +14,6 @@ class latency_histogram {
   uint64_t max() const { return max_; }
   /// Value at quantile q in [0, 1]; 0 when empty.
   uint64_t quantile(double q) const;
-  void merge(const latency_histogram& other);
 
  private:
   static constexpr int sub_bits = 5;

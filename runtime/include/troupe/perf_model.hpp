@@ -12,7 +12,6 @@ class perf_model {
       : default_s_(default_task_s), weight_(weight) {}
   double estimate_s(uint32_t kind, double cost) const;
   void observe(uint32_t kind, double cost, double seconds);
-  bool known(uint32_t kind) const { return kind < kinds_.size() && kinds_[kind].samples > 0; }
 
  private:
   struct kind_model {
