@@ -35,27 +35,33 @@ void check(cublasStatus_t rc, const char* what) {
   throw std::runtime_error(std::string{what} + ": cuBLAS status " + std::to_string(int(rc)));
 }
 
-template <class T>
-struct device_buffer {
+/// A grow-only buffer in device memory, or in pinned host memory (for full-speed copies).
+template <class T, bool Pinned = false>
+struct cuda_buffer {
   T* ptr = nullptr;
   size_t capacity = 0;
   T* reserve(size_t n) {
     if (n > capacity) {
-      if (ptr) cudaFree(ptr);
-      ptr = nullptr;
-      capacity = 0;
-      check(cudaMalloc(reinterpret_cast<void**>(&ptr), n * sizeof(T)), "cudaMalloc");
+      release();
+      auto** out = reinterpret_cast<void**>(&ptr);
+      if (Pinned)
+        check(cudaMallocHost(out, n * sizeof(T)), "cudaMallocHost");
+      else
+        check(cudaMalloc(out, n * sizeof(T)), "cudaMalloc");
       capacity = n;
     }
     return ptr;
   }
   void release() {
-    if (ptr) cudaFree(ptr);
+    if (ptr) Pinned ? cudaFreeHost(ptr) : cudaFree(ptr);
     ptr = nullptr;
     capacity = 0;
   }
-  ~device_buffer() { release(); }
+  ~cuda_buffer() { release(); }
 };
+
+template <class T>
+using device_buffer = cuda_buffer<T, false>;
 
 struct cached_inputs {
   int64_t m, n, k;
@@ -75,8 +81,7 @@ struct gpu_context {
   cublasHandle_t blas = nullptr;
   cudaStream_t stream = nullptr;
   device_buffer<float> inputs, output, ones;
-  float* pinned = nullptr;
-  size_t pinned_capacity = 0;
+  cuda_buffer<float, true> pinned;     // staging for host <-> device copies
   std::list<cached_inputs> generated;  // most recently used first, at most 4
   std::list<device_mlp> models;        // most recently used first, at most 4
   device_buffer<float> act_a, act_b;   // activations, ping-pong between layers
@@ -90,16 +95,7 @@ struct gpu_context {
     check(cublasSetStream(blas, stream), "cublasSetStream");
     device = dev;
   }
-  float* staging(size_t n) {
-    if (n > pinned_capacity) {
-      if (pinned) cudaFreeHost(pinned);
-      pinned = nullptr;
-      pinned_capacity = 0;
-      check(cudaMallocHost(reinterpret_cast<void**>(&pinned), n * sizeof(float)), "cudaMallocHost");
-      pinned_capacity = n;
-    }
-    return pinned;
-  }
+  float* staging(size_t n) { return pinned.reserve(n); }
   /// Frees everything this thread holds on its device; errors are ignored (the context may be
   /// poisoned). Safe to call twice.
   void release() {
@@ -110,9 +106,7 @@ struct gpu_context {
     ones.release();
     act_a.release();
     act_b.release();
-    if (pinned) cudaFreeHost(pinned);
-    pinned = nullptr;
-    pinned_capacity = 0;
+    pinned.release();
     if (blas) cublasDestroy(blas);
     blas = nullptr;
     if (stream) cudaStreamDestroy(stream);

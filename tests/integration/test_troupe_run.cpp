@@ -36,6 +36,11 @@ void write(const std::string& path, const std::string& text) {
   std::ofstream{path} << text;
 }
 
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in{path};
+  return nlohmann::json::parse(in);
+}
+
 }  // namespace
 
 TEST(TroupeRun, DefaultWorkloadReportsEveryOutcomeInJson) {
@@ -43,8 +48,7 @@ TEST(TroupeRun, DefaultWorkloadReportsEveryOutcomeInJson) {
   auto r = run("run --tasks 300 --workers 2 --json " + json_path);
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_NE(r.output.find("makespan"), std::string::npos) << r.output;
-  std::ifstream in{json_path};
-  auto j = nlohmann::json::parse(in);
+  auto j = read_json(json_path);
   // 300 tasks: 6 fail on their first attempt only, 1 fails on every attempt (3 retries).
   EXPECT_EQ(j["submitted"], 300);
   EXPECT_EQ(j["completed"], 299);
@@ -75,8 +79,7 @@ TEST(TroupeRun, WorkloadFileRunsAndBadLinesAreNamed) {
   auto json_path = temp_path("wl.json");
   auto r = run("run --quiet --workload " + wl + " --json " + json_path);
   ASSERT_EQ(r.rc, 0) << r.output;
-  std::ifstream in{json_path};
-  auto j = nlohmann::json::parse(in);
+  auto j = read_json(json_path);
   EXPECT_EQ(j["completed"], 6);
 
   write(wl, "{\"kind\": \"gemm\"}\n{\"kind\": \"gemm\", \"prio\": 1}\n");
@@ -105,8 +108,7 @@ TEST(TroupeRun, RejectedTasksAreReportedNotLost) {
   auto r = run("run --quiet --workload " + wl + " --json " + json_path);
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_NE(r.output.find("unknown task kind 'nosuchkind'"), std::string::npos) << r.output;
-  std::ifstream in{json_path};
-  auto j = nlohmann::json::parse(in);
+  auto j = read_json(json_path);
   EXPECT_EQ(j["rejected"], 1);
   EXPECT_EQ(j["completed"], 3);
 }
