@@ -63,7 +63,11 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
   st.core = core;
   st.workers.resize(workers);
   auto now = clock::now();
-  for (auto& w : st.workers) w.last_heard = now;
+  for (size_t i = 0; i < st.workers.size(); ++i) {
+    st.workers[i].last_heard = now;
+    // A remote worker is watched once its node joins (membership reports it up).
+    if (core->workers[i].remote()) st.workers[i].state = "absent";
+  }
   self->delayed_send(self, core->cfg.heartbeat_interval, monitor_tick_msg{});
   return {
       [=](const finished_msg& msg) {
@@ -103,7 +107,8 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         w.last_heard = clock::now();
         w.tasks += msg.tasks;
         w.busy_ns += msg.busy_ns;
-        if (w.state != "restarting" && w.state != "down") w.state = msg.busy ? "busy" : "idle";
+        if (w.state != "restarting" && w.state != "down" && w.state != "absent")
+          w.state = msg.busy ? "busy" : "idle";
         w.reported_silent = false;
       },
       [=](const worker_state_msg& msg) {
@@ -122,7 +127,9 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         auto now = clock::now();
         for (size_t i = 0; i < st.workers.size(); ++i) {
           auto& w = st.workers[i];
-          if (w.reported_silent || w.state == "restarting" || w.state == "down") continue;
+          if (w.reported_silent || w.state == "restarting" || w.state == "down" ||
+              w.state == "absent" || st.core->workers[i].remote())
+            continue;  // remote workers: membership watches their node's heartbeats
           auto silent = now - w.last_heard;
           if (silent > st.core->cfg.heartbeat_timeout && st.supervisor) {
             w.reported_silent = true;

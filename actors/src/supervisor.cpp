@@ -37,7 +37,7 @@ void escalate(self_ptr self, const std::string& why) {
   auto& st = self->state;
   st.escalated = true;
   spdlog::critical("supervisor: {}; escalating: the runtime stops accepting tasks", why);
-  self->send(st.queue, escalate_msg{why});
+  self->send(st.escalation, escalate_msg{why});
 }
 
 /// A child is gone (crashed, killed, or declared unresponsive): reclaim, then restart or escalate.
@@ -103,12 +103,13 @@ void child_lost(self_ptr self, int32_t index, const std::string& reason) {
 
 supervisor_actor::behavior_type supervisor_impl(
     supervisor_actor::stateful_pointer<supervisor_state> self, runtime_core* core,
-    balancer_actor balancer, monitor_actor monitor, queue_actor queue, event_bus_actor bus) {
+    balancer_actor balancer, monitor_actor monitor, escalation_actor escalation,
+    event_bus_actor bus) {
   auto& st = self->state;
   st.core = core;
   st.balancer = std::move(balancer);
   st.monitor = std::move(monitor);
-  st.queue = std::move(queue);
+  st.escalation = std::move(escalation);
   st.bus = std::move(bus);
   st.children.resize(core->workers.size());
   self->set_exit_handler([=](caf::exit_msg& em) {
@@ -122,7 +123,9 @@ supervisor_actor::behavior_type supervisor_impl(
     }
     self->quit(em.reason);  // not a child: a shutdown request (or our parent died)
   });
-  for (size_t i = 0; i < st.children.size(); ++i) spawn_child(self, int32_t(i));
+  // Workers of other processes are supervised there; membership reports their ups and downs.
+  for (size_t i = 0; i < st.children.size(); ++i)
+    if (!core->workers[i].remote()) spawn_child(self, int32_t(i));
   return {
       [=](const crash_report_msg& msg) {
         self->state.children.at(size_t(msg.worker)).last_crash = msg;

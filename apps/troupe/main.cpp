@@ -1,5 +1,6 @@
 // troupe: the command-line front end. `troupe run` runs a workload on the embedded runtime and
-// reports; `troupe bench` measures the runtime beside plain baselines.
+// reports; `troupe bench` measures the runtime beside plain baselines; head, node and up run a
+// cluster; submit and status are its clients.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -11,14 +12,11 @@
 #include <iostream>
 #include <mutex>
 
+#include "troupe/cli_commands.hpp"
 #include "troupe/report.hpp"
 #include "troupe/runtime.hpp"
 #include "troupe/workload.hpp"
 
-namespace troupe::cli {
-int run_bench(const std::vector<std::string>& which, size_t tasks, const std::string& json_path,
-              uint32_t workers, const std::vector<std::string>& overrides);
-}
 
 namespace {
 
@@ -154,8 +152,55 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--set", bench_sets, "override a config key: section.key=value")
       ->take_all();
 
+  std::string cluster_config, node_name;
+  std::vector<std::string> cluster_sets;
+  auto cluster_flags = [&](CLI::App* cmd) {
+    cmd->add_option("--config", cluster_config, "cluster file (see config/cluster-3.toml)")
+        ->required()
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--set", cluster_sets, "override a config key: section.key=value")
+        ->take_all();
+  };
+  auto* head_cmd = app.add_subcommand("head", "run the head of a cluster: queue, balancer, "
+                                              "supervisor, monitor, and the socket of nodes "
+                                              "and clients");
+  cluster_flags(head_cmd);
+  auto* node_cmd = app.add_subcommand("node", "run one node of a cluster: its device workers");
+  cluster_flags(node_cmd);
+  node_cmd->add_option("--name", node_name, "the node's name in the cluster file")->required();
+  auto* up_cmd = app.add_subcommand(
+      "up", "start the head and every node of a cluster file here, restart any that dies, stop "
+            "them all on Ctrl-C or SIGTERM");
+  cluster_flags(up_cmd);
+
+  troupe::cli::submit_options so;
+  auto* submit_cmd = app.add_subcommand("submit", "submit tasks to a head");
+  submit_cmd->add_option("--to", so.to, "the head's endpoint, e.g. tcp://127.0.0.1:5555")
+      ->required();
+  submit_cmd->add_option("--kind", so.kind, "task kind (noop, sleep, fail, gemm, mlp)")->required();
+  submit_cmd->add_option("--params", so.params, "parameters as a JSON object");
+  submit_cmd->add_option("--priority", so.priority, "higher runs first");
+  submit_cmd->add_option("--count", so.count, "submit this many copies")
+      ->check(CLI::Range(1, 10000000));
+  submit_cmd->add_flag("--wait", so.wait, "wait for the results and print them as JSON lines");
+  submit_cmd->add_option("--timeout-ms", so.timeout_ms, "how long to wait for the head");
+
+  std::string status_to;
+  bool status_json = false;
+  int64_t status_timeout = 5000;
+  auto* status_cmd = app.add_subcommand(
+      "status", "nodes, workers, queue depth and the supervision tree of a running head");
+  status_cmd->add_option("--to", status_to, "the head's endpoint")->required();
+  status_cmd->add_flag("--json", status_json, "as JSON");
+  status_cmd->add_option("--timeout-ms", status_timeout, "how long to wait for the head");
+
   CLI11_PARSE(app, argc, argv);
   try {
+    if (*head_cmd) return troupe::cli::run_head(cluster_config, cluster_sets);
+    if (*node_cmd) return troupe::cli::run_node(cluster_config, node_name, cluster_sets);
+    if (*up_cmd) return troupe::cli::run_up(cluster_config, cluster_sets);
+    if (*submit_cmd) return troupe::cli::run_submit(so);
+    if (*status_cmd) return troupe::cli::run_status(status_to, status_json, status_timeout);
     if (*run_cmd) return run(ro);
     if (*bench_cmd)
       return troupe::cli::run_bench(which, bench_tasks, bench_json, bench_workers, bench_sets);

@@ -54,6 +54,19 @@ Enum choice(const toml::node& n, std::initializer_list<std::pair<const char*, En
   throw "expected one of " + names + (s ? ", got \"" + *s + "\"" : std::string{});
 }
 
+/// A zmq endpoint: transport://address.
+std::string endpoint(const toml::node& n) {
+  auto s = n.value<std::string>();
+  if (!s || !n.is_string()) throw std::string{"expected an endpoint string like \"tcp://127.0.0.1:5555\""};
+  auto sep = s->find("://");
+  if (sep == std::string::npos || sep == 0 || sep + 3 >= s->size())
+    throw "expected transport://address (tcp://host:port, ipc://path), got \"" + *s + "\"";
+  auto transport = s->substr(0, sep);
+  if (transport != "tcp" && transport != "ipc" && transport != "inproc")
+    throw "unknown transport \"" + transport + "\" (tcp, ipc or inproc)";
+  return *s;
+}
+
 template <class Dur>
 setter dur(Dur runtime_config::*field, int64_t lo, int64_t hi) {
   return [=](runtime_config& c, const toml::node& n) { c.*field = Dur{int_in(n, lo, hi)}; };
@@ -130,6 +143,32 @@ const std::vector<key_def>& keys() {
       {"monitor", "heartbeat_ms", dur<ms>(&runtime_config::heartbeat_interval, 1, 3'600'000)},
       {"monitor", "heartbeat_timeout_ms",
        dur<ms>(&runtime_config::heartbeat_timeout, 1, 86'400'000)},
+      {"cluster", "head",
+       [](auto& c, auto& n) { c.cluster.head_endpoint = endpoint(n); }},
+      {"cluster", "head_cpu",
+       [](auto& c, auto& n) { c.cluster.head_cpu_workers = uint32_t(int_in(n, 0, 4096)); }},
+      {"cluster", "heartbeat_ms",
+       [](auto& c, auto& n) {
+         c.cluster.heartbeat_interval = std::chrono::milliseconds{int_in(n, 1, 600'000)};
+       }},
+      {"cluster", "suspect_after_ms",
+       [](auto& c, auto& n) {
+         c.cluster.suspect_after = std::chrono::milliseconds{int_in(n, 1, 3'600'000)};
+       }},
+      {"cluster", "dead_after_ms",
+       [](auto& c, auto& n) {
+         c.cluster.dead_after = std::chrono::milliseconds{int_in(n, 1, 3'600'000)};
+       }},
+      {"cluster", "max_frame_bytes",
+       [](auto& c, auto& n) {
+         c.cluster.max_frame_bytes = uint64_t(int_in(n, 1024, int64_t(1) << 30));
+       }},
+      {"cluster", "max_outbound",
+       [](auto& c, auto& n) { c.cluster.max_outbound = uint32_t(int_in(n, 16, 1 << 24)); }},
+      {"cluster", "restart_delay_ms",
+       [](auto& c, auto& n) {
+         c.cluster.restart_delay = std::chrono::milliseconds{int_in(n, 0, 600'000)};
+       }},
       {"log", "level",
        [](auto& c, auto& n) {
          auto s = n.template value<std::string>();
@@ -161,10 +200,68 @@ int line_of(const toml::node& n) {
   return int(n.source().begin.line);
 }
 
+/// [nodes.NAME] tables: cpu, cuda, memory_bytes. A name appears once.
+void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string& source) {
+  auto* table = nodes.as_table();
+  if (!table) throw config_error(source, line_of(nodes), "nodes", "expected [nodes.NAME] tables");
+  for (auto& [name_key, node] : *table) {
+    std::string name{name_key.str()};
+    auto path = "nodes." + name;
+    auto* t = node.as_table();
+    if (!t) throw config_error(source, line_of(node), path, "expected a [" + path + "] table");
+    if (name.empty() || name.size() > 64 ||
+        name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+            std::string::npos)
+      throw config_error(source, line_of(node), path,
+                         "a node name is 1-64 letters, digits, '_' or '-'");
+    node_config n;
+    n.name = name;
+    n.line = line_of(node);
+    for (auto& [key, value] : *t) {
+      std::string k{key.str()};
+      try {
+        if (k == "cpu") {
+          n.cpu_workers = uint32_t(int_in(value, 0, 4096));
+        } else if (k == "memory_bytes") {
+          n.worker_memory_bytes = uint64_t(int_in(value, 0, INT64_MAX));
+        } else if (k == "cuda") {
+          if (auto* arr = value.as_array()) {
+            n.cuda = cuda_selection::list;
+            for (auto& e : *arr) n.cuda_devices.push_back(int32_t(int_in(e, 0, 1023)));
+          } else {
+            n.cuda = choice<cuda_selection>(
+                value, {{"all", cuda_selection::all}, {"none", cuda_selection::none}});
+            if (n.cuda == cuda_selection::all)
+              throw std::string{
+                  "a node's GPUs are laid out by the head before the node starts: list their "
+                  "indices (cuda = [0, 1]) or say \"none\""};
+          }
+        } else {
+          throw std::string{"unknown key (cpu, cuda, memory_bytes)"};
+        }
+      } catch (const std::string& what) {
+        throw config_error(source, line_of(value), path + "." + k, what);
+      }
+    }
+    if (n.cpu_workers == 0 && n.cuda_devices.empty())
+      throw config_error(source, n.line, path, "a node needs at least one worker (cpu or cuda)");
+    for (auto& existing : cfg.cluster.nodes)
+      if (existing.name == name)
+        throw config_error(source, n.line, path, "node declared twice");
+    cfg.cluster.nodes.push_back(std::move(n));
+  }
+}
+
 void check_cross_field(const runtime_config& c, const std::string& source) {
   if (c.heartbeat_timeout <= c.heartbeat_interval)
     throw config_error(source, 0, "monitor.heartbeat_timeout_ms",
                        "must be greater than monitor.heartbeat_ms");
+  if (c.cluster.dead_after <= c.cluster.suspect_after)
+    throw config_error(source, 0, "cluster.dead_after_ms",
+                       "must be greater than cluster.suspect_after_ms");
+  if (c.cluster.suspect_after <= c.cluster.heartbeat_interval)
+    throw config_error(source, 0, "cluster.suspect_after_ms",
+                       "must be greater than cluster.heartbeat_ms");
   if (c.retry_backoff_max < c.retry_backoff)
     throw config_error(source, 0, "retry.backoff_max_ms", "must be at least retry.backoff_ms");
 }
@@ -180,6 +277,10 @@ runtime_config parse_config(std::string_view text, const std::string& source, ru
   }
   for (auto& [section_key, section_node] : root) {
     std::string section{section_key.str()};
+    if (section == "nodes") {
+      parse_nodes(cfg, section_node, source);
+      continue;
+    }
     auto* table = section_node.as_table();
     if (!table || !known_section(section))
       throw config_error(source, line_of(section_node), section,
@@ -230,9 +331,43 @@ void apply_override(runtime_config& cfg, const std::string& assignment) {
   }
 }
 
+runtime_config node_view(const runtime_config& cfg, const std::string& name,
+                         const std::string& source) {
+  auto* n = cfg.cluster.find(name);
+  if (!n) {
+    std::string known;
+    for (auto& k : cfg.cluster.nodes) known += (known.empty() ? "" : ", ") + k.name;
+    throw config_error(source, 0, "nodes." + name,
+                       "no such node in the cluster file (declared: " +
+                           (known.empty() ? std::string{"none"} : known) + ")");
+  }
+  auto view = cfg;
+  view.cpu_workers = n->cpu_workers;
+  view.no_cpu_workers = n->cpu_workers == 0;
+  view.cuda = n->cuda;
+  view.cuda_devices = n->cuda_devices;
+  if (n->worker_memory_bytes) view.worker_memory_bytes = n->worker_memory_bytes;
+  return view;
+}
+
+runtime_config head_view(const runtime_config& cfg) {
+  auto view = cfg;
+  view.cpu_workers = cfg.cluster.head_cpu_workers;
+  view.no_cpu_workers = cfg.cluster.head_cpu_workers == 0;
+  view.cuda = cuda_selection::none;
+  view.cuda_devices.clear();
+  // Submits arrive on the head's socket thread, which also carries the results that free room:
+  // waiting there for room would wait for itself. A full head answers with queue_full instead.
+  view.overflow = overflow_policy::reject;
+  return view;
+}
+
 runtime_config resolve(runtime_config cfg) {
   auto cores = std::max(1u, std::thread::hardware_concurrency());
-  if (cfg.cpu_workers == 0) cfg.cpu_workers = cores;
+  if (cfg.no_cpu_workers)
+    cfg.cpu_workers = 0;
+  else if (cfg.cpu_workers == 0)
+    cfg.cpu_workers = cores;
   // The cooperative actors (queue, balancer, monitor) are few and light; workers are detached
   // threads of their own. More scheduler threads than that only steal cores from the workers
   // (measured: 2 threads on 2 cores cost 3x pipeline throughput against 1).
@@ -240,7 +375,7 @@ runtime_config resolve(runtime_config cfg) {
   if (cfg.worker_memory_bytes == 0) {
     auto pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     uint64_t total = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : (uint64_t(4) << 30);
-    cfg.worker_memory_bytes = total / cfg.cpu_workers;
+    cfg.worker_memory_bytes = total / std::max(1u, cfg.cpu_workers);
   }
   return cfg;
 }

@@ -4,7 +4,9 @@
 // call_once); the mutex and condition variable are touched only when somebody actually waits.
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <optional>
 
 #include "troupe/model.hpp"
 
@@ -45,6 +47,30 @@ class completion {
   mutable std::atomic<bool> waiting_{false};
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
+};
+
+/// A submitted task. Rejected submissions get a handle too, already finished with
+/// outcome::rejected and an error naming the problem.
+class task_handle {
+ public:
+  task_handle() = default;
+  task_handle(task_id id, std::shared_ptr<const completion> c) : id_(id), done_(std::move(c)) {}
+  task_id id() const { return id_; }
+  bool valid() const { return done_ != nullptr; }
+  /// Blocks until the task's terminal record exists.
+  const task_result& get() const { return done_->wait(); }
+  bool ready() const { return done_->ready(); }
+  /// True if the result exists by the deadline.
+  bool wait_until(time_point deadline) const { return done_->wait_until(deadline); }
+  /// The result if it arrives within the timeout.
+  std::optional<task_result> wait_for(std::chrono::milliseconds timeout) const {
+    if (!wait_until(clock::now() + timeout)) return std::nullopt;
+    return done_->wait();
+  }
+
+ private:
+  task_id id_ = 0;
+  std::shared_ptr<const completion> done_;
 };
 
 }  // namespace troupe

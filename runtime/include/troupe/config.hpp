@@ -16,6 +16,34 @@ enum class placement_policy : uint8_t { round_robin, least_loaded };
 enum class restart_strategy : uint8_t { one_for_one };
 enum class cuda_selection : uint8_t { all, none, list };
 
+/// One node of a cluster file: a [nodes.NAME] table.
+struct node_config {
+  std::string name;
+  uint32_t cpu_workers = 1;
+  cuda_selection cuda = cuda_selection::none;
+  std::vector<int32_t> cuda_devices;
+  uint64_t worker_memory_bytes = 0;  ///< 0: this machine's memory / its workers
+  int line = 0;                      ///< where the file declares it (for errors)
+};
+
+/// The [cluster] section and the [nodes.*] tables: processes, endpoints, membership timing.
+struct cluster_config {
+  std::string head_endpoint = "tcp://127.0.0.1:5555";  ///< head ROUTER: nodes and clients
+  uint32_t head_cpu_workers = 0;  ///< workers inside the head process itself
+  std::chrono::milliseconds heartbeat_interval{200};  ///< head <-> node, both ways
+  std::chrono::milliseconds suspect_after{1000};      ///< silent this long: suspect
+  std::chrono::milliseconds dead_after{3000};         ///< silent this long: dead, tasks re-placed
+  uint64_t max_frame_bytes = uint64_t(16) << 20;      ///< larger frames get an error reply
+  uint32_t max_outbound = 65536;                      ///< messages waiting per socket
+  std::chrono::milliseconds restart_delay{200};  ///< troupe up: before restarting a dead child
+  std::vector<node_config> nodes;
+  const node_config* find(const std::string& name) const {
+    for (auto& n : nodes)
+      if (n.name == name) return &n;
+    return nullptr;
+  }
+};
+
 struct runtime_config {
   // [workers]
   uint32_t cpu_workers = 0;  ///< 0: one per hardware thread
@@ -57,6 +85,11 @@ struct runtime_config {
   std::string log_level = "info";
   // [scheduler]
   uint32_t scheduler_threads = 0;  ///< CAF scheduler threads; 0: cores / 4, in [1, 4]
+  /// No CPU workers at all, whatever cpu_workers says (a head without workers of its own, a
+  /// GPU-only node). Set by node_view/head_view, not by a key.
+  bool no_cpu_workers = false;
+  // [cluster], [nodes.NAME]: only read by troupe head / node / up
+  cluster_config cluster;
 };
 
 /// A configuration error names the file (or "--set"), the line and the key.
@@ -80,6 +113,12 @@ runtime_config parse_config(std::string_view toml_text, const std::string& sourc
 runtime_config load_config(const std::string& path, runtime_config base = {});
 /// Applies one "section.key=value" override (value in TOML syntax; bare words are strings).
 void apply_override(runtime_config& cfg, const std::string& assignment);
+/// The configuration of node `name` of a cluster file: its [nodes.NAME] workers, everything else
+/// shared. Throws config_error if the file names no such node.
+runtime_config node_view(const runtime_config& cfg, const std::string& name,
+                         const std::string& source);
+/// The configuration of the head process: cluster.head_cpu workers of its own, no GPUs.
+runtime_config head_view(const runtime_config& cfg);
 /// Fills automatic values (worker count, memory per worker, scheduler threads).
 runtime_config resolve(runtime_config cfg);
 

@@ -36,6 +36,9 @@ struct worker_desc {
   int32_t device_index = -1;  ///< GPU ordinal for cuda workers
   std::string name;           ///< "cpu-0", "cuda-0"
   worker_capacity capacity;
+  std::string node;          ///< the node process that runs it; empty: this process
+  int32_t node_worker = -1;  ///< its index among that node's workers
+  bool remote() const { return !node.empty(); }
 };
 
 /// CPU workers first (cfg.cpu_workers, after resolve()), then one worker per selected GPU.

@@ -161,6 +161,9 @@ using balancer_actor =
     caf::typed_actor<caf::reacts_to<dispatch_msg>, caf::reacts_to<results_msg>,
                      caf::reacts_to<worker_up_msg>, caf::reacts_to<worker_lost_msg>>;
 
+/// Whoever learns that a supervisor gave up: the queue in one process, the node agent in a node.
+using escalation_actor = caf::typed_actor<caf::reacts_to<escalate_msg>>;
+
 using queue_actor =
     caf::typed_actor<caf::reacts_to<submit_msg>, caf::reacts_to<cancel_msg>,
                      caf::reacts_to<cancel_all_msg>, caf::reacts_to<retry_msg>,

@@ -24,7 +24,7 @@ struct supervisor_state {
   runtime_core* core = nullptr;
   balancer_actor balancer;
   monitor_actor monitor;
-  queue_actor queue;
+  escalation_actor escalation;
   event_bus_actor bus;
   std::vector<child> children;
   std::deque<time_point> recent;  ///< restarts of any child within the intensity window
@@ -33,6 +33,7 @@ struct supervisor_state {
 
 supervisor_actor::behavior_type supervisor_impl(
     supervisor_actor::stateful_pointer<supervisor_state> self, runtime_core* core,
-    balancer_actor balancer, monitor_actor monitor, queue_actor queue, event_bus_actor bus);
+    balancer_actor balancer, monitor_actor monitor, escalation_actor escalation,
+    event_bus_actor bus);
 
 }  // namespace troupe

@@ -29,30 +29,6 @@ namespace troupe {
 
 using result_callback = std::function<void(const task_result&)>;
 
-/// A submitted task. Rejected submissions get a handle too, already finished with
-/// outcome::rejected and an error naming the problem.
-class task_handle {
- public:
-  task_handle() = default;
-  task_handle(task_id id, std::shared_ptr<const completion> c) : id_(id), done_(std::move(c)) {}
-  task_id id() const { return id_; }
-  bool valid() const { return done_ != nullptr; }
-  /// Blocks until the task's terminal record exists.
-  const task_result& get() const { return done_->wait(); }
-  bool ready() const { return done_->ready(); }
-  /// True if the result exists by the deadline.
-  bool wait_until(time_point deadline) const { return done_->wait_until(deadline); }
-  /// The result if it arrives within the timeout.
-  std::optional<task_result> wait_for(std::chrono::milliseconds timeout) const {
-    if (!wait_until(clock::now() + timeout)) return std::nullopt;
-    return done_->wait();
-  }
-
- private:
-  task_id id_ = 0;
-  std::shared_ptr<const completion> done_;
-};
-
 enum class shutdown_mode { drain, cancel };
 
 class runtime {
@@ -96,6 +72,8 @@ class runtime {
   bool wait_idle(std::chrono::milliseconds timeout);
 
  private:
+  friend class head;  // a head is a runtime whose workers include those of node processes
+  runtime(runtime_config cfg, std::vector<worker_desc> remote_workers);
   struct impl;
   std::unique_ptr<impl> impl_;
 };

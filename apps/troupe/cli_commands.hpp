@@ -1,0 +1,27 @@
+#pragma once
+// Entry points of the troupe subcommands that live outside main.cpp.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace troupe::cli {
+
+int run_bench(const std::vector<std::string>& which, size_t tasks, const std::string& json_path,
+              uint32_t workers, const std::vector<std::string>& overrides);
+
+int run_head(const std::string& config, const std::vector<std::string>& overrides);
+int run_node(const std::string& config, const std::string& name,
+             const std::vector<std::string>& overrides);
+int run_up(const std::string& config, const std::vector<std::string>& overrides);
+
+struct submit_options {
+  std::string to, kind, params;
+  int32_t priority = 0;
+  size_t count = 1;
+  bool wait = false;
+  int64_t timeout_ms = 30000;
+};
+int run_submit(const submit_options& opt);
+int run_status(const std::string& to, bool json, int64_t timeout_ms);
+
+}  // namespace troupe::cli

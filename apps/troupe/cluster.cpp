@@ -1,0 +1,323 @@
+// The cluster commands: head, node, up (a head and its nodes as child processes), submit and
+// status (clients of a head).
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "troupe/cli_commands.hpp"
+#include "troupe/client.hpp"
+#include "troupe/head.hpp"
+#include "troupe/node.hpp"
+#include "troupe/workload.hpp"
+
+namespace troupe::cli {
+
+namespace {
+
+runtime_config cluster_file(const std::string& path, const std::vector<std::string>& overrides) {
+  auto cfg = load_config(path);
+  for (auto& o : overrides) apply_override(cfg, o);
+  return cfg;
+}
+
+/// Blocks SIGINT and SIGTERM in this thread and every thread started after it, so that one
+/// thread can wait for them with sigwait (no handler runs on a random thread).
+sigset_t block_stop_signals(bool with_child = false) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  if (with_child) sigaddset(&set, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+}  // namespace
+
+int run_head(const std::string& config, const std::vector<std::string>& overrides) {
+  auto cfg = cluster_file(config, overrides);
+  auto signals = block_stop_signals();
+  head h{cfg};
+  std::fprintf(stderr, "troupe head: listening on %s, %zu node(s) in %s\n", h.endpoint().c_str(),
+               cfg.cluster.nodes.size(), config.c_str());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("head: {} received, stopping", strsignal(sig));
+  h.shutdown(shutdown_mode::cancel);
+  return 0;
+}
+
+int run_node(const std::string& config, const std::string& name,
+             const std::vector<std::string>& overrides) {
+  auto cfg = cluster_file(config, overrides);
+  auto signals = block_stop_signals();
+  node n{cfg, name};
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    n.request_stop(std::string{strsignal(sig)} + " received");
+  });
+  std::optional<node::stop_reason> why;
+  while (!(why = n.wait(std::chrono::hours(24)))) {
+  }
+  if (why->failed) {
+    // The process exits at once: the parent (troupe up) restarts it with a fresh state. The
+    // signal thread is still waiting; nothing to join.
+    spdlog::critical("node {}: {}", name, why->why);
+    std::fflush(nullptr);
+    _exit(3);
+  }
+  spdlog::info("node {}: {}, stopping", name, why->why);
+  n.shutdown();
+  waiter.join();
+  return 0;
+}
+
+namespace {
+
+struct child {
+  std::string role;  ///< "head" or a node name
+  std::vector<std::string> args;
+  pid_t pid = -1;
+  uint32_t starts = 0;
+  std::chrono::steady_clock::time_point restart_at{};
+};
+
+pid_t start_child(child& c, const sigset_t& blocked) {
+  auto pid = fork();
+  if (pid < 0) {
+    spdlog::error("up: fork failed for {}", c.role);
+    return -1;
+  }
+  if (pid == 0) {
+    sigprocmask(SIG_UNBLOCK, &blocked, nullptr);
+    std::vector<char*> argv;
+    for (auto& a : c.args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv("/proc/self/exe", argv.data());
+    std::perror("troupe up: exec");
+    _exit(127);
+  }
+  c.pid = pid;
+  ++c.starts;
+  std::fprintf(stderr, "troupe up: %s started (pid %d%s)\n", c.role.c_str(), int(pid),
+               c.starts > 1 ? (", restart " + std::to_string(c.starts - 1)).c_str() : "");
+  return pid;
+}
+
+}  // namespace
+
+int run_up(const std::string& config, const std::vector<std::string>& overrides) {
+  auto cfg = cluster_file(config, overrides);  // refuse a bad file before starting anything
+  auto signals = block_stop_signals(true);
+  std::vector<child> children;
+  auto common = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "troupe");
+    args.push_back("--config");
+    args.push_back(config);
+    for (auto& o : overrides) args.push_back("--set"), args.push_back(o);
+    return args;
+  };
+  children.push_back({"head", common({"head"})});
+  for (auto& n : cfg.cluster.nodes)
+    children.push_back({"node " + n.name, common({"node", "--name", n.name})});
+  for (auto& c : children)
+    if (start_child(c, signals) < 0) return 1;
+
+  bool stopping = false;
+  auto stop_deadline = std::chrono::steady_clock::time_point::max();
+  while (true) {
+    auto now = std::chrono::steady_clock::now();
+    // Sleep in sigtimedwait until a signal or the next restart (or the stop deadline) is due.
+    auto wake = stop_deadline;
+    for (auto& c : children)
+      if (c.pid < 0 && !stopping) wake = std::min(wake, c.restart_at);
+    timespec ts{};
+    if (wake != std::chrono::steady_clock::time_point::max()) {
+      auto left = std::max<int64_t>(
+          0, std::chrono::duration_cast<std::chrono::nanoseconds>(wake - now).count());
+      ts.tv_sec = time_t(left / 1000000000);
+      ts.tv_nsec = long(left % 1000000000);
+    } else {
+      ts.tv_sec = 3600;
+    }
+    int sig = sigtimedwait(&signals, nullptr, &ts);
+    now = std::chrono::steady_clock::now();
+    if (sig == SIGINT || sig == SIGTERM) {
+      if (!stopping) {
+        std::fprintf(stderr, "troupe up: %s, stopping the cluster\n", strsignal(sig));
+        stopping = true;
+        stop_deadline = now + std::chrono::seconds(10);
+        // Nodes first (they say bye), then the head.
+        for (auto it = children.rbegin(); it != children.rend(); ++it)
+          if (it->pid > 0) kill(it->pid, SIGTERM);
+      }
+    }
+    // Reap every child that ended (SIGCHLD, or found on any wake-up).
+    while (true) {
+      int status = 0;
+      auto pid = waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      for (auto& c : children) {
+        if (c.pid != pid) continue;
+        c.pid = -1;
+        std::string how = WIFEXITED(status) ? "exited with " + std::to_string(WEXITSTATUS(status))
+                          : WIFSIGNALED(status) ? std::string{"killed by "} + strsignal(WTERMSIG(status))
+                                                : "ended";
+        if (!stopping) {
+          c.restart_at = now + cfg.cluster.restart_delay;
+          std::fprintf(stderr, "troupe up: %s (pid %d) %s; restarting in %lld ms\n",
+                       c.role.c_str(), int(pid), how.c_str(),
+                       static_cast<long long>(cfg.cluster.restart_delay.count()));
+        } else {
+          std::fprintf(stderr, "troupe up: %s stopped (%s)\n", c.role.c_str(), how.c_str());
+        }
+      }
+    }
+    if (stopping) {
+      bool all_done = std::all_of(children.begin(), children.end(),
+                                  [](const child& c) { return c.pid < 0; });
+      if (all_done) return 0;
+      if (now >= stop_deadline) {
+        for (auto& c : children)
+          if (c.pid > 0) kill(c.pid, SIGKILL);
+        stop_deadline = now + std::chrono::seconds(5);
+      }
+      continue;
+    }
+    for (auto& c : children)
+      if (c.pid < 0 && now >= c.restart_at && start_child(c, signals) < 0) return 1;
+  }
+}
+
+namespace {
+
+nlohmann::json to_json(const task_result& r) {
+  nlohmann::json j;
+  j["id"] = r.id;
+  j["kind"] = r.kind;
+  j["outcome"] = to_string(r.status);
+  if (r.error) {
+    j["error"] = to_string(r.error.code);
+    j["message"] = r.error.message;
+  }
+  j["attempts"] = r.attempts;
+  j["worker"] = r.timings.worker;
+  j["values"] = nlohmann::json::parse(troupe::to_json(r.output.values));
+  if (!r.output.bytes.empty()) j["bytes"] = r.output.bytes.size();
+  return j;
+}
+
+}  // namespace
+
+int run_submit(const submit_options& opt) {
+  nlohmann::json line;
+  line["kind"] = opt.kind;
+  try {
+    line["params"] = nlohmann::json::parse(opt.params.empty() ? "{}" : opt.params);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "troupe submit: --params is not JSON: %s\n", e.what());
+    return 2;
+  }
+  line["priority"] = opt.priority;
+  if (opt.count > 1) line["count"] = opt.count;
+  std::istringstream in{line.dump()};
+  auto specs = parse_workload(in, "--params");
+  client_options co;
+  co.name = "troupe-submit";
+  co.timeout = std::chrono::milliseconds(opt.timeout_ms);
+  client c{opt.to, co};
+  auto handles = c.submit_batch(std::move(specs));
+  if (!opt.wait) {
+    for (auto& h : handles) std::printf("%llu\n", static_cast<unsigned long long>(h.id()));
+    return 0;
+  }
+  int failures = 0;
+  auto deadline = clock::now() + std::chrono::milliseconds(opt.timeout_ms);
+  for (auto& h : handles) {
+    if (!h.wait_until(deadline)) {
+      std::fprintf(stderr, "troupe submit: task %llu has no result after %lld ms\n",
+                   static_cast<unsigned long long>(h.id()),
+                   static_cast<long long>(opt.timeout_ms));
+      return 1;
+    }
+    auto& r = h.get();
+    failures += r.ok() ? 0 : 1;
+    std::printf("%s\n", to_json(r).dump().c_str());
+  }
+  return failures ? 1 : 0;
+}
+
+int run_status(const std::string& to, bool json, int64_t timeout_ms) {
+  client_options co;
+  co.name = "troupe-status";
+  co.timeout = std::chrono::milliseconds(timeout_ms);
+  client c{to, co};
+  auto s = c.status();
+  auto& st = s.stats;
+  if (json) {
+    nlohmann::json j;
+    j["submitted"] = st.submitted;
+    j["completed"] = st.completed;
+    j["failed"] = st.failed;
+    j["cancelled"] = st.cancelled;
+    j["rejected"] = st.rejected;
+    j["queued"] = st.queued;
+    j["in_flight"] = st.in_flight;
+    j["retries"] = st.retries;
+    for (auto& n : s.nodes)
+      j["nodes"].push_back({{"name", n.name},
+                            {"state", n.state},
+                            {"epoch", n.epoch},
+                            {"joins", n.joins},
+                            {"heartbeat_age_ms", n.heartbeat_age_ms},
+                            {"workers", n.workers}});
+    for (size_t i = 0; i < st.workers.size(); ++i) {
+      auto& w = st.workers[i];
+      j["workers"].push_back({{"index", w.index},
+                              {"name", w.name},
+                              {"node", i < s.worker_nodes.size() ? s.worker_nodes[i] : ""},
+                              {"device", w.device},
+                              {"state", w.state},
+                              {"tasks", w.tasks},
+                              {"restarts", w.restarts}});
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("queue      %llu queued, %llu in flight; %llu submitted, %llu completed, %llu failed, "
+              "%llu rejected\n",
+              (unsigned long long)st.queued, (unsigned long long)st.in_flight,
+              (unsigned long long)st.submitted, (unsigned long long)st.completed,
+              (unsigned long long)st.failed, (unsigned long long)st.rejected);
+  std::printf("supervision tree\n  head (supervisor, queue, balancer, monitor)\n");
+  std::map<std::string, std::vector<size_t>> by_node;
+  for (size_t i = 0; i < st.workers.size(); ++i)
+    by_node[i < s.worker_nodes.size() ? s.worker_nodes[i] : ""].push_back(i);
+  auto show_workers = [&](const std::vector<size_t>& idx, const char* indent) {
+    for (auto i : idx) {
+      auto& w = st.workers[i];
+      std::printf("%s%-16s %-8s %-12s tasks %-8llu restarts %u\n", indent, w.name.c_str(),
+                  w.device.c_str(), w.state.c_str(), (unsigned long long)w.tasks, w.restarts);
+    }
+  };
+  if (by_node.count("")) show_workers(by_node[""], "  ├─ ");
+  for (auto& n : s.nodes) {
+    std::printf("  └─ node %s: %s, epoch %llu, joined %u time(s), heard %.0f ms ago\n",
+                n.name.c_str(), n.state.c_str(), (unsigned long long)n.epoch, n.joins,
+                n.heartbeat_age_ms);
+    show_workers(by_node[n.name], "       ├─ ");
+  }
+  return 0;
+}
+
+}  // namespace troupe::cli

@@ -1,0 +1,209 @@
+#include "troupe/head.hpp"
+
+#include "runtime_impl.hpp"
+#include "troupe/actors/membership.hpp"
+#include "troupe/codec.hpp"
+#include "troupe/framer.hpp"
+#include "troupe/socket_thread.hpp"
+
+namespace troupe {
+
+std::vector<worker_desc> cluster_workers(const runtime_config& cfg) {
+  std::vector<worker_desc> out;
+  for (auto& n : cfg.cluster.nodes) {
+    auto view = resolve(node_view(cfg, n.name, "cluster"));
+    // A node's GPUs are known to the head only by index until the node joins: capacity open.
+    gpu_inventory gpus;
+    for (auto idx : n.cuda_devices) {
+      gpu_device g;
+      g.index = idx;
+      g.total_memory = g.free_memory = uint64_t(1) << 62;
+      gpus.gpus.push_back(g);
+    }
+    auto workers = layout_workers(view, gpus);
+    for (size_t i = 0; i < workers.size(); ++i) {
+      auto& w = workers[i];
+      w.name = n.name + "/" + w.name;
+      w.node = n.name;
+      w.node_worker = int32_t(i);
+      out.push_back(std::move(w));
+    }
+  }
+  return out;
+}
+
+struct head::impl {
+  runtime_config cfg;
+  std::unique_ptr<troupe::runtime> rt;
+  wire::limits lim;
+  wire::framer framer{"head"};
+  zmq::context_t ctx{1};
+  std::unique_ptr<transport::socket_thread> sock;
+  membership_actor membership;
+  std::atomic<uint64_t> frames_in{0}, refused{0};
+  std::mutex stop_mutex;
+  bool stopped = false;
+
+  explicit impl(runtime_config c) : cfg(std::move(c)) {
+    lim.max_frame_bytes = cfg.cluster.max_frame_bytes;
+    rt.reset(new troupe::runtime(head_view(cfg), cluster_workers(cfg)));
+    auto& ri = *rt->impl_;
+    transport::socket_options so;
+    so.type = zmq::socket_type::router;
+    so.endpoint = cfg.cluster.head_endpoint;
+    so.bind = true;
+    so.name = "troupe-head";
+    so.max_outbound = cfg.cluster.max_outbound;
+    // zmq itself drops (and disconnects) beyond twice our limit; up to it we answer with an error.
+    so.max_message_bytes = int64_t(cfg.cluster.max_frame_bytes) * 2;
+    try {
+      sock = std::make_unique<transport::socket_thread>(
+          ctx, so, [this](transport::multipart& m) { on_message(m); });
+    } catch (...) {
+      rt->shutdown(shutdown_mode::cancel);
+      throw;
+    }
+    membership = ri.system->spawn(membership_impl, &ri.core, ri.balancer, ri.monitor, ri.bus,
+                                  sock.get(), &framer);
+    spdlog::info("head: listening on {} for {} node(s)", sock->endpoint(), cfg.cluster.nodes.size());
+  }
+
+  void refuse(const std::string& peer, uint64_t corr, wire::wire_errc code,
+              const std::string& why) {
+    refused.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("head: refused a message from peer {}: {}: {}", printable(peer),
+                 wire::to_string(code), why);
+    sock->send(framer.make(&peer, wire::msg_type::error, wire::error{code, why}, corr));
+  }
+
+  static std::string printable(const std::string& id) {
+    static const char* hex = "0123456789abcdef";
+    std::string s;
+    for (unsigned char c : id) s += hex[c >> 4], s += hex[c & 15];
+    return s;
+  }
+
+  void on_message(transport::multipart& m) {
+    frames_in.fetch_add(1, std::memory_order_relaxed);
+    if (m.empty()) return;
+    std::string peer(static_cast<const char*>(m[0].data()), m[0].size());
+    if (m.size() != 3)
+      return refuse(peer, 0, wire::wire_errc::malformed,
+                    "expected 2 frames (header, body), got " + std::to_string(m.size() - 1));
+    wire::header h;
+    try {
+      h = wire::decode_header(m[1].data(), m[1].size(), lim);
+    } catch (const wire::decode_error& e) {
+      return refuse(peer, 0, e.code(), e.what());
+    }
+    auto& body = m[2];
+    try {
+      switch (h.type) {
+        case wire::msg_type::hello:
+          return caf::anon_send(membership, node_hello_msg{peer, h.epoch, h.id,
+                                                           decode<wire::hello>(body)});
+        case wire::msg_type::heartbeat:
+          return caf::anon_send(membership, node_heartbeat_msg{peer, h.from, h.epoch, false});
+        case wire::msg_type::bye:
+          return caf::anon_send(membership, node_heartbeat_msg{peer, h.from, h.epoch, true});
+        case wire::msg_type::results:
+          return caf::anon_send(membership, node_results_msg{peer, h.from, h.epoch,
+                                                             decode<wire::results>(body)});
+        case wire::msg_type::worker_state:
+          return caf::anon_send(membership, node_worker_msg{peer, h.from, h.epoch,
+                                                            decode<wire::worker_state>(body)});
+        case wire::msg_type::submit: return on_submit(peer, h, decode<wire::submit>(body));
+        case wire::msg_type::cancel:
+          for (auto id : decode<wire::cancel>(body).ids) rt->cancel(id);
+          return;
+        case wire::msg_type::status_request:
+          decode<wire::status_request>(body);
+          return caf::anon_send(membership, status_query_msg{peer, h.id});
+        case wire::msg_type::error: {
+          auto e = decode<wire::error>(body);
+          spdlog::warn("head: peer {} ({}) reports: {}: {}", printable(peer), h.from,
+                       wire::to_string(e.code), e.message);
+          return;
+        }
+        default:
+          return refuse(peer, h.id, wire::wire_errc::unexpected,
+                        std::string{"the head does not take '"} + wire::to_string(h.type) +
+                            "' messages");
+      }
+    } catch (const wire::decode_error& e) {
+      refuse(peer, h.id, e.code(), e.what());
+    }
+  }
+
+  template <class Body>
+  Body decode(const zmq::message_t& body) {
+    return wire::decode<Body>(body.data(), body.size(), lim);
+  }
+
+  void on_submit(const std::string& peer, const wire::header& h, wire::submit&& msg) {
+    // Results go back to whoever submitted, as they finish (from the runtime's threads).
+    auto on_done = [this, peer](const task_result& r) {
+      wire::result out;
+      out.latency_ms.push_back(
+          std::chrono::duration<double, std::milli>(r.timings.finished - r.timings.submitted)
+              .count());
+      out.tasks.push_back(r);
+      sock->send(framer.make(&peer, wire::msg_type::result, out));
+    };
+    auto handles = rt->submit_batch(std::move(msg.tasks), on_done);
+    wire::submitted ids;
+    ids.ids.reserve(handles.size());
+    wire::result rejected;
+    for (auto& hd : handles) {
+      ids.ids.push_back(hd.id());
+      // Rejected at the door: no callback will come; the result follows the ids right away.
+      if (hd.ready() && hd.get().status == outcome::rejected) {
+        rejected.tasks.push_back(hd.get());
+        rejected.latency_ms.push_back(0);
+      }
+    }
+    sock->send(framer.make(&peer, wire::msg_type::submitted, ids, h.id));
+    if (!rejected.tasks.empty()) sock->send(framer.make(&peer, wire::msg_type::result, rejected));
+  }
+
+  void stop(shutdown_mode mode) {
+    std::lock_guard<std::mutex> guard{stop_mutex};
+    if (stopped) return;
+    stopped = true;
+    rt->shutdown(mode);
+    auto& ri = *rt->impl_;
+    caf::anon_send_exit(membership, caf::exit_reason::user_shutdown);
+    {
+      caf::scoped_actor self{*ri.system};
+      self->wait_for(membership);
+    }
+    membership = nullptr;
+    sock->stop();
+  }
+};
+
+head::head(runtime_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+
+head::~head() {
+  impl_->stop(shutdown_mode::cancel);
+  impl_->sock.reset();
+  impl_->rt.reset();
+}
+
+const std::string& head::endpoint() const {
+  return impl_->sock->endpoint();
+}
+
+troupe::runtime& head::runtime() {
+  return *impl_->rt;
+}
+
+head_counters head::counters() const {
+  return {impl_->frames_in.load(), impl_->refused.load(), impl_->sock->dropped()};
+}
+
+void head::shutdown(shutdown_mode mode) {
+  impl_->stop(mode);
+}
+
+}  // namespace troupe

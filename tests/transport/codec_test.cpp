@@ -1,0 +1,328 @@
+// The wire codec: every message survives a round trip; hostile bytes are refused with a reason,
+// without crashing and without allocating what they declare.
+#include <gtest/gtest.h>
+#include <malloc.h>
+
+#include "troupe/codec.hpp"
+
+namespace troupe::wire {
+namespace {
+
+template <class T>
+T round_trip(const T& m) {
+  auto bytes = encode(m);
+  return decode<T>(bytes.data(), bytes.size(), limits{});
+}
+
+task_spec kind_only(const std::string& kind) {
+  task_spec s;
+  s.kind = kind;
+  return s;
+}
+
+task_spec sample_spec() {
+  task_spec s;
+  s.kind = "mlp";
+  s.params = {{"layers", std::vector<int64_t>{64, 32, 10}},
+              {"scale", 0.5},
+              {"name", std::string{"m1"}},
+              {"seed", int64_t{-7}},
+              {"fast", true},
+              {"weights", std::vector<double>{0.25, -1.5}}};
+  s.payload = {1, 2, 3, 255};
+  s.priority = -3;
+  s.deadline = clock::now() + std::chrono::seconds(30);
+  s.needs.cpu_slots = 2;
+  s.needs.memory_bytes = 1 << 20;
+  s.needs.gpu_count = 1;
+  s.needs.gpu_memory_bytes = uint64_t(3) << 30;
+  s.max_retries = 5;
+  s.retry_backoff = std::chrono::milliseconds(20);
+  s.idempotency_key = "order-17";
+  s.labels = {{"tenant", "a"}};
+  return s;
+}
+
+void expect_same(const task_spec& a, const task_spec& b) {
+  EXPECT_EQ(a.kind, b.kind);
+  EXPECT_EQ(a.params, b.params);
+  EXPECT_EQ(a.payload, b.payload);
+  EXPECT_EQ(a.priority, b.priority);
+  ASSERT_EQ(a.deadline.has_value(), b.deadline.has_value());
+  if (a.deadline) {
+    EXPECT_NEAR(double((*a.deadline - *b.deadline).count()) / 1e6, 0, 50.0);
+  }
+  EXPECT_EQ(a.needs.cpu_slots, b.needs.cpu_slots);
+  EXPECT_EQ(a.needs.memory_bytes, b.needs.memory_bytes);
+  EXPECT_EQ(a.needs.gpu_count, b.needs.gpu_count);
+  EXPECT_EQ(a.needs.gpu_memory_bytes, b.needs.gpu_memory_bytes);
+  EXPECT_EQ(a.max_retries, b.max_retries);
+  EXPECT_EQ(a.retry_backoff, b.retry_backoff);
+  EXPECT_EQ(a.idempotency_key, b.idempotency_key);
+  EXPECT_EQ(a.labels, b.labels);
+}
+
+TEST(WireCodec, HeaderRoundTrips) {
+  header h;
+  h.type = msg_type::results;
+  h.id = 1ull << 40;
+  h.corr = 9;
+  h.from = "node-a";
+  h.epoch = 123456789012345ull;
+  auto bytes = encode(h);
+  auto back = decode_header(bytes.data(), bytes.size(), limits{});
+  EXPECT_EQ(back.v, protocol_version);
+  EXPECT_EQ(back.type, msg_type::results);
+  EXPECT_EQ(back.id, h.id);
+  EXPECT_EQ(back.corr, 9u);
+  EXPECT_EQ(back.from, "node-a");
+  EXPECT_EQ(back.epoch, h.epoch);
+}
+
+TEST(WireCodec, EveryMessageTypeHasAName) {
+  for (int i = 0; i <= int(msg_type::bye); ++i) {
+    msg_type back{};
+    ASSERT_TRUE(parse_msg_type(to_string(msg_type(i)), back)) << i;
+    EXPECT_EQ(int(back), i);
+  }
+}
+
+TEST(WireCodec, HelloAndWelcomeRoundTrip) {
+  hello h;
+  h.node = "b";
+  h.workers.push_back({"cpu-0", device_class::cpu, -1, {1, 1 << 30, 0, 0}});
+  h.workers.push_back({"cuda-1", device_class::cuda, 1, {1, 0, 1, uint64_t(80) << 30}});
+  h.kinds = {"gemm", "mlp"};
+  auto back = round_trip(h);
+  EXPECT_EQ(back.node, "b");
+  ASSERT_EQ(back.workers.size(), 2u);
+  EXPECT_EQ(back.workers[1].device, device_class::cuda);
+  EXPECT_EQ(back.workers[1].device_index, 1);
+  EXPECT_EQ(back.workers[1].capacity.gpu_memory_bytes, uint64_t(80) << 30);
+  EXPECT_EQ(back.workers[0].capacity.memory_bytes, uint64_t(1) << 30);
+  EXPECT_EQ(back.kinds, h.kinds);
+
+  welcome w{"b", 77, 200, 4};
+  auto wb = round_trip(w);
+  EXPECT_EQ(wb.node, "b");
+  EXPECT_EQ(wb.epoch, 77u);
+  EXPECT_EQ(wb.heartbeat_ms, 200u);
+  EXPECT_EQ(wb.first_worker, 4u);
+  round_trip(heartbeat{});
+  round_trip(status_request{});
+}
+
+TEST(WireCodec, AssignCarriesTheWholeSpec) {
+  assign a;
+  a.tasks.push_back({42, 2, 1, sample_spec()});
+  a.tasks.push_back({43, 1, 0, kind_only("noop")});
+  auto back = round_trip(a);
+  ASSERT_EQ(back.tasks.size(), 2u);
+  EXPECT_EQ(back.tasks[0].id, 42u);
+  EXPECT_EQ(back.tasks[0].attempt, 2u);
+  EXPECT_EQ(back.tasks[0].worker, 1);
+  expect_same(a.tasks[0].spec, back.tasks[0].spec);
+  expect_same(a.tasks[1].spec, back.tasks[1].spec);
+}
+
+TEST(WireCodec, SubmitAndSubmittedRoundTrip) {
+  submit s;
+  s.tasks = {sample_spec(), kind_only("noop")};
+  auto back = round_trip(s);
+  ASSERT_EQ(back.tasks.size(), 2u);
+  expect_same(s.tasks[0], back.tasks[0]);
+  EXPECT_EQ(round_trip(submitted{{7, 8, 9}}).ids, (std::vector<task_id>{7, 8, 9}));
+  EXPECT_EQ(round_trip(cancel{{3}}).ids, (std::vector<task_id>{3}));
+}
+
+TEST(WireCodec, ResultsAndResultRoundTrip) {
+  results r;
+  attempt_result a;
+  a.id = 5;
+  a.attempt = 1;
+  a.worker = 0;
+  a.code = errc::task_failed;
+  a.message = "boom";
+  a.output.values = {{"checksum", 1.25}};
+  a.output.bytes = {9, 9};
+  a.run_ns = 1234;
+  a.counts_as_attempt = false;
+  r.records.push_back(a);
+  auto back = round_trip(r);
+  ASSERT_EQ(back.records.size(), 1u);
+  EXPECT_EQ(back.records[0].code, errc::task_failed);
+  EXPECT_EQ(back.records[0].message, "boom");
+  EXPECT_EQ(back.records[0].output.values, a.output.values);
+  EXPECT_EQ(back.records[0].output.bytes, a.output.bytes);
+  EXPECT_EQ(back.records[0].run_ns, 1234);
+  EXPECT_FALSE(back.records[0].counts_as_attempt);
+
+  result res;
+  task_result t;
+  t.id = 5;
+  t.kind = "gemm";
+  t.status = outcome::failed;
+  t.error = {errc::kernel_crashed, "segfault"};
+  t.attempts = 3;
+  t.timings.worker = 2;
+  res.tasks.push_back(t);
+  res.latency_ms.push_back(1.5);
+  auto rb = round_trip(res);
+  ASSERT_EQ(rb.tasks.size(), 1u);
+  EXPECT_EQ(rb.tasks[0].status, outcome::failed);
+  EXPECT_EQ(rb.tasks[0].error.code, errc::kernel_crashed);
+  EXPECT_EQ(rb.tasks[0].attempts, 3u);
+  EXPECT_EQ(rb.tasks[0].timings.worker, 2);
+  EXPECT_DOUBLE_EQ(rb.latency_ms[0], 1.5);
+}
+
+TEST(WireCodec, WorkerStateStatusAndErrorRoundTrip) {
+  auto ws = round_trip(worker_state{3, false, 77, "crashed", true});
+  EXPECT_EQ(ws.worker, 3);
+  EXPECT_FALSE(ws.up);
+  EXPECT_EQ(ws.crashed_task, 77u);
+  EXPECT_TRUE(ws.retired);
+
+  status s;
+  s.stats.completed = 10;
+  s.stats.queued = 4;
+  s.stats.latency["gemm"] = {3, 1.0, 0.5, 2.0, 3.0, 4.0};
+  worker_stats w;
+  w.index = 0;
+  w.name = "a/cpu-0";
+  w.state = "idle";
+  w.restarts = 2;
+  s.stats.workers.push_back(w);
+  s.worker_nodes.push_back("a");
+  s.nodes.push_back({"a", "joined", 99, 2, 12.5, {0}});
+  auto sb = round_trip(s);
+  EXPECT_EQ(sb.stats.completed, 10u);
+  EXPECT_EQ(sb.stats.queued, 4u);
+  EXPECT_DOUBLE_EQ(sb.stats.latency["gemm"].p99_ms, 3.0);
+  ASSERT_EQ(sb.stats.workers.size(), 1u);
+  EXPECT_EQ(sb.stats.workers[0].restarts, 2u);
+  EXPECT_EQ(sb.worker_nodes, s.worker_nodes);
+  ASSERT_EQ(sb.nodes.size(), 1u);
+  EXPECT_EQ(sb.nodes[0].joins, 2u);
+  EXPECT_EQ(sb.nodes[0].workers, std::vector<int32_t>{0});
+
+  auto e = round_trip(error{wire_errc::stale_epoch, "old"});
+  EXPECT_EQ(e.code, wire_errc::stale_epoch);
+  EXPECT_EQ(e.message, "old");
+}
+
+// --- hostile input --------------------------------------------------------------------------
+
+wire_errc refusal(const std::string& bytes, const limits& lim = {}) {
+  try {
+    decode<submit>(bytes.data(), bytes.size(), lim);
+  } catch (const decode_error& e) {
+    EXPECT_NE(std::string{e.what()}, "");
+    return e.code();
+  }
+  ADD_FAILURE() << "accepted";
+  return wire_errc::unexpected;
+}
+
+size_t heap_in_use() {
+  return mallinfo2().uordblks;
+}
+
+TEST(WireCodecHostile, DeclaredHugeLengthsAreRefusedWithoutAllocating) {
+  auto before = heap_in_use();
+  // array32 declaring 4 Gi entries, in 5 bytes
+  EXPECT_EQ(refusal(std::string{"\xdd\xff\xff\xff\xff", 5}), wire_errc::too_large);
+  // map32 of 4 Gi pairs
+  EXPECT_EQ(refusal(std::string{"\xdf\xff\xff\xff\xff", 5}), wire_errc::too_large);
+  // str32 and bin32 of 4 GiB
+  EXPECT_EQ(refusal(std::string{"\xdb\xff\xff\xff\xff", 5}), wire_errc::too_large);
+  EXPECT_EQ(refusal(std::string{"\xc6\xff\xff\xff\xff", 5}), wire_errc::too_large);
+  // within the limits, but more entries than bytes left: a lie
+  EXPECT_EQ(refusal(std::string{"\xdd\x00\x01\x00\x00", 5}), wire_errc::malformed);
+  EXPECT_LT(heap_in_use(), before + (1 << 20));
+}
+
+TEST(WireCodecHostile, DeepNestingIsRefused) {
+  std::string deep(10000, '\x91');  // 10,000 nested one-element arrays
+  deep += '\x01';
+  EXPECT_EQ(refusal(deep), wire_errc::too_large);
+}
+
+TEST(WireCodecHostile, TruncatedFramesAreRefused) {
+  submit s;
+  s.tasks = {sample_spec()};
+  auto bytes = encode(s);
+  for (size_t cut : {size_t(1), bytes.size() / 2, bytes.size() - 1})
+    EXPECT_EQ(refusal(bytes.substr(0, cut)), wire_errc::malformed) << cut;
+  EXPECT_EQ(refusal(bytes + "\x01"), wire_errc::malformed);  // trailing garbage
+  EXPECT_EQ(refusal(""), wire_errc::malformed);
+  EXPECT_EQ(refusal(std::string{"\xc1", 1}), wire_errc::malformed);  // never-used type byte
+}
+
+TEST(WireCodecHostile, WrongTypesNameTheField) {
+  // {"tasks": [{"kind": 5}]}
+  std::string bytes = "\x81\xa5tasks\x91\x81\xa4kind\x05";
+  try {
+    decode<submit>(bytes.data(), bytes.size(), limits{});
+    FAIL() << "accepted";
+  } catch (const decode_error& e) {
+    EXPECT_EQ(e.code(), wire_errc::malformed);
+    EXPECT_NE(std::string{e.what()}.find("submit.tasks[0].kind"), std::string::npos) << e.what();
+    EXPECT_NE(std::string{e.what()}.find("expected string"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(refusal("\x92\x01\x02"), wire_errc::malformed);  // an array where a map belongs
+}
+
+TEST(WireCodecHostile, UnknownVersionsAndTypesAreRefused) {
+  header h;
+  h.type = msg_type::submit;
+  h.v = 99;
+  auto bytes = encode(h);
+  try {
+    decode_header(bytes.data(), bytes.size(), limits{});
+    FAIL();
+  } catch (const decode_error& e) {
+    EXPECT_EQ(e.code(), wire_errc::bad_version);
+  }
+  // {"v":1,"type":"launch_missiles"}
+  std::string unknown = "\x82\xa1v\x01\xa4type\xaflaunch_missiles";
+  try {
+    decode_header(unknown.data(), unknown.size(), limits{});
+    FAIL();
+  } catch (const decode_error& e) {
+    EXPECT_EQ(e.code(), wire_errc::unknown_type);
+    EXPECT_NE(std::string{e.what()}.find("launch_missiles"), std::string::npos);
+  }
+}
+
+TEST(WireCodecHostile, FrameSizeLimitIsEnforced) {
+  limits lim;
+  lim.max_frame_bytes = 64;
+  submit s;
+  s.tasks = {sample_spec()};
+  auto bytes = encode(s);
+  ASSERT_GT(bytes.size(), 64u);
+  EXPECT_EQ(refusal(bytes, lim), wire_errc::too_large);
+}
+
+TEST(WireCodecHostile, RandomBytesNeverCrash) {
+  uint64_t x = 88172645463325252ull;
+  submit s;
+  s.tasks = {sample_spec(), sample_spec()};
+  auto good = encode(s);
+  for (int round = 0; round < 20000; ++round) {
+    auto bytes = good;
+    for (int flips = 0; flips < 1 + round % 4; ++flips) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      bytes[x % bytes.size()] = char(x >> 32);
+    }
+    try {
+      decode<submit>(bytes.data(), bytes.size(), limits{});
+    } catch (const decode_error&) {
+    }
+  }
+  SUCCEED();
+}
+
+}  // namespace
+}  // namespace troupe::wire

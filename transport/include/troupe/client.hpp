@@ -1,0 +1,62 @@
+#pragma once
+// troupe::client: submits tasks to a head over ZeroMQ and gets their results back. No actor
+// system: one DEALER socket on its own thread; results complete task handles (or call a
+// callback on that thread).
+//
+//   troupe::client c{"tcp://127.0.0.1:5555"};
+//   auto h = c.submit({.kind = "gemm", .params = {{"size", int64_t{128}}}});
+//   auto r = h.wait_for(std::chrono::seconds(10));
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "troupe/completion.hpp"
+#include "troupe/model.hpp"
+#include "troupe/wire.hpp"
+
+namespace troupe {
+
+/// The head did not answer in time, answered with an error, or the endpoint is unusable.
+class client_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct client_options {
+  std::string name = "client";                ///< header.from: shows up in the head's logs
+  std::chrono::milliseconds timeout{10000};   ///< for replies (ids, status)
+  size_t max_frame_bytes = size_t(16) << 20;  ///< larger replies are refused
+  size_t max_unclaimed_results = 1 << 20;     ///< results that arrive before their ids
+};
+
+class client {
+ public:
+  using result_callback = std::function<void(const task_result&)>;
+
+  /// Connects (lazily, as zmq does: a head that starts later is fine).
+  explicit client(const std::string& endpoint, client_options opts = {});
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Sends the tasks in one message and waits for their ids (one round trip). Results complete
+  /// the handles as they arrive; on_done, if given, runs for each on the client's thread.
+  /// Throws client_error if the head does not answer within the timeout.
+  std::vector<task_handle> submit_batch(std::vector<task_spec> specs, result_callback on_done = {});
+  task_handle submit(task_spec spec, result_callback on_done = {});
+  void cancel(task_id id);
+  /// Nodes, workers, queue depth and the supervision tree, from the head.
+  wire::status status();
+
+  /// Frames the head refused (error replies received), for diagnostics.
+  uint64_t errors() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace troupe

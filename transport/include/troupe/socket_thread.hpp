@@ -1,0 +1,83 @@
+#pragma once
+// socket_thread: one zmq socket and the one thread that uses it. Other threads (actors, callers)
+// hand it messages through a bounded queue and an eventfd that wakes its poll; what arrives is
+// passed to a handler on the same thread. zmq sockets are not thread-safe: nothing else touches
+// the socket, and the handler must not block (it decodes and forwards).
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <atomic>
+#include <deque>
+#include <future>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace troupe::transport {
+
+using multipart = std::vector<zmq::message_t>;
+
+/// A socket could not be set up (an endpoint that cannot be bound, a malformed address).
+class transport_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct socket_options {
+  zmq::socket_type type = zmq::socket_type::dealer;
+  std::string endpoint;
+  bool bind = false;                ///< bind (head ROUTER) or connect (node/client DEALER)
+  std::string routing_id;           ///< DEALER identity; empty: zmq picks one
+  size_t max_outbound = 1 << 16;    ///< messages waiting for the socket; send() fails beyond
+  int high_water_mark = 1 << 20;    ///< zmq's own queue per peer
+  int64_t max_message_bytes = -1;   ///< zmq drops (and disconnects) anything larger; -1: none
+  int reconnect_ms = 100;
+  int linger_ms = 0;                ///< > 0: stop() flushes what is queued, waiting this long
+  std::string name = "socket";      ///< for logs and the thread name
+};
+
+class socket_thread {
+ public:
+  /// Runs on the socket's thread for every message received (all its frames).
+  using handler = std::function<void(multipart&)>;
+
+  /// Creates the socket on its thread, binds or connects it, and starts polling. Throws
+  /// transport_error naming the endpoint if that fails.
+  socket_thread(zmq::context_t& ctx, socket_options opts, handler on_message);
+  ~socket_thread();
+  socket_thread(const socket_thread&) = delete;
+  socket_thread& operator=(const socket_thread&) = delete;
+
+  /// Thread-safe. False (and counted) when max_outbound messages are already waiting.
+  bool send(multipart&& msg);
+  /// Convenience: frames from byte strings.
+  bool send(std::initializer_list<std::string_view> frames);
+  /// Stops polling and closes the socket; idempotent. Messages still queued are dropped.
+  void stop();
+
+  /// The endpoint actually bound (resolves "tcp://127.0.0.1:*" to the chosen port).
+  const std::string& endpoint() const { return bound_; }
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+  uint64_t unroutable() const { return unroutable_.load(std::memory_order_relaxed); }
+
+ private:
+  void run(zmq::context_t& ctx, std::promise<std::string>* ready);
+  void drain_outbound(zmq::socket_t& sock, std::deque<multipart>& backlog);
+
+  socket_options opts_;
+  handler on_message_;
+  int wake_fd_ = -1;
+  std::mutex mutex_;
+  std::deque<multipart> outbound_;
+  bool signalled_ = false;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> dropped_{0}, unroutable_{0};
+  std::atomic<size_t> backlog_size_{0};
+  std::string bound_;
+  std::thread thread_;
+};
+
+}  // namespace troupe::transport

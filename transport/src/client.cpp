@@ -1,0 +1,224 @@
+#include "troupe/client.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+#include <mutex>
+#include <unordered_map>
+
+#include "troupe/codec.hpp"
+#include "troupe/framer.hpp"
+#include "troupe/socket_thread.hpp"
+
+namespace troupe {
+
+struct client::impl {
+  struct submit_wait {
+    std::promise<std::vector<task_handle>> handles;
+    std::shared_ptr<const result_callback> callback;
+  };
+  struct live_task {
+    std::shared_ptr<completion> done;
+    std::shared_ptr<const result_callback> callback;
+  };
+
+  client_options opts;
+  wire::limits lim;
+  wire::framer framer;
+  zmq::context_t ctx{1};
+  std::unique_ptr<transport::socket_thread> sock;
+
+  std::mutex mutex;  // the maps below: caller threads insert, the socket thread completes
+  std::unordered_map<uint64_t, std::shared_ptr<submit_wait>> submits;
+  std::unordered_map<uint64_t, std::shared_ptr<std::promise<wire::status>>> statuses;
+  std::unordered_map<task_id, live_task> live;
+  std::unordered_map<task_id, task_result> unclaimed;  // results that beat their ids here
+  std::atomic<uint64_t> error_count{0};
+
+  impl(const std::string& endpoint, client_options o) : opts(std::move(o)), framer(opts.name) {
+    lim.max_frame_bytes = opts.max_frame_bytes;
+    transport::socket_options so;
+    so.type = zmq::socket_type::dealer;
+    so.endpoint = endpoint;
+    so.name = "troupe-client";
+    so.max_message_bytes = int64_t(opts.max_frame_bytes) * 2;
+    try {
+      sock = std::make_unique<transport::socket_thread>(
+          ctx, so, [this](transport::multipart& m) { on_message(m); });
+    } catch (const transport::transport_error& e) {
+      throw client_error(e.what());
+    }
+  }
+
+  ~impl() {
+    sock.reset();
+    ctx.close();
+  }
+
+  void fail_waiter(uint64_t corr, const std::string& why) {
+    std::lock_guard<std::mutex> guard{mutex};
+    if (auto i = submits.find(corr); i != submits.end()) {
+      i->second->handles.set_exception(std::make_exception_ptr(client_error(why)));
+      submits.erase(i);
+    }
+    if (auto i = statuses.find(corr); i != statuses.end()) {
+      i->second->set_exception(std::make_exception_ptr(client_error(why)));
+      statuses.erase(i);
+    }
+  }
+
+  void complete(task_result&& r, const live_task& t) {
+    t.done->set(std::move(r));
+    if (t.callback && *t.callback) (*t.callback)(t.done->wait());
+  }
+
+  void on_message(transport::multipart& m) {
+    if (m.size() != 2) {
+      error_count.fetch_add(1);
+      spdlog::warn("client: a message of {} frames from the head, expected 2", m.size());
+      return;
+    }
+    wire::header h;
+    try {
+      h = wire::decode_header(m[0].data(), m[0].size(), lim);
+      switch (h.type) {
+        case wire::msg_type::submitted: return on_submitted(h, m[1]);
+        case wire::msg_type::result: return on_result(m[1]);
+        case wire::msg_type::status: {
+          auto s = wire::decode<wire::status>(m[1].data(), m[1].size(), lim);
+          std::lock_guard<std::mutex> guard{mutex};
+          if (auto i = statuses.find(h.corr); i != statuses.end()) {
+            i->second->set_value(std::move(s));
+            statuses.erase(i);
+          }
+          return;
+        }
+        case wire::msg_type::error: {
+          auto e = wire::decode<wire::error>(m[1].data(), m[1].size(), lim);
+          error_count.fetch_add(1);
+          spdlog::warn("client: the head refused message {}: {}: {}", h.corr, to_string(e.code),
+                       e.message);
+          fail_waiter(h.corr, std::string{"head: "} + to_string(e.code) + ": " + e.message);
+          return;
+        }
+        default:
+          error_count.fetch_add(1);
+          spdlog::warn("client: unexpected '{}' message from the head", to_string(h.type));
+      }
+    } catch (const wire::decode_error& e) {
+      error_count.fetch_add(1);
+      spdlog::warn("client: undecodable message from the head: {}", e.what());
+      if (h.corr) fail_waiter(h.corr, std::string{"undecodable reply: "} + e.what());
+    }
+  }
+
+  void on_submitted(const wire::header& h, const zmq::message_t& body) {
+    auto ids = wire::decode<wire::submitted>(body.data(), body.size(), lim);
+    std::vector<std::pair<task_result, live_task>> ready;
+    std::shared_ptr<submit_wait> w;
+    std::vector<task_handle> handles;
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      auto i = submits.find(h.corr);
+      if (i == submits.end()) return;  // the caller gave up waiting
+      w = i->second;
+      submits.erase(i);
+      handles.reserve(ids.ids.size());
+      for (auto id : ids.ids) {
+        live_task t{std::make_shared<completion>(), w->callback};
+        handles.emplace_back(id, t.done);
+        if (auto u = unclaimed.find(id); u != unclaimed.end()) {
+          ready.emplace_back(std::move(u->second), std::move(t));
+          unclaimed.erase(u);
+        } else {
+          live.emplace(id, std::move(t));
+        }
+      }
+    }
+    w->handles.set_value(std::move(handles));
+    for (auto& [r, t] : ready) complete(std::move(r), t);
+  }
+
+  void on_result(const zmq::message_t& body) {
+    auto res = wire::decode<wire::result>(body.data(), body.size(), lim);
+    for (auto& r : res.tasks) {
+      live_task t;
+      {
+        std::lock_guard<std::mutex> guard{mutex};
+        auto i = live.find(r.id);
+        if (i == live.end()) {
+          if (unclaimed.size() < opts.max_unclaimed_results)
+            unclaimed.emplace(r.id, std::move(r));
+          else
+            spdlog::warn("client: result of unknown task {} dropped ({} unclaimed)", r.id,
+                         unclaimed.size());
+          continue;
+        }
+        t = std::move(i->second);
+        live.erase(i);
+      }
+      complete(std::move(r), t);
+    }
+  }
+};
+
+client::client(const std::string& endpoint, client_options opts)
+    : impl_(std::make_unique<impl>(endpoint, std::move(opts))) {}
+
+client::~client() = default;
+
+std::vector<task_handle> client::submit_batch(std::vector<task_spec> specs,
+                                              result_callback on_done) {
+  auto w = std::make_shared<impl::submit_wait>();
+  if (on_done) w->callback = std::make_shared<const result_callback>(std::move(on_done));
+  auto done = w->handles.get_future();
+  auto id = impl_->framer.reserve_id();
+  {
+    std::lock_guard<std::mutex> guard{impl_->mutex};
+    impl_->submits.emplace(id, w);
+  }
+  wire::submit msg{std::move(specs)};
+  if (!impl_->sock->send(impl_->framer.make_with_id(id, wire::msg_type::submit, msg))) {
+    impl_->fail_waiter(id, "the client's outbound queue is full");
+  }
+  if (done.wait_for(impl_->opts.timeout) != std::future_status::ready) {
+    impl_->fail_waiter(id, "");
+    throw client_error("no answer from the head within " +
+                       std::to_string(impl_->opts.timeout.count()) + " ms");
+  }
+  return done.get();
+}
+
+task_handle client::submit(task_spec spec, result_callback on_done) {
+  std::vector<task_spec> one;
+  one.push_back(std::move(spec));
+  return submit_batch(std::move(one), std::move(on_done)).front();
+}
+
+void client::cancel(task_id id) {
+  impl_->sock->send(impl_->framer.make(nullptr, wire::msg_type::cancel, wire::cancel{{id}}));
+}
+
+wire::status client::status() {
+  auto p = std::make_shared<std::promise<wire::status>>();
+  auto done = p->get_future();
+  auto id = impl_->framer.reserve_id();
+  {
+    std::lock_guard<std::mutex> guard{impl_->mutex};
+    impl_->statuses.emplace(id, p);
+  }
+  impl_->sock->send(
+      impl_->framer.make_with_id(id, wire::msg_type::status_request, wire::status_request{}));
+  if (done.wait_for(impl_->opts.timeout) != std::future_status::ready) {
+    impl_->fail_waiter(id, "");
+    throw client_error("no status from the head within " +
+                       std::to_string(impl_->opts.timeout.count()) + " ms");
+  }
+  return done.get();
+}
+
+uint64_t client::errors() const {
+  return impl_->error_count.load();
+}
+
+}  // namespace troupe

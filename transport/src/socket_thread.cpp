@@ -1,0 +1,189 @@
+#include "troupe/socket_thread.hpp"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <future>
+
+namespace troupe::transport {
+
+namespace {
+// At most this many received messages are handled per poll round, so that a flood of input
+// cannot starve the outbound queue.
+constexpr int receive_batch = 256;
+}  // namespace
+
+socket_thread::socket_thread(zmq::context_t& ctx, socket_options opts, handler on_message)
+    : opts_(std::move(opts)), on_message_(std::move(on_message)) {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw transport_error(opts_.name + ": eventfd failed");
+  std::promise<std::string> ready;
+  auto started = ready.get_future();
+  thread_ = std::thread([this, &ctx, &ready] { run(ctx, &ready); });
+  try {
+    bound_ = started.get();
+  } catch (...) {
+    thread_.join();
+    ::close(wake_fd_);
+    throw;
+  }
+}
+
+socket_thread::~socket_thread() {
+  stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void socket_thread::stop() {
+  if (stopping_.exchange(true)) {
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+    return;
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof one);
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+bool socket_thread::send(multipart&& msg) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  // The bound covers both queues: the one here and the socket thread's backlog.
+  if (outbound_.size() + backlog_size_.load(std::memory_order_relaxed) >= opts_.max_outbound) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  outbound_.push_back(std::move(msg));
+  // One wake-up per burst: the poll loop takes the whole queue at once.
+  if (!signalled_) {
+    signalled_ = true;
+    uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
+  return true;
+}
+
+bool socket_thread::send(std::initializer_list<std::string_view> frames) {
+  multipart msg;
+  msg.reserve(frames.size());
+  for (auto f : frames) msg.emplace_back(f.data(), f.size());
+  return send(std::move(msg));
+}
+
+void socket_thread::drain_outbound(zmq::socket_t& sock, std::deque<multipart>& backlog) {
+  bool router = opts_.type == zmq::socket_type::router;
+  while (!backlog.empty()) {
+    auto& msg = backlog.front();
+    bool sent = false;
+    try {
+      for (size_t i = 0; i < msg.size(); ++i) {
+        auto flags = zmq::send_flags::dontwait;
+        if (i + 1 < msg.size()) flags = flags | zmq::send_flags::sndmore;
+        auto r = sock.send(msg[i], flags);
+        if (!r) break;  // EAGAIN: only possible on the first frame (multipart is atomic)
+        sent = i + 1 == msg.size();
+      }
+    } catch (const zmq::error_t& e) {
+      // ROUTER_MANDATORY: the peer is gone. Its messages cannot be delivered; count, go on.
+      if (e.num() != EHOSTUNREACH) spdlog::warn("{}: send failed: {}", opts_.name, e.what());
+      unroutable_.fetch_add(1, std::memory_order_relaxed);
+      backlog.pop_front();
+      continue;
+    }
+    if (!sent) {
+      if (router) {  // one slow peer must not hold up the others: drop at its high-water mark
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        backlog.pop_front();
+        continue;
+      }
+      return;  // DEALER: its one peer is slow; wait for POLLOUT
+    }
+    backlog.pop_front();
+  }
+}
+
+void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
+  std::string short_name = opts_.name.substr(0, 15);
+  pthread_setname_np(pthread_self(), short_name.c_str());
+  std::unique_ptr<zmq::socket_t> sock;
+  try {
+    sock = std::make_unique<zmq::socket_t>(ctx, opts_.type);
+    sock->set(zmq::sockopt::linger, opts_.linger_ms);
+    sock->set(zmq::sockopt::sndhwm, opts_.high_water_mark);
+    sock->set(zmq::sockopt::rcvhwm, opts_.high_water_mark);
+    sock->set(zmq::sockopt::maxmsgsize, opts_.max_message_bytes);
+    sock->set(zmq::sockopt::reconnect_ivl, opts_.reconnect_ms);
+    if (opts_.type == zmq::socket_type::router) sock->set(zmq::sockopt::router_mandatory, 1);
+    if (!opts_.routing_id.empty()) sock->set(zmq::sockopt::routing_id, opts_.routing_id);
+    if (opts_.bind)
+      sock->bind(opts_.endpoint);
+    else
+      sock->connect(opts_.endpoint);
+    ready->set_value(opts_.bind ? sock->get(zmq::sockopt::last_endpoint) : opts_.endpoint);
+  } catch (const zmq::error_t& e) {
+    ready->set_exception(std::make_exception_ptr(
+        transport_error(opts_.name + ": cannot " + (opts_.bind ? "bind " : "connect to ") +
+                        opts_.endpoint + ": " + e.what())));
+    return;
+  }
+  std::deque<multipart> backlog;
+  while (!stopping_.load(std::memory_order_acquire)) {
+    short events = ZMQ_POLLIN;
+    if (!backlog.empty()) events |= ZMQ_POLLOUT;
+    zmq::pollitem_t items[] = {{sock->handle(), 0, events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      spdlog::error("{}: poll failed: {}", opts_.name, e.what());
+      break;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      uint64_t count;
+      (void)!::read(wake_fd_, &count, sizeof count);
+      std::lock_guard<std::mutex> guard{mutex_};
+      signalled_ = false;
+      if (backlog.empty())
+        backlog.swap(outbound_);
+      else
+        while (!outbound_.empty()) backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
+    }
+    if (stopping_.load(std::memory_order_acquire)) break;
+    drain_outbound(*sock, backlog);
+    backlog_size_.store(backlog.size(), std::memory_order_relaxed);
+    for (int n = 0; n < receive_batch; ++n) {
+      multipart msg;
+      try {
+        auto r = zmq::recv_multipart(*sock, std::back_inserter(msg), zmq::recv_flags::dontwait);
+        if (!r) break;
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EAGAIN || e.num() == EINTR) break;
+        spdlog::error("{}: receive failed: {}", opts_.name, e.what());
+        break;
+      }
+      try {
+        on_message_(msg);
+      } catch (const std::exception& e) {
+        // The handler answers bad input itself; this is a bug, not a peer's fault. Keep going.
+        spdlog::error("{}: message handler threw: {}", opts_.name, e.what());
+      }
+    }
+    drain_outbound(*sock, backlog);  // replies the handler just queued
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      // Pick up what arrived meanwhile without waiting for the next wake-up.
+      while (!outbound_.empty())
+        backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
+    }
+    if (!backlog.empty()) drain_outbound(*sock, backlog);
+    backlog_size_.store(backlog.size(), std::memory_order_relaxed);
+  }
+  if (opts_.linger_ms > 0) {  // a last word (a node's bye) goes out before the socket closes
+    std::lock_guard<std::mutex> guard{mutex_};
+    while (!outbound_.empty()) backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
+  }
+  if (opts_.linger_ms > 0) drain_outbound(*sock, backlog);
+  sock->close();
+}
+
+}  // namespace troupe::transport
