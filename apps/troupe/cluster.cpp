@@ -1,5 +1,7 @@
 // The cluster commands: head, node, up (a head and its nodes as child processes), submit and
 // status (clients of a head).
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
@@ -29,28 +31,49 @@ runtime_config cluster_file(const std::string& path, const std::vector<std::stri
   return cfg;
 }
 
-/// Blocks SIGINT and SIGTERM in this thread and every thread started after it, so that one
-/// thread can wait for them with sigwait (no handler runs on a random thread).
-sigset_t block_stop_signals(bool with_child = false) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  if (with_child) sigaddset(&set, SIGCHLD);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return set;
+// Signals arrive through a pipe (the self-pipe trick): a handler, on whatever thread the kernel
+// picks (OpenBLAS starts threads before main, so blocking signals in main is not enough), writes
+// the signal number; the waiting thread reads it.
+int signal_pipe[2] = {-1, -1};
+
+void on_signal(int sig) {
+  auto saved = errno;
+  unsigned char b = static_cast<unsigned char>(sig);
+  (void)!::write(signal_pipe[1], &b, 1);
+  errno = saved;
+}
+
+void catch_signals(std::initializer_list<int> sigs) {
+  if (signal_pipe[0] < 0 && pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+    throw std::runtime_error("cannot create the signal pipe");
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int sig : sigs) sigaction(sig, &sa, nullptr);
+}
+
+/// The next signal, or 0 when timeout_ms (-1: none) passed first.
+int next_signal(int timeout_ms) {
+  pollfd p{signal_pipe[0], POLLIN, 0};
+  while (true) {
+    int r = ::poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    unsigned char b = 0;
+    if (::read(signal_pipe[0], &b, 1) == 1) return b;
+  }
 }
 
 }  // namespace
 
 int run_head(const std::string& config, const std::vector<std::string>& overrides) {
   auto cfg = cluster_file(config, overrides);
-  auto signals = block_stop_signals();
+  catch_signals({SIGINT, SIGTERM});
   head h{cfg};
   std::fprintf(stderr, "troupe head: listening on %s, %zu node(s) in %s\n", h.endpoint().c_str(),
                cfg.cluster.nodes.size(), config.c_str());
-  int sig = 0;
-  sigwait(&signals, &sig);
+  int sig = next_signal(-1);
   spdlog::info("head: {} received, stopping", strsignal(sig));
   h.shutdown(shutdown_mode::cancel);
   return 0;
@@ -59,11 +82,10 @@ int run_head(const std::string& config, const std::vector<std::string>& override
 int run_node(const std::string& config, const std::string& name,
              const std::vector<std::string>& overrides) {
   auto cfg = cluster_file(config, overrides);
-  auto signals = block_stop_signals();
+  catch_signals({SIGINT, SIGTERM});
   node n{cfg, name};
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    int sig = next_signal(-1);
     n.request_stop(std::string{strsignal(sig)} + " received");
   });
   std::optional<node::stop_reason> why;
@@ -71,13 +93,14 @@ int run_node(const std::string& config, const std::string& name,
   }
   if (why->failed) {
     // The process exits at once: the parent (troupe up) restarts it with a fresh state. The
-    // signal thread is still waiting; nothing to join.
+    // signal thread is still waiting in poll; _exit does not need it.
     spdlog::critical("node {}: {}", name, why->why);
     std::fflush(nullptr);
     _exit(3);
   }
   spdlog::info("node {}: {}, stopping", name, why->why);
   n.shutdown();
+  on_signal(SIGTERM);  // wakes the signal thread if the stop came from elsewhere
   waiter.join();
   return 0;
 }
@@ -92,14 +115,14 @@ struct child {
   std::chrono::steady_clock::time_point restart_at{};
 };
 
-pid_t start_child(child& c, const sigset_t& blocked) {
+pid_t start_child(child& c) {
   auto pid = fork();
   if (pid < 0) {
     spdlog::error("up: fork failed for {}", c.role);
     return -1;
   }
   if (pid == 0) {
-    sigprocmask(SIG_UNBLOCK, &blocked, nullptr);
+    for (int sig : {SIGINT, SIGTERM, SIGCHLD}) signal(sig, SIG_DFL);
     std::vector<char*> argv;
     for (auto& a : c.args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -118,7 +141,7 @@ pid_t start_child(child& c, const sigset_t& blocked) {
 
 int run_up(const std::string& config, const std::vector<std::string>& overrides) {
   auto cfg = cluster_file(config, overrides);  // refuse a bad file before starting anything
-  auto signals = block_stop_signals(true);
+  catch_signals({SIGINT, SIGTERM, SIGCHLD});
   std::vector<child> children;
   auto common = [&](std::vector<std::string> args) {
     args.insert(args.begin(), "troupe");
@@ -131,26 +154,21 @@ int run_up(const std::string& config, const std::vector<std::string>& overrides)
   for (auto& n : cfg.cluster.nodes)
     children.push_back({"node " + n.name, common({"node", "--name", n.name})});
   for (auto& c : children)
-    if (start_child(c, signals) < 0) return 1;
+    if (start_child(c) < 0) return 1;
 
   bool stopping = false;
   auto stop_deadline = std::chrono::steady_clock::time_point::max();
   while (true) {
     auto now = std::chrono::steady_clock::now();
-    // Sleep in sigtimedwait until a signal or the next restart (or the stop deadline) is due.
+    // Wait for a signal, or until the next restart (or the stop deadline) is due.
     auto wake = stop_deadline;
     for (auto& c : children)
       if (c.pid < 0 && !stopping) wake = std::min(wake, c.restart_at);
-    timespec ts{};
-    if (wake != std::chrono::steady_clock::time_point::max()) {
-      auto left = std::max<int64_t>(
-          0, std::chrono::duration_cast<std::chrono::nanoseconds>(wake - now).count());
-      ts.tv_sec = time_t(left / 1000000000);
-      ts.tv_nsec = long(left % 1000000000);
-    } else {
-      ts.tv_sec = 3600;
-    }
-    int sig = sigtimedwait(&signals, nullptr, &ts);
+    int timeout_ms = -1;
+    if (wake != std::chrono::steady_clock::time_point::max())
+      timeout_ms = int(std::max<int64_t>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1));
+    int sig = next_signal(timeout_ms);
     now = std::chrono::steady_clock::now();
     if (sig == SIGINT || sig == SIGTERM) {
       if (!stopping) {
@@ -195,7 +213,7 @@ int run_up(const std::string& config, const std::vector<std::string>& overrides)
       continue;
     }
     for (auto& c : children)
-      if (c.pid < 0 && now >= c.restart_at && start_child(c, signals) < 0) return 1;
+      if (c.pid < 0 && now >= c.restart_at && start_child(c) < 0) return 1;
   }
 }
 

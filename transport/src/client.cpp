@@ -67,9 +67,11 @@ struct client::impl {
     }
   }
 
+  /// The callback runs before the handle is ready: whoever waits on handles sees every
+  /// callback done.
   void complete(task_result&& r, const live_task& t) {
+    if (t.callback && *t.callback) (*t.callback)(r);
     t.done->set(std::move(r));
-    if (t.callback && *t.callback) (*t.callback)(t.done->wait());
   }
 
   void on_message(transport::multipart& m) {

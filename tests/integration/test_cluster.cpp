@@ -1,0 +1,336 @@
+// A three-process cluster on this machine, started with `troupe up` as an operator would, used by
+// the C++ client and the Python example, with a node killed -9 in the middle of a run.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "troupe/client.hpp"
+#include "troupe/codec.hpp"
+#include "troupe/kernels.hpp"
+#include "troupe/registry.hpp"
+#include "troupe/socket_thread.hpp"
+
+namespace {
+
+using namespace troupe;
+using namespace std::chrono_literals;
+
+std::string temp_dir() {
+  auto d = ::testing::TempDir() + "troupe_cluster_" + std::to_string(getpid());
+  mkdir(d.c_str(), 0700);
+  return d;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path};
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// Children of `parent` whose command line contains every word of `words`.
+pid_t find_child(pid_t parent, const std::vector<std::string>& words) {
+  DIR* d = opendir("/proc");
+  pid_t found = -1;
+  while (auto* e = readdir(d)) {
+    pid_t pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    auto stat = read_file("/proc/" + std::string{e->d_name} + "/stat");
+    auto close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos) continue;
+    int ppid = 0;
+    char state = 0;
+    if (sscanf(stat.c_str() + close_paren + 1, " %c %d", &state, &ppid) != 2 || ppid != parent)
+      continue;
+    auto cmd = read_file("/proc/" + std::string{e->d_name} + "/cmdline");
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    bool all = true;
+    for (auto& w : words) all = all && cmd.find(" " + w + " ") != std::string::npos;
+    if (all) found = pid;
+  }
+  closedir(d);
+  return found;
+}
+
+/// The checksum the gemm kernel computes for these parameters, computed here.
+double expected_gemm_checksum(int64_t size, int64_t seed) {
+  static task_registry registry;
+  static bool registered = (kernels::register_builtins(registry), true);
+  (void)registered;
+  task_spec spec;
+  spec.kind = "gemm";
+  spec.params = {{"size", size}, {"seed", seed}};
+  task_context ctx{spec, 1, 0, device_class::cpu};
+  auto out = registry.find("gemm")->def.cpu(ctx);
+  return out.values.get_double("checksum", NAN);
+}
+
+class Cluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = temp_dir();
+    endpoint_ = "ipc://" + dir_ + "/head.ipc";
+    config_ = dir_ + "/cluster.toml";
+    std::ofstream{config_} << "[cluster]\nhead = \"" << endpoint_ << "\"\n"
+                           << "heartbeat_ms = 100\nsuspect_after_ms = 500\n"
+                           << "dead_after_ms = 1500\nrestart_delay_ms = 100\n"
+                           << "[nodes.a]\ncpu = 2\n[nodes.b]\ncpu = 2\n"
+                           << "[retry]\nmax = 5\n[log]\nlevel = \"warn\"\n";
+    log_ = dir_ + "/up.log";
+    up_ = fork();
+    ASSERT_GE(up_, 0);
+    if (up_ == 0) {
+      freopen(log_.c_str(), "w", stderr);
+      freopen("/dev/null", "w", stdout);
+      execl(TROUPE_BINARY, "troupe", "up", "--config", config_.c_str(), nullptr);
+      _exit(127);
+    }
+    client_options co;
+    co.timeout = 20s;
+    client_ = std::make_unique<client>(endpoint_, co);
+    ASSERT_TRUE(wait_for_status([](const wire::status& s) {
+      return s.nodes.size() == 2 && s.nodes[0].state == "joined" && s.nodes[1].state == "joined";
+    })) << read_file(log_);
+  }
+
+  void TearDown() override {
+    client_.reset();
+    if (up_ > 0) {
+      kill(up_, SIGTERM);
+      int status = 0;
+      waitpid(up_, &status, 0);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file(log_);
+    }
+  }
+
+  /// Asks the head for its status until pred holds (each ask is a round trip), for at most 20 s.
+  template <class Pred>
+  bool wait_for_status(Pred pred, wire::status* last = nullptr) {
+    auto deadline = clock::now() + 20s;
+    while (clock::now() < deadline) {
+      try {
+        auto s = client_->status();
+        if (last) *last = s;
+        if (pred(s)) return true;
+      } catch (const client_error&) {  // the head is not up yet: the status timed out
+      }
+    }
+    return false;
+  }
+
+  std::vector<task_spec> gemm_tasks(size_t n, int64_t first_seed) {
+    std::vector<task_spec> specs(n);
+    for (size_t i = 0; i < n; ++i) {
+      specs[i].kind = "gemm";
+      specs[i].params = {{"size", int64_t{24}}, {"seed", first_seed + int64_t(i)}};
+    }
+    return specs;
+  }
+
+  std::string dir_, endpoint_, config_, log_;
+  pid_t up_ = -1;
+  std::unique_ptr<client> client_;
+};
+
+TEST_F(Cluster, CppAndPythonClientsGetCorrectResults) {
+  auto handles = client_->submit_batch(gemm_tasks(1000, 0));
+  ASSERT_EQ(handles.size(), 1000u);
+  std::set<task_id> ids;
+  for (size_t i = 0; i < handles.size(); ++i) {
+    auto r = handles[i].wait_for(60s);
+    ASSERT_TRUE(r) << "task " << handles[i].id() << " has no result";
+    ASSERT_EQ(r->status, outcome::completed) << r->error.message;
+    EXPECT_EQ(r->id, handles[i].id());
+    EXPECT_NEAR(r->output.values.get_double("checksum", NAN),
+                expected_gemm_checksum(24, int64_t(i)), 1e-6);
+    ids.insert(r->id);
+  }
+  EXPECT_EQ(ids.size(), 1000u);
+
+  // The Python example, written from docs/protocol.md, against the same head.
+  auto cmd = std::string{"/usr/bin/python3 "} + TROUPE_SOURCE_DIR +
+             "/apps/examples/python_client.py --to " + endpoint_ + " --count 200 --size 24";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  ASSERT_EQ(pclose(p), 0) << out;
+  std::istringstream lines{out};
+  std::string line;
+  size_t checked = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["outcome"], "completed");
+    EXPECT_NEAR(j["values"]["checksum"].get<double>(),
+                expected_gemm_checksum(24, j["seed"].get<int64_t>()), 1e-6);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 200u);
+
+  wire::status s;
+  ASSERT_TRUE(wait_for_status([](const wire::status& st) { return st.stats.completed == 1200; },
+                              &s));
+  EXPECT_EQ(s.stats.submitted, 1200u);
+  EXPECT_EQ(s.stats.failed, 0u);
+  // Remote workers take part in placement: both nodes ran some of it.
+  std::map<std::string, uint64_t> per_node;
+  for (size_t i = 0; i < s.stats.workers.size(); ++i)
+    per_node[s.worker_nodes.at(i)] += s.stats.workers[i].tasks;
+  EXPECT_GT(per_node["a"], 0u);
+  EXPECT_GT(per_node["b"], 0u);
+  EXPECT_EQ(per_node["a"] + per_node["b"], 1200u);
+}
+
+TEST_F(Cluster, KillingANodeMidRunLosesNoTaskAndTheNodeComesBack) {
+  std::map<task_id, int> results_per_id;
+  std::mutex mu;
+  std::vector<task_spec> specs(3000);
+  for (auto& s : specs) {
+    s.kind = "sleep";
+    s.params = {{"ms", int64_t{1}}};
+  }
+  std::atomic<size_t> finished{0};
+  auto handles = client_->submit_batch(std::move(specs), [&](const task_result& r) {
+    std::lock_guard<std::mutex> g{mu};
+    ++results_per_id[r.id];
+    finished.fetch_add(1);
+  });
+  // Kill node a once it has started on the run.
+  wire::status s;
+  ASSERT_TRUE(wait_for_status([](const wire::status& st) { return st.stats.completed >= 200; }));
+  auto victim = find_child(up_, {"node", "a"});
+  ASSERT_GT(victim, 0);
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+
+  for (auto& h : handles) {
+    auto r = h.wait_for(60s);
+    ASSERT_TRUE(r) << "task " << h.id() << " never ended\n" << read_file(log_);
+    EXPECT_EQ(r->status, outcome::completed) << r->error.message;
+  }
+  {
+    std::lock_guard<std::mutex> g{mu};
+    EXPECT_EQ(results_per_id.size(), 3000u);
+    for (auto& [id, n] : results_per_id) EXPECT_EQ(n, 1) << "task " << id;
+  }
+  // troupe up restarts the node; it joins again under a new epoch.
+  ASSERT_TRUE(wait_for_status(
+      [](const wire::status& st) { return st.nodes[0].joins == 2 && st.nodes[0].state == "joined"; },
+      &s))
+      << read_file(log_);
+  EXPECT_EQ(s.stats.completed, 3000u);
+  EXPECT_EQ(s.stats.submitted, 3000u);
+  EXPECT_EQ(s.stats.in_flight + s.stats.queued, 0u);
+  uint64_t before = 0;
+  for (auto& w : s.stats.workers)
+    if (w.name.rfind("a/", 0) == 0) before += w.tasks;
+
+  // ... and gets work again.
+  auto more = client_->submit_batch(gemm_tasks(400, 5000));
+  for (auto& h : more) ASSERT_TRUE(h.wait_for(60s) && h.get().ok());
+  ASSERT_TRUE(wait_for_status([](const wire::status& st) { return st.stats.completed == 3400; },
+                              &s));
+  uint64_t after = 0;
+  for (auto& w : s.stats.workers)
+    if (w.name.rfind("a/", 0) == 0) after += w.tasks;
+  EXPECT_GT(after, before) << "the restarted node got no work";
+}
+
+TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
+  zmq::context_t ctx;
+  zmq::socket_t raw{ctx, zmq::socket_type::dealer};
+  raw.set(zmq::sockopt::linger, 0);
+  raw.connect(endpoint_);
+  auto header = [](const std::string& type, uint32_t v) {
+    wire::header h;
+    h.v = v;
+    wire::parse_msg_type(type, h.type);
+    h.id = 7;
+    return wire::encode(h);
+  };
+  auto expect_error = [&](std::vector<std::string> frames, const std::string& code) {
+    for (size_t i = 0; i < frames.size(); ++i)
+      raw.send(zmq::buffer(frames[i]),
+               i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    zmq::pollitem_t item{raw.handle(), 0, ZMQ_POLLIN, 0};
+    ASSERT_EQ(zmq::poll(&item, 1, std::chrono::milliseconds(10000)), 1) << "no reply";
+    std::vector<zmq::message_t> reply;
+    ASSERT_TRUE(zmq::recv_multipart(raw, std::back_inserter(reply)));
+    ASSERT_EQ(reply.size(), 2u);
+    auto h = wire::decode_header(reply[0].data(), reply[0].size(), wire::limits{});
+    ASSERT_EQ(h.type, wire::msg_type::error);
+    auto e = wire::decode<wire::error>(reply[1].data(), reply[1].size(), wire::limits{});
+    EXPECT_EQ(wire::to_string(e.code), code) << e.message;
+  };
+  expect_error({std::string{"\xc1", 1}, ""}, "malformed");           // not MessagePack
+  expect_error({header("submit", 99), "\x80"}, "bad_version");       // a future version
+  expect_error({std::string{"\x82\xa1v\x01\xa4type\xa4nuke"}, "\x80"}, "unknown_type");
+  expect_error({header("submit", 1), std::string{"\xdd\xff\xff\xff\xff", 5}}, "too_large");
+  expect_error({header("submit", 1), std::string("\x81\xa5tasks\x91\x81\xa4kind\x05")},
+               "malformed");                                         // kind is not a string
+  expect_error({header("assign", 1), "\x80"}, "unexpected");         // not a client's message
+  expect_error({header("submit", 1)}, "malformed");                  // one frame missing
+  expect_error({std::string(20u << 20, 'x'), "\x80"}, "too_large");  // over max_frame_bytes
+  // The head carries on: a proper submit works.
+  auto h = client_->submit(gemm_tasks(1, 1).front());
+  auto r = h.wait_for(30s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, outcome::completed);
+  // An unknown kind is refused with a reason, the others accepted.
+  task_spec bad;
+  bad.kind = "launch_missiles";
+  auto rejected = client_->submit(bad).wait_for(10s);
+  ASSERT_TRUE(rejected);
+  EXPECT_EQ(rejected->status, outcome::rejected);
+  EXPECT_EQ(rejected->error.code, errc::unknown_kind);
+  EXPECT_NE(rejected->error.message.find("launch_missiles"), std::string::npos);
+}
+
+TEST(ClusterConfig, ABadClusterFileNamesFileLineAndKey) {
+  auto dir = temp_dir();
+  auto path = dir + "/bad.toml";
+  std::ofstream{path} << "[cluster]\nhead = \"tcp://127.0.0.1:5999\"\n[nodes.a]\ncpu = \"two\"\n";
+  auto cmd = std::string{TROUPE_BINARY} + " up --config " + path + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_NE(out.find(path + ":4: key 'nodes.a.cpu'"), std::string::npos) << out;
+}
+
+TEST(ClusterConfig, AnEndpointThatCannotBeBoundMakesTheHeadExitNonZero) {
+  auto dir = temp_dir();
+  zmq::context_t ctx;
+  zmq::socket_t taken{ctx, zmq::socket_type::router};
+  taken.set(zmq::sockopt::linger, 0);
+  taken.bind("tcp://127.0.0.1:*");
+  auto endpoint = taken.get(zmq::sockopt::last_endpoint);
+  auto path = dir + "/taken.toml";
+  std::ofstream{path} << "[cluster]\nhead = \"" << endpoint << "\"\n[nodes.a]\ncpu = 1\n";
+  auto cmd = std::string{TROUPE_BINARY} + " head --config " + path + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_NE(out.find("cannot bind " + endpoint), std::string::npos) << out;
+}
+
+}  // namespace
