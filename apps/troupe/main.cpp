@@ -143,8 +143,10 @@ int main(int argc, char** argv) {
   auto* bench_cmd = app.add_subcommand("bench", "measure the runtime beside plain baselines");
   bench_cmd
       ->add_option("which", which,
-                   "pipeline, latency, gemm, gpu-gemm, gpu-mlp, gpu-mixed (default: all)")
-      ->check(CLI::IsMember({"pipeline", "latency", "gemm", "gpu-gemm", "gpu-mlp", "gpu-mixed"}));
+                   "pipeline, latency, gemm, gpu-gemm, gpu-mlp, gpu-mixed, remote-latency, "
+                   "remote-pipeline (default: all)")
+      ->check(CLI::IsMember({"pipeline", "latency", "gemm", "gpu-gemm", "gpu-mlp", "gpu-mixed",
+                             "remote-latency", "remote-pipeline"}));
   bench_cmd->add_option("--tasks", bench_tasks, "empty tasks for the pipeline benchmark");
   bench_cmd->add_option("--json", bench_json, "also write the figures as JSON");
   bench_cmd->add_option("--workers", bench_workers, "cpu workers (default: one per core)");

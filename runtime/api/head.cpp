@@ -41,6 +41,12 @@ struct head::impl {
   std::unique_ptr<transport::socket_thread> sock;
   membership_actor membership;
   std::atomic<uint64_t> frames_in{0}, refused{0};
+  // Results finished on the runtime's threads, gathered per client until the socket thread
+  // turns them into frames: one frame carries every result that finished meanwhile.
+  std::mutex results_mutex;
+  std::unordered_map<std::string, wire::result> results_pending;
+  bool results_wake = false;
+  static constexpr size_t results_per_frame = 1024;
   std::mutex stop_mutex;
   bool stopped = false;
 
@@ -58,7 +64,8 @@ struct head::impl {
     so.max_message_bytes = int64_t(cfg.cluster.max_frame_bytes) * 2;
     try {
       sock = std::make_unique<transport::socket_thread>(
-          ctx, so, [this](transport::multipart& m) { on_message(m); });
+          ctx, so, [this](transport::multipart& m) { on_message(m); },
+          [this] { send_results(); });
     } catch (...) {
       rt->shutdown(shutdown_mode::cancel);
       throw;
@@ -140,15 +147,46 @@ struct head::impl {
     return wire::decode<Body>(body.data(), body.size(), lim);
   }
 
+  /// On the socket thread: frames for the results gathered since the last round.
+  void send_results() {
+    std::unordered_map<std::string, wire::result> ready;
+    {
+      std::lock_guard<std::mutex> guard{results_mutex};
+      if (results_pending.empty()) return;
+      ready.swap(results_pending);
+      results_wake = false;
+    }
+    for (auto& [peer, res] : ready) {
+      for (size_t at = 0; at < res.tasks.size(); at += results_per_frame) {
+        if (at == 0 && res.tasks.size() <= results_per_frame) {
+          sock->send(framer.make(&peer, wire::msg_type::result, res));
+          break;
+        }
+        wire::result part;
+        auto end = std::min(res.tasks.size(), at + results_per_frame);
+        part.tasks.assign(std::make_move_iterator(res.tasks.begin() + long(at)),
+                          std::make_move_iterator(res.tasks.begin() + long(end)));
+        part.latency_ms.assign(res.latency_ms.begin() + long(at), res.latency_ms.begin() + long(end));
+        sock->send(framer.make(&peer, wire::msg_type::result, part));
+      }
+    }
+  }
+
   void on_submit(const std::string& peer, const wire::header& h, wire::submit&& msg) {
     // Results go back to whoever submitted, as they finish (from the runtime's threads).
     auto on_done = [this, peer](const task_result& r) {
-      wire::result out;
-      out.latency_ms.push_back(
-          std::chrono::duration<double, std::milli>(r.timings.finished - r.timings.submitted)
-              .count());
-      out.tasks.push_back(r);
-      sock->send(framer.make(&peer, wire::msg_type::result, out));
+      bool wake = false;
+      {
+        std::lock_guard<std::mutex> guard{results_mutex};
+        auto& out = results_pending[peer];
+        out.latency_ms.push_back(
+            std::chrono::duration<double, std::milli>(r.timings.finished - r.timings.submitted)
+                .count());
+        out.tasks.push_back(r);
+        wake = !results_wake;
+        results_wake = true;
+      }
+      if (wake) sock->wake();
     };
     auto handles = rt->submit_batch(std::move(msg.tasks), on_done);
     wire::submitted ids;

@@ -24,6 +24,10 @@ inline std::unique_ptr<caf::actor_system_config> make_caf_config(const runtime_c
   auto c = std::make_unique<caf::actor_system_config>();
   c->set("scheduler.max-threads", cfg.scheduler_threads);
   c->set("scheduler.policy", caf::atom("stealing"));
+  // An idle scheduler thread first spins (aggressive), then polls with 50 us sleeps (moderate),
+  // then waits on a condition variable that new work notifies (relaxed). In the moderate phase
+  // nothing wakes it: work from other threads (sockets, callers) waits out the sleep. Skip it.
+  c->set("work-stealing.moderate-poll-attempts", size_t{0});
   c->set("logger.console", caf::atom("none"));
   return c;
 }

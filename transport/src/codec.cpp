@@ -296,7 +296,9 @@ void write(packer& pk, const task_output& o) {
 
 template <class Body, class Fn>
 std::string encode_with(Fn&& fn) {
-  msgpack::sbuffer buf;
+  // One buffer per thread, reused: a fresh sbuffer allocates 8 KiB for every small frame.
+  thread_local msgpack::sbuffer buf;
+  buf.clear();
   packer pk{buf};
   fn(pk);
   return done(buf);
@@ -520,6 +522,27 @@ namespace {
 using msgpack::object;
 namespace mt = msgpack::type;
 
+/// Where a value sits in a body ("submit.tasks[3].priority"), rendered only for an error: the
+/// happy path builds no strings. Points at its parent, which lives further up the stack.
+class where {
+ public:
+  explicit where(const char* root) : root_(root) {}
+  where(const where& parent, std::string_view key) : parent_(&parent), key_(key) {}
+  where(const where& parent, uint32_t index) : parent_(&parent), index_(int64_t(index)) {}
+  std::string str() const {
+    std::string s = parent_ ? parent_->str() : std::string{root_ ? root_ : ""};
+    if (index_ >= 0) return s + "[" + std::to_string(index_) + "]";
+    if (!key_.empty()) s += "." + std::string(key_);
+    return s;
+  }
+
+ private:
+  const where* parent_ = nullptr;
+  const char* root_ = nullptr;
+  std::string_view key_;
+  int64_t index_ = -1;
+};
+
 const char* type_of(const object& o) {
   switch (o.type) {
     case mt::NIL: return "nil";
@@ -536,66 +559,65 @@ const char* type_of(const object& o) {
   }
 }
 
-[[noreturn]] void wrong(const std::string& path, const char* expected, const object& o) {
-  refuse(wire_errc::malformed,
-         path + ": expected " + expected + ", got " + type_of(o));
+[[noreturn]] void wrong(const where& path, const char* expected, const object& o) {
+  refuse(wire_errc::malformed, path.str() + ": expected " + expected + ", got " + type_of(o));
 }
 
-int64_t as_int(const object& o, const std::string& path) {
+int64_t as_int(const object& o, const where& path) {
   if (o.type == mt::POSITIVE_INTEGER) {
-    if (o.via.u64 > uint64_t(INT64_MAX)) refuse(wire_errc::malformed, path + ": integer too large");
+    if (o.via.u64 > uint64_t(INT64_MAX)) refuse(wire_errc::malformed, path.str() + ": integer too large");
     return int64_t(o.via.u64);
   }
   if (o.type == mt::NEGATIVE_INTEGER) return o.via.i64;
   wrong(path, "int", o);
 }
 
-uint64_t as_uint(const object& o, const std::string& path) {
+uint64_t as_uint(const object& o, const where& path) {
   if (o.type == mt::POSITIVE_INTEGER) return o.via.u64;
   if (o.type == mt::NEGATIVE_INTEGER)
-    refuse(wire_errc::malformed, path + ": expected a non-negative int");
+    refuse(wire_errc::malformed, path.str() + ": expected a non-negative int");
   wrong(path, "int", o);
 }
 
 template <class T>
-T as_bounded(const object& o, const std::string& path) {
+T as_bounded(const object& o, const where& path) {
   if constexpr (std::is_signed_v<T>) {
     auto v = as_int(o, path);
     if (v < int64_t(std::numeric_limits<T>::min()) || v > int64_t(std::numeric_limits<T>::max()))
-      refuse(wire_errc::malformed, path + ": " + std::to_string(v) + " is out of range");
+      refuse(wire_errc::malformed, path.str() + ": " + std::to_string(v) + " is out of range");
     return T(v);
   } else {
     auto v = as_uint(o, path);
     if (v > uint64_t(std::numeric_limits<T>::max()))
-      refuse(wire_errc::malformed, path + ": " + std::to_string(v) + " is out of range");
+      refuse(wire_errc::malformed, path.str() + ": " + std::to_string(v) + " is out of range");
     return T(v);
   }
 }
 
-double as_double(const object& o, const std::string& path) {
+double as_double(const object& o, const where& path) {
   if (o.type == mt::FLOAT32 || o.type == mt::FLOAT64) return o.via.f64;
   if (o.type == mt::POSITIVE_INTEGER) return double(o.via.u64);
   if (o.type == mt::NEGATIVE_INTEGER) return double(o.via.i64);
   wrong(path, "number", o);
 }
 
-bool as_bool(const object& o, const std::string& path) {
+bool as_bool(const object& o, const where& path) {
   if (o.type != mt::BOOLEAN) wrong(path, "bool", o);
   return o.via.boolean;
 }
 
-std::string as_string(const object& o, const std::string& path) {
+std::string as_string(const object& o, const where& path) {
   if (o.type != mt::STR) wrong(path, "string", o);
   return std::string(o.via.str.ptr, o.via.str.size);
 }
 
-std::vector<uint8_t> as_bytes(const object& o, const std::string& path) {
+std::vector<uint8_t> as_bytes(const object& o, const where& path) {
   if (o.type == mt::BIN) return {o.via.bin.ptr, o.via.bin.ptr + o.via.bin.size};
   if (o.type == mt::STR) return {o.via.str.ptr, o.via.str.ptr + o.via.str.size};
   wrong(path, "binary", o);
 }
 
-const msgpack::object_array& as_array(const object& o, const std::string& path) {
+const msgpack::object_array& as_array(const object& o, const where& path) {
   if (o.type != mt::ARRAY) wrong(path, "array", o);
   return o.via.array;
 }
@@ -603,7 +625,7 @@ const msgpack::object_array& as_array(const object& o, const std::string& path) 
 /// A body map: fields by name, errors by path ("submit.tasks[3].priority").
 class fields {
  public:
-  fields(const object& o, std::string path) : path_(std::move(path)) {
+  fields(const object& o, const where& path) : path_(path) {
     if (o.type != mt::MAP) wrong(path_, "map", o);
     map_ = &o.via.map;
   }
@@ -617,11 +639,10 @@ class fields {
   }
   const object& need(std::string_view k) const {
     auto* o = find(k);
-    if (!o) refuse(wire_errc::malformed, path_ + ": missing field '" + std::string(k) + "'");
+    if (!o) refuse(wire_errc::malformed, path_.str() + ": missing field '" + std::string(k) + "'");
     return *o;
   }
-  std::string at(std::string_view k) const { return path_ + "." + std::string(k); }
-  const std::string& path() const { return path_; }
+  where at(std::string_view k) const { return where(path_, k); }
 
   template <class T>
   T num(std::string_view k) const { return as_bounded<T>(need(k), at(k)); }
@@ -637,16 +658,17 @@ class fields {
   }
   template <class Fn>
   void each(std::string_view k, Fn&& fn) const {
-    auto& arr = as_array(need(k), at(k));
-    for (uint32_t i = 0; i < arr.size; ++i) fn(arr.ptr[i], at(k) + "[" + std::to_string(i) + "]");
+    where list = at(k);
+    auto& arr = as_array(need(k), list);
+    for (uint32_t i = 0; i < arr.size; ++i) fn(arr.ptr[i], where(list, i));
   }
 
  private:
-  std::string path_;
+  where path_;
   const msgpack::object_map* map_ = nullptr;
 };
 
-param_value read_param(const object& o, const std::string& path) {
+param_value read_param(const object& o, const where& path) {
   switch (o.type) {
     case mt::BOOLEAN: return o.via.boolean;
     case mt::POSITIVE_INTEGER:
@@ -662,7 +684,7 @@ param_value read_param(const object& o, const std::string& path) {
         if (t == mt::FLOAT32 || t == mt::FLOAT64)
           any_float = true;
         else if (t != mt::POSITIVE_INTEGER && t != mt::NEGATIVE_INTEGER)
-          wrong(path + "[" + std::to_string(i) + "]", "number", arr.ptr[i]);
+          wrong(where(path, i), "number", arr.ptr[i]);
       }
       if (any_float) {
         std::vector<double> v(arr.size);
@@ -671,25 +693,25 @@ param_value read_param(const object& o, const std::string& path) {
       }
       std::vector<int64_t> v(arr.size);
       for (uint32_t i = 0; i < arr.size; ++i)
-        v[i] = as_int(arr.ptr[i], path + "[" + std::to_string(i) + "]");
+        v[i] = as_int(arr.ptr[i], where(path, i));
       return v;
     }
     default: wrong(path, "bool, int, float, string or a list of numbers", o);
   }
 }
 
-param_map read_params(const object& o, const std::string& path) {
+param_map read_params(const object& o, const where& path) {
   if (o.type != mt::MAP) wrong(path, "map", o);
   param_map p;
   for (uint32_t i = 0; i < o.via.map.size; ++i) {
     auto& kv = o.via.map.ptr[i];
-    auto k = as_string(kv.key, path + " key");
-    p.set(k, read_param(kv.val, path + "." + k));
+    auto k = as_string(kv.key, where(path, "(key)"));
+    p.set(k, read_param(kv.val, where(path, k)));
   }
   return p;
 }
 
-resources read_needs(const object& o, const std::string& path) {
+resources read_needs(const object& o, const where& path) {
   fields f{o, path};
   resources r;
   r.cpu_slots = f.num<uint32_t>("cpu_slots", r.cpu_slots);
@@ -699,7 +721,7 @@ resources read_needs(const object& o, const std::string& path) {
   return r;
 }
 
-worker_capacity read_capacity(const object& o, const std::string& path) {
+worker_capacity read_capacity(const object& o, const where& path) {
   fields f{o, path};
   worker_capacity r;
   r.cpu_slots = f.num<uint32_t>("cpu_slots");
@@ -709,7 +731,7 @@ worker_capacity read_capacity(const object& o, const std::string& path) {
   return r;
 }
 
-task_spec read_spec(const object& o, const std::string& path, time_point now) {
+task_spec read_spec(const object& o, const where& path, time_point now) {
   fields f{o, path};
   task_spec s;
   s.kind = f.text("kind");
@@ -727,8 +749,8 @@ task_spec read_spec(const object& o, const std::string& path, time_point now) {
     if (l->type != mt::MAP) wrong(f.at("labels"), "map", *l);
     for (uint32_t i = 0; i < l->via.map.size; ++i) {
       auto& kv = l->via.map.ptr[i];
-      s.labels[as_string(kv.key, f.at("labels") + " key")] =
-          as_string(kv.val, f.at("labels") + " value");
+      auto k = as_string(kv.key, where(f.at("labels"), "(key)"));
+      s.labels[k] = as_string(kv.val, where(f.at("labels"), k));
     }
   }
   return s;
@@ -745,7 +767,7 @@ errc read_errc(const fields& f, std::string_view k) {
   auto name = f.text(k);
   errc e{};
   if (!from_name(name, errc::config_error, e))
-    refuse(wire_errc::malformed, f.at(k) + ": unknown error code '" + name + "'");
+    refuse(wire_errc::malformed, f.at(k).str() + ": unknown error code '" + name + "'");
   return e;
 }
 
@@ -767,7 +789,8 @@ msgpack::object_handle parse(const void* data, size_t size, const limits& lim) {
 template <class Fn>
 auto with_body(const void* data, size_t size, const limits& lim, const char* name, Fn&& fn) {
   auto oh = parse(data, size, lim);
-  return fn(fields{oh.get(), name});
+  where root{name};
+  return fn(fields{oh.get(), root});
 }
 
 }  // namespace
@@ -796,19 +819,19 @@ hello decode<hello>(const void* data, size_t size, const limits& lim) {
   return with_body(data, size, lim, "hello", [](const fields& f) {
     hello m;
     m.node = f.text("node");
-    f.each("workers", [&](const object& o, const std::string& path) {
+    f.each("workers", [&](const object& o, const where& path) {
       fields w{o, path};
       worker_info info;
       info.name = w.text("name");
       auto device = w.text("device");
       if (!from_name(device, device_class::cuda, info.device))
-        refuse(wire_errc::malformed, w.at("device") + ": expected \"cpu\" or \"cuda\"");
+        refuse(wire_errc::malformed, w.at("device").str() + ": expected \"cpu\" or \"cuda\"");
       info.device_index = w.num<int32_t>("device_index", -1);
       info.capacity = read_capacity(w.need("capacity"), w.at("capacity"));
       m.workers.push_back(std::move(info));
     });
     if (f.find("kinds"))
-      f.each("kinds", [&](const object& o, const std::string& p) {
+      f.each("kinds", [&](const object& o, const where& p) {
         m.kinds.push_back(as_string(o, p));
       });
     return m;
@@ -837,7 +860,7 @@ assign decode<assign>(const void* data, size_t size, const limits& lim) {
   auto now = clock::now();
   return with_body(data, size, lim, "assign", [&](const fields& f) {
     assign m;
-    f.each("tasks", [&](const object& o, const std::string& path) {
+    f.each("tasks", [&](const object& o, const where& path) {
       fields t{o, path};
       assigned_task a;
       a.id = t.num<uint64_t>("id");
@@ -854,7 +877,7 @@ template <>
 results decode<results>(const void* data, size_t size, const limits& lim) {
   return with_body(data, size, lim, "results", [](const fields& f) {
     results m;
-    f.each("records", [&](const object& o, const std::string& path) {
+    f.each("records", [&](const object& o, const where& path) {
       fields r{o, path};
       attempt_result a;
       a.id = r.num<uint64_t>("id");
@@ -889,7 +912,7 @@ submit decode<submit>(const void* data, size_t size, const limits& lim) {
   auto now = clock::now();
   return with_body(data, size, lim, "submit", [&](const fields& f) {
     submit m;
-    f.each("tasks", [&](const object& o, const std::string& path) {
+    f.each("tasks", [&](const object& o, const where& path) {
       m.tasks.push_back(read_spec(o, path, now));
     });
     return m;
@@ -900,7 +923,7 @@ template <>
 submitted decode<submitted>(const void* data, size_t size, const limits& lim) {
   return with_body(data, size, lim, "submitted", [](const fields& f) {
     submitted m;
-    f.each("ids", [&](const object& o, const std::string& p) { m.ids.push_back(as_uint(o, p)); });
+    f.each("ids", [&](const object& o, const where& p) { m.ids.push_back(as_uint(o, p)); });
     return m;
   });
 }
@@ -909,14 +932,14 @@ template <>
 result decode<result>(const void* data, size_t size, const limits& lim) {
   return with_body(data, size, lim, "result", [](const fields& f) {
     result m;
-    f.each("tasks", [&](const object& o, const std::string& path) {
+    f.each("tasks", [&](const object& o, const where& path) {
       fields r{o, path};
       task_result t;
       t.id = r.num<uint64_t>("id");
       t.kind = r.text("kind", {});
       auto name = r.text("outcome");
       if (!from_name(name, outcome::rejected, t.status))
-        refuse(wire_errc::malformed, r.at("outcome") + ": unknown outcome '" + name + "'");
+        refuse(wire_errc::malformed, r.at("outcome").str() + ": unknown outcome '" + name + "'");
       t.error.code = read_errc(r, "code");
       t.error.message = r.text("message", {});
       t.output = read_output(r);
@@ -934,7 +957,7 @@ template <>
 cancel decode<cancel>(const void* data, size_t size, const limits& lim) {
   return with_body(data, size, lim, "cancel", [](const fields& f) {
     cancel m;
-    f.each("ids", [&](const object& o, const std::string& p) { m.ids.push_back(as_uint(o, p)); });
+    f.each("ids", [&](const object& o, const where& p) { m.ids.push_back(as_uint(o, p)); });
     return m;
   });
 }
@@ -966,8 +989,10 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
       if (l->type != mt::MAP) wrong(f.at("latency"), "map", *l);
       for (uint32_t i = 0; i < l->via.map.size; ++i) {
         auto& kv = l->via.map.ptr[i];
-        auto kind = as_string(kv.key, f.at("latency") + " key");
-        fields x{kv.val, f.at("latency") + "." + kind};
+        where latency = f.at("latency");
+        auto kind = as_string(kv.key, where(latency, "(key)"));
+        where entry(latency, kind);
+        fields x{kv.val, entry};
         latency_summary ls;
         ls.count = x.num<uint64_t>("count", 0);
         ls.mean_ms = as_double(x.need("mean_ms"), x.at("mean_ms"));
@@ -978,7 +1003,7 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
         s.latency.emplace(kind, ls);
       }
     }
-    f.each("workers", [&](const object& o, const std::string& path) {
+    f.each("workers", [&](const object& o, const where& path) {
       fields w{o, path};
       worker_stats ws;
       ws.index = w.num<int32_t>("index");
@@ -993,7 +1018,7 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
         ws.heartbeat_age_ms = as_double(*h, w.at("heartbeat_age_ms"));
       s.workers.push_back(std::move(ws));
     });
-    f.each("nodes", [&](const object& o, const std::string& path) {
+    f.each("nodes", [&](const object& o, const where& path) {
       fields n{o, path};
       node_status ns;
       ns.name = n.text("name");
@@ -1002,7 +1027,7 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
       ns.joins = n.num<uint32_t>("joins", 0);
       if (auto* h = n.find("heartbeat_age_ms"))
         ns.heartbeat_age_ms = as_double(*h, n.at("heartbeat_age_ms"));
-      n.each("workers", [&](const object& w, const std::string& p) {
+      n.each("workers", [&](const object& w, const where& p) {
         ns.workers.push_back(as_bounded<int32_t>(w, p));
       });
       m.nodes.push_back(std::move(ns));

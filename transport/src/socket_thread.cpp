@@ -15,8 +15,11 @@ namespace {
 constexpr int receive_batch = 256;
 }  // namespace
 
-socket_thread::socket_thread(zmq::context_t& ctx, socket_options opts, handler on_message)
-    : opts_(std::move(opts)), on_message_(std::move(on_message)) {
+socket_thread::socket_thread(zmq::context_t& ctx, socket_options opts, handler on_message,
+                             sender before_send)
+    : opts_(std::move(opts)),
+      on_message_(std::move(on_message)),
+      before_send_(std::move(before_send)) {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw transport_error(opts_.name + ": eventfd failed");
   std::promise<std::string> ready;
@@ -63,11 +66,26 @@ bool socket_thread::send(multipart&& msg) {
   return true;
 }
 
+void socket_thread::wake() {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (!signalled_) {
+    signalled_ = true;
+    uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
+}
+
 bool socket_thread::send(std::initializer_list<std::string_view> frames) {
   multipart msg;
   msg.reserve(frames.size());
   for (auto f : frames) msg.emplace_back(f.data(), f.size());
   return send(std::move(msg));
+}
+
+void socket_thread::take_gathered(std::deque<multipart>& backlog) {
+  before_send_();  // queues messages through send()
+  std::lock_guard<std::mutex> guard{mutex_};
+  while (!outbound_.empty()) backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
 }
 
 void socket_thread::drain_outbound(zmq::socket_t& sock, std::deque<multipart>& backlog) {
@@ -149,6 +167,7 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
         while (!outbound_.empty()) backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
     }
     if (stopping_.load(std::memory_order_acquire)) break;
+    if (before_send_) take_gathered(backlog);
     drain_outbound(*sock, backlog);
     backlog_size_.store(backlog.size(), std::memory_order_relaxed);
     for (int n = 0; n < receive_batch; ++n) {
@@ -168,6 +187,7 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
         spdlog::error("{}: message handler threw: {}", opts_.name, e.what());
       }
     }
+    if (before_send_) take_gathered(backlog);
     drain_outbound(*sock, backlog);  // replies the handler just queued
     {
       std::lock_guard<std::mutex> guard{mutex_};

@@ -44,15 +44,22 @@ class socket_thread {
   /// Runs on the socket's thread for every message received (all its frames).
   using handler = std::function<void(multipart&)>;
 
+  /// Runs on the socket's thread before each round of sending: a chance to turn work gathered
+  /// from other threads into messages (coalescing many small results into one frame).
+  using sender = std::function<void()>;
+
   /// Creates the socket on its thread, binds or connects it, and starts polling. Throws
   /// transport_error naming the endpoint if that fails.
-  socket_thread(zmq::context_t& ctx, socket_options opts, handler on_message);
+  socket_thread(zmq::context_t& ctx, socket_options opts, handler on_message,
+                sender before_send = {});
   ~socket_thread();
   socket_thread(const socket_thread&) = delete;
   socket_thread& operator=(const socket_thread&) = delete;
 
   /// Thread-safe. False (and counted) when max_outbound messages are already waiting.
   bool send(multipart&& msg);
+  /// Thread-safe: wakes the socket's thread so that before_send runs soon.
+  void wake();
   /// Convenience: frames from byte strings.
   bool send(std::initializer_list<std::string_view> frames);
   /// Stops polling and closes the socket; idempotent. Messages still queued are dropped.
@@ -66,9 +73,11 @@ class socket_thread {
  private:
   void run(zmq::context_t& ctx, std::promise<std::string>* ready);
   void drain_outbound(zmq::socket_t& sock, std::deque<multipart>& backlog);
+  void take_gathered(std::deque<multipart>& backlog);
 
   socket_options opts_;
   handler on_message_;
+  sender before_send_;
   int wake_fd_ = -1;
   std::mutex mutex_;
   std::deque<multipart> outbound_;

@@ -1,0 +1,285 @@
+// `troupe bench remote-latency | remote-pipeline`: tasks across processes (client -> head ->
+// node -> worker -> back), each beside raw zmq between two processes with messages of the same
+// size, in the same run.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "troupe/client.hpp"
+#include "troupe/codec.hpp"
+#include "troupe/framer.hpp"
+
+namespace troupe::cli {
+
+namespace {
+
+using micros = std::chrono::duration<double, std::micro>;
+
+double pct(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, size_t(q * double(v.size())))];
+}
+
+/// A free loopback port, as the kernel picks one (released before use: fine for a benchmark).
+std::string free_endpoint(zmq::context_t& ctx) {
+  zmq::socket_t s{ctx, zmq::socket_type::router};
+  s.set(zmq::sockopt::linger, 0);
+  s.bind("tcp://127.0.0.1:*");
+  return s.get(zmq::sockopt::last_endpoint);
+}
+
+/// A head and one node as child processes of this one, stopped (SIGTERM) when this goes.
+class bench_cluster {
+ public:
+  bench_cluster(const std::string& endpoint, uint32_t node_workers) : endpoint_(endpoint) {
+    config_ = "/tmp/troupe-bench-" + std::to_string(getpid()) + ".toml";
+    std::ofstream{config_} << "[cluster]\nhead = \"" << endpoint << "\"\n"
+                           << "[nodes.n1]\ncpu = " << node_workers << "\n[log]\nlevel = \"warn\"\n";
+    pids_.push_back(spawn({"troupe", "head", "--config", config_}));
+    pids_.push_back(spawn({"troupe", "node", "--name", "n1", "--config", config_}));
+  }
+  ~bench_cluster() {
+    for (auto it = pids_.rbegin(); it != pids_.rend(); ++it) kill(*it, SIGTERM);
+    for (auto p : pids_) waitpid(p, nullptr, 0);
+    unlink(config_.c_str());
+  }
+  /// Whether the head process still runs (it exits at once if its port was taken meanwhile).
+  bool head_alive() { return waitpid(pids_.front(), nullptr, WNOHANG) == 0; }
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  static pid_t spawn(std::vector<std::string> args) {
+    auto pid = fork();
+    if (pid == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv("/proc/self/exe", argv.data());
+      _exit(127);
+    }
+    return pid;
+  }
+  std::string endpoint_, config_;
+  std::vector<pid_t> pids_;
+};
+
+/// Waits (status round trips) until the node has joined; false if the head died first.
+bool wait_joined(bench_cluster& cluster, client& c) {
+  auto deadline = clock::now() + std::chrono::seconds(30);
+  while (clock::now() < deadline && cluster.head_alive()) {
+    try {
+      auto s = c.status();
+      if (!s.nodes.empty() && s.nodes[0].state == "joined") return true;
+    } catch (const client_error&) {
+    }
+  }
+  return false;
+}
+
+/// A head and a node on a free port, with a client joined to them. The port is found by
+/// binding and releasing it, so another process may take it meanwhile: then try another.
+struct running_cluster {
+  std::unique_ptr<bench_cluster> cluster;
+  std::unique_ptr<client> c;
+  explicit running_cluster(uint32_t node_workers) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      zmq::context_t probe;
+      auto endpoint = free_endpoint(probe);
+      probe.close();
+      cluster = std::make_unique<bench_cluster>(endpoint, node_workers);
+      client_options co;
+      co.timeout = std::chrono::seconds(5);
+      c = std::make_unique<client>(endpoint, co);
+      if (wait_joined(*cluster, *c)) return;
+      c.reset();
+      cluster.reset();
+    }
+    throw std::runtime_error("could not start the benchmark's head and node");
+  }
+};
+
+/// Sizes of one noop task's submit frames and of its result frames, as troupe sends them.
+std::pair<size_t, size_t> frame_sizes() {
+  wire::framer f{"bench"};
+  task_spec noop;
+  noop.kind = "noop";
+  auto sub = f.make(nullptr, wire::msg_type::submit, wire::submit{{noop}});
+  task_result r;
+  r.id = 123456;
+  r.kind = "noop";
+  r.status = outcome::completed;
+  r.attempts = 1;
+  wire::result res;
+  res.tasks.push_back(r);
+  res.latency_ms.push_back(0.1);
+  auto out = f.make(nullptr, wire::msg_type::result, res);
+  return {sub[0].size() + sub[1].size(), out[0].size() + out[1].size()};
+}
+
+/// Runs `serve` in a child process on a socket it binds to a port of its choosing; returns the
+/// child's pid and the endpoint (sent back through a pipe, so no port is guessed).
+template <class Serve>
+std::pair<pid_t, std::string> serve_in_child(zmq::socket_type type, Serve serve) {
+  int fds[2];
+  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  auto pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    zmq::context_t ctx;
+    zmq::socket_t s{ctx, type};
+    s.set(zmq::sockopt::linger, 0);
+    s.bind("tcp://127.0.0.1:*");
+    auto ep = s.get(zmq::sockopt::last_endpoint);
+    (void)!write(fds[1], ep.c_str(), ep.size() + 1);
+    close(fds[1]);
+    serve(ctx, s);
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string ep;
+  char c;
+  while (read(fds[0], &c, 1) == 1 && c != 0) ep += c;
+  close(fds[0]);
+  if (ep.empty()) throw std::runtime_error("the baseline's child process did not start");
+  return {pid, ep};
+}
+
+/// Raw zmq REQ/REP between two processes: p50/p99 round trip in microseconds.
+std::pair<double, double> raw_req_rep(int rounds, size_t request, size_t reply) {
+  auto [pid, endpoint] = serve_in_child(zmq::socket_type::rep, [&](zmq::context_t&, zmq::socket_t& rep) {
+    std::string answer(reply, 'r');
+    rep.set(zmq::sockopt::rcvtimeo, 10000);
+    for (int i = 0; i < rounds + 100; ++i) {
+      zmq::message_t m;
+      if (!rep.recv(m)) break;
+      rep.send(zmq::buffer(answer));
+    }
+  });
+  zmq::context_t ctx;
+  zmq::socket_t req{ctx, zmq::socket_type::req};
+  req.set(zmq::sockopt::linger, 0);
+  req.set(zmq::sockopt::rcvtimeo, 5000);  // a lost reply fails the run instead of hanging it
+  req.connect(endpoint);
+  std::string ask(request, 'q');
+  std::vector<double> rtt;
+  for (int i = 0; i < rounds + 100; ++i) {
+    auto t0 = clock::now();
+    req.send(zmq::buffer(ask));
+    zmq::message_t m;
+    if (!req.recv(m)) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      throw std::runtime_error("raw REQ/REP: no reply within 5 s");
+    }
+    if (i >= 100) rtt.push_back(micros(clock::now() - t0).count());  // after warm-up
+  }
+  waitpid(pid, nullptr, 0);
+  return {pct(rtt, .5), pct(rtt, .99)};
+}
+
+/// Raw zmq one-way messages between two processes (DEALER -> ROUTER, which behaves as PUSH/PULL
+/// with a way back for "done"): messages per second, until the receiver has the last one.
+double raw_push_pull(size_t count, size_t size) {
+  // The receiver PULLs every message, then answers on the same DEALER/ROUTER pair: a ROUTER
+  // child that counts, so one socket carries both directions.
+  auto [pid, endpoint] = serve_in_child(zmq::socket_type::router, [&](zmq::context_t&, zmq::socket_t& in) {
+    zmq::message_t id, m;
+    in.set(zmq::sockopt::rcvtimeo, 60000);
+    for (size_t i = 0; i < count; ++i) {
+      if (!in.recv(id) || !in.recv(m)) return;
+    }
+    in.send(id, zmq::send_flags::sndmore);
+    in.send(zmq::str_buffer("done"));
+  });
+  zmq::context_t ctx;
+  zmq::socket_t push{ctx, zmq::socket_type::dealer};
+  push.set(zmq::sockopt::sndhwm, 0);
+  push.connect(endpoint);
+  auto& done = push;
+  std::string msg(size, 'x');
+  auto t0 = clock::now();
+  for (size_t i = 0; i < count; ++i) push.send(zmq::buffer(msg));
+  zmq::message_t m;
+  done.set(zmq::sockopt::rcvtimeo, 120000);
+  if (!done.recv(m)) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    throw std::runtime_error("raw one-way: the receiver did not finish within 120 s");
+  }
+  auto rate = double(count) / std::chrono::duration<double>(clock::now() - t0).count();
+  waitpid(pid, nullptr, 0);
+  return rate;
+}
+
+}  // namespace
+
+nlohmann::json bench_remote_latency(int rounds) {
+  auto [request, reply] = frame_sizes();
+  auto [raw50, raw99] = raw_req_rep(rounds, request, reply);
+  running_cluster rc{1};
+  auto& c = *rc.c;
+  task_spec noop;
+  noop.kind = "noop";
+  std::vector<double> rtt;
+  for (int i = 0; i < rounds + 100; ++i) {
+    auto t0 = clock::now();
+    auto h = c.submit(noop);
+    h.get();
+    if (i >= 100) rtt.push_back(micros(clock::now() - t0).count());
+  }
+  auto p50 = pct(rtt, .5), p99 = pct(rtt, .99);
+  std::printf("remote-latency  one noop task at a time, client -> head -> node -> worker -> back, "
+              "%d rounds, microseconds\n", rounds);
+  std::printf("  raw zmq REQ/REP (%zu B / %zu B)   p50 %8.1f  p99 %8.1f\n", request, reply, raw50,
+              raw99);
+  std::printf("  troupe                          p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f)\n",
+              p50, p99, p50 / raw50, p99 / raw99);
+  return {{"raw_p50_us", raw50}, {"raw_p99_us", raw99}, {"troupe_p50_us", p50},
+          {"troupe_p99_us", p99}, {"ratio_p50", p50 / raw50}, {"ratio_p99", p99 / raw99}};
+}
+
+nlohmann::json bench_remote_pipeline(size_t tasks) {
+  auto [request, reply] = frame_sizes();
+  auto raw = raw_push_pull(tasks, request);
+  running_cluster rc{1};
+  auto& c = *rc.c;
+  task_spec noop;
+  noop.kind = "noop";
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<size_t> done{0};
+  const size_t batch = 1000;
+  auto t0 = clock::now();
+  for (size_t sent = 0; sent < tasks; sent += batch) {
+    std::vector<task_spec> specs(std::min(batch, tasks - sent), noop);
+    c.submit_batch(std::move(specs), [&](const task_result&) {
+      if (done.fetch_add(1) + 1 == tasks) {
+        std::lock_guard<std::mutex> g{mu};
+        cv.notify_all();
+      }
+    });
+  }
+  {
+    std::unique_lock<std::mutex> lock{mu};
+    if (!cv.wait_for(lock, std::chrono::seconds(120), [&] { return done.load() == tasks; }))
+      throw std::runtime_error("remote-pipeline: " + std::to_string(done.load()) + " of " +
+                               std::to_string(tasks) + " results after 120 s");
+  }
+  auto rate = double(tasks) / std::chrono::duration<double>(clock::now() - t0).count();
+  std::printf("remote-pipeline empty tasks across processes (client, head, node with 1 worker), "
+              "%zu tasks in submits of %zu\n", tasks, batch);
+  std::printf("  raw zmq one-way (%zu B)          %12.0f msgs/s\n", request, raw);
+  std::printf("  troupe                          %12.0f tasks/s  ratio %.3f\n", rate, rate / raw);
+  return {{"raw_msgs_per_s", raw}, {"troupe_tasks_per_s", rate}, {"ratio", rate / raw}};
+}
+
+}  // namespace troupe::cli
