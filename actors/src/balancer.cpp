@@ -208,6 +208,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
         slot.handle = std::move(msg.handle);
         slot.generation = msg.generation;
         slot.up = true;
+        if (msg.capacity) st.ledger.set_capacity(msg.worker, *msg.capacity);
         st.ledger.set_available(msg.worker, true);
         pump(self);
       },

@@ -77,7 +77,7 @@ void bring_up(self_ptr self, int32_t w) {
   slot.up = true;
   slot.proxy = self->spawn(remote_worker_impl, w, slot.generation,
                            caf::actor_cast<membership_actor>(self));
-  self->send(st.balancer, worker_up_msg{w, slot.generation, slot.proxy});
+  self->send(st.balancer, worker_up_msg{w, slot.generation, slot.proxy, slot.capacity});
   self->send(st.monitor, worker_state_msg{w, "up", slot.restarts, slot.generation});
 }
 
@@ -128,6 +128,8 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
   node.epoch = msg.epoch;
   node.last_heard = clock::now();
   node.state = node_state::joined;
+  for (size_t i = 0; i < node.workers.size(); ++i)
+    st.slots[size_t(node.workers[i])].capacity = hello.workers[i].capacity;
   if (fresh) {
     ++node.joins;
     for (auto w : node.workers) bring_up(self, w);

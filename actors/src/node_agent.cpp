@@ -168,6 +168,10 @@ node_agent_actor::behavior_type node_agent_impl(
           send_head(self, wire::msg_type::worker_state,
                     wire::worker_state{msg.worker, false, msg.crashed_task, msg.reason,
                                        msg.retired});
+        // A poisoned GPU context cannot be fixed inside this process: exit, so that the parent
+        // (troupe up) starts the node again with fresh contexts. The head re-places its tasks.
+        if (msg.retired && st.fatal) st.fatal("GPU worker " + std::to_string(msg.worker) +
+                                              " retired: " + msg.reason);
       },
       [=](const escalate_msg& msg) {
         auto& st = self->state;

@@ -32,7 +32,7 @@ const char* topic_of(outcome o) {
 
 class queue_logic {
  public:
-  explicit queue_logic(self_ptr self) : self_(self), st_(self->state), now_(clock::now()) {
+  explicit queue_logic(self_ptr self) : now_(clock::now()), self_(self), st_(self->state) {
     events_.bind(st_.core->events);
   }
 

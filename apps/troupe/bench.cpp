@@ -370,8 +370,8 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
         for (size_t i = 0; i < n; ++i) {
           std::vector<float> x(1024);
           kernels::fill_uniform(x.data(), x.size(), i, 1.0f);
-          requests[i].payload.resize(x.size() * sizeof(float));
-          std::memcpy(requests[i].payload.data(), x.data(), requests[i].payload.size());
+          auto* bytes = reinterpret_cast<const uint8_t*>(x.data());
+          requests[i].payload.assign(bytes, bytes + x.size() * sizeof(float));
         }
         std::atomic<uint64_t> batched_starts{0}, launches{0};
         auto measure = [&](bool batching) {

@@ -142,6 +142,10 @@ std::pair<pid_t, std::string> serve_in_child(zmq::socket_type type, Serve serve)
     (void)!write(fds[1], ep.c_str(), ep.size() + 1);
     close(fds[1]);
     serve(ctx, s);
+    // Deliver the last message before leaving: _exit would drop what zmq still holds.
+    s.set(zmq::sockopt::linger, 5000);
+    s.close();
+    ctx.close();
     _exit(0);
   }
   close(fds[1]);

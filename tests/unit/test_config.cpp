@@ -145,3 +145,46 @@ TEST(Config, CommandLineOverridesUseTheSameValidation) {
   EXPECT_THROW(apply_override(cfg, "nodot=3"), config_error);
   EXPECT_THROW(apply_override(cfg, "queue.nokey=3"), config_error);
 }
+
+TEST(ClusterConfig, ReadsTheClusterSectionAndNodes) {
+  auto cfg = parse_config(
+      "[cluster]\nhead = \"ipc:///tmp/h\"\nheartbeat_ms = 50\nsuspect_after_ms = 200\n"
+      "dead_after_ms = 900\n[nodes.a]\ncpu = 3\n[nodes.gpu-1]\ncpu = 0\ncuda = [0, 1]\n",
+      "c.toml");
+  EXPECT_EQ(cfg.cluster.head_endpoint, "ipc:///tmp/h");
+  EXPECT_EQ(cfg.cluster.heartbeat_interval, std::chrono::milliseconds(50));
+  ASSERT_EQ(cfg.cluster.nodes.size(), 2u);
+  EXPECT_EQ(cfg.cluster.nodes[0].name, "a");
+  EXPECT_EQ(cfg.cluster.nodes[0].cpu_workers, 3u);
+  auto gpu = resolve(node_view(cfg, "gpu-1", "c.toml"));
+  EXPECT_EQ(gpu.cpu_workers, 0u);  // cpu = 0 on a node means none, not one per core
+  EXPECT_EQ(gpu.cuda_devices, (std::vector<int32_t>{0, 1}));
+  auto head = resolve(head_view(cfg));
+  EXPECT_EQ(head.cpu_workers, 0u);
+  EXPECT_EQ(head.cuda, cuda_selection::none);
+}
+
+TEST(ClusterConfig, MistakesNameTheKey) {
+  EXPECT_EQ(error_of("[cluster]\nhead = \"127.0.0.1:5555\"\n").key(), "cluster.head");
+  EXPECT_EQ(error_of("[cluster]\nhead = \"udp://x:1\"\n").key(), "cluster.head");
+  EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\ngpus = 2\n").key(), "nodes.a.gpus");
+  EXPECT_EQ(error_of("[nodes.a]\ncuda = \"all\"\n").key(), "nodes.a.cuda");
+  EXPECT_EQ(error_of("[nodes.a]\ncpu = 0\n").key(), "nodes.a");
+  EXPECT_EQ(error_of("[nodes.\"a b\"]\ncpu = 1\n").key(), "nodes.a b");
+  auto e = error_of("[cluster]\nsuspect_after_ms = 500\ndead_after_ms = 400\n");
+  EXPECT_EQ(e.key(), "cluster.dead_after_ms");
+  EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\n[nodes.b]\ncpu = -1\n").line(), 4);
+  try {
+    node_view(parse_config("[nodes.a]\ncpu = 1\n", "c.toml"), "z", "c.toml");
+    FAIL() << "unknown node accepted";
+  } catch (const config_error& err) {
+    EXPECT_EQ(err.key(), "nodes.z");
+    EXPECT_NE(std::string{err.what()}.find("declared: a"), std::string::npos) << err.what();
+  }
+}
+
+TEST(ClusterConfig, ShippedClusterFileParses) {
+  auto cfg = load_config(TROUPE_SOURCE_DIR "/config/cluster-3.toml");
+  ASSERT_EQ(cfg.cluster.nodes.size(), 2u);
+  EXPECT_EQ(cfg.cluster.head_endpoint, "tcp://127.0.0.1:5555");
+}

@@ -25,6 +25,8 @@ class resource_ledger {
   int32_t add_worker(worker_capacity cap);
   size_t worker_count() const { return workers_.size(); }
   void set_available(int32_t worker, bool available);
+  /// What a worker can hold, as it reports itself (a remote worker, when its node joins).
+  void set_capacity(int32_t worker, worker_capacity cap) { workers_.at(worker).cap = cap; }
   bool available(int32_t worker) const { return workers_.at(worker).available; }
 
   /// Whether any worker (available or not) could ever hold a task with these needs.

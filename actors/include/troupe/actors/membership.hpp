@@ -90,6 +90,7 @@ struct membership_state {
     uint32_t generation = 0;
     uint32_t restarts = 0;
     bool up = false;
+    std::optional<worker_capacity> capacity;  ///< as the node's hello reports it
     worker_actor proxy;
   };
   runtime_core* core = nullptr;

@@ -8,6 +8,7 @@
 #include <caf/atom.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -155,6 +156,8 @@ struct worker_up_msg {
   int32_t worker = -1;
   uint32_t generation = 0;
   worker_actor handle;
+  /// A remote worker's capacity as its node reports it; local workers keep the layout's.
+  std::optional<worker_capacity> capacity;
 };
 
 using balancer_actor =
