@@ -10,10 +10,14 @@ namespace troupe {
 
 const char* to_string(membership_state::node_state s) noexcept {
   switch (s) {
-    case membership_state::node_state::absent: return "absent";
-    case membership_state::node_state::joined: return "joined";
-    case membership_state::node_state::suspect: return "suspect";
-    case membership_state::node_state::dead: return "dead";
+    case membership_state::node_state::absent:
+      return "absent";
+    case membership_state::node_state::joined:
+      return "joined";
+    case membership_state::node_state::suspect:
+      return "suspect";
+    case membership_state::node_state::dead:
+      return "dead";
   }
   return "?";
 }
@@ -58,6 +62,7 @@ void node_lost(self_ptr self, size_t n, const std::string& reason, node_state ne
     auto& slot = st.slots[size_t(w)];
     if (!slot.up) continue;
     slot.up = false;
+    slot.assigned = 0;
     self->send(st.balancer, worker_lost_msg{w, slot.generation, 0, reason, now, false});
     self->send(st.monitor, worker_state_msg{w, "down", slot.restarts, slot.generation});
     if (slot.proxy) self->send_exit(slot.proxy, caf::exit_reason::user_shutdown);
@@ -75,8 +80,8 @@ void bring_up(self_ptr self, int32_t w) {
   auto& slot = st.slots[size_t(w)];
   ++slot.generation;
   slot.up = true;
-  slot.proxy = self->spawn(remote_worker_impl, w, slot.generation,
-                           caf::actor_cast<membership_actor>(self));
+  slot.proxy =
+      self->spawn(remote_worker_impl, w, slot.generation, caf::actor_cast<membership_actor>(self));
   self->send(st.balancer, worker_up_msg{w, slot.generation, slot.proxy, slot.capacity});
   self->send(st.monitor, worker_state_msg{w, "up", slot.restarts, slot.generation});
 }
@@ -119,9 +124,9 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
     }
   } else if (node.state == node_state::dead && msg.epoch <= node.epoch) {
     ++st.stale_frames;
-    return send_error(self, msg.peer, msg.corr, wire::wire_errc::stale_epoch,
-                      "epoch " + std::to_string(msg.epoch) +
-                          " was declared dead; rejoin with a new one");
+    return send_error(
+        self, msg.peer, msg.corr, wire::wire_errc::stale_epoch,
+        "epoch " + std::to_string(msg.epoch) + " was declared dead; rejoin with a new one");
   }
   bool fresh = node.state != node_state::joined && node.state != node_state::suspect;
   node.peer = msg.peer;
@@ -184,11 +189,13 @@ void on_results(self_ptr self, node_results_msg& msg) {
     if (i == node->in_flight.end() || i->second.a.attempt != r.attempt)
       continue;  // reclaimed meanwhile, or a duplicate: the queue has what it needs
     if (r.worker < 0 || size_t(r.worker) >= node->workers.size()) {
-      spdlog::warn("membership: node '{}' reports task {} on worker {} it does not have",
-                   msg.node, r.id, r.worker);
+      spdlog::warn("membership: node '{}' reports task {} on worker {} it does not have", msg.node,
+                   r.id, r.worker);
       continue;
     }
     auto w = node->workers[size_t(r.worker)];
+    auto& slot = st.slots[size_t(w)];
+    if (slot.assigned > 0) --slot.assigned;
     attempt_record rec;
     rec.task = std::move(i->second.a.task);
     rec.attempt = r.attempt;
@@ -197,8 +204,9 @@ void on_results(self_ptr self, node_results_msg& msg) {
     rec.message = std::move(r.message);
     rec.output = std::move(r.output);
     rec.finished = now;
-    rec.started = r.counts_as_attempt ? now - std::chrono::nanoseconds(std::max<int64_t>(0, r.run_ns))
-                                      : time_point{};
+    rec.started = r.counts_as_attempt
+                      ? now - std::chrono::nanoseconds(std::max<int64_t>(0, r.run_ns))
+                      : time_point{};
     rec.counts_as_attempt = r.counts_as_attempt;
     node->in_flight.erase(i);
     busy[w] += r.run_ns;
@@ -208,7 +216,7 @@ void on_results(self_ptr self, node_results_msg& msg) {
     auto& slot = st.slots[size_t(w)];
     auto n = records.size();
     self->send(st.balancer, results_msg{w, slot.generation, std::move(records)});
-    self->send(st.monitor, work_report_msg{w, slot.generation, n, busy[w], false});
+    self->send(st.monitor, work_report_msg{w, slot.generation, n, busy[w], slot.assigned > 0});
   }
 }
 
@@ -229,13 +237,14 @@ void on_worker_state(self_ptr self, node_worker_msg& msg) {
   } else {
     if (!slot.up) return;
     slot.up = false;
+    slot.assigned = 0;
     // The balancer reclaims this worker's tasks; forget them here so late results are ignored.
     for (auto i = node->in_flight.begin(); i != node->in_flight.end();)
       i = i->second.worker == w ? node->in_flight.erase(i) : std::next(i);
-    self->send(st.balancer,
-               worker_lost_msg{w, slot.generation, b.crashed_task, b.reason, clock::now(), b.retired});
-    self->send(st.monitor,
-               worker_state_msg{w, b.retired ? "down" : "restarting", slot.restarts, slot.generation});
+    self->send(st.balancer, worker_lost_msg{w, slot.generation, b.crashed_task, b.reason,
+                                            clock::now(), b.retired});
+    self->send(st.monitor, worker_state_msg{w, b.retired ? "down" : "restarting", slot.restarts,
+                                            slot.generation});
     if (slot.proxy) self->send_exit(slot.proxy, caf::exit_reason::user_shutdown);
     slot.proxy = nullptr;
     events.add("worker.down", b.crashed_task, w, b.reason);
@@ -256,7 +265,11 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
     out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec});
     node.in_flight[a.task->id] = {a, msg.worker};
   }
+  slot.assigned += msg.tasks.size();
+  // The monitor shows the worker busy while the node holds tasks of it.
+  self->send(st.monitor, work_report_msg{msg.worker, msg.generation, 0, 0, true});
   if (!st.socket->send(st.framer->make(&node.peer, wire::msg_type::assign, out))) {
+    slot.assigned -= msg.tasks.size();
     // The socket's queue is full: give the tasks back unstarted rather than lose them.
     results_msg r{msg.worker, msg.generation, {}};
     for (auto& a : msg.tasks) {
@@ -315,6 +328,8 @@ void on_status(self_ptr self, const status_query_msg& q) {
             s.stats.queued = std::min<uint64_t>(s.stats.queued, in_system);
             s.stats.in_flight = in_system - s.stats.queued;
             for (auto& w : st.core->workers) s.worker_nodes.push_back(w.node);
+            s.frames_refused = q.frames_refused;
+            s.stale_frames = st.stale_frames;
             auto now = clock::now();
             for (auto& node : st.nodes) {
               wire::node_status ns;
@@ -379,6 +394,16 @@ membership_actor::behavior_type membership_impl(
       [=](const status_query_msg& q) { on_status(self, q); },
       [=](remote_assign_msg& msg) { on_assign(self, msg); },
       [=](const membership_tick_msg&) { on_tick(self); },
+      [=](const cancel_remote_msg& msg) {
+        auto& st = self->state;
+        for (auto& node : st.nodes) {
+          wire::cancel out;
+          for (auto id : msg.ids)
+            if (node.in_flight.count(id)) out.ids.push_back(id);
+          if (!out.ids.empty())
+            st.socket->send(st.framer->make(&node.peer, wire::msg_type::cancel, out));
+        }
+      },
   };
 }
 

@@ -32,7 +32,8 @@ void say_hello(self_ptr self) {
   auto& st = self->state;
   wire::hello h;
   h.node = st.node;
-  for (auto& w : st.core->workers) h.workers.push_back({w.name, w.device, w.device_index, w.capacity});
+  for (auto& w : st.core->workers)
+    h.workers.push_back({w.name, w.device, w.device_index, w.capacity});
   h.kinds = st.core->registry.kinds();
   send_head(self, wire::msg_type::hello, h);
 }
@@ -88,7 +89,7 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
     task->spec = std::move(t.spec);
     task->attempts = t.attempt;
     auto& slot = st.workers[size_t(t.worker)];
-    slot.running[t.id] = t.attempt;
+    slot.running[t.id] = task;
     per_worker[size_t(t.worker)].push_back({std::move(task), t.attempt});
     ++st.assigned;
   }
@@ -104,7 +105,7 @@ void on_results(self_ptr self, results_msg& msg) {
   out.records.reserve(msg.records.size());
   for (auto& rec : msg.records) {
     auto i = slot.running.find(rec.task->id);
-    if (i == slot.running.end() || i->second != rec.attempt) continue;  // from an old epoch
+    if (i == slot.running.end() || i->second != rec.task) continue;  // from an old epoch
     slot.running.erase(i);
     wire::attempt_result r;
     r.id = rec.task->id;
@@ -124,8 +125,8 @@ void on_results(self_ptr self, results_msg& msg) {
 }  // namespace
 
 node_agent_actor::behavior_type node_agent_impl(
-    node_agent_actor::stateful_pointer<node_agent_state> self, runtime_core* core,
-    std::string node, transport::socket_thread* socket, wire::framer* framer,
+    node_agent_actor::stateful_pointer<node_agent_state> self, runtime_core* core, std::string node,
+    transport::socket_thread* socket, wire::framer* framer,
     std::function<void(const std::string&)> fatal) {
   auto& st = self->state;
   st.core = core;
@@ -165,13 +166,13 @@ node_agent_actor::behavior_type node_agent_impl(
         slot.running.clear();
         slot.held.clear();
         if (st.joined)
-          send_head(self, wire::msg_type::worker_state,
-                    wire::worker_state{msg.worker, false, msg.crashed_task, msg.reason,
-                                       msg.retired});
+          send_head(
+              self, wire::msg_type::worker_state,
+              wire::worker_state{msg.worker, false, msg.crashed_task, msg.reason, msg.retired});
         // A poisoned GPU context cannot be fixed inside this process: exit, so that the parent
         // (troupe up) starts the node again with fresh contexts. The head re-places its tasks.
-        if (msg.retired && st.fatal) st.fatal("GPU worker " + std::to_string(msg.worker) +
-                                              " retired: " + msg.reason);
+        if (msg.retired && st.fatal)
+          st.fatal("GPU worker " + std::to_string(msg.worker) + " retired: " + msg.reason);
       },
       [=](const escalate_msg& msg) {
         auto& st = self->state;
@@ -197,14 +198,22 @@ node_agent_actor::behavior_type node_agent_impl(
                       wire::worker_state{int32_t(w), false, 0, "down at join", false});
       },
       [=](const head_heartbeat_msg&) { self->state.head_heard = clock::now(); },
+      [=](const head_cancel_msg& msg) {
+        // The worker skips a cancelled task it has not started; a running one may poll the flag.
+        for (auto& w : self->state.workers)
+          for (auto id : msg.body.ids)
+            if (auto i = w.running.find(id); i != w.running.end())
+              i->second->cancel_requested.store(true, std::memory_order_relaxed);
+      },
       [=](const head_error_msg& msg) {
         auto& st = self->state;
         auto& e = msg.body;
-        spdlog::warn("node {}: the head refused a message: {}: {}", st.node, wire::to_string(e.code),
-                     e.message);
+        spdlog::warn("node {}: the head refused a message: {}: {}", st.node,
+                     wire::to_string(e.code), e.message);
         if (e.code == wire::wire_errc::unknown_node || e.code == wire::wire_errc::layout_mismatch) {
           if (st.fatal) st.fatal(e.message);
-        } else if (e.code == wire::wire_errc::stale_epoch || e.code == wire::wire_errc::not_joined) {
+        } else if (e.code == wire::wire_errc::stale_epoch ||
+                   e.code == wire::wire_errc::not_joined) {
           if (st.joined) rejoin(self, "the head does not know this epoch");
         }
       },

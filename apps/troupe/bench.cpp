@@ -155,11 +155,11 @@ double pct(std::vector<double> v, double q) {
 int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std::string& json_path,
               uint32_t workers, const std::vector<std::string>& overrides) {
   bench_overrides = overrides;
-  auto which = which_in.empty()
-                   ? std::vector<std::string>{"pipeline",  "latency",        "gemm",
-                                              "gpu-gemm",  "gpu-mlp",        "gpu-mixed",
-                                              "remote-latency", "remote-pipeline"}
-                   : which_in;
+  auto which =
+      which_in.empty()
+          ? std::vector<std::string>{"pipeline", "latency",   "gemm",           "gpu-gemm",
+                                     "gpu-mlp",  "gpu-mixed", "remote-latency", "remote-pipeline"}
+          : which_in;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json out;
   out["workers"] = workers;

@@ -159,15 +159,16 @@ std::pair<pid_t, std::string> serve_in_child(zmq::socket_type type, Serve serve)
 
 /// Raw zmq REQ/REP between two processes: p50/p99 round trip in microseconds.
 std::pair<double, double> raw_req_rep(int rounds, size_t request, size_t reply) {
-  auto [pid, endpoint] = serve_in_child(zmq::socket_type::rep, [&](zmq::context_t&, zmq::socket_t& rep) {
-    std::string answer(reply, 'r');
-    rep.set(zmq::sockopt::rcvtimeo, 10000);
-    for (int i = 0; i < rounds + 100; ++i) {
-      zmq::message_t m;
-      if (!rep.recv(m)) break;
-      rep.send(zmq::buffer(answer));
-    }
-  });
+  auto [pid, endpoint] =
+      serve_in_child(zmq::socket_type::rep, [&](zmq::context_t&, zmq::socket_t& rep) {
+        std::string answer(reply, 'r');
+        rep.set(zmq::sockopt::rcvtimeo, 10000);
+        for (int i = 0; i < rounds + 100; ++i) {
+          zmq::message_t m;
+          if (!rep.recv(m)) break;
+          rep.send(zmq::buffer(answer));
+        }
+      });
   zmq::context_t ctx;
   zmq::socket_t req{ctx, zmq::socket_type::req};
   req.set(zmq::sockopt::linger, 0);
@@ -195,15 +196,16 @@ std::pair<double, double> raw_req_rep(int rounds, size_t request, size_t reply) 
 double raw_push_pull(size_t count, size_t size) {
   // The receiver PULLs every message, then answers on the same DEALER/ROUTER pair: a ROUTER
   // child that counts, so one socket carries both directions.
-  auto [pid, endpoint] = serve_in_child(zmq::socket_type::router, [&](zmq::context_t&, zmq::socket_t& in) {
-    zmq::message_t id, m;
-    in.set(zmq::sockopt::rcvtimeo, 60000);
-    for (size_t i = 0; i < count; ++i) {
-      if (!in.recv(id) || !in.recv(m)) return;
-    }
-    in.send(id, zmq::send_flags::sndmore);
-    in.send(zmq::str_buffer("done"));
-  });
+  auto [pid, endpoint] =
+      serve_in_child(zmq::socket_type::router, [&](zmq::context_t&, zmq::socket_t& in) {
+        zmq::message_t id, m;
+        in.set(zmq::sockopt::rcvtimeo, 60000);
+        for (size_t i = 0; i < count; ++i) {
+          if (!in.recv(id) || !in.recv(m)) return;
+        }
+        in.send(id, zmq::send_flags::sndmore);
+        in.send(zmq::str_buffer("done"));
+      });
   zmq::context_t ctx;
   zmq::socket_t push{ctx, zmq::socket_type::dealer};
   push.set(zmq::sockopt::sndhwm, 0);
@@ -241,13 +243,16 @@ nlohmann::json bench_remote_latency(int rounds) {
     if (i >= 100) rtt.push_back(micros(clock::now() - t0).count());
   }
   auto p50 = pct(rtt, .5), p99 = pct(rtt, .99);
-  std::printf("remote-latency  one noop task at a time, client -> head -> node -> worker -> back, "
-              "%d rounds, microseconds\n", rounds);
+  std::printf(
+      "remote-latency  one noop task at a time, client -> head -> node -> worker -> back, "
+      "%d rounds, microseconds\n",
+      rounds);
   std::printf("  raw zmq REQ/REP (%zu B / %zu B)   p50 %8.1f  p99 %8.1f\n", request, reply, raw50,
               raw99);
-  std::printf("  troupe                          p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f)\n",
-              p50, p99, p50 / raw50, p99 / raw99);
-  return {{"raw_p50_us", raw50}, {"raw_p99_us", raw99}, {"troupe_p50_us", p50},
+  std::printf(
+      "  troupe                          p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f)\n", p50,
+      p99, p50 / raw50, p99 / raw99);
+  return {{"raw_p50_us", raw50},  {"raw_p99_us", raw99},      {"troupe_p50_us", p50},
           {"troupe_p99_us", p99}, {"ratio_p50", p50 / raw50}, {"ratio_p99", p99 / raw99}};
 }
 
@@ -279,8 +284,10 @@ nlohmann::json bench_remote_pipeline(size_t tasks) {
                                std::to_string(tasks) + " results after 120 s");
   }
   auto rate = double(tasks) / std::chrono::duration<double>(clock::now() - t0).count();
-  std::printf("remote-pipeline empty tasks across processes (client, head, node with 1 worker), "
-              "%zu tasks in submits of %zu\n", tasks, batch);
+  std::printf(
+      "remote-pipeline empty tasks across processes (client, head, node with 1 worker), "
+      "%zu tasks in submits of %zu\n",
+      tasks, batch);
   std::printf("  raw zmq one-way (%zu B)          %12.0f msgs/s\n", request, raw);
   std::printf("  troupe                          %12.0f tasks/s  ratio %.3f\n", rate, rate / raw);
   return {{"raw_msgs_per_s", raw}, {"troupe_tasks_per_s", rate}, {"ratio", rate / raw}};

@@ -189,12 +189,13 @@ int run_up(const std::string& config, const std::vector<std::string>& overrides)
         if (c.pid != pid) continue;
         c.pid = -1;
         std::string how = WIFEXITED(status) ? "exited with " + std::to_string(WEXITSTATUS(status))
-                          : WIFSIGNALED(status) ? std::string{"killed by "} + strsignal(WTERMSIG(status))
-                                                : "ended";
+                          : WIFSIGNALED(status)
+                              ? std::string{"killed by "} + strsignal(WTERMSIG(status))
+                              : "ended";
         if (!stopping) {
           c.restart_at = now + cfg.cluster.restart_delay;
-          std::fprintf(stderr, "troupe up: %s (pid %d) %s; restarting in %lld ms\n",
-                       c.role.c_str(), int(pid), how.c_str(),
+          std::fprintf(stderr, "troupe up: %s (pid %d) %s; restarting in %lld ms\n", c.role.c_str(),
+                       int(pid), how.c_str(),
                        static_cast<long long>(cfg.cluster.restart_delay.count()));
         } else {
           std::fprintf(stderr, "troupe up: %s stopped (%s)\n", c.role.c_str(), how.c_str());
@@ -202,8 +203,8 @@ int run_up(const std::string& config, const std::vector<std::string>& overrides)
       }
     }
     if (stopping) {
-      bool all_done = std::all_of(children.begin(), children.end(),
-                                  [](const child& c) { return c.pid < 0; });
+      bool all_done =
+          std::all_of(children.begin(), children.end(), [](const child& c) { return c.pid < 0; });
       if (all_done) return 0;
       if (now >= stop_deadline) {
         for (auto& c : children)
@@ -264,8 +265,7 @@ int run_submit(const submit_options& opt) {
   for (auto& h : handles) {
     if (!h.wait_until(deadline)) {
       std::fprintf(stderr, "troupe submit: task %llu has no result after %lld ms\n",
-                   static_cast<unsigned long long>(h.id()),
-                   static_cast<long long>(opt.timeout_ms));
+                   static_cast<unsigned long long>(h.id()), static_cast<long long>(opt.timeout_ms));
       return 1;
     }
     auto& r = h.get();
@@ -292,6 +292,8 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms) {
     j["queued"] = st.queued;
     j["in_flight"] = st.in_flight;
     j["retries"] = st.retries;
+    j["frames_refused"] = s.frames_refused;
+    j["stale_frames"] = s.stale_frames;
     for (auto& n : s.nodes)
       j["nodes"].push_back({{"name", n.name},
                             {"state", n.state},
@@ -312,11 +314,14 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("queue      %llu queued, %llu in flight; %llu submitted, %llu completed, %llu failed, "
-              "%llu rejected\n",
-              (unsigned long long)st.queued, (unsigned long long)st.in_flight,
-              (unsigned long long)st.submitted, (unsigned long long)st.completed,
-              (unsigned long long)st.failed, (unsigned long long)st.rejected);
+  std::printf(
+      "queue      %llu queued, %llu in flight; %llu submitted, %llu completed, %llu failed, "
+      "%llu rejected\n",
+      (unsigned long long)st.queued, (unsigned long long)st.in_flight,
+      (unsigned long long)st.submitted, (unsigned long long)st.completed,
+      (unsigned long long)st.failed, (unsigned long long)st.rejected);
+  std::printf("frames     %llu refused, %llu from stale epochs\n",
+              (unsigned long long)s.frames_refused, (unsigned long long)s.stale_frames);
   std::printf("supervision tree\n  head (supervisor, queue, balancer, monitor)\n");
   std::map<std::string, std::vector<size_t>> by_node;
   for (size_t i = 0; i < st.workers.size(); ++i)

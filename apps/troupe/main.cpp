@@ -17,7 +17,6 @@
 #include "troupe/runtime.hpp"
 #include "troupe/workload.hpp"
 
-
 namespace {
 
 using namespace troupe;
@@ -160,19 +159,20 @@ int main(int argc, char** argv) {
     cmd->add_option("--config", cluster_config, "cluster file (see config/cluster-3.toml)")
         ->required()
         ->check(CLI::ExistingFile);
-    cmd->add_option("--set", cluster_sets, "override a config key: section.key=value")
-        ->take_all();
+    cmd->add_option("--set", cluster_sets, "override a config key: section.key=value")->take_all();
   };
-  auto* head_cmd = app.add_subcommand("head", "run the head of a cluster: queue, balancer, "
-                                              "supervisor, monitor, and the socket of nodes "
-                                              "and clients");
+  auto* head_cmd = app.add_subcommand("head",
+                                      "run the head of a cluster: queue, balancer, "
+                                      "supervisor, monitor, and the socket of nodes "
+                                      "and clients");
   cluster_flags(head_cmd);
   auto* node_cmd = app.add_subcommand("node", "run one node of a cluster: its device workers");
   cluster_flags(node_cmd);
   node_cmd->add_option("--name", node_name, "the node's name in the cluster file")->required();
   auto* up_cmd = app.add_subcommand(
-      "up", "start the head and every node of a cluster file here, restart any that dies, stop "
-            "them all on Ctrl-C or SIGTERM");
+      "up",
+      "start the head and every node of a cluster file here, restart any that dies, stop "
+      "them all on Ctrl-C or SIGTERM");
   cluster_flags(up_cmd);
 
   troupe::cli::submit_options so;

@@ -64,15 +64,15 @@ struct head::impl {
     so.max_message_bytes = int64_t(cfg.cluster.max_frame_bytes) * 2;
     try {
       sock = std::make_unique<transport::socket_thread>(
-          ctx, so, [this](transport::multipart& m) { on_message(m); },
-          [this] { send_results(); });
+          ctx, so, [this](transport::multipart& m) { on_message(m); }, [this] { send_results(); });
     } catch (...) {
       rt->shutdown(shutdown_mode::cancel);
       throw;
     }
     membership = ri.system->spawn(membership_impl, &ri.core, ri.balancer, ri.monitor, ri.bus,
                                   sock.get(), &framer);
-    spdlog::info("head: listening on {} for {} node(s)", sock->endpoint(), cfg.cluster.nodes.size());
+    spdlog::info("head: listening on {} for {} node(s)", sock->endpoint(),
+                 cfg.cluster.nodes.size());
   }
 
   void refuse(const std::string& peer, uint64_t corr, wire::wire_errc code,
@@ -107,25 +107,28 @@ struct head::impl {
     try {
       switch (h.type) {
         case wire::msg_type::hello:
-          return caf::anon_send(membership, node_hello_msg{peer, h.epoch, h.id,
-                                                           decode<wire::hello>(body)});
+          return caf::anon_send(membership,
+                                node_hello_msg{peer, h.epoch, h.id, decode<wire::hello>(body)});
         case wire::msg_type::heartbeat:
           return caf::anon_send(membership, node_heartbeat_msg{peer, h.from, h.epoch, false});
         case wire::msg_type::bye:
           return caf::anon_send(membership, node_heartbeat_msg{peer, h.from, h.epoch, true});
         case wire::msg_type::results:
-          return caf::anon_send(membership, node_results_msg{peer, h.from, h.epoch,
-                                                             decode<wire::results>(body)});
+          return caf::anon_send(
+              membership, node_results_msg{peer, h.from, h.epoch, decode<wire::results>(body)});
         case wire::msg_type::worker_state:
-          return caf::anon_send(membership, node_worker_msg{peer, h.from, h.epoch,
-                                                            decode<wire::worker_state>(body)});
-        case wire::msg_type::submit: return on_submit(peer, h, decode<wire::submit>(body));
-        case wire::msg_type::cancel:
-          for (auto id : decode<wire::cancel>(body).ids) rt->cancel(id);
-          return;
+          return caf::anon_send(
+              membership, node_worker_msg{peer, h.from, h.epoch, decode<wire::worker_state>(body)});
+        case wire::msg_type::submit:
+          return on_submit(peer, h, decode<wire::submit>(body));
+        case wire::msg_type::cancel: {
+          auto ids = decode<wire::cancel>(body).ids;
+          for (auto id : ids) rt->cancel(id);
+          return caf::anon_send(membership, cancel_remote_msg{std::move(ids)});
+        }
         case wire::msg_type::status_request:
           decode<wire::status_request>(body);
-          return caf::anon_send(membership, status_query_msg{peer, h.id});
+          return caf::anon_send(membership, status_query_msg{peer, h.id, refused.load()});
         case wire::msg_type::error: {
           auto e = decode<wire::error>(body);
           spdlog::warn("head: peer {} ({}) reports: {}: {}", printable(peer), h.from,
@@ -133,9 +136,9 @@ struct head::impl {
           return;
         }
         default:
-          return refuse(peer, h.id, wire::wire_errc::unexpected,
-                        std::string{"the head does not take '"} + wire::to_string(h.type) +
-                            "' messages");
+          return refuse(
+              peer, h.id, wire::wire_errc::unexpected,
+              std::string{"the head does not take '"} + wire::to_string(h.type) + "' messages");
       }
     } catch (const wire::decode_error& e) {
       refuse(peer, h.id, e.code(), e.what());
@@ -166,7 +169,8 @@ struct head::impl {
         auto end = std::min(res.tasks.size(), at + results_per_frame);
         part.tasks.assign(std::make_move_iterator(res.tasks.begin() + long(at)),
                           std::make_move_iterator(res.tasks.begin() + long(end)));
-        part.latency_ms.assign(res.latency_ms.begin() + long(at), res.latency_ms.begin() + long(end));
+        part.latency_ms.assign(res.latency_ms.begin() + long(at),
+                               res.latency_ms.begin() + long(end));
         sock->send(framer.make(&peer, wire::msg_type::result, part));
       }
     }

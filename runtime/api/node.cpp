@@ -85,7 +85,10 @@ struct node::impl {
           return caf::anon_send(agent, head_assign_msg{decode<wire::assign>(body)});
         case wire::msg_type::welcome:
           return caf::anon_send(agent, head_welcome_msg{decode<wire::welcome>(body)});
-        case wire::msg_type::heartbeat: return caf::anon_send(agent, head_heartbeat_msg{});
+        case wire::msg_type::heartbeat:
+          return caf::anon_send(agent, head_heartbeat_msg{});
+        case wire::msg_type::cancel:
+          return caf::anon_send(agent, head_cancel_msg{decode<wire::cancel>(body)});
         case wire::msg_type::error:
           return caf::anon_send(agent, head_error_msg{decode<wire::error>(body)});
         default:

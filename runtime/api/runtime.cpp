@@ -4,7 +4,6 @@
 
 namespace troupe {
 
-
 runtime::runtime(runtime_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {
   apply_log_level(impl_->core.cfg.log_level);
   impl_->own_cfg = make_caf_config(impl_->core.cfg);

@@ -57,7 +57,8 @@ Enum choice(const toml::node& n, std::initializer_list<std::pair<const char*, En
 /// A zmq endpoint: transport://address.
 std::string endpoint(const toml::node& n) {
   auto s = n.value<std::string>();
-  if (!s || !n.is_string()) throw std::string{"expected an endpoint string like \"tcp://127.0.0.1:5555\""};
+  if (!s || !n.is_string())
+    throw std::string{"expected an endpoint string like \"tcp://127.0.0.1:5555\""};
   auto sep = s->find("://");
   if (sep == std::string::npos || sep == 0 || sep + 3 >= s->size())
     throw "expected transport://address (tcp://host:port, ipc://path), got \"" + *s + "\"";
@@ -143,8 +144,7 @@ const std::vector<key_def>& keys() {
       {"monitor", "heartbeat_ms", dur<ms>(&runtime_config::heartbeat_interval, 1, 3'600'000)},
       {"monitor", "heartbeat_timeout_ms",
        dur<ms>(&runtime_config::heartbeat_timeout, 1, 86'400'000)},
-      {"cluster", "head",
-       [](auto& c, auto& n) { c.cluster.head_endpoint = endpoint(n); }},
+      {"cluster", "head", [](auto& c, auto& n) { c.cluster.head_endpoint = endpoint(n); }},
       {"cluster", "head_cpu",
        [](auto& c, auto& n) { c.cluster.head_cpu_workers = uint32_t(int_in(n, 0, 4096)); }},
       {"cluster", "heartbeat_ms",
@@ -210,7 +210,8 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
     auto* t = node.as_table();
     if (!t) throw config_error(source, line_of(node), path, "expected a [" + path + "] table");
     if (name.empty() || name.size() > 64 ||
-        name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+        name.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
             std::string::npos)
       throw config_error(source, line_of(node), path,
                          "a node name is 1-64 letters, digits, '_' or '-'");
@@ -246,8 +247,7 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
     if (n.cpu_workers == 0 && n.cuda_devices.empty())
       throw config_error(source, n.line, path, "a node needs at least one worker (cpu or cuda)");
     for (auto& existing : cfg.cluster.nodes)
-      if (existing.name == name)
-        throw config_error(source, n.line, path, "node declared twice");
+      if (existing.name == name) throw config_error(source, n.line, path, "node declared twice");
     cfg.cluster.nodes.push_back(std::move(n));
   }
 }

@@ -181,8 +181,8 @@ TEST_F(Cluster, CppAndPythonClientsGetCorrectResults) {
   EXPECT_EQ(checked, 200u);
 
   wire::status s;
-  ASSERT_TRUE(wait_for_status([](const wire::status& st) { return st.stats.completed == 1200; },
-                              &s));
+  ASSERT_TRUE(
+      wait_for_status([](const wire::status& st) { return st.stats.completed == 1200; }, &s));
   EXPECT_EQ(s.stats.submitted, 1200u);
   EXPECT_EQ(s.stats.failed, 0u);
   // Remote workers take part in placement: both nodes ran some of it.
@@ -227,7 +227,9 @@ TEST_F(Cluster, KillingANodeMidRunLosesNoTaskAndTheNodeComesBack) {
   }
   // troupe up restarts the node; it joins again under a new epoch.
   ASSERT_TRUE(wait_for_status(
-      [](const wire::status& st) { return st.nodes[0].joins == 2 && st.nodes[0].state == "joined"; },
+      [](const wire::status& st) {
+        return st.nodes[0].joins == 2 && st.nodes[0].state == "joined";
+      },
       &s))
       << read_file(log_);
   EXPECT_EQ(s.stats.completed, 3000u);
@@ -240,8 +242,8 @@ TEST_F(Cluster, KillingANodeMidRunLosesNoTaskAndTheNodeComesBack) {
   // ... and gets work again.
   auto more = client_->submit_batch(gemm_tasks(400, 5000));
   for (auto& h : more) ASSERT_TRUE(h.wait_for(60s) && h.get().ok());
-  ASSERT_TRUE(wait_for_status([](const wire::status& st) { return st.stats.completed == 3400; },
-                              &s));
+  ASSERT_TRUE(
+      wait_for_status([](const wire::status& st) { return st.stats.completed == 3400; }, &s));
   uint64_t after = 0;
   for (auto& w : s.stats.workers)
     if (w.name.rfind("a/", 0) == 0) after += w.tasks;
@@ -274,8 +276,8 @@ TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
     auto e = wire::decode<wire::error>(reply[1].data(), reply[1].size(), wire::limits{});
     EXPECT_EQ(wire::to_string(e.code), code) << e.message;
   };
-  expect_error({std::string{"\xc1", 1}, ""}, "malformed");           // not MessagePack
-  expect_error({header("submit", 99), "\x80"}, "bad_version");       // a future version
+  expect_error({std::string{"\xc1", 1}, ""}, "malformed");      // not MessagePack
+  expect_error({header("submit", 99), "\x80"}, "bad_version");  // a future version
   expect_error({std::string{"\x82\xa1v\x01\xa4type\xa4nuke"}, "\x80"}, "unknown_type");
   expect_error({header("submit", 1), std::string{"\xdd\xff\xff\xff\xff", 5}}, "too_large");
   expect_error({header("submit", 1), std::string("\x81\xa5tasks\x91\x81\xa4kind\x05")},
@@ -283,7 +285,8 @@ TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
   expect_error({header("assign", 1), "\x80"}, "unexpected");         // not a client's message
   expect_error({header("submit", 1)}, "malformed");                  // one frame missing
   expect_error({std::string(20u << 20, 'x'), "\x80"}, "too_large");  // over max_frame_bytes
-  // The head carries on: a proper submit works.
+  // Each was counted, and the head carries on: a proper submit works.
+  EXPECT_EQ(client_->status().frames_refused, 8u);
   auto h = client_->submit(gemm_tasks(1, 1).front());
   auto r = h.wait_for(30s);
   ASSERT_TRUE(r);
@@ -296,6 +299,30 @@ TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
   EXPECT_EQ(rejected->status, outcome::rejected);
   EXPECT_EQ(rejected->error.code, errc::unknown_kind);
   EXPECT_NE(rejected->error.message.find("launch_missiles"), std::string::npos);
+}
+
+TEST_F(Cluster, CancelEndsTheTaskAndStopsItOnTheNode) {
+  task_spec long_sleep;
+  long_sleep.kind = "sleep";
+  long_sleep.params = {{"ms", int64_t{60000}}};
+  auto h = client_->submit(long_sleep);
+  // Once a node holds it (its worker shows busy) ...
+  ASSERT_TRUE(wait_for_status([](const wire::status& st) {
+    for (auto& w : st.stats.workers)
+      if (w.state == "busy") return true;
+    return false;
+  }));
+  client_->cancel(h.id());
+  auto r = h.wait_for(10s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, outcome::cancelled);
+  EXPECT_EQ(r->error.code, errc::cancelled);
+  // ... the node stops it early and reports: its worker has run one task, long before 60 s.
+  ASSERT_TRUE(wait_for_status([](const wire::status& st) {
+    uint64_t tasks = 0;
+    for (auto& w : st.stats.workers) tasks += w.tasks;
+    return tasks == 1;
+  })) << "the node kept running the cancelled task";
 }
 
 TEST(ClusterConfig, ABadClusterFileNamesFileLineAndKey) {

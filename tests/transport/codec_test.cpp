@@ -1,9 +1,9 @@
 // The wire codec: every message survives a round trip; hostile bytes are refused with a reason,
 // without crashing and without allocating what they declare.
+#include "troupe/codec.hpp"
+
 #include <gtest/gtest.h>
 #include <malloc.h>
-
-#include "troupe/codec.hpp"
 
 namespace troupe::wire {
 namespace {
@@ -195,7 +195,11 @@ TEST(WireCodec, WorkerStateStatusAndErrorRoundTrip) {
   s.stats.workers.push_back(w);
   s.worker_nodes.push_back("a");
   s.nodes.push_back({"a", "joined", 99, 2, 12.5, {0}});
+  s.frames_refused = 3;
+  s.stale_frames = 4;
   auto sb = round_trip(s);
+  EXPECT_EQ(sb.frames_refused, 3u);
+  EXPECT_EQ(sb.stale_frames, 4u);
   EXPECT_EQ(sb.stats.completed, 10u);
   EXPECT_EQ(sb.stats.queued, 4u);
   EXPECT_DOUBLE_EQ(sb.stats.latency["gemm"].p99_ms, 3.0);

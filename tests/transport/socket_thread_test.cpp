@@ -1,11 +1,11 @@
 // socket_thread: one thread owns each socket; other threads hand it messages.
+#include "troupe/socket_thread.hpp"
+
 #include <gtest/gtest.h>
 
 #include <condition_variable>
 #include <future>
 #include <mutex>
-
-#include "troupe/socket_thread.hpp"
 
 namespace troupe::transport {
 namespace {

@@ -84,8 +84,10 @@ struct client::impl {
     try {
       h = wire::decode_header(m[0].data(), m[0].size(), lim);
       switch (h.type) {
-        case wire::msg_type::submitted: return on_submitted(h, m[1]);
-        case wire::msg_type::result: return on_result(m[1]);
+        case wire::msg_type::submitted:
+          return on_submitted(h, m[1]);
+        case wire::msg_type::result:
+          return on_result(m[1]);
         case wire::msg_type::status: {
           auto s = wire::decode<wire::status>(m[1].data(), m[1].size(), lim);
           std::lock_guard<std::mutex> guard{mutex};

@@ -1,10 +1,9 @@
 #include "troupe/codec.hpp"
 
 #define MSGPACK_NO_BOOST 1
-#include <msgpack.hpp>
-
 #include <cstring>
 #include <limits>
+#include <msgpack.hpp>
 #include <string_view>
 
 namespace troupe::wire {
@@ -14,20 +13,34 @@ namespace troupe::wire {
 
 const char* to_string(msg_type t) noexcept {
   switch (t) {
-    case msg_type::hello: return "hello";
-    case msg_type::welcome: return "welcome";
-    case msg_type::heartbeat: return "heartbeat";
-    case msg_type::assign: return "assign";
-    case msg_type::results: return "results";
-    case msg_type::worker_state: return "worker_state";
-    case msg_type::submit: return "submit";
-    case msg_type::submitted: return "submitted";
-    case msg_type::result: return "result";
-    case msg_type::cancel: return "cancel";
-    case msg_type::status_request: return "status_request";
-    case msg_type::status: return "status";
-    case msg_type::error: return "error";
-    case msg_type::bye: return "bye";
+    case msg_type::hello:
+      return "hello";
+    case msg_type::welcome:
+      return "welcome";
+    case msg_type::heartbeat:
+      return "heartbeat";
+    case msg_type::assign:
+      return "assign";
+    case msg_type::results:
+      return "results";
+    case msg_type::worker_state:
+      return "worker_state";
+    case msg_type::submit:
+      return "submit";
+    case msg_type::submitted:
+      return "submitted";
+    case msg_type::result:
+      return "result";
+    case msg_type::cancel:
+      return "cancel";
+    case msg_type::status_request:
+      return "status_request";
+    case msg_type::status:
+      return "status";
+    case msg_type::error:
+      return "error";
+    case msg_type::bye:
+      return "bye";
   }
   return "?";
 }
@@ -43,16 +56,26 @@ bool parse_msg_type(const std::string& name, msg_type& out) noexcept {
 
 const char* to_string(wire_errc e) noexcept {
   switch (e) {
-    case wire_errc::malformed: return "malformed";
-    case wire_errc::too_large: return "too_large";
-    case wire_errc::unknown_type: return "unknown_type";
-    case wire_errc::bad_version: return "bad_version";
-    case wire_errc::unknown_node: return "unknown_node";
-    case wire_errc::not_joined: return "not_joined";
-    case wire_errc::stale_epoch: return "stale_epoch";
-    case wire_errc::layout_mismatch: return "layout_mismatch";
-    case wire_errc::overloaded: return "overloaded";
-    case wire_errc::unexpected: return "unexpected";
+    case wire_errc::malformed:
+      return "malformed";
+    case wire_errc::too_large:
+      return "too_large";
+    case wire_errc::unknown_type:
+      return "unknown_type";
+    case wire_errc::bad_version:
+      return "bad_version";
+    case wire_errc::unknown_node:
+      return "unknown_node";
+    case wire_errc::not_joined:
+      return "not_joined";
+    case wire_errc::stale_epoch:
+      return "stale_epoch";
+    case wire_errc::layout_mismatch:
+      return "layout_mismatch";
+    case wire_errc::overloaded:
+      return "overloaded";
+    case wire_errc::unexpected:
+      return "unexpected";
   }
   return "?";
 }
@@ -106,8 +129,8 @@ void check_frame(const void* data, size_t size, const limits& lim) {
   auto sized = [&](uint64_t len, size_t max, const char* what) {
     if (len > max)
       refuse(wire_errc::too_large, std::string{what} + " of " + std::to_string(len) +
-                                       " bytes at byte " + std::to_string(pos) +
-                                       ", the limit is " + std::to_string(max));
+                                       " bytes at byte " + std::to_string(pos) + ", the limit is " +
+                                       std::to_string(max));
     need(len, what);
     pos += size_t(len);
   };
@@ -147,7 +170,9 @@ void check_frame(const void* data, size_t size, const limits& lim) {
       continue;
     }
     switch (b) {
-      case 0xc4: case 0xc5: case 0xc6: {
+      case 0xc4:
+      case 0xc5:
+      case 0xc6: {
         size_t n = b == 0xc4 ? 1 : b == 0xc5 ? 2 : 4;
         need(n, "binary length");
         auto len = be(p + pos, n);
@@ -155,7 +180,9 @@ void check_frame(const void* data, size_t size, const limits& lim) {
         sized(len, lim.max_binary_bytes, "binary");
         break;
       }
-      case 0xc7: case 0xc8: case 0xc9: {
+      case 0xc7:
+      case 0xc8:
+      case 0xc9: {
         size_t n = b == 0xc7 ? 1 : b == 0xc8 ? 2 : 4;
         need(n + 1, "extension length");
         auto len = be(p + pos, n);
@@ -163,18 +190,57 @@ void check_frame(const void* data, size_t size, const limits& lim) {
         sized(len, lim.max_binary_bytes, "extension");
         break;
       }
-      case 0xca: need(4, "float32"); pos += 4; break;
-      case 0xcb: need(8, "float64"); pos += 8; break;
-      case 0xcc: case 0xd0: need(1, "int8"); pos += 1; break;
-      case 0xcd: case 0xd1: need(2, "int16"); pos += 2; break;
-      case 0xce: case 0xd2: need(4, "int32"); pos += 4; break;
-      case 0xcf: case 0xd3: need(8, "int64"); pos += 8; break;
-      case 0xd4: need(2, "fixext1"); pos += 2; break;
-      case 0xd5: need(3, "fixext2"); pos += 3; break;
-      case 0xd6: need(5, "fixext4"); pos += 5; break;
-      case 0xd7: need(9, "fixext8"); pos += 9; break;
-      case 0xd8: need(17, "fixext16"); pos += 17; break;
-      case 0xd9: case 0xda: case 0xdb: {
+      case 0xca:
+        need(4, "float32");
+        pos += 4;
+        break;
+      case 0xcb:
+        need(8, "float64");
+        pos += 8;
+        break;
+      case 0xcc:
+      case 0xd0:
+        need(1, "int8");
+        pos += 1;
+        break;
+      case 0xcd:
+      case 0xd1:
+        need(2, "int16");
+        pos += 2;
+        break;
+      case 0xce:
+      case 0xd2:
+        need(4, "int32");
+        pos += 4;
+        break;
+      case 0xcf:
+      case 0xd3:
+        need(8, "int64");
+        pos += 8;
+        break;
+      case 0xd4:
+        need(2, "fixext1");
+        pos += 2;
+        break;
+      case 0xd5:
+        need(3, "fixext2");
+        pos += 3;
+        break;
+      case 0xd6:
+        need(5, "fixext4");
+        pos += 5;
+        break;
+      case 0xd7:
+        need(9, "fixext8");
+        pos += 9;
+        break;
+      case 0xd8:
+        need(17, "fixext16");
+        pos += 17;
+        break;
+      case 0xd9:
+      case 0xda:
+      case 0xdb: {
         size_t n = b == 0xd9 ? 1 : b == 0xda ? 2 : 4;
         need(n, "string length");
         auto len = be(p + pos, n);
@@ -182,7 +248,8 @@ void check_frame(const void* data, size_t size, const limits& lim) {
         sized(len, lim.max_string_bytes, "string");
         break;
       }
-      case 0xdc: case 0xdd: {
+      case 0xdc:
+      case 0xdd: {
         size_t n = b == 0xdc ? 2 : 4;
         need(n, "array length");
         auto len = be(p + pos, n);
@@ -190,7 +257,8 @@ void check_frame(const void* data, size_t size, const limits& lim) {
         open(len, len, "array");
         break;
       }
-      case 0xde: case 0xdf: {
+      case 0xde:
+      case 0xdf: {
         size_t n = b == 0xde ? 2 : 4;
         need(n, "map length");
         auto len = be(p + pos, n);
@@ -199,9 +267,9 @@ void check_frame(const void* data, size_t size, const limits& lim) {
         break;
       }
       default:
-        refuse(wire_errc::malformed,
-               "byte 0x" + std::string{"0123456789abcdef"[b >> 4]} + "0123456789abcdef"[b & 15] +
-                   " at " + std::to_string(pos - 1) + " is not a MessagePack type");
+        refuse(wire_errc::malformed, "byte 0x" + std::string{"0123456789abcdef"[b >> 4]} +
+                                         "0123456789abcdef"[b & 15] + " at " +
+                                         std::to_string(pos - 1) + " is not a MessagePack type");
     }
   }
   if (pos != size)
@@ -452,7 +520,9 @@ std::string encode(const status_request&) {
 std::string encode(const status& m) {
   return encode_with<status>([&](packer& pk) {
     auto& s = m.stats;
-    pk.pack_map(15);
+    pk.pack_map(17);
+    key(pk, "frames_refused"), pk.pack(m.frames_refused);
+    key(pk, "stale_frames"), pk.pack(m.stale_frames);
     key(pk, "submitted"), pk.pack(s.submitted);
     key(pk, "rejected"), pk.pack(s.rejected);
     key(pk, "completed"), pk.pack(s.completed);
@@ -545,17 +615,26 @@ class where {
 
 const char* type_of(const object& o) {
   switch (o.type) {
-    case mt::NIL: return "nil";
-    case mt::BOOLEAN: return "bool";
+    case mt::NIL:
+      return "nil";
+    case mt::BOOLEAN:
+      return "bool";
     case mt::POSITIVE_INTEGER:
-    case mt::NEGATIVE_INTEGER: return "int";
+    case mt::NEGATIVE_INTEGER:
+      return "int";
     case mt::FLOAT32:
-    case mt::FLOAT64: return "float";
-    case mt::STR: return "string";
-    case mt::BIN: return "binary";
-    case mt::ARRAY: return "array";
-    case mt::MAP: return "map";
-    default: return "extension";
+    case mt::FLOAT64:
+      return "float";
+    case mt::STR:
+      return "string";
+    case mt::BIN:
+      return "binary";
+    case mt::ARRAY:
+      return "array";
+    case mt::MAP:
+      return "map";
+    default:
+      return "extension";
   }
 }
 
@@ -565,7 +644,8 @@ const char* type_of(const object& o) {
 
 int64_t as_int(const object& o, const where& path) {
   if (o.type == mt::POSITIVE_INTEGER) {
-    if (o.via.u64 > uint64_t(INT64_MAX)) refuse(wire_errc::malformed, path.str() + ": integer too large");
+    if (o.via.u64 > uint64_t(INT64_MAX))
+      refuse(wire_errc::malformed, path.str() + ": integer too large");
     return int64_t(o.via.u64);
   }
   if (o.type == mt::NEGATIVE_INTEGER) return o.via.i64;
@@ -645,7 +725,9 @@ class fields {
   where at(std::string_view k) const { return where(path_, k); }
 
   template <class T>
-  T num(std::string_view k) const { return as_bounded<T>(need(k), at(k)); }
+  T num(std::string_view k) const {
+    return as_bounded<T>(need(k), at(k));
+  }
   template <class T>
   T num(std::string_view k, T fallback) const {
     auto* o = find(k);
@@ -670,12 +752,16 @@ class fields {
 
 param_value read_param(const object& o, const where& path) {
   switch (o.type) {
-    case mt::BOOLEAN: return o.via.boolean;
+    case mt::BOOLEAN:
+      return o.via.boolean;
     case mt::POSITIVE_INTEGER:
-    case mt::NEGATIVE_INTEGER: return as_int(o, path);
+    case mt::NEGATIVE_INTEGER:
+      return as_int(o, path);
     case mt::FLOAT32:
-    case mt::FLOAT64: return o.via.f64;
-    case mt::STR: return as_string(o, path);
+    case mt::FLOAT64:
+      return o.via.f64;
+    case mt::STR:
+      return as_string(o, path);
     case mt::ARRAY: {
       auto& arr = o.via.array;
       bool any_float = false;
@@ -692,11 +778,11 @@ param_value read_param(const object& o, const where& path) {
         return v;
       }
       std::vector<int64_t> v(arr.size);
-      for (uint32_t i = 0; i < arr.size; ++i)
-        v[i] = as_int(arr.ptr[i], where(path, i));
+      for (uint32_t i = 0; i < arr.size; ++i) v[i] = as_int(arr.ptr[i], where(path, i));
       return v;
     }
-    default: wrong(path, "bool, int, float, string or a list of numbers", o);
+    default:
+      wrong(path, "bool, int, float, string or a list of numbers", o);
   }
 }
 
@@ -741,7 +827,8 @@ task_spec read_spec(const object& o, const where& path, time_point now) {
   if (auto* n = f.find("needs")) s.needs = read_needs(*n, f.at("needs"));
   if (auto* d = f.find("deadline_ms"))
     s.deadline = now + std::chrono::milliseconds(as_int(*d, f.at("deadline_ms")));
-  if (auto* r = f.find("max_retries")) s.max_retries = as_bounded<uint32_t>(*r, f.at("max_retries"));
+  if (auto* r = f.find("max_retries"))
+    s.max_retries = as_bounded<uint32_t>(*r, f.at("max_retries"));
   if (auto* b = f.find("retry_backoff_ms"))
     s.retry_backoff = std::chrono::milliseconds(as_bounded<uint32_t>(*b, f.at("retry_backoff_ms")));
   s.idempotency_key = f.text("key", {});
@@ -831,9 +918,7 @@ hello decode<hello>(const void* data, size_t size, const limits& lim) {
       m.workers.push_back(std::move(info));
     });
     if (f.find("kinds"))
-      f.each("kinds", [&](const object& o, const where& p) {
-        m.kinds.push_back(as_string(o, p));
-      });
+      f.each("kinds", [&](const object& o, const where& p) { m.kinds.push_back(as_string(o, p)); });
     return m;
   });
 }
@@ -912,9 +997,8 @@ submit decode<submit>(const void* data, size_t size, const limits& lim) {
   auto now = clock::now();
   return with_body(data, size, lim, "submit", [&](const fields& f) {
     submit m;
-    f.each("tasks", [&](const object& o, const where& path) {
-      m.tasks.push_back(read_spec(o, path, now));
-    });
+    f.each("tasks",
+           [&](const object& o, const where& path) { m.tasks.push_back(read_spec(o, path, now)); });
     return m;
   });
 }
@@ -964,9 +1048,8 @@ cancel decode<cancel>(const void* data, size_t size, const limits& lim) {
 
 template <>
 status_request decode<status_request>(const void* data, size_t size, const limits& lim) {
-  return with_body(data, size, lim, "status_request", [](const fields&) {
-    return status_request{};
-  });
+  return with_body(data, size, lim, "status_request",
+                   [](const fields&) { return status_request{}; });
 }
 
 template <>
@@ -974,6 +1057,8 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
   return with_body(data, size, lim, "status", [](const fields& f) {
     status m;
     auto& s = m.stats;
+    m.frames_refused = f.num<uint64_t>("frames_refused", 0);
+    m.stale_frames = f.num<uint64_t>("stale_frames", 0);
     s.submitted = f.num<uint64_t>("submitted", 0);
     s.rejected = f.num<uint64_t>("rejected", 0);
     s.completed = f.num<uint64_t>("completed", 0);

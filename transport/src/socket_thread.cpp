@@ -164,7 +164,8 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
       if (backlog.empty())
         backlog.swap(outbound_);
       else
-        while (!outbound_.empty()) backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
+        while (!outbound_.empty())
+          backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
     }
     if (stopping_.load(std::memory_order_acquire)) break;
     if (before_send_) take_gathered(backlog);
@@ -200,7 +201,8 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
   }
   if (opts_.linger_ms > 0) {  // a last word (a node's bye) goes out before the socket closes
     std::lock_guard<std::mutex> guard{mutex_};
-    while (!outbound_.empty()) backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
+    while (!outbound_.empty())
+      backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
   }
   if (opts_.linger_ms > 0) drain_outbound(*sock, backlog);
   sock->close();

@@ -29,12 +29,12 @@ struct node_config {
 /// The [cluster] section and the [nodes.*] tables: processes, endpoints, membership timing.
 struct cluster_config {
   std::string head_endpoint = "tcp://127.0.0.1:5555";  ///< head ROUTER: nodes and clients
-  uint32_t head_cpu_workers = 0;  ///< workers inside the head process itself
-  std::chrono::milliseconds heartbeat_interval{200};  ///< head <-> node, both ways
-  std::chrono::milliseconds suspect_after{1000};      ///< silent this long: suspect
-  std::chrono::milliseconds dead_after{3000};         ///< silent this long: dead, tasks re-placed
-  uint64_t max_frame_bytes = uint64_t(16) << 20;      ///< larger frames get an error reply
-  uint32_t max_outbound = 65536;                      ///< messages waiting per socket
+  uint32_t head_cpu_workers = 0;                       ///< workers inside the head process itself
+  std::chrono::milliseconds heartbeat_interval{200};   ///< head <-> node, both ways
+  std::chrono::milliseconds suspect_after{1000};       ///< silent this long: suspect
+  std::chrono::milliseconds dead_after{3000};          ///< silent this long: dead, tasks re-placed
+  uint64_t max_frame_bytes = uint64_t(16) << 20;       ///< larger frames get an error reply
+  uint32_t max_outbound = 65536;                       ///< messages waiting per socket
   std::chrono::milliseconds restart_delay{200};  ///< troupe up: before restarting a dead child
   std::vector<node_config> nodes;
   const node_config* find(const std::string& name) const {

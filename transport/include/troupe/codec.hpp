@@ -14,11 +14,11 @@
 namespace troupe::wire {
 
 struct limits {
-  size_t max_frame_bytes = size_t(16) << 20;  ///< one zmq frame
-  size_t max_elements = size_t(1) << 20;      ///< entries of one array or map
-  size_t max_depth = 32;                      ///< nesting of arrays and maps
-  size_t max_string_bytes = size_t(1) << 20;  ///< one string
-  size_t max_binary_bytes = size_t(16) << 20; ///< one binary (payloads, output bytes)
+  size_t max_frame_bytes = size_t(16) << 20;   ///< one zmq frame
+  size_t max_elements = size_t(1) << 20;       ///< entries of one array or map
+  size_t max_depth = 32;                       ///< nesting of arrays and maps
+  size_t max_string_bytes = size_t(1) << 20;   ///< one string
+  size_t max_binary_bytes = size_t(16) << 20;  ///< one binary (payloads, output bytes)
 };
 
 /// Why a frame was refused: the code goes back to the sender in an error message.

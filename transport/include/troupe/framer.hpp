@@ -25,8 +25,8 @@ class framer {
     return make_encoded(peer, type, encode(body), corr);
   }
 
-  transport::multipart make_encoded(const std::string* peer, msg_type type,
-                                    const std::string& body, uint64_t corr = 0) {
+  transport::multipart make_encoded(const std::string* peer, msg_type type, const std::string& body,
+                                    uint64_t corr = 0) {
     header h;
     h.type = type;
     h.id = next_id_.fetch_add(1, std::memory_order_relaxed);

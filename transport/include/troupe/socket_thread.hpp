@@ -3,18 +3,17 @@
 // hand it messages through a bounded queue and an eventfd that wakes its poll; what arrives is
 // passed to a handler on the same thread. zmq sockets are not thread-safe: nothing else touches
 // the socket, and the handler must not block (it decodes and forwards).
-#include <zmq.hpp>
-#include <zmq_addon.hpp>
-
 #include <atomic>
 #include <deque>
-#include <future>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 namespace troupe::transport {
 
@@ -29,14 +28,14 @@ class transport_error : public std::runtime_error {
 struct socket_options {
   zmq::socket_type type = zmq::socket_type::dealer;
   std::string endpoint;
-  bool bind = false;                ///< bind (head ROUTER) or connect (node/client DEALER)
-  std::string routing_id;           ///< DEALER identity; empty: zmq picks one
-  size_t max_outbound = 1 << 16;    ///< messages waiting for the socket; send() fails beyond
-  int high_water_mark = 1 << 20;    ///< zmq's own queue per peer
-  int64_t max_message_bytes = -1;   ///< zmq drops (and disconnects) anything larger; -1: none
+  bool bind = false;               ///< bind (head ROUTER) or connect (node/client DEALER)
+  std::string routing_id;          ///< DEALER identity; empty: zmq picks one
+  size_t max_outbound = 1 << 16;   ///< messages waiting for the socket; send() fails beyond
+  int high_water_mark = 1 << 20;   ///< zmq's own queue per peer
+  int64_t max_message_bytes = -1;  ///< zmq drops (and disconnects) anything larger; -1: none
   int reconnect_ms = 100;
-  int linger_ms = 0;                ///< > 0: stop() flushes what is queued, waiting this long
-  std::string name = "socket";      ///< for logs and the thread name
+  int linger_ms = 0;            ///< > 0: stop() flushes what is queued, waiting this long
+  std::string name = "socket";  ///< for logs and the thread name
 };
 
 class socket_thread {

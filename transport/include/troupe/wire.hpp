@@ -42,10 +42,10 @@ bool parse_msg_type(const std::string& name, msg_type& out) noexcept;
 struct header {
   uint32_t v = protocol_version;
   msg_type type = msg_type::error;
-  uint64_t id = 0;    ///< sender's message number (per connection, increasing)
-  uint64_t corr = 0;  ///< for replies: the id of the message answered; 0 otherwise
-  std::string from;   ///< node name, or a client's chosen name
-  uint64_t epoch = 0; ///< node: its incarnation; head: its own; clients: 0
+  uint64_t id = 0;     ///< sender's message number (per connection, increasing)
+  uint64_t corr = 0;   ///< for replies: the id of the message answered; 0 otherwise
+  std::string from;    ///< node name, or a client's chosen name
+  uint64_t epoch = 0;  ///< node: its incarnation; head: its own; clients: 0
 };
 
 struct worker_info {
@@ -136,20 +136,22 @@ struct status {
   runtime_stats stats;
   std::vector<node_status> nodes;
   std::vector<std::string> worker_nodes;  ///< per worker of stats.workers: its node ("" = head)
+  uint64_t frames_refused = 0;  ///< answered with an error (malformed, too large, unknown, ...)
+  uint64_t stale_frames = 0;    ///< from an old epoch of a node (fenced)
 };
 
 /// Error codes of the transport, sent as their names.
 enum class wire_errc : uint8_t {
-  malformed,         ///< not MessagePack, or not the expected shape
-  too_large,         ///< the frame or a declared element is over a limit
-  unknown_type,      ///< header.type names no message
-  bad_version,       ///< header.v is not protocol_version
-  unknown_node,      ///< hello from a node the cluster file does not name
-  not_joined,        ///< a node message before hello/welcome
-  stale_epoch,       ///< a message from an old incarnation of a node
-  layout_mismatch,   ///< hello's workers differ from the cluster file
-  overloaded,        ///< a bounded queue on the way is full
-  unexpected,        ///< a valid message this peer does not take (a client sending assign)
+  malformed,        ///< not MessagePack, or not the expected shape
+  too_large,        ///< the frame or a declared element is over a limit
+  unknown_type,     ///< header.type names no message
+  bad_version,      ///< header.v is not protocol_version
+  unknown_node,     ///< hello from a node the cluster file does not name
+  not_joined,       ///< a node message before hello/welcome
+  stale_epoch,      ///< a message from an old incarnation of a node
+  layout_mismatch,  ///< hello's workers differ from the cluster file
+  overloaded,       ///< a bounded queue on the way is full
+  unexpected,       ///< a valid message this peer does not take (a client sending assign)
 };
 const char* to_string(wire_errc e) noexcept;
 

@@ -52,6 +52,7 @@ struct node_heartbeat_msg {
 struct status_query_msg {
   std::string peer;
   uint64_t corr = 0;
+  uint64_t frames_refused = 0;  ///< the head socket thread's count when asked
 };
 // remote worker proxy -> membership
 struct remote_assign_msg {
@@ -60,12 +61,16 @@ struct remote_assign_msg {
   std::vector<assignment> tasks;
 };
 struct membership_tick_msg {};
+/// A client cancelled these tasks: tell the nodes that run them, so they stop early.
+struct cancel_remote_msg {
+  std::vector<task_id> ids;
+};
 
 using membership_actor =
     caf::typed_actor<caf::reacts_to<node_hello_msg>, caf::reacts_to<node_results_msg>,
                      caf::reacts_to<node_worker_msg>, caf::reacts_to<node_heartbeat_msg>,
                      caf::reacts_to<status_query_msg>, caf::reacts_to<remote_assign_msg>,
-                     caf::reacts_to<membership_tick_msg>>;
+                     caf::reacts_to<membership_tick_msg>, caf::reacts_to<cancel_remote_msg>>;
 
 struct membership_state {
   static inline const char* name = "membership";
@@ -91,6 +96,7 @@ struct membership_state {
     uint32_t restarts = 0;
     bool up = false;
     std::optional<worker_capacity> capacity;  ///< as the node's hello reports it
+    size_t assigned = 0;                      ///< tasks sent to it, not yet reported
     worker_actor proxy;
   };
   runtime_core* core = nullptr;
@@ -121,3 +127,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::node_heartbeat_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::status_query_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::remote_assign_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::membership_tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::cancel_remote_msg)

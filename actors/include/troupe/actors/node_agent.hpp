@@ -34,17 +34,19 @@ struct head_welcome_msg {
   wire::welcome body;
 };
 struct head_heartbeat_msg {};
+struct head_cancel_msg {
+  wire::cancel body;
+};
 struct head_error_msg {
   wire::error body;
 };
 struct node_tick_msg {};
 
-using node_agent_actor =
-    caf::typed_actor<caf::reacts_to<dispatch_msg>, caf::reacts_to<results_msg>,
-                     caf::reacts_to<worker_up_msg>, caf::reacts_to<worker_lost_msg>,
-                     caf::reacts_to<escalate_msg>, caf::reacts_to<head_assign_msg>,
-                     caf::reacts_to<head_welcome_msg>, caf::reacts_to<head_heartbeat_msg>,
-                     caf::reacts_to<head_error_msg>, caf::reacts_to<node_tick_msg>>;
+using node_agent_actor = caf::typed_actor<
+    caf::reacts_to<dispatch_msg>, caf::reacts_to<results_msg>, caf::reacts_to<worker_up_msg>,
+    caf::reacts_to<worker_lost_msg>, caf::reacts_to<escalate_msg>, caf::reacts_to<head_assign_msg>,
+    caf::reacts_to<head_welcome_msg>, caf::reacts_to<head_heartbeat_msg>,
+    caf::reacts_to<head_error_msg>, caf::reacts_to<node_tick_msg>, caf::reacts_to<head_cancel_msg>>;
 
 struct node_agent_state {
   static inline const char* name = "node_agent";
@@ -52,8 +54,8 @@ struct node_agent_state {
     worker_actor handle;
     uint32_t generation = 0;
     bool up = false;
-    std::vector<assignment> held;  ///< assigned while the worker restarts
-    std::unordered_map<task_id, uint32_t> running;  ///< assigned, not reported: id -> attempt
+    std::vector<assignment> held;                   ///< assigned while the worker restarts
+    std::unordered_map<task_id, task_ptr> running;  ///< assigned, not reported
   };
   runtime_core* core = nullptr;
   transport::socket_thread* socket = nullptr;
@@ -68,8 +70,8 @@ struct node_agent_state {
 };
 
 node_agent_actor::behavior_type node_agent_impl(
-    node_agent_actor::stateful_pointer<node_agent_state> self, runtime_core* core,
-    std::string node, transport::socket_thread* socket, wire::framer* framer,
+    node_agent_actor::stateful_pointer<node_agent_state> self, runtime_core* core, std::string node,
+    transport::socket_thread* socket, wire::framer* framer,
     std::function<void(const std::string&)> fatal);
 
 }  // namespace troupe
@@ -79,3 +81,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::head_welcome_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::head_heartbeat_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::head_error_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::node_tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::head_cancel_msg)
