@@ -6,7 +6,8 @@
 
 namespace troupe {
 
-void event_batch::add(std::string topic, task_id task, int32_t worker, std::string detail) {
+void event_batch::add(std::string topic, task_id task, int32_t worker, std::string detail,
+                      std::string node) {
   if (!wanted()) return;
   event e;
   e.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -16,6 +17,7 @@ void event_batch::add(std::string topic, task_id task, int32_t worker, std::stri
   e.task = task;
   e.worker = worker;
   e.detail = std::move(detail);
+  e.node = std::move(node);
   events_.push_back(std::move(e));
 }
 

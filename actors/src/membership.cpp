@@ -71,7 +71,7 @@ void node_lost(self_ptr self, size_t n, const std::string& reason, node_state ne
   }
   node.in_flight.clear();
   node.state = next;
-  events.add("node.left", 0, -1, node.cfg->name + ": " + reason);
+  events.add("node.left", 0, -1, reason, node.cfg->name);
   events.flush(self, st.bus);
 }
 
@@ -84,6 +84,9 @@ void bring_up(self_ptr self, int32_t w) {
       self->spawn(remote_worker_impl, w, slot.generation, caf::actor_cast<membership_actor>(self));
   self->send(st.balancer, worker_up_msg{w, slot.generation, slot.proxy, slot.capacity});
   self->send(st.monitor, worker_state_msg{w, "up", slot.restarts, slot.generation});
+  event_batch events{st.core->events};
+  events.add("worker.up", 0, w, st.core->workers[size_t(w)].name, st.core->workers[size_t(w)].node);
+  events.flush(self, st.bus);
 }
 
 void on_hello(self_ptr self, node_hello_msg& msg) {
@@ -141,7 +144,7 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
     spdlog::info("membership: node '{}' joined (epoch {}, {} workers, join #{})", hello.node,
                  msg.epoch, node.workers.size(), node.joins);
     event_batch events{st.core->events};
-    events.add("node.joined", 0, -1, hello.node + " epoch " + std::to_string(msg.epoch));
+    events.add("node.joined", 0, -1, "epoch " + std::to_string(msg.epoch), hello.node);
     events.flush(self, st.bus);
   }
   wire::welcome w{hello.node, msg.epoch, uint32_t(st.core->cfg.cluster.heartbeat_interval.count()),
@@ -233,7 +236,6 @@ void on_worker_state(self_ptr self, node_worker_msg& msg) {
     if (slot.up) return;
     ++slot.restarts;
     bring_up(self, w);
-    events.add("worker.up", 0, w, st.core->workers[size_t(w)].name);
   } else {
     if (!slot.up) return;
     slot.up = false;
@@ -306,7 +308,7 @@ void on_tick(self_ptr self) {
       node.state = node_state::suspect;
       spdlog::warn("membership: node '{}' is suspect", node.cfg->name);
       event_batch events{st.core->events};
-      events.add("node.suspect", 0, -1, node.cfg->name);
+      events.add("node.suspect", 0, -1, "silent", node.cfg->name);
       events.flush(self, st.bus);
     }
     st.socket->send(st.framer->make(&node.peer, wire::msg_type::heartbeat, wire::heartbeat{}));
@@ -329,6 +331,7 @@ void on_status(self_ptr self, const status_query_msg& q) {
             s.stats.in_flight = in_system - s.stats.queued;
             for (auto& w : st.core->workers) s.worker_nodes.push_back(w.node);
             s.frames_refused = q.frames_refused;
+            s.events_endpoint = q.events_endpoint;
             s.stale_frames = st.stale_frames;
             auto now = clock::now();
             for (auto& node : st.nodes) {

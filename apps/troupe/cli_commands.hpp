@@ -23,5 +23,6 @@ struct submit_options {
 };
 int run_submit(const submit_options& opt);
 int run_status(const std::string& to, bool json, int64_t timeout_ms);
+int run_watch(const std::string& to, const std::string& topic, bool json);
 
 }  // namespace troupe::cli

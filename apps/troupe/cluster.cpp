@@ -19,6 +19,7 @@
 #include "troupe/client.hpp"
 #include "troupe/head.hpp"
 #include "troupe/node.hpp"
+#include "troupe/subscriber.hpp"
 #include "troupe/workload.hpp"
 
 namespace troupe::cli {
@@ -340,6 +341,71 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms) {
                 n.heartbeat_age_ms);
     show_workers(by_node[n.name], "       ├─ ");
   }
+  return 0;
+}
+
+int run_watch(const std::string& to, const std::string& topic, bool json) {
+  catch_signals({SIGINT, SIGTERM});
+  std::mutex out;  // the subscriber's thread prints; lines must not interleave
+  auto time_of = [](int64_t ns) {
+    auto secs = time_t(ns / 1000000000);
+    tm t{};
+    localtime_r(&secs, &t);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%02d:%02d:%02d.%06lld", t.tm_hour, t.tm_min, t.tm_sec,
+                  static_cast<long long>((ns / 1000) % 1000000));
+    return std::string{buf};
+  };
+  subscriber_options so;
+  so.prefix = topic;
+  so.on_gap = [&](uint64_t first, uint64_t last) {
+    std::lock_guard<std::mutex> g{out};
+    if (json)
+      std::printf("%s\n", nlohmann::json{{"gap", {first, last}}}.dump().c_str());
+    else
+      std::printf("-- gap: events %llu..%llu were lost here; catching up from the head\n",
+                  (unsigned long long)first, (unsigned long long)last);
+    std::fflush(stdout);
+  };
+  so.on_snapshot = [&](const state_snapshot& s) {
+    std::lock_guard<std::mutex> g{out};
+    if (json)
+      std::printf("%s\n", nlohmann::json{{"snapshot",
+                                          {{"seq", s.seq},
+                                           {"tasks_in_flight", s.tasks.size()},
+                                           {"workers", s.workers.size()},
+                                           {"nodes", s.nodes}}}}
+                              .dump()
+                              .c_str());
+    else
+      std::printf(
+          "-- state at event %llu: %zu task(s) in flight, %zu worker(s) known, "
+          "%zu node(s)\n",
+          (unsigned long long)s.seq, s.tasks.size(), s.workers.size(), s.nodes.size());
+    std::fflush(stdout);
+  };
+  subscriber sub{to,
+                 [&](const event& e) {
+                   std::lock_guard<std::mutex> g{out};
+                   if (json) {
+                     nlohmann::json j{{"seq", e.seq},       {"time_ns", e.time_ns},
+                                      {"topic", e.topic},   {"task", e.task},
+                                      {"worker", e.worker}, {"detail", e.detail}};
+                     if (!e.node.empty()) j["node"] = e.node;
+                     std::printf("%s\n", j.dump().c_str());
+                   } else {
+                     std::string who;
+                     if (e.task) who += " task " + std::to_string(e.task);
+                     if (e.worker >= 0) who += " worker " + std::to_string(e.worker);
+                     if (!e.node.empty()) who += " node " + e.node;
+                     std::printf("%8llu %s %-18s%s%s%s\n", (unsigned long long)e.seq,
+                                 time_of(e.time_ns).c_str(), e.topic.c_str(), who.c_str(),
+                                 e.detail.empty() ? "" : ": ", e.detail.c_str());
+                   }
+                   std::fflush(stdout);
+                 },
+                 so};
+  next_signal(-1);
   return 0;
 }
 

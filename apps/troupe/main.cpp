@@ -196,6 +196,14 @@ int main(int argc, char** argv) {
   status_cmd->add_flag("--json", status_json, "as JSON");
   status_cmd->add_option("--timeout-ms", status_timeout, "how long to wait for the head");
 
+  std::string watch_to, watch_topic;
+  bool watch_json = false;
+  auto* watch_cmd = app.add_subcommand(
+      "watch", "follow a head's events: one line each (gaps shown and recovered)");
+  watch_cmd->add_option("--to", watch_to, "the head's endpoint")->required();
+  watch_cmd->add_option("--topic", watch_topic, "only topics starting with this (task., node.)");
+  watch_cmd->add_flag("--json", watch_json, "JSON lines");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*head_cmd) return troupe::cli::run_head(cluster_config, cluster_sets);
@@ -203,6 +211,7 @@ int main(int argc, char** argv) {
     if (*up_cmd) return troupe::cli::run_up(cluster_config, cluster_sets);
     if (*submit_cmd) return troupe::cli::run_submit(so);
     if (*status_cmd) return troupe::cli::run_status(status_to, status_json, status_timeout);
+    if (*watch_cmd) return troupe::cli::run_watch(watch_to, watch_topic, watch_json);
     if (*run_cmd) return run(ro);
     if (*bench_cmd)
       return troupe::cli::run_bench(which, bench_tasks, bench_json, bench_workers, bench_sets);

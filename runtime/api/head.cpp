@@ -3,6 +3,7 @@
 #include "runtime_impl.hpp"
 #include "troupe/actors/membership.hpp"
 #include "troupe/codec.hpp"
+#include "troupe/event_log.hpp"
 #include "troupe/framer.hpp"
 #include "troupe/socket_thread.hpp"
 
@@ -41,6 +42,12 @@ struct head::impl {
   std::unique_ptr<transport::socket_thread> sock;
   membership_actor membership;
   std::atomic<uint64_t> frames_in{0}, refused{0};
+  // Events: published on the PUB socket from the event bus's thread, and kept for catching up.
+  std::unique_ptr<transport::socket_thread> pub;
+  std::mutex log_mutex;
+  event_log log;
+  uint64_t subscription = 0;
+  static constexpr size_t replay_batch = 10000;  ///< events per replay reply
   // Results finished on the runtime's threads, gathered per client until the socket thread
   // turns them into frames: one frame carries every result that finished meanwhile.
   std::mutex results_mutex;
@@ -50,7 +57,7 @@ struct head::impl {
   std::mutex stop_mutex;
   bool stopped = false;
 
-  explicit impl(runtime_config c) : cfg(std::move(c)) {
+  explicit impl(runtime_config c) : cfg(std::move(c)), log(cfg.cluster.event_ring) {
     lim.max_frame_bytes = cfg.cluster.max_frame_bytes;
     rt.reset(new troupe::runtime(head_view(cfg), cluster_workers(cfg)));
     auto& ri = *rt->impl_;
@@ -71,8 +78,56 @@ struct head::impl {
     }
     membership = ri.system->spawn(membership_impl, &ri.core, ri.balancer, ri.monitor, ri.bus,
                                   sock.get(), &framer);
+    if (!cfg.cluster.events_endpoint.empty()) start_publishing();
     spdlog::info("head: listening on {} for {} node(s)", sock->endpoint(),
                  cfg.cluster.nodes.size());
+  }
+
+  void start_publishing() {
+    transport::socket_options po;
+    po.type = zmq::socket_type::pub;
+    po.endpoint = cfg.cluster.events_endpoint;
+    po.bind = true;
+    po.name = "troupe-pub";
+    po.max_outbound = cfg.cluster.max_outbound;
+    po.high_water_mark = int(cfg.cluster.event_high_water);
+    try {
+      pub = std::make_unique<transport::socket_thread>(ctx, po, [](transport::multipart&) {});
+    } catch (...) {
+      stop(shutdown_mode::cancel);
+      throw;
+    }
+    // The event bus calls this on its own thread, in sequence order: recording and handing the
+    // frames to the PUB thread never waits on a subscriber (PUB drops at the high-water mark).
+    subscription = rt->subscribe("", [this](const event& e) {
+      {
+        std::lock_guard<std::mutex> guard{log_mutex};
+        log.record(e);
+      }
+      pub->send({std::string_view{e.topic}, std::string_view{wire::encode(e)}});
+    });
+    spdlog::info("head: publishing events on {}", pub->endpoint());
+  }
+
+  void on_replay_request(const std::string& peer, const wire::header& h, uint64_t since) {
+    wire::replay r;
+    {
+      std::lock_guard<std::mutex> guard{log_mutex};
+      auto got = log.since(since, replay_batch);
+      r.complete = got.has_value();
+      if (got) r.events = std::move(*got);
+      r.last_seq = log.last_seq();
+    }
+    sock->send(framer.make(&peer, wire::msg_type::replay, r, h.id));
+  }
+
+  void on_snapshot_request(const std::string& peer, const wire::header& h) {
+    wire::snapshot s;
+    {
+      std::lock_guard<std::mutex> guard{log_mutex};
+      s.state = log.snapshot();
+    }
+    sock->send(framer.make(&peer, wire::msg_type::snapshot, s, h.id));
   }
 
   void refuse(const std::string& peer, uint64_t corr, wire::wire_errc code,
@@ -126,9 +181,15 @@ struct head::impl {
           for (auto id : ids) rt->cancel(id);
           return caf::anon_send(membership, cancel_remote_msg{std::move(ids)});
         }
+        case wire::msg_type::replay_request:
+          return on_replay_request(peer, h, decode<wire::replay_request>(body).since);
+        case wire::msg_type::snapshot_request:
+          decode<wire::snapshot_request>(body);
+          return on_snapshot_request(peer, h);
         case wire::msg_type::status_request:
           decode<wire::status_request>(body);
-          return caf::anon_send(membership, status_query_msg{peer, h.id, refused.load()});
+          return caf::anon_send(
+              membership, status_query_msg{peer, h.id, refused.load(), pub ? pub->endpoint() : ""});
         case wire::msg_type::error: {
           auto e = decode<wire::error>(body);
           spdlog::warn("head: peer {} ({}) reports: {}: {}", printable(peer), h.from,
@@ -213,6 +274,7 @@ struct head::impl {
     if (stopped) return;
     stopped = true;
     rt->shutdown(mode);
+    if (subscription) rt->unsubscribe(subscription);
     auto& ri = *rt->impl_;
     caf::anon_send_exit(membership, caf::exit_reason::user_shutdown);
     {
@@ -221,6 +283,7 @@ struct head::impl {
     }
     membership = nullptr;
     sock->stop();
+    if (pub) pub->stop();
   }
 };
 
@@ -229,7 +292,8 @@ head::head(runtime_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {
 head::~head() {
   impl_->stop(shutdown_mode::cancel);
   impl_->sock.reset();
-  impl_->rt.reset();
+  impl_->rt.reset();  // the event bus (its callback uses pub) is gone after this
+  impl_->pub.reset();
 }
 
 const std::string& head::endpoint() const {

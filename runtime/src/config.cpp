@@ -169,6 +169,16 @@ const std::vector<key_def>& keys() {
        [](auto& c, auto& n) {
          c.cluster.restart_delay = std::chrono::milliseconds{int_in(n, 0, 600'000)};
        }},
+      {"cluster", "events",
+       [](auto& c, auto& n) {
+         c.cluster.events_endpoint = n.is_string() && n.template value<std::string>()->empty()
+                                         ? std::string{}
+                                         : endpoint(n);
+       }},
+      {"cluster", "event_ring",
+       [](auto& c, auto& n) { c.cluster.event_ring = uint32_t(int_in(n, 0, 1 << 26)); }},
+      {"cluster", "event_high_water",
+       [](auto& c, auto& n) { c.cluster.event_high_water = uint32_t(int_in(n, 1, 1 << 26)); }},
       {"log", "level",
        [](auto& c, auto& n) {
          auto s = n.template value<std::string>();

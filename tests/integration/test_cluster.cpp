@@ -20,6 +20,7 @@
 #include "troupe/kernels.hpp"
 #include "troupe/registry.hpp"
 #include "troupe/socket_thread.hpp"
+#include "troupe/subscriber.hpp"
 
 namespace {
 
@@ -85,6 +86,8 @@ class Cluster : public ::testing::Test {
     std::ofstream{config_} << "[cluster]\nhead = \"" << endpoint_ << "\"\n"
                            << "heartbeat_ms = 100\nsuspect_after_ms = 500\n"
                            << "dead_after_ms = 1500\nrestart_delay_ms = 100\n"
+                           << "events = \"ipc://" << dir_ << "/events.ipc\"\n"
+                           << "event_ring = 1000\nevent_high_water = 1000\n"
                            << "[nodes.a]\ncpu = 2\n[nodes.b]\ncpu = 2\n"
                            << "[retry]\nmax = 5\n[log]\nlevel = \"warn\"\n";
     log_ = dir_ + "/up.log";
@@ -267,14 +270,16 @@ TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
       raw.send(zmq::buffer(frames[i]),
                i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     zmq::pollitem_t item{raw.handle(), 0, ZMQ_POLLIN, 0};
-    ASSERT_EQ(zmq::poll(&item, 1, std::chrono::milliseconds(10000)), 1) << "no reply";
+    ASSERT_EQ(zmq::poll(&item, 1, std::chrono::milliseconds(10000)), 1)
+        << "no reply; expected " << code << "\n"
+        << read_file(log_);
     std::vector<zmq::message_t> reply;
     ASSERT_TRUE(zmq::recv_multipart(raw, std::back_inserter(reply)));
     ASSERT_EQ(reply.size(), 2u);
     auto h = wire::decode_header(reply[0].data(), reply[0].size(), wire::limits{});
     ASSERT_EQ(h.type, wire::msg_type::error);
     auto e = wire::decode<wire::error>(reply[1].data(), reply[1].size(), wire::limits{});
-    EXPECT_EQ(wire::to_string(e.code), code) << e.message;
+    EXPECT_EQ(wire::to_string(e.code), code) << e.message << "\n" << read_file(log_);
   };
   expect_error({std::string{"\xc1", 1}, ""}, "malformed");      // not MessagePack
   expect_error({header("submit", 99), "\x80"}, "bad_version");  // a future version
@@ -286,7 +291,7 @@ TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
   expect_error({header("submit", 1)}, "malformed");                  // one frame missing
   expect_error({std::string(20u << 20, 'x'), "\x80"}, "too_large");  // over max_frame_bytes
   // Each was counted, and the head carries on: a proper submit works.
-  EXPECT_EQ(client_->status().frames_refused, 8u);
+  EXPECT_EQ(client_->status().frames_refused, 8u) << read_file(log_);
   auto h = client_->submit(gemm_tasks(1, 1).front());
   auto r = h.wait_for(30s);
   ASSERT_TRUE(r);
@@ -323,6 +328,84 @@ TEST_F(Cluster, CancelEndsTheTaskAndStopsItOnTheNode) {
     for (auto& w : st.stats.workers) tasks += w.tasks;
     return tasks == 1;
   })) << "the node kept running the cancelled task";
+}
+
+TEST_F(Cluster, ALaggingSubscriberRecoversTheSameFinalStateAsASteadyOne) {
+  // steady: a fast callback that checks order. lagging: blocked in its callback while the
+  // run goes on, so the head's PUB socket drops events for it (high-water mark 1,000, ring
+  // 1,000: it must catch up from a snapshot, then the ring or the live stream).
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false, stalled = false;
+  std::vector<uint64_t> steady_seqs;
+  subscriber steady{endpoint_, [&](const event& e) { steady_seqs.push_back(e.seq); }};
+  subscriber_options lo;
+  lo.receive_high_water = 10;
+  std::atomic<uint64_t> lagging_gaps_seen{0};
+  lo.on_gap = [&](uint64_t, uint64_t) { lagging_gaps_seen.fetch_add(1); };
+  subscriber lagging{endpoint_,
+                     [&](const event&) {
+                       std::unique_lock<std::mutex> lock{mu};
+                       stalled = true;
+                       cv.notify_all();
+                       cv.wait(lock, [&] { return release; });
+                     },
+                     lo};
+  // Both start from a snapshot of the current state (the nodes have joined: seq >= 1) ...
+  ASSERT_TRUE(steady.wait_for_seq(1, 10s));
+  ASSERT_TRUE(lagging.wait_for_seq(1, 10s));
+  // ... then one task: its events stall the lagging subscriber in its callback.
+  task_spec noop;
+  noop.kind = "noop";
+  auto first = client_->submit(noop);
+  ASSERT_TRUE(first.wait_for(30s));
+  {
+    std::unique_lock<std::mutex> lock{mu};
+    ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return stalled; }));
+  }
+  std::vector<task_spec> specs(3000, noop);
+  auto handles = client_->submit_batch(std::move(specs));
+  for (auto& h : handles)
+    ASSERT_TRUE(h.wait_for(60s) && h.get().ok());  // a stalled subscriber
+                                                   // does not hold the head
+  // Every task's terminal event has been published once the status shows them all done.
+  wire::status s;
+  ASSERT_TRUE(
+      wait_for_status([](const wire::status& st) { return st.stats.completed == 3001; }, &s));
+  ASSERT_TRUE(steady.wait_for_seq(1, 10s));
+  {
+    std::lock_guard<std::mutex> g{mu};
+    release = true;
+  }
+  cv.notify_all();
+  // Both reach the newest event the steady one has seen after the run.
+  auto target = [&] {
+    uint64_t last = 0;
+    for (int i = 0; i < 3; ++i) last = std::max(last, steady.counters().last_seq);
+    return last;
+  };
+  auto state_done = [](const subscriber& sub) {
+    auto st = sub.state();
+    return st.finished.size() >= 3001 && st.tasks.empty();
+  };
+  auto deadline = clock::now() + 30s;
+  while (clock::now() < deadline && !(state_done(steady) && state_done(lagging)))
+    lagging.wait_for_seq(target(), 1s);
+  auto a = steady.state(), b = lagging.state();
+  EXPECT_TRUE(a.tasks.empty());
+  EXPECT_TRUE(b.tasks.empty());
+  std::set<task_id> ids;
+  for (auto& h : handles) ids.insert(h.id());
+  for (auto id : ids) {
+    EXPECT_EQ(a.finished[id], "completed") << "steady, task " << id;
+    EXPECT_EQ(b.finished[id], "completed") << "lagging, task " << id;
+  }
+  auto lc = lagging.counters();
+  EXPECT_GE(lc.gaps, 1u) << "the lagging subscriber lost nothing: the test did not lag it";
+  EXPECT_EQ(lagging_gaps_seen.load(), lc.gaps);
+  EXPECT_GE(lc.snapshots, 2u) << "the ring of 1,000 could not have covered the gap";
+  // The steady one received the events in order, each once.
+  for (size_t i = 1; i < steady_seqs.size(); ++i) ASSERT_LT(steady_seqs[i - 1], steady_seqs[i]);
 }
 
 TEST(ClusterConfig, ABadClusterFileNamesFileLineAndKey) {

@@ -80,7 +80,7 @@ TEST(WireCodec, HeaderRoundTrips) {
 }
 
 TEST(WireCodec, EveryMessageTypeHasAName) {
-  for (int i = 0; i <= int(msg_type::bye); ++i) {
+  for (int i = 0; i <= int(last_msg_type); ++i) {
     msg_type back{};
     ASSERT_TRUE(parse_msg_type(to_string(msg_type(i)), back)) << i;
     EXPECT_EQ(int(back), i);
@@ -213,6 +213,48 @@ TEST(WireCodec, WorkerStateStatusAndErrorRoundTrip) {
   auto e = round_trip(error{wire_errc::stale_epoch, "old"});
   EXPECT_EQ(e.code, wire_errc::stale_epoch);
   EXPECT_EQ(e.message, "old");
+}
+
+TEST(WireCodec, EventsReplaysAndSnapshotsRoundTrip) {
+  event e;
+  e.seq = 42;
+  e.time_ns = 1700000000123456789;
+  e.topic = "node.joined";
+  e.worker = -1;
+  e.detail = "epoch 9";
+  e.node = "a";
+  auto eb = encode(e);
+  auto back = decode<event>(eb.data(), eb.size(), limits{});
+  EXPECT_EQ(back.seq, 42u);
+  EXPECT_EQ(back.time_ns, e.time_ns);
+  EXPECT_EQ(back.topic, "node.joined");
+  EXPECT_EQ(back.node, "a");
+  EXPECT_EQ(back.detail, "epoch 9");
+
+  EXPECT_EQ(round_trip(replay_request{17}).since, 17u);
+  replay r;
+  r.complete = true;
+  r.last_seq = 43;
+  r.events = {e, e};
+  auto rb = round_trip(r);
+  EXPECT_TRUE(rb.complete);
+  EXPECT_EQ(rb.last_seq, 43u);
+  ASSERT_EQ(rb.events.size(), 2u);
+  EXPECT_EQ(rb.events[1].node, "a");
+
+  snapshot s;
+  s.state.seq = 99;
+  s.state.tasks = {{5, "started"}, {6, "queued"}};
+  s.state.workers = {{0, "up"}};
+  s.state.nodes = {{"b", "suspect"}};
+  s.state.finished = {{4, "failed"}};
+  auto sb = round_trip(s);
+  EXPECT_EQ(sb.state.seq, 99u);
+  EXPECT_EQ(sb.state.tasks, s.state.tasks);
+  EXPECT_EQ(sb.state.workers, s.state.workers);
+  EXPECT_EQ(sb.state.nodes, s.state.nodes);
+  EXPECT_EQ(sb.state.finished, s.state.finished);
+  round_trip(snapshot_request{});
 }
 
 // --- hostile input --------------------------------------------------------------------------

@@ -41,12 +41,20 @@ const char* to_string(msg_type t) noexcept {
       return "error";
     case msg_type::bye:
       return "bye";
+    case msg_type::replay_request:
+      return "replay_request";
+    case msg_type::replay:
+      return "replay";
+    case msg_type::snapshot_request:
+      return "snapshot_request";
+    case msg_type::snapshot:
+      return "snapshot";
   }
   return "?";
 }
 
 bool parse_msg_type(const std::string& name, msg_type& out) noexcept {
-  for (int i = 0; i <= int(msg_type::bye); ++i)
+  for (int i = 0; i <= int(last_msg_type); ++i)
     if (name == to_string(msg_type(i))) {
       out = msg_type(i);
       return true;
@@ -520,7 +528,8 @@ std::string encode(const status_request&) {
 std::string encode(const status& m) {
   return encode_with<status>([&](packer& pk) {
     auto& s = m.stats;
-    pk.pack_map(17);
+    pk.pack_map(18);
+    key(pk, "events_endpoint"), str(pk, m.events_endpoint);
     key(pk, "frames_refused"), pk.pack(m.frames_refused);
     key(pk, "stale_frames"), pk.pack(m.stale_frames);
     key(pk, "submitted"), pk.pack(s.submitted);
@@ -573,6 +582,80 @@ std::string encode(const status& m) {
       key(pk, "workers");
       list(pk, n.workers, [&](int32_t w) { pk.pack(w); });
     });
+  });
+}
+
+namespace {
+void write(packer& pk, const event& e) {
+  pk.pack_map(e.node.empty() ? 6 : 7);
+  key(pk, "seq"), pk.pack(e.seq);
+  key(pk, "time_ns"), pk.pack(e.time_ns);
+  key(pk, "topic"), str(pk, e.topic);
+  key(pk, "task"), pk.pack(e.task);
+  key(pk, "worker"), pk.pack(e.worker);
+  key(pk, "detail"), str(pk, e.detail);
+  if (!e.node.empty()) key(pk, "node"), str(pk, e.node);
+}
+}  // namespace
+
+std::string encode(const event& e) {
+  return encode_with<event>([&](packer& pk) { write(pk, e); });
+}
+
+std::string encode(const replay_request& m) {
+  return encode_with<replay_request>([&](packer& pk) {
+    pk.pack_map(1);
+    key(pk, "since"), pk.pack(m.since);
+  });
+}
+
+std::string encode(const replay& m) {
+  return encode_with<replay>([&](packer& pk) {
+    pk.pack_map(3);
+    key(pk, "complete"), pk.pack(m.complete);
+    key(pk, "last_seq"), pk.pack(m.last_seq);
+    key(pk, "events");
+    list(pk, m.events, [&](const event& e) { write(pk, e); });
+  });
+}
+
+std::string encode(const snapshot_request&) {
+  return encode_with<snapshot_request>([&](packer& pk) { pk.pack_map(0); });
+}
+
+std::string encode(const snapshot& m) {
+  return encode_with<snapshot>([&](packer& pk) {
+    auto& s = m.state;
+    pk.pack_map(5);
+    key(pk, "seq"), pk.pack(s.seq);
+    key(pk, "finished");
+    pk.pack_array(uint32_t(s.finished.size()));
+    for (auto& [id, state] : s.finished) {
+      pk.pack_map(2);
+      key(pk, "id"), pk.pack(id);
+      key(pk, "state"), str(pk, state);
+    }
+    key(pk, "tasks");
+    pk.pack_array(uint32_t(s.tasks.size()));
+    for (auto& [id, state] : s.tasks) {
+      pk.pack_map(2);
+      key(pk, "id"), pk.pack(id);
+      key(pk, "state"), str(pk, state);
+    }
+    key(pk, "workers");
+    pk.pack_array(uint32_t(s.workers.size()));
+    for (auto& [w, state] : s.workers) {
+      pk.pack_map(2);
+      key(pk, "index"), pk.pack(w);
+      key(pk, "state"), str(pk, state);
+    }
+    key(pk, "nodes");
+    pk.pack_array(uint32_t(s.nodes.size()));
+    for (auto& [n, state] : s.nodes) {
+      pk.pack_map(2);
+      key(pk, "name"), str(pk, n);
+      key(pk, "state"), str(pk, state);
+    }
   });
 }
 
@@ -1057,6 +1140,7 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
   return with_body(data, size, lim, "status", [](const fields& f) {
     status m;
     auto& s = m.stats;
+    m.events_endpoint = f.text("events_endpoint", {});
     m.frames_refused = f.num<uint64_t>("frames_refused", 0);
     m.stale_frames = f.num<uint64_t>("stale_frames", 0);
     s.submitted = f.num<uint64_t>("submitted", 0);
@@ -1116,6 +1200,77 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
         ns.workers.push_back(as_bounded<int32_t>(w, p));
       });
       m.nodes.push_back(std::move(ns));
+    });
+    return m;
+  });
+}
+
+namespace {
+event read_event(const object& o, const where& path) {
+  fields f{o, path};
+  event e;
+  e.seq = f.num<uint64_t>("seq");
+  e.time_ns = f.num<int64_t>("time_ns", 0);
+  e.topic = f.text("topic");
+  e.task = f.num<uint64_t>("task", 0);
+  e.worker = f.num<int32_t>("worker", -1);
+  e.detail = f.text("detail", {});
+  e.node = f.text("node", {});
+  return e;
+}
+}  // namespace
+
+template <>
+event decode<event>(const void* data, size_t size, const limits& lim) {
+  auto oh = parse(data, size, lim);
+  return read_event(oh.get(), where{"event"});
+}
+
+template <>
+replay_request decode<replay_request>(const void* data, size_t size, const limits& lim) {
+  return with_body(data, size, lim, "replay_request",
+                   [](const fields& f) { return replay_request{f.num<uint64_t>("since")}; });
+}
+
+template <>
+replay decode<replay>(const void* data, size_t size, const limits& lim) {
+  return with_body(data, size, lim, "replay", [](const fields& f) {
+    replay m;
+    m.complete = as_bool(f.need("complete"), f.at("complete"));
+    m.last_seq = f.num<uint64_t>("last_seq", 0);
+    f.each("events",
+           [&](const object& o, const where& p) { m.events.push_back(read_event(o, p)); });
+    return m;
+  });
+}
+
+template <>
+snapshot_request decode<snapshot_request>(const void* data, size_t size, const limits& lim) {
+  return with_body(data, size, lim, "snapshot_request",
+                   [](const fields&) { return snapshot_request{}; });
+}
+
+template <>
+snapshot decode<snapshot>(const void* data, size_t size, const limits& lim) {
+  return with_body(data, size, lim, "snapshot", [](const fields& f) {
+    snapshot m;
+    m.state.seq = f.num<uint64_t>("seq");
+    if (f.find("finished"))
+      f.each("finished", [&](const object& o, const where& p) {
+        fields t{o, p};
+        m.state.finished[t.num<uint64_t>("id")] = t.text("state");
+      });
+    f.each("tasks", [&](const object& o, const where& p) {
+      fields t{o, p};
+      m.state.tasks[t.num<uint64_t>("id")] = t.text("state");
+    });
+    f.each("workers", [&](const object& o, const where& p) {
+      fields w{o, p};
+      m.state.workers[w.num<int32_t>("index")] = w.text("state");
+    });
+    f.each("nodes", [&](const object& o, const where& p) {
+      fields n{o, p};
+      m.state.nodes[n.text("name")] = n.text("state");
     });
     return m;
   });

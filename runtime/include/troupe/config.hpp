@@ -36,6 +36,9 @@ struct cluster_config {
   uint64_t max_frame_bytes = uint64_t(16) << 20;       ///< larger frames get an error reply
   uint32_t max_outbound = 65536;                       ///< messages waiting per socket
   std::chrono::milliseconds restart_delay{200};  ///< troupe up: before restarting a dead child
+  std::string events_endpoint = "tcp://127.0.0.1:5556";  ///< head PUB socket; "" for none
+  uint32_t event_ring = 65536;         ///< events kept for subscribers that catch up
+  uint32_t event_high_water = 100000;  ///< events queued per subscriber before it loses some
   std::vector<node_config> nodes;
   const node_config* find(const std::string& name) const {
     for (auto& n : nodes)

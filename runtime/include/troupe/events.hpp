@@ -7,9 +7,10 @@
 
 namespace troupe {
 
-/// One state change. Topics: task.submitted, task.queued, task.placed, task.started,
-/// task.retrying, task.completed, task.failed, task.cancelled, task.expired, worker.up,
-/// worker.down, worker.restarting, worker.degraded, queue.rejected, queue.pressure.
+/// One state change. Topics (docs/protocol.md has the catalogue): task.submitted, task.queued,
+/// task.placed, task.started, task.retrying, task.completed, task.failed, task.cancelled,
+/// task.expired, worker.up, worker.down, worker.restarting, worker.degraded, node.joined,
+/// node.suspect, node.left, queue.rejected, queue.pressure, metrics.snapshot.
 struct event {
   uint64_t seq = 0;     ///< per publisher, gap-free
   int64_t time_ns = 0;  ///< system clock, ns since the epoch
@@ -17,6 +18,7 @@ struct event {
   task_id task = 0;     ///< 0 if the event concerns no task
   int32_t worker = -1;  ///< -1 if it concerns no worker
   std::string detail;   ///< kind, error message, reason
+  std::string node;     ///< the node it concerns (node.* events), else empty
 };
 
 using event_callback = std::function<void(const event&)>;

@@ -49,6 +49,12 @@ std::string encode(const cancel& m);
 std::string encode(const status_request& m);
 std::string encode(const status& m);
 std::string encode(const error& m);
+std::string encode(const replay_request& m);
+std::string encode(const replay& m);
+std::string encode(const snapshot_request& m);
+std::string encode(const snapshot& m);
+/// The body of a PUB message (its first frame is the topic).
+std::string encode(const event& e);
 
 /// Decoders: check_frame first, then the shape. Throw decode_error naming the field.
 header decode_header(const void* data, size_t size, const limits& lim);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "troupe/event_log.hpp"
+#include "troupe/events.hpp"
 #include "troupe/ledger.hpp"
 #include "troupe/model.hpp"
 #include "troupe/registry.hpp"
@@ -31,10 +33,15 @@ enum class msg_type : uint8_t {
   result,        ///< head -> client: terminal records of tasks
   cancel,        ///< client -> head
   status_request,
-  status,  ///< head -> client: nodes, workers, queue, supervision
-  error,   ///< anyone -> anyone: a frame could not be handled
-  bye,     ///< node -> head: leaving on purpose (shutdown)
+  status,            ///< head -> client: nodes, workers, queue, supervision
+  error,             ///< anyone -> anyone: a frame could not be handled
+  bye,               ///< node -> head: leaving on purpose (shutdown)
+  replay_request,    ///< subscriber -> head: the events since a sequence number
+  replay,            ///< head -> subscriber
+  snapshot_request,  ///< subscriber -> head: current state
+  snapshot,          ///< head -> subscriber
 };
+inline constexpr msg_type last_msg_type = msg_type::snapshot;
 const char* to_string(msg_type t) noexcept;
 /// False for an unknown name.
 bool parse_msg_type(const std::string& name, msg_type& out) noexcept;
@@ -136,8 +143,26 @@ struct status {
   runtime_stats stats;
   std::vector<node_status> nodes;
   std::vector<std::string> worker_nodes;  ///< per worker of stats.workers: its node ("" = head)
+  std::string events_endpoint;            ///< the head's PUB socket, for subscribers
   uint64_t frames_refused = 0;  ///< answered with an error (malformed, too large, unknown, ...)
   uint64_t stale_frames = 0;    ///< from an old epoch of a node (fenced)
+};
+
+struct replay_request {
+  uint64_t since = 0;  ///< first seq wanted
+};
+
+struct replay {
+  bool complete = false;  ///< false: some events since `since` have left the ring; ask a snapshot
+  uint64_t last_seq = 0;  ///< the newest event published so far
+  std::vector<event> events;  ///< from `since` on, at most a bounded number per reply
+};
+
+struct snapshot_request {};
+
+/// Current state as of `state.seq`; continue with the events after it.
+struct snapshot {
+  state_snapshot state;
 };
 
 /// Error codes of the transport, sent as their names.

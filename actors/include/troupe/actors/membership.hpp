@@ -53,6 +53,7 @@ struct status_query_msg {
   std::string peer;
   uint64_t corr = 0;
   uint64_t frames_refused = 0;  ///< the head socket thread's count when asked
+  std::string events_endpoint;
 };
 // remote worker proxy -> membership
 struct remote_assign_msg {

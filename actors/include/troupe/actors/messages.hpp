@@ -181,7 +181,8 @@ class event_batch {
   explicit event_batch(const event_gate& gate) : gate_(&gate) {}
   void bind(const event_gate& gate) { gate_ = &gate; }
   bool wanted() const { return gate_ && gate_->active(); }
-  void add(std::string topic, task_id task = 0, int32_t worker = -1, std::string detail = {});
+  void add(std::string topic, task_id task = 0, int32_t worker = -1, std::string detail = {},
+           std::string node = {});
   /// Sends and clears; no-op when empty.
   template <class Self>
   void flush(Self* self, const event_bus_actor& bus) {
