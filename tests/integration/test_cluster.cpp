@@ -408,6 +408,31 @@ TEST_F(Cluster, ALaggingSubscriberRecoversTheSameFinalStateAsASteadyOne) {
   for (size_t i = 1; i < steady_seqs.size(); ++i) ASSERT_LT(steady_seqs[i - 1], steady_seqs[i]);
 }
 
+TEST_F(Cluster, PythonSubscriberFollowsARun) {
+  auto cmd = std::string{"/usr/bin/python3 "} + TROUPE_SOURCE_DIR +
+             "/apps/examples/python_subscriber.py --to " + endpoint_ +
+             " --until-finished 300 --timeout 60";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::vector<task_spec> specs(300);
+  for (auto& s : specs) {
+    s.kind = "sleep";
+    s.params = {{"ms", int64_t{1}}};
+  }
+  auto handles = client_->submit_batch(std::move(specs));
+  for (auto& h : handles) ASSERT_TRUE(h.wait_for(60s));
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  ASSERT_EQ(pclose(p), 0) << out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  auto summary = nlohmann::json::parse(out.substr(out.rfind('\n') + 1));  // the last line
+  EXPECT_EQ(summary["finished"], 300) << out;
+  EXPECT_EQ(summary["outcomes"]["completed"], 300) << out;
+  EXPECT_EQ(summary["in_flight"], 0) << out;
+}
+
 TEST(ClusterConfig, ABadClusterFileNamesFileLineAndKey) {
   auto dir = temp_dir();
   auto path = dir + "/bad.toml";
