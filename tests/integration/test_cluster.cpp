@@ -40,6 +40,28 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
+/// A command started now; finish() reads all it prints and waits for it.
+class command {
+ public:
+  explicit command(const std::string& cmd) : p_(popen((cmd + " 2>&1").c_str(), "r")) {}
+  ~command() {
+    if (p_) pclose(p_);
+  }
+  /// Its output (stdout and stderr) and exit status.
+  std::pair<int, std::string> finish() {
+    std::string out;
+    std::array<char, 4096> buf;
+    size_t n;
+    while (p_ && (n = fread(buf.data(), 1, buf.size(), p_)) > 0) out.append(buf.data(), n);
+    int status = p_ ? pclose(p_) : -1;
+    p_ = nullptr;
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  }
+
+ private:
+  FILE* p_;
+};
+
 /// Children of `parent` whose command line contains every word of `words`.
 pid_t find_child(pid_t parent, const std::vector<std::string>& words) {
   DIR* d = opendir("/proc");
@@ -164,13 +186,8 @@ TEST_F(Cluster, CppAndPythonClientsGetCorrectResults) {
   // The Python example, written from docs/protocol.md, against the same head.
   auto cmd = std::string{"/usr/bin/python3 "} + TROUPE_SOURCE_DIR +
              "/apps/examples/python_client.py --to " + endpoint_ + " --count 200 --size 24";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  ASSERT_EQ(pclose(p), 0) << out;
+  auto [rc, out] = command{cmd}.finish();
+  ASSERT_EQ(rc, 0) << out;
   std::istringstream lines{out};
   std::string line;
   size_t checked = 0;
@@ -412,8 +429,7 @@ TEST_F(Cluster, PythonSubscriberFollowsARun) {
   auto cmd = std::string{"/usr/bin/python3 "} + TROUPE_SOURCE_DIR +
              "/apps/examples/python_subscriber.py --to " + endpoint_ +
              " --until-finished 300 --timeout 60";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
+  command python{cmd};
   std::vector<task_spec> specs(300);
   for (auto& s : specs) {
     s.kind = "sleep";
@@ -421,11 +437,8 @@ TEST_F(Cluster, PythonSubscriberFollowsARun) {
   }
   auto handles = client_->submit_batch(std::move(specs));
   for (auto& h : handles) ASSERT_TRUE(h.wait_for(60s));
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  ASSERT_EQ(pclose(p), 0) << out;
+  auto [rc, out] = python.finish();
+  ASSERT_EQ(rc, 0) << out;
   while (!out.empty() && out.back() == '\n') out.pop_back();
   auto summary = nlohmann::json::parse(out.substr(out.rfind('\n') + 1));  // the last line
   EXPECT_EQ(summary["finished"], 300) << out;
@@ -437,14 +450,8 @@ TEST(ClusterConfig, ABadClusterFileNamesFileLineAndKey) {
   auto dir = temp_dir();
   auto path = dir + "/bad.toml";
   std::ofstream{path} << "[cluster]\nhead = \"tcp://127.0.0.1:5999\"\n[nodes.a]\ncpu = \"two\"\n";
-  auto cmd = std::string{TROUPE_BINARY} + " up --config " + path + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  EXPECT_NE(WEXITSTATUS(status), 0);
+  auto [rc, out] = command{std::string{TROUPE_BINARY} + " up --config " + path}.finish();
+  EXPECT_NE(rc, 0);
   EXPECT_NE(out.find(path + ":4: key 'nodes.a.cpu'"), std::string::npos) << out;
 }
 
@@ -457,14 +464,8 @@ TEST(ClusterConfig, AnEndpointThatCannotBeBoundMakesTheHeadExitNonZero) {
   auto endpoint = taken.get(zmq::sockopt::last_endpoint);
   auto path = dir + "/taken.toml";
   std::ofstream{path} << "[cluster]\nhead = \"" << endpoint << "\"\n[nodes.a]\ncpu = 1\n";
-  auto cmd = std::string{TROUPE_BINARY} + " head --config " + path + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  EXPECT_NE(WEXITSTATUS(status), 0);
+  auto [rc, out] = command{std::string{TROUPE_BINARY} + " head --config " + path}.finish();
+  EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("cannot bind " + endpoint), std::string::npos) << out;
 }
 
