@@ -332,6 +332,7 @@ void on_status(self_ptr self, const status_query_msg& q) {
             for (auto& w : st.core->workers) s.worker_nodes.push_back(w.node);
             s.frames_refused = q.frames_refused;
             s.events_endpoint = q.events_endpoint;
+            s.last_event_seq = q.last_event_seq;
             s.stale_frames = st.stale_frames;
             auto now = clock::now();
             for (auto& node : st.nodes) {

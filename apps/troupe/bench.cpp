@@ -4,7 +4,7 @@
 //   latency:  submit-to-result with one task in flight, beside the same round trip through the
 //             thread pool (submit, future.get()).
 //   gemm:     512^3 float32 through troupe beside direct cblas_sgemm calls on as many threads.
-//   remote-latency, remote-pipeline: across processes (bench_cluster.cpp).
+//   remote-latency, remote-pipeline, events: across processes (bench_cluster.cpp).
 #include <cblas.h>
 #ifdef TROUPE_WITH_CUDA
 #include <cublas_v2.h>
@@ -33,6 +33,7 @@ namespace troupe::cli {
 
 nlohmann::json bench_remote_latency(int rounds);
 nlohmann::json bench_remote_pipeline(size_t tasks);
+nlohmann::json bench_events(size_t tasks);
 
 namespace {
 
@@ -155,11 +156,11 @@ double pct(std::vector<double> v, double q) {
 int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std::string& json_path,
               uint32_t workers, const std::vector<std::string>& overrides) {
   bench_overrides = overrides;
-  auto which =
-      which_in.empty()
-          ? std::vector<std::string>{"pipeline", "latency",   "gemm",           "gpu-gemm",
-                                     "gpu-mlp",  "gpu-mixed", "remote-latency", "remote-pipeline"}
-          : which_in;
+  auto which = which_in.empty()
+                   ? std::vector<std::string>{"pipeline",       "latency",         "gemm",
+                                              "gpu-gemm",       "gpu-mlp",         "gpu-mixed",
+                                              "remote-latency", "remote-pipeline", "events"}
+                   : which_in;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json out;
   out["workers"] = workers;
@@ -188,6 +189,7 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
   if (wants("remote-latency")) out["remote_latency"] = bench_remote_latency(5000);
   if (wants("remote-pipeline"))
     out["remote_pipeline"] = bench_remote_pipeline(std::min<size_t>(tasks, 200000));
+  if (wants("events")) out["events"] = bench_events(std::min<size_t>(tasks, 200000));
 
   if (wants("latency")) {
     const int rounds = 5000;

@@ -17,6 +17,7 @@
 #include "troupe/client.hpp"
 #include "troupe/codec.hpp"
 #include "troupe/framer.hpp"
+#include "troupe/subscriber.hpp"
 
 namespace troupe::cli {
 
@@ -40,12 +41,20 @@ std::string free_endpoint(zmq::context_t& ctx) {
 /// A head and one node as child processes of this one, stopped (SIGTERM) when this goes.
 class bench_cluster {
  public:
-  bench_cluster(const std::string& endpoint, uint32_t node_workers) : endpoint_(endpoint) {
+  /// node_workers = 0: no node (the head runs head_cpu workers itself). events: the PUB
+  /// endpoint, "" for none (the transport benchmarks measure without events).
+  bench_cluster(const std::string& endpoint, uint32_t node_workers, uint32_t head_cpu = 0,
+                const std::string& events = "")
+      : endpoint_(endpoint) {
     config_ = "/tmp/troupe-bench-" + std::to_string(getpid()) + ".toml";
-    std::ofstream{config_} << "[cluster]\nhead = \"" << endpoint << "\"\n"
-                           << "[nodes.n1]\ncpu = " << node_workers << "\n[log]\nlevel = \"warn\"\n";
+    std::ofstream cfg{config_};
+    cfg << "[cluster]\nhead = \"" << endpoint << "\"\nhead_cpu = " << head_cpu << "\nevents = \""
+        << events << "\"\n[log]\nlevel = \"warn\"\n";
+    if (node_workers) cfg << "[nodes.n1]\ncpu = " << node_workers << "\n";
+    cfg.close();
     pids_.push_back(spawn({"troupe", "head", "--config", config_}));
-    pids_.push_back(spawn({"troupe", "node", "--name", "n1", "--config", config_}));
+    if (node_workers)
+      pids_.push_back(spawn({"troupe", "node", "--name", "n1", "--config", config_}));
   }
   ~bench_cluster() {
     for (auto it = pids_.rbegin(); it != pids_.rend(); ++it) kill(*it, SIGTERM);
@@ -78,7 +87,7 @@ bool wait_joined(bench_cluster& cluster, client& c) {
   while (clock::now() < deadline && cluster.head_alive()) {
     try {
       auto s = c.status();
-      if (!s.nodes.empty() && s.nodes[0].state == "joined") return true;
+      if (s.nodes.empty() || s.nodes[0].state == "joined") return true;
     } catch (const client_error&) {
     }
   }
@@ -90,12 +99,14 @@ bool wait_joined(bench_cluster& cluster, client& c) {
 struct running_cluster {
   std::unique_ptr<bench_cluster> cluster;
   std::unique_ptr<client> c;
-  explicit running_cluster(uint32_t node_workers) {
+  explicit running_cluster(uint32_t node_workers, uint32_t head_cpu = 0, bool events = false) {
     for (int attempt = 0; attempt < 3; ++attempt) {
       zmq::context_t probe;
       auto endpoint = free_endpoint(probe);
+      std::string events_endpoint;
+      if (events) events_endpoint = free_endpoint(probe);
       probe.close();
-      cluster = std::make_unique<bench_cluster>(endpoint, node_workers);
+      cluster = std::make_unique<bench_cluster>(endpoint, node_workers, head_cpu, events_endpoint);
       client_options co;
       co.timeout = std::chrono::seconds(5);
       c = std::make_unique<client>(endpoint, co);
@@ -137,13 +148,16 @@ std::pair<pid_t, std::string> serve_in_child(zmq::socket_type type, Serve serve)
     zmq::context_t ctx;
     zmq::socket_t s{ctx, type};
     s.set(zmq::sockopt::linger, 0);
+    // No high-water marks: a baseline loses nothing (set before bind: pipes copy them).
+    s.set(zmq::sockopt::sndhwm, 0);
+    s.set(zmq::sockopt::rcvhwm, 0);
     s.bind("tcp://127.0.0.1:*");
     auto ep = s.get(zmq::sockopt::last_endpoint);
     (void)!write(fds[1], ep.c_str(), ep.size() + 1);
     close(fds[1]);
     serve(ctx, s);
     // Deliver the last message before leaving: _exit would drop what zmq still holds.
-    s.set(zmq::sockopt::linger, 5000);
+    s.set(zmq::sockopt::linger, 60000);
     s.close();
     ctx.close();
     _exit(0);
@@ -291,6 +305,108 @@ nlohmann::json bench_remote_pipeline(size_t tasks) {
   std::printf("  raw zmq one-way (%zu B)          %12.0f msgs/s\n", request, raw);
   std::printf("  troupe                          %12.0f tasks/s  ratio %.3f\n", rate, rate / raw);
   return {{"raw_msgs_per_s", raw}, {"troupe_tasks_per_s", rate}, {"ratio", rate / raw}};
+}
+
+namespace {
+
+/// Raw zmq PUB/SUB between two processes: messages per second of [topic, body] pairs of the
+/// given sizes, from the first received to the last. The publisher (an XPUB) starts once the
+/// subscription has reached it, and nothing is dropped (no high-water marks).
+double raw_pub_sub(size_t count, const std::string& topic, const std::string& body) {
+  auto [pid, endpoint] =
+      serve_in_child(zmq::socket_type::xpub, [&](zmq::context_t&, zmq::socket_t& pub) {
+        zmq::message_t subscription;
+        if (!pub.recv(subscription)) return;
+        for (size_t i = 0; i < count; ++i) {
+          pub.send(zmq::buffer(topic), zmq::send_flags::sndmore);
+          pub.send(zmq::buffer(body));
+        }
+      });
+  zmq::context_t ctx;
+  zmq::socket_t sub{ctx, zmq::socket_type::sub};
+  sub.set(zmq::sockopt::rcvhwm, 0);
+  sub.set(zmq::sockopt::rcvtimeo, 30000);
+  sub.set(zmq::sockopt::subscribe, "");
+  sub.connect(endpoint);
+  clock::time_point t0{};
+  for (size_t i = 0; i < count; ++i) {
+    zmq::message_t t, b;
+    if (!sub.recv(t) || !sub.recv(b)) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      throw std::runtime_error("raw PUB/SUB: messages stopped after " + std::to_string(i));
+    }
+    if (i == 0) t0 = clock::now();
+  }
+  auto rate = double(count - 1) / std::chrono::duration<double>(clock::now() - t0).count();
+  waitpid(pid, nullptr, 0);
+  return rate;
+}
+
+}  // namespace
+
+nlohmann::json bench_events(size_t tasks) {
+  event sample;
+  sample.seq = 1234567;
+  sample.time_ns = 1790000000000000000;
+  sample.topic = "task.completed";
+  sample.task = 1234567;
+  sample.worker = 1;
+  sample.detail = "noop";
+  auto body = wire::encode(sample);
+  auto raw = raw_pub_sub(tasks * 5, sample.topic, body);
+
+  running_cluster rc{0, 2, true};  // a head with 2 workers of its own, publishing
+  std::atomic<uint64_t> delivered{0};
+  subscriber sub{rc.cluster->endpoint(),
+                 [&](const event&) { delivered.fetch_add(1, std::memory_order_relaxed); }};
+  task_spec noop;
+  noop.kind = "noop";
+  rc.c->submit(noop).get();  // warm-up: its events show the subscriber is following
+  if (!sub.wait_for_seq(4, std::chrono::seconds(10)))
+    throw std::runtime_error("events: the subscriber did not follow the warm-up task");
+  auto first_seq = sub.counters().last_seq;
+  auto delivered_before = delivered.load();
+  auto t0 = clock::now();
+  const size_t batch = 10000;
+  std::vector<task_handle> handles;
+  for (size_t sent = 0; sent < tasks; sent += batch)
+    for (auto& h : rc.c->submit_batch(std::vector<task_spec>(std::min(batch, tasks - sent), noop)))
+      handles.push_back(std::move(h));
+  for (auto& h : handles)
+    if (!h.wait_for(std::chrono::seconds(120)))
+      throw std::runtime_error("events: a task did not finish within 120 s");
+  // The subscriber has followed the run once it reaches the newest event of the head.
+  auto last = rc.c->status().last_event_seq;
+  if (!sub.wait_for_seq(last, std::chrono::seconds(120)))
+    throw std::runtime_error("events: the subscriber did not reach event " + std::to_string(last));
+  auto secs = std::chrono::duration<double>(clock::now() - t0).count();
+  auto n = last - first_seq;
+  auto rate = double(n) / secs;
+  auto got = delivered.load() - delivered_before;
+  auto c = sub.counters();
+  std::printf(
+      "events          head -> one subscriber (troupe::subscriber, another process), %zu "
+      "noop tasks on the head's 2 workers\n",
+      tasks);
+  std::printf("  raw zmq PUB/SUB (%zu B + %zu B)  %12.0f msgs/s\n", sample.topic.size(),
+              body.size(), raw);
+  std::printf(
+      "  troupe, published and followed  %12.0f events/s  ratio %.3f  (%llu events, "
+      "%.0f tasks/s)\n",
+      rate, rate / raw, (unsigned long long)n, double(tasks) / secs);
+  std::printf(
+      "  of which reached the callback   %12.0f events/s  (%llu; %llu gaps, %llu "
+      "recovered from the ring, %llu snapshots)\n",
+      double(got) / secs, (unsigned long long)got, (unsigned long long)c.gaps,
+      (unsigned long long)c.replayed, (unsigned long long)c.snapshots);
+  return {{"raw_msgs_per_s", raw},
+          {"troupe_events_per_s", rate},
+          {"ratio", rate / raw},
+          {"events", n},
+          {"delivered_per_s", double(got) / secs},
+          {"gaps", c.gaps},
+          {"snapshots", c.snapshots}};
 }
 
 }  // namespace troupe::cli

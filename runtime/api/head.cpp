@@ -186,10 +186,16 @@ struct head::impl {
         case wire::msg_type::snapshot_request:
           decode<wire::snapshot_request>(body);
           return on_snapshot_request(peer, h);
-        case wire::msg_type::status_request:
+        case wire::msg_type::status_request: {
           decode<wire::status_request>(body);
-          return caf::anon_send(
-              membership, status_query_msg{peer, h.id, refused.load(), pub ? pub->endpoint() : ""});
+          uint64_t last_seq = 0;
+          {
+            std::lock_guard<std::mutex> guard{log_mutex};
+            last_seq = log.last_seq();
+          }
+          return caf::anon_send(membership, status_query_msg{peer, h.id, refused.load(),
+                                                             pub ? pub->endpoint() : "", last_seq});
+        }
         case wire::msg_type::error: {
           auto e = decode<wire::error>(body);
           spdlog::warn("head: peer {} ({}) reports: {}: {}", printable(peer), h.from,

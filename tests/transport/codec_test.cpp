@@ -196,9 +196,11 @@ TEST(WireCodec, WorkerStateStatusAndErrorRoundTrip) {
   s.worker_nodes.push_back("a");
   s.nodes.push_back({"a", "joined", 99, 2, 12.5, {0}});
   s.frames_refused = 3;
+  s.last_event_seq = 5;
   s.stale_frames = 4;
   auto sb = round_trip(s);
   EXPECT_EQ(sb.frames_refused, 3u);
+  EXPECT_EQ(sb.last_event_seq, 5u);
   EXPECT_EQ(sb.stale_frames, 4u);
   EXPECT_EQ(sb.stats.completed, 10u);
   EXPECT_EQ(sb.stats.queued, 4u);

@@ -528,8 +528,9 @@ std::string encode(const status_request&) {
 std::string encode(const status& m) {
   return encode_with<status>([&](packer& pk) {
     auto& s = m.stats;
-    pk.pack_map(18);
+    pk.pack_map(19);
     key(pk, "events_endpoint"), str(pk, m.events_endpoint);
+    key(pk, "last_event_seq"), pk.pack(m.last_event_seq);
     key(pk, "frames_refused"), pk.pack(m.frames_refused);
     key(pk, "stale_frames"), pk.pack(m.stale_frames);
     key(pk, "submitted"), pk.pack(s.submitted);
@@ -1141,6 +1142,7 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
     status m;
     auto& s = m.stats;
     m.events_endpoint = f.text("events_endpoint", {});
+    m.last_event_seq = f.num<uint64_t>("last_event_seq", 0);
     m.frames_refused = f.num<uint64_t>("frames_refused", 0);
     m.stale_frames = f.num<uint64_t>("stale_frames", 0);
     s.submitted = f.num<uint64_t>("submitted", 0);

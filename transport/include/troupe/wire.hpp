@@ -144,6 +144,7 @@ struct status {
   std::vector<node_status> nodes;
   std::vector<std::string> worker_nodes;  ///< per worker of stats.workers: its node ("" = head)
   std::string events_endpoint;            ///< the head's PUB socket, for subscribers
+  uint64_t last_event_seq = 0;            ///< the newest event published
   uint64_t frames_refused = 0;  ///< answered with an error (malformed, too large, unknown, ...)
   uint64_t stale_frames = 0;    ///< from an old epoch of a node (fenced)
 };

@@ -54,6 +54,7 @@ struct status_query_msg {
   uint64_t corr = 0;
   uint64_t frames_refused = 0;  ///< the head socket thread's count when asked
   std::string events_endpoint;
+  uint64_t last_event_seq = 0;
 };
 // remote worker proxy -> membership
 struct remote_assign_msg {
