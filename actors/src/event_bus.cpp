@@ -21,6 +21,12 @@ void event_batch::add(std::string topic, task_id task, int32_t worker, std::stri
   events_.push_back(std::move(e));
 }
 
+void event_batch::flush_from_outside(const event_bus_actor& bus) {
+  if (events_.empty()) return;
+  caf::anon_send(bus, publish_msg{std::move(events_)});
+  events_.clear();
+}
+
 event_bus_actor::behavior_type event_bus_impl(
     event_bus_actor::stateful_pointer<event_bus_state> self, runtime_core* core) {
   self->state.core = core;

@@ -98,6 +98,12 @@ struct runtime::impl {
     r.status = outcome::rejected;
     r.error = {code, std::move(message)};
     r.timings.submitted = r.timings.finished = clock::now();
+    if (core.events.active()) {
+      // Rejected on the submitting thread: the bus numbers it with the others.
+      event_batch events{core.events};
+      events.add("queue.rejected", id, -1, std::string{to_string(code)} + ": " + r.error.message);
+      events.flush_from_outside(bus);
+    }
     done->set(std::move(r));
     return task_handle{id, std::move(done)};
   }

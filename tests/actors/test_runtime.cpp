@@ -108,6 +108,25 @@ TEST(EmbeddedRuntime, SubscribersSeeGapFreeSequenceNumbersAndEveryCompletion) {
   for (size_t i = 1; i < seen.size(); ++i) ASSERT_EQ(seen[i].seq, seen[i - 1].seq + 1) << i;
 }
 
+TEST(EmbeddedRuntime, RejectionsAtSubmitArePublished) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<event> seen;
+  runtime rt{small()};
+  rt.subscribe("queue.", [&](const event& e) {
+    std::lock_guard<std::mutex> g{m};
+    seen.push_back(e);
+    cv.notify_all();
+  });
+  auto h = rt.submit(spec("no_such_kind"));
+  ASSERT_EQ(h.get().status, outcome::rejected);
+  std::unique_lock<std::mutex> lock{m};
+  ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !seen.empty(); }));
+  EXPECT_EQ(seen[0].topic, "queue.rejected");
+  EXPECT_EQ(seen[0].task, h.id());
+  EXPECT_NE(seen[0].detail.find("unknown_kind"), std::string::npos) << seen[0].detail;
+}
+
 TEST(EmbeddedRuntime, StatsReportLatencyPerKindAndWorkerLoad) {
   runtime rt{small()};
   std::vector<task_spec> specs;

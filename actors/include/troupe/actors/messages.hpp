@@ -190,6 +190,8 @@ class event_batch {
     self->send(bus, publish_msg{std::move(events_)});
     events_.clear();
   }
+  /// From a thread that is not an actor (a submitting caller).
+  void flush_from_outside(const event_bus_actor& bus);
 
  private:
   const event_gate* gate_ = nullptr;
