@@ -55,12 +55,53 @@ runtime_stats snapshot(const monitor_state& st) {
   return s;
 }
 
+/// The detail of a metrics.snapshot event: a JSON object (docs/protocol.md §7).
+std::string metrics_json(monitor_state& st) {
+  auto now = clock::now();
+  auto s = snapshot(st);
+  auto finished = s.completed + s.failed + s.cancelled + s.expired;
+  auto window = std::chrono::duration<double>(now - st.last_metrics).count();
+  auto throughput = window > 0 ? double(finished - st.finished_at_last_metrics) / window : 0.0;
+  st.finished_at_last_metrics = finished;
+  st.last_metrics = now;
+  auto in_system = st.core->in_system.load();
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "{\"throughput_tps\":%.1f,\"queued\":%llu,\"in_system\":%llu,"
+                "\"completed\":%llu,\"failed\":%llu,\"workers\":[",
+                throughput, (unsigned long long)std::min<uint64_t>(s.queued, in_system),
+                (unsigned long long)in_system, (unsigned long long)s.completed,
+                (unsigned long long)s.failed);
+  std::string out = buf;
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    auto& w = s.workers[i];
+    std::snprintf(buf, sizeof buf, "%s{\"name\":\"%s\",\"state\":\"%s\",\"utilisation\":%.3f}",
+                  i ? "," : "", w.name.c_str(), w.state.c_str(),
+                  s.uptime_s > 0 ? w.busy_s / s.uptime_s : 0.0);
+    out += buf;
+  }
+  out += "],\"latency_ms\":{";
+  bool first = true;
+  for (auto& [kind, l] : s.latency) {
+    std::snprintf(buf, sizeof buf, "%s\"%s\":{\"p50\":%.3f,\"p95\":%.3f,\"p99\":%.3f}",
+                  first ? "" : ",", kind.c_str(), l.p50_ms, l.p95_ms, l.p99_ms);
+    out += buf;
+    first = false;
+  }
+  return out + "}}";
+}
+
 }  // namespace
 
 monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monitor_state> self,
-                                          runtime_core* core, uint32_t workers) {
+                                          runtime_core* core, uint32_t workers,
+                                          event_bus_actor bus) {
   auto& st = self->state;
   st.core = core;
+  st.bus = std::move(bus);
+  st.last_metrics = clock::now();
+  if (core->cfg.metrics_interval.count() > 0)
+    self->delayed_send(self, core->cfg.metrics_interval, metrics_tick_msg{});
   st.workers.resize(workers);
   auto now = clock::now();
   for (size_t i = 0; i < st.workers.size(); ++i) {
@@ -140,6 +181,14 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
           }
         }
         self->delayed_send(self, st.core->cfg.heartbeat_interval, monitor_tick_msg{});
+      },
+      [=](const metrics_tick_msg&) {
+        auto& st = self->state;
+        self->delayed_send(self, st.core->cfg.metrics_interval, metrics_tick_msg{});
+        event_batch events{st.core->events};
+        if (!events.wanted()) return;  // nobody listens: build nothing
+        events.add("metrics.snapshot", 0, -1, metrics_json(st));
+        events.flush(self, st.bus);
       },
       [=](supervisor_actor& sup) { self->state.supervisor = std::move(sup); },
       [=](const stats_request&) -> runtime_stats { return snapshot(self->state); },

@@ -54,7 +54,7 @@ struct node::impl {
 
     auto& sys = *system;
     bus = sys.spawn<caf::detached>(event_bus_impl, &core);
-    monitor = sys.spawn(monitor_impl, &core, uint32_t(core.workers.size()));
+    monitor = sys.spawn(monitor_impl, &core, uint32_t(core.workers.size()), bus);
     agent = sys.spawn(node_agent_impl, &core, name, sock.get(), framer.get(),
                       [this](const std::string& why) { set_fatal(why, true); });
     agent_ready = true;

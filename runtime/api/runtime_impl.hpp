@@ -78,7 +78,7 @@ struct runtime::impl {
     // Dependency order: events, monitor, queue, balancer, then the supervisor and its workers.
     bus = core.cfg.detached_workers ? sys.spawn<caf::detached>(event_bus_impl, &core)
                                     : sys.spawn(event_bus_impl, &core);
-    monitor = sys.spawn(monitor_impl, &core, uint32_t(core.workers.size()));
+    monitor = sys.spawn(monitor_impl, &core, uint32_t(core.workers.size()), bus);
     queue = sys.spawn(queue_impl, &core, monitor, bus);
     balancer = sys.spawn(balancer_impl, &core, queue, bus);
     supervisor = sys.spawn(supervisor_impl, &core, balancer, monitor, queue, bus);

@@ -142,6 +142,7 @@ const std::vector<key_def>& keys() {
       {"supervision", "backoff_max_ms",
        dur<ms>(&runtime_config::restart_backoff_max, 0, 3'600'000)},
       {"monitor", "heartbeat_ms", dur<ms>(&runtime_config::heartbeat_interval, 1, 3'600'000)},
+      {"monitor", "metrics_ms", dur<ms>(&runtime_config::metrics_interval, 0, 3'600'000)},
       {"monitor", "heartbeat_timeout_ms",
        dur<ms>(&runtime_config::heartbeat_timeout, 1, 86'400'000)},
       {"cluster", "head", [](auto& c, auto& n) { c.cluster.head_endpoint = endpoint(n); }},

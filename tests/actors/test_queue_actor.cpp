@@ -34,6 +34,7 @@ struct QueueActor : ::testing::Test {
               [](const work_report_msg&) {},
               [](const worker_state_msg&) {},
               [](const monitor_tick_msg&) {},
+              [](const metrics_tick_msg&) {},
               [](supervisor_actor&) {},
               [](const stats_request&) { return runtime_stats{}; }};
     });

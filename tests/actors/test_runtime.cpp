@@ -127,6 +127,28 @@ TEST(EmbeddedRuntime, RejectionsAtSubmitArePublished) {
   EXPECT_NE(seen[0].detail.find("unknown_kind"), std::string::npos) << seen[0].detail;
 }
 
+TEST(EmbeddedRuntime, MetricsSnapshotsArePublishedAtTheConfiguredInterval) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<event> seen;
+  auto cfg = small();
+  cfg.metrics_interval = std::chrono::milliseconds(20);
+  runtime rt{cfg};
+  auto hs = rt.submit_batch(std::vector<task_spec>(50, spec("noop")));
+  ASSERT_TRUE(wait_all(hs, 30s));
+  rt.subscribe("metrics.", [&](const event& e) {
+    std::lock_guard<std::mutex> g{m};
+    seen.push_back(e);
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock{m};
+  ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return seen.size() >= 2; }));
+  EXPECT_EQ(seen[0].topic, "metrics.snapshot");
+  EXPECT_NE(seen[0].detail.find("\"completed\":50"), std::string::npos) << seen[0].detail;
+  EXPECT_NE(seen[0].detail.find("\"noop\":{\"p50\""), std::string::npos) << seen[0].detail;
+  EXPECT_NE(seen[0].detail.find("\"utilisation\""), std::string::npos) << seen[0].detail;
+}
+
 TEST(EmbeddedRuntime, StatsReportLatencyPerKindAndWorkerLoad) {
   runtime rt{small()};
   std::vector<task_spec> specs;

@@ -274,7 +274,10 @@ TEST_F(Cluster, KillingANodeMidRunLosesNoTaskAndTheNodeComesBack) {
   uint64_t after = 0;
   for (auto& w : s.stats.workers)
     if (w.name.rfind("a/", 0) == 0) after += w.tasks;
-  EXPECT_GT(after, before) << "the restarted node got no work";
+  std::string workers;
+  for (auto& w : s.stats.workers)
+    workers += w.name + " " + w.state + " tasks " + std::to_string(w.tasks) + "\n";
+  EXPECT_GT(after, before) << "the restarted node got no work\n" << workers << read_file(log_);
 }
 
 TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {

@@ -84,6 +84,7 @@ struct runtime_config {
   // [monitor]
   std::chrono::milliseconds heartbeat_interval{500};
   std::chrono::milliseconds heartbeat_timeout{10000};
+  std::chrono::milliseconds metrics_interval{1000};  ///< metrics.snapshot events; 0: none
   // [log]
   std::string log_level = "info";
   // [scheduler]

@@ -103,6 +103,7 @@ struct restart_msg {
   int32_t worker = -1;
 };
 struct monitor_tick_msg {};
+struct metrics_tick_msg {};
 // queue -> monitor
 struct finished_record {
   const std::string* kind = nullptr;  ///< points into the registry, which never drops kinds
@@ -149,7 +150,7 @@ using supervisor_actor =
 using monitor_actor =
     caf::typed_actor<caf::reacts_to<finished_msg>, caf::reacts_to<work_report_msg>,
                      caf::reacts_to<worker_state_msg>, caf::reacts_to<monitor_tick_msg>,
-                     caf::reacts_to<supervisor_actor>,
+                     caf::reacts_to<metrics_tick_msg>, caf::reacts_to<supervisor_actor>,
                      caf::replies_to<stats_request>::with<runtime_stats>>;
 
 struct worker_up_msg {
@@ -220,6 +221,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_state_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::unresponsive_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::restart_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::monitor_tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::metrics_tick_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::finished_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::stats_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::runtime_stats)

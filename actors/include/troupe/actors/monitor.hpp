@@ -22,7 +22,10 @@ struct monitor_state {
     bool reported_silent = false;
   };
   runtime_core* core = nullptr;
+  event_bus_actor bus;
   supervisor_actor supervisor;
+  uint64_t finished_at_last_metrics = 0;
+  time_point last_metrics{};
   std::vector<worker_view> workers;
   std::map<std::string, latency_histogram> latency;
   runtime_stats totals;  ///< counters only; the rest is computed on request
@@ -33,6 +36,7 @@ struct monitor_state {
 };
 
 monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monitor_state> self,
-                                          runtime_core* core, uint32_t workers);
+                                          runtime_core* core, uint32_t workers,
+                                          event_bus_actor bus);
 
 }  // namespace troupe
