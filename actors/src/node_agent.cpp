@@ -91,7 +91,6 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
     auto& slot = st.workers[size_t(t.worker)];
     slot.running[t.id] = task;
     per_worker[size_t(t.worker)].push_back({std::move(task), t.attempt});
-    ++st.assigned;
   }
   for (size_t w = 0; w < per_worker.size(); ++w) deliver(self, w, std::move(per_worker[w]));
   if (!refused.records.empty()) send_head(self, wire::msg_type::results, refused);
@@ -118,7 +117,6 @@ void on_results(self_ptr self, results_msg& msg) {
     r.counts_as_attempt = rec.counts_as_attempt;
     out.records.push_back(std::move(r));
   }
-  st.reported += out.records.size();
   if (!out.records.empty() && st.joined) send_head(self, wire::msg_type::results, out);
 }
 

@@ -22,14 +22,24 @@ class framer {
   template <class Body>
   transport::multipart make(const std::string* peer, msg_type type, const Body& body,
                             uint64_t corr = 0) {
-    return make_encoded(peer, type, encode(body), corr);
+    return frames(peer, reserve_id(), type, encode(body), corr);
   }
 
-  transport::multipart make_encoded(const std::string* peer, msg_type type, const std::string& body,
-                                    uint64_t corr = 0) {
+  /// The id the next message will carry (to match a reply before sending).
+  uint64_t reserve_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+
+  /// A message with a given id (reserved by reserve_id()), to the one peer of a DEALER.
+  template <class Body>
+  transport::multipart make_with_id(uint64_t id, msg_type type, const Body& body) {
+    return frames(nullptr, id, type, encode(body), 0);
+  }
+
+ private:
+  transport::multipart frames(const std::string* peer, uint64_t id, msg_type type,
+                              const std::string& body, uint64_t corr) {
     header h;
     h.type = type;
-    h.id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    h.id = id;
     h.corr = corr;
     h.from = from_;
     h.epoch = epoch();
@@ -42,26 +52,6 @@ class framer {
     return m;
   }
 
-  /// The id the next message will carry (to match a reply before sending).
-  uint64_t reserve_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
-
-  /// A message with a given id (reserved by reserve_id()).
-  template <class Body>
-  transport::multipart make_with_id(uint64_t id, msg_type type, const Body& body) {
-    header h;
-    h.type = type;
-    h.id = id;
-    h.from = from_;
-    h.epoch = epoch();
-    auto head = encode(h);
-    auto b = encode(body);
-    transport::multipart m;
-    m.emplace_back(head.data(), head.size());
-    m.emplace_back(b.data(), b.size());
-    return m;
-  }
-
- private:
   std::string from_;
   std::atomic<uint64_t> epoch_;
   std::atomic<uint64_t> next_id_{1};

@@ -66,7 +66,6 @@ struct node_agent_state {
   bool joined = false;
   uint64_t epoch = 0;
   time_point head_heard{};
-  uint64_t assigned = 0, reported = 0;
 };
 
 node_agent_actor::behavior_type node_agent_impl(
