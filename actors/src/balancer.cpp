@@ -65,6 +65,13 @@ int32_t choose(balancer_state& st, task_state& t) {
   return best;
 }
 
+/// Shows a GPU worker's reserved memory to the monitor (stats, metrics).
+void show_reserved(const balancer_state& st, int32_t w) {
+  if (st.core->gpu_gauges && st.core->workers[size_t(w)].device == device_class::cuda)
+    st.core->gpu_gauges[size_t(w)].reserved.store(st.ledger.reserved_gpu_memory(w),
+                                                  std::memory_order_relaxed);
+}
+
 /// Whether some worker still in service could ever run the task.
 bool runnable_somewhere(const balancer_state& st, const task_state& t) {
   for (size_t w = 0; w < st.workers.size(); ++w)
@@ -103,6 +110,7 @@ void place_pending(self_ptr self) {
       continue;
     }
     st.ledger.reserve(w, t.id, t.spec.needs);
+    show_reserved(st, w);
     auto& slot = st.workers[size_t(w)];
     slot.backlog_s += t.estimate_s;
     slot.in_flight.push_back(a);
@@ -159,11 +167,15 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
   for (auto& w : core->workers) {
     st.ledger.add_worker(w.capacity);
     st.workers.emplace_back();
-    // A batching GPU worker needs enough tasks at hand to fill a launch while the previous one
-    // runs; others need two (the next task is there when the current one ends).
-    if (w.device == device_class::cuda && core->cfg.batching_enabled)
-      st.workers.back().min_tasks =
-          std::min<size_t>(2 * size_t(core->cfg.batch_max_tasks), core->cfg.worker_prefetch);
+    // A GPU worker needs a task for each of its lanes and the next one behind it; a batching
+    // one a full launch for each lane and one gathering. Others need two (the next task is
+    // there when the current one ends).
+    if (w.device == device_class::cuda) {
+      auto floor = 2 * size_t(core->cfg.cuda_streams);
+      if (core->cfg.batching_enabled)
+        floor = std::max(floor, (size_t(core->cfg.cuda_streams) + 1) * core->cfg.batch_max_tasks);
+      st.workers.back().min_tasks = std::min<size_t>(floor, core->cfg.worker_prefetch);
+    }
   }
   return {
       [=](dispatch_msg& msg) {
@@ -198,6 +210,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
                                std::chrono::duration<double>(rec.finished - rec.started).count());
           }
           if (slot.in_flight.empty()) slot.backlog_s = 0;
+          show_reserved(st, msg.worker);
         }  // else: a replaced worker's late results; the queue still sees them (first one wins)
         self->send(st.queue, completions_msg{std::move(msg.records)});
         pump(self);
@@ -208,6 +221,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
         slot.handle = std::move(msg.handle);
         slot.generation = msg.generation;
         slot.up = true;
+        slot.retired = false;
         if (msg.capacity) st.ledger.set_capacity(msg.worker, *msg.capacity);
         st.ledger.set_available(msg.worker, true);
         pump(self);
@@ -219,6 +233,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
         slot.up = false;
         slot.retired = msg.retired;
         st.ledger.release_all(msg.worker);
+        show_reserved(st, msg.worker);
         st.ledger.set_available(msg.worker, false);
         // Reclamation: the task that crashed counts as a failed attempt; the one the worker was
         // presumably running when it was killed too; the others never started.

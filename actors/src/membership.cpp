@@ -36,6 +36,7 @@ worker_actor::behavior_type remote_worker_impl(worker_actor::pointer self, int32
       },
       [](const heartbeat_tick_msg&) {},
       [](const batch_flush_msg&) {},
+      [](const gpu_done_msg&) {},
   };
 }
 
@@ -243,10 +244,11 @@ void on_worker_state(self_ptr self, node_worker_msg& msg) {
     // The balancer reclaims this worker's tasks; forget them here so late results are ignored.
     for (auto i = node->in_flight.begin(); i != node->in_flight.end();)
       i = i->second.worker == w ? node->in_flight.erase(i) : std::next(i);
-    self->send(st.balancer, worker_lost_msg{w, slot.generation, b.crashed_task, b.reason,
-                                            clock::now(), b.retired});
-    self->send(st.monitor, worker_state_msg{w, b.retired ? "down" : "restarting", slot.restarts,
-                                            slot.generation});
+    // A node whose GPU worker retired (poisoned context) exits and is started again with a
+    // fresh context: for the head, the worker is restarting, not gone for good.
+    self->send(st.balancer,
+               worker_lost_msg{w, slot.generation, b.crashed_task, b.reason, clock::now(), false});
+    self->send(st.monitor, worker_state_msg{w, "restarting", slot.restarts, slot.generation});
     if (slot.proxy) self->send_exit(slot.proxy, caf::exit_reason::user_shutdown);
     slot.proxy = nullptr;
     events.add("worker.down", b.crashed_task, w, b.reason);

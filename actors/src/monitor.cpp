@@ -50,6 +50,18 @@ runtime_stats snapshot(const monitor_state& st) {
         w.last_heard == time_point{}
             ? -1
             : std::chrono::duration<double, std::milli>(now - w.last_heard).count();
+    if (desc.device == device_class::cuda && st.core->gpu_gauges) {
+      auto& g = st.core->gpu_gauges[i];
+      auto load = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+      ws.gpu_memory =
+          worker_stats::gpu_memory_figures{desc.capacity.gpu_memory_bytes,
+                                           load(g.reserved),
+                                           load(g.task_bytes),
+                                           load(g.cache_bytes),
+                                           load(g.device_used),
+                                           load(g.device_total),
+                                           g.device_source.load(std::memory_order_relaxed)};
+    }
     s.workers.push_back(ws);
   }
   return s;

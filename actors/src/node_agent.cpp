@@ -145,14 +145,17 @@ node_agent_actor::behavior_type node_agent_impl(
         auto& slot = st.workers.at(size_t(msg.worker));
         slot.handle = std::move(msg.handle);
         slot.generation = msg.generation;
-        bool was_down = !slot.up && msg.generation > 1;
         slot.up = true;
         auto held = std::move(slot.held);
         slot.held.clear();
         deliver(self, size_t(msg.worker), std::move(held));
-        if (was_down && st.joined)
+        // A worker still starting when the node joined is up for the head already: its tasks
+        // wait in `held`. Only one the head was told is down must be announced.
+        if (slot.head_told_down && st.joined) {
+          slot.head_told_down = false;
           send_head(self, wire::msg_type::worker_state,
                     wire::worker_state{msg.worker, true, 0, {}, false});
+        }
       },
       [=](const worker_lost_msg& msg) {
         auto& st = self->state;
@@ -163,6 +166,7 @@ node_agent_actor::behavior_type node_agent_impl(
         // an attempt, the others are placed again.
         slot.running.clear();
         slot.held.clear();
+        slot.head_told_down = st.joined;
         if (st.joined)
           send_head(
               self, wire::msg_type::worker_state,
@@ -189,11 +193,15 @@ node_agent_actor::behavior_type node_agent_impl(
           spdlog::info("node {}: joined the head as epoch {} (workers {}..{})", st.node, st.epoch,
                        msg.body.first_worker, msg.body.first_worker + st.workers.size() - 1);
         st.joined = true;
-        // Workers that went down before the welcome: the head counts them as up.
-        for (size_t w = 0; w < st.workers.size(); ++w)
-          if (!st.workers[w].up)
-            send_head(self, wire::msg_type::worker_state,
-                      wire::worker_state{int32_t(w), false, 0, "down at join", false});
+        // Workers that went down before the welcome (not those still starting): the head
+        // counts them as up.
+        for (size_t w = 0; w < st.workers.size(); ++w) {
+          auto& slot = st.workers[w];
+          slot.head_told_down = !slot.up && slot.generation > 0;
+          if (!slot.head_told_down) continue;
+          send_head(self, wire::msg_type::worker_state,
+                    wire::worker_state{int32_t(w), false, 0, "down at join", false});
+        }
       },
       [=](const head_heartbeat_msg&) { self->state.head_heard = clock::now(); },
       [=](const head_cancel_msg& msg) {

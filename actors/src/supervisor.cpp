@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "troupe/actors/cuda_worker.hpp"
 #include "troupe/actors/device_worker.hpp"
 
 namespace troupe {
@@ -18,7 +19,10 @@ void spawn_child(self_ptr self, int32_t index) {
   auto gen = ++c.generation;
   auto me = caf::actor_cast<supervisor_actor>(self);
   // Linked: our exit handler learns of its death; if we go, it goes.
-  if (st.core->cfg.detached_workers)
+  if (st.core->workers[size_t(index)].device == device_class::cuda)
+    c.handle = self->spawn<caf::linked + caf::detached>(cuda_worker_impl, st.core, index, gen,
+                                                        st.balancer, st.monitor, me, st.bus);
+  else if (st.core->cfg.detached_workers)
     c.handle = self->spawn<caf::linked + caf::detached>(device_worker_impl, st.core, index, gen,
                                                         st.balancer, st.monitor, me, st.bus);
   else

@@ -336,6 +336,31 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
                   t * flop / 1e12, t / d);
       out["gpu_gemm"] = {
           {"gpu", gpu.name}, {"direct_per_s", d}, {"troupe_per_s", t}, {"ratio", t / d}};
+      // bf16 inputs, float32 accumulation: direct cublasGemmEx on inputs converted beforehand;
+      // a troupe task converts its float32 inputs on the GPU (counted in its time).
+      void *ha, *hb;
+      cudaMalloc(&ha, a.size() * 2);
+      cudaMalloc(&hb, b.size() * 2);
+      auto direct_bf16 = [&] {
+        auto t0 = clock::now();
+        for (size_t i = 0; i < count; ++i)
+          cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &one, hb, CUDA_R_16BF,
+                       int(n), ha, CUDA_R_16BF, int(n), &zero, dc, CUDA_R_32F, int(n),
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        cudaDeviceSynchronize();
+        return double(count) / seconds_d(clock::now() - t0).count();
+      };
+      direct_bf16();
+      spec.params.set("precision", std::string{"bf16"});
+      through();
+      auto d16 = median_of(5, direct_bf16), t16 = median_of(5, through);
+      std::printf("  direct cublasGemmEx bf16 %8.2f calls/s  (%.1f TFLOP/s)\n", d16,
+                  d16 * flop / 1e12);
+      std::printf("  troupe gemm bf16      %8.2f tasks/s  (%.1f TFLOP/s)  ratio %.3f\n", t16,
+                  t16 * flop / 1e12, t16 / d16);
+      out["gpu_gemm_bf16"] = {{"direct_per_s", d16}, {"troupe_per_s", t16}, {"ratio", t16 / d16}};
+      cudaFree(ha);
+      cudaFree(hb);
       cublasDestroy(h);
       cudaFree(da);
       cudaFree(db);

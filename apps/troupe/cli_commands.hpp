@@ -18,6 +18,7 @@ struct submit_options {
   std::string to, kind, params;
   int32_t priority = 0;
   size_t count = 1;
+  uint32_t gpu_count = 0;  ///< 1: on a GPU only
   bool wait = false;
   int64_t timeout_ms = 30000;
 };

@@ -250,6 +250,7 @@ int run_submit(const submit_options& opt) {
   }
   line["priority"] = opt.priority;
   if (opt.count > 1) line["count"] = opt.count;
+  if (opt.gpu_count) line["gpu_count"] = opt.gpu_count;
   std::istringstream in{line.dump()};
   auto specs = parse_workload(in, "--params");
   client_options co;

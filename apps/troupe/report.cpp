@@ -43,7 +43,7 @@ nlohmann::json to_json(const run_summary& r) {
          {"free_bytes", g.free_memory}});
   if (!r.gpus.note.empty()) j["gpu_note"] = r.gpus.note;
   auto& workers = j["workers"] = nlohmann::json::array();
-  for (auto& w : s.workers)
+  for (auto& w : s.workers) {
     workers.push_back({{"name", w.name},
                        {"device", w.device},
                        {"state", w.state},
@@ -51,6 +51,13 @@ nlohmann::json to_json(const run_summary& r) {
                        {"busy_s", w.busy_s},
                        {"restarts", w.restarts},
                        {"utilisation", r.makespan_s > 0 ? w.busy_s / r.makespan_s : 0.0}});
+    if (auto& g = w.gpu_memory)
+      workers.back()["gpu_memory"] = {
+          {"capacity_bytes", g->capacity},       {"reserved_bytes", g->reserved},
+          {"in_use_bytes", g->in_use},           {"cache_bytes", g->cache},
+          {"device_used_bytes", g->device_used}, {"device_total_bytes", g->device_total},
+          {"device_source", g->device_source}};
+  }
   return j;
 }
 
@@ -101,6 +108,16 @@ std::string to_text(const run_summary& r) {
                   w.name.c_str(), w.device.c_str(), static_cast<unsigned long long>(w.tasks),
                   w.busy_s, r.makespan_s > 0 ? 100.0 * w.busy_s / r.makespan_s : 0.0, w.restarts);
     o << buf;
+    if (auto& g = w.gpu_memory) {
+      auto mib = [](uint64_t b) { return static_cast<unsigned long long>(b >> 20); };
+      std::snprintf(buf, sizeof buf,
+                    "           GPU memory MiB: reserved %llu of %llu, in use by tasks %llu, "
+                    "cache %llu; device %llu of %llu used (%s)\n",
+                    mib(g->reserved), mib(g->capacity), mib(g->in_use), mib(g->cache),
+                    mib(g->device_used), mib(g->device_total),
+                    g->device_source.empty() ? "not sampled" : g->device_source.c_str());
+      o << buf;
+    }
   }
   return o.str();
 }

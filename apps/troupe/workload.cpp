@@ -77,9 +77,9 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
     }
     if (!j.is_object()) throw std::runtime_error(where + ": expected a JSON object");
     static const char* known[] = {
-        "kind",        "params",           "priority",  "count",        "deadline_ms",
-        "max_retries", "retry_backoff_ms", "cpu_slots", "memory_bytes", "labels",
-        "key"};
+        "kind",        "params",           "priority",        "count",        "deadline_ms",
+        "max_retries", "retry_backoff_ms", "cpu_slots",       "memory_bytes", "labels",
+        "key",         "gpu_count",        "gpu_memory_bytes"};
     for (auto& [k, v] : j.items())
       if (std::find(std::begin(known), std::end(known), k) == std::end(known))
         throw std::runtime_error(where + ": unknown field '" + k + "'");
@@ -109,6 +109,8 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
       s.retry_backoff = std::chrono::milliseconds(field("retry_backoff_ms", int64_t{0}));
     s.needs.cpu_slots = field("cpu_slots", uint32_t{1});
     s.needs.memory_bytes = field("memory_bytes", uint64_t{0});
+    s.needs.gpu_count = field("gpu_count", uint32_t{0});
+    s.needs.gpu_memory_bytes = field("gpu_memory_bytes", uint64_t{0});
     s.labels = field("labels", std::map<std::string, std::string>{});
     s.idempotency_key = field("key", std::string{});
     auto count = field("count", int64_t{1});

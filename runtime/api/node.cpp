@@ -38,6 +38,7 @@ struct node::impl {
     if (core.cfg.cuda != cuda_selection::none && core.gpus.gpus.empty())
       spdlog::info("node {}: no GPU worker: {}", name, core.gpus.note);
     core.retired = std::make_unique<std::atomic<bool>[]>(core.workers.size());
+    core.gpu_gauges = std::make_unique<gpu_memory_gauge[]>(core.workers.size());
     caf_cfg = make_caf_config(core.cfg);
     system = std::make_unique<caf::actor_system>(*caf_cfg);
     framer = std::make_unique<wire::framer>(name);

@@ -75,6 +75,7 @@ struct runtime::impl {
       spdlog::info("troupe: no GPU worker: {}", core.gpus.note);
     for (auto& w : core.workers) fit_check.add_worker(w.capacity);
     core.retired = std::make_unique<std::atomic<bool>[]>(core.workers.size());
+    core.gpu_gauges = std::make_unique<gpu_memory_gauge[]>(core.workers.size());
     // Dependency order: events, monitor, queue, balancer, then the supervisor and its workers.
     bus = core.cfg.detached_workers ? sys.spawn<caf::detached>(event_bus_impl, &core)
                                     : sys.spawn(event_bus_impl, &core);

@@ -98,6 +98,10 @@ const std::vector<key_def>& keys() {
        }},
       {"workers", "gpu_memory_headroom_bytes",
        [](auto& c, auto& n) { c.gpu_memory_headroom_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
+      {"workers", "gpu_cache_bytes",
+       [](auto& c, auto& n) { c.gpu_cache_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
+      {"workers", "cuda_streams",
+       [](auto& c, auto& n) { c.cuda_streams = uint32_t(int_in(n, 1, 64)); }},
       {"workers", "detached", [](auto& c, auto& n) { c.detached_workers = boolean(n); }},
       {"batching", "enabled", [](auto& c, auto& n) { c.batching_enabled = boolean(n); }},
       {"batching", "max_tasks",
@@ -248,6 +252,8 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
                   "a node's GPUs are laid out by the head before the node starts: list their "
                   "indices (cuda = [0, 1]) or say \"none\""};
           }
+        } else if (k == "fake_gpus") {  // tests: GPU workers without a GPU (see fake_gpus)
+          n.fake_gpus = uint32_t(int_in(value, 0, 16));
         } else {
           throw std::string{"unknown key (cpu, cuda, memory_bytes)"};
         }
@@ -255,7 +261,7 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
         throw config_error(source, line_of(value), path + "." + k, what);
       }
     }
-    if (n.cpu_workers == 0 && n.cuda_devices.empty())
+    if (n.cpu_workers == 0 && n.cuda_devices.empty() && n.fake_gpus == 0)
       throw config_error(source, n.line, path, "a node needs at least one worker (cpu or cuda)");
     for (auto& existing : cfg.cluster.nodes)
       if (existing.name == name) throw config_error(source, n.line, path, "node declared twice");
@@ -357,12 +363,14 @@ runtime_config node_view(const runtime_config& cfg, const std::string& name,
   view.no_cpu_workers = n->cpu_workers == 0;
   view.cuda = n->cuda;
   view.cuda_devices = n->cuda_devices;
+  view.fake_gpus = n->fake_gpus;
   if (n->worker_memory_bytes) view.worker_memory_bytes = n->worker_memory_bytes;
   return view;
 }
 
 runtime_config head_view(const runtime_config& cfg) {
   auto view = cfg;
+  view.fake_gpus = 0;
   view.cpu_workers = cfg.cluster.head_cpu_workers;
   view.no_cpu_workers = cfg.cluster.head_cpu_workers == 0;
   view.cuda = cuda_selection::none;

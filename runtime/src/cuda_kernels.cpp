@@ -1,18 +1,26 @@
 // CUDA implementations of built-in kinds, through cuBLAS. Compiled only with TROUPE_WITH_CUDA.
 //
-// Each CUDA worker owns its thread, so per-thread state is per worker: the cuBLAS handle, a
-// stream, grow-only device buffers, a pinned staging buffer, and the device copies of inputs
-// generated from a seed (kept like a served model's weights, a few at most).
+// A GPU worker runs its tasks on several lanes: threads of its own, each with its own stream,
+// cuBLAS handle and pinned staging buffer (thread_local here), so tasks on one GPU overlap.
+// Task memory comes from CUDA's stream-ordered pool through task_gpu_memory, held to each
+// task's reservation. What tasks share (model weights, inputs generated from a seed) lives in
+// one cache per device, bounded by workers.gpu_cache_bytes.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cstring>
 #include <list>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
 #include "cuda_launch.hpp"
+#include "troupe/devices.hpp"
+#include "troupe/gpu_pool.hpp"
 #include "troupe/kernels.hpp"
 
 namespace troupe::kernels::cuda {
@@ -35,179 +43,386 @@ void check(cublasStatus_t rc, const char* what) {
   throw std::runtime_error(std::string{what} + ": cuBLAS status " + std::to_string(int(rc)));
 }
 
-/// A grow-only buffer in device memory, or in pinned host memory (for full-speed copies).
-template <class T, bool Pinned = false>
-struct cuda_buffer {
-  T* ptr = nullptr;
+// --- the device cache ------------------------------------------------------------------------
+
+/// Device memory shared by the tasks of one GPU; freed when the cache and every task using it
+/// have let go.
+struct cache_block {
+  int32_t device = -1;
+  float* ptr = nullptr;
+  uint64_t bytes = 0;
+  std::atomic<uint64_t>* gauge = nullptr;
+  std::vector<size_t> w_offset, b_offset;  // mlp: where each layer's weights and biases are
+  ~cache_block() {
+    // Whichever thread lets go last (a lane, or the worker after its lanes) frees it on its
+    // device; every task that used it has synchronised already. Errors are ignored: the context
+    // may be poisoned.
+    if (ptr && cudaSetDevice(device) == cudaSuccess) cudaFreeAsync(ptr, nullptr);
+    if (gauge) gauge->fetch_sub(bytes, std::memory_order_relaxed);
+  }
+};
+using block_ptr = std::shared_ptr<const cache_block>;
+
+}  // namespace
+
+/// What the tasks of one GPU worker share; its lanes hold it, and it goes with the last of them.
+struct gpu_cache {
+  int32_t device = -1;
+  std::mutex mutex;
+  uint64_t budget = uint64_t(1) << 30, bytes = 0;
+  gpu_memory_gauge* gauge = nullptr;
+  std::list<std::pair<std::string, block_ptr>> lru;  // most recently used first
+};
+
+namespace {
+
+/// Finds `key`, or makes it with fill(block, stream) (under the lock: a lane that needs the same
+/// model waits for the upload instead of repeating it). Past the budget the least recently used
+/// entries go; an entry larger than the whole budget is an out-of-memory failure of the task.
+template <class Fill>
+block_ptr cached(gpu_cache& c, const std::string& key, uint64_t bytes, cudaStream_t stream,
+                 Fill&& fill) {
+  std::lock_guard<std::mutex> guard{c.mutex};
+  for (auto i = c.lru.begin(); i != c.lru.end(); ++i) {
+    if (i->first == key) {
+      c.lru.splice(c.lru.begin(), c.lru, i);
+      return i->second;
+    }
+  }
+  if (bytes > c.budget)
+    throw task_failure{errc::out_of_memory,
+                       key + " needs " + std::to_string(bytes) +
+                           " bytes of the GPU cache, more than workers.gpu_cache_bytes = " +
+                           std::to_string(c.budget)};
+  while (!c.lru.empty() && c.bytes + bytes > c.budget) {
+    c.bytes -= c.lru.back().second->bytes;
+    c.lru.pop_back();  // freed once the last task using it lets go
+  }
+  auto block = std::make_shared<cache_block>();
+  block->device = c.device;
+  check(cudaMallocAsync(reinterpret_cast<void**>(&block->ptr), bytes, stream), "cache allocation");
+  block->bytes = bytes;
+  if (c.gauge) {
+    block->gauge = &c.gauge->cache_bytes;
+    block->gauge->fetch_add(bytes, std::memory_order_relaxed);
+  }
+  fill(*block, stream);
+  check(cudaStreamSynchronize(stream), "cache upload");  // every lane may use it from now on
+  c.lru.emplace_front(key, block);
+  c.bytes += bytes;
+  return block;
+}
+
+// --- lanes -----------------------------------------------------------------------------------
+
+/// CUDA's stream-ordered pool, on one lane's stream: freed blocks are reused without a device
+/// synchronisation (cudaFree would wait for every lane).
+class stream_pool_allocator final : public gpu_allocator {
+ public:
+  cudaStream_t stream = nullptr;
+  void* allocate(size_t bytes) override {
+    void* p = nullptr;
+    auto rc = cudaMallocAsync(&p, bytes ? bytes : 1, stream);
+    if (rc == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    check(rc, "cudaMallocAsync");
+    return p;
+  }
+  void free(void* p) override { cudaFreeAsync(p, stream); }
+};
+
+/// Grow-only pinned host memory: copies from and to it run at full bus speed, asynchronously.
+struct pinned_buffer {
+  void* ptr = nullptr;
   size_t capacity = 0;
-  T* reserve(size_t n) {
-    if (n > capacity) {
+  void* reserve(size_t bytes) {
+    if (bytes > capacity) {
       release();
-      auto** out = reinterpret_cast<void**>(&ptr);
-      if (Pinned)
-        check(cudaMallocHost(out, n * sizeof(T)), "cudaMallocHost");
-      else
-        check(cudaMalloc(out, n * sizeof(T)), "cudaMalloc");
-      capacity = n;
+      // Doubling, from 1 MiB: pinning is slow, and batch sizes vary from launch to launch.
+      auto grown = std::max<size_t>({bytes, 2 * capacity, size_t(1) << 20});
+      check(cudaMallocHost(&ptr, grown), "cudaMallocHost");
+      capacity = grown;
     }
     return ptr;
   }
   void release() {
-    if (ptr) Pinned ? cudaFreeHost(ptr) : cudaFree(ptr);
+    if (ptr) cudaFreeHost(ptr);
     ptr = nullptr;
     capacity = 0;
   }
-  ~cuda_buffer() { release(); }
 };
 
-template <class T>
-using device_buffer = cuda_buffer<T, false>;
+/// Once per device and process: freed memory stays in CUDA's pool (the next allocation is
+/// then a cheap reuse); devices without stream-ordered pools are refused.
+void prepare_device(int32_t dev) {
+  static std::mutex mutex;
+  static std::map<int32_t, bool> ready;
+  std::lock_guard<std::mutex> guard{mutex};
+  if (ready.count(dev)) return;
+  int supported = 0;
+  cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, dev);
+  if (!supported)
+    throw std::runtime_error("GPU " + std::to_string(dev) +
+                             " has no stream-ordered memory pools (CUDA 11.2+ devices do)");
+  cudaMemPool_t mp;
+  uint64_t keep = UINT64_MAX;
+  check(cudaDeviceGetDefaultMemPool(&mp, dev), "cudaDeviceGetDefaultMemPool");
+  check(cudaMemPoolSetAttribute(mp, cudaMemPoolAttrReleaseThreshold, &keep), "memory pool");
+  ready[dev] = true;
+}
 
-struct cached_inputs {
-  int64_t m, n, k;
-  uint64_t seed;
-  device_buffer<float> data;  // A (m x k) then B (k x n)
-};
-
-struct device_mlp {
-  std::vector<int64_t> widths;
-  uint64_t seed;
-  device_buffer<float> params;  // W_0, b_0, W_1, b_1, ... back to back
-  std::vector<size_t> w_offset, b_offset;
-};
-
-struct gpu_context {
-  int device = -1;
+struct lane_state {
+  int32_t device = -1;
   cublasHandle_t blas = nullptr;
-  cudaStream_t stream = nullptr;
-  device_buffer<float> inputs, output, ones;
-  cuda_buffer<float, true> pinned;     // staging for host <-> device copies
-  std::list<cached_inputs> generated;  // most recently used first, at most 4
-  std::list<device_mlp> models;        // most recently used first, at most 4
-  device_buffer<float> act_a, act_b;   // activations, ping-pong between layers
+  stream_pool_allocator pool;
+  pinned_buffer staging, scalar;
+  std::shared_ptr<gpu_cache> cache;
 
-  void bind(int dev) {
-    if (device == dev) return;
-    if (device >= 0) throw std::runtime_error("a CUDA worker thread switched devices");
-    check(cudaSetDevice(dev), "cudaSetDevice");
-    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  void attach(std::shared_ptr<gpu_cache> shared) {
+    if (device == shared->device) return;
+    if (device >= 0) throw std::runtime_error("a CUDA lane switched devices");
+    check(cudaSetDevice(shared->device), "cudaSetDevice");
+    // Bound from here on, so that a failure below (a context poisoned by another lane) is
+    // examined by release_after_crash.
+    device = shared->device;
+    cache = std::move(shared);
+    prepare_device(device);
+    check(cudaStreamCreateWithFlags(&pool.stream, cudaStreamNonBlocking), "cudaStreamCreate");
     check(cublasCreate(&blas), "cublasCreate");
-    check(cublasSetStream(blas, stream), "cublasSetStream");
-    device = dev;
+    check(cublasSetStream(blas, pool.stream), "cublasSetStream");
   }
-  float* staging(size_t n) { return pinned.reserve(n); }
-  /// Frees everything this thread holds on its device; errors are ignored (the context may be
-  /// poisoned). Safe to call twice.
+  cudaStream_t stream() const { return pool.stream; }
+  /// Frees what this lane holds; errors are ignored (the context may be poisoned).
   void release() {
-    generated.clear();
-    models.clear();
-    inputs.release();
-    output.release();
-    ones.release();
-    act_a.release();
-    act_b.release();
-    pinned.release();
+    staging.release();
+    scalar.release();
     if (blas) cublasDestroy(blas);
     blas = nullptr;
-    if (stream) cudaStreamDestroy(stream);
-    stream = nullptr;
+    if (pool.stream) cudaStreamDestroy(pool.stream);
+    pool.stream = nullptr;
+    cache.reset();
     device = -1;
   }
-  ~gpu_context() { release(); }
+  ~lane_state() { release(); }
 };
 
-thread_local gpu_context gpu;
+thread_local lane_state lane;
 
-const float* generated_inputs(int64_t m, int64_t n, int64_t k, uint64_t seed) {
-  for (auto i = gpu.generated.begin(); i != gpu.generated.end(); ++i) {
-    if (i->m == m && i->n == n && i->k == k && i->seed == seed) {
-      gpu.generated.splice(gpu.generated.begin(), gpu.generated, i);
-      return gpu.generated.front().data.ptr;
-    }
-  }
-  std::vector<float> a, b;
-  gemm_inputs(m, n, k, seed, a, b);
-  if (gpu.generated.size() >= 4) gpu.generated.pop_back();
-  gpu.generated.push_front(cached_inputs{m, n, k, seed, {}});
-  auto* d = gpu.generated.front().data.reserve(a.size() + b.size());
-  check(cudaMemcpy(d, a.data(), a.size() * sizeof(float), cudaMemcpyHostToDevice), "upload A");
-  check(cudaMemcpy(d + a.size(), b.data(), b.size() * sizeof(float), cudaMemcpyHostToDevice),
-        "upload B");
-  return d;
+lane_state& lane_for(int32_t device) {
+  if (lane.device < 0) lane.attach(make_gpu_cache(device, nullptr, uint64_t(1) << 30));
+  return lane;
 }
 
-const device_mlp& mlp_model_on_device(const std::vector<int64_t>& widths, uint64_t seed) {
-  for (auto i = gpu.models.begin(); i != gpu.models.end(); ++i) {
-    if (i->widths == widths && i->seed == seed) {
-      gpu.models.splice(gpu.models.begin(), gpu.models, i);
-      return gpu.models.front();
+/// The task's memory: the worker's (ctx.gpu), or, when called outside a worker, one held to
+/// the task's reservation all the same.
+struct memory_of {
+  std::unique_ptr<task_gpu_memory> own;
+  gpu_memory* mem;
+  memory_of(const task_context& ctx, lane_state& l, uint64_t limit) : mem(ctx.gpu) {
+    if (!mem) {
+      own = std::make_unique<task_gpu_memory>(l.pool, limit, nullptr);
+      mem = own.get();
     }
   }
-  auto host = make_mlp_model(widths, seed);  // the same weights as the CPU path
-  if (gpu.models.size() >= 4) gpu.models.pop_back();
-  gpu.models.push_front(device_mlp{widths, seed, {}, {}, {}});
-  auto& m = gpu.models.front();
-  size_t total = 0;
-  for (size_t l = 0; l < host.weights.size(); ++l) {
-    m.w_offset.push_back(total);
-    total += host.weights[l].size();
-    m.b_offset.push_back(total);
-    total += host.biases[l].size();
+  template <class T>
+  T* get(size_t count, const char* what) {
+    return static_cast<T*>(mem->allocate(count * sizeof(T), what));
   }
-  auto* d = m.params.reserve(total);
-  for (size_t l = 0; l < host.weights.size(); ++l) {
-    check(cudaMemcpy(d + m.w_offset[l], host.weights[l].data(), host.weights[l].size() * 4,
-                     cudaMemcpyHostToDevice),
-          "upload weights");
-    check(cudaMemcpy(d + m.b_offset[l], host.biases[l].data(), host.biases[l].size() * 4,
-                     cudaMemcpyHostToDevice),
-          "upload biases");
+};
+
+/// The 16 bits of a half-precision value, from a float already rounded to it (round_inputs).
+uint16_t half_bits(float rounded, gemm_precision precision) {
+  if (precision == gemm_precision::fp16) {
+    _Float16 h = _Float16(rounded);
+    uint16_t bits;
+    std::memcpy(&bits, &h, 2);
+    return bits;
   }
-  return m;
+  uint32_t bits;
+  std::memcpy(&bits, &rounded, 4);
+  return uint16_t(bits >> 16);
 }
+
+/// A then B, generated from the seed, in the task's input precision: half-precision inputs
+/// are converted once, like the float ones are uploaded once.
+block_ptr generated_inputs(lane_state& l, int64_t m, int64_t n, int64_t k, uint64_t seed,
+                           gemm_precision precision) {
+  static const char* names[] = {"fp32", "bf16", "fp16"};
+  auto key = std::string{"gemm inputs "} + names[int(precision)] + " " + std::to_string(m) + "x" +
+             std::to_string(n) + "x" + std::to_string(k) + " seed " + std::to_string(seed);
+  size_t count = size_t(m * k + k * n);
+  size_t width = precision == gemm_precision::fp32 ? 4 : 2;
+  return cached(*l.cache, key, count * width, l.stream(), [&](cache_block& b, cudaStream_t s) {
+    std::vector<float> a, bm;
+    gemm_inputs(m, n, k, seed, a, bm);
+    a.insert(a.end(), bm.begin(), bm.end());
+    std::vector<uint16_t> halves;
+    const void* host = a.data();
+    if (precision != gemm_precision::fp32) {
+      round_inputs(a.data(), a.size(), precision);
+      halves.resize(a.size());
+      for (size_t i = 0; i < a.size(); ++i) halves[i] = half_bits(a[i], precision);
+      host = halves.data();
+    }
+    check(cudaMemcpyAsync(b.ptr, host, count * width, cudaMemcpyHostToDevice, s), "upload A, B");
+    check(cudaStreamSynchronize(s), "upload inputs");  // the host vectors go out of scope
+  });
+}
+
+block_ptr mlp_model_on_device(lane_state& l, const std::vector<int64_t>& widths, uint64_t seed) {
+  std::string key = "mlp model";
+  for (auto w : widths) key += " " + std::to_string(w);
+  key += " seed " + std::to_string(seed);
+  uint64_t floats = 0;
+  for (size_t i = 0; i + 1 < widths.size(); ++i)
+    floats += uint64_t(widths[i] * widths[i + 1] + widths[i + 1]);
+  return cached(*l.cache, key, floats * 4, l.stream(), [&](cache_block& b, cudaStream_t s) {
+    auto host = make_mlp_model(widths, seed);  // the same weights as the CPU path
+    size_t total = 0;
+    for (size_t i = 0; i < host.weights.size(); ++i) {
+      b.w_offset.push_back(total);
+      total += host.weights[i].size();
+      b.b_offset.push_back(total);
+      total += host.biases[i].size();
+    }
+    for (size_t i = 0; i < host.weights.size(); ++i) {
+      check(cudaMemcpyAsync(b.ptr + b.w_offset[i], host.weights[i].data(),
+                            host.weights[i].size() * 4, cudaMemcpyHostToDevice, s),
+            "upload weights");
+      check(cudaMemcpyAsync(b.ptr + b.b_offset[i], host.biases[i].data(), host.biases[i].size() * 4,
+                            cudaMemcpyHostToDevice, s),
+            "upload biases");
+    }
+    check(cudaStreamSynchronize(s), "upload model");
+  });
+}
+
+// --- NVML, loaded at run time ------------------------------------------------------------------
+
+struct nvml_api {
+  struct memory {
+    unsigned long long total, free, used;
+  };
+  using device = void*;
+  int (*init)() = nullptr;
+  int (*by_pci)(const char*, device*) = nullptr;
+  int (*memory_info)(device, memory*) = nullptr;
+  bool loaded = false;
+
+  nvml_api() {
+    void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return;
+    init = reinterpret_cast<int (*)()>(dlsym(lib, "nvmlInit_v2"));
+    by_pci = reinterpret_cast<int (*)(const char*, device*)>(
+        dlsym(lib, "nvmlDeviceGetHandleByPciBusId_v2"));
+    memory_info = reinterpret_cast<int (*)(device, memory*)>(dlsym(lib, "nvmlDeviceGetMemoryInfo"));
+    loaded = init && by_pci && memory_info && init() == 0;
+  }
+};
 
 }  // namespace
 
+std::shared_ptr<gpu_cache> make_gpu_cache(int32_t device, gpu_memory_gauge* gauge,
+                                          uint64_t budget) {
+  auto c = std::make_shared<gpu_cache>();
+  c->device = device;
+  c->gauge = gauge;
+  c->budget = budget;
+  return c;
+}
+
+void attach_lane(const std::shared_ptr<gpu_cache>& cache) {
+  lane.attach(cache);
+}
+
+void* lane_stream(int32_t device) {
+  return lane_for(device).stream();
+}
+
+gpu_allocator& lane_allocator(int32_t device) {
+  return lane_for(device).pool;
+}
+
+void settle_lane() {
+  if (lane.device >= 0 && cudaStreamSynchronize(lane.stream()) != cudaSuccess) cudaGetLastError();
+}
+
+void sample_device_memory(int32_t device, gpu_memory_gauge& gauge) {
+  static nvml_api nvml;  // NVML is thread-safe once initialised
+  char bus[32] = {};
+  if (nvml.loaded && cudaDeviceGetPCIBusId(bus, sizeof bus, device) == cudaSuccess) {
+    nvml_api::device handle = nullptr;
+    nvml_api::memory m{};
+    if (nvml.by_pci(bus, &handle) == 0 && nvml.memory_info(handle, &m) == 0) {
+      gauge.device_used.store(m.used, std::memory_order_relaxed);
+      gauge.device_total.store(m.total, std::memory_order_relaxed);
+      gauge.device_source.store("nvml", std::memory_order_relaxed);
+      return;
+    }
+  }
+  size_t free_b = 0, total_b = 0;
+  int current = -1;
+  cudaGetDevice(&current);
+  if (current != device) cudaSetDevice(device);
+  if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+    gauge.device_used.store(total_b - free_b, std::memory_order_relaxed);
+    gauge.device_total.store(total_b, std::memory_order_relaxed);
+    gauge.device_source.store("cuda", std::memory_order_relaxed);
+  } else {
+    cudaGetLastError();
+  }
+}
+
 std::vector<task_output> mlp_batch(const std::vector<const task_spec*>& specs,
                                    const task_context& ctx) {
-  gpu.bind(ctx.device_index);
+  auto& l = lane_for(ctx.device_index);
+  auto stream = l.stream();
   auto widths = specs.front()->params.get_int_list("layers");
   auto seed = uint64_t(specs.front()->params.get_int("seed", 1));
-  auto& model = mlp_model_on_device(widths, seed);
+  auto model = mlp_model_on_device(l, widths, seed);
   // All tasks' rows become one input matrix: one pass over the weights serves every task.
   std::vector<int64_t> rows_of;
   int64_t rows = 0;
-  for (auto* s : specs) rows_of.push_back(s->params.get_int("batch", 1)), rows += rows_of.back();
+  uint64_t reserved = 0;
+  for (auto* s : specs) {
+    rows_of.push_back(s->params.get_int("batch", 1));
+    rows += rows_of.back();
+    reserved += s->needs.gpu_memory_bytes;
+  }
   int64_t widest = *std::max_element(widths.begin(), widths.end());
   auto in_width = widths.front(), classes = widths.back();
-  auto* host = gpu.staging(size_t(rows * std::max(in_width, classes)));
+  memory_of mem{ctx, l, reserved};
+  auto* x = mem.get<float>(size_t(rows * widest), "mlp activations");
+  auto* y = mem.get<float>(size_t(rows * widest), "mlp activations");
+  auto* host =
+      static_cast<float*>(l.staging.reserve(size_t(rows * std::max(in_width, classes)) * 4));
   int64_t at = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
     mlp_input(*specs[i], rows_of[i], in_width, host + at * in_width);
     at += rows_of[i];
   }
-  auto* x = gpu.act_a.reserve(size_t(rows * widest));
-  auto* y = gpu.act_b.reserve(size_t(rows * widest));
-  check(cudaMemcpyAsync(x, host, size_t(rows * in_width) * 4, cudaMemcpyHostToDevice, gpu.stream),
+  check(cudaMemcpyAsync(x, host, size_t(rows * in_width) * 4, cudaMemcpyHostToDevice, stream),
         "upload inputs");
   const float one = 1.0f, zero = 0.0f;
   auto layers = widths.size() - 1;
-  for (size_t l = 0; l < layers; ++l) {
-    auto in = int(widths[l]), out = int(widths[l + 1]);
+  for (size_t i = 0; i < layers; ++i) {
+    auto in = int(widths[i]), out = int(widths[i + 1]);
     // Row-major Y (rows x out) = X (rows x in) W (in x out): column-major Y^T = W^T X^T.
-    check(cublasSgemm(gpu.blas, CUBLAS_OP_N, CUBLAS_OP_N, out, int(rows), in, &one,
-                      model.params.ptr + model.w_offset[l], out, x, in, &zero, y, out),
+    check(cublasSgemm(l.blas, CUBLAS_OP_N, CUBLAS_OP_N, out, int(rows), in, &one,
+                      model->ptr + model->w_offset[i], out, x, in, &zero, y, out),
           "cublasSgemm");
-    launch_bias_activation(y, model.params.ptr + model.b_offset[l], int(rows), out, l + 1 < layers,
-                           gpu.stream);
+    launch_bias_activation(y, model->ptr + model->b_offset[i], int(rows), out, i + 1 < layers,
+                           stream);
     std::swap(x, y);
   }
-  launch_softmax_rows(x, int(rows), int(classes), gpu.stream);
+  launch_softmax_rows(x, int(rows), int(classes), stream);
   check(cudaGetLastError(), "kernel launch");
-  check(cudaMemcpyAsync(host, x, size_t(rows * classes) * 4, cudaMemcpyDeviceToHost, gpu.stream),
+  check(cudaMemcpyAsync(host, x, size_t(rows * classes) * 4, cudaMemcpyDeviceToHost, stream),
         "download probabilities");
-  // This worker owns its thread (detached): waiting here blocks no scheduler thread.
-  check(cudaStreamSynchronize(gpu.stream), "mlp forward");
+  // A lane owns its thread: waiting here blocks neither a scheduler thread nor the other lanes.
+  check(cudaStreamSynchronize(stream), "mlp forward");
   std::vector<task_output> outs;
   at = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -219,62 +434,92 @@ std::vector<task_output> mlp_batch(const std::vector<const task_spec*>& specs,
 }
 
 void illegal_address(const task_context& ctx) {
-  gpu.bind(ctx.device_index);
-  launch_illegal_write(gpu.stream);
-  check(cudaStreamSynchronize(gpu.stream), "illegal write");
+  auto& l = lane_for(ctx.device_index);
+  launch_illegal_write(l.stream());
+  check(cudaStreamSynchronize(l.stream()), "illegal write");
 }
 
 bool release_after_crash() {
   bool poisoned = false;
-  if (gpu.device >= 0) {
+  if (lane.device >= 0) {
     // A sticky error is returned by every later call; a transient one is cleared by reading it.
     cudaGetLastError();
     poisoned = cudaDeviceSynchronize() != cudaSuccess;
   }
-  gpu.release();
+  if (poisoned && lane.cache) {
+    std::lock_guard<std::mutex> guard{lane.cache->mutex};
+    lane.cache->lru.clear();
+    lane.cache->bytes = 0;
+  }
+  lane.release();
   return poisoned;
 }
 
 task_output gemm(const task_context& ctx) {
-  gpu.bind(ctx.device_index);
+  auto& l = lane_for(ctx.device_index);
+  auto stream = l.stream();
   auto& p = ctx.spec.params;
   auto size = p.get_int("size", 0);
   auto m = p.get_int("m", size ? size : 1), n = p.get_int("n", size ? size : 1),
        k = p.get_int("k", size ? size : 1);
+  auto precision = gemm_precision_of(p);
   size_t in_count = size_t(m * k + k * n), out_count = size_t(m * n);
-  const float* d_in;
+  bool matrix = p.get_string("output", "checksum") == "matrix";
+  memory_of mem{ctx, l, ctx.spec.needs.gpu_memory_bytes};
+  const float* d_in = nullptr;       // float32 inputs (a payload, or generated at fp32)
+  const uint16_t* d_half = nullptr;  // half-precision inputs
+  block_ptr inputs;                  // held until the stream is done with it
+  auto* host = static_cast<float*>(l.staging.reserve(
+      std::max(ctx.spec.payload.empty() ? 0 : in_count, matrix ? out_count : 0) * 4 + 4));
   if (!ctx.spec.payload.empty()) {
-    auto* host = gpu.staging(in_count);  // pinned: the copy runs at full bus speed
     std::memcpy(host, ctx.spec.payload.data(), in_count * sizeof(float));
-    auto* d = gpu.inputs.reserve(in_count);
-    check(cudaMemcpyAsync(d, host, in_count * sizeof(float), cudaMemcpyHostToDevice, gpu.stream),
+    auto* d = mem.get<float>(in_count, "gemm inputs");
+    check(cudaMemcpyAsync(d, host, in_count * sizeof(float), cudaMemcpyHostToDevice, stream),
           "upload payload");
     d_in = d;
   } else {
-    d_in = generated_inputs(m, n, k, uint64_t(p.get_int("seed", 1)));
+    inputs = generated_inputs(l, m, n, k, uint64_t(p.get_int("seed", 1)), precision);
+    if (precision == gemm_precision::fp32)
+      d_in = inputs->ptr;
+    else
+      d_half = reinterpret_cast<const uint16_t*>(inputs->ptr);
   }
-  auto* d_c = gpu.output.reserve(out_count);
+  auto* d_c = mem.get<float>(out_count, "gemm output");
+  auto* d_sum = mem.get<double>(1, "gemm checksum");
   const float one = 1.0f, zero = 0.0f;
   // Row-major C = A B is column-major C^T = B^T A^T.
-  check(cublasSgemm(gpu.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(k), &one, d_in + m * k,
-                    int(n), d_in, int(k), &zero, d_c, int(n)),
-        "cublasSgemm");
-  // Checksum on the device: dot(C, ones). Host pointer mode: returns when the stream is done.
-  if (gpu.ones.capacity < out_count) {
-    auto* ones = gpu.ones.reserve(out_count);
-    std::vector<float> h(out_count, 1.0f);
-    check(cudaMemcpy(ones, h.data(), out_count * sizeof(float), cudaMemcpyHostToDevice),
-          "upload ones");
+  if (precision == gemm_precision::fp32) {
+    check(cublasSgemm(l.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(k), &one, d_in + m * k,
+                      int(n), d_in, int(k), &zero, d_c, int(n)),
+          "cublasSgemm");
+  } else {
+    bool bf16 = precision == gemm_precision::bf16;
+    auto type = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+    if (!d_half) {  // a payload: converted on the device, into the task's memory
+      auto* half = mem.get<uint16_t>(in_count, "gemm half-precision inputs");
+      launch_to_half(d_in, half, in_count, bf16, stream);
+      d_half = half;
+    }
+    check(cublasGemmEx(l.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(k), &one,
+                       d_half + m * k, type, int(n), d_half, type, int(k), &zero, d_c, CUDA_R_32F,
+                       int(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx");
   }
-  float sum = 0;
-  check(cublasSdot(gpu.blas, int(out_count), d_c, 1, gpu.ones.ptr, 1, &sum), "cublasSdot");
+  check(cudaMemsetAsync(d_sum, 0, sizeof(double), stream), "checksum");
+  launch_sum(d_c, out_count, d_sum, stream);
+  check(cudaGetLastError(), "kernel launch");
+  auto* sum = static_cast<double*>(l.scalar.reserve(sizeof(double)));
+  check(cudaMemcpyAsync(sum, d_sum, sizeof(double), cudaMemcpyDeviceToHost, stream),
+        "download checksum");
+  if (matrix)
+    check(cudaMemcpyAsync(host, d_c, out_count * 4, cudaMemcpyDeviceToHost, stream), "download C");
+  check(cudaStreamSynchronize(stream), "gemm");
   task_output out;
-  out.values.set("checksum", double(sum));
+  out.values.set("checksum", *sum);
   out.values.set("device", std::string{"cuda"});
-  if (p.get_string("output", "checksum") == "matrix") {
+  if (matrix) {
     out.bytes.resize(out_count * sizeof(float));
-    check(cudaMemcpy(out.bytes.data(), d_c, out.bytes.size(), cudaMemcpyDeviceToHost),
-          "download C");
+    std::memcpy(out.bytes.data(), host, out.bytes.size());
   }
   return out;
 }

@@ -1,4 +1,7 @@
 // Fused bias + activation and row softmax for the mlp kind on CUDA workers.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <cfloat>
 
 #include "cuda_launch.hpp"
@@ -47,6 +50,41 @@ __global__ void softmax_rows(float* x, int cols) {
   for (int c = threadIdx.x; c < cols; c += blockDim.x) row[c] *= inv;
 }
 
+__global__ void to_bf16(const float* x, __nv_bfloat16* out, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    out[i] = __float2bfloat16_rn(x[i]);
+}
+
+__global__ void to_fp16(const float* x, __half* out, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    out[i] = __float2half_rn(x[i]);
+}
+
+// Grid-stride partial sums in double, a block reduction, one atomic add per block.
+__global__ void sum_all(const float* x, size_t n, double* sum) {
+  __shared__ double scratch[256];
+  double s = 0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    s += (double)x[i];
+  scratch[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) scratch[threadIdx.x] += scratch[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) atomicAdd(sum, scratch[0]);
+}
+
+int grid_for(size_t n, int threads) {
+  size_t blocks = (n + threads - 1) / threads;
+  if (blocks > 4096) blocks = 4096;
+  if (blocks < 1) blocks = 1;
+  return (int)blocks;
+}
+
 __global__ void illegal_write(float* p) {
   p[threadIdx.x] = 1.0f;
 }
@@ -65,6 +103,17 @@ void launch_bias_activation(float* x, const float* bias, int rows, int cols, boo
   if (blocks > 4096) blocks = 4096;
   if (blocks < 1) blocks = 1;
   bias_activation<<<blocks, threads, 0, stream>>>(x, bias, rows, cols, relu ? 1 : 0);
+}
+
+void launch_to_half(const float* x, void* out, size_t n, bool bf16, cudaStream_t stream) {
+  if (bf16)
+    to_bf16<<<grid_for(n, 256), 256, 0, stream>>>(x, static_cast<__nv_bfloat16*>(out), n);
+  else
+    to_fp16<<<grid_for(n, 256), 256, 0, stream>>>(x, static_cast<__half*>(out), n);
+}
+
+void launch_sum(const float* x, size_t n, double* sum, cudaStream_t stream) {
+  sum_all<<<grid_for(n, 256), 256, 0, stream>>>(x, n, sum);
 }
 
 void launch_softmax_rows(float* x, int rows, int cols, cudaStream_t stream) {

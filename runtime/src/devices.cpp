@@ -78,11 +78,18 @@ std::vector<worker_desc> layout_workers(const runtime_config& cfg, const gpu_inv
     w.device = device_class::cuda;
     w.device_index = idx;
     w.name = "cuda-" + std::to_string(idx);
-    auto usable = g.total_memory > cfg.gpu_memory_headroom_bytes
-                      ? g.total_memory - cfg.gpu_memory_headroom_bytes
-                      : 0;
+    auto kept = cfg.gpu_memory_headroom_bytes + cfg.gpu_cache_bytes;
+    auto usable = g.total_memory > kept ? g.total_memory - kept : 0;
     // One host slot drives the GPU; host memory for staging is bounded like a CPU worker's.
     w.capacity = {1, cfg.worker_memory_bytes, 1, usable};
+    out.push_back(w);
+  }
+  for (uint32_t i = 0; i < cfg.fake_gpus; ++i) {
+    worker_desc w;
+    w.device = device_class::cuda;
+    w.name = "fake-gpu-" + std::to_string(i);
+    w.fake = true;
+    w.capacity = {1, cfg.worker_memory_bytes, 1, cfg.fake_gpu_memory_bytes};
     out.push_back(w);
   }
   return out;

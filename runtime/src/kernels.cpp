@@ -56,9 +56,12 @@ gemm_dims gemm_dims_of(const param_map& p) {
 double gemm_validate(task_spec& spec) {
   auto d = gemm_dims_of(spec.params);
   spec.params.get_int("seed", 1);
+  auto precision = gemm_precision_of(spec.params);
   payload_floats(spec, size_t(d.m * d.k + d.k * d.n), "A (m x k) then B (k x n) as float32");
   if (spec.needs.memory_bytes == 0)
     spec.needs.memory_bytes = uint64_t(4) * uint64_t(d.m * d.k + d.k * d.n + d.m * d.n);
+  if (spec.needs.gpu_memory_bytes == 0)
+    spec.needs.gpu_memory_bytes = gemm_gpu_bytes(d.m, d.n, d.k, precision);
   return 2.0 * double(d.m) * double(d.n) * double(d.k);
 }
 
@@ -73,6 +76,15 @@ task_output gemm_cpu(const task_context& ctx) {
     b = a + d.m * d.k;
   } else {
     gemm_inputs(d.m, d.n, d.k, uint64_t(spec.params.get_int("seed", 1)), ga, gb);
+    a = ga.data();
+    b = gb.data();
+  }
+  auto precision = gemm_precision_of(spec.params);
+  if (precision != gemm_precision::fp32) {
+    // The inputs rounded as the GPU rounds them; products and sums stay in float, as there.
+    if (ga.empty()) ga.assign(a, a + d.m * d.k), gb.assign(b, b + d.k * d.n);
+    round_inputs(ga.data(), ga.size(), precision);
+    round_inputs(gb.data(), gb.size(), precision);
     a = ga.data();
     b = gb.data();
   }
@@ -101,14 +113,17 @@ double mlp_validate(task_spec& spec) {
   auto batch = dim(spec.params, "batch", 1);
   spec.params.get_int("seed", 1);
   payload_floats(spec, size_t(batch * w.front()), "the input batch (batch x layers[0])");
-  double flops = 0, weights = 0, widest = 0;
-  for (size_t i = 0; i + 1 < w.size(); ++i) {
+  double flops = 0, widest = 0;
+  for (size_t i = 0; i + 1 < w.size(); ++i)
     flops += 2.0 * double(batch) * double(w[i]) * double(w[i + 1]);
-    weights += double(w[i]) * double(w[i + 1]) + double(w[i + 1]);
-  }
   for (auto x : w) widest = std::max(widest, double(x));
+  // The weights are shared by every task of the model (cached, on the host and on each GPU):
+  // a task needs its input and activations.
   if (spec.needs.memory_bytes == 0)
-    spec.needs.memory_bytes = uint64_t(4 * (weights + 2 * double(batch) * widest));
+    spec.needs.memory_bytes =
+        uint64_t(4 * (double(batch) * double(w.front()) + 2 * double(batch) * widest));
+  if (spec.needs.gpu_memory_bytes == 0)
+    spec.needs.gpu_memory_bytes = mlp_gpu_bytes(batch, int64_t(widest));
   return flops;
 }
 
@@ -216,6 +231,40 @@ task_output fail_cpu(const task_context& ctx) {
 }
 
 }  // namespace
+
+gemm_precision gemm_precision_of(const param_map& p) {
+  auto name = p.get_string("precision", "fp32");
+  if (name == "fp32") return gemm_precision::fp32;
+  if (name == "bf16") return gemm_precision::bf16;
+  if (name == "fp16") return gemm_precision::fp16;
+  throw task_failure{errc::invalid_params,
+                     "parameter 'precision' must be fp32, bf16 or fp16; got '" + name + "'"};
+}
+
+void round_inputs(float* data, size_t n, gemm_precision precision) {
+  if (precision == gemm_precision::fp16) {
+    for (size_t i = 0; i < n; ++i) data[i] = float(_Float16(data[i]));  // round to nearest even
+    return;
+  }
+  if (precision != gemm_precision::bf16) return;
+  for (size_t i = 0; i < n; ++i) {  // bf16: the top 16 bits, rounded to nearest even
+    uint32_t bits;
+    std::memcpy(&bits, &data[i], 4);
+    if ((bits & 0x7f800000u) != 0x7f800000u) bits += 0x7fffu + ((bits >> 16) & 1u);
+    bits &= 0xffff0000u;
+    std::memcpy(&data[i], &bits, 4);
+  }
+}
+
+uint64_t gemm_gpu_bytes(int64_t m, int64_t n, int64_t k, gemm_precision precision) {
+  auto in = uint64_t(m * k + k * n), out = uint64_t(m * n);
+  // A and B (when sent as payload), C, the checksum; half-precision copies of A and B.
+  return 4 * (in + out) + 8 + (precision == gemm_precision::fp32 ? 0 : 2 * in);
+}
+
+uint64_t mlp_gpu_bytes(int64_t rows, int64_t widest) {
+  return 2 * 4 * uint64_t(rows * widest);  // activations, ping-pong between layers
+}
 
 task_output mlp_output(const float* probs, int64_t rows, int64_t classes) {
   std::vector<int64_t> argmax(static_cast<size_t>(rows));

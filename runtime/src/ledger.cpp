@@ -13,10 +13,17 @@ void resource_ledger::set_available(int32_t worker, bool available) {
   workers_.at(worker).available = available;
 }
 
+namespace {
+/// GPU memory is what a task uses if it runs on a GPU: a worker without GPUs ignores it.
+uint64_t gpu_memory_on(const worker_capacity& c, const resources& n) {
+  return c.gpu_count > 0 ? n.gpu_memory_bytes : 0;
+}
+}  // namespace
+
 bool resource_ledger::fits_capacity(int32_t worker, const resources& n) const {
   auto& c = workers_.at(worker).cap;
   return n.cpu_slots <= c.cpu_slots && n.memory_bytes <= c.memory_bytes &&
-         n.gpu_count <= c.gpu_count && n.gpu_memory_bytes <= c.gpu_memory_bytes &&
+         n.gpu_count <= c.gpu_count && gpu_memory_on(c, n) <= c.gpu_memory_bytes &&
          (n.cpu_slots > 0 || n.gpu_count > 0);
 }
 
@@ -30,17 +37,19 @@ bool resource_ledger::can_reserve(int32_t worker, const resources& n) const {
   auto& w = workers_.at(worker);
   return w.available && fits_capacity(worker, n) &&
          w.memory + n.memory_bytes <= w.cap.memory_bytes &&
-         w.gpu_memory + n.gpu_memory_bytes <= w.cap.gpu_memory_bytes;
+         w.gpu_memory + gpu_memory_on(w.cap, n) <= w.cap.gpu_memory_bytes;
 }
 
 bool resource_ledger::reserve(int32_t worker, task_id id, const resources& n) {
   if (!can_reserve(worker, n)) return false;
   // Nothing to give back later: not recorded (the hot path of small tasks skips the map).
-  if (n.memory_bytes == 0 && n.gpu_memory_bytes == 0) return true;
   auto& w = workers_[worker];
-  if (!w.held.emplace(id, n).second) return false;  // already held: never count twice
-  w.memory += n.memory_bytes;
-  w.gpu_memory += n.gpu_memory_bytes;
+  auto held = n;
+  held.gpu_memory_bytes = gpu_memory_on(w.cap, n);
+  if (held.memory_bytes == 0 && held.gpu_memory_bytes == 0) return true;
+  if (!w.held.emplace(id, held).second) return false;  // already held: never count twice
+  w.memory += held.memory_bytes;
+  w.gpu_memory += held.gpu_memory_bytes;
   return true;
 }
 

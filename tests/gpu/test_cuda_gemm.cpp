@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "troupe/devices.hpp"
@@ -88,6 +90,86 @@ TEST(CudaGemm, AgreesWithTheCpuImplementation) {
   auto gs = std::get<double>(*gpu->output.values.find("checksum"));
   auto cs = std::get<double>(*cpu->output.values.find("checksum"));
   EXPECT_NEAR(gs, cs, 1e-3 * (1 + std::abs(cs)));
+}
+
+// bf16 and fp16 inputs with float accumulation: the CPU path rounds its inputs the same way, so
+// the two agree as closely as float32 results do.
+TEST(CudaGemm, HalfPrecisionAgreesWithTheCpuImplementation) {
+  REQUIRE_GPU();
+  runtime rt{one_cpu_all_gpus()};
+  for (std::string precision : {"bf16", "fp16"}) {
+    auto spec = gemm(320, true, true);
+    spec.params.set("precision", precision);
+    auto gpu = rt.submit(spec).wait_for(60s);
+    spec.needs.gpu_count = 0;
+    auto cpu = cpu_reference(spec);
+    ASSERT_TRUE(gpu);
+    ASSERT_TRUE(gpu->ok()) << precision << ": " << gpu->error.message;
+    ASSERT_EQ(gpu->output.bytes.size(), cpu.output.bytes.size());
+    std::vector<float> g(gpu->output.bytes.size() / 4), c(g.size());
+    std::memcpy(g.data(), gpu->output.bytes.data(), gpu->output.bytes.size());
+    std::memcpy(c.data(), cpu.output.bytes.data(), cpu.output.bytes.size());
+    for (size_t i = 0; i < g.size(); ++i)
+      ASSERT_NEAR(g[i], c[i], 1e-3f * (1 + std::abs(c[i]))) << precision << " element " << i;
+  }
+}
+
+// A task that allocates more than it reserved fails with out_of_memory; the worker carries on,
+// and every byte comes back.
+TEST(CudaMemory, TaskBeyondItsReservationFailsWithOutOfMemoryAndTheWorkerCarriesOn) {
+  REQUIRE_GPU();
+  runtime rt{one_cpu_all_gpus()};
+  auto greedy = gemm(1024, true);
+  greedy.needs.gpu_memory_bytes = 1 << 20;  // C alone needs 4 MiB
+  greedy.max_retries = 0;
+  auto r = rt.submit(greedy).wait_for(60s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, outcome::failed);
+  EXPECT_EQ(r->error.code, errc::out_of_memory) << r->error.message;
+  EXPECT_NE(r->error.message.find("gemm output"), std::string::npos) << r->error.message;
+  auto fine = rt.submit(gemm(1024, true)).wait_for(60s);
+  ASSERT_TRUE(fine);
+  EXPECT_TRUE(fine->ok()) << fine->error.message;
+  auto s = rt.stats();
+  bool seen = false;
+  for (auto& w : s.workers) {
+    if (!w.gpu_memory) continue;
+    seen = true;
+    EXPECT_EQ(w.restarts, 0u);
+    EXPECT_EQ(w.gpu_memory->in_use, 0u) << "task memory not given back";
+    EXPECT_EQ(w.gpu_memory->reserved, 0u);
+    if (w.tasks > 0) {
+      EXPECT_EQ(w.gpu_memory->cache, 2u * 1024 * 1024 * 4) << "A and B of seed 5: cached once";
+      EXPECT_FALSE(w.gpu_memory->device_source.empty());
+      EXPECT_GT(w.gpu_memory->device_used, w.gpu_memory->cache);
+      EXPECT_GT(w.gpu_memory->device_total, w.gpu_memory->capacity);
+    }
+  }
+  EXPECT_TRUE(seen);
+}
+
+// One GPU runs several tasks at once, on its worker's streams.
+TEST(CudaWorker, TasksOverlapOnOneGpu) {
+  REQUIRE_GPU();
+  auto cfg = one_cpu_all_gpus();
+  cfg.cuda = cuda_selection::list;
+  cfg.cuda_devices = {0};
+  runtime rt{cfg};
+  std::vector<task_spec> specs;
+  for (int i = 0; i < 16; ++i) specs.push_back(gemm(2048, true));
+  auto hs = rt.submit_batch(specs);
+  std::vector<task_timings> runs;
+  for (auto& h : hs) {
+    auto r = h.wait_for(120s);
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->ok()) << r->error.message;
+    runs.push_back(r->timings);
+  }
+  size_t overlapping = 0;
+  for (size_t i = 0; i < runs.size(); ++i)
+    for (size_t j = i + 1; j < runs.size(); ++j)
+      overlapping += runs[i].started < runs[j].finished && runs[j].started < runs[i].finished;
+  EXPECT_GT(overlapping, 0u) << "no two tasks ran at once on the GPU";
 }
 
 TEST(CudaGemm, TaskLargerThanTheGpuIsRejectedAtSubmit) {
@@ -186,9 +268,10 @@ TEST(CudaMlp, BatchedResultsAreSplitBackPerTask) {
 // A kernel that writes to an illegal address poisons its context. NVIDIA documents that such a
 // context is unusable for the rest of the process (measured: cudaDeviceReset leaves the device
 // "busy or unavailable"), so the worker is retired, not restarted: the faulting attempt fails
-// over, GPU-only work fails with a clear error, and the CPU workers carry on.
-TEST(CudaWorker, PoisonedContextRetiresTheGpuWorkerAndTheRestCarriesOn) {
-  REQUIRE_GPU();
+// over, GPU-only work fails with a clear error, and the CPU workers carry on. (In a cluster the
+// node process exits and is restarted: CudaCluster.) The poisoned process is a child (a death
+// test, re-executed), so the other tests keep a working GPU.
+void poisoned_context_retires_the_gpu_worker() {
   std::atomic<int> restarts{0}, downs{0};  // before the runtime, whose event thread calls back
   runtime rt{one_cpu_all_gpus()};
   rt.subscribe("worker.", [&](const event& e) {
@@ -214,4 +297,18 @@ TEST(CudaWorker, PoisonedContextRetiresTheGpuWorkerAndTheRestCarriesOn) {
   rt.shutdown();
   EXPECT_EQ(restarts.load(), 0);
   EXPECT_EQ(downs.load(), 1);
+}
+
+TEST(CudaWorkerDeathTest, PoisonedContextRetiresTheGpuWorkerAndTheRestCarriesOn) {
+  REQUIRE_GPU();
+  ::testing::GTEST_FLAG(death_test_style) =
+      "threadsafe";  // the child starts afresh: no CUDA state shared
+  EXPECT_EXIT(
+      {
+        poisoned_context_retires_the_gpu_worker();
+        std::fflush(stdout);
+        std::_Exit(::testing::Test::HasFailure() ? 1 : 0);
+      },
+      ::testing::ExitedWithCode(0), "")
+      << "the poisoned-context scenario failed in the child (its output is above)";
 }

@@ -110,14 +110,14 @@ class Cluster : public ::testing::Test {
                            << "dead_after_ms = 5000\nrestart_delay_ms = 100\n"
                            << "events = \"ipc://" << dir_ << "/events.ipc\"\n"
                            << "event_ring = 1000\nevent_high_water = 1000\n"
-                           << "[nodes.a]\ncpu = 2\n[nodes.b]\ncpu = 2\n"
-                           << "[retry]\nmax = 5\n[log]\nlevel = \"warn\"\n";
+                           << nodes() << "[retry]\nmax = 5\n[log]\nlevel = \"" << log_level()
+                           << "\"\n";
     log_ = dir_ + "/up.log";
     up_ = fork();
     ASSERT_GE(up_, 0);
     if (up_ == 0) {
       freopen(log_.c_str(), "w", stderr);
-      freopen("/dev/null", "w", stdout);
+      dup2(fileno(stderr), fileno(stdout));  // the processes' logs (spdlog writes to stdout)
       execl(TROUPE_BINARY, "troupe", "up", "--config", config_.c_str(), nullptr);
       _exit(127);
     }
@@ -125,9 +125,34 @@ class Cluster : public ::testing::Test {
     co.timeout = 20s;
     client_ = std::make_unique<client>(endpoint_, co);
     ASSERT_TRUE(wait_for_status([](const wire::status& s) {
-      return s.nodes.size() == 2 && s.nodes[0].state == "joined" && s.nodes[1].state == "joined";
+      if (s.nodes.empty()) return false;
+      for (auto& n : s.nodes)
+        if (n.state != "joined") return false;
+      return true;
     })) << read_file(log_);
   }
+
+  /// What the head says of its queue and workers, and the cluster's log: for failure messages.
+  std::string diagnosis() {
+    std::ostringstream o;
+    try {
+      auto s = client_->status();
+      o << "head: queued " << s.stats.queued << ", in flight " << s.stats.in_flight
+        << ", submitted " << s.stats.submitted << ", completed " << s.stats.completed << "\n";
+      for (auto& n : s.nodes)
+        o << "  node " << n.name << " " << n.state << " joins " << n.joins << "\n";
+      for (auto& w : s.stats.workers)
+        o << "  worker " << w.name << " " << w.state << " tasks " << w.tasks << " restarts "
+          << w.restarts << "\n";
+    } catch (const std::exception& e) {
+      o << "no status: " << e.what() << "\n";
+    }
+    return o.str() + read_file(log_);
+  }
+
+  virtual std::string log_level() const { return "warn"; }
+  /// The [nodes.*] tables of the cluster file.
+  virtual std::string nodes() const { return "[nodes.a]\ncpu = 2\n[nodes.b]\ncpu = 2\n"; }
 
   void TearDown() override {
     client_.reset();
@@ -454,6 +479,35 @@ TEST_F(Cluster, PythonSubscriberFollowsARun) {
   EXPECT_EQ(summary["finished"], 300) << out;
   EXPECT_EQ(summary["outcomes"]["completed"], 300) << out;
   EXPECT_EQ(summary["in_flight"], 0) << out;
+}
+
+// A node's GPU worker seen from the head: placement of GPU-only work, results, a failed attempt
+// retried. The node's GPU is a fake one (CUDA workers without a device), so that this runs
+// everywhere; `fail` has a CUDA implementation that needs no device for this error.
+class ClusterWithAGpuNode : public Cluster {
+ protected:
+  std::string log_level() const override { return "debug"; }
+  std::string nodes() const override { return "[nodes.g]\ncpu = 1\nfake_gpus = 1\n"; }
+};
+
+TEST_F(ClusterWithAGpuNode, GpuOnlyTasksRunOnTheNodesGpuWorker) {
+  task_spec spec;
+  spec.kind = "fail";
+  spec.params = {{"error", std::string{"task_failed"}}, {"first_attempts", int64_t{1}}};
+  spec.needs.gpu_count = 1;
+  auto handles = client_->submit_batch(std::vector<task_spec>(50, spec));
+  for (auto& h : handles) {
+    auto r = h.wait_for(60s);
+    ASSERT_TRUE(r) << "task " << h.id() << " never ended\n" << diagnosis();
+    EXPECT_EQ(r->status, outcome::completed) << r->error.message;
+    EXPECT_EQ(r->attempts, 2u);
+  }
+  wire::status s;
+  ASSERT_TRUE(wait_for_status([](const wire::status&) { return true; }, &s));
+  uint64_t on_gpu = 0;
+  for (auto& w : s.stats.workers)
+    if (w.name == "g/fake-gpu-0") on_gpu += w.tasks;
+  EXPECT_EQ(on_gpu, 100u) << "two attempts of each of 50 tasks on the node's GPU worker";
 }
 
 TEST(ClusterConfig, ABadClusterFileNamesFileLineAndKey) {

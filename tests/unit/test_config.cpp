@@ -38,6 +38,8 @@ TEST(Config, ShippedLocalTomlHoldsTheDefaults) {
   EXPECT_EQ(cfg.log_level, d.log_level);
   EXPECT_EQ(cfg.cuda, d.cuda);
   EXPECT_EQ(cfg.gpu_memory_headroom_bytes, d.gpu_memory_headroom_bytes);
+  EXPECT_EQ(cfg.gpu_cache_bytes, d.gpu_cache_bytes);
+  EXPECT_EQ(cfg.cuda_streams, d.cuda_streams);
   EXPECT_EQ(cfg.batching_enabled, d.batching_enabled);
   EXPECT_EQ(cfg.batch_max_tasks, d.batch_max_tasks);
   EXPECT_EQ(cfg.batch_max_delay, d.batch_max_delay);
@@ -80,6 +82,7 @@ TEST(WorkerLayout, CpuWorkersThenOneWorkerPerSelectedGpu) {
   cfg.cpu_workers = 2;
   cfg.worker_memory_bytes = 1000;
   cfg.gpu_memory_headroom_bytes = 100;
+  cfg.gpu_cache_bytes = 50;
   gpu_inventory inv;
   inv.gpus = {{0, "A", 9, 0, 1000, 900}, {1, "B", 9, 0, 2000, 1900}};
   auto w = layout_workers(cfg, inv);
@@ -88,7 +91,7 @@ TEST(WorkerLayout, CpuWorkersThenOneWorkerPerSelectedGpu) {
   EXPECT_EQ(w[2].name, "cuda-0");
   EXPECT_EQ(w[3].device, device_class::cuda);
   EXPECT_EQ(w[3].device_index, 1);
-  EXPECT_EQ(w[3].capacity.gpu_memory_bytes, 1900u);  // total minus headroom
+  EXPECT_EQ(w[3].capacity.gpu_memory_bytes, 1850u);  // total minus headroom minus cache
   cfg.cuda = cuda_selection::none;
   EXPECT_EQ(layout_workers(cfg, inv).size(), 2u);
 }

@@ -104,6 +104,60 @@ TEST(GemmKernel, ValidationDerivesMemoryNeedsAndCost) {
   auto cost = f.registry.find("gemm")->def.validate(s);
   EXPECT_DOUBLE_EQ(cost, 2.0 * 10 * 20 * 30);
   EXPECT_EQ(s.needs.memory_bytes, 4u * (10 * 30 + 30 * 20 + 10 * 20));
+  // On a GPU: A, B, C and the checksum; bf16 adds half-precision copies of A and B.
+  EXPECT_EQ(s.needs.gpu_memory_bytes, 4u * (10 * 30 + 30 * 20 + 10 * 20) + 8);
+  task_spec half = s;
+  half.needs = {};
+  half.params.set("precision", std::string{"bf16"});
+  f.registry.find("gemm")->def.validate(half);
+  EXPECT_EQ(half.needs.gpu_memory_bytes, s.needs.gpu_memory_bytes + 2u * (10 * 30 + 30 * 20));
+  task_spec bad = s;
+  bad.params.set("precision", std::string{"fp8"});
+  try {
+    f.registry.find("gemm")->def.validate(bad);
+    FAIL() << "accepted precision fp8";
+  } catch (const task_failure& e) {
+    EXPECT_EQ(e.code, errc::invalid_params);
+    EXPECT_NE(e.message.find("precision"), std::string::npos) << e.message;
+  }
+}
+
+TEST(GemmKernel, HalfPrecisionRoundsTheInputsToNearestEven) {
+  // 1 + 2^-8 lies halfway between two bf16 values (1 and 1 + 2^-7): ties go to even, i.e. 1.
+  float x[] = {1.0f + 1.0f / 256, 1.0f + 3.0f / 256, 3.14159265f, -2.0f};
+  kernels::round_inputs(x, 4, kernels::gemm_precision::bf16);
+  EXPECT_EQ(x[0], 1.0f);
+  EXPECT_EQ(x[1], 1.0f + 4.0f / 256);
+  EXPECT_EQ(x[2], 3.140625f);
+  EXPECT_EQ(x[3], -2.0f);
+  float h[] = {1.0f + 1.0f / 2048, 65504.0f, 0.1f};
+  kernels::round_inputs(h, 3, kernels::gemm_precision::fp16);
+  EXPECT_EQ(h[0], 1.0f);  // halfway between 1 and 1 + 2^-10: to even
+  EXPECT_EQ(h[1], 65504.0f);
+  EXPECT_EQ(h[2], 0.0999755859375f);
+}
+
+TEST(GemmKernel, HalfPrecisionResultIsTheProductOfTheRoundedInputs) {
+  fixture f;
+  const int64_t m = 8, n = 6, k = 5;
+  std::vector<float> a, b;
+  kernels::gemm_inputs(m, n, k, 3, a, b);
+  kernels::round_inputs(a.data(), a.size(), kernels::gemm_precision::bf16);
+  kernels::round_inputs(b.data(), b.size(), kernels::gemm_precision::bf16);
+  auto want = naive_gemm(a, b, m, n, k);
+  task_spec s;
+  s.kind = "gemm";
+  s.params = {{"m", m},
+              {"n", n},
+              {"k", k},
+              {"seed", int64_t{3}},
+              {"precision", std::string{"bf16"}},
+              {"output", std::string{"matrix"}}};
+  auto out = f.run(s);
+  ASSERT_EQ(out.bytes.size(), size_t(m * n) * 4);
+  std::vector<float> c(size_t(m * n));
+  std::memcpy(c.data(), out.bytes.data(), out.bytes.size());
+  for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(c[i], want[i], 1e-5 * (1 + std::abs(want[i])));
 }
 
 TEST(MlpKernel, MatchesANaiveForwardPass) {
@@ -176,4 +230,16 @@ TEST(FailKernel, CrashModeThrowsSomethingOtherThanATaskFailure) {
   EXPECT_THROW(f.run(s), std::runtime_error);
   s.params = {{"error", std::string{"bogus"}}};
   EXPECT_THROW(f.registry.find("fail")->def.validate(s), task_failure);
+}
+
+TEST(MlpKernel, ValidationCountsInputAndActivationsNotTheSharedWeights) {
+  fixture f;
+  task_spec s;
+  s.kind = "mlp";
+  s.params = {{"layers", std::vector<int64_t>{1024, 4096, 10}}, {"batch", int64_t{2}}};
+  f.registry.find("mlp")->def.validate(s);
+  // Weights (~17 MB) are cached once per model; per task: 2 x 1024 inputs, 2 x 2 x 4096
+  // activations.
+  EXPECT_EQ(s.needs.memory_bytes, 4u * (2 * 1024 + 2 * 2 * 4096));
+  EXPECT_EQ(s.needs.gpu_memory_bytes, 4u * 2 * 2 * 4096);
 }

@@ -70,3 +70,24 @@ TEST(ResourceLedger, FitsSomeWorkerChecksEveryDimension) {
   l.add_worker({1, 0, 1, 1 << 20});  // a GPU worker: one host slot driving one GPU
   EXPECT_TRUE(l.fits_some_worker(gpu));
 }
+
+TEST(ResourceLedger, GpuMemoryCountsOnlyOnGpuWorkers) {
+  resource_ledger l;
+  auto cpu = l.add_worker({1, 1000, 0, 0});
+  auto gpu = l.add_worker({1, 1000, 1, 500});
+  resources r;  // may run anywhere; uses 300 bytes of GPU memory if it runs on a GPU
+  r.gpu_memory_bytes = 300;
+  EXPECT_TRUE(l.fits_capacity(cpu, r));
+  EXPECT_TRUE(l.reserve(cpu, 1, r));
+  EXPECT_TRUE(l.reserve(cpu, 2, r));  // a CPU worker holds no GPU memory
+  EXPECT_EQ(l.reserved_gpu_memory(cpu), 0u);
+  EXPECT_TRUE(l.reserve(gpu, 3, r));
+  EXPECT_FALSE(l.reserve(gpu, 4, r)) << "600 of 500 bytes: GPU memory over-committed";
+  EXPECT_EQ(l.reserved_gpu_memory(gpu), 300u);
+  EXPECT_TRUE(l.release(gpu, 3));
+  EXPECT_EQ(l.reserved_gpu_memory(gpu), 0u);
+  EXPECT_TRUE(l.reserve(gpu, 4, r));
+  r.gpu_memory_bytes = 501;
+  EXPECT_TRUE(l.fits_capacity(cpu, r));
+  EXPECT_FALSE(l.fits_capacity(gpu, r));
+}

@@ -145,8 +145,10 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
     return;
   }
   std::deque<multipart> backlog;
+  // A PUB socket only sends: asking it to receive fails with ENOTSUP.
+  const bool receives = opts_.type != zmq::socket_type::pub;
   while (!stopping_.load(std::memory_order_acquire)) {
-    short events = ZMQ_POLLIN;
+    short events = receives ? ZMQ_POLLIN : 0;
     if (!backlog.empty()) events |= ZMQ_POLLOUT;
     zmq::pollitem_t items[] = {{sock->handle(), 0, events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
     try {
@@ -171,7 +173,7 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
     if (before_send_) take_gathered(backlog);
     drain_outbound(*sock, backlog);
     backlog_size_.store(backlog.size(), std::memory_order_relaxed);
-    for (int n = 0; n < receive_batch; ++n) {
+    for (int n = 0; receives && n < receive_batch; ++n) {
       multipart msg;
       try {
         auto r = zmq::recv_multipart(*sock, std::back_inserter(msg), zmq::recv_flags::dontwait);

@@ -23,6 +23,7 @@ struct node_config {
   cuda_selection cuda = cuda_selection::none;
   std::vector<int32_t> cuda_devices;
   uint64_t worker_memory_bytes = 0;  ///< 0: this machine's memory / its workers
+  uint32_t fake_gpus = 0;            ///< tests only: runtime_config::fake_gpus of the node
   int line = 0;                      ///< where the file declares it (for errors)
 };
 
@@ -57,6 +58,13 @@ struct runtime_config {
   cuda_selection cuda = cuda_selection::all;  ///< GPUs that get a worker: "all", "none", a list
   std::vector<int32_t> cuda_devices;          ///< with cuda = list
   uint64_t gpu_memory_headroom_bytes = uint64_t(512) << 20;  ///< kept free on every GPU
+  /// Per GPU, for model weights and generated inputs shared by tasks (LRU past it); not
+  /// reservable by tasks.
+  uint64_t gpu_cache_bytes = uint64_t(1) << 30;
+  uint32_t cuda_streams = 4;  ///< streams (lanes) per GPU worker: tasks running at once on it
+  /// Tests only: CUDA workers without a GPU behind them (see worker_desc::fake).
+  uint32_t fake_gpus = 0;
+  uint64_t fake_gpu_memory_bytes = uint64_t(1) << 30;
   bool detached_workers = true;  ///< false only in deterministic tests: workers on the scheduler
   // [batching]: dynamic batching on CUDA workers, for kinds that declare a batch key (mlp)
   bool batching_enabled = true;

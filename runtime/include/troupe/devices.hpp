@@ -1,5 +1,6 @@
 #pragma once
 // Devices of this process: GPU discovery and the layout of workers over CPU slots and GPUs.
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -39,9 +40,25 @@ struct worker_desc {
   std::string node;          ///< the node process that runs it; empty: this process
   int32_t node_worker = -1;  ///< its index among that node's workers
   bool remote() const { return !node.empty(); }
+  /// A CUDA worker without a GPU behind it (tests: runtime_config::fake_gpus). Its kinds'
+  /// `cuda` implementations run on its lanes, and its task memory is host memory with the same
+  /// accounting: the lanes, batching and memory rules run everywhere.
+  bool fake = false;
 };
 
-/// CPU workers first (cfg.cpu_workers, after resolve()), then one worker per selected GPU.
+/// What one GPU worker holds, for the monitor: written by the balancer (reserved) and the
+/// worker's lanes, read by whoever builds stats. Relaxed atomics: figures, not synchronisation.
+struct gpu_memory_gauge {
+  std::atomic<uint64_t> reserved{0};     ///< reserved in the ledger for tasks assigned there
+  std::atomic<uint64_t> task_bytes{0};   ///< allocated now by running tasks (the pool)
+  std::atomic<uint64_t> cache_bytes{0};  ///< cached model weights and generated inputs
+  std::atomic<uint64_t> device_used{0};  ///< the whole device, all processes (NVML or CUDA)
+  std::atomic<uint64_t> device_total{0};
+  std::atomic<const char*> device_source{""};  ///< "nvml", "cuda", or "" (never sampled)
+};
+
+/// CPU workers first (cfg.cpu_workers, after resolve()), then one worker per selected GPU (its
+/// ledger capacity: total memory minus headroom minus the cache), then cfg.fake_gpus fakes.
 /// Unknown GPU indices in cfg.cuda_devices are config errors naming the key.
 std::vector<worker_desc> layout_workers(const runtime_config& cfg, const gpu_inventory& gpus);
 

@@ -17,12 +17,14 @@ using clock = std::chrono::steady_clock;
 using time_point = clock::time_point;
 using duration = std::chrono::nanoseconds;
 
-/// What a task needs while it runs. CPU slots and memory are enforced now; the GPU fields are
-/// carried for the CUDA workers.
+/// What a task needs while it runs; the ledger reserves it on the worker that gets the task.
 struct resources {
   uint32_t cpu_slots = 1;
-  uint64_t memory_bytes = 0;
-  uint32_t gpu_count = 0;
+  uint64_t memory_bytes = 0;  ///< host memory
+  uint32_t gpu_count = 0;     ///< 1: the task must run on a GPU
+  /// GPU memory the task may use when it runs on a GPU: reserved there, and the most its
+  /// allocations may take (CUDA workers enforce it). CPU workers ignore it. The built-in kinds
+  /// fill it in from their parameters when it is 0.
   uint64_t gpu_memory_bytes = 0;
 };
 

@@ -16,6 +16,19 @@ namespace troupe {
 enum class device_class : uint8_t { cpu = 0, cuda = 1 };
 const char* to_string(device_class d) noexcept;
 
+/// GPU memory of one task on a CUDA worker. Allocations count against what the task reserved
+/// (needs.gpu_memory_bytes, summed over the tasks of a batched launch): past that, allocate()
+/// throws task_failure{errc::out_of_memory} naming both sizes, and the worker carries on.
+/// Everything allocated is freed (stream-ordered) when the task ends.
+class gpu_memory {
+ public:
+  virtual ~gpu_memory() = default;
+  /// Device memory on the task's stream; `what` names the buffer in the error.
+  virtual void* allocate(size_t bytes, const char* what) = 0;
+  virtual uint64_t limit() const = 0;
+  virtual uint64_t used() const = 0;
+};
+
 /// What an implementation sees of its task.
 struct task_context {
   const task_spec& spec;
@@ -24,6 +37,10 @@ struct task_context {
   device_class device;
   const std::atomic<bool>* cancel_flag = nullptr;
   int32_t device_index = -1;  ///< the GPU of a cuda worker
+  /// CUDA workers: the stream the task runs on (a cudaStream_t), one of several of its GPU, so
+  /// that tasks on one GPU run concurrently; and the task's GPU memory. Null elsewhere.
+  void* cuda_stream = nullptr;
+  gpu_memory* gpu = nullptr;
   /// Long implementations may poll this and return early; the result is then dropped.
   bool cancelled() const { return cancel_flag && cancel_flag->load(std::memory_order_relaxed); }
 };

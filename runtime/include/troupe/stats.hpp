@@ -1,6 +1,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,15 @@ struct worker_stats {
   double busy_s = 0;   ///< time spent inside implementations
   uint32_t restarts = 0;
   double heartbeat_age_ms = 0;
+  /// GPU workers: memory in bytes. capacity: what tasks may reserve (total - headroom - cache);
+  /// reserved: by the tasks assigned there now; in_use: allocated by running tasks (the pool);
+  /// cache: model weights and generated inputs; device_used/total: the whole GPU, all
+  /// processes, from `device_source` ("nvml", "cuda", or "" before the first sample).
+  struct gpu_memory_figures {
+    uint64_t capacity = 0, reserved = 0, in_use = 0, cache = 0, device_used = 0, device_total = 0;
+    std::string device_source;
+  };
+  std::optional<gpu_memory_figures> gpu_memory;
 };
 
 struct runtime_stats {

@@ -28,6 +28,8 @@ struct runtime_core {
   std::vector<worker_desc> workers;  ///< fixed at start: CPU workers, then one per GPU
   /// Workers out of service for good (a poisoned GPU context); read by submitters.
   std::unique_ptr<std::atomic<bool>[]> retired;
+  /// GPU memory figures per worker (used for GPU workers only), see gpu_memory_gauge.
+  std::unique_ptr<gpu_memory_gauge[]> gpu_gauges;
   event_gate events;
 
   // Written per batch by submitters and per handler by the queue: separate cache lines, so the

@@ -68,6 +68,10 @@ struct work_report_msg {
 };
 struct heartbeat_tick_msg {};
 struct batch_flush_msg {};  ///< a worker's own timer: run the tasks waiting to be batched
+/// A GPU worker's lane -> its worker: launch `job` has finished (its outcome is in the job).
+struct gpu_done_msg {
+  uint64_t job = 0;
+};
 // worker -> supervisor, right before it quits because an implementation threw
 struct crash_report_msg {
   int32_t worker = -1;
@@ -141,7 +145,7 @@ using event_bus_actor = caf::typed_actor<caf::reacts_to<publish_msg>, caf::react
 
 using worker_actor =
     caf::typed_actor<caf::reacts_to<assign_msg>, caf::reacts_to<heartbeat_tick_msg>,
-                     caf::reacts_to<batch_flush_msg>>;
+                     caf::reacts_to<batch_flush_msg>, caf::reacts_to<gpu_done_msg>>;
 
 using supervisor_actor =
     caf::typed_actor<caf::reacts_to<crash_report_msg>, caf::reacts_to<unresponsive_msg>,
@@ -199,6 +203,28 @@ class event_batch {
   std::vector<event> events_;
 };
 
+struct runtime_core;
+
+/// What every worker actor (device_worker, cuda_worker) knows and counts: its place, the actors
+/// it reports to, and the work done since its last report to the monitor.
+struct worker_links {
+  runtime_core* core = nullptr;
+  int32_t index = -1;
+  uint32_t generation = 0;
+  balancer_actor balancer;
+  monitor_actor monitor;
+  supervisor_actor supervisor;
+  event_bus_actor bus;
+  uint64_t tasks_since_report = 0;
+  int64_t busy_ns_since_report = 0;
+
+  void link(runtime_core* c, int32_t i, uint32_t g, balancer_actor b, monitor_actor m,
+            supervisor_actor s, event_bus_actor e) {
+    core = c, index = i, generation = g;
+    balancer = std::move(b), monitor = std::move(m), supervisor = std::move(s), bus = std::move(e);
+  }
+};
+
 }  // namespace troupe
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::submit_msg)
@@ -214,6 +240,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::results_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::work_report_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::heartbeat_tick_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::batch_flush_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::gpu_done_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::crash_report_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_lost_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_up_msg)

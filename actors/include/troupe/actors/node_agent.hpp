@@ -54,7 +54,8 @@ struct node_agent_state {
     worker_actor handle;
     uint32_t generation = 0;
     bool up = false;
-    std::vector<assignment> held;                   ///< assigned while the worker restarts
+    bool head_told_down = false;   ///< the head counts it as down: tell it when it is up again
+    std::vector<assignment> held;  ///< assigned while the worker restarts
     std::unordered_map<task_id, task_ptr> running;  ///< assigned, not reported
   };
   runtime_core* core = nullptr;
