@@ -65,11 +65,12 @@ int32_t choose(balancer_state& st, task_state& t) {
   return best;
 }
 
-/// Shows a GPU worker's reserved memory to the monitor (stats, metrics).
+/// Shows a GPU worker's reserved memory and capacity to the monitor (stats, metrics).
 void show_reserved(const balancer_state& st, int32_t w) {
-  if (st.core->gpu_gauges && st.core->workers[size_t(w)].device == device_class::cuda)
-    st.core->gpu_gauges[size_t(w)].reserved.store(st.ledger.reserved_gpu_memory(w),
-                                                  std::memory_order_relaxed);
+  if (!st.core->gpu_gauges || st.core->workers[size_t(w)].device != device_class::cuda) return;
+  auto& g = st.core->gpu_gauges[size_t(w)];
+  g.reserved.store(st.ledger.reserved_gpu_memory(w), std::memory_order_relaxed);
+  g.capacity.store(st.ledger.capacity(w).gpu_memory_bytes, std::memory_order_relaxed);
 }
 
 /// Whether some worker still in service could ever run the task.
@@ -223,6 +224,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
         slot.up = true;
         slot.retired = false;
         if (msg.capacity) st.ledger.set_capacity(msg.worker, *msg.capacity);
+        show_reserved(st, msg.worker);
         st.ledger.set_available(msg.worker, true);
         pump(self);
       },

@@ -139,6 +139,8 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
   node.state = node_state::joined;
   for (size_t i = 0; i < node.workers.size(); ++i)
     st.slots[size_t(node.workers[i])].capacity = hello.workers[i].capacity;
+  node.gpus = hello.gpus;
+  node.gpu_note = hello.gpu_note;
   if (fresh) {
     ++node.joins;
     for (auto w : node.workers) bring_up(self, w);
@@ -348,6 +350,8 @@ void on_status(self_ptr self, const status_query_msg& q) {
                       ? -1
                       : std::chrono::duration<double, std::milli>(now - node.last_heard).count();
               ns.workers = node.workers;
+              ns.gpus = node.gpus;
+              ns.gpu_note = node.gpu_note;
               s.nodes.push_back(std::move(ns));
             }
             st.socket->send(st.framer->make(&q.peer, wire::msg_type::status, s, q.corr));

@@ -53,8 +53,9 @@ runtime_stats snapshot(const monitor_state& st) {
     if (desc.device == device_class::cuda && st.core->gpu_gauges) {
       auto& g = st.core->gpu_gauges[i];
       auto load = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+      auto capacity = load(g.capacity);  // the ledger's, once the balancer has shown it
       ws.gpu_memory =
-          worker_stats::gpu_memory_figures{desc.capacity.gpu_memory_bytes,
+          worker_stats::gpu_memory_figures{capacity ? capacity : desc.capacity.gpu_memory_bytes,
                                            load(g.reserved),
                                            load(g.task_bytes),
                                            load(g.cache_bytes),

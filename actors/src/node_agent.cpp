@@ -35,6 +35,8 @@ void say_hello(self_ptr self) {
   for (auto& w : st.core->workers)
     h.workers.push_back({w.name, w.device, w.device_index, w.capacity});
   h.kinds = st.core->registry.kinds();
+  h.gpus = st.core->gpus.gpus;
+  h.gpu_note = st.core->gpus.note;
   send_head(self, wire::msg_type::hello, h);
 }
 

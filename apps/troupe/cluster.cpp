@@ -296,13 +296,24 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms) {
     j["retries"] = st.retries;
     j["frames_refused"] = s.frames_refused;
     j["stale_frames"] = s.stale_frames;
-    for (auto& n : s.nodes)
+    for (auto& n : s.nodes) {
+      auto gpus = nlohmann::json::array();
+      for (auto& g : n.gpus)
+        gpus.push_back(
+            {{"index", g.index},
+             {"name", g.name},
+             {"compute_capability", std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor)},
+             {"total_bytes", g.total_memory},
+             {"free_bytes", g.free_memory}});
       j["nodes"].push_back({{"name", n.name},
                             {"state", n.state},
                             {"epoch", n.epoch},
                             {"joins", n.joins},
                             {"heartbeat_age_ms", n.heartbeat_age_ms},
-                            {"workers", n.workers}});
+                            {"workers", n.workers},
+                            {"gpus", gpus},
+                            {"gpu_note", n.gpu_note}});
+    }
     for (size_t i = 0; i < st.workers.size(); ++i) {
       auto& w = st.workers[i];
       j["workers"].push_back({{"index", w.index},
@@ -312,6 +323,9 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms) {
                               {"state", w.state},
                               {"tasks", w.tasks},
                               {"restarts", w.restarts}});
+      if (auto& g = w.gpu_memory)
+        j["workers"].back()["gpu_memory"] = {{"capacity_bytes", g->capacity},
+                                             {"reserved_bytes", g->reserved}};
     }
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -331,8 +345,13 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms) {
   auto show_workers = [&](const std::vector<size_t>& idx, const char* indent) {
     for (auto i : idx) {
       auto& w = st.workers[i];
-      std::printf("%s%-16s %-8s %-12s tasks %-8llu restarts %u\n", indent, w.name.c_str(),
+      std::printf("%s%-16s %-8s %-12s tasks %-8llu restarts %u", indent, w.name.c_str(),
                   w.device.c_str(), w.state.c_str(), (unsigned long long)w.tasks, w.restarts);
+      if (auto& g = w.gpu_memory)  // what the head's ledger holds there
+        std::printf("  GPU memory reserved %llu of %llu MiB",
+                    (unsigned long long)(g->reserved >> 20),
+                    (unsigned long long)(g->capacity >> 20));
+      std::printf("\n");
     }
   };
   if (by_node.count("")) show_workers(by_node[""], "  ├─ ");
@@ -340,6 +359,13 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms) {
     std::printf("  └─ node %s: %s, epoch %llu, joined %u time(s), heard %.0f ms ago\n",
                 n.name.c_str(), n.state.c_str(), (unsigned long long)n.epoch, n.joins,
                 n.heartbeat_age_ms);
+    for (auto& g : n.gpus)
+      std::printf("       GPU %d %s (compute %d.%d), %llu MiB, %llu MiB free at start\n", g.index,
+                  g.name.c_str(), g.cc_major, g.cc_minor,
+                  (unsigned long long)(g.total_memory >> 20),
+                  (unsigned long long)(g.free_memory >> 20));
+    if (n.gpus.empty() && !n.gpu_note.empty())
+      std::printf("       no GPU: %s\n", n.gpu_note.c_str());
     show_workers(by_node[n.name], "       ├─ ");
   }
   return 0;

@@ -93,7 +93,16 @@ TEST(WireCodec, HelloAndWelcomeRoundTrip) {
   h.workers.push_back({"cpu-0", device_class::cpu, -1, {1, 1 << 30, 0, 0}});
   h.workers.push_back({"cuda-1", device_class::cuda, 1, {1, 0, 1, uint64_t(80) << 30}});
   h.kinds = {"gemm", "mlp"};
+  h.gpus.push_back({1, "NVIDIA H100 80GB HBM3", 9, 0, uint64_t(80) << 30, uint64_t(79) << 30});
   auto back = round_trip(h);
+  ASSERT_EQ(back.gpus.size(), 1u);
+  EXPECT_EQ(back.gpus[0].name, "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(back.gpus[0].cc_major, 9);
+  EXPECT_EQ(back.gpus[0].free_memory, uint64_t(79) << 30);
+  hello without;  // a node without GPUs says why
+  without.node = "c";
+  without.gpu_note = "CUDA unavailable: cudaErrorNoDevice";
+  EXPECT_EQ(round_trip(without).gpu_note, without.gpu_note);
   EXPECT_EQ(back.node, "b");
   ASSERT_EQ(back.workers.size(), 2u);
   EXPECT_EQ(back.workers[1].device, device_class::cuda);
@@ -194,7 +203,11 @@ TEST(WireCodec, WorkerStateStatusAndErrorRoundTrip) {
   w.restarts = 2;
   s.stats.workers.push_back(w);
   s.worker_nodes.push_back("a");
-  s.nodes.push_back({"a", "joined", 99, 2, 12.5, {0}});
+  w.name = "a/cuda-0";
+  w.gpu_memory = worker_stats::gpu_memory_figures{1000, 300, 200, 100, 5000, 8000, "nvml"};
+  s.stats.workers.push_back(w);
+  s.worker_nodes.push_back("a");
+  s.nodes.push_back({"a", "joined", 99, 2, 12.5, {0, 1}, {{0, "GPU", 8, 0, 8000, 7000}}, {}});
   s.frames_refused = 3;
   s.last_event_seq = 5;
   s.stale_frames = 4;
@@ -205,12 +218,18 @@ TEST(WireCodec, WorkerStateStatusAndErrorRoundTrip) {
   EXPECT_EQ(sb.stats.completed, 10u);
   EXPECT_EQ(sb.stats.queued, 4u);
   EXPECT_DOUBLE_EQ(sb.stats.latency["gemm"].p99_ms, 3.0);
-  ASSERT_EQ(sb.stats.workers.size(), 1u);
+  ASSERT_EQ(sb.stats.workers.size(), 2u);
   EXPECT_EQ(sb.stats.workers[0].restarts, 2u);
+  EXPECT_FALSE(sb.stats.workers[0].gpu_memory);
+  ASSERT_TRUE(sb.stats.workers[1].gpu_memory);
+  EXPECT_EQ(sb.stats.workers[1].gpu_memory->reserved, 300u);
+  EXPECT_EQ(sb.stats.workers[1].gpu_memory->device_source, "nvml");
   EXPECT_EQ(sb.worker_nodes, s.worker_nodes);
   ASSERT_EQ(sb.nodes.size(), 1u);
   EXPECT_EQ(sb.nodes[0].joins, 2u);
-  EXPECT_EQ(sb.nodes[0].workers, std::vector<int32_t>{0});
+  EXPECT_EQ(sb.nodes[0].workers, (std::vector<int32_t>{0, 1}));
+  ASSERT_EQ(sb.nodes[0].gpus.size(), 1u);
+  EXPECT_EQ(sb.nodes[0].gpus[0].total_memory, 8000u);
 
   auto e = round_trip(error{wire_errc::stale_epoch, "old"});
   EXPECT_EQ(e.code, wire_errc::stale_epoch);

@@ -386,6 +386,18 @@ void list(packer& pk, const std::vector<T>& v, Fn&& each) {
   for (auto& x : v) each(x);
 }
 
+void write(packer& pk, const std::vector<gpu_device>& gpus) {
+  list(pk, gpus, [&](const gpu_device& g) {
+    pk.pack_map(6);
+    key(pk, "index"), pk.pack(g.index);
+    key(pk, "name"), str(pk, g.name);
+    key(pk, "cc_major"), pk.pack(g.cc_major);
+    key(pk, "cc_minor"), pk.pack(g.cc_minor);
+    key(pk, "total_memory"), pk.pack(g.total_memory);
+    key(pk, "free_memory"), pk.pack(g.free_memory);
+  });
+}
+
 }  // namespace
 
 std::string encode(const header& h) {
@@ -402,8 +414,10 @@ std::string encode(const header& h) {
 
 std::string encode(const hello& m) {
   return encode_with<hello>([&](packer& pk) {
-    pk.pack_map(3);
+    pk.pack_map(5);
     key(pk, "node"), str(pk, m.node);
+    key(pk, "gpus"), write(pk, m.gpus);
+    key(pk, "gpu_note"), str(pk, m.gpu_note);
     key(pk, "workers");
     list(pk, m.workers, [&](const worker_info& w) {
       pk.pack_map(4);
@@ -561,7 +575,18 @@ std::string encode(const status& m) {
     pk.pack_array(uint32_t(s.workers.size()));
     for (size_t i = 0; i < s.workers.size(); ++i) {
       auto& w = s.workers[i];
-      pk.pack_map(9);
+      pk.pack_map(w.gpu_memory ? 10 : 9);
+      if (auto& g = w.gpu_memory) {
+        key(pk, "gpu_memory");
+        pk.pack_map(7);
+        key(pk, "capacity"), pk.pack(g->capacity);
+        key(pk, "reserved"), pk.pack(g->reserved);
+        key(pk, "in_use"), pk.pack(g->in_use);
+        key(pk, "cache"), pk.pack(g->cache);
+        key(pk, "device_used"), pk.pack(g->device_used);
+        key(pk, "device_total"), pk.pack(g->device_total);
+        key(pk, "device_source"), str(pk, g->device_source);
+      }
       key(pk, "index"), pk.pack(w.index);
       key(pk, "name"), str(pk, w.name);
       key(pk, "node"), str(pk, i < m.worker_nodes.size() ? m.worker_nodes[i] : std::string{});
@@ -574,8 +599,10 @@ std::string encode(const status& m) {
     }
     key(pk, "nodes");
     list(pk, m.nodes, [&](const node_status& n) {
-      pk.pack_map(6);
+      pk.pack_map(8);
       key(pk, "name"), str(pk, n.name);
+      key(pk, "gpus"), write(pk, n.gpus);
+      key(pk, "gpu_note"), str(pk, n.gpu_note);
       key(pk, "state"), str(pk, n.state);
       key(pk, "epoch"), pk.pack(n.epoch);
       key(pk, "joins"), pk.pack(n.joins);
@@ -901,6 +928,23 @@ worker_capacity read_capacity(const object& o, const where& path) {
   return r;
 }
 
+/// The optional "gpus" list and "gpu_note" of a hello or a node's status.
+void read_gpus(const fields& f, std::vector<gpu_device>& gpus, std::string& note) {
+  if (f.find("gpus"))
+    f.each("gpus", [&](const object& o, const where& path) {
+      fields g{o, path};
+      gpu_device d;
+      d.index = g.num<int32_t>("index");
+      d.name = g.text("name");
+      d.cc_major = g.num<int32_t>("cc_major", 0);
+      d.cc_minor = g.num<int32_t>("cc_minor", 0);
+      d.total_memory = g.num<uint64_t>("total_memory", 0);
+      d.free_memory = g.num<uint64_t>("free_memory", 0);
+      gpus.push_back(std::move(d));
+    });
+  note = f.text("gpu_note", {});
+}
+
 task_spec read_spec(const object& o, const where& path, time_point now) {
   fields f{o, path};
   task_spec s;
@@ -1003,6 +1047,7 @@ hello decode<hello>(const void* data, size_t size, const limits& lim) {
     });
     if (f.find("kinds"))
       f.each("kinds", [&](const object& o, const where& p) { m.kinds.push_back(as_string(o, p)); });
+    read_gpus(f, m.gpus, m.gpu_note);
     return m;
   });
 }
@@ -1187,6 +1232,18 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
       ws.restarts = w.num<uint32_t>("restarts", 0);
       if (auto* h = w.find("heartbeat_age_ms"))
         ws.heartbeat_age_ms = as_double(*h, w.at("heartbeat_age_ms"));
+      if (auto* g = w.find("gpu_memory")) {
+        fields x{*g, w.at("gpu_memory")};
+        worker_stats::gpu_memory_figures fig;
+        fig.capacity = x.num<uint64_t>("capacity", 0);
+        fig.reserved = x.num<uint64_t>("reserved", 0);
+        fig.in_use = x.num<uint64_t>("in_use", 0);
+        fig.cache = x.num<uint64_t>("cache", 0);
+        fig.device_used = x.num<uint64_t>("device_used", 0);
+        fig.device_total = x.num<uint64_t>("device_total", 0);
+        fig.device_source = x.text("device_source", {});
+        ws.gpu_memory = std::move(fig);
+      }
       s.workers.push_back(std::move(ws));
     });
     f.each("nodes", [&](const object& o, const where& path) {
@@ -1201,6 +1258,7 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
       n.each("workers", [&](const object& w, const where& p) {
         ns.workers.push_back(as_bounded<int32_t>(w, p));
       });
+      read_gpus(n, ns.gpus, ns.gpu_note);
       m.nodes.push_back(std::move(ns));
     });
     return m;

@@ -49,6 +49,7 @@ struct worker_desc {
 /// What one GPU worker holds, for the monitor: written by the balancer (reserved) and the
 /// worker's lanes, read by whoever builds stats. Relaxed atomics: figures, not synchronisation.
 struct gpu_memory_gauge {
+  std::atomic<uint64_t> capacity{0};     ///< what tasks may reserve there (the ledger's)
   std::atomic<uint64_t> reserved{0};     ///< reserved in the ledger for tasks assigned there
   std::atomic<uint64_t> task_bytes{0};   ///< allocated now by running tasks (the pool)
   std::atomic<uint64_t> cache_bytes{0};  ///< cached model weights and generated inputs

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "troupe/devices.hpp"
 #include "troupe/event_log.hpp"
 #include "troupe/events.hpp"
 #include "troupe/ledger.hpp"
@@ -66,6 +67,8 @@ struct hello {
   std::string node;
   std::vector<worker_info> workers;
   std::vector<std::string> kinds;  ///< task kinds the node can run
+  std::vector<gpu_device> gpus;    ///< what the node's discovery found (optional)
+  std::string gpu_note;            ///< why it found none (optional)
 };
 
 struct welcome {
@@ -137,6 +140,8 @@ struct node_status {
   uint32_t joins = 0;  ///< how many times it joined (restarts of the node process + 1)
   double heartbeat_age_ms = -1;
   std::vector<int32_t> workers;  ///< global indices
+  std::vector<gpu_device> gpus;  ///< the node's GPUs, as its hello reported them
+  std::string gpu_note;          ///< why it has none
 };
 
 struct status {

@@ -85,6 +85,8 @@ struct membership_state {
     time_point last_heard{};
     uint32_t joins = 0;
     std::vector<int32_t> workers;  ///< global worker indices, in the node's order
+    std::vector<gpu_device> gpus;  ///< as its last hello reported them
+    std::string gpu_note;
     /// Assigned to the node and not yet reported, by task id: fenced by epoch on the way back.
     struct placed {
       assignment a;
