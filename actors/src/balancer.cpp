@@ -115,7 +115,7 @@ void place_pending(self_ptr self) {
     auto& slot = st.workers[size_t(w)];
     slot.backlog_s += t.estimate_s;
     slot.in_flight.push_back(a);
-    if (events.wanted()) events.add("task.placed", t.id, w);
+    if (events.wanted()) events.add_task("task.placed", t, w);
     batches[size_t(w)].tasks.push_back(std::move(a));
   }
   st.pending.swap(waiting);

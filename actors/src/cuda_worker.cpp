@@ -182,7 +182,7 @@ void launch(self_ptr self, std::vector<assignment> tasks, bool batched, event_ba
   if (events.wanted()) {
     auto& kind = go.front().task->spec.kind;
     auto detail = job->batched ? kind + " (batch of " + std::to_string(go.size()) + ")" : kind;
-    for (auto& a : go) events.add("task.started", a.task->id, st.index, detail);
+    for (auto& a : go) events.add_task("task.started", *a.task, st.index, detail);
   }
   job->tasks = std::move(go);
   if (st.running.empty()) st.busy_since = now;

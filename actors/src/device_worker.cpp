@@ -36,7 +36,7 @@ class runner {
       return push(std::move(rec));
     }
     auto& desc = st_.core->workers[size_t(st_.index)];
-    if (events_.wanted()) events_.add("task.started", t.id, st_.index, t.spec.kind);
+    if (events_.wanted()) events_.add_task("task.started", t, st_.index, t.spec.kind);
     task_context ctx{t.spec,      a.attempt,           st_.index,
                      desc.device, &t.cancel_requested, desc.device_index};
     rec.started = now_;

@@ -21,6 +21,13 @@ void event_batch::add(std::string topic, task_id task, int32_t worker, std::stri
   events_.push_back(std::move(e));
 }
 
+void event_batch::add_task(std::string topic, const task_state& t, int32_t worker,
+                           std::string detail) {
+  if (!wanted()) return;
+  add(std::move(topic), t.id, worker, std::move(detail));
+  events_.back().kind = t.spec.kind;
+}
+
 void event_batch::flush_from_outside(const event_bus_actor& bus) {
   if (events_.empty()) return;
   caf::anon_send(bus, publish_msg{std::move(events_)});

@@ -88,8 +88,8 @@ class queue_logic {
         st_.dead_letters.pop_front();
     }
     if (events_.wanted())
-      events_.add(
-          topic_of(o), t->id, r.timings.worker,
+      events_.add_task(
+          topic_of(o), *t, r.timings.worker,
           r.error ? std::string{to_string(r.error.code)} + ": " + r.error.message : t->spec.kind);
     done_.emplace_back(std::move(t), std::move(r));
   }
@@ -115,8 +115,8 @@ class queue_logic {
       enqueue(t, now);
       if (t->spec.deadline) st_.deadlines.emplace(*t->spec.deadline, t);
       if (events_.wanted()) {
-        events_.add("task.submitted", t->id, -1, t->spec.kind);
-        events_.add("task.queued", t->id);
+        events_.add_task("task.submitted", *t, -1, t->spec.kind);
+        events_.add_task("task.queued", *t);
       }
     }
     arm_deadline_timer();
@@ -197,8 +197,8 @@ class queue_logic {
       }
       ++st_.report.retries;
       if (events_.wanted())
-        events_.add("task.retrying", t->id, rec.worker,
-                    std::string{to_string(rec.code)} + ": " + rec.message);
+        events_.add_task("task.retrying", *t, rec.worker,
+                         std::string{to_string(rec.code)} + ": " + rec.message);
       if (backoff.count() == 0) {
         enqueue(t, t->timings.queued);
       } else {

@@ -4,11 +4,50 @@
 
 namespace troupe {
 
+/// Subscribes one callback per rule of the config: each matching event fires its rule once.
+void runtime::start_triggers() {
+  auto& rt = *this;
+  auto& impl = *impl_;
+  if (impl.core.cfg.triggers.empty()) return;
+  auto runner = std::make_shared<trigger_runner>();
+  runner->rt = &rt;
+  impl.triggers = runner;
+  for (auto& rule : impl.core.cfg.triggers) {
+    rt.subscribe(rule.topic, [runner, rule, bus = impl.bus](const event& e) {
+      std::lock_guard<std::mutex> guard{runner->mutex};
+      if (!runner->rt || !matches(rule, e) || (e.task && runner->follow_ups.count(e.task))) return;
+      switch (rule.action) {
+        case trigger_action::log:
+          spdlog::warn("{}", describe_match(rule, e));
+          break;
+        case trigger_action::alert:  // this thread is the bus's: it numbers the alert next
+          caf::anon_send(bus, publish_msg{{alert_for(rule, e)}});
+          break;
+        case trigger_action::submit: {
+          auto h = runner->rt->submit(follow_up_for(rule, e));
+          if (h.ready() && !h.get().ok())
+            spdlog::warn("trigger '{}': follow-up task refused: {}", rule.name,
+                         h.get().error.message);
+          runner->follow_ups.insert(h.id());
+          runner->follow_up_order.push_back(h.id());
+          if (runner->follow_up_order.size() > trigger_runner::follow_up_capacity) {
+            runner->follow_ups.erase(runner->follow_up_order.front());
+            runner->follow_up_order.pop_front();
+          }
+          break;
+        }
+      }
+    });
+  }
+  spdlog::info("troupe: {} trigger(s) from the config", impl.core.cfg.triggers.size());
+}
+
 runtime::runtime(runtime_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {
   apply_log_level(impl_->core.cfg.log_level);
   impl_->own_cfg = make_caf_config(impl_->core.cfg);
   impl_->own_system = std::make_unique<caf::actor_system>(*impl_->own_cfg);
   impl_->start(*impl_->own_system);
+  start_triggers();
 }
 
 runtime::runtime(runtime_config cfg, std::vector<worker_desc> remote_workers)
@@ -17,12 +56,14 @@ runtime::runtime(runtime_config cfg, std::vector<worker_desc> remote_workers)
   impl_->own_cfg = make_caf_config(impl_->core.cfg);
   impl_->own_system = std::make_unique<caf::actor_system>(*impl_->own_cfg);
   impl_->start(*impl_->own_system, std::move(remote_workers));
+  start_triggers();
 }
 
 runtime::runtime(caf::actor_system& system, runtime_config cfg)
     : impl_(std::make_unique<impl>(std::move(cfg))) {
   apply_log_level(impl_->core.cfg.log_level);
   impl_->start(system);
+  start_triggers();
 }
 
 std::unique_ptr<runtime> runtime::from_file(const std::string& path) {
@@ -127,6 +168,10 @@ runtime_stats runtime::stats() {
 }
 
 void runtime::shutdown(shutdown_mode mode) {
+  if (auto t = impl_->triggers) {  // no follow-up task once shutting down
+    std::lock_guard<std::mutex> guard{t->mutex};
+    t->rt = nullptr;
+  }
   impl_->stop(mode);
 }
 

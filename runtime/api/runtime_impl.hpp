@@ -6,6 +6,7 @@
 #include <caf/all.hpp>
 #include <deque>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 
 #include "troupe/actors/balancer.hpp"
@@ -38,6 +39,16 @@ inline void apply_log_level(const std::string& level) {
 
 using shared_callback = std::shared_ptr<const result_callback>;
 
+/// Runs the config's triggers on the event bus's thread (one subscription per rule). Follow-up
+/// tasks go through the runtime's submit; `rt` is cleared at shutdown, under the mutex.
+struct trigger_runner {
+  std::mutex mutex;
+  runtime* rt = nullptr;
+  std::unordered_set<task_id> follow_ups;  ///< their events fire no trigger: no loops
+  std::deque<task_id> follow_up_order;     ///< oldest forgotten past follow_up_capacity
+  static constexpr size_t follow_up_capacity = 65536;
+};
+
 struct runtime::impl {
   runtime_core core;
   std::unique_ptr<caf::actor_system_config> own_cfg;
@@ -58,6 +69,7 @@ struct runtime::impl {
   static constexpr size_t key_capacity = 65536;
   bool stopped = false;
   std::mutex stop_mutex;
+  std::shared_ptr<trigger_runner> triggers;
 
   explicit impl(runtime_config cfg) { core.cfg = resolve(std::move(cfg)); }
 
@@ -103,6 +115,7 @@ struct runtime::impl {
       // Rejected on the submitting thread: the bus numbers it with the others.
       event_batch events{core.events};
       events.add("queue.rejected", id, -1, std::string{to_string(code)} + ": " + r.error.message);
+      if (events.wanted()) events.last().kind = spec.kind;
       events.flush_from_outside(bus);
     }
     done->set(std::move(r));

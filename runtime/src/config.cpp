@@ -269,6 +269,142 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
   }
 }
 
+param_value toml_param(const toml::node& n) {
+  if (auto v = n.value<bool>(); v && n.is_boolean()) return *v;
+  if (n.is_integer()) return *n.value<int64_t>();
+  if (n.is_floating_point()) return *n.value<double>();
+  if (n.is_string()) return *n.value<std::string>();
+  if (auto* arr = n.as_array()) {
+    bool floats = false;
+    for (auto& e : *arr) {
+      if (!e.is_integer() && !e.is_floating_point())
+        throw std::string{"a list parameter holds numbers only"};
+      floats = floats || e.is_floating_point();
+    }
+    if (floats) {
+      std::vector<double> v;
+      for (auto& e : *arr) v.push_back(*e.value<double>());
+      return v;
+    }
+    std::vector<int64_t> v;
+    for (auto& e : *arr) v.push_back(*e.value<int64_t>());
+    return v;
+  }
+  throw std::string{"expected a number, string, boolean or list of numbers"};
+}
+
+std::string text_of(const toml::node& n) {
+  if (!n.is_string()) throw std::string{"expected a string"};
+  return *n.value<std::string>();
+}
+
+/// [[triggers]]: name, topic, when = {kind, node, worker, detail}, action, submit = {kind,
+/// params, priority}. Errors name triggers[i].key.
+void parse_triggers(runtime_config& cfg, const toml::node& node, const std::string& source) {
+  auto* arr = node.as_array();
+  if (!arr || !arr->is_array_of_tables())
+    throw config_error(source, line_of(node), "triggers",
+                       "expected [[triggers]] tables (an array of tables)");
+  cfg.triggers.clear();
+  for (size_t i = 0; i < arr->size(); ++i) {
+    auto& t = *(*arr)[i].as_table();
+    auto path = "triggers[" + std::to_string(i) + "]";
+    trigger_rule r;
+    bool has_action = false, has_topic = false;
+    for (auto& [key, value] : t) {
+      std::string k{key.str()};
+      auto at = path + "." + k;
+      try {
+        if (k == "name") {
+          r.name = text_of(value);
+          if (r.name.empty() || r.name.find_first_not_of(
+                                    "abcdefghijklmnopqrstuvwxyz"
+                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != std::string::npos)
+            throw std::string{"a trigger name is letters, digits, '_', '-' or '.'"};
+        } else if (k == "topic") {
+          r.topic = text_of(value);
+          has_topic = true;
+        } else if (k == "action") {
+          r.action = choice<trigger_action>(value, {{"log", trigger_action::log},
+                                                    {"alert", trigger_action::alert},
+                                                    {"submit", trigger_action::submit}});
+          has_action = true;
+        } else if (k == "when") {
+          auto* w = value.as_table();
+          if (!w) throw std::string{"expected a table: when = { kind = \"mlp\" }"};
+          for (auto& [ck, cv] : *w) {
+            std::string c{ck.str()};
+            try {
+              if (c == "kind")
+                r.kind = text_of(cv);
+              else if (c == "node")
+                r.node = text_of(cv);
+              else if (c == "worker")
+                r.worker = int32_t(int_in(cv, 0, 1 << 20));
+              else if (c == "detail")
+                r.detail_contains = text_of(cv);
+              else
+                throw std::string{"unknown condition (kind, node, worker, detail)"};
+            } catch (const std::string& what) {
+              throw config_error(source, line_of(cv), at + "." + c, what);
+            }
+          }
+        } else if (k == "submit") {
+          auto* s = value.as_table();
+          if (!s) throw std::string{"expected a table: submit = { kind = \"noop\" }"};
+          for (auto& [sk, sv] : *s) {
+            std::string c{sk.str()};
+            try {
+              if (c == "kind") {
+                r.follow_up.kind = text_of(sv);
+              } else if (c == "priority") {
+                r.follow_up.priority = int32_t(int_in(sv, -1000, 1000));
+              } else if (c == "params") {
+                auto* p = sv.as_table();
+                if (!p) throw std::string{"expected a table of parameters"};
+                for (auto& [pk, pv] : *p) {
+                  try {
+                    r.follow_up.params.set(std::string{pk.str()}, toml_param(pv));
+                  } catch (const std::string& what) {
+                    throw config_error(source, line_of(pv), at + ".params." + std::string{pk.str()},
+                                       what);
+                  }
+                }
+              } else {
+                throw std::string{"unknown key (kind, params, priority)"};
+              }
+            } catch (const std::string& what) {
+              throw config_error(source, line_of(sv), at + "." + c, what);
+            }
+          }
+        } else {
+          throw std::string{"unknown key (name, topic, when, action, submit)"};
+        }
+      } catch (const std::string& what) {
+        throw config_error(source, line_of(value), at, what);
+      }
+    }
+    auto line = line_of((*arr)[i]);
+    if (r.name.empty()) throw config_error(source, line, path + ".name", "a trigger needs a name");
+    if (!has_topic)
+      throw config_error(source, line, path + ".topic",
+                         "a trigger needs a topic prefix (\"\" matches every event)");
+    if (!has_action)
+      throw config_error(source, line, path + ".action",
+                         "a trigger needs an action: log, alert or submit");
+    if (r.action == trigger_action::submit && r.follow_up.kind.empty())
+      throw config_error(source, line, path + ".submit.kind",
+                         "action = \"submit\" needs submit = { kind = ... }");
+    if (r.action != trigger_action::submit && !r.follow_up.kind.empty())
+      throw config_error(source, line, path + ".submit", "only action = \"submit\" submits a task");
+    for (auto& other : cfg.triggers)
+      if (other.name == r.name)
+        throw config_error(source, line, path + ".name",
+                           "trigger '" + r.name + "' is declared twice");
+    cfg.triggers.push_back(std::move(r));
+  }
+}
+
 void check_cross_field(const runtime_config& c, const std::string& source) {
   if (c.heartbeat_timeout <= c.heartbeat_interval)
     throw config_error(source, 0, "monitor.heartbeat_timeout_ms",
@@ -296,6 +432,10 @@ runtime_config parse_config(std::string_view text, const std::string& source, ru
     std::string section{section_key.str()};
     if (section == "nodes") {
       parse_nodes(cfg, section_node, source);
+      continue;
+    }
+    if (section == "triggers") {
+      parse_triggers(cfg, section_node, source);
       continue;
     }
     auto* table = section_node.as_table();

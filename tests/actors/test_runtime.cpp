@@ -3,7 +3,9 @@
 
 #include <caf/all.hpp>
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <set>
 
 #include "troupe/runtime.hpp"
 
@@ -223,4 +225,65 @@ TEST(EmbeddedRuntime, SilentWorkerIsReplacedAndItsTaskPlacedAgain) {
   std::unique_lock<std::mutex> lock{m};
   EXPECT_TRUE(
       cv.wait_for(lock, 10s, [&] { return seen("worker.down") && seen("worker.restarting"); }));
+}
+
+// Triggers from the config: each matching event fires a rule exactly once; other events none.
+TEST(EmbeddedTriggers, EachMatchingEventFiresItsRuleExactlyOnce) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<event> alerts;
+  std::map<task_id, uint64_t> failed_seq;  // task -> seq of its task.failed (kind "fail")
+  size_t follow_ups_done = 0;
+  auto cfg = small(2);
+  trigger_rule alert;
+  alert.name = "fail-alert";
+  alert.topic = "task.failed";
+  alert.kind = "fail";
+  alert.action = trigger_action::alert;
+  trigger_rule follow = alert;
+  follow.name = "follow";
+  follow.action = trigger_action::submit;
+  follow.follow_up.kind = "noop";
+  cfg.triggers = {alert, follow};
+  runtime rt{cfg};
+  rt.registry().add({"other_fail", nullptr, [](const task_context&) -> task_output {
+                       throw task_failure{errc::task_failed_permanently, "not mine"};
+                     }});
+  rt.subscribe("", [&](const event& e) {
+    std::lock_guard<std::mutex> guard{mutex};
+    if (e.topic == "alert.fail-alert") alerts.push_back(e);
+    if (e.topic == "task.failed" && e.kind == "fail") failed_seq[e.task] = e.seq;
+    if (e.topic == "task.completed" && e.kind == "noop") ++follow_ups_done;
+    cv.notify_all();
+  });
+  const size_t n = 300;
+  std::vector<task_spec> specs;
+  for (size_t i = 0; i < n; ++i) {
+    auto s = spec("fail", {{"error", std::string{"task_failed_permanently"}}});
+    specs.push_back(s);
+    specs.push_back(spec("other_fail"));  // fails too, but is not of kind "fail"
+    specs.push_back(spec("noop"));        // completes: no task.failed at all
+  }
+  auto hs = rt.submit_batch(specs);
+  ASSERT_TRUE(wait_all(hs, 60s));
+  {
+    std::unique_lock<std::mutex> lock{mutex};
+    ASSERT_TRUE(
+        cv.wait_for(lock, 30s, [&] { return alerts.size() >= n && follow_ups_done >= 2 * n; }))
+        << alerts.size() << " alerts, " << follow_ups_done << " noop completions";
+  }
+  rt.shutdown();  // drains: anything still to come would arrive before this returns
+  std::lock_guard<std::mutex> guard{mutex};
+  EXPECT_EQ(alerts.size(), n);
+  EXPECT_EQ(failed_seq.size(), n);
+  std::set<task_id> alerted;
+  for (auto& a : alerts) {
+    EXPECT_TRUE(alerted.insert(a.task).second) << "task " << a.task << " alerted twice";
+    ASSERT_TRUE(failed_seq.count(a.task)) << "alert for a task that did not fail: " << a.task;
+    EXPECT_NE(a.detail.find("#" + std::to_string(failed_seq[a.task])), std::string::npos)
+        << a.detail;
+    EXPECT_GT(a.seq, failed_seq[a.task]);
+  }
+  // n noop tasks of ours + one follow-up per failed "fail" task.
+  EXPECT_EQ(follow_ups_done, 2 * n);
 }

@@ -615,7 +615,7 @@ std::string encode(const status& m) {
 
 namespace {
 void write(packer& pk, const event& e) {
-  pk.pack_map(e.node.empty() ? 6 : 7);
+  pk.pack_map(6 + (e.node.empty() ? 0 : 1) + (e.kind.empty() ? 0 : 1));
   key(pk, "seq"), pk.pack(e.seq);
   key(pk, "time_ns"), pk.pack(e.time_ns);
   key(pk, "topic"), str(pk, e.topic);
@@ -623,6 +623,7 @@ void write(packer& pk, const event& e) {
   key(pk, "worker"), pk.pack(e.worker);
   key(pk, "detail"), str(pk, e.detail);
   if (!e.node.empty()) key(pk, "node"), str(pk, e.node);
+  if (!e.kind.empty()) key(pk, "kind"), str(pk, e.kind);
 }
 }  // namespace
 
@@ -1276,6 +1277,7 @@ event read_event(const object& o, const where& path) {
   e.worker = f.num<int32_t>("worker", -1);
   e.detail = f.text("detail", {});
   e.node = f.text("node", {});
+  e.kind = f.text("kind", {});
   return e;
 }
 }  // namespace

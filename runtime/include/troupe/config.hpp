@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "troupe/triggers.hpp"
+
 namespace troupe {
 
 enum class queue_order : uint8_t { fifo, priority };
@@ -102,6 +104,8 @@ struct runtime_config {
   bool no_cpu_workers = false;
   // [cluster], [nodes.NAME]: only read by troupe head / node / up
   cluster_config cluster;
+  // [[triggers]]: run by an embedded runtime and by a head (not by nodes)
+  std::vector<trigger_rule> triggers;
 };
 
 /// A configuration error names the file (or "--set"), the line and the key.

@@ -19,6 +19,7 @@ struct event {
   int32_t worker = -1;  ///< -1 if it concerns no worker
   std::string detail;   ///< kind, error message, reason
   std::string node;     ///< the node it concerns (node.* events), else empty
+  std::string kind;     ///< the task's kind (task.* and queue.rejected events), else empty
 };
 
 using event_callback = std::function<void(const event&)>;

@@ -188,6 +188,9 @@ class event_batch {
   bool wanted() const { return gate_ && gate_->active(); }
   void add(std::string topic, task_id task = 0, int32_t worker = -1, std::string detail = {},
            std::string node = {});
+  /// An event about a task: carries its kind (triggers match on it).
+  void add_task(std::string topic, const task_state& t, int32_t worker = -1,
+                std::string detail = {});
   /// Sends and clears; no-op when empty.
   template <class Self>
   void flush(Self* self, const event_bus_actor& bus) {
@@ -195,6 +198,7 @@ class event_batch {
     self->send(bus, publish_msg{std::move(events_)});
     events_.clear();
   }
+  event& last() { return events_.back(); }
   /// From a thread that is not an actor (a submitting caller).
   void flush_from_outside(const event_bus_actor& bus);
 

@@ -74,6 +74,7 @@ class runtime {
  private:
   friend class head;  // a head is a runtime whose workers include those of node processes
   runtime(runtime_config cfg, std::vector<worker_desc> remote_workers);
+  void start_triggers();  ///< [[triggers]] of the config, on the event bus's thread
   struct impl;
   std::unique_ptr<impl> impl_;
 };
