@@ -106,6 +106,51 @@ std::string metrics_json(monitor_state& st) {
 
 }  // namespace
 
+namespace {
+
+double ms_of(duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+/// queue.pressure on crossing the high mark (pressure_ratio of the bound) and when back below
+/// half of it: hysteresis, so that a queue near the mark does not flap.
+void check_pressure(monitor_state& st, event_batch& events) {
+  auto depth = st.core->in_system.load(std::memory_order_relaxed);
+  auto bound = double(st.core->cfg.queue_bound);
+  auto high = st.core->cfg.pressure_ratio * bound;
+  auto text = [&](const char* level) {
+    return std::string{level} + ": " + std::to_string(depth) + " of " +
+           std::to_string(st.core->cfg.queue_bound) + " tasks admitted and unfinished";
+  };
+  if (!st.pressure_high && double(depth) >= high) {
+    st.pressure_high = true;
+    events.add("queue.pressure", 0, -1, text("high"));
+  } else if (st.pressure_high && double(depth) < high / 2) {
+    st.pressure_high = false;
+    events.add("queue.pressure", 0, -1, text("normal"));
+  }
+}
+
+/// A worker restarted twice or more within the supervision's restart period is degraded: it
+/// is still in service, but something keeps killing it.
+void note_restart(self_ptr self, int32_t worker) {
+  auto& st = self->state;
+  auto& w = st.workers.at(size_t(worker));
+  auto now = clock::now();
+  auto period = st.core->cfg.restart_period;
+  w.restarted_at.push_back(now);
+  while (!w.restarted_at.empty() && now - w.restarted_at.front() > period)
+    w.restarted_at.erase(w.restarted_at.begin());
+  if (w.restarted_at.size() < 2) return;
+  event_batch events{st.core->events};
+  events.add("worker.degraded", 0, worker,
+             "restarted " + std::to_string(w.restarted_at.size()) + " times in the last " +
+                 std::to_string(period.count()) + " ms");
+  events.flush(self, st.bus);
+}
+
+}  // namespace
+
 monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monitor_state> self,
                                           runtime_core* core, uint32_t workers,
                                           event_bus_actor bus) {
@@ -164,9 +209,12 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         if (w.state != "restarting" && w.state != "down" && w.state != "absent")
           w.state = msg.busy ? "busy" : "idle";
         w.reported_silent = false;
+        w.reported_late = false;
       },
       [=](const worker_state_msg& msg) {
-        auto& w = self->state.workers.at(size_t(msg.worker));
+        auto& st = self->state;
+        auto& w = st.workers.at(size_t(msg.worker));
+        if (msg.state == "restarting") note_restart(self, msg.worker);
         w.state = msg.state;
         w.restarts = msg.restarts;
         w.last_heard = clock::now();
@@ -179,12 +227,21 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
       [=](const monitor_tick_msg&) {
         auto& st = self->state;
         auto now = clock::now();
+        event_batch events{st.core->events};
+        check_pressure(st, events);
         for (size_t i = 0; i < st.workers.size(); ++i) {
           auto& w = st.workers[i];
           if (w.reported_silent || w.state == "restarting" || w.state == "down" ||
               w.state == "absent" || st.core->workers[i].remote())
             continue;  // remote workers: membership watches their node's heartbeats
           auto silent = now - w.last_heard;
+          if (!w.reported_late && silent > st.core->cfg.heartbeat_timeout / 2) {
+            w.reported_late = true;  // a warning before the supervisor is told
+            events.add("worker.degraded", 0, int32_t(i),
+                       "heartbeat late: " + std::to_string(int64_t(ms_of(silent))) +
+                           " ms (unresponsive after " +
+                           std::to_string(st.core->cfg.heartbeat_timeout.count()) + " ms)");
+          }
           if (silent > st.core->cfg.heartbeat_timeout && st.supervisor) {
             w.reported_silent = true;
             w.state = "unresponsive";
@@ -193,6 +250,7 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
             self->send(st.supervisor, unresponsive_msg{int32_t(i), w.generation, silent_ms});
           }
         }
+        events.flush(self, st.bus);
         self->delayed_send(self, st.core->cfg.heartbeat_interval, monitor_tick_msg{});
       },
       [=](const metrics_tick_msg&) {

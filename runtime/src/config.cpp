@@ -112,6 +112,12 @@ const std::vector<key_def>& keys() {
        }},
       {"queue", "bound",
        [](auto& c, auto& n) { c.queue_bound = uint64_t(int_in(n, 1, int64_t(1) << 40)); }},
+      {"queue", "pressure_ratio",
+       [](auto& c, auto& n) {
+         auto v = n.template value<double>();
+         if (!v || *v <= 0 || *v > 1) throw std::string{"expected a number in (0, 1]"};
+         c.pressure_ratio = *v;
+       }},
       {"queue", "overflow",
        [](auto& c, auto& n) {
          c.overflow = choice<overflow_policy>(

@@ -287,3 +287,81 @@ TEST(EmbeddedTriggers, EachMatchingEventFiresItsRuleExactlyOnce) {
   // n noop tasks of ours + one follow-up per failed "fail" task.
   EXPECT_EQ(follow_ups_done, 2 * n);
 }
+
+namespace {
+/// Collects events of a prefix; waits (bounded) for one that satisfies a predicate.
+struct event_log_for_test {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<event> seen;
+  void add(const event& e) {
+    std::lock_guard<std::mutex> guard{mutex};
+    seen.push_back(e);
+    cv.notify_all();
+  }
+  template <class Pred>
+  bool wait_for(Pred pred, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock{mutex};
+    return cv.wait_for(lock, timeout, [&] { return std::any_of(seen.begin(), seen.end(), pred); });
+  }
+};
+}  // namespace
+
+TEST(EmbeddedEvents, QueuePressureRisesWithTheBacklogAndFallsWhenItDrains) {
+  event_log_for_test log;
+  auto cfg = small(1);
+  cfg.queue_bound = 200;
+  cfg.pressure_ratio = 0.5;
+  cfg.heartbeat_interval = 10ms;
+  runtime rt{cfg};
+  rt.subscribe("queue.pressure", [&](const event& e) { log.add(e); });
+  std::vector<task_spec> specs(150, spec("sleep", {{"ms", 2.0}}));
+  auto hs = rt.submit_batch(specs);
+  ASSERT_TRUE(log.wait_for([](const event& e) { return e.detail.rfind("high", 0) == 0; }, 30s))
+      << "150 of 200 admitted (pressure at 100) and no queue.pressure high";
+  ASSERT_TRUE(wait_all(hs, 60s));
+  ASSERT_TRUE(log.wait_for([](const event& e) { return e.detail.rfind("normal", 0) == 0; }, 30s))
+      << "drained and no queue.pressure normal";
+  std::lock_guard<std::mutex> guard{log.mutex};
+  ASSERT_GE(log.seen.size(), 2u);
+  EXPECT_EQ(log.seen[0].detail.rfind("high", 0), 0u) << log.seen[0].detail;
+  EXPECT_NE(log.seen[0].detail.find("of 200"), std::string::npos) << log.seen[0].detail;
+}
+
+TEST(EmbeddedEvents, AWorkerRestartedRepeatedlyIsReportedDegraded) {
+  event_log_for_test log;
+  auto cfg = small(1);
+  runtime rt{cfg};
+  rt.subscribe("worker.degraded", [&](const event& e) { log.add(e); });
+  for (int i = 0; i < 2; ++i) {  // each crash restarts the worker
+    auto r =
+        rt.submit(spec("fail", {{"error", std::string{"crash"}}, {"first_attempts", int64_t{1}}}))
+            .wait_for(30s);
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->ok()) << r->error.message;
+  }
+  ASSERT_TRUE(log.wait_for(
+      [](const event& e) { return e.worker == 0 && e.detail.find("restarted 2 times") == 0; },
+      30s));
+}
+
+TEST(EmbeddedEvents, AWorkerWithALateHeartbeatIsReportedDegradedBeforeItIsReplaced) {
+  event_log_for_test log;
+  std::atomic<int> downs{0};
+  auto cfg = small(1);
+  cfg.heartbeat_interval = 20ms;
+  cfg.heartbeat_timeout = 3000ms;
+  runtime rt{cfg};
+  rt.subscribe("worker.", [&](const event& e) {
+    if (e.topic == "worker.degraded") log.add(e);
+    if (e.topic == "worker.down") ++downs;
+  });
+  // The worker's thread is busy for 2 s: no heartbeat, late past half the timeout (1.5 s).
+  auto h = rt.submit(spec("sleep", {{"ms", 2000.0}}));
+  ASSERT_TRUE(
+      log.wait_for([](const event& e) { return e.detail.find("heartbeat late") == 0; }, 30s));
+  auto r = h.wait_for(30s);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->ok()) << r->error.message;
+  EXPECT_EQ(downs.load(), 0) << "late, not unresponsive: the worker stays";
+}

@@ -74,6 +74,8 @@ struct runtime_config {
   std::chrono::microseconds batch_max_delay{1000};  ///< longest a task waits for company
   // [queue]
   uint64_t queue_bound = 1000000;  ///< tasks admitted and not yet finished
+  /// queue.pressure "high" once this share of the bound is admitted; "normal" below half of it.
+  double pressure_ratio = 0.8;
   overflow_policy overflow = overflow_policy::reject;
   std::chrono::milliseconds block_timeout{1000};  ///< with overflow = "block": then reject
   queue_order order = queue_order::priority;
