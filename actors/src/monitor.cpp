@@ -22,6 +22,7 @@ runtime_stats snapshot(const monitor_state& st) {
   if (st.first_submit != time_point{})
     s.busy_window_s = std::chrono::duration<double>(st.last_finish - st.first_submit).count();
   s.errors_detected = st.detection_n;
+  s.events_dropped = st.core->events.dropped.load(std::memory_order_relaxed);
   s.mean_error_detection_ms = st.detection_n ? st.detection_sum_ms / double(st.detection_n) : 0;
   s.mean_error_handling_ms = st.handling_n ? st.handling_sum_ms / double(st.handling_n) : 0;
   for (auto& [kind, h] : st.latency) {
@@ -81,10 +82,10 @@ std::string metrics_json(monitor_state& st) {
   char buf[256];
   std::snprintf(buf, sizeof buf,
                 "{\"throughput_tps\":%.1f,\"queued\":%llu,\"in_system\":%llu,"
-                "\"completed\":%llu,\"failed\":%llu,\"workers\":[",
+                "\"completed\":%llu,\"failed\":%llu,\"events_dropped\":%llu,\"workers\":[",
                 throughput, (unsigned long long)std::min<uint64_t>(s.queued, in_system),
                 (unsigned long long)in_system, (unsigned long long)s.completed,
-                (unsigned long long)s.failed);
+                (unsigned long long)s.failed, (unsigned long long)s.events_dropped);
   std::string out = buf;
   for (size_t i = 0; i < s.workers.size(); ++i) {
     auto& w = s.workers[i];

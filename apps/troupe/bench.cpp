@@ -118,8 +118,34 @@ runtime_config bench_config(uint32_t workers) {
   return cfg;
 }
 
-double troupe_rate(uint32_t workers, size_t tasks, size_t batch) {
+/// A subscriber whose callback blocks until released: the worst subscriber a runtime can have.
+struct stalled_subscriber {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool released = false;
+  void attach(runtime& rt) {
+    rt.subscribe("", [this](const event&) {
+      std::unique_lock<std::mutex> lock{mutex};
+      cv.wait(lock, [&] { return released; });
+    });
+  }
+  void release() {
+    std::lock_guard<std::mutex> guard{mutex};
+    released = true;
+    cv.notify_all();
+  }
+};
+
+enum class subscriber_mode { none, steady, stalled };
+
+double troupe_rate(uint32_t workers, size_t tasks, size_t batch,
+                   subscriber_mode mode = subscriber_mode::none) {
+  stalled_subscriber stall;  // outlives the runtime, whose subscriber thread calls it
+  std::atomic<uint64_t> seen{0};
   runtime rt{bench_config(workers)};
+  if (mode == subscriber_mode::stalled) stall.attach(rt);
+  if (mode == subscriber_mode::steady)
+    rt.subscribe("", [&](const event&) { seen.fetch_add(1, std::memory_order_relaxed); });
   task_spec noop;
   noop.kind = "noop";
   auto t0 = clock::now();
@@ -131,6 +157,7 @@ double troupe_rate(uint32_t workers, size_t tasks, size_t batch) {
   }
   rt.wait_idle(std::chrono::minutes(10));
   auto rate = double(tasks) / seconds_d(clock::now() - t0).count();
+  stall.release();
   auto s = rt.stats();
   if (s.completed != tasks)
     std::fprintf(stderr, "warning: %llu of %zu tasks completed\n",
@@ -157,9 +184,10 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
               uint32_t workers, const std::vector<std::string>& overrides) {
   bench_overrides = overrides;
   auto which = which_in.empty()
-                   ? std::vector<std::string>{"pipeline",       "latency",         "gemm",
-                                              "gpu-gemm",       "gpu-mlp",         "gpu-mixed",
-                                              "remote-latency", "remote-pipeline", "events"}
+                   ? std::vector<std::string>{"pipeline",          "latency",         "gemm",
+                                              "gpu-gemm",          "gpu-mlp",         "gpu-mixed",
+                                              "remote-latency",    "remote-pipeline", "events",
+                                              "stalled-subscriber"}
                    : which_in;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json out;
@@ -184,6 +212,26 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
                        {"batched_ratio", batched / pool},
                        {"single_tps", single},
                        {"single_ratio", single / pool}};
+  }
+
+  if (wants("stalled-subscriber")) {
+    // Scheduling throughput with one in-process subscriber that never returns, beside none.
+    auto rate = [&](subscriber_mode m) {
+      return median_of(3, [&] { return troupe_rate(workers, tasks, 10000, m); });
+    };
+    auto none = rate(subscriber_mode::none), steady = rate(subscriber_mode::steady),
+         stalled = rate(subscriber_mode::stalled);
+    std::printf("stalled-subscriber  empty tasks in batches of 10000, %u workers, median of 3\n",
+                workers);
+    std::printf("  no subscriber              %12.0f tasks/s\n", none);
+    std::printf("  one steady subscriber      %12.0f tasks/s  ratio %.3f\n", steady, steady / none);
+    std::printf("  one stalled subscriber     %12.0f tasks/s  ratio %.3f (%.3f of steady)\n",
+                stalled, stalled / none, stalled / steady);
+    out["stalled_subscriber"] = {{"none_tps", none},
+                                 {"steady_tps", steady},
+                                 {"stalled_tps", stalled},
+                                 {"ratio", stalled / none},
+                                 {"ratio_to_steady", stalled / steady}};
   }
 
   if (wants("remote-latency")) out["remote_latency"] = bench_remote_latency(5000);

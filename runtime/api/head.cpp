@@ -99,12 +99,14 @@ struct head::impl {
     }
     // The event bus calls this on its own thread, in sequence order: recording and handing the
     // frames to the PUB thread never waits on a subscriber (PUB drops at the high-water mark).
-    subscription = rt->subscribe("", [this](const event& e) {
+    subscription = rt->subscribe_direct("", [this](const event& e) {
       {
         std::lock_guard<std::mutex> guard{log_mutex};
         log.record(e);
       }
-      pub->send({std::string_view{e.topic}, std::string_view{wire::encode(e)}});
+      // The PUB thread's own queue full: lost for every subscriber (they see a gap), counted.
+      if (!pub->send({std::string_view{e.topic}, std::string_view{wire::encode(e)}}))
+        rt->count_dropped_events(1);
     });
     spdlog::info("head: publishing events on {}", pub->endpoint());
   }

@@ -147,6 +147,19 @@ uint64_t runtime::subscribe(std::string prefix, event_callback callback) {
   return id;
 }
 
+uint64_t runtime::subscribe_direct(std::string prefix, event_callback callback) {
+  auto id = impl_->next_subscription.fetch_add(1);
+  impl_->core.events.subscribers.fetch_add(1);
+  subscribe_msg msg{id, std::move(prefix), std::move(callback)};
+  msg.direct = true;
+  caf::anon_send(impl_->bus, std::move(msg));
+  return id;
+}
+
+void runtime::count_dropped_events(uint64_t n) {
+  impl_->core.events.dropped.fetch_add(n, std::memory_order_relaxed);
+}
+
 void runtime::unsubscribe(uint64_t id) {
   caf::anon_send(impl_->bus, unsubscribe_msg{id});
 }

@@ -153,6 +153,8 @@ const std::vector<key_def>& keys() {
        dur<ms>(&runtime_config::restart_backoff_max, 0, 3'600'000)},
       {"monitor", "heartbeat_ms", dur<ms>(&runtime_config::heartbeat_interval, 1, 3'600'000)},
       {"monitor", "metrics_ms", dur<ms>(&runtime_config::metrics_interval, 0, 3'600'000)},
+      {"monitor", "subscriber_high_water",
+       [](auto& c, auto& n) { c.subscriber_high_water = uint32_t(int_in(n, 1, 1 << 26)); }},
       {"monitor", "heartbeat_timeout_ms",
        dur<ms>(&runtime_config::heartbeat_timeout, 1, 86'400'000)},
       {"cluster", "head", [](auto& c, auto& n) { c.cluster.head_endpoint = endpoint(n); }},

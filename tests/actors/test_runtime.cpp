@@ -1,6 +1,7 @@
 // The embedded runtime with real threads: detached workers, the real scheduler.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <condition_variable>
 #include <map>
@@ -364,4 +365,67 @@ TEST(EmbeddedEvents, AWorkerWithALateHeartbeatIsReportedDegradedBeforeItIsReplac
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->ok()) << r->error.message;
   EXPECT_EQ(downs.load(), 0) << "late, not unresponsive: the worker stays";
+}
+
+// A subscriber that never returns loses events (counted) and holds nothing up; one that keeps up
+// sees every event, in order, without a gap.
+TEST(EmbeddedEvents, AStalledSubscriberLosesEventsAndHoldsNothingUp) {
+  struct stall {  // the stalled subscriber's own lock, so that nothing else wakes it
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool released = false;
+    std::vector<uint64_t> seqs;
+    void release() {
+      std::lock_guard<std::mutex> guard{mutex};
+      released = true;
+      cv.notify_all();
+    }
+  } stalled;
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<uint64_t> steady_seqs;
+  size_t steady_completed = 0;
+  auto cfg = small(2);
+  cfg.subscriber_high_water = 5000;
+  runtime rt{cfg};
+  // Declared after the runtime, so destroyed before it: a failed assertion cannot leave the
+  // runtime's shutdown waiting for a callback that never returns.
+  std::unique_ptr<stall, void (*)(stall*)> release_at_exit{&stalled,
+                                                           [](stall* s) { s->release(); }};
+  rt.subscribe("", [&](const event& e) {
+    std::unique_lock<std::mutex> lock{stalled.mutex};
+    stalled.seqs.push_back(e.seq);
+    stalled.cv.wait(lock, [&] { return stalled.released; });
+  });
+  rt.subscribe("", [&](const event& e) {
+    std::lock_guard<std::mutex> guard{mutex};
+    steady_seqs.push_back(e.seq);
+    steady_completed += e.topic == "task.completed";
+    cv.notify_all();
+  });
+  // Ten rounds of 500 tasks (about 2,500 events each, within the steady subscriber's 5,000);
+  // the stalled one's queue is full after two.
+  for (size_t round = 1; round <= 10; ++round) {
+    auto hs = rt.submit_batch(std::vector<task_spec>(500, spec("noop")));
+    ASSERT_TRUE(wait_all(hs, 60s)) << "tasks held up by a stalled subscriber";
+    std::unique_lock<std::mutex> lock{mutex};
+    ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return steady_completed == 500 * round; }))
+        << "the steady subscriber saw " << steady_completed << " completions";
+  }
+  EXPECT_GT(rt.stats().events_dropped, 0u);
+  stalled.release();
+  // Once it catches up, the next event it gets shows the loss as a jump in seq.
+  ASSERT_TRUE(rt.submit(spec("noop")).wait_for(30s));
+  rt.shutdown();
+  std::lock_guard<std::mutex> guard{mutex};
+  std::lock_guard<std::mutex> guard2{stalled.mutex};
+  ASSERT_FALSE(steady_seqs.empty());
+  for (size_t i = 1; i < steady_seqs.size(); ++i)
+    ASSERT_EQ(steady_seqs[i], steady_seqs[i - 1] + 1) << "the steady subscriber saw a gap";
+  EXPECT_GE(steady_seqs.size(), 5u * 5000) << "submitted, queued, placed, started, completed";
+  EXPECT_LT(stalled.seqs.size(), steady_seqs.size());
+  bool gap = false;
+  for (size_t i = 1; i < stalled.seqs.size(); ++i)
+    gap = gap || stalled.seqs[i] > stalled.seqs[i - 1] + 1;
+  EXPECT_TRUE(gap) << "the stalled subscriber's loss shows as a jump in seq";
 }

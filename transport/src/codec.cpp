@@ -542,7 +542,8 @@ std::string encode(const status_request&) {
 std::string encode(const status& m) {
   return encode_with<status>([&](packer& pk) {
     auto& s = m.stats;
-    pk.pack_map(19);
+    pk.pack_map(20);
+    key(pk, "events_dropped"), pk.pack(s.events_dropped);
     key(pk, "events_endpoint"), str(pk, m.events_endpoint);
     key(pk, "last_event_seq"), pk.pack(m.last_event_seq);
     key(pk, "frames_refused"), pk.pack(m.frames_refused);
@@ -1201,6 +1202,7 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
     s.queued = f.num<uint64_t>("queued", 0);
     s.in_flight = f.num<uint64_t>("in_flight", 0);
     s.errors_detected = f.num<uint64_t>("errors_detected", 0);
+    s.events_dropped = f.num<uint64_t>("events_dropped", 0);
     if (auto* u = f.find("uptime_s")) s.uptime_s = as_double(*u, f.at("uptime_s"));
     if (auto* l = f.find("latency")) {
       if (l->type != mt::MAP) wrong(f.at("latency"), "map", *l);

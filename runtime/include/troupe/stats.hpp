@@ -38,6 +38,10 @@ struct runtime_stats {
   uint64_t duplicates_dropped = 0;  ///< terminal records after the first (idempotent completion)
   uint64_t queued = 0, in_flight = 0;
   uint64_t errors_detected = 0;
+  /// Events lost on the way to subscribers: an in-process subscriber past its high-water mark
+  /// (monitor.subscriber_high_water), or the head's PUB thread full. (What ZeroMQ drops per
+  /// remote subscriber at cluster.event_high_water, each subscriber sees as a gap.)
+  uint64_t events_dropped = 0;
   double mean_error_detection_ms = 0;  ///< failure inside the worker -> queue knows of it
   double mean_error_handling_ms = 0;   ///< queue knows -> next attempt started (or final record)
   double uptime_s = 0;

@@ -18,6 +18,9 @@ namespace troupe {
 /// Lets publishers skip building events nobody listens to.
 struct event_gate {
   std::atomic<uint32_t> subscribers{0};
+  /// Events a subscriber lost at its high-water mark (monitor.subscriber_high_water), and events
+  /// the head's PUB thread could not take: counted in stats and metrics.snapshot.
+  std::atomic<uint64_t> dropped{0};
   bool active() const { return subscribers.load(std::memory_order_relaxed) != 0; }
 };
 

@@ -1,6 +1,9 @@
 #pragma once
-// event_bus: fans events out to in-process subscribers by topic prefix, numbering them without
-// gaps. Runs detached: subscriber callbacks are user code and must not stall the scheduler.
+// event_bus: numbers events without gaps and fans them out to in-process subscribers by topic
+// prefix. Runs detached. Each subscriber's callback runs on a thread of its own behind a queue of
+// monitor.subscriber_high_water events: past it the subscriber loses events (counted; it sees a
+// jump in seq), so a stalled callback never holds the bus nor, through it, the scheduler.
+#include <memory>
 #include <unordered_map>
 
 #include "troupe/actors/core.hpp"
@@ -8,11 +11,18 @@
 
 namespace troupe {
 
+class subscriber_queue;
+
 struct event_bus_state {
   static inline const char* name = "event_bus";
   runtime_core* core = nullptr;
   uint64_t next_seq = 1;
-  std::unordered_map<uint64_t, subscribe_msg> subscriptions;
+  struct subscription {
+    subscribe_msg sub;
+    std::shared_ptr<subscriber_queue> queue;  ///< null for a direct one
+  };
+  std::unordered_map<uint64_t, subscription> subscriptions;
+  ~event_bus_state();  ///< delivers what the queues hold, then joins their threads
 };
 
 event_bus_actor::behavior_type event_bus_impl(

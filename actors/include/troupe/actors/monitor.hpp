@@ -20,7 +20,7 @@ struct monitor_state {
     int64_t busy_ns = 0;
     uint32_t restarts = 0;
     bool reported_silent = false;
-    bool reported_late = false;           ///< worker.degraded sent for this silence
+    bool reported_late = false;            ///< worker.degraded sent for this silence
     std::vector<time_point> restarted_at;  ///< within the restart period (supervision)
   };
   runtime_core* core = nullptr;
@@ -30,7 +30,7 @@ struct monitor_state {
   time_point last_metrics{};
   std::vector<worker_view> workers;
   std::map<std::string, latency_histogram> latency;
-  runtime_stats totals;  ///< counters only; the rest is computed on request
+  runtime_stats totals;        ///< counters only; the rest is computed on request
   bool pressure_high = false;  ///< the last queue.pressure said "high"
   double detection_sum_ms = 0, handling_sum_ms = 0;
   uint64_t detection_n = 0, handling_n = 0;

@@ -74,7 +74,12 @@ class runtime {
  private:
   friend class head;  // a head is a runtime whose workers include those of node processes
   runtime(runtime_config cfg, std::vector<worker_desc> remote_workers);
-  void start_triggers();  ///< [[triggers]] of the config, on the event bus's thread
+  void start_triggers();  ///< [[triggers]] of the config
+  /// A subscription whose callback runs on the event bus's thread (it must never block): the
+  /// head's publisher. Returns its id.
+  uint64_t subscribe_direct(std::string prefix, event_callback callback);
+  /// Counts events that were lost on their way to subscribers (stats, metrics).
+  void count_dropped_events(uint64_t n);
   struct impl;
   std::unique_ptr<impl> impl_;
 };
