@@ -190,6 +190,10 @@ void on_results(self_ptr self, node_results_msg& msg) {
   // One results message per worker, as a local worker would send.
   std::unordered_map<int32_t, std::vector<attempt_record>> by_worker;
   std::unordered_map<int32_t, int64_t> busy;
+  // A node's worker starts a task without telling the head (one message fewer per task): its
+  // task.started is published when the result arrives, dated when it started, before the
+  // terminal event the result leads to.
+  event_batch started{st.core->events};
   for (auto& r : msg.body.records) {
     auto i = node->in_flight.find(r.id);
     if (i == node->in_flight.end() || i->second.a.attempt != r.attempt)
@@ -214,10 +218,16 @@ void on_results(self_ptr self, node_results_msg& msg) {
                       ? now - std::chrono::nanoseconds(std::max<int64_t>(0, r.run_ns))
                       : time_point{};
     rec.counts_as_attempt = r.counts_as_attempt;
+    if (r.counts_as_attempt && started.wanted()) {
+      started.add_task("task.started", *rec.task, w, rec.task->spec.kind);
+      started.last().node = msg.node;
+      started.last().time_ns -= std::max<int64_t>(0, r.run_ns);
+    }
     node->in_flight.erase(i);
     busy[w] += r.run_ns;
     by_worker[w].push_back(std::move(rec));
   }
+  started.flush(self, st.bus);
   for (auto& [w, records] : by_worker) {
     auto& slot = st.slots[size_t(w)];
     auto n = records.size();

@@ -481,6 +481,34 @@ TEST_F(Cluster, PythonSubscriberFollowsARun) {
   EXPECT_EQ(summary["in_flight"], 0) << out;
 }
 
+TEST_F(Cluster, EveryTaskRunOnANodeHasItsStartedEventBeforeItsEnd) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<task_id, std::pair<uint64_t, std::string>> started;  // seq, node
+  std::map<task_id, uint64_t> ended;
+  subscriber sub{endpoint_, [&](const event& e) {
+                   std::lock_guard<std::mutex> g{mu};
+                   if (e.topic == "task.started") started[e.task] = {e.seq, e.node};
+                   if (e.topic == "task.completed") ended[e.task] = e.seq;
+                   cv.notify_all();
+                 }};
+  ASSERT_TRUE(sub.wait_for_seq(1, 10s));
+  task_spec noop;
+  noop.kind = "noop";
+  auto handles = client_->submit_batch(std::vector<task_spec>(200, noop));
+  for (auto& h : handles) ASSERT_TRUE(h.wait_for(60s) && h.get().ok());
+  std::unique_lock<std::mutex> lock{mu};
+  ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return ended.size() >= 200; })) << diagnosis();
+  size_t on_nodes = 0;
+  for (auto& h : handles) {
+    auto s = started.find(h.id());
+    ASSERT_NE(s, started.end()) << "task " << h.id() << " has no task.started";
+    EXPECT_LT(s->second.first, ended[h.id()]) << "task " << h.id();
+    on_nodes += !s->second.second.empty();
+  }
+  EXPECT_EQ(on_nodes, 200u) << "the head has no workers of its own: all ran on nodes";
+}
+
 // A node's GPU worker seen from the head: placement of GPU-only work, results, a failed attempt
 // retried. The node's GPU is a fake one (CUDA workers without a device), so that this runs
 // everywhere; `fail` has a CUDA implementation that needs no device for this error.
