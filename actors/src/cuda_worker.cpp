@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <condition_variable>
 #include <mutex>
@@ -22,34 +23,44 @@ class gpu_lanes {
 
   gpu_lanes(size_t count, run_fn run, caf::weak_actor_ptr owner)
       : shared_(std::make_shared<shared>()) {
+    shared_->done.assign(count, false);
     for (size_t i = 0; i < count; ++i)
-      threads_.emplace_back([s = shared_, run, owner] { loop(*s, run, owner); });
+      threads_.emplace_back([s = shared_, run, owner, i] { loop(*s, run, owner, i); });
   }
-  ~gpu_lanes() {
-    stop();
-    for (auto& t : threads_)
-      if (t.joinable()) t.detach();  // a lane that outlives us holds only what it shares
-  }
+  ~gpu_lanes() { stop(); }
 
   void post(std::shared_ptr<gpu_job> job) {
     {
       std::lock_guard<std::mutex> guard{shared_->mutex};
       shared_->jobs.push_back(std::move(job));
     }
-    shared_->cv.notify_one();
+    shared_->cv.notify_all();
   }
 
-  /// Launches not started are dropped (the supervisor requeues the worker's tasks); running
-  /// ones finish first: waits for them unless called from a lane itself.
-  void stop() {
-    {
-      std::lock_guard<std::mutex> guard{shared_->mutex};
-      shared_->stopping = true;
-      shared_->jobs.clear();
-    }
+  /// Launches not started are dropped (the supervisor requeues the worker's tasks). Idle lanes
+  /// end at once and are joined; one still inside a launch gets `patience` to finish it, then is
+  /// left to end on its own (detached): a hung kernel must not hold the worker's exit, and with
+  /// it the supervisor's restart. Safe to call twice.
+  void stop(std::chrono::milliseconds patience = std::chrono::milliseconds(1000)) {
+    if (stopped_) return;
+    stopped_ = true;
+    std::unique_lock<std::mutex> lock{shared_->mutex};
+    shared_->stopping = true;
+    shared_->jobs.clear();
     shared_->cv.notify_all();
-    for (auto& t : threads_)
-      if (t.joinable() && t.get_id() != std::this_thread::get_id()) t.join();
+    auto all_done = [&] {
+      return std::all_of(shared_->done.begin(), shared_->done.end(), [](bool d) { return d; });
+    };
+    shared_->cv.wait_for(lock, patience, all_done);
+    auto done = shared_->done;
+    lock.unlock();
+    for (size_t i = 0; i < threads_.size(); ++i) {
+      if (!threads_[i].joinable()) continue;
+      if (done[i] && threads_[i].get_id() != std::this_thread::get_id())
+        threads_[i].join();
+      else
+        threads_[i].detach();  // it holds only what it shares (and the runtime's core)
+    }
   }
 
  private:
@@ -58,15 +69,20 @@ class gpu_lanes {
     std::condition_variable cv;
     std::deque<std::shared_ptr<gpu_job>> jobs;
     bool stopping = false;
+    std::vector<bool> done;  ///< per lane: its thread has returned
   };
 
-  static void loop(shared& s, const run_fn& run, const caf::weak_actor_ptr& owner) {
+  static void loop(shared& s, const run_fn& run, const caf::weak_actor_ptr& owner, size_t lane) {
     for (;;) {
       std::shared_ptr<gpu_job> job;
       {
         std::unique_lock<std::mutex> lock{s.mutex};
         s.cv.wait(lock, [&] { return s.stopping || !s.jobs.empty(); });
-        if (s.stopping) return;
+        if (s.stopping) {
+          s.done[lane] = true;
+          s.cv.notify_all();
+          return;
+        }
         job = std::move(s.jobs.front());
         s.jobs.pop_front();
       }
@@ -78,6 +94,7 @@ class gpu_lanes {
 
   std::shared_ptr<shared> shared_;
   std::vector<std::thread> threads_;
+  bool stopped_ = false;
 };
 
 cuda_worker_state::~cuda_worker_state() {
@@ -179,13 +196,14 @@ void launch(self_ptr self, std::vector<assignment> tasks, bool batched, event_ba
   auto job = std::make_shared<gpu_job>();
   job->id = st.next_job++;
   job->batched = batched && go.size() > 1;
-  if (events.wanted()) {
+  if (events.wanted(go.size())) {
     auto& kind = go.front().task->spec.kind;
     auto detail = job->batched ? kind + " (batch of " + std::to_string(go.size()) + ")" : kind;
     for (auto& a : go) events.add_task("task.started", *a.task, st.index, detail);
   }
   job->tasks = std::move(go);
   if (st.running.empty()) st.busy_since = now;
+  job->queued_at = now;
   st.running.emplace(job->id, job);
   st.lanes->post(std::move(job));
 }
@@ -323,7 +341,14 @@ worker_actor::behavior_type cuda_worker_impl(worker_actor::stateful_pointer<cuda
         if (!desc.fake)
           kernels::cuda::sample_device_memory(desc.device_index, st.core->gpu_gauges[st.index]);
 #endif
-        worker_reports::heartbeat(self, st, !st.running.empty());
+        // A launch running past the heartbeat timeout is taken as hung, like a CPU worker
+        // stuck in a task: the worker falls silent, the monitor reports it, the supervisor
+        // replaces it (its lanes are left to end on their own).
+        auto now = clock::now();
+        bool hung = std::any_of(st.running.begin(), st.running.end(), [&](const auto& j) {
+          return j.second->queued_at + st.core->cfg.heartbeat_timeout < now;
+        });
+        if (!hung) worker_reports::heartbeat(self, st, !st.running.empty());
         self->delayed_send(self, st.core->cfg.heartbeat_interval, heartbeat_tick_msg{});
       },
   };

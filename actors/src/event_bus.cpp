@@ -14,16 +14,22 @@ namespace troupe {
 class subscriber_queue {
  public:
   subscriber_queue(uint64_t id, std::string prefix, event_callback callback, size_t capacity,
-                   std::atomic<uint64_t>& dropped)
-      : state_(std::make_shared<state>(capacity, dropped)) {
+                   event_gate& gate)
+      : state_(std::make_shared<state>(capacity, gate)) {
     thread_ = std::thread([s = state_, id, prefix = std::move(prefix), cb = std::move(callback)] {
       std::unique_lock<std::mutex> lock{s->mutex};
       for (;;) {
         s->cv.wait(lock, [&] { return s->stopping || !s->events.empty(); });
-        if (s->events.empty()) return;  // stopping, and all delivered
+        if (s->events.empty()) {  // stopping, and all delivered
+          s->finished = true;
+          s->cv.notify_all();
+          return;
+        }
         auto e = std::move(s->events.front());
         s->events.pop_front();
         s->size.store(s->events.size(), std::memory_order_relaxed);
+        // Caught up to half its queue: events are worth building for it again.
+        if (s->saturated && s->events.size() <= s->capacity / 2) s->set_saturated(false);
         lock.unlock();
         try {
           cb(e);
@@ -34,12 +40,26 @@ class subscriber_queue {
       }
     });
   }
-  /// Delivers what is queued, then joins (the runtime shuts down: callbacks end before it).
+  /// Delivers what is queued and joins (the runtime shuts down: callbacks end before it), but
+  /// waits at most drain_limit for a callback that does not return: then the rest is dropped
+  /// and shutdown goes on without it.
   ~subscriber_queue() {
     if (!thread_.joinable()) return;
     stop(false);
-    thread_.join();
+    std::unique_lock<std::mutex> lock{state_->mutex};
+    if (state_->cv.wait_for(lock, drain_limit, [&] { return state_->finished; })) {
+      lock.unlock();
+      thread_.join();
+      return;
+    }
+    state_->events.clear();
+    lock.unlock();
+    spdlog::warn(
+        "event subscriber still inside its callback after {} s: shutdown goes on without it",
+        drain_limit.count());
+    thread_.detach();
   }
+  static constexpr std::chrono::seconds drain_limit{5};
   /// Unsubscribed: what is queued is dropped, and the bus does not wait for a callback that may
   /// be stalled; the thread ends after it on its own.
   void abandon() {
@@ -50,39 +70,52 @@ class subscriber_queue {
   void push(const event& e) {
     // A stalled subscriber's queue stays full: drop without taking its lock.
     if (state_->size.load(std::memory_order_relaxed) >= state_->capacity) {
-      state_->dropped.fetch_add(1, std::memory_order_relaxed);
+      state_->gate.dropped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     {
       std::lock_guard<std::mutex> guard{state_->mutex};
       if (state_->events.size() >= state_->capacity) {
-        state_->dropped.fetch_add(1, std::memory_order_relaxed);
+        state_->gate.dropped.fetch_add(1, std::memory_order_relaxed);
+        if (!state_->saturated) state_->set_saturated(true);
         return;
       }
       state_->events.push_back(e);
       state_->size.store(state_->events.size(), std::memory_order_relaxed);
+      if (state_->events.size() >= state_->capacity && !state_->saturated)
+        state_->set_saturated(true);  // full: stop building events for it until it catches up
     }
     state_->cv.notify_one();
   }
 
  private:
   struct state {
-    state(size_t c, std::atomic<uint64_t>& d) : capacity(c), dropped(d) {}
+    state(size_t c, event_gate& g) : capacity(c), gate(g) {}
     size_t capacity;
-    std::atomic<uint64_t>& dropped;  // the runtime's; outlives the bus
+    event_gate& gate;  // the runtime's; outlives the bus and, once unsubscribed, is not touched
+    bool saturated = false;  ///< counted in gate.saturated; under the mutex
+    void set_saturated(bool on) {
+      saturated = on;
+      if (on)
+        gate.saturated.fetch_add(1, std::memory_order_relaxed);
+      else
+        gate.saturated.fetch_sub(1, std::memory_order_relaxed);
+    }
     std::mutex mutex;
     std::condition_variable cv;
     std::deque<event> events;
     std::atomic<size_t> size{0};  ///< events.size(), readable without the lock
     bool stopping = false;
+    bool finished = false;  ///< the thread has delivered everything and returned
   };
   void stop(bool discard) {
     {
       std::lock_guard<std::mutex> guard{state_->mutex};
       state_->stopping = true;
       if (discard) state_->events.clear();
+      if (state_->saturated) state_->set_saturated(false);  // it no longer counts
     }
-    state_->cv.notify_one();
+    state_->cv.notify_all();
   }
   std::shared_ptr<state> state_;
   std::thread thread_;
@@ -90,9 +123,9 @@ class subscriber_queue {
 
 event_bus_state::~event_bus_state() = default;
 
-void event_batch::add(std::string topic, task_id task, int32_t worker, std::string detail,
-                      std::string node) {
-  if (!wanted()) return;
+event* event_batch::add(std::string topic, task_id task, int32_t worker, std::string detail,
+                        std::string node) {
+  if (!wanted()) return nullptr;
   if (events_.empty()) {
     events_.reserve(16);
     now_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -107,16 +140,18 @@ void event_batch::add(std::string topic, task_id task, int32_t worker, std::stri
   e.detail = std::move(detail);
   e.node = std::move(node);
   events_.push_back(std::move(e));
+  return &events_.back();
 }
 
-void event_batch::add_task(std::string topic, const task_state& t, int32_t worker,
-                           std::string detail) {
-  if (!wanted()) return;
-  add(std::move(topic), t.id, worker, std::move(detail));
-  events_.back().kind = t.spec.kind;
+event* event_batch::add_task(std::string topic, const task_state& t, int32_t worker,
+                             std::string detail) {
+  auto* e = add(std::move(topic), t.id, worker, std::move(detail));
+  if (e) e->kind = t.spec.kind;
+  return e;
 }
 
 void event_batch::flush_from_outside(const event_bus_actor& bus) {
+  report_skipped();
   if (events_.empty()) return;
   caf::anon_send(bus, publish_msg{std::move(events_)});
   events_.clear();
@@ -129,6 +164,12 @@ event_bus_actor::behavior_type event_bus_impl(
   return {
       [=](publish_msg& msg) {
         auto& st = self->state;
+        // Events skipped while every subscriber was saturated: numbers nobody gets, so that
+        // the next event shows the loss as a jump.
+        if (auto skipped = st.core->events.skipped.exchange(0, std::memory_order_relaxed)) {
+          st.next_seq += skipped;
+          st.core->events.dropped.fetch_add(skipped, std::memory_order_relaxed);
+        }
         for (auto& e : msg.events) {
           e.seq = st.next_seq++;
           for (auto& [id, s] : st.subscriptions) {
@@ -154,7 +195,7 @@ event_bus_actor::behavior_type event_bus_impl(
         if (!msg.direct && st.core->cfg.detached_workers)
           queue = std::make_shared<subscriber_queue>(id, msg.prefix, std::move(msg.callback),
                                                      st.core->cfg.subscriber_high_water,
-                                                     st.core->events.dropped);
+                                                     st.core->events);
         st.subscriptions.emplace(id,
                                  event_bus_state::subscription{std::move(msg), std::move(queue)});
       },

@@ -218,10 +218,11 @@ void on_results(self_ptr self, node_results_msg& msg) {
                       ? now - std::chrono::nanoseconds(std::max<int64_t>(0, r.run_ns))
                       : time_point{};
     rec.counts_as_attempt = r.counts_as_attempt;
-    if (r.counts_as_attempt && started.wanted()) {
-      started.add_task("task.started", *rec.task, w, rec.task->spec.kind);
-      started.last().node = msg.node;
-      started.last().time_ns -= std::max<int64_t>(0, r.run_ns);
+    if (r.counts_as_attempt) {
+      if (auto* e = started.add_task("task.started", *rec.task, w, rec.task->spec.kind)) {
+        e->node = msg.node;
+        e->time_ns -= std::max<int64_t>(0, r.run_ns);
+      }
     }
     node->in_flight.erase(i);
     busy[w] += r.run_ns;

@@ -114,7 +114,7 @@ class queue_logic {
       t->timings.queued = now;
       enqueue(t, now);
       if (t->spec.deadline) st_.deadlines.emplace(*t->spec.deadline, t);
-      if (events_.wanted()) {
+      if (events_.wanted(2)) {
         events_.add_task("task.submitted", *t, -1, t->spec.kind);
         events_.add_task("task.queued", *t);
       }

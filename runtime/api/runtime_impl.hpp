@@ -111,11 +111,12 @@ struct runtime::impl {
     r.status = outcome::rejected;
     r.error = {code, std::move(message)};
     r.timings.submitted = r.timings.finished = clock::now();
-    if (core.events.active()) {
+    if (core.events.subscribers.load(std::memory_order_relaxed) != 0) {
       // Rejected on the submitting thread: the bus numbers it with the others.
       event_batch events{core.events};
-      events.add("queue.rejected", id, -1, std::string{to_string(code)} + ": " + r.error.message);
-      if (events.wanted()) events.last().kind = spec.kind;
+      if (auto* e = events.add("queue.rejected", id, -1,
+                               std::string{to_string(code)} + ": " + r.error.message))
+        e->kind = spec.kind;
       events.flush_from_outside(bus);
     }
     done->set(std::move(r));

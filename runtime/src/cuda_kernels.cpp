@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <list>
 #include <map>
 #include <memory>
@@ -29,8 +30,10 @@ namespace {
 
 void check(cudaError_t rc, const char* what) {
   if (rc == cudaSuccess) return;
-  if (rc == cudaErrorMemoryAllocation)
+  if (rc == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // not sticky: clear it, or the lane's next launch would report it
     throw task_failure{errc::out_of_memory, std::string{what} + ": GPU out of memory"};
+  }
   // Anything else may have poisoned the context: a crash, so the worker restarts fresh.
   throw std::runtime_error(std::string{what} + ": " + cudaGetErrorName(rc) + " (" +
                            cudaGetErrorString(rc) + ")");
@@ -247,6 +250,17 @@ uint16_t half_bits(float rounded, gemm_precision precision) {
 
 /// A then B, generated from the seed, in the task's input precision: half-precision inputs
 /// are converted once, like the float ones are uploaded once.
+/// Declared after the cache blocks a launch uses, so destroyed before them: when the launch
+/// throws, its queued work ends before they may be freed (another lane may have evicted them).
+struct settle_on_throw {
+  cudaStream_t stream;
+  int pending = std::uncaught_exceptions();
+  ~settle_on_throw() {
+    if (std::uncaught_exceptions() > pending && cudaStreamSynchronize(stream) != cudaSuccess)
+      cudaGetLastError();
+  }
+};
+
 block_ptr generated_inputs(lane_state& l, int64_t m, int64_t n, int64_t k, uint64_t seed,
                            gemm_precision precision) {
   static const char* names[] = {"fp32", "bf16", "fp16"};
@@ -347,6 +361,7 @@ gpu_allocator& lane_allocator(int32_t device) {
 
 void settle_lane() {
   if (lane.device >= 0 && cudaStreamSynchronize(lane.stream()) != cudaSuccess) cudaGetLastError();
+  cudaGetLastError();  // a failed launch's own error must not fail the next one
 }
 
 void sample_device_memory(int32_t device, gpu_memory_gauge& gauge) {
@@ -382,6 +397,7 @@ std::vector<task_output> mlp_batch(const std::vector<const task_spec*>& specs,
   auto widths = specs.front()->params.get_int_list("layers");
   auto seed = uint64_t(specs.front()->params.get_int("seed", 1));
   auto model = mlp_model_on_device(l, widths, seed);
+  settle_on_throw settle{stream};
   // All tasks' rows become one input matrix: one pass over the weights serves every task.
   std::vector<int64_t> rows_of;
   int64_t rows = 0;
@@ -469,6 +485,7 @@ task_output gemm(const task_context& ctx) {
   const float* d_in = nullptr;       // float32 inputs (a payload, or generated at fp32)
   const uint16_t* d_half = nullptr;  // half-precision inputs
   block_ptr inputs;                  // held until the stream is done with it
+  settle_on_throw settle{stream};
   auto* host = static_cast<float*>(l.staging.reserve(
       std::max(ctx.spec.payload.empty() ? 0 : in_count, matrix ? out_count : 0) * 4 + 4));
   if (!ctx.spec.payload.empty()) {

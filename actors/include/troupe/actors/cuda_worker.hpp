@@ -22,7 +22,8 @@ struct gpu_job {
   uint64_t id = 0;
   std::vector<assignment> tasks;
   bool batched = false;
-  time_point started{}, finished{};
+  time_point queued_at{};            ///< handed to a lane (the worker's clock: hang detection)
+  time_point started{}, finished{};  ///< set by the lane
   std::vector<task_output> outputs;
   errc code = errc::none;
   std::string message;

@@ -188,28 +188,45 @@ class event_batch {
  public:
   event_batch() = default;
   explicit event_batch(const event_gate& gate) : gate_(&gate) {}
+  ~event_batch() { report_skipped(); }
+  event_batch(event_batch&&) = delete;
   void bind(const event_gate& gate) { gate_ = &gate; }
-  bool wanted() const { return gate_ && gate_->active(); }
-  void add(std::string topic, task_id task = 0, int32_t worker = -1, std::string detail = {},
-           std::string node = {});
+  /// Whether to build the next n events. While every subscriber is saturated it says no and
+  /// counts them as skipped (so call it once per event, or pass how many).
+  bool wanted(uint64_t n = 1) {
+    if (!gate_) return false;
+    if (gate_->active()) return true;
+    if (gate_->subscribers.load(std::memory_order_relaxed) != 0) skipped_ += n;
+    return false;
+  }
+  bool empty() const { return events_.empty(); }
+  /// The event added, or nullptr when it is not wanted (then it is counted as skipped).
+  event* add(std::string topic, task_id task = 0, int32_t worker = -1, std::string detail = {},
+             std::string node = {});
   /// An event about a task: carries its kind (triggers match on it).
-  void add_task(std::string topic, const task_state& t, int32_t worker = -1,
-                std::string detail = {});
+  event* add_task(std::string topic, const task_state& t, int32_t worker = -1,
+                  std::string detail = {});
   /// Sends and clears; no-op when empty.
   template <class Self>
   void flush(Self* self, const event_bus_actor& bus) {
+    report_skipped();
     if (events_.empty()) return;
     self->send(bus, publish_msg{std::move(events_)});
     events_.clear();
     now_ns_ = 0;
   }
-  event& last() { return events_.back(); }
   /// From a thread that is not an actor (a submitting caller).
   void flush_from_outside(const event_bus_actor& bus);
 
  private:
+  void report_skipped() {
+    if (skipped_ == 0) return;
+    gate_->skipped.fetch_add(skipped_, std::memory_order_relaxed);
+    skipped_ = 0;
+  }
   const event_gate* gate_ = nullptr;
   std::vector<event> events_;
+  uint64_t skipped_ = 0;
   /// One clock reading per batch: the events of one handler happen at one instant, and reading
   /// the clock per event cost ~5% of scheduling with a subscriber attached.
   int64_t now_ns_ = 0;
