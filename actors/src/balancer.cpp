@@ -247,7 +247,9 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
           rec.attempt = a.attempt;
           rec.worker = msg.worker;
           rec.started = rec.finished = msg.at;
-          if (msg.crashed_task != 0 ? a.task->id == msg.crashed_task : first) {
+          bool ran = std::find(msg.also_running.begin(), msg.also_running.end(), a.task->id) !=
+                     msg.also_running.end();
+          if (ran || (msg.crashed_task != 0 ? a.task->id == msg.crashed_task : first)) {
             rec.code = msg.crashed_task != 0 ? errc::kernel_crashed : errc::worker_lost;
             rec.message = msg.reason;
           } else {

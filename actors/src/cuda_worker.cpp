@@ -258,9 +258,18 @@ void finish(self_ptr self, gpu_job& job) {
     auto& first = *job.tasks.front().task;
     st.crashed = true;
     worker_reports::flush(self, st, records, events, false);
-    self->send(st.supervisor, crash_report_msg{st.index, st.generation, first.id,
-                                               worker_reports::crash_text(first, job.crash), now,
-                                               job.device_lost});
+    crash_report_msg report{st.index, st.generation,
+                            first.id, worker_reports::crash_text(first, job.crash),
+                            now,      job.device_lost};
+    // The rest of the batch ran in the launch that crashed: charged an attempt too. With a
+    // poisoned context the other lanes' launches may be what faulted (the error is the
+    // context's, whichever lane saw it first): charged as well.
+    for (size_t i = 1; i < job.tasks.size(); ++i)
+      report.also_running.push_back(job.tasks[i].task->id);
+    if (job.device_lost)
+      for (auto& [id, other] : st.running)
+        for (auto& a : other->tasks) report.also_running.push_back(a.task->id);
+    self->send(st.supervisor, std::move(report));
     self->quit(caf::make_error(caf::sec::runtime_error));
     return;
   }

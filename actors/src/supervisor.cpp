@@ -63,8 +63,8 @@ void child_lost(self_ptr self, int32_t index, const std::string& reason) {
     st.core->retired[size_t(index)] = true;
     spdlog::error("supervisor: {}", why);
   }
-  self->send(st.balancer,
-             worker_lost_msg{index, c.generation, crashed.task, why, at, crashed.device_lost});
+  self->send(st.balancer, worker_lost_msg{index, c.generation, crashed.task, why, at,
+                                          crashed.device_lost, crashed.also_running});
   event_batch events{st.core->events};
   events.add("worker.down", crashed.task, index, why);
   if (crashed.device_lost) {

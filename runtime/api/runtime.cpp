@@ -13,7 +13,10 @@ void runtime::start_triggers() {
   runner->rt = &rt;
   impl.triggers = runner;
   for (auto& rule : impl.core.cfg.triggers) {
-    rt.subscribe(rule.topic, [runner, rule, bus = impl.bus](const event& e) {
+    // On the bus's own thread, like the head's publisher: a rule sees every event, none is
+    // lost to a subscriber queue's bound. A follow-up submit with overflow = "block" may hold
+    // the bus for at most queue.block_timeout_ms.
+    rt.subscribe_direct(rule.topic, [runner, rule, bus = impl.bus](const event& e) {
       std::lock_guard<std::mutex> guard{runner->mutex};
       if (!runner->rt || !matches(rule, e) || (e.task && runner->follow_ups.count(e.task))) return;
       switch (rule.action) {

@@ -79,7 +79,8 @@ struct crash_report_msg {
   task_id task = 0;
   std::string what;
   time_point at{};
-  bool device_lost = false;  ///< the GPU context is poisoned: no restart can use it again
+  bool device_lost = false;           ///< the GPU context is poisoned: no restart can use it again
+  std::vector<task_id> also_running;  ///< see worker_lost_msg
 };
 // supervisor -> balancer / monitor
 struct worker_up_msg;
@@ -90,6 +91,10 @@ struct worker_lost_msg {
   std::string reason;
   time_point at{};
   bool retired = false;  ///< no replacement will come: tasks only it could run must fail
+  /// Other tasks that were running when it crashed (a GPU worker's other lanes, the rest of a
+  /// batch): they ran, so they are charged an attempt too. With a poisoned context any of them
+  /// may be the culprit.
+  std::vector<task_id> also_running;
 };
 struct worker_state_msg {
   int32_t worker = -1;
