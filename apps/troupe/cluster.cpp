@@ -19,6 +19,7 @@
 #include "troupe/client.hpp"
 #include "troupe/head.hpp"
 #include "troupe/node.hpp"
+#include "troupe/report.hpp"
 #include "troupe/subscriber.hpp"
 #include "troupe/workload.hpp"
 
@@ -298,13 +299,7 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms) {
     j["stale_frames"] = s.stale_frames;
     for (auto& n : s.nodes) {
       auto gpus = nlohmann::json::array();
-      for (auto& g : n.gpus)
-        gpus.push_back(
-            {{"index", g.index},
-             {"name", g.name},
-             {"compute_capability", std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor)},
-             {"total_bytes", g.total_memory},
-             {"free_bytes", g.free_memory}});
+      for (auto& g : n.gpus) gpus.push_back(to_json(g));
       j["nodes"].push_back({{"name", n.name},
                             {"state", n.state},
                             {"epoch", n.epoch},

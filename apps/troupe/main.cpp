@@ -145,8 +145,7 @@ int main(int argc, char** argv) {
                    "pipeline, latency, gemm, gpu-gemm, gpu-mlp, gpu-mixed, remote-latency, "
                    "remote-pipeline, events, stalled-subscriber (default: all)")
       ->check(CLI::IsMember({"pipeline", "latency", "gemm", "gpu-gemm", "gpu-mlp", "gpu-mixed",
-                             "remote-latency", "remote-pipeline", "events",
-                             "stalled-subscriber"}));
+                             "remote-latency", "remote-pipeline", "events", "stalled-subscriber"}));
   bench_cmd->add_option("--tasks", bench_tasks, "empty tasks for the pipeline benchmark");
   bench_cmd->add_option("--json", bench_json, "also write the figures as JSON");
   bench_cmd->add_option("--workers", bench_workers, "cpu workers (default: one per core)");

@@ -11,6 +11,14 @@ double lower_bound_s(const run_summary& r) {
   return r.workers ? work / double(r.workers) : 0;
 }
 
+nlohmann::json to_json(const gpu_device& g) {
+  return {{"index", g.index},
+          {"name", g.name},
+          {"compute_capability", std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor)},
+          {"total_bytes", g.total_memory},
+          {"free_bytes", g.free_memory}};
+}
+
 nlohmann::json to_json(const run_summary& r) {
   auto& s = r.stats;
   nlohmann::json j;
@@ -34,13 +42,7 @@ nlohmann::json to_json(const run_summary& r) {
     lat[kind] = {{"count", l.count}, {"mean", l.mean_ms}, {"p50", l.p50_ms},
                  {"p95", l.p95_ms},  {"p99", l.p99_ms},   {"max", l.max_ms}};
   auto& gpus = j["gpus"] = nlohmann::json::array();
-  for (auto& g : r.gpus.gpus)
-    gpus.push_back(
-        {{"index", g.index},
-         {"name", g.name},
-         {"compute_capability", std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor)},
-         {"total_bytes", g.total_memory},
-         {"free_bytes", g.free_memory}});
+  for (auto& g : r.gpus.gpus) gpus.push_back(to_json(g));
   if (!r.gpus.note.empty()) j["gpu_note"] = r.gpus.note;
   auto& workers = j["workers"] = nlohmann::json::array();
   for (auto& w : s.workers) {

@@ -18,6 +18,8 @@ struct run_summary {
 /// Sum of measured work divided by workers: no schedule can finish sooner.
 double lower_bound_s(const run_summary& r);
 nlohmann::json to_json(const run_summary& r);
+/// One GPU of a discovery, as the run report and `troupe status --json` show it.
+nlohmann::json to_json(const gpu_device& g);
 std::string to_text(const run_summary& r);
 
 }  // namespace troupe::cli

@@ -97,7 +97,7 @@ struct runtime_config {
   std::chrono::milliseconds heartbeat_interval{500};
   std::chrono::milliseconds heartbeat_timeout{10000};
   std::chrono::milliseconds metrics_interval{1000};  ///< metrics.snapshot events; 0: none
-  uint32_t subscriber_high_water = 100000;  ///< events queued per in-process subscriber
+  uint32_t subscriber_high_water = 100000;           ///< events queued per in-process subscriber
   // [log]
   std::string log_level = "info";
   // [scheduler]
