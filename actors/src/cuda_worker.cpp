@@ -216,14 +216,19 @@ void pump(self_ptr self) {
   auto& cfg = st.core->cfg;
   event_batch events{st.core->events};
   std::vector<attempt_record> records;
+  auto now = clock::now();
   auto free_lanes = [&] { return cfg.cuda_streams > st.running.size(); };
-  while (free_lanes() && !st.ready.empty()) {
-    std::vector<assignment> one{std::move(st.ready.front())};
-    st.ready.pop_front();
-    launch(self, std::move(one), false, events, records);
-  }
-  if (free_lanes() && !st.waiting.empty() &&
-      (st.waiting.size() >= cfg.batch_max_tasks || !st.running.empty() || st.delay_expired)) {
+  auto launch_ready = [&] {
+    while (free_lanes() && !st.ready.empty()) {
+      std::vector<assignment> one{std::move(st.ready.front())};
+      st.ready.pop_front();
+      launch(self, std::move(one), false, events, records);
+    }
+  };
+  auto launch_batches = [&] {
+    if (!free_lanes() || st.waiting.empty() ||
+        !(st.waiting.size() >= cfg.batch_max_tasks || !st.running.empty() || st.delay_expired))
+      return;
     std::vector<std::string> keys;
     for (auto& a : st.waiting) keys.push_back(a.task->kind->def.batch_key(a.task->spec));
     auto groups = plan_batches(keys, cfg.batch_max_tasks);
@@ -239,6 +244,17 @@ void pump(self_ptr self) {
       if (!taken[i]) left.push_back(std::move(st.waiting[i]));
     st.waiting.swap(left);
     st.delay_expired = false;
+    st.waiting_since = now;
+  };
+  // Tasks that do not batch take free lanes first, unless batchable ones have waited longer
+  // than batching.max_delay_us: then they go first, so that neither kind can starve the other.
+  if (!st.waiting.empty() && now - st.waiting_since >= cfg.batch_max_delay) {
+    st.delay_expired = true;
+    launch_batches();
+    launch_ready();
+  } else {
+    launch_ready();
+    launch_batches();
   }
   if (!st.waiting.empty() && st.running.empty() && !st.flush_armed) {
     st.flush_armed = true;
@@ -319,10 +335,12 @@ worker_actor::behavior_type cuda_worker_impl(worker_actor::stateful_pointer<cuda
       [=](assign_msg& msg) {
         auto& st = self->state;
         for (auto& a : msg.tasks) {
-          if (batches(st, a))
-            st.waiting.push_back(std::move(a));
-          else
+          if (!batches(st, a)) {
             st.ready.push_back(std::move(a));
+            continue;
+          }
+          if (st.waiting.empty()) st.waiting_since = clock::now();
+          st.waiting.push_back(std::move(a));
         }
         pump(self);
       },

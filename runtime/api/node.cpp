@@ -34,6 +34,7 @@ struct node::impl {
     lim.max_frame_bytes = core.cfg.cluster.max_frame_bytes;
     kernels::register_builtins(core.registry);
     if (core.cfg.cuda != cuda_selection::none) core.gpus = discover_gpus();
+    for (auto& why : core.gpus.left_out) spdlog::info("troupe: {}", why);
     core.workers = layout_workers(core.cfg, core.gpus);
     if (core.cfg.cuda != cuda_selection::none && core.gpus.gpus.empty())
       spdlog::info("node {}: no GPU worker: {}", name, core.gpus.note);

@@ -78,6 +78,7 @@ struct runtime::impl {
     system = &sys;
     kernels::register_builtins(core.registry);
     if (core.cfg.cuda != cuda_selection::none) core.gpus = discover_gpus();
+    for (auto& why : core.gpus.left_out) spdlog::info("troupe: {}", why);
     core.workers = layout_workers(core.cfg, core.gpus);
     for (auto& w : remote) core.workers.push_back(std::move(w));
     for (auto& g : core.gpus.gpus)

@@ -30,6 +30,13 @@ gpu_inventory discover_gpus() {
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp p{};
     if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
+    int pools = 0;  // the lanes allocate task memory from CUDA's stream-ordered pool
+    if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, i) != cudaSuccess ||
+        !pools) {
+      inv.left_out.push_back("GPU " + std::to_string(i) + " (" + p.name +
+                             "): no stream-ordered memory pools (CUDA 11.2+ devices have them)");
+      continue;
+    }
     gpu_device d;
     d.index = i;
     d.name = p.name;
@@ -41,7 +48,8 @@ gpu_inventory discover_gpus() {
       d.free_memory = free_b;
     inv.gpus.push_back(d);
   }
-  if (inv.gpus.empty()) inv.note = "no CUDA device found";
+  if (inv.gpus.empty())
+    inv.note = inv.left_out.empty() ? "no CUDA device found" : "no usable CUDA device";
 #else
   inv.note = "built without CUDA (TROUPE_WITH_CUDA=OFF or no nvcc at build time)";
 #endif

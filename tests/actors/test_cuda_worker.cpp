@@ -197,3 +197,38 @@ TEST(CudaWorker, ACrashOnALaneRestartsTheWorkerAndTheTaskRunsAgain) {
   rt.shutdown();
   EXPECT_EQ(restarts.load(), 2);
 }
+
+// A GPU busy with tasks that do not batch still runs batchable ones once they have waited
+// batching.max_delay_us: neither kind starves the other.
+TEST(CudaWorker, BatchableTasksAreNotStarvedByOthers) {
+  auto cfg = one_fake_gpu(1);
+  cfg.batch_max_delay = std::chrono::microseconds(1000);
+  runtime rt{cfg};
+  rt.registry().add({"work", nullptr, nullptr, [](const task_context&) {
+                       // 2 ms of GPU work, as far as the worker can tell.
+                       auto until = clock::now() + std::chrono::milliseconds(2);
+                       while (clock::now() < until) {
+                       }
+                       return task_output{};
+                     }});
+  kind_definition echo;
+  echo.name = "echo";
+  echo.cuda = [](const task_context&) { return task_output{}; };
+  echo.batch_key = [](const task_spec&) { return std::string{"one"}; };
+  echo.cuda_batch = [](const std::vector<const task_spec*>& specs, const task_context&) {
+    return std::vector<task_output>(specs.size());
+  };
+  rt.registry().add(echo);
+  std::vector<task_spec> specs(200, on_gpu("work"));
+  for (int i = 0; i < 10; ++i) specs.push_back(on_gpu("echo"));
+  auto hs = rt.submit_batch(specs);
+  time_point last_work{}, last_echo{};
+  for (size_t i = 0; i < hs.size(); ++i) {
+    auto r = hs[i].wait_for(60s);
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->ok()) << r->error.message;
+    auto& last = i < 200 ? last_work : last_echo;
+    last = std::max(last, r->timings.finished);
+  }
+  EXPECT_LT(last_echo, last_work) << "the batchable tasks waited for every other task";
+}

@@ -23,6 +23,8 @@ struct gpu_inventory {
   /// Why there are none (no driver, driver too old, no device, built without CUDA); empty if
   /// some were found.
   std::string note;
+  /// Devices found but not usable by troupe, each with why (no stream-ordered memory pools).
+  std::vector<std::string> left_out;
 };
 
 /// Whether this build has CUDA support compiled in.

@@ -41,7 +41,8 @@ struct cuda_worker_state : worker_links {
   std::deque<assignment> ready;     ///< tasks that do not batch, waiting for a lane
   std::vector<assignment> waiting;  ///< batchable tasks waiting for company or a lane
   bool flush_armed = false, delay_expired = false;
-  time_point busy_since{};  ///< since when some launch has been running
+  time_point waiting_since{};  ///< when the oldest of `waiting` (or the rest of it) arrived
+  time_point busy_since{};     ///< since when some launch has been running
   bool crashed = false;
   ~cuda_worker_state();
 };
