@@ -90,6 +90,27 @@ void bring_up(self_ptr self, int32_t w) {
   events.flush(self, st.bus);
 }
 
+/// A node's GPU workers' memory, as its heartbeat reports it, into the head's gauges (stats).
+void show_gpu_memory(membership_state& st, const membership_state::node_view& node,
+                     const std::vector<wire::gpu_memory_report>& gpus) {
+  if (!st.core->gpu_gauges) return;
+  for (auto& r : gpus) {
+    if (r.worker < 0 || size_t(r.worker) >= node.workers.size()) continue;
+    auto w = size_t(node.workers[size_t(r.worker)]);
+    if (st.core->workers[w].device != device_class::cuda) continue;
+    auto& g = st.core->gpu_gauges[w];
+    g.task_bytes.store(r.in_use, std::memory_order_relaxed);
+    g.cache_bytes.store(r.cache, std::memory_order_relaxed);
+    g.device_used.store(r.device_used, std::memory_order_relaxed);
+    g.device_total.store(r.device_total, std::memory_order_relaxed);
+    // The gauge holds a static string: only the known sources are kept.
+    g.device_source.store(r.device_source == "nvml"   ? "nvml"
+                          : r.device_source == "cuda" ? "cuda"
+                                                      : "",
+                          std::memory_order_relaxed);
+  }
+}
+
 void on_hello(self_ptr self, node_hello_msg& msg) {
   auto& st = self->state;
   auto& hello = msg.body;
@@ -406,6 +427,7 @@ membership_actor::behavior_type membership_impl(
       [=](node_worker_msg& msg) { on_worker_state(self, msg); },
       [=](const node_heartbeat_msg& msg) {
         auto* node = current(self, msg.peer, msg.node, msg.epoch);
+        if (node) show_gpu_memory(self->state, *node, msg.gpus);
         if (node && msg.leaving) {
           spdlog::info("membership: node '{}' leaves", msg.node);
           node_lost(self, size_t(node_index(self->state, msg.node)), "node left",

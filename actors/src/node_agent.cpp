@@ -28,6 +28,19 @@ void send_head(self_ptr self, wire::msg_type type, const Body& body) {
                  wire::to_string(type));
 }
 
+/// A heartbeat with the GPU workers' memory as measured here: the head shows it in its status.
+wire::heartbeat gpu_heartbeat(const node_agent_state& st) {
+  wire::heartbeat h;
+  for (size_t w = 0; w < st.core->workers.size(); ++w) {
+    if (st.core->workers[w].device != device_class::cuda || !st.core->gpu_gauges) continue;
+    auto& g = st.core->gpu_gauges[w];
+    auto load = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+    h.gpus.push_back({int32_t(w), load(g.task_bytes), load(g.cache_bytes), load(g.device_used),
+                      load(g.device_total), g.device_source.load(std::memory_order_relaxed)});
+  }
+  return h;
+}
+
 void say_hello(self_ptr self) {
   auto& st = self->state;
   wire::hello h;
@@ -233,7 +246,7 @@ node_agent_actor::behavior_type node_agent_impl(
         } else if (clock::now() - st.head_heard > cc.dead_after) {
           rejoin(self, "the head is silent");
         } else {
-          send_head(self, wire::msg_type::heartbeat, wire::heartbeat{});
+          send_head(self, wire::msg_type::heartbeat, gpu_heartbeat(st));
         }
         self->delayed_send(self, cc.heartbeat_interval, node_tick_msg{});
       },

@@ -536,6 +536,13 @@ TEST_F(ClusterWithAGpuNode, GpuOnlyTasksRunOnTheNodesGpuWorker) {
   for (auto& w : s.stats.workers)
     if (w.name == "g/fake-gpu-0") on_gpu += w.tasks;
   EXPECT_EQ(on_gpu, 100u) << "two attempts of each of 50 tasks on the node's GPU worker";
+  for (auto& w : s.stats.workers) {
+    if (w.name != "g/fake-gpu-0") continue;
+    ASSERT_TRUE(w.gpu_memory) << "status shows the node's GPU memory";
+    EXPECT_EQ(w.gpu_memory->capacity, uint64_t(1) << 30) << "as the node reported it";
+    EXPECT_EQ(w.gpu_memory->reserved, 0u);
+    EXPECT_EQ(w.gpu_memory->in_use, 0u);
+  }
 }
 
 TEST(ClusterConfig, ABadClusterFileNamesFileLineAndKey) {

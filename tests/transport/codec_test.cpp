@@ -119,6 +119,15 @@ TEST(WireCodec, HelloAndWelcomeRoundTrip) {
   EXPECT_EQ(wb.first_worker, 4u);
   round_trip(heartbeat{});
   round_trip(status_request{});
+  heartbeat hb;  // a node's, with its GPU workers' memory
+  hb.gpus.push_back({1, 100, 200, 3000, 8000, "nvml"});
+  auto hbb = round_trip(hb);
+  ASSERT_EQ(hbb.gpus.size(), 1u);
+  EXPECT_EQ(hbb.gpus[0].worker, 1);
+  EXPECT_EQ(hbb.gpus[0].cache, 200u);
+  EXPECT_EQ(hbb.gpus[0].device_total, 8000u);
+  EXPECT_EQ(hbb.gpus[0].device_source, "nvml");
+  EXPECT_TRUE(round_trip(heartbeat{}).gpus.empty());
 }
 
 TEST(WireCodec, AssignCarriesTheWholeSpec) {

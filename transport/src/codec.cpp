@@ -441,8 +441,21 @@ std::string encode(const welcome& m) {
   });
 }
 
-std::string encode(const heartbeat&) {
-  return encode_with<heartbeat>([&](packer& pk) { pk.pack_map(0); });
+std::string encode(const heartbeat& m) {
+  return encode_with<heartbeat>([&](packer& pk) {
+    if (m.gpus.empty()) return pk.pack_map(0), void();
+    pk.pack_map(1);
+    key(pk, "gpus");
+    list(pk, m.gpus, [&](const gpu_memory_report& g) {
+      pk.pack_map(6);
+      key(pk, "worker"), pk.pack(g.worker);
+      key(pk, "in_use"), pk.pack(g.in_use);
+      key(pk, "cache"), pk.pack(g.cache);
+      key(pk, "device_used"), pk.pack(g.device_used);
+      key(pk, "device_total"), pk.pack(g.device_total);
+      key(pk, "device_source"), str(pk, g.device_source);
+    });
+  });
 }
 
 std::string encode(const assign& m) {
@@ -1068,7 +1081,22 @@ welcome decode<welcome>(const void* data, size_t size, const limits& lim) {
 
 template <>
 heartbeat decode<heartbeat>(const void* data, size_t size, const limits& lim) {
-  return with_body(data, size, lim, "heartbeat", [](const fields&) { return heartbeat{}; });
+  return with_body(data, size, lim, "heartbeat", [](const fields& f) {
+    heartbeat m;
+    if (f.find("gpus"))
+      f.each("gpus", [&](const object& o, const where& path) {
+        fields g{o, path};
+        gpu_memory_report r;
+        r.worker = g.num<int32_t>("worker");
+        r.in_use = g.num<uint64_t>("in_use", 0);
+        r.cache = g.num<uint64_t>("cache", 0);
+        r.device_used = g.num<uint64_t>("device_used", 0);
+        r.device_total = g.num<uint64_t>("device_total", 0);
+        r.device_source = g.text("device_source", {});
+        m.gpus.push_back(std::move(r));
+      });
+    return m;
+  });
 }
 
 template <>

@@ -78,7 +78,17 @@ struct welcome {
   uint32_t first_worker = 0;  ///< global index of the node's worker 0 (for logs and status)
 };
 
-struct heartbeat {};
+/// A node's GPU worker's memory as the node measures it (head -> status, metrics).
+struct gpu_memory_report {
+  int32_t worker = -1;  ///< index among the node's workers
+  uint64_t in_use = 0, cache = 0, device_used = 0, device_total = 0;
+  std::string device_source;  ///< "nvml", "cuda", ""
+};
+
+/// Node -> head: alive; with its GPU workers' memory (absent for a head's heartbeat).
+struct heartbeat {
+  std::vector<gpu_memory_report> gpus;
+};
 
 struct assigned_task {
   task_id id = 0;

@@ -48,6 +48,7 @@ struct node_heartbeat_msg {
   std::string peer, node;
   uint64_t epoch = 0;
   bool leaving = false;  ///< a bye: the node stops on purpose
+  std::vector<wire::gpu_memory_report> gpus;
 };
 struct status_query_msg {
   std::string peer;
