@@ -16,9 +16,10 @@ double backlog_target_s(const balancer_state& st) {
   return std::chrono::duration<double>(st.core->cfg.worker_backlog).count();
 }
 
-bool has_room(const balancer_state& st, const balancer_state::worker_slot& w) {
+/// floor: tasks the worker may hold whatever its estimated backlog (its credit floor).
+bool has_room(const balancer_state& st, const balancer_state::worker_slot& w, size_t floor) {
   return w.up && w.in_flight.size() < st.core->cfg.worker_prefetch &&
-         (w.in_flight.size() < w.min_tasks || w.backlog_s < backlog_target_s(st));
+         (w.in_flight.size() < floor || w.backlog_s < backlog_target_s(st));
 }
 
 /// Performance-model key: the same kind runs at different speeds on different devices.
@@ -28,7 +29,13 @@ uint32_t model_key(const task_state& t, device_class d) {
 
 bool can_take(balancer_state& st, size_t w, const task_state& t) {
   auto& desc = st.core->workers[w];
-  return t.kind->runs_on(desc.device) && has_room(st, st.workers[w]) &&
+  // A batching GPU's large floor is there to fill launches: it holds for tasks that batch only.
+  // Others are placed by estimated finish like anywhere else (a GPU flooded with gemm tasks
+  // past its backlog made mixed CPU + GPU runs slower than CPU alone).
+  auto floor = st.workers[w].min_tasks;
+  if (desc.device == device_class::cuda && !(t.kind->def.batch_key && t.kind->def.cuda_batch))
+    floor = std::min(floor, 2 * size_t(st.core->cfg.cuda_streams));
+  return t.kind->runs_on(desc.device) && has_room(st, st.workers[w], floor) &&
          st.ledger.can_reserve(int32_t(w), t.spec.needs);
 }
 
