@@ -208,9 +208,10 @@ void launch(self_ptr self, std::vector<assignment> tasks, bool batched, event_ba
   st.lanes->post(std::move(job));
 }
 
-/// Fills free lanes: tasks that do not batch first, in arrival order; then batchable tasks in
-/// groups of one key, when a group is full, the GPU is busy (they gathered during the running
-/// launches) or the wait for company is over. An idle GPU arms that wait.
+/// Fills free lanes with tasks that do not batch, in arrival order, and with batchable tasks in
+/// groups of one key when a group is full, the GPU is busy (they gathered during the running
+/// launches) or the wait for company is over; an idle GPU arms that wait. Batchable tasks that
+/// have waited batching.max_delay_us go first.
 void pump(self_ptr self) {
   auto& st = self->state;
   auto& cfg = st.core->cfg;
@@ -229,9 +230,7 @@ void pump(self_ptr self) {
     if (!free_lanes() || st.waiting.empty() ||
         !(st.waiting.size() >= cfg.batch_max_tasks || !st.running.empty() || st.delay_expired))
       return;
-    std::vector<std::string> keys;
-    for (auto& a : st.waiting) keys.push_back(a.task->kind->def.batch_key(a.task->spec));
-    auto groups = plan_batches(keys, cfg.batch_max_tasks);
+    auto groups = plan_batches(st.waiting_keys, cfg.batch_max_tasks);
     std::vector<bool> taken(st.waiting.size(), false);
     for (auto& group : groups) {
       if (!free_lanes()) break;
@@ -240,9 +239,14 @@ void pump(self_ptr self) {
       launch(self, std::move(members), true, events, records);
     }
     std::vector<assignment> left;
-    for (size_t i = 0; i < st.waiting.size(); ++i)
-      if (!taken[i]) left.push_back(std::move(st.waiting[i]));
+    std::vector<std::string> left_keys;
+    for (size_t i = 0; i < st.waiting.size(); ++i) {
+      if (taken[i]) continue;
+      left.push_back(std::move(st.waiting[i]));
+      left_keys.push_back(std::move(st.waiting_keys[i]));
+    }
     st.waiting.swap(left);
+    st.waiting_keys.swap(left_keys);
     st.delay_expired = false;
     st.waiting_since = now;
   };
@@ -340,6 +344,7 @@ worker_actor::behavior_type cuda_worker_impl(worker_actor::stateful_pointer<cuda
             continue;
           }
           if (st.waiting.empty()) st.waiting_since = clock::now();
+          st.waiting_keys.push_back(a.task->kind->def.batch_key(a.task->spec));  // once per task
           st.waiting.push_back(std::move(a));
         }
         pump(self);

@@ -38,8 +38,9 @@ struct cuda_worker_state : worker_links {
   std::shared_ptr<gpu_lanes> lanes;
   std::unordered_map<uint64_t, std::shared_ptr<gpu_job>> running;  ///< at most one per lane
   uint64_t next_job = 1;
-  std::deque<assignment> ready;     ///< tasks that do not batch, waiting for a lane
-  std::vector<assignment> waiting;  ///< batchable tasks waiting for company or a lane
+  std::deque<assignment> ready;           ///< tasks that do not batch, waiting for a lane
+  std::vector<assignment> waiting;        ///< batchable tasks waiting for company or a lane
+  std::vector<std::string> waiting_keys;  ///< their batch keys, in the same order
   bool flush_armed = false, delay_expired = false;
   time_point waiting_since{};  ///< when the oldest of `waiting` (or the rest of it) arrived
   time_point busy_since{};     ///< since when some launch has been running

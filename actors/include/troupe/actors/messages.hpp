@@ -204,7 +204,6 @@ class event_batch {
     if (gate_->subscribers.load(std::memory_order_relaxed) != 0) skipped_ += n;
     return false;
   }
-  bool empty() const { return events_.empty(); }
   /// The event added, or nullptr when it is not wanted (then it is counted as skipped).
   event* add(std::string topic, task_id task = 0, int32_t worker = -1, std::string detail = {},
              std::string node = {});
