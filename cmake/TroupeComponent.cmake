@@ -1,17 +1,30 @@
-# One helper per component: a library target troupe_<name>, its alias troupe::<name>,
-# and (optionally) a GoogleTest binary registered with CTest, each test with a TIMEOUT.
+# One helper per component: a library target troupe_<name>, its alias troupe::<name> (the name it
+# is exported under, for find_package(troupe)), and a GoogleTest binary registered with CTest,
+# each test with a TIMEOUT.
 include_guard(GLOBAL)
+include(GNUInstallDirs)
 
 # troupe_component(NAME SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
+# Headers in include/ next to the CMakeLists, installed under include/.
 function(troupe_component name)
   cmake_parse_arguments(arg "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
   add_library(troupe_${name} ${arg_SOURCES})
   add_library(troupe::${name} ALIAS troupe_${name})
+  set_target_properties(troupe_${name} PROPERTIES EXPORT_NAME ${name}
+    POSITION_INDEPENDENT_CODE ON)
   target_include_directories(troupe_${name} PUBLIC
-    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>)
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_compile_features(troupe_${name} PUBLIC cxx_std_17)
   target_compile_options(troupe_${name} PRIVATE ${TROUPE_WARNINGS})
   target_link_libraries(troupe_${name} PUBLIC ${arg_PUBLIC_DEPS} PRIVATE ${arg_PRIVATE_DEPS})
+  install(TARGETS troupe_${name} EXPORT troupeTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/include)
+    install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  endif()
 endfunction()
 
 # troupe_test(NAME SOURCES ... DEPS ... [TIMEOUT s] [LABELS ...] [RUN_SERIAL])

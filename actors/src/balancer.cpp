@@ -1,10 +1,10 @@
 #include "troupe/actors/balancer.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <caf/all.hpp>
 #include <cmath>
+
+#include "troupe/model/log.hpp"
 
 namespace troupe {
 

@@ -1,16 +1,15 @@
 #include "troupe/actors/cuda_worker.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <caf/all.hpp>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
-#include "troupe/batching.hpp"
-#include "troupe/gpu_pool.hpp"
-#include "troupe/kernels.hpp"
+#include "troupe/kernels/builtins.hpp"
+#include "troupe/model/batching.hpp"
+#include "troupe/model/gpu_pool.hpp"
+#include "troupe/model/log.hpp"
 #include "worker_reports.hpp"
 
 namespace troupe {
@@ -278,9 +277,9 @@ void finish(self_ptr self, gpu_job& job) {
     auto& first = *job.tasks.front().task;
     st.crashed = true;
     worker_reports::flush(self, st, records, events, false);
-    crash_report_msg report{st.index, st.generation,
-                            first.id, worker_reports::crash_text(first, job.crash),
-                            now,      job.device_lost};
+    crash_report_msg report{
+        st.index, st.generation,   first.id, worker_reports::crash_text(first, job.crash),
+        now,      job.device_lost, {}};
     // The rest of the batch ran in the launch that crashed: charged an attempt too. With a
     // poisoned context the other lanes' launches may be what faulted (the error is the
     // context's, whichever lane saw it first): charged as well.

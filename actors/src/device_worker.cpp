@@ -1,9 +1,8 @@
 #include "troupe/actors/device_worker.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <caf/all.hpp>
 
+#include "troupe/model/log.hpp"
 #include "worker_reports.hpp"
 
 namespace troupe {
@@ -67,9 +66,13 @@ class runner {
   void crash(const task_state& t, std::exception_ptr ep) {
     crashed_ = true;
     worker_reports::flush(self_, st_, records_, events_, false);
-    self_->send(st_.supervisor,
-                crash_report_msg{st_.index, st_.generation, t.id, worker_reports::crash_text(t, ep),
-                                 clock::now(), false});
+    self_->send(st_.supervisor, crash_report_msg{st_.index,
+                                                 st_.generation,
+                                                 t.id,
+                                                 worker_reports::crash_text(t, ep),
+                                                 clock::now(),
+                                                 false,
+                                                 {}});
     self_->quit(caf::make_error(caf::sec::runtime_error));
   }
 

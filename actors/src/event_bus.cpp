@@ -1,12 +1,12 @@
 #include "troupe/actors/event_bus.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <caf/all.hpp>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
+
+#include "troupe/model/log.hpp"
 
 namespace troupe {
 
@@ -34,7 +34,7 @@ class subscriber_queue {
         try {
           cb(e);
         } catch (const std::exception& ex) {
-          spdlog::warn("event subscriber {} ('{}') threw: {}", id, prefix, ex.what());
+          troupe::logger().warn("event subscriber {} ('{}') threw: {}", id, prefix, ex.what());
         }
         lock.lock();
       }
@@ -54,7 +54,7 @@ class subscriber_queue {
     }
     state_->events.clear();
     lock.unlock();
-    spdlog::warn(
+    troupe::logger().warn(
         "event subscriber still inside its callback after {} s: shutdown goes on without it",
         drain_limit.count());
     thread_.detach();
@@ -181,7 +181,8 @@ event_bus_actor::behavior_type event_bus_impl(
             try {
               s.sub.callback(e);
             } catch (const std::exception& ex) {
-              spdlog::warn("event subscriber {} ('{}') threw: {}", id, s.sub.prefix, ex.what());
+              troupe::logger().warn("event subscriber {} ('{}') threw: {}", id, s.sub.prefix,
+                                    ex.what());
             }
           }
         }

@@ -1,9 +1,10 @@
 #include "troupe/actors/monitor.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "troupe/model/log.hpp"
 
 namespace troupe {
 
@@ -69,8 +70,9 @@ runtime_stats snapshot(const monitor_state& st) {
   return s;
 }
 
-/// The detail of a metrics.snapshot event: a JSON object (docs/protocol.md §7).
-std::string metrics_json(monitor_state& st) {
+/// A metrics.snapshot event: its figures as structured values, and the same as a JSON object
+/// in its detail (docs/protocol.md §7). nlohmann::json does the quoting: names may hold anything.
+void fill_metrics(monitor_state& st, event& e) {
   auto now = clock::now();
   auto s = snapshot(st);
   auto finished = s.completed + s.failed + s.cancelled + s.expired;
@@ -79,30 +81,35 @@ std::string metrics_json(monitor_state& st) {
   st.finished_at_last_metrics = finished;
   st.last_metrics = now;
   auto in_system = st.core->in_system.load();
-  char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "{\"throughput_tps\":%.1f,\"queued\":%llu,\"in_system\":%llu,"
-                "\"completed\":%llu,\"failed\":%llu,\"events_dropped\":%llu,\"workers\":[",
-                throughput, (unsigned long long)std::min<uint64_t>(s.queued, in_system),
-                (unsigned long long)in_system, (unsigned long long)s.completed,
-                (unsigned long long)s.failed, (unsigned long long)s.events_dropped);
-  std::string out = buf;
-  for (size_t i = 0; i < s.workers.size(); ++i) {
-    auto& w = s.workers[i];
-    std::snprintf(buf, sizeof buf, "%s{\"name\":\"%s\",\"state\":\"%s\",\"utilisation\":%.3f}",
-                  i ? "," : "", w.name.c_str(), w.state.c_str(),
-                  s.uptime_s > 0 ? w.busy_s / s.uptime_s : 0.0);
-    out += buf;
+  auto queued = std::min<uint64_t>(s.queued, in_system);
+  nlohmann::json j = {{"throughput_tps", throughput},
+                      {"queued", queued},
+                      {"in_system", in_system},
+                      {"completed", s.completed},
+                      {"failed", s.failed},
+                      {"events_dropped", s.events_dropped},
+                      {"workers", nlohmann::json::array()},
+                      {"latency_ms", nlohmann::json::object()}};
+  auto& v = e.values;
+  v.set("throughput_tps", throughput);
+  v.set("queued", int64_t(queued));
+  v.set("in_system", int64_t(in_system));
+  v.set("completed", int64_t(s.completed));
+  v.set("failed", int64_t(s.failed));
+  v.set("events_dropped", int64_t(s.events_dropped));
+  for (auto& w : s.workers) {
+    auto utilisation = s.uptime_s > 0 ? w.busy_s / s.uptime_s : 0.0;
+    j["workers"].push_back({{"name", w.name}, {"state", w.state}, {"utilisation", utilisation}});
+    v.set("worker." + w.name + ".state", w.state);
+    v.set("worker." + w.name + ".utilisation", utilisation);
   }
-  out += "],\"latency_ms\":{";
-  bool first = true;
   for (auto& [kind, l] : s.latency) {
-    std::snprintf(buf, sizeof buf, "%s\"%s\":{\"p50\":%.3f,\"p95\":%.3f,\"p99\":%.3f}",
-                  first ? "" : ",", kind.c_str(), l.p50_ms, l.p95_ms, l.p99_ms);
-    out += buf;
-    first = false;
+    j["latency_ms"][kind] = {{"p50", l.p50_ms}, {"p95", l.p95_ms}, {"p99", l.p99_ms}};
+    v.set("latency_ms." + kind + ".p50", l.p50_ms);
+    v.set("latency_ms." + kind + ".p95", l.p95_ms);
+    v.set("latency_ms." + kind + ".p99", l.p99_ms);
   }
-  return out + "}}";
+  e.detail = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -247,7 +254,7 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
             w.reported_silent = true;
             w.state = "unresponsive";
             auto silent_ms = std::chrono::duration<double, std::milli>(silent).count();
-            spdlog::warn("monitor: worker {} silent for {:.0f} ms", i, silent_ms);
+            troupe::logger().warn("monitor: worker {} silent for {:.0f} ms", i, silent_ms);
             self->send(st.supervisor, unresponsive_msg{int32_t(i), w.generation, silent_ms});
           }
         }
@@ -259,7 +266,7 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         self->delayed_send(self, st.core->cfg.metrics_interval, metrics_tick_msg{});
         event_batch events{st.core->events};
         if (!events.wanted()) return;  // nobody listens: build nothing
-        events.add("metrics.snapshot", 0, -1, metrics_json(st));
+        if (auto* e = events.add("metrics.snapshot", 0, -1, {})) fill_metrics(st, *e);
         events.flush(self, st.bus);
       },
       [=](supervisor_actor& sup) { self->state.supervisor = std::move(sup); },

@@ -1,9 +1,10 @@
 #include "troupe/actors/queue.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <caf/all.hpp>
+
+#include "troupe/actors/callback_runner.hpp"
+#include "troupe/model/log.hpp"
 
 namespace troupe {
 
@@ -32,7 +33,9 @@ const char* topic_of(outcome o) {
 
 class queue_logic {
  public:
-  explicit queue_logic(self_ptr self) : now_(clock::now()), self_(self), st_(self->state) {
+  // One clock for everything the queue decides (arrival, aging, backoff, deadlines): the actor
+  // clock, which is steady_clock in production and the test coordinator's clock in tests.
+  explicit queue_logic(self_ptr self) : now_(self->clock().now()), self_(self), st_(self->state) {
     events_.bind(st_.core->events);
   }
 
@@ -45,18 +48,30 @@ class queue_logic {
     }
     events_.flush(self_, st_.bus);
     // Callers learn of a result only after the monitor and the subscribers were told, so that
-    // stats() taken right after a result include it.
+    // stats() taken right after a result include it. Callbacks run on the callback runner's
+    // thread: a slow one holds up no task. Such a task counts as finished once it ran.
+    uint64_t finished_now = 0;
+    std::vector<task_ptr> with_callback;
     for (auto& [t, r] : done_) {
-      if (t->callback && *t->callback) {
+      t->done.set(std::move(r));
+      if (t->callback && *t->callback)
+        with_callback.push_back(std::move(t));
+      else
+        ++finished_now;
+    }
+    if (!with_callback.empty() && !st_.core->callbacks) {
+      for (auto& t : with_callback) {
         try {
-          (*t->callback)(r);
+          (*t->callback)(t->done.wait());
         } catch (const std::exception& e) {
-          spdlog::warn("callback of task {} threw: {}", t->id, e.what());
+          troupe::logger().warn("callback of task {} threw: {}", t->id, e.what());
         }
       }
-      t->done.set(std::move(r));
+      finished_now += with_callback.size();
+      with_callback.clear();
     }
-    st_.core->tasks_finished(done_.size());
+    st_.core->tasks_finished(finished_now);
+    if (!with_callback.empty()) st_.core->callbacks->post(std::move(with_callback));
   }
 
   /// The one place a task ends. Later terminal records of the same task are duplicates.
@@ -103,9 +118,7 @@ class queue_logic {
   }
 
   void admit(std::vector<task_ptr>& tasks) {
-    // The actor clock (steady_clock in production): under CAF's test coordinator, tests move it
-    // to check aging deterministically.
-    auto now = self_->clock().now();
+    auto now = now_;
     for (auto& t : tasks) {
       if (st_.escalated) {
         finalize(t, outcome::failed, {errc::supervisor_gave_up, st_.escalation});

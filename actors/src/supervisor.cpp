@@ -1,11 +1,10 @@
 #include "troupe/actors/supervisor.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <caf/all.hpp>
 
 #include "troupe/actors/cuda_worker.hpp"
 #include "troupe/actors/device_worker.hpp"
+#include "troupe/model/log.hpp"
 
 namespace troupe {
 
@@ -40,7 +39,7 @@ void spawn_child(self_ptr self, int32_t index) {
 void escalate(self_ptr self, const std::string& why) {
   auto& st = self->state;
   st.escalated = true;
-  spdlog::critical("supervisor: {}; escalating: the runtime stops accepting tasks", why);
+  troupe::logger().critical("supervisor: {}; escalating: the runtime stops accepting tasks", why);
   self->send(st.escalation, escalate_msg{why});
 }
 
@@ -52,7 +51,7 @@ void child_lost(self_ptr self, int32_t index, const std::string& reason) {
   auto crashed = c.last_crash.generation == c.generation ? c.last_crash : crash_report_msg{};
   auto why = crashed.task != 0 ? crashed.what : reason;
   auto at = crashed.task != 0 ? crashed.at : clock::now();
-  spdlog::warn("supervisor: worker {} (generation {}) lost: {}", index, c.generation, why);
+  troupe::logger().warn("supervisor: worker {} (generation {}) lost: {}", index, c.generation, why);
   if (crashed.device_lost) {
     // A poisoned GPU context is unusable for the rest of this process: restarting would only
     // crash again. Retire the worker; the other devices carry on. (A node process would exit
@@ -61,7 +60,7 @@ void child_lost(self_ptr self, int32_t index, const std::string& reason) {
           " out of service until the process restarts: " + "its GPU context is poisoned (" + why +
           ")";
     st.core->retired[size_t(index)] = true;
-    spdlog::error("supervisor: {}", why);
+    troupe::logger().error("supervisor: {}", why);
   }
   self->send(st.balancer, worker_lost_msg{index, c.generation, crashed.task, why, at,
                                           crashed.device_lost, crashed.also_running});

@@ -24,8 +24,9 @@
 #include <thread>
 #include <vector>
 
-#include "troupe/devices.hpp"
-#include "troupe/kernels.hpp"
+#include "troupe/kernels/builtins.hpp"
+#include "troupe/kernels/gpu_discovery.hpp"
+#include "troupe/model/devices.hpp"
 #include "troupe/runtime.hpp"
 #include "troupe/workload.hpp"
 

@@ -15,9 +15,9 @@
 #include <zmq.hpp>
 
 #include "troupe/client.hpp"
-#include "troupe/codec.hpp"
-#include "troupe/framer.hpp"
 #include "troupe/subscriber.hpp"
+#include "troupe/transport/codec.hpp"
+#include "troupe/transport/framer.hpp"
 
 namespace troupe::cli {
 

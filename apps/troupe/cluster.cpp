@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 #include "troupe/cli_commands.hpp"
 #include "troupe/client.hpp"
 #include "troupe/head.hpp"
+#include "troupe/model/log.hpp"
 #include "troupe/node.hpp"
 #include "troupe/report.hpp"
 #include "troupe/subscriber.hpp"
@@ -76,7 +76,7 @@ int run_head(const std::string& config, const std::vector<std::string>& override
   std::fprintf(stderr, "troupe head: listening on %s, %zu node(s) in %s\n", h.endpoint().c_str(),
                cfg.cluster.nodes.size(), config.c_str());
   int sig = next_signal(-1);
-  spdlog::info("head: {} received, stopping", strsignal(sig));
+  troupe::logger().info("head: {} received, stopping", strsignal(sig));
   h.shutdown(shutdown_mode::cancel);
   return 0;
 }
@@ -96,11 +96,11 @@ int run_node(const std::string& config, const std::string& name,
   if (why->failed) {
     // The process exits at once: the parent (troupe up) restarts it with a fresh state. The
     // signal thread is still waiting in poll; _exit does not need it.
-    spdlog::critical("node {}: {}", name, why->why);
+    troupe::logger().critical("node {}: {}", name, why->why);
     std::fflush(nullptr);
     _exit(3);
   }
-  spdlog::info("node {}: {}, stopping", name, why->why);
+  troupe::logger().info("node {}: {}, stopping", name, why->why);
   n.shutdown();
   on_signal(SIGTERM);  // wakes the signal thread if the stop came from elsewhere
   waiter.join();
@@ -120,7 +120,7 @@ struct child {
 pid_t start_child(child& c) {
   auto pid = fork();
   if (pid < 0) {
-    spdlog::error("up: fork failed for {}", c.role);
+    troupe::logger().error("up: fork failed for {}", c.role);
     return -1;
   }
   if (pid == 0) {

@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "troupe/devices.hpp"
-#include "troupe/stats.hpp"
+#include "troupe/model/devices.hpp"
+#include "troupe/model/stats.hpp"
 
 namespace troupe::cli {
 

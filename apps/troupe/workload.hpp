@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "troupe/model.hpp"
+#include "troupe/model/task.hpp"
 
 namespace troupe::cli {
 

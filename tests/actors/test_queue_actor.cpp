@@ -4,7 +4,7 @@
 #include <caf/all.hpp>
 
 #include "troupe/actors/queue.hpp"
-#include "troupe/kernels.hpp"
+#include "troupe/kernels/builtins.hpp"
 
 using namespace troupe;
 

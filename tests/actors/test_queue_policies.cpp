@@ -68,6 +68,7 @@ TEST_F(QueuePolicies, HigherPriorityRunsFirst) {
   high.priority = 5;
   auto hs = rt_->submit_batch({low, low, high, high}, record);
   ASSERT_TRUE(all_ready(hs));
+  ASSERT_TRUE(rt_->wait_idle(10s)) << "callbacks run on their own thread";
   EXPECT_EQ(order, (std::vector<task_id>{hs[2].id(), hs[3].id(), hs[0].id(), hs[1].id()}));
 }
 
@@ -81,6 +82,7 @@ TEST_F(QueuePolicies, FifoKeepsArrivalOrder) {
   auto hs =
       rt_->submit_batch({low, high, low}, [&](const task_result& r) { order.push_back(r.id); });
   ASSERT_TRUE(all_ready(hs));
+  ASSERT_TRUE(rt_->wait_idle(10s)) << "callbacks run on their own thread";
   EXPECT_EQ(order, (std::vector<task_id>{hs[0].id(), hs[1].id(), hs[2].id()}));
 }
 
@@ -139,4 +141,19 @@ TEST_F(QueuePolicies, BadSubmissionsAreRejectedAtOnceAndOthersAreUnaffected) {
   }
   ASSERT_TRUE(all_ready({hs[5]}));
   EXPECT_TRUE(hs[5].get().ok());
+}
+
+// The queue reads one clock, the actor clock, for arrival, aging, backoff and deadlines: moving
+// the test coordinator's clock past a queued task's deadline expires it (with the wall clock
+// read for deadlines, it ran instead).
+TEST_F(QueuePolicies, AQueuedTaskExpiresWhenTheActorClockPassesItsDeadline) {
+  start({});
+  sched_->clock().current_time = clock::now();  // both clocks agree at submit
+  auto s = spec("noop");
+  s.deadline = clock::now() + 1h;
+  auto h = rt_->submit(s);
+  sched_->clock().current_time += 2h;  // before the queue sees the task
+  ASSERT_TRUE(all_ready({h}));
+  EXPECT_EQ(h.get().status, outcome::expired);
+  EXPECT_EQ(h.get().error.code, errc::deadline_expired);
 }

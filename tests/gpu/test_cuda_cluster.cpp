@@ -11,7 +11,8 @@
 #include <sstream>
 
 #include "troupe/client.hpp"
-#include "troupe/devices.hpp"
+#include "troupe/kernels/gpu_discovery.hpp"
+#include "troupe/model/devices.hpp"
 
 using namespace troupe;
 using namespace std::chrono_literals;

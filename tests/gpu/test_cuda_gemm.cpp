@@ -7,8 +7,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "troupe/devices.hpp"
-#include "troupe/kernels.hpp"
+#include "troupe/kernels/builtins.hpp"
+#include "troupe/kernels/gpu_discovery.hpp"
+#include "troupe/model/devices.hpp"
 #include "troupe/runtime.hpp"
 
 using namespace troupe;

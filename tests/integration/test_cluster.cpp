@@ -16,11 +16,11 @@
 #include <thread>
 
 #include "troupe/client.hpp"
-#include "troupe/codec.hpp"
-#include "troupe/kernels.hpp"
-#include "troupe/registry.hpp"
-#include "troupe/socket_thread.hpp"
+#include "troupe/kernels/builtins.hpp"
+#include "troupe/model/registry.hpp"
 #include "troupe/subscriber.hpp"
+#include "troupe/transport/codec.hpp"
+#include "troupe/transport/socket_thread.hpp"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // The wire codec: every message survives a round trip; hostile bytes are refused with a reason,
 // without crashing and without allocating what they declare.
-#include "troupe/codec.hpp"
+#include "troupe/transport/codec.hpp"
 
 #include <gtest/gtest.h>
 #include <malloc.h>

@@ -1,5 +1,5 @@
 // socket_thread: one thread owns each socket; other threads hand it messages.
-#include "troupe/socket_thread.hpp"
+#include "troupe/transport/socket_thread.hpp"
 
 #include <gtest/gtest.h>
 

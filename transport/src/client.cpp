@@ -1,14 +1,13 @@
 #include "troupe/client.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <future>
 #include <mutex>
 #include <unordered_map>
 
-#include "troupe/codec.hpp"
-#include "troupe/framer.hpp"
-#include "troupe/socket_thread.hpp"
+#include "troupe/model/log.hpp"
+#include "troupe/transport/codec.hpp"
+#include "troupe/transport/framer.hpp"
+#include "troupe/transport/socket_thread.hpp"
 
 namespace troupe {
 
@@ -77,7 +76,7 @@ struct client::impl {
   void on_message(transport::multipart& m) {
     if (m.size() != 2) {
       error_count.fetch_add(1);
-      spdlog::warn("client: a message of {} frames from the head, expected 2", m.size());
+      troupe::logger().warn("client: a message of {} frames from the head, expected 2", m.size());
       return;
     }
     wire::header h;
@@ -100,18 +99,18 @@ struct client::impl {
         case wire::msg_type::error: {
           auto e = wire::decode<wire::error>(m[1].data(), m[1].size(), lim);
           error_count.fetch_add(1);
-          spdlog::warn("client: the head refused message {}: {}: {}", h.corr, to_string(e.code),
-                       e.message);
+          troupe::logger().warn("client: the head refused message {}: {}: {}", h.corr,
+                                to_string(e.code), e.message);
           fail_waiter(h.corr, std::string{"head: "} + to_string(e.code) + ": " + e.message);
           return;
         }
         default:
           error_count.fetch_add(1);
-          spdlog::warn("client: unexpected '{}' message from the head", to_string(h.type));
+          troupe::logger().warn("client: unexpected '{}' message from the head", to_string(h.type));
       }
     } catch (const wire::decode_error& e) {
       error_count.fetch_add(1);
-      spdlog::warn("client: undecodable message from the head: {}", e.what());
+      troupe::logger().warn("client: undecodable message from the head: {}", e.what());
       if (h.corr) fail_waiter(h.corr, std::string{"undecodable reply: "} + e.what());
     }
   }
@@ -154,8 +153,8 @@ struct client::impl {
           if (unclaimed.size() < opts.max_unclaimed_results)
             unclaimed.emplace(r.id, std::move(r));
           else
-            spdlog::warn("client: result of unknown task {} dropped ({} unclaimed)", r.id,
-                         unclaimed.size());
+            troupe::logger().warn("client: result of unknown task {} dropped ({} unclaimed)", r.id,
+                                  unclaimed.size());
           continue;
         }
         t = std::move(i->second);

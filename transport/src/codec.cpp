@@ -1,4 +1,4 @@
-#include "troupe/codec.hpp"
+#include "troupe/transport/codec.hpp"
 
 #define MSGPACK_NO_BOOST 1
 #include <cstring>
@@ -629,7 +629,7 @@ std::string encode(const status& m) {
 
 namespace {
 void write(packer& pk, const event& e) {
-  pk.pack_map(6 + (e.node.empty() ? 0 : 1) + (e.kind.empty() ? 0 : 1));
+  pk.pack_map(6 + (e.node.empty() ? 0 : 1) + (e.kind.empty() ? 0 : 1) + (e.values.empty() ? 0 : 1));
   key(pk, "seq"), pk.pack(e.seq);
   key(pk, "time_ns"), pk.pack(e.time_ns);
   key(pk, "topic"), str(pk, e.topic);
@@ -638,6 +638,7 @@ void write(packer& pk, const event& e) {
   key(pk, "detail"), str(pk, e.detail);
   if (!e.node.empty()) key(pk, "node"), str(pk, e.node);
   if (!e.kind.empty()) key(pk, "kind"), str(pk, e.kind);
+  if (!e.values.empty()) key(pk, "values"), write(pk, e.values);
 }
 }  // namespace
 
@@ -1308,6 +1309,7 @@ event read_event(const object& o, const where& path) {
   e.detail = f.text("detail", {});
   e.node = f.text("node", {});
   e.kind = f.text("kind", {});
+  if (auto* p = f.find("values")) e.values = read_params(*p, f.at("values"));
   return e;
 }
 }  // namespace

@@ -1,11 +1,12 @@
-#include "troupe/socket_thread.hpp"
+#include "troupe/transport/socket_thread.hpp"
 
 #include <pthread.h>
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <future>
+
+#include "troupe/model/log.hpp"
 
 namespace troupe::transport {
 
@@ -103,7 +104,8 @@ void socket_thread::drain_outbound(zmq::socket_t& sock, std::deque<multipart>& b
       }
     } catch (const zmq::error_t& e) {
       // ROUTER_MANDATORY: the peer is gone. Its messages cannot be delivered; count, go on.
-      if (e.num() != EHOSTUNREACH) spdlog::warn("{}: send failed: {}", opts_.name, e.what());
+      if (e.num() != EHOSTUNREACH)
+        troupe::logger().warn("{}: send failed: {}", opts_.name, e.what());
       unroutable_.fetch_add(1, std::memory_order_relaxed);
       backlog.pop_front();
       continue;
@@ -155,7 +157,7 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
       zmq::poll(items, 2, std::chrono::milliseconds(-1));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
-      spdlog::error("{}: poll failed: {}", opts_.name, e.what());
+      troupe::logger().error("{}: poll failed: {}", opts_.name, e.what());
       break;
     }
     if (items[1].revents & ZMQ_POLLIN) {
@@ -180,14 +182,14 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
         if (!r) break;
       } catch (const zmq::error_t& e) {
         if (e.num() == EAGAIN || e.num() == EINTR) break;
-        spdlog::error("{}: receive failed: {}", opts_.name, e.what());
+        troupe::logger().error("{}: receive failed: {}", opts_.name, e.what());
         break;
       }
       try {
         on_message_(msg);
       } catch (const std::exception& e) {
         // The handler answers bad input itself; this is a bug, not a peer's fault. Keep going.
-        spdlog::error("{}: message handler threw: {}", opts_.name, e.what());
+        troupe::logger().error("{}: message handler threw: {}", opts_.name, e.what());
       }
     }
     if (before_send_) take_gathered(backlog);

@@ -1,6 +1,5 @@
 #include "troupe/subscriber.hpp"
 
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -12,8 +11,9 @@
 #include <zmq_addon.hpp>
 
 #include "troupe/client.hpp"
-#include "troupe/codec.hpp"
-#include "troupe/framer.hpp"
+#include "troupe/model/log.hpp"
+#include "troupe/transport/codec.hpp"
+#include "troupe/transport/framer.hpp"
 
 namespace troupe {
 
@@ -80,7 +80,7 @@ struct subscriber::impl {
       try {
         on_event(e);
       } catch (const std::exception& ex) {
-        spdlog::warn("subscriber: the callback threw on event {}: {}", e.seq, ex.what());
+        troupe::logger().warn("subscriber: the callback threw on event {}: {}", e.seq, ex.what());
       }
     }
     applied.notify_all();
@@ -176,8 +176,8 @@ struct subscriber::impl {
       drain(dealer);
     } else if (h.type == wire::msg_type::error) {
       auto e = wire::decode<wire::error>(m[1].data(), m[1].size(), lim);
-      spdlog::warn("subscriber: the head refused a request: {}: {}", wire::to_string(e.code),
-                   e.message);
+      troupe::logger().warn("subscriber: the head refused a request: {}: {}",
+                            wire::to_string(e.code), e.message);
     }
   }
 
@@ -214,7 +214,7 @@ struct subscriber::impl {
         try {
           on_published(dealer, wire::decode<event>(m[1].data(), m[1].size(), lim));
         } catch (const wire::decode_error& e) {
-          spdlog::warn("subscriber: undecodable event: {}", e.what());
+          troupe::logger().warn("subscriber: undecodable event: {}", e.what());
         }
       }
       if (items[1].revents & ZMQ_POLLIN) {
@@ -224,7 +224,7 @@ struct subscriber::impl {
             try {
               on_reply(dealer, m);
             } catch (const wire::decode_error& e) {
-              spdlog::warn("subscriber: undecodable reply: {}", e.what());
+              troupe::logger().warn("subscriber: undecodable reply: {}", e.what());
             }
           }
           m.clear();

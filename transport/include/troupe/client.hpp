@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "troupe/completion.hpp"
-#include "troupe/model.hpp"
-#include "troupe/wire.hpp"
+#include "troupe/model/completion.hpp"
+#include "troupe/model/task.hpp"
+#include "troupe/transport/wire.hpp"
 
 namespace troupe {
 

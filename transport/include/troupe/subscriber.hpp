@@ -13,8 +13,8 @@
 #include <memory>
 #include <string>
 
-#include "troupe/event_log.hpp"
-#include "troupe/events.hpp"
+#include "troupe/model/event_log.hpp"
+#include "troupe/model/events.hpp"
 
 namespace troupe {
 

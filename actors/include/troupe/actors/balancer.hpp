@@ -7,8 +7,8 @@
 
 #include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
-#include "troupe/ledger.hpp"
-#include "troupe/perf_model.hpp"
+#include "troupe/model/ledger.hpp"
+#include "troupe/model/perf_model.hpp"
 
 namespace troupe {
 

@@ -8,12 +8,14 @@
 #include <memory>
 #include <mutex>
 
-#include "troupe/config.hpp"
-#include "troupe/devices.hpp"
-#include "troupe/errors.hpp"
-#include "troupe/registry.hpp"
+#include "troupe/model/config.hpp"
+#include "troupe/model/devices.hpp"
+#include "troupe/model/errors.hpp"
+#include "troupe/model/registry.hpp"
 
 namespace troupe {
+
+class callback_runner;
 
 /// Lets publishers skip building events nobody listens to.
 struct event_gate {
@@ -43,6 +45,9 @@ struct runtime_core {
   /// GPU memory figures per worker (used for GPU workers only), see gpu_memory_gauge.
   std::unique_ptr<gpu_memory_gauge[]> gpu_gauges;
   event_gate events;
+  /// Where the queue hands tasks whose submitter gave a callback; null: run them inline (tests
+  /// that drive the queue actor alone).
+  callback_runner* callbacks = nullptr;
 
   // Written per batch by submitters and per handler by the queue: separate cache lines, so the
   // two sides do not bounce one line between cores.

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "troupe/events.hpp"
-#include "troupe/stats.hpp"
-#include "troupe/task_state.hpp"
+#include "troupe/model/events.hpp"
+#include "troupe/model/stats.hpp"
+#include "troupe/model/task_state.hpp"
 
 namespace troupe {
 

@@ -6,7 +6,7 @@
 
 #include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
-#include "troupe/histogram.hpp"
+#include "troupe/model/histogram.hpp"
 
 namespace troupe {
 

@@ -10,8 +10,8 @@
 
 #include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
-#include "troupe/live_index.hpp"
-#include "troupe/ready_queue.hpp"
+#include "troupe/model/live_index.hpp"
+#include "troupe/model/ready_queue.hpp"
 
 namespace troupe {
 

@@ -1,0 +1,135 @@
+#pragma once
+// membership: the head's view of its node processes. A node says hello with its workers and an
+// epoch; membership welcomes it and brings its workers into placement (a proxy actor per remote
+// worker stands where a local worker would, so the balancer places on both alike). Heartbeats go
+// both ways; a silent node becomes suspect, then dead: its workers are reported lost, so the
+// balancer requeues their tasks and releases their reservations. A node that comes back joins
+// with a new epoch; anything carrying an old epoch is refused (fencing).
+//
+// Frames arrive decoded from the head's socket thread (anon_send); replies go out through the
+// same thread's queue. No socket here, no blocking.
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "troupe/actors/core.hpp"
+#include "troupe/actors/messages.hpp"
+#include "troupe/transport/wire.hpp"
+
+namespace troupe {
+namespace transport {
+class socket_thread;
+}
+namespace wire {
+class framer;
+}
+
+// head socket thread -> membership
+struct node_hello_msg {
+  std::string peer;  ///< ROUTER routing id of the node's connection
+  uint64_t epoch = 0;
+  uint64_t corr = 0;
+  wire::hello body;
+};
+struct node_results_msg {
+  std::string peer, node;
+  uint64_t epoch = 0;
+  wire::results body;
+};
+struct node_worker_msg {
+  std::string peer, node;
+  uint64_t epoch = 0;
+  wire::worker_state body;
+};
+struct node_heartbeat_msg {
+  std::string peer, node;
+  uint64_t epoch = 0;
+  bool leaving = false;  ///< a bye: the node stops on purpose
+  std::vector<wire::gpu_memory_report> gpus;
+};
+struct status_query_msg {
+  std::string peer;
+  uint64_t corr = 0;
+  uint64_t frames_refused = 0;  ///< the head socket thread's count when asked
+  std::string events_endpoint;
+  uint64_t last_event_seq = 0;
+};
+// remote worker proxy -> membership
+struct remote_assign_msg {
+  int32_t worker = -1;
+  uint32_t generation = 0;
+  std::vector<assignment> tasks;
+};
+struct membership_tick_msg {};
+/// A client cancelled these tasks: tell the nodes that run them, so they stop early.
+struct cancel_remote_msg {
+  std::vector<task_id> ids;
+};
+
+using membership_actor =
+    caf::typed_actor<caf::reacts_to<node_hello_msg>, caf::reacts_to<node_results_msg>,
+                     caf::reacts_to<node_worker_msg>, caf::reacts_to<node_heartbeat_msg>,
+                     caf::reacts_to<status_query_msg>, caf::reacts_to<remote_assign_msg>,
+                     caf::reacts_to<membership_tick_msg>, caf::reacts_to<cancel_remote_msg>>;
+
+struct membership_state {
+  static inline const char* name = "membership";
+  enum class node_state : uint8_t { absent, joined, suspect, dead };
+  struct node_view {
+    const node_config* cfg = nullptr;
+    std::string peer;
+    uint64_t epoch = 0;
+    node_state state = node_state::absent;
+    time_point last_heard{};
+    uint32_t joins = 0;
+    std::vector<int32_t> workers;  ///< global worker indices, in the node's order
+    std::vector<gpu_device> gpus;  ///< as its last hello reported them
+    std::string gpu_note;
+    /// Assigned to the node and not yet reported, by task id: fenced by epoch on the way back.
+    struct placed {
+      assignment a;
+      int32_t worker = -1;  ///< global index
+    };
+    std::unordered_map<task_id, placed> in_flight;
+  };
+  struct remote_slot {
+    int32_t node = -1;  ///< index into nodes
+    uint32_t generation = 0;
+    uint32_t restarts = 0;
+    bool up = false;
+    std::optional<worker_capacity> capacity;  ///< as the node's hello reports it
+    size_t assigned = 0;                      ///< tasks sent to it, not yet reported
+    worker_actor proxy;
+  };
+  runtime_core* core = nullptr;
+  balancer_actor balancer;
+  monitor_actor monitor;
+  event_bus_actor bus;
+  transport::socket_thread* socket = nullptr;
+  wire::framer* framer = nullptr;
+  std::vector<node_view> nodes;
+  std::vector<remote_slot> slots;  ///< by global worker index (local workers unused)
+  uint64_t stale_frames = 0;       ///< refused for an old epoch
+};
+
+/// socket and framer outlive the actor (the head stops it before closing the socket).
+membership_actor::behavior_type membership_impl(
+    membership_actor::stateful_pointer<membership_state> self, runtime_core* core,
+    balancer_actor balancer, monitor_actor monitor, event_bus_actor bus,
+    transport::socket_thread* socket, wire::framer* framer);
+
+const char* to_string(membership_state::node_state s) noexcept;
+
+}  // namespace troupe
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::node_hello_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::node_results_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::node_worker_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::node_heartbeat_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::status_query_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::remote_assign_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::membership_tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::cancel_remote_msg)

@@ -1,0 +1,453 @@
+#include "troupe/actors/cluster/membership.hpp"
+
+#include <caf/all.hpp>
+
+#include "troupe/model/log.hpp"
+#include "troupe/transport/framer.hpp"
+
+namespace troupe {
+
+const char* to_string(membership_state::node_state s) noexcept {
+  switch (s) {
+    case membership_state::node_state::absent:
+      return "absent";
+    case membership_state::node_state::joined:
+      return "joined";
+    case membership_state::node_state::suspect:
+      return "suspect";
+    case membership_state::node_state::dead:
+      return "dead";
+  }
+  return "?";
+}
+
+namespace {
+
+using self_ptr = membership_actor::stateful_pointer<membership_state>;
+using node_state = membership_state::node_state;
+
+/// Stands in the balancer's worker table for one worker of a node process.
+worker_actor::behavior_type remote_worker_impl(worker_actor::pointer self, int32_t index,
+                                               uint32_t generation, membership_actor membership) {
+  return {
+      [=](assign_msg& msg) {
+        self->send(membership, remote_assign_msg{index, generation, std::move(msg.tasks)});
+      },
+      [](const heartbeat_tick_msg&) {},
+      [](const batch_flush_msg&) {},
+      [](const gpu_done_msg&) {},
+  };
+}
+
+void send_error(self_ptr self, const std::string& peer, uint64_t corr, wire::wire_errc code,
+                const std::string& message) {
+  auto& st = self->state;
+  st.socket->send(st.framer->make(&peer, wire::msg_type::error, wire::error{code, message}, corr));
+}
+
+int32_t node_index(const membership_state& st, const std::string& name) {
+  for (size_t i = 0; i < st.nodes.size(); ++i)
+    if (st.nodes[i].cfg->name == name) return int32_t(i);
+  return -1;
+}
+
+/// The node's workers are gone (node dead, left, or back with a new epoch): the balancer gets
+/// their tasks back and releases their reservations.
+void node_lost(self_ptr self, size_t n, const std::string& reason, node_state next) {
+  auto& st = self->state;
+  auto& node = st.nodes[n];
+  auto now = clock::now();
+  event_batch events{st.core->events};
+  for (auto w : node.workers) {
+    auto& slot = st.slots[size_t(w)];
+    if (!slot.up) continue;
+    slot.up = false;
+    slot.assigned = 0;
+    self->send(st.balancer, worker_lost_msg{w, slot.generation, 0, reason, now, false, {}});
+    self->send(st.monitor, worker_state_msg{w, "down", slot.restarts, slot.generation});
+    if (slot.proxy) self->send_exit(slot.proxy, caf::exit_reason::user_shutdown);
+    slot.proxy = nullptr;
+    events.add("worker.down", 0, w, reason);
+  }
+  node.in_flight.clear();
+  node.state = next;
+  events.add("node.left", 0, -1, reason, node.cfg->name);
+  events.flush(self, st.bus);
+}
+
+void bring_up(self_ptr self, int32_t w) {
+  auto& st = self->state;
+  auto& slot = st.slots[size_t(w)];
+  ++slot.generation;
+  slot.up = true;
+  slot.proxy =
+      self->spawn(remote_worker_impl, w, slot.generation, caf::actor_cast<membership_actor>(self));
+  self->send(st.balancer, worker_up_msg{w, slot.generation, slot.proxy, slot.capacity});
+  self->send(st.monitor, worker_state_msg{w, "up", slot.restarts, slot.generation});
+  event_batch events{st.core->events};
+  events.add("worker.up", 0, w, st.core->workers[size_t(w)].name, st.core->workers[size_t(w)].node);
+  events.flush(self, st.bus);
+}
+
+/// A node's GPU workers' memory, as its heartbeat reports it, into the head's gauges (stats).
+void show_gpu_memory(membership_state& st, const membership_state::node_view& node,
+                     const std::vector<wire::gpu_memory_report>& gpus) {
+  if (!st.core->gpu_gauges) return;
+  for (auto& r : gpus) {
+    if (r.worker < 0 || size_t(r.worker) >= node.workers.size()) continue;
+    auto w = size_t(node.workers[size_t(r.worker)]);
+    if (st.core->workers[w].device != device_class::cuda) continue;
+    auto& g = st.core->gpu_gauges[w];
+    g.task_bytes.store(r.in_use, std::memory_order_relaxed);
+    g.cache_bytes.store(r.cache, std::memory_order_relaxed);
+    g.device_used.store(r.device_used, std::memory_order_relaxed);
+    g.device_total.store(r.device_total, std::memory_order_relaxed);
+    // The gauge holds a static string: only the known sources are kept.
+    g.device_source.store(r.device_source == "nvml"   ? "nvml"
+                          : r.device_source == "cuda" ? "cuda"
+                                                      : "",
+                          std::memory_order_relaxed);
+  }
+}
+
+void on_hello(self_ptr self, node_hello_msg& msg) {
+  auto& st = self->state;
+  auto& hello = msg.body;
+  auto n = node_index(st, hello.node);
+  if (n < 0) {
+    std::string known;
+    for (auto& x : st.nodes) known += (known.empty() ? "" : ", ") + x.cfg->name;
+    troupe::logger().warn("membership: hello from unknown node '{}'", hello.node);
+    return send_error(self, msg.peer, msg.corr, wire::wire_errc::unknown_node,
+                      "the cluster file names no node '" + hello.node + "' (nodes: " + known + ")");
+  }
+  auto& node = st.nodes[size_t(n)];
+  // The head laid out the node's workers from the cluster file; the node must bring the same.
+  bool same = hello.workers.size() == node.workers.size();
+  for (size_t i = 0; same && i < hello.workers.size(); ++i)
+    same = hello.workers[i].device == st.core->workers[size_t(node.workers[i])].device;
+  if (!same) {
+    std::string expected;
+    for (auto w : node.workers) expected += " " + st.core->workers[size_t(w)].name;
+    troupe::logger().error("membership: node '{}' brings {} workers, the cluster file says{}",
+                           hello.node, hello.workers.size(), expected);
+    return send_error(self, msg.peer, msg.corr, wire::wire_errc::layout_mismatch,
+                      "node '" + hello.node + "' brings " + std::to_string(hello.workers.size()) +
+                          " workers, the cluster file lays out:" + expected);
+  }
+  if (node.state == node_state::joined || node.state == node_state::suspect) {
+    if (node.epoch == msg.epoch) {  // a repeated hello (our welcome was late): welcome again
+      node.peer = msg.peer;
+    } else if (msg.epoch < node.epoch) {
+      ++st.stale_frames;
+      return send_error(self, msg.peer, msg.corr, wire::wire_errc::stale_epoch,
+                        "epoch " + std::to_string(msg.epoch) + " is older than the joined " +
+                            std::to_string(node.epoch));
+    } else {
+      node_lost(self, size_t(n), "node rejoined with a new epoch", node_state::dead);
+    }
+  } else if (node.state == node_state::dead && msg.epoch <= node.epoch) {
+    ++st.stale_frames;
+    return send_error(
+        self, msg.peer, msg.corr, wire::wire_errc::stale_epoch,
+        "epoch " + std::to_string(msg.epoch) + " was declared dead; rejoin with a new one");
+  }
+  bool fresh = node.state != node_state::joined && node.state != node_state::suspect;
+  node.peer = msg.peer;
+  node.epoch = msg.epoch;
+  node.last_heard = clock::now();
+  node.state = node_state::joined;
+  for (size_t i = 0; i < node.workers.size(); ++i)
+    st.slots[size_t(node.workers[i])].capacity = hello.workers[i].capacity;
+  node.gpus = hello.gpus;
+  node.gpu_note = hello.gpu_note;
+  if (fresh) {
+    ++node.joins;
+    for (auto w : node.workers) bring_up(self, w);
+    troupe::logger().info("membership: node '{}' joined (epoch {}, {} workers, join #{})",
+                          hello.node, msg.epoch, node.workers.size(), node.joins);
+    event_batch events{st.core->events};
+    events.add("node.joined", 0, -1, "epoch " + std::to_string(msg.epoch), hello.node);
+    events.flush(self, st.bus);
+  }
+  wire::welcome w{hello.node, msg.epoch, uint32_t(st.core->cfg.cluster.heartbeat_interval.count()),
+                  uint32_t(node.workers.front())};
+  st.socket->send(st.framer->make(&msg.peer, wire::msg_type::welcome, w, msg.corr));
+}
+
+/// The node, if the message comes from its current incarnation; else refuses it (fencing).
+membership_state::node_view* current(self_ptr self, const std::string& peer,
+                                     const std::string& name, uint64_t epoch) {
+  auto& st = self->state;
+  auto n = node_index(st, name);
+  if (n < 0) {
+    send_error(self, peer, 0, wire::wire_errc::unknown_node, "no node '" + name + "'");
+    return nullptr;
+  }
+  auto& node = st.nodes[size_t(n)];
+  bool live = node.state == node_state::joined || node.state == node_state::suspect;
+  if (!live || node.epoch != epoch) {
+    ++st.stale_frames;
+    send_error(self, peer, 0, live ? wire::wire_errc::stale_epoch : wire::wire_errc::not_joined,
+               "node '" + name + "' epoch " + std::to_string(epoch) +
+                   (live ? " is not the joined epoch " + std::to_string(node.epoch)
+                         : std::string{" has not joined (say hello)"}));
+    return nullptr;
+  }
+  node.last_heard = clock::now();
+  if (node.state == node_state::suspect) {
+    node.state = node_state::joined;
+    troupe::logger().info("membership: node '{}' is heard again", name);
+  }
+  return &node;
+}
+
+void on_results(self_ptr self, node_results_msg& msg) {
+  auto& st = self->state;
+  auto* node = current(self, msg.peer, msg.node, msg.epoch);
+  if (!node) return;
+  auto now = clock::now();
+  // One results message per worker, as a local worker would send.
+  std::unordered_map<int32_t, std::vector<attempt_record>> by_worker;
+  std::unordered_map<int32_t, int64_t> busy;
+  // A node's worker starts a task without telling the head (one message fewer per task): its
+  // task.started is published when the result arrives, dated when it started, before the
+  // terminal event the result leads to.
+  event_batch started{st.core->events};
+  for (auto& r : msg.body.records) {
+    auto i = node->in_flight.find(r.id);
+    if (i == node->in_flight.end() || i->second.a.attempt != r.attempt)
+      continue;  // reclaimed meanwhile, or a duplicate: the queue has what it needs
+    if (r.worker < 0 || size_t(r.worker) >= node->workers.size()) {
+      troupe::logger().warn("membership: node '{}' reports task {} on worker {} it does not have",
+                            msg.node, r.id, r.worker);
+      continue;
+    }
+    auto w = node->workers[size_t(r.worker)];
+    auto& slot = st.slots[size_t(w)];
+    if (slot.assigned > 0) --slot.assigned;
+    attempt_record rec;
+    rec.task = std::move(i->second.a.task);
+    rec.attempt = r.attempt;
+    rec.worker = w;
+    rec.code = r.code;
+    rec.message = std::move(r.message);
+    rec.output = std::move(r.output);
+    rec.finished = now;
+    rec.started = r.counts_as_attempt
+                      ? now - std::chrono::nanoseconds(std::max<int64_t>(0, r.run_ns))
+                      : time_point{};
+    rec.counts_as_attempt = r.counts_as_attempt;
+    if (r.counts_as_attempt) {
+      if (auto* e = started.add_task("task.started", *rec.task, w, rec.task->spec.kind)) {
+        e->node = msg.node;
+        e->time_ns -= std::max<int64_t>(0, r.run_ns);
+      }
+    }
+    node->in_flight.erase(i);
+    busy[w] += r.run_ns;
+    by_worker[w].push_back(std::move(rec));
+  }
+  started.flush(self, st.bus);
+  for (auto& [w, records] : by_worker) {
+    auto& slot = st.slots[size_t(w)];
+    auto n = records.size();
+    self->send(st.balancer, results_msg{w, slot.generation, std::move(records)});
+    self->send(st.monitor, work_report_msg{w, slot.generation, n, busy[w], slot.assigned > 0});
+  }
+}
+
+void on_worker_state(self_ptr self, node_worker_msg& msg) {
+  auto& st = self->state;
+  auto* node = current(self, msg.peer, msg.node, msg.epoch);
+  if (!node) return;
+  auto& b = msg.body;
+  if (b.worker < 0 || size_t(b.worker) >= node->workers.size()) return;
+  auto w = node->workers[size_t(b.worker)];
+  auto& slot = st.slots[size_t(w)];
+  event_batch events{st.core->events};
+  if (b.up) {
+    if (slot.up) return;
+    ++slot.restarts;
+    bring_up(self, w);
+  } else {
+    if (!slot.up) return;
+    slot.up = false;
+    slot.assigned = 0;
+    // The balancer reclaims this worker's tasks; forget them here so late results are ignored.
+    for (auto i = node->in_flight.begin(); i != node->in_flight.end();)
+      i = i->second.worker == w ? node->in_flight.erase(i) : std::next(i);
+    // A node whose GPU worker retired (poisoned context) exits and is started again with a
+    // fresh context: for the head, the worker is restarting, not gone for good.
+    self->send(
+        st.balancer,
+        worker_lost_msg{w, slot.generation, b.crashed_task, b.reason, clock::now(), false, {}});
+    self->send(st.monitor, worker_state_msg{w, "restarting", slot.restarts, slot.generation});
+    if (slot.proxy) self->send_exit(slot.proxy, caf::exit_reason::user_shutdown);
+    slot.proxy = nullptr;
+    events.add("worker.down", b.crashed_task, w, b.reason);
+  }
+  events.flush(self, st.bus);
+}
+
+void on_assign(self_ptr self, remote_assign_msg& msg) {
+  auto& st = self->state;
+  auto& slot = st.slots.at(size_t(msg.worker));
+  // A proxy of an earlier generation: the balancer has already taken these tasks back.
+  if (!slot.up || slot.generation != msg.generation) return;
+  auto& node = st.nodes[size_t(slot.node)];
+  wire::assign out;
+  out.tasks.reserve(msg.tasks.size());
+  auto local = st.core->workers[size_t(msg.worker)].node_worker;
+  for (auto& a : msg.tasks) {
+    out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec});
+    node.in_flight[a.task->id] = {a, msg.worker};
+  }
+  slot.assigned += msg.tasks.size();
+  // The monitor shows the worker busy while the node holds tasks of it.
+  self->send(st.monitor, work_report_msg{msg.worker, msg.generation, 0, 0, true});
+  if (!st.socket->send(st.framer->make(&node.peer, wire::msg_type::assign, out))) {
+    slot.assigned -= msg.tasks.size();
+    // The socket's queue is full: give the tasks back unstarted rather than lose them.
+    results_msg r{msg.worker, msg.generation, {}};
+    for (auto& a : msg.tasks) {
+      node.in_flight.erase(a.task->id);
+      attempt_record rec;
+      rec.task = a.task;
+      rec.attempt = a.attempt;
+      rec.worker = msg.worker;
+      rec.code = errc::worker_lost;
+      rec.message = "the head's outbound queue to node '" + node.cfg->name + "' is full";
+      rec.counts_as_attempt = false;
+      r.records.push_back(std::move(rec));
+    }
+    self->send(st.balancer, std::move(r));
+  }
+}
+
+void on_tick(self_ptr self) {
+  auto& st = self->state;
+  auto& cc = st.core->cfg.cluster;
+  auto now = clock::now();
+  for (size_t n = 0; n < st.nodes.size(); ++n) {
+    auto& node = st.nodes[n];
+    if (node.state != node_state::joined && node.state != node_state::suspect) continue;
+    auto silent = now - node.last_heard;
+    if (silent > cc.dead_after) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
+      troupe::logger().warn("membership: node '{}' silent for {} ms: dead, its tasks go elsewhere",
+                            node.cfg->name, ms);
+      node_lost(self, n, "node silent for " + std::to_string(ms) + " ms", node_state::dead);
+      continue;
+    }
+    if (silent > cc.suspect_after && node.state == node_state::joined) {
+      node.state = node_state::suspect;
+      troupe::logger().warn("membership: node '{}' is suspect", node.cfg->name);
+      event_batch events{st.core->events};
+      events.add("node.suspect", 0, -1, "silent", node.cfg->name);
+      events.flush(self, st.bus);
+    }
+    st.socket->send(st.framer->make(&node.peer, wire::msg_type::heartbeat, wire::heartbeat{}));
+  }
+  self->delayed_send(self, cc.heartbeat_interval, membership_tick_msg{});
+}
+
+void on_status(self_ptr self, const status_query_msg& q) {
+  auto& st = self->state;
+  self->request(st.monitor, std::chrono::seconds(5), stats_request{})
+      .then(
+          [=](runtime_stats& stats) {
+            auto& st = self->state;
+            wire::status s;
+            s.stats = std::move(stats);
+            s.stats.submitted = st.core->submitted.load();
+            s.stats.rejected = st.core->rejected.load();
+            auto in_system = st.core->in_system.load();
+            s.stats.queued = std::min<uint64_t>(s.stats.queued, in_system);
+            s.stats.in_flight = in_system - s.stats.queued;
+            for (auto& w : st.core->workers) s.worker_nodes.push_back(w.node);
+            s.frames_refused = q.frames_refused;
+            s.events_endpoint = q.events_endpoint;
+            s.last_event_seq = q.last_event_seq;
+            s.stale_frames = st.stale_frames;
+            auto now = clock::now();
+            for (auto& node : st.nodes) {
+              wire::node_status ns;
+              ns.name = node.cfg->name;
+              ns.state = to_string(node.state);
+              ns.epoch = node.epoch;
+              ns.joins = node.joins;
+              ns.heartbeat_age_ms =
+                  node.last_heard == time_point{}
+                      ? -1
+                      : std::chrono::duration<double, std::milli>(now - node.last_heard).count();
+              ns.workers = node.workers;
+              ns.gpus = node.gpus;
+              ns.gpu_note = node.gpu_note;
+              s.nodes.push_back(std::move(ns));
+            }
+            st.socket->send(st.framer->make(&q.peer, wire::msg_type::status, s, q.corr));
+          },
+          [=](caf::error& e) {
+            send_error(self, q.peer, q.corr, wire::wire_errc::overloaded,
+                       "the monitor did not answer: " + caf::to_string(e));
+          });
+}
+
+}  // namespace
+
+membership_actor::behavior_type membership_impl(
+    membership_actor::stateful_pointer<membership_state> self, runtime_core* core,
+    balancer_actor balancer, monitor_actor monitor, event_bus_actor bus,
+    transport::socket_thread* socket, wire::framer* framer) {
+  auto& st = self->state;
+  st.core = core;
+  st.balancer = std::move(balancer);
+  st.monitor = std::move(monitor);
+  st.bus = std::move(bus);
+  st.socket = socket;
+  st.framer = framer;
+  st.slots.resize(core->workers.size());
+  for (auto& n : core->cfg.cluster.nodes) {
+    membership_state::node_view v;
+    v.cfg = &n;
+    st.nodes.push_back(std::move(v));
+  }
+  for (size_t w = 0; w < core->workers.size(); ++w) {
+    auto& desc = core->workers[w];
+    if (!desc.remote()) continue;
+    auto n = node_index(st, desc.node);
+    st.slots[w].node = n;
+    st.nodes[size_t(n)].workers.push_back(int32_t(w));
+  }
+  self->delayed_send(self, core->cfg.cluster.heartbeat_interval, membership_tick_msg{});
+  return {
+      [=](node_hello_msg& msg) { on_hello(self, msg); },
+      [=](node_results_msg& msg) { on_results(self, msg); },
+      [=](node_worker_msg& msg) { on_worker_state(self, msg); },
+      [=](const node_heartbeat_msg& msg) {
+        auto* node = current(self, msg.peer, msg.node, msg.epoch);
+        if (node) show_gpu_memory(self->state, *node, msg.gpus);
+        if (node && msg.leaving) {
+          troupe::logger().info("membership: node '{}' leaves", msg.node);
+          node_lost(self, size_t(node_index(self->state, msg.node)), "node left",
+                    node_state::absent);
+        }
+      },
+      [=](const status_query_msg& q) { on_status(self, q); },
+      [=](remote_assign_msg& msg) { on_assign(self, msg); },
+      [=](const membership_tick_msg&) { on_tick(self); },
+      [=](const cancel_remote_msg& msg) {
+        auto& st = self->state;
+        for (auto& node : st.nodes) {
+          wire::cancel out;
+          for (auto id : msg.ids)
+            if (node.in_flight.count(id)) out.ids.push_back(id);
+          if (!out.ids.empty())
+            st.socket->send(st.framer->make(&node.peer, wire::msg_type::cancel, out));
+        }
+      },
+  };
+}
+
+}  // namespace troupe

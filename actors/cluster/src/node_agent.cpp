@@ -1,0 +1,256 @@
+#include "troupe/actors/cluster/node_agent.hpp"
+
+#include <caf/all.hpp>
+
+#include "troupe/model/log.hpp"
+#include "troupe/transport/framer.hpp"
+
+namespace troupe {
+
+namespace {
+
+using self_ptr = node_agent_actor::stateful_pointer<node_agent_state>;
+
+/// Epochs only grow, also across restarts of the process: wall-clock nanoseconds.
+uint64_t new_epoch(uint64_t previous) {
+  auto now = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count());
+  return std::max(previous + 1, now);
+}
+
+template <class Body>
+void send_head(self_ptr self, wire::msg_type type, const Body& body) {
+  auto& st = self->state;
+  if (!st.socket->send(st.framer->make(nullptr, type, body)))
+    troupe::logger().warn("node {}: outbound queue full, a {} message to the head is lost", st.node,
+                          wire::to_string(type));
+}
+
+/// A heartbeat with the GPU workers' memory as measured here: the head shows it in its status.
+wire::heartbeat gpu_heartbeat(const node_agent_state& st) {
+  wire::heartbeat h;
+  for (size_t w = 0; w < st.core->workers.size(); ++w) {
+    if (st.core->workers[w].device != device_class::cuda || !st.core->gpu_gauges) continue;
+    auto& g = st.core->gpu_gauges[w];
+    auto load = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+    h.gpus.push_back({int32_t(w), load(g.task_bytes), load(g.cache_bytes), load(g.device_used),
+                      load(g.device_total), g.device_source.load(std::memory_order_relaxed)});
+  }
+  return h;
+}
+
+void say_hello(self_ptr self) {
+  auto& st = self->state;
+  wire::hello h;
+  h.node = st.node;
+  for (auto& w : st.core->workers)
+    h.workers.push_back({w.name, w.device, w.device_index, w.capacity});
+  h.kinds = st.core->registry.kinds();
+  h.gpus = st.core->gpus.gpus;
+  h.gpu_note = st.core->gpus.note;
+  send_head(self, wire::msg_type::hello, h);
+}
+
+/// Forget the old incarnation and ask to join as a new one.
+void rejoin(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  st.joined = false;
+  st.epoch = new_epoch(st.epoch);
+  st.framer->set_epoch(st.epoch);
+  // What runs now was reclaimed by the head; its results would be refused as stale.
+  for (auto& w : st.workers) {
+    w.running.clear();
+    w.held.clear();
+  }
+  troupe::logger().warn("node {}: {}; joining again as epoch {}", st.node, why, st.epoch);
+  say_hello(self);
+}
+
+void deliver(self_ptr self, size_t w, std::vector<assignment> tasks) {
+  auto& slot = self->state.workers[w];
+  if (tasks.empty()) return;
+  if (!slot.up) {
+    for (auto& a : tasks) slot.held.push_back(std::move(a));
+    return;
+  }
+  self->send(slot.handle, assign_msg{std::move(tasks)});
+}
+
+void on_assign(self_ptr self, head_assign_msg& msg) {
+  auto& st = self->state;
+  if (!st.joined) return;  // not ours: the head will learn from the hello
+  std::vector<std::vector<assignment>> per_worker(st.workers.size());
+  wire::results refused;
+  for (auto& t : msg.body.tasks) {
+    auto* kind = st.core->registry.find(t.spec.kind);
+    if (!kind || t.worker < 0 || size_t(t.worker) >= st.workers.size() ||
+        !kind->runs_on(st.core->workers[size_t(t.worker)].device)) {
+      wire::attempt_result r;
+      r.id = t.id;
+      r.attempt = t.attempt;
+      r.worker = std::max(0, t.worker);
+      r.code = kind ? errc::task_failed_permanently : errc::unknown_kind;
+      r.message = kind ? "node '" + st.node + "' has no worker " + std::to_string(t.worker) +
+                             " that runs '" + t.spec.kind + "'"
+                       : "node '" + st.node + "' does not know task kind '" + t.spec.kind + "'";
+      refused.records.push_back(std::move(r));
+      continue;
+    }
+    auto task = std::make_shared<task_state>();
+    task->id = t.id;
+    task->kind = kind;
+    task->spec = std::move(t.spec);
+    task->attempts = t.attempt;
+    auto& slot = st.workers[size_t(t.worker)];
+    slot.running[t.id] = task;
+    per_worker[size_t(t.worker)].push_back({std::move(task), t.attempt});
+  }
+  for (size_t w = 0; w < per_worker.size(); ++w) deliver(self, w, std::move(per_worker[w]));
+  if (!refused.records.empty()) send_head(self, wire::msg_type::results, refused);
+}
+
+void on_results(self_ptr self, results_msg& msg) {
+  auto& st = self->state;
+  auto& slot = st.workers.at(size_t(msg.worker));
+  if (msg.generation != slot.generation) return;  // a replaced worker: reported lost already
+  wire::results out;
+  out.records.reserve(msg.records.size());
+  for (auto& rec : msg.records) {
+    auto i = slot.running.find(rec.task->id);
+    if (i == slot.running.end() || i->second != rec.task) continue;  // from an old epoch
+    slot.running.erase(i);
+    wire::attempt_result r;
+    r.id = rec.task->id;
+    r.attempt = rec.attempt;
+    r.worker = msg.worker;
+    r.code = rec.code;
+    r.message = std::move(rec.message);
+    r.output = std::move(rec.output);
+    r.run_ns = rec.started == time_point{} ? 0 : (rec.finished - rec.started).count();
+    r.counts_as_attempt = rec.counts_as_attempt;
+    out.records.push_back(std::move(r));
+  }
+  if (!out.records.empty() && st.joined) send_head(self, wire::msg_type::results, out);
+}
+
+}  // namespace
+
+node_agent_actor::behavior_type node_agent_impl(
+    node_agent_actor::stateful_pointer<node_agent_state> self, runtime_core* core, std::string node,
+    transport::socket_thread* socket, wire::framer* framer,
+    std::function<void(const std::string&)> fatal) {
+  auto& st = self->state;
+  st.core = core;
+  st.node = std::move(node);
+  st.socket = socket;
+  st.framer = framer;
+  st.fatal = std::move(fatal);
+  st.workers.resize(core->workers.size());
+  st.epoch = new_epoch(0);
+  framer->set_epoch(st.epoch);
+  st.head_heard = clock::now();
+  self->send(self, node_tick_msg{});  // the first tick says hello
+  return {
+      [](const dispatch_msg&) {},  // nodes have no queue: the head dispatches
+      [=](results_msg& msg) { on_results(self, msg); },
+      [=](worker_up_msg& msg) {
+        auto& st = self->state;
+        auto& slot = st.workers.at(size_t(msg.worker));
+        slot.handle = std::move(msg.handle);
+        slot.generation = msg.generation;
+        slot.up = true;
+        auto held = std::move(slot.held);
+        slot.held.clear();
+        deliver(self, size_t(msg.worker), std::move(held));
+        // A worker still starting when the node joined is up for the head already: its tasks
+        // wait in `held`. Only one the head was told is down must be announced.
+        if (slot.head_told_down && st.joined) {
+          slot.head_told_down = false;
+          send_head(self, wire::msg_type::worker_state,
+                    wire::worker_state{msg.worker, true, 0, {}, false});
+        }
+      },
+      [=](const worker_lost_msg& msg) {
+        auto& st = self->state;
+        auto& slot = st.workers.at(size_t(msg.worker));
+        if (msg.generation != slot.generation) return;
+        slot.up = false;
+        // The head reclaims everything it placed on this worker: the crashed task is charged
+        // an attempt, the others are placed again.
+        slot.running.clear();
+        slot.held.clear();
+        slot.head_told_down = st.joined;
+        if (st.joined)
+          send_head(
+              self, wire::msg_type::worker_state,
+              wire::worker_state{msg.worker, false, msg.crashed_task, msg.reason, msg.retired});
+        // A poisoned GPU context cannot be fixed inside this process: exit, so that the parent
+        // (troupe up) starts the node again with fresh contexts. The head re-places its tasks.
+        if (msg.retired && st.fatal)
+          st.fatal("GPU worker " + std::to_string(msg.worker) + " retired: " + msg.reason);
+      },
+      [=](const escalate_msg& msg) {
+        auto& st = self->state;
+        troupe::logger().critical("node {}: supervisor gave up: {}", st.node, msg.reason);
+        if (st.fatal) st.fatal("supervisor gave up: " + msg.reason);
+      },
+      [=](head_assign_msg& msg) {
+        self->state.head_heard = clock::now();
+        on_assign(self, msg);
+      },
+      [=](const head_welcome_msg& msg) {
+        auto& st = self->state;
+        st.head_heard = clock::now();
+        if (msg.body.epoch != st.epoch) return;  // answers an older hello
+        if (!st.joined)
+          troupe::logger().info("node {}: joined the head as epoch {} (workers {}..{})", st.node,
+                                st.epoch, msg.body.first_worker,
+                                msg.body.first_worker + st.workers.size() - 1);
+        st.joined = true;
+        // Workers that went down before the welcome (not those still starting): the head
+        // counts them as up.
+        for (size_t w = 0; w < st.workers.size(); ++w) {
+          auto& slot = st.workers[w];
+          slot.head_told_down = !slot.up && slot.generation > 0;
+          if (!slot.head_told_down) continue;
+          send_head(self, wire::msg_type::worker_state,
+                    wire::worker_state{int32_t(w), false, 0, "down at join", false});
+        }
+      },
+      [=](const head_heartbeat_msg&) { self->state.head_heard = clock::now(); },
+      [=](const head_cancel_msg& msg) {
+        // The worker skips a cancelled task it has not started; a running one may poll the flag.
+        for (auto& w : self->state.workers)
+          for (auto id : msg.body.ids)
+            if (auto i = w.running.find(id); i != w.running.end())
+              i->second->cancel_requested.store(true, std::memory_order_relaxed);
+      },
+      [=](const head_error_msg& msg) {
+        auto& st = self->state;
+        auto& e = msg.body;
+        troupe::logger().warn("node {}: the head refused a message: {}: {}", st.node,
+                              wire::to_string(e.code), e.message);
+        if (e.code == wire::wire_errc::unknown_node || e.code == wire::wire_errc::layout_mismatch) {
+          if (st.fatal) st.fatal(e.message);
+        } else if (e.code == wire::wire_errc::stale_epoch ||
+                   e.code == wire::wire_errc::not_joined) {
+          if (st.joined) rejoin(self, "the head does not know this epoch");
+        }
+      },
+      [=](const node_tick_msg&) {
+        auto& st = self->state;
+        auto& cc = st.core->cfg.cluster;
+        if (!st.joined) {
+          say_hello(self);  // until welcomed
+        } else if (clock::now() - st.head_heard > cc.dead_after) {
+          rejoin(self, "the head is silent");
+        } else {
+          send_head(self, wire::msg_type::heartbeat, gpu_heartbeat(st));
+        }
+        self->delayed_send(self, cc.heartbeat_interval, node_tick_msg{});
+      },
+  };
+}
+
+}  // namespace troupe

@@ -1,0 +1,42 @@
+#pragma once
+// Runs the callbacks that callers gave to submit(), on a thread of their own, so that a slow
+// callback delays other callbacks but never the queue, the balancer or any worker. One thread:
+// callbacks run in the order their tasks finished (a batch's shared callback sees its results
+// in that order too).
+//
+// Bound: a task counts against the queue bound (queue.bound) until its callback has run, so at
+// most that many callbacks wait here; past it, submits are rejected or wait (overflow policy).
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "troupe/model/task_state.hpp"
+
+namespace troupe {
+
+class callback_runner {
+ public:
+  /// ran(n): n tasks' callbacks have run (the runtime counts them as finished).
+  explicit callback_runner(std::function<void(uint64_t)> ran);
+  /// Runs what is still waiting, then joins.
+  ~callback_runner();
+  callback_runner(const callback_runner&) = delete;
+  callback_runner& operator=(const callback_runner&) = delete;
+
+  /// Tasks whose result is set and whose callback is to run. Never blocks on a callback.
+  void post(std::vector<task_ptr> tasks);
+
+ private:
+  void loop();
+  std::function<void(uint64_t)> ran_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::vector<task_ptr>> waiting_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,52 @@
+#include "troupe/actors/callback_runner.hpp"
+
+#include "troupe/model/log.hpp"
+
+namespace troupe {
+
+callback_runner::callback_runner(std::function<void(uint64_t)> ran)
+    : ran_(std::move(ran)), thread_([this] { loop(); }) {}
+
+callback_runner::~callback_runner() {
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+void callback_runner::post(std::vector<task_ptr> tasks) {
+  if (tasks.empty()) return;
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    waiting_.push_back(std::move(tasks));
+  }
+  cv_.notify_one();
+}
+
+void callback_runner::loop() {
+  std::unique_lock<std::mutex> lock{mutex_};
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !waiting_.empty(); });
+    if (waiting_.empty()) return;  // stopping, and all ran
+    auto batch = std::move(waiting_.front());
+    waiting_.pop_front();
+    lock.unlock();
+    for (auto& t : batch) {
+      try {
+        (*t->callback)(t->done.wait());
+      } catch (const std::exception& e) {
+        troupe::logger().warn("callback of task {} threw: {}", t->id, e.what());
+      } catch (...) {
+        troupe::logger().warn("callback of task {} threw a non-exception", t->id);
+      }
+    }
+    auto n = batch.size();
+    batch.clear();  // the records go before the tasks count as finished
+    ran_(n);
+    lock.lock();
+  }
+}
+
+}  // namespace troupe

@@ -1,0 +1,144 @@
+#pragma once
+// Runtime configuration. Every key, its default and its meaning are documented in
+// config/local.toml; this struct holds the same defaults.
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "troupe/model/triggers.hpp"
+
+namespace troupe {
+
+enum class queue_order : uint8_t { fifo, priority };
+enum class overflow_policy : uint8_t { reject, block };
+enum class placement_policy : uint8_t { round_robin, least_loaded };
+enum class restart_strategy : uint8_t { one_for_one };
+enum class cuda_selection : uint8_t { all, none, list };
+
+/// One node of a cluster file: a [nodes.NAME] table.
+struct node_config {
+  std::string name;
+  uint32_t cpu_workers = 1;
+  cuda_selection cuda = cuda_selection::none;
+  std::vector<int32_t> cuda_devices;
+  uint64_t worker_memory_bytes = 0;  ///< 0: this machine's memory / its workers
+  uint32_t fake_gpus = 0;            ///< tests only: runtime_config::fake_gpus of the node
+  int line = 0;                      ///< where the file declares it (for errors)
+};
+
+/// The [cluster] section and the [nodes.*] tables: processes, endpoints, membership timing.
+struct cluster_config {
+  std::string head_endpoint = "tcp://127.0.0.1:5555";  ///< head ROUTER: nodes and clients
+  uint32_t head_cpu_workers = 0;                       ///< workers inside the head process itself
+  std::chrono::milliseconds heartbeat_interval{200};   ///< head <-> node, both ways
+  std::chrono::milliseconds suspect_after{1000};       ///< silent this long: suspect
+  std::chrono::milliseconds dead_after{3000};          ///< silent this long: dead, tasks re-placed
+  uint64_t max_frame_bytes = uint64_t(16) << 20;       ///< larger frames get an error reply
+  uint32_t max_outbound = 65536;                       ///< messages waiting per socket
+  std::chrono::milliseconds restart_delay{200};  ///< troupe up: before restarting a dead child
+  std::string events_endpoint = "tcp://127.0.0.1:5556";  ///< head PUB socket; "" for none
+  uint32_t event_ring = 65536;         ///< events kept for subscribers that catch up
+  uint32_t event_high_water = 100000;  ///< events queued per subscriber before it loses some
+  std::vector<node_config> nodes;
+  const node_config* find(const std::string& name) const {
+    for (auto& n : nodes)
+      if (n.name == name) return &n;
+    return nullptr;
+  }
+};
+
+struct runtime_config {
+  // [workers]
+  uint32_t cpu_workers = 0;  ///< 0: one per hardware thread
+  uint64_t worker_memory_bytes =
+      0;  ///< memory a CPU worker may reserve; 0: physical memory / workers
+  uint32_t worker_prefetch = 1024;  ///< most tasks assigned to one worker at a time (its credit)
+  std::chrono::microseconds worker_backlog{2000};  ///< estimated work to keep queued per worker
+  cuda_selection cuda = cuda_selection::all;  ///< GPUs that get a worker: "all", "none", a list
+  std::vector<int32_t> cuda_devices;          ///< with cuda = list
+  uint64_t gpu_memory_headroom_bytes = uint64_t(512) << 20;  ///< kept free on every GPU
+  /// Per GPU, for model weights and generated inputs shared by tasks (LRU past it); not
+  /// reservable by tasks.
+  uint64_t gpu_cache_bytes = uint64_t(1) << 30;
+  uint32_t cuda_streams = 4;  ///< streams (lanes) per GPU worker: tasks running at once on it
+  /// Tests only: CUDA workers without a GPU behind them (see worker_desc::fake).
+  uint32_t fake_gpus = 0;
+  uint64_t fake_gpu_memory_bytes = uint64_t(1) << 30;
+  bool detached_workers = true;  ///< false only in deterministic tests: workers on the scheduler
+  // [batching]: dynamic batching on CUDA workers, for kinds that declare a batch key (mlp)
+  bool batching_enabled = true;
+  uint32_t batch_max_tasks = 128;                   ///< most tasks merged into one launch
+  std::chrono::microseconds batch_max_delay{1000};  ///< longest a task waits for company
+  // [queue]
+  uint64_t queue_bound = 1000000;  ///< tasks admitted and not yet finished
+  /// queue.pressure "high" once this share of the bound is admitted; "normal" below half of it.
+  double pressure_ratio = 0.8;
+  overflow_policy overflow = overflow_policy::reject;
+  std::chrono::milliseconds block_timeout{1000};  ///< with overflow = "block": then reject
+  queue_order order = queue_order::priority;
+  std::chrono::milliseconds aging_interval{100};  ///< waiting this long is worth one priority level
+  uint32_t dead_letter_capacity = 1000;
+  // [retry]
+  uint32_t max_retries = 3;
+  std::chrono::milliseconds retry_backoff{5};
+  std::chrono::milliseconds retry_backoff_max{1000};
+  // [balancer]
+  placement_policy placement = placement_policy::least_loaded;
+  // [supervision]
+  restart_strategy strategy = restart_strategy::one_for_one;
+  uint32_t restart_intensity = 5;  ///< at most this many restarts of one worker ...
+  std::chrono::milliseconds restart_period{10000};  ///< ... within this window, else escalate
+  std::chrono::milliseconds restart_backoff{0};     ///< delay before the 1st restart; doubles after
+  std::chrono::milliseconds restart_backoff_max{1000};
+  // [monitor]
+  std::chrono::milliseconds heartbeat_interval{500};
+  std::chrono::milliseconds heartbeat_timeout{10000};
+  std::chrono::milliseconds metrics_interval{1000};  ///< metrics.snapshot events; 0: none
+  uint32_t subscriber_high_water = 100000;           ///< events queued per in-process subscriber
+  // [log]
+  std::string log_level = "info";
+  // [scheduler]
+  uint32_t scheduler_threads = 0;  ///< CAF scheduler threads; 0: cores / 4, in [1, 4]
+  /// No CPU workers at all, whatever cpu_workers says (a head without workers of its own, a
+  /// GPU-only node). Set by node_view/head_view, not by a key.
+  bool no_cpu_workers = false;
+  // [cluster], [nodes.NAME]: only read by troupe head / node / up
+  cluster_config cluster;
+  // [[triggers]]: run by an embedded runtime and by a head (not by nodes)
+  std::vector<trigger_rule> triggers;
+};
+
+/// A configuration error names the file (or "--set"), the line and the key.
+class config_error : public std::runtime_error {
+ public:
+  config_error(std::string source, int line, std::string key, const std::string& what);
+  const std::string& source() const { return source_; }
+  int line() const { return line_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string source_;
+  int line_;
+  std::string key_;
+};
+
+/// Parses TOML text; unknown sections and keys are errors too (a typo must not pass silently).
+runtime_config parse_config(std::string_view toml_text, const std::string& source_name,
+                            runtime_config base = {});
+/// Reads and parses a file; a missing or unreadable file is a config_error.
+runtime_config load_config(const std::string& path, runtime_config base = {});
+/// Applies one "section.key=value" override (value in TOML syntax; bare words are strings).
+void apply_override(runtime_config& cfg, const std::string& assignment);
+/// The configuration of node `name` of a cluster file: its [nodes.NAME] workers, everything else
+/// shared. Throws config_error if the file names no such node.
+runtime_config node_view(const runtime_config& cfg, const std::string& name,
+                         const std::string& source);
+/// The configuration of the head process: cluster.head_cpu workers of its own, no GPUs.
+runtime_config head_view(const runtime_config& cfg);
+/// Fills automatic values (worker count, memory per worker, scheduler threads).
+runtime_config resolve(runtime_config cfg);
+
+}  // namespace troupe

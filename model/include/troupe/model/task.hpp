@@ -1,0 +1,73 @@
+#pragma once
+// The model: what a task is, what it needs, and what comes back.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "troupe/model/errors.hpp"
+#include "troupe/model/params.hpp"
+
+namespace troupe {
+
+using task_id = uint64_t;
+using clock = std::chrono::steady_clock;
+using time_point = clock::time_point;
+using duration = std::chrono::nanoseconds;
+
+/// What a task needs while it runs; the ledger reserves it on the worker that gets the task.
+struct resources {
+  uint32_t cpu_slots = 1;
+  uint64_t memory_bytes = 0;  ///< host memory
+  uint32_t gpu_count = 0;     ///< 1: the task must run on a GPU
+  /// GPU memory the task may use when it runs on a GPU: reserved there, and the most its
+  /// allocations may take (CUDA workers enforce it). CPU workers ignore it. The built-in kinds
+  /// fill it in from their parameters when it is 0.
+  uint64_t gpu_memory_bytes = 0;
+};
+
+struct task_spec {
+  std::string kind;
+  param_map params;
+  std::vector<uint8_t> payload;
+  int32_t priority = 0;                ///< higher runs first (with aging, nothing starves)
+  std::optional<time_point> deadline;  ///< absolute; expired tasks end with outcome::expired
+  resources needs;
+  std::optional<uint32_t> max_retries;                     ///< default from config
+  std::optional<std::chrono::milliseconds> retry_backoff;  ///< first backoff; doubles per attempt
+  std::string idempotency_key;  ///< non-empty: a second submit with this key returns the first task
+  std::map<std::string, std::string> labels;
+};
+
+enum class outcome : uint8_t { pending, completed, failed, cancelled, expired, rejected };
+const char* to_string(outcome o) noexcept;
+
+/// What an implementation produces: named values (checksums, argmax lists) and optional bytes.
+struct task_output {
+  param_map values;
+  std::vector<uint8_t> bytes;
+};
+
+struct task_timings {
+  time_point submitted{};
+  time_point queued{};
+  time_point started{};
+  time_point finished{};
+  int32_t worker = -1;  ///< index of the worker of the last attempt, -1 if none ran
+};
+
+struct task_result {
+  task_id id = 0;
+  std::string kind;
+  outcome status = outcome::pending;
+  task_output output;
+  error_info error;
+  uint32_t attempts = 0;
+  task_timings timings;
+
+  bool ok() const { return status == outcome::completed; }
+};
+
+}  // namespace troupe

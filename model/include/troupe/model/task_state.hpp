@@ -1,0 +1,54 @@
+#pragma once
+// The runtime's record of one accepted task. It is handed from actor to actor with the messages
+// (queue -> balancer -> worker -> balancer -> queue), so exactly one actor touches the mutable
+// fields at a time; only cancel_requested is shared, hence atomic.
+#include <atomic>
+#include <functional>
+#include <memory>
+
+#include "troupe/model/completion.hpp"
+#include "troupe/model/registry.hpp"
+#include "troupe/model/task.hpp"
+
+namespace troupe {
+
+struct task_state {
+  task_id id = 0;
+  const kind_entry* kind = nullptr;
+  task_spec spec;
+  double cost = 0;  ///< from the kind's validate(), in the kind's unit
+  uint32_t max_retries = 0;
+  std::chrono::milliseconds retry_backoff{0};
+  completion done;
+  std::shared_ptr<const std::function<void(const task_result&)>> callback;  ///< shared by a batch
+  std::atomic<bool> cancel_requested{false};
+
+  // Owned by the queue.
+  enum class place : uint8_t { queued, backoff, dispatched };
+  place at = place::queued;
+  uint32_t attempts = 0;
+  bool finished = false;
+  task_timings timings;
+  error_info last_error;
+  time_point failure_detected{};  ///< when the queue learned of the last failed attempt
+
+  // Owned by the balancer while placed.
+  double estimate_s = 0;
+};
+
+using task_ptr = std::shared_ptr<task_state>;
+
+/// One attempt's outcome, produced by a worker (or by reclamation when the worker died).
+struct attempt_record {
+  task_ptr task;
+  uint32_t attempt = 0;
+  int32_t worker = -1;
+  errc code = errc::none;
+  std::string message;
+  task_output output;
+  time_point started{};
+  time_point finished{};
+  bool counts_as_attempt = true;  ///< false: the task never started (requeued from a lost worker)
+};
+
+}  // namespace troupe

@@ -1,0 +1,550 @@
+#include "troupe/model/config.hpp"
+
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+namespace troupe {
+
+config_error::config_error(std::string source, int line, std::string key, const std::string& what)
+    : std::runtime_error(source + (line > 0 ? ":" + std::to_string(line) : std::string{}) +
+                         (key.empty() ? "" : ": key '" + key + "'") + ": " + what),
+      source_(std::move(source)),
+      line_(line),
+      key_(std::move(key)) {}
+
+namespace {
+
+// Each key is declared once: where it lives, how it is read and checked.
+using setter = std::function<void(runtime_config&, const toml::node&)>;  // throws std::string
+
+struct key_def {
+  const char* section;
+  const char* name;
+  setter set;
+};
+
+int64_t int_in(const toml::node& n, int64_t lo, int64_t hi) {
+  auto v = n.value<int64_t>();
+  if (!v || n.is_floating_point() || n.is_boolean()) throw std::string{"expected an integer"};
+  if (*v < lo || *v > hi)
+    throw "expected a value in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+        std::to_string(*v);
+  return *v;
+}
+
+bool boolean(const toml::node& n) {
+  if (!n.is_boolean()) throw std::string{"expected true or false"};
+  return *n.value<bool>();
+}
+
+template <class Enum>
+Enum choice(const toml::node& n, std::initializer_list<std::pair<const char*, Enum>> options) {
+  auto s = n.value<std::string>();
+  std::string names;
+  for (auto& [name, value] : options) {
+    if (s && *s == name) return value;
+    names += names.empty() ? std::string{"\""} + name + "\"" : std::string{", \""} + name + "\"";
+  }
+  throw "expected one of " + names + (s ? ", got \"" + *s + "\"" : std::string{});
+}
+
+/// A zmq endpoint: transport://address.
+std::string endpoint(const toml::node& n) {
+  auto s = n.value<std::string>();
+  if (!s || !n.is_string())
+    throw std::string{"expected an endpoint string like \"tcp://127.0.0.1:5555\""};
+  auto sep = s->find("://");
+  if (sep == std::string::npos || sep == 0 || sep + 3 >= s->size())
+    throw "expected transport://address (tcp://host:port, ipc://path), got \"" + *s + "\"";
+  auto transport = s->substr(0, sep);
+  if (transport != "tcp" && transport != "ipc" && transport != "inproc")
+    throw "unknown transport \"" + transport + "\" (tcp, ipc or inproc)";
+  return *s;
+}
+
+template <class Dur>
+setter dur(Dur runtime_config::*field, int64_t lo, int64_t hi) {
+  return [=](runtime_config& c, const toml::node& n) { c.*field = Dur{int_in(n, lo, hi)}; };
+}
+
+const std::vector<key_def>& keys() {
+  using ms = std::chrono::milliseconds;
+  static const std::vector<key_def> defs = {
+      {"workers", "cpu", [](auto& c, auto& n) { c.cpu_workers = uint32_t(int_in(n, 0, 4096)); }},
+      {"workers", "memory_bytes",
+       [](auto& c, auto& n) { c.worker_memory_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
+      {"workers", "prefetch",
+       [](auto& c, auto& n) { c.worker_prefetch = uint32_t(int_in(n, 1, 65536)); }},
+      {"workers", "backlog_us",
+       [](auto& c, auto& n) {
+         c.worker_backlog = std::chrono::microseconds{int_in(n, 1, 60'000'000)};
+       }},
+      {"workers", "cuda",
+       [](auto& c, auto& n) {
+         if (auto* arr = n.as_array()) {
+           c.cuda = cuda_selection::list;
+           c.cuda_devices.clear();
+           for (auto& e : *arr) c.cuda_devices.push_back(int32_t(int_in(e, 0, 1023)));
+           return;
+         }
+         c.cuda = choice<cuda_selection>(
+             n, {{"all", cuda_selection::all}, {"none", cuda_selection::none}});
+       }},
+      {"workers", "gpu_memory_headroom_bytes",
+       [](auto& c, auto& n) { c.gpu_memory_headroom_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
+      {"workers", "gpu_cache_bytes",
+       [](auto& c, auto& n) { c.gpu_cache_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
+      {"workers", "cuda_streams",
+       [](auto& c, auto& n) { c.cuda_streams = uint32_t(int_in(n, 1, 64)); }},
+      {"workers", "detached", [](auto& c, auto& n) { c.detached_workers = boolean(n); }},
+      {"batching", "enabled", [](auto& c, auto& n) { c.batching_enabled = boolean(n); }},
+      {"batching", "max_tasks",
+       [](auto& c, auto& n) { c.batch_max_tasks = uint32_t(int_in(n, 1, 65536)); }},
+      {"batching", "max_delay_us",
+       [](auto& c, auto& n) {
+         c.batch_max_delay = std::chrono::microseconds{int_in(n, 0, 10'000'000)};
+       }},
+      {"queue", "bound",
+       [](auto& c, auto& n) { c.queue_bound = uint64_t(int_in(n, 1, int64_t(1) << 40)); }},
+      {"queue", "pressure_ratio",
+       [](auto& c, auto& n) {
+         auto v = n.template value<double>();
+         if (!v || *v <= 0 || *v > 1) throw std::string{"expected a number in (0, 1]"};
+         c.pressure_ratio = *v;
+       }},
+      {"queue", "overflow",
+       [](auto& c, auto& n) {
+         c.overflow = choice<overflow_policy>(
+             n, {{"reject", overflow_policy::reject}, {"block", overflow_policy::block}});
+       }},
+      {"queue", "block_timeout_ms", dur<ms>(&runtime_config::block_timeout, 0, 3'600'000)},
+      {"queue", "order",
+       [](auto& c, auto& n) {
+         c.order = choice<queue_order>(
+             n, {{"fifo", queue_order::fifo}, {"priority", queue_order::priority}});
+       }},
+      {"queue", "aging_ms", dur<ms>(&runtime_config::aging_interval, 1, 3'600'000)},
+      {"queue", "dead_letter",
+       [](auto& c, auto& n) { c.dead_letter_capacity = uint32_t(int_in(n, 0, 1'000'000)); }},
+      {"retry", "max", [](auto& c, auto& n) { c.max_retries = uint32_t(int_in(n, 0, 1000)); }},
+      {"retry", "backoff_ms", dur<ms>(&runtime_config::retry_backoff, 0, 3'600'000)},
+      {"retry", "backoff_max_ms", dur<ms>(&runtime_config::retry_backoff_max, 0, 3'600'000)},
+      {"balancer", "policy",
+       [](auto& c, auto& n) {
+         c.placement =
+             choice<placement_policy>(n, {{"round_robin", placement_policy::round_robin},
+                                          {"least_loaded", placement_policy::least_loaded}});
+       }},
+      {"supervision", "strategy",
+       [](auto& c, auto& n) {
+         c.strategy = choice<restart_strategy>(n, {{"one_for_one", restart_strategy::one_for_one}});
+       }},
+      {"supervision", "intensity",
+       [](auto& c, auto& n) { c.restart_intensity = uint32_t(int_in(n, 0, 100000)); }},
+      {"supervision", "period_ms", dur<ms>(&runtime_config::restart_period, 1, 86'400'000)},
+      {"supervision", "backoff_ms", dur<ms>(&runtime_config::restart_backoff, 0, 3'600'000)},
+      {"supervision", "backoff_max_ms",
+       dur<ms>(&runtime_config::restart_backoff_max, 0, 3'600'000)},
+      {"monitor", "heartbeat_ms", dur<ms>(&runtime_config::heartbeat_interval, 1, 3'600'000)},
+      {"monitor", "metrics_ms", dur<ms>(&runtime_config::metrics_interval, 0, 3'600'000)},
+      {"monitor", "subscriber_high_water",
+       [](auto& c, auto& n) { c.subscriber_high_water = uint32_t(int_in(n, 1, 1 << 26)); }},
+      {"monitor", "heartbeat_timeout_ms",
+       dur<ms>(&runtime_config::heartbeat_timeout, 1, 86'400'000)},
+      {"cluster", "head", [](auto& c, auto& n) { c.cluster.head_endpoint = endpoint(n); }},
+      {"cluster", "head_cpu",
+       [](auto& c, auto& n) { c.cluster.head_cpu_workers = uint32_t(int_in(n, 0, 4096)); }},
+      {"cluster", "heartbeat_ms",
+       [](auto& c, auto& n) {
+         c.cluster.heartbeat_interval = std::chrono::milliseconds{int_in(n, 1, 600'000)};
+       }},
+      {"cluster", "suspect_after_ms",
+       [](auto& c, auto& n) {
+         c.cluster.suspect_after = std::chrono::milliseconds{int_in(n, 1, 3'600'000)};
+       }},
+      {"cluster", "dead_after_ms",
+       [](auto& c, auto& n) {
+         c.cluster.dead_after = std::chrono::milliseconds{int_in(n, 1, 3'600'000)};
+       }},
+      {"cluster", "max_frame_bytes",
+       [](auto& c, auto& n) {
+         c.cluster.max_frame_bytes = uint64_t(int_in(n, 1024, int64_t(1) << 30));
+       }},
+      {"cluster", "max_outbound",
+       [](auto& c, auto& n) { c.cluster.max_outbound = uint32_t(int_in(n, 16, 1 << 24)); }},
+      {"cluster", "restart_delay_ms",
+       [](auto& c, auto& n) {
+         c.cluster.restart_delay = std::chrono::milliseconds{int_in(n, 0, 600'000)};
+       }},
+      {"cluster", "events",
+       [](auto& c, auto& n) {
+         c.cluster.events_endpoint = n.is_string() && n.template value<std::string>()->empty()
+                                         ? std::string{}
+                                         : endpoint(n);
+       }},
+      {"cluster", "event_ring",
+       [](auto& c, auto& n) { c.cluster.event_ring = uint32_t(int_in(n, 0, 1 << 26)); }},
+      {"cluster", "event_high_water",
+       [](auto& c, auto& n) { c.cluster.event_high_water = uint32_t(int_in(n, 1, 1 << 26)); }},
+      {"log", "level",
+       [](auto& c, auto& n) {
+         auto s = n.template value<std::string>();
+         static const char* levels[] = {"trace", "debug",    "info", "warn",
+                                        "error", "critical", "off"};
+         if (!s || std::find(std::begin(levels), std::end(levels), *s) == std::end(levels))
+           throw std::string{"expected one of trace, debug, info, warn, error, critical, off"};
+         c.log_level = *s;
+       }},
+      {"scheduler", "threads",
+       [](auto& c, auto& n) { c.scheduler_threads = uint32_t(int_in(n, 0, 1024)); }},
+  };
+  return defs;
+}
+
+const key_def* find_key(const std::string& section, const std::string& name) {
+  for (auto& k : keys())
+    if (section == k.section && name == k.name) return &k;
+  return nullptr;
+}
+
+bool known_section(const std::string& section) {
+  for (auto& k : keys())
+    if (section == k.section) return true;
+  return false;
+}
+
+int line_of(const toml::node& n) {
+  return int(n.source().begin.line);
+}
+
+/// [nodes.NAME] tables: cpu, cuda, memory_bytes. A name appears once.
+void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string& source) {
+  auto* table = nodes.as_table();
+  if (!table) throw config_error(source, line_of(nodes), "nodes", "expected [nodes.NAME] tables");
+  for (auto& [name_key, node] : *table) {
+    std::string name{name_key.str()};
+    auto path = "nodes." + name;
+    auto* t = node.as_table();
+    if (!t) throw config_error(source, line_of(node), path, "expected a [" + path + "] table");
+    if (name.empty() || name.size() > 64 ||
+        name.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+            std::string::npos)
+      throw config_error(source, line_of(node), path,
+                         "a node name is 1-64 letters, digits, '_' or '-'");
+    node_config n;
+    n.name = name;
+    n.line = line_of(node);
+    for (auto& [key, value] : *t) {
+      std::string k{key.str()};
+      try {
+        if (k == "cpu") {
+          n.cpu_workers = uint32_t(int_in(value, 0, 4096));
+        } else if (k == "memory_bytes") {
+          n.worker_memory_bytes = uint64_t(int_in(value, 0, INT64_MAX));
+        } else if (k == "cuda") {
+          if (auto* arr = value.as_array()) {
+            n.cuda = cuda_selection::list;
+            for (auto& e : *arr) n.cuda_devices.push_back(int32_t(int_in(e, 0, 1023)));
+          } else {
+            n.cuda = choice<cuda_selection>(
+                value, {{"all", cuda_selection::all}, {"none", cuda_selection::none}});
+            if (n.cuda == cuda_selection::all)
+              throw std::string{
+                  "a node's GPUs are laid out by the head before the node starts: list their "
+                  "indices (cuda = [0, 1]) or say \"none\""};
+          }
+        } else if (k == "fake_gpus") {  // tests: GPU workers without a GPU (see fake_gpus)
+          n.fake_gpus = uint32_t(int_in(value, 0, 16));
+        } else {
+          throw std::string{"unknown key (cpu, cuda, memory_bytes)"};
+        }
+      } catch (const std::string& what) {
+        throw config_error(source, line_of(value), path + "." + k, what);
+      }
+    }
+    if (n.cpu_workers == 0 && n.cuda_devices.empty() && n.fake_gpus == 0)
+      throw config_error(source, n.line, path, "a node needs at least one worker (cpu or cuda)");
+    for (auto& existing : cfg.cluster.nodes)
+      if (existing.name == name) throw config_error(source, n.line, path, "node declared twice");
+    cfg.cluster.nodes.push_back(std::move(n));
+  }
+}
+
+param_value toml_param(const toml::node& n) {
+  if (auto v = n.value<bool>(); v && n.is_boolean()) return *v;
+  if (n.is_integer()) return *n.value<int64_t>();
+  if (n.is_floating_point()) return *n.value<double>();
+  if (n.is_string()) return *n.value<std::string>();
+  if (auto* arr = n.as_array()) {
+    bool floats = false;
+    for (auto& e : *arr) {
+      if (!e.is_integer() && !e.is_floating_point())
+        throw std::string{"a list parameter holds numbers only"};
+      floats = floats || e.is_floating_point();
+    }
+    if (floats) {
+      std::vector<double> v;
+      for (auto& e : *arr) v.push_back(*e.value<double>());
+      return v;
+    }
+    std::vector<int64_t> v;
+    for (auto& e : *arr) v.push_back(*e.value<int64_t>());
+    return v;
+  }
+  throw std::string{"expected a number, string, boolean or list of numbers"};
+}
+
+std::string text_of(const toml::node& n) {
+  if (!n.is_string()) throw std::string{"expected a string"};
+  return *n.value<std::string>();
+}
+
+/// [[triggers]]: name, topic, when = {kind, node, worker, detail}, action, submit = {kind,
+/// params, priority}. Errors name triggers[i].key.
+void parse_triggers(runtime_config& cfg, const toml::node& node, const std::string& source) {
+  auto* arr = node.as_array();
+  if (!arr || !arr->is_array_of_tables())
+    throw config_error(source, line_of(node), "triggers",
+                       "expected [[triggers]] tables (an array of tables)");
+  cfg.triggers.clear();
+  for (size_t i = 0; i < arr->size(); ++i) {
+    auto& t = *(*arr)[i].as_table();
+    auto path = "triggers[" + std::to_string(i) + "]";
+    trigger_rule r;
+    bool has_action = false, has_topic = false;
+    for (auto& [key, value] : t) {
+      std::string k{key.str()};
+      auto at = path + "." + k;
+      try {
+        if (k == "name") {
+          r.name = text_of(value);
+          if (r.name.empty() || r.name.find_first_not_of(
+                                    "abcdefghijklmnopqrstuvwxyz"
+                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != std::string::npos)
+            throw std::string{"a trigger name is letters, digits, '_', '-' or '.'"};
+        } else if (k == "topic") {
+          r.topic = text_of(value);
+          has_topic = true;
+        } else if (k == "action") {
+          r.action = choice<trigger_action>(value, {{"log", trigger_action::log},
+                                                    {"alert", trigger_action::alert},
+                                                    {"submit", trigger_action::submit}});
+          has_action = true;
+        } else if (k == "when") {
+          auto* w = value.as_table();
+          if (!w) throw std::string{"expected a table: when = { kind = \"mlp\" }"};
+          for (auto& [ck, cv] : *w) {
+            std::string c{ck.str()};
+            try {
+              if (c == "kind")
+                r.kind = text_of(cv);
+              else if (c == "node")
+                r.node = text_of(cv);
+              else if (c == "worker")
+                r.worker = int32_t(int_in(cv, 0, 1 << 20));
+              else if (c == "detail")
+                r.detail_contains = text_of(cv);
+              else
+                throw std::string{"unknown condition (kind, node, worker, detail)"};
+            } catch (const std::string& what) {
+              throw config_error(source, line_of(cv), at + "." + c, what);
+            }
+          }
+        } else if (k == "submit") {
+          auto* s = value.as_table();
+          if (!s) throw std::string{"expected a table: submit = { kind = \"noop\" }"};
+          for (auto& [sk, sv] : *s) {
+            std::string c{sk.str()};
+            try {
+              if (c == "kind") {
+                r.follow_up.kind = text_of(sv);
+              } else if (c == "priority") {
+                r.follow_up.priority = int32_t(int_in(sv, -1000, 1000));
+              } else if (c == "params") {
+                auto* p = sv.as_table();
+                if (!p) throw std::string{"expected a table of parameters"};
+                for (auto& [pk, pv] : *p) {
+                  try {
+                    r.follow_up.params.set(std::string{pk.str()}, toml_param(pv));
+                  } catch (const std::string& what) {
+                    throw config_error(source, line_of(pv), at + ".params." + std::string{pk.str()},
+                                       what);
+                  }
+                }
+              } else {
+                throw std::string{"unknown key (kind, params, priority)"};
+              }
+            } catch (const std::string& what) {
+              throw config_error(source, line_of(sv), at + "." + c, what);
+            }
+          }
+        } else {
+          throw std::string{"unknown key (name, topic, when, action, submit)"};
+        }
+      } catch (const std::string& what) {
+        throw config_error(source, line_of(value), at, what);
+      }
+    }
+    auto line = line_of((*arr)[i]);
+    if (r.name.empty()) throw config_error(source, line, path + ".name", "a trigger needs a name");
+    if (!has_topic)
+      throw config_error(source, line, path + ".topic",
+                         "a trigger needs a topic prefix (\"\" matches every event)");
+    if (!has_action)
+      throw config_error(source, line, path + ".action",
+                         "a trigger needs an action: log, alert or submit");
+    if (r.action == trigger_action::submit && r.follow_up.kind.empty())
+      throw config_error(source, line, path + ".submit.kind",
+                         "action = \"submit\" needs submit = { kind = ... }");
+    if (r.action != trigger_action::submit && !r.follow_up.kind.empty())
+      throw config_error(source, line, path + ".submit", "only action = \"submit\" submits a task");
+    for (auto& other : cfg.triggers)
+      if (other.name == r.name)
+        throw config_error(source, line, path + ".name",
+                           "trigger '" + r.name + "' is declared twice");
+    cfg.triggers.push_back(std::move(r));
+  }
+}
+
+void check_cross_field(const runtime_config& c, const std::string& source) {
+  if (c.heartbeat_timeout <= c.heartbeat_interval)
+    throw config_error(source, 0, "monitor.heartbeat_timeout_ms",
+                       "must be greater than monitor.heartbeat_ms");
+  if (c.cluster.dead_after <= c.cluster.suspect_after)
+    throw config_error(source, 0, "cluster.dead_after_ms",
+                       "must be greater than cluster.suspect_after_ms");
+  if (c.cluster.suspect_after <= c.cluster.heartbeat_interval)
+    throw config_error(source, 0, "cluster.suspect_after_ms",
+                       "must be greater than cluster.heartbeat_ms");
+  if (c.retry_backoff_max < c.retry_backoff)
+    throw config_error(source, 0, "retry.backoff_max_ms", "must be at least retry.backoff_ms");
+}
+
+}  // namespace
+
+runtime_config parse_config(std::string_view text, const std::string& source, runtime_config cfg) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    throw config_error(source, int(e.source().begin.line), "", std::string{e.description()});
+  }
+  for (auto& [section_key, section_node] : root) {
+    std::string section{section_key.str()};
+    if (section == "nodes") {
+      parse_nodes(cfg, section_node, source);
+      continue;
+    }
+    if (section == "triggers") {
+      parse_triggers(cfg, section_node, source);
+      continue;
+    }
+    auto* table = section_node.as_table();
+    if (!table || !known_section(section))
+      throw config_error(source, line_of(section_node), section,
+                         table ? "unknown section" : "expected a [section] table");
+    for (auto& [key, node] : *table) {
+      std::string name{key.str()};
+      auto* def = find_key(section, name);
+      if (!def) throw config_error(source, line_of(node), section + "." + name, "unknown key");
+      try {
+        def->set(cfg, node);
+      } catch (const std::string& what) {
+        throw config_error(source, line_of(node), section + "." + name, what);
+      }
+    }
+  }
+  check_cross_field(cfg, source);
+  return cfg;
+}
+
+runtime_config load_config(const std::string& path, runtime_config base) {
+  std::ifstream in{path};
+  if (!in) throw config_error(path, 0, "", "cannot open the file");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_config(buf.str(), path, std::move(base));
+}
+
+void apply_override(runtime_config& cfg, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  auto dot = assignment.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+    throw config_error("--set", 0, assignment, "expected section.key=value");
+  auto section = assignment.substr(0, dot), name = assignment.substr(dot + 1, eq - dot - 1);
+  auto value = assignment.substr(eq + 1);
+  // Bare words are strings: --set queue.order=fifo
+  bool bare = !value.empty() &&
+              std::all_of(value.begin(), value.end(),
+                          [](char ch) {
+                            return std::isalpha(static_cast<unsigned char>(ch)) || ch == '_';
+                          }) &&
+              value != "true" && value != "false";
+  auto text = "[" + section + "]\n" + name + " = " + (bare ? "\"" + value + "\"" : value) + "\n";
+  try {
+    cfg = parse_config(text, "--set", cfg);
+  } catch (const config_error& e) {
+    throw config_error("--set", 0, e.key().empty() ? section + "." + name : e.key(),
+                       std::string{e.what()}.substr(std::string{e.what()}.rfind(": ") + 2));
+  }
+}
+
+runtime_config node_view(const runtime_config& cfg, const std::string& name,
+                         const std::string& source) {
+  auto* n = cfg.cluster.find(name);
+  if (!n) {
+    std::string known;
+    for (auto& k : cfg.cluster.nodes) known += (known.empty() ? "" : ", ") + k.name;
+    throw config_error(source, 0, "nodes." + name,
+                       "no such node in the cluster file (declared: " +
+                           (known.empty() ? std::string{"none"} : known) + ")");
+  }
+  auto view = cfg;
+  view.cpu_workers = n->cpu_workers;
+  view.no_cpu_workers = n->cpu_workers == 0;
+  view.cuda = n->cuda;
+  view.cuda_devices = n->cuda_devices;
+  view.fake_gpus = n->fake_gpus;
+  if (n->worker_memory_bytes) view.worker_memory_bytes = n->worker_memory_bytes;
+  return view;
+}
+
+runtime_config head_view(const runtime_config& cfg) {
+  auto view = cfg;
+  view.fake_gpus = 0;
+  view.cpu_workers = cfg.cluster.head_cpu_workers;
+  view.no_cpu_workers = cfg.cluster.head_cpu_workers == 0;
+  view.cuda = cuda_selection::none;
+  view.cuda_devices.clear();
+  // Submits arrive on the head's socket thread, which also carries the results that free room:
+  // waiting there for room would wait for itself. A full head answers with queue_full instead.
+  view.overflow = overflow_policy::reject;
+  return view;
+}
+
+runtime_config resolve(runtime_config cfg) {
+  auto cores = std::max(1u, std::thread::hardware_concurrency());
+  if (cfg.no_cpu_workers)
+    cfg.cpu_workers = 0;
+  else if (cfg.cpu_workers == 0)
+    cfg.cpu_workers = cores;
+  // The cooperative actors (queue, balancer, monitor) are few and light; workers are detached
+  // threads of their own. More scheduler threads than that only steal cores from the workers
+  // (measured: 2 threads on 2 cores cost 3x pipeline throughput against 1).
+  if (cfg.scheduler_threads == 0) cfg.scheduler_threads = std::clamp(cores / 4, 1u, 4u);
+  if (cfg.worker_memory_bytes == 0) {
+    auto pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    uint64_t total = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : (uint64_t(4) << 30);
+    cfg.worker_memory_bytes = total / std::max(1u, cfg.cpu_workers);
+  }
+  return cfg;
+}
+
+}  // namespace troupe

@@ -1,0 +1,40 @@
+#pragma once
+// troupe::node: a node process of a cluster. Its supervisor and device workers, a monitor for
+// their heartbeats, and a node agent that joins the head over a DEALER socket and runs what the
+// head assigns.
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "troupe/model/config.hpp"
+
+namespace troupe {
+
+class node {
+ public:
+  /// cfg: the whole cluster file; name: one of its [nodes.NAME]. Throws config_error for an
+  /// unknown name.
+  node(const runtime_config& cfg, const std::string& name);
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  struct stop_reason {
+    bool failed = false;  ///< its supervisor gave up or the head refused it: exit non-zero
+    std::string why;
+  };
+  /// Waits until the node must stop (request_stop, or a failure) and says why; nullopt if the
+  /// timeout passed first.
+  std::optional<stop_reason> wait(std::chrono::milliseconds timeout);
+  /// Thread-safe (a signal thread calls it): wakes wait().
+  void request_stop(const std::string& why);
+  /// Says bye to the head and stops. Idempotent.
+  void shutdown();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace troupe

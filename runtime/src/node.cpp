@@ -1,0 +1,158 @@
+#include "troupe/node.hpp"
+
+#include "runtime_impl.hpp"
+#include "troupe/actors/cluster/node_agent.hpp"
+#include "troupe/transport/codec.hpp"
+#include "troupe/transport/framer.hpp"
+#include "troupe/transport/socket_thread.hpp"
+
+namespace troupe {
+
+struct node::impl {
+  runtime_core core;
+  std::string name;
+  std::unique_ptr<caf::actor_system_config> caf_cfg;
+  std::unique_ptr<caf::actor_system> system;
+  wire::limits lim;
+  std::unique_ptr<wire::framer> framer;
+  zmq::context_t ctx{1};
+  std::unique_ptr<transport::socket_thread> sock;
+  event_bus_actor bus;
+  monitor_actor monitor;
+  node_agent_actor agent;
+  supervisor_actor supervisor;
+  std::atomic<bool> agent_ready{false};
+
+  std::mutex fatal_mutex;
+  std::condition_variable fatal_cv;
+  std::optional<node::stop_reason> fatal;
+  bool stopped = false;
+
+  impl(const runtime_config& cluster_cfg, const std::string& node_name) : name(node_name) {
+    core.cfg = resolve(node_view(cluster_cfg, node_name, "cluster file"));
+    apply_log_level(core.cfg.log_level);
+    lim.max_frame_bytes = core.cfg.cluster.max_frame_bytes;
+    kernels::register_builtins(core.registry);
+    if (core.cfg.cuda != cuda_selection::none) core.gpus = discover_gpus();
+    for (auto& why : core.gpus.left_out) troupe::logger().info("troupe: {}", why);
+    core.workers = layout_workers(core.cfg, core.gpus);
+    if (core.cfg.cuda != cuda_selection::none && core.gpus.gpus.empty())
+      troupe::logger().info("node {}: no GPU worker: {}", name, core.gpus.note);
+    core.retired = std::make_unique<std::atomic<bool>[]>(core.workers.size());
+    core.gpu_gauges = std::make_unique<gpu_memory_gauge[]>(core.workers.size());
+    caf_cfg = make_caf_config(core.cfg);
+    system = std::make_unique<caf::actor_system>(*caf_cfg);
+    framer = std::make_unique<wire::framer>(name);
+
+    transport::socket_options so;
+    so.type = zmq::socket_type::dealer;
+    so.endpoint = core.cfg.cluster.head_endpoint;
+    so.name = "troupe-node";
+    so.max_outbound = core.cfg.cluster.max_outbound;
+    so.max_message_bytes = int64_t(core.cfg.cluster.max_frame_bytes) * 2;
+    so.linger_ms = 200;  // the bye on shutdown
+    sock = std::make_unique<transport::socket_thread>(
+        ctx, so, [this](transport::multipart& m) { on_message(m); });
+
+    auto& sys = *system;
+    bus = sys.spawn<caf::detached>(event_bus_impl, &core);
+    monitor = sys.spawn(monitor_impl, &core, uint32_t(core.workers.size()), bus);
+    agent = sys.spawn(node_agent_impl, &core, name, sock.get(), framer.get(),
+                      [this](const std::string& why) { set_fatal(why, true); });
+    agent_ready = true;
+    supervisor = sys.spawn(supervisor_impl, &core, caf::actor_cast<balancer_actor>(agent), monitor,
+                           caf::actor_cast<escalation_actor>(agent), bus);
+    caf::anon_send(monitor, supervisor);
+    troupe::logger().info("node {}: {} worker(s), joining {}", name, core.workers.size(),
+                          core.cfg.cluster.head_endpoint);
+  }
+
+  void set_fatal(const std::string& why, bool failed) {
+    std::lock_guard<std::mutex> guard{fatal_mutex};
+    if (!fatal) fatal = node::stop_reason{failed, why};
+    fatal_cv.notify_all();
+  }
+
+  void on_message(transport::multipart& m) {
+    if (!agent_ready.load()) return;
+    if (m.size() != 2) {
+      troupe::logger().warn("node {}: a message of {} frames from the head, expected 2", name,
+                            m.size());
+      return;
+    }
+    try {
+      auto h = wire::decode_header(m[0].data(), m[0].size(), lim);
+      auto& body = m[1];
+      switch (h.type) {
+        case wire::msg_type::assign:
+          return caf::anon_send(agent, head_assign_msg{decode<wire::assign>(body)});
+        case wire::msg_type::welcome:
+          return caf::anon_send(agent, head_welcome_msg{decode<wire::welcome>(body)});
+        case wire::msg_type::heartbeat:
+          return caf::anon_send(agent, head_heartbeat_msg{});
+        case wire::msg_type::cancel:
+          return caf::anon_send(agent, head_cancel_msg{decode<wire::cancel>(body)});
+        case wire::msg_type::error:
+          return caf::anon_send(agent, head_error_msg{decode<wire::error>(body)});
+        default:
+          troupe::logger().warn("node {}: unexpected '{}' message from the head", name,
+                                wire::to_string(h.type));
+      }
+    } catch (const wire::decode_error& e) {
+      // The head is trusted more than a client, but not blindly: report and carry on.
+      troupe::logger().warn("node {}: undecodable message from the head: {}", name, e.what());
+      sock->send(framer->make(nullptr, wire::msg_type::error, wire::error{e.code(), e.what()}));
+    }
+  }
+
+  template <class Body>
+  Body decode(const zmq::message_t& body) {
+    return wire::decode<Body>(body.data(), body.size(), lim);
+  }
+
+  void stop() {
+    if (stopped) return;
+    stopped = true;
+    sock->send(framer->make(nullptr, wire::msg_type::bye, wire::heartbeat{}));
+    for (auto a : {caf::actor_cast<caf::actor>(supervisor), caf::actor_cast<caf::actor>(agent),
+                   caf::actor_cast<caf::actor>(monitor), caf::actor_cast<caf::actor>(bus)})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    {
+      caf::scoped_actor self{*system};
+      for (auto a : {caf::actor_cast<caf::actor>(supervisor), caf::actor_cast<caf::actor>(agent),
+                     caf::actor_cast<caf::actor>(monitor), caf::actor_cast<caf::actor>(bus)})
+        self->wait_for(a);
+    }
+    agent_ready = false;
+    sock->stop();  // flushes the bye (linger)
+    supervisor = nullptr;
+    agent = nullptr;
+    monitor = nullptr;
+    bus = nullptr;
+  }
+};
+
+node::node(const runtime_config& cfg, const std::string& name)
+    : impl_(std::make_unique<impl>(cfg, name)) {}
+
+node::~node() {
+  impl_->stop();
+  impl_->sock.reset();
+  impl_->system.reset();
+}
+
+void node::request_stop(const std::string& why) {
+  impl_->set_fatal(why, false);
+}
+
+std::optional<node::stop_reason> node::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock{impl_->fatal_mutex};
+  impl_->fatal_cv.wait_for(lock, timeout, [&] { return impl_->fatal.has_value(); });
+  return impl_->fatal;
+}
+
+void node::shutdown() {
+  impl_->stop();
+}
+
+}  // namespace troupe

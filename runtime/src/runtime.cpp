@@ -1,0 +1,212 @@
+#include "troupe/runtime.hpp"
+
+#include "runtime_impl.hpp"
+
+namespace troupe {
+
+/// Subscribes one callback per rule of the config: each matching event fires its rule once.
+void runtime::start_triggers() {
+  auto& rt = *this;
+  auto& impl = *impl_;
+  if (impl.core.cfg.triggers.empty()) return;
+  auto runner = std::make_shared<trigger_runner>();
+  runner->rt = &rt;
+  impl.triggers = runner;
+  for (auto& rule : impl.core.cfg.triggers) {
+    // On the bus's own thread, like the head's publisher: a rule sees every event, none is
+    // lost to a subscriber queue's bound. A follow-up submit with overflow = "block" may hold
+    // the bus for at most queue.block_timeout_ms.
+    rt.subscribe_direct(rule.topic, [runner, rule, bus = impl.bus](const event& e) {
+      std::lock_guard<std::mutex> guard{runner->mutex};
+      if (!runner->rt || !matches(rule, e) || (e.task && runner->follow_ups.count(e.task))) return;
+      switch (rule.action) {
+        case trigger_action::log:
+          troupe::logger().warn("{}", describe_match(rule, e));
+          break;
+        case trigger_action::alert:  // this thread is the bus's: it numbers the alert next
+          caf::anon_send(bus, publish_msg{{alert_for(rule, e)}});
+          break;
+        case trigger_action::submit: {
+          auto h = runner->rt->submit(follow_up_for(rule, e));
+          if (h.ready() && !h.get().ok())
+            troupe::logger().warn("trigger '{}': follow-up task refused: {}", rule.name,
+                                  h.get().error.message);
+          runner->follow_ups.insert(h.id());
+          runner->follow_up_order.push_back(h.id());
+          if (runner->follow_up_order.size() > trigger_runner::follow_up_capacity) {
+            runner->follow_ups.erase(runner->follow_up_order.front());
+            runner->follow_up_order.pop_front();
+          }
+          break;
+        }
+      }
+    });
+  }
+  troupe::logger().info("troupe: {} trigger(s) from the config", impl.core.cfg.triggers.size());
+}
+
+runtime::runtime(runtime_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {
+  apply_log_level(impl_->core.cfg.log_level);
+  impl_->own_cfg = make_caf_config(impl_->core.cfg);
+  impl_->own_system = std::make_unique<caf::actor_system>(*impl_->own_cfg);
+  impl_->start(*impl_->own_system);
+  start_triggers();
+}
+
+runtime::runtime(runtime_config cfg, std::vector<worker_desc> remote_workers)
+    : impl_(std::make_unique<impl>(std::move(cfg))) {
+  apply_log_level(impl_->core.cfg.log_level);
+  impl_->own_cfg = make_caf_config(impl_->core.cfg);
+  impl_->own_system = std::make_unique<caf::actor_system>(*impl_->own_cfg);
+  impl_->start(*impl_->own_system, std::move(remote_workers));
+  start_triggers();
+}
+
+runtime::runtime(caf::actor_system& system, runtime_config cfg)
+    : impl_(std::make_unique<impl>(std::move(cfg))) {
+  apply_log_level(impl_->core.cfg.log_level);
+  impl_->start(system);
+  start_triggers();
+}
+
+std::unique_ptr<runtime> runtime::from_file(const std::string& path) {
+  return std::make_unique<runtime>(load_config(path));
+}
+
+runtime::~runtime() {
+  shutdown(shutdown_mode::drain);
+  // A detached actor's thread lives until its last handle is gone: drop ours before the system
+  // waits for those threads.
+  impl_->bus = nullptr;
+  impl_->monitor = nullptr;
+  impl_->queue = nullptr;
+  impl_->balancer = nullptr;
+  impl_->supervisor = nullptr;
+  impl_->own_system.reset();
+}
+
+task_registry& runtime::registry() {
+  return impl_->core.registry;
+}
+const gpu_inventory& runtime::gpus() const {
+  return impl_->core.gpus;
+}
+const runtime_config& runtime::config() const {
+  return impl_->core.cfg;
+}
+
+task_handle runtime::submit(task_spec spec, result_callback on_done) {
+  // A keyed submit checks, admits and remembers its key under one lock: two threads with the
+  // same key get the same task, never two.
+  std::unique_lock<std::mutex> keyed;
+  if (!spec.idempotency_key.empty()) {
+    keyed = std::unique_lock<std::mutex>{impl_->keys_mutex};
+    if (auto h = impl_->known_key(spec.idempotency_key)) return *h;
+  }
+  auto key = spec.idempotency_key;
+  auto sub = impl_->begin(1, std::move(on_done));
+  auto r = impl_->prepare(std::move(spec), sub);
+  impl_->end(sub);
+  if (auto* h = std::get_if<task_handle>(&r)) return *h;
+  auto& t = std::get<task_ptr>(r);
+  auto h = impl_->track(t);
+  impl_->remember_key(key, h);
+  keyed = {};
+  caf::anon_send(impl_->queue, submit_msg{{std::move(t)}});
+  return h;
+}
+
+std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
+                                               result_callback on_done) {
+  std::vector<task_handle> handles;
+  handles.reserve(specs.size());
+  submit_msg msg;
+  msg.tasks.reserve(specs.size());
+  std::unique_lock<std::mutex> keyed;  // as in submit(), for the whole batch if any is keyed
+  for (auto& spec : specs)
+    if (!spec.idempotency_key.empty()) {
+      keyed = std::unique_lock<std::mutex>{impl_->keys_mutex};
+      break;
+    }
+  auto sub = impl_->begin(specs.size(), std::move(on_done));
+  for (auto& spec : specs) {
+    if (auto h = impl_->known_key(spec.idempotency_key)) {
+      handles.push_back(*h);
+      continue;
+    }
+    auto key = spec.idempotency_key;
+    auto r = impl_->prepare(std::move(spec), sub);
+    if (auto* h = std::get_if<task_handle>(&r)) {
+      handles.push_back(std::move(*h));
+      continue;
+    }
+    auto& t = std::get<task_ptr>(r);
+    handles.push_back(impl_->track(t));
+    impl_->remember_key(key, handles.back());
+    msg.tasks.push_back(std::move(t));
+  }
+  impl_->end(sub);
+  keyed = {};
+  if (!msg.tasks.empty()) caf::anon_send(impl_->queue, std::move(msg));
+  return handles;
+}
+
+void runtime::cancel(task_id id) {
+  caf::anon_send(impl_->queue, cancel_msg{id});
+}
+
+uint64_t runtime::subscribe(std::string prefix, event_callback callback) {
+  auto id = impl_->next_subscription.fetch_add(1);
+  // Counted here, synchronously, so that events published right after this call are not
+  // skipped by the gate; the bus adds the subscription before it handles any later publish.
+  impl_->core.events.subscribers.fetch_add(1);
+  caf::anon_send(impl_->bus, subscribe_msg{id, std::move(prefix), std::move(callback)});
+  return id;
+}
+
+uint64_t runtime::subscribe_direct(std::string prefix, event_callback callback) {
+  auto id = impl_->next_subscription.fetch_add(1);
+  impl_->core.events.subscribers.fetch_add(1);
+  subscribe_msg msg{id, std::move(prefix), std::move(callback)};
+  msg.direct = true;
+  caf::anon_send(impl_->bus, std::move(msg));
+  return id;
+}
+
+void runtime::count_dropped_events(uint64_t n) {
+  impl_->core.events.dropped.fetch_add(n, std::memory_order_relaxed);
+}
+
+void runtime::unsubscribe(uint64_t id) {
+  caf::anon_send(impl_->bus, unsubscribe_msg{id});
+}
+
+runtime_stats runtime::stats() {
+  runtime_stats s;
+  caf::scoped_actor self{*impl_->system};
+  self->request(impl_->monitor, std::chrono::seconds(5), stats_request{})
+      .receive([&](runtime_stats& r) { s = std::move(r); },
+               [&](caf::error& e) {
+                 troupe::logger().warn("troupe: stats request failed: {}", caf::to_string(e));
+               });
+  s.submitted = impl_->core.submitted.load();
+  s.rejected = impl_->core.rejected.load();
+  auto in_system = impl_->core.in_system.load();
+  s.queued = std::min<uint64_t>(s.queued, in_system);
+  s.in_flight = in_system - s.queued;
+  return s;
+}
+
+void runtime::shutdown(shutdown_mode mode) {
+  if (auto t = impl_->triggers) {  // no follow-up task once shutting down
+    std::lock_guard<std::mutex> guard{t->mutex};
+    t->rt = nullptr;
+  }
+  impl_->stop(mode);
+}
+
+bool runtime::wait_idle(std::chrono::milliseconds timeout) {
+  return impl_->wait_idle(timeout);
+}
+
+}  // namespace troupe

@@ -1,0 +1,344 @@
+#pragma once
+// runtime::impl, shared by the embedding API (runtime.cpp) and the head process (head.cpp), which
+// adds workers of other processes to the same actors. Private to the runtime target.
+#include <caf/all.hpp>
+#include <deque>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+
+#include "troupe/actors/balancer.hpp"
+#include "troupe/actors/callback_runner.hpp"
+#include "troupe/actors/core.hpp"
+#include "troupe/actors/event_bus.hpp"
+#include "troupe/actors/monitor.hpp"
+#include "troupe/actors/queue.hpp"
+#include "troupe/actors/supervisor.hpp"
+#include "troupe/kernels/builtins.hpp"
+#include "troupe/kernels/gpu_discovery.hpp"
+#include "troupe/model/ledger.hpp"
+#include "troupe/model/log.hpp"
+#include "troupe/runtime.hpp"
+
+namespace troupe {
+
+inline std::unique_ptr<caf::actor_system_config> make_caf_config(const runtime_config& cfg) {
+  auto c = std::make_unique<caf::actor_system_config>();
+  c->set("scheduler.max-threads", cfg.scheduler_threads);
+  c->set("scheduler.policy", caf::atom("stealing"));
+  // An idle scheduler thread first spins (aggressive), then polls with 50 us sleeps (moderate),
+  // then waits on a condition variable that new work notifies (relaxed). In the moderate phase
+  // nothing wakes it: work from other threads (sockets, callers) waits out the sleep. Skip it.
+  c->set("work-stealing.moderate-poll-attempts", size_t{0});
+  c->set("logger.console", caf::atom("none"));
+  return c;
+}
+
+using shared_callback = std::shared_ptr<const result_callback>;
+
+/// Runs the config's triggers on the event bus's thread (one subscription per rule). Follow-up
+/// tasks go through the runtime's submit; `rt` is cleared at shutdown, under the mutex.
+struct trigger_runner {
+  std::mutex mutex;
+  runtime* rt = nullptr;
+  std::unordered_set<task_id> follow_ups;  ///< their events fire no trigger: no loops
+  std::deque<task_id> follow_up_order;     ///< oldest forgotten past follow_up_capacity
+  static constexpr size_t follow_up_capacity = 65536;
+};
+
+struct runtime::impl {
+  runtime_core core;
+  std::unique_ptr<caf::actor_system_config> own_cfg;
+  std::unique_ptr<caf::actor_system> own_system;
+  caf::actor_system* system = nullptr;
+  resource_ledger fit_check;  // capacities only: answers "could this ever run here?"
+
+  event_bus_actor bus;
+  monitor_actor monitor;
+  queue_actor queue;
+  balancer_actor balancer;
+  supervisor_actor supervisor;
+
+  std::atomic<uint64_t> next_subscription{1};
+  std::mutex keys_mutex;  // idempotency keys: key -> handle, oldest evicted past the bound
+  std::unordered_map<std::string, task_handle> keys;
+  std::deque<std::string> key_order;
+  static constexpr size_t key_capacity = 65536;
+  bool stopped = false;
+  std::mutex stop_mutex;
+  std::shared_ptr<trigger_runner> triggers;
+  std::unique_ptr<callback_runner> callbacks;  // outlives the actors that post to it
+
+  explicit impl(runtime_config cfg) { core.cfg = resolve(std::move(cfg)); }
+
+  /// remote: workers of node processes (a head), appended after this process's own.
+  void start(caf::actor_system& sys, std::vector<worker_desc> remote = {}) {
+    system = &sys;
+    kernels::register_builtins(core.registry);
+    if (core.cfg.cuda != cuda_selection::none) core.gpus = discover_gpus();
+    for (auto& why : core.gpus.left_out) troupe::logger().info("troupe: {}", why);
+    core.workers = layout_workers(core.cfg, core.gpus);
+    for (auto& w : remote) core.workers.push_back(std::move(w));
+    for (auto& g : core.gpus.gpus)
+      troupe::logger().info("troupe: GPU {} {} (compute {}.{}), {} MiB, {} MiB free", g.index,
+                            g.name, g.cc_major, g.cc_minor, g.total_memory >> 20,
+                            g.free_memory >> 20);
+    if (core.cfg.cuda != cuda_selection::none && core.gpus.gpus.empty())
+      troupe::logger().info("troupe: no GPU worker: {}", core.gpus.note);
+    for (auto& w : core.workers) fit_check.add_worker(w.capacity);
+    core.retired = std::make_unique<std::atomic<bool>[]>(core.workers.size());
+    core.gpu_gauges = std::make_unique<gpu_memory_gauge[]>(core.workers.size());
+    callbacks = std::make_unique<callback_runner>([this](uint64_t n) { core.tasks_finished(n); });
+    core.callbacks = callbacks.get();
+    // Dependency order: events, monitor, queue, balancer, then the supervisor and its workers.
+    bus = core.cfg.detached_workers ? sys.spawn<caf::detached>(event_bus_impl, &core)
+                                    : sys.spawn(event_bus_impl, &core);
+    monitor = sys.spawn(monitor_impl, &core, uint32_t(core.workers.size()), bus);
+    queue = sys.spawn(queue_impl, &core, monitor, bus);
+    balancer = sys.spawn(balancer_impl, &core, queue, bus);
+    supervisor = sys.spawn(supervisor_impl, &core, balancer, monitor, queue, bus);
+    caf::anon_send(monitor, supervisor);
+    troupe::logger().info(
+        "troupe: {} cpu and {} gpu workers, queue bound {}, {} placement", cpu_count(),
+        core.workers.size() - cpu_count(), core.cfg.queue_bound,
+        core.cfg.placement == placement_policy::least_loaded ? "least_loaded" : "round_robin");
+  }
+
+  task_handle rejected(task_id id, const task_spec& spec, errc code, std::string message) {
+    core.rejected.fetch_add(1, std::memory_order_relaxed);
+    auto done = std::make_shared<completion>();
+    task_result r;
+    r.id = id;
+    r.kind = spec.kind;
+    r.status = outcome::rejected;
+    r.error = {code, std::move(message)};
+    r.timings.submitted = r.timings.finished = clock::now();
+    if (core.events.subscribers.load(std::memory_order_relaxed) != 0) {
+      // Rejected on the submitting thread: the bus numbers it with the others.
+      event_batch events{core.events};
+      if (auto* e = events.add("queue.rejected", id, -1,
+                               std::string{to_string(code)} + ": " + r.error.message))
+        e->kind = spec.kind;
+      events.flush_from_outside(bus);
+    }
+    done->set(std::move(r));
+    return task_handle{id, std::move(done)};
+  }
+
+  bool runs_here(const kind_entry& kind) const {
+    for (auto& w : core.workers)
+      if (kind.runs_on(w.device)) return true;
+    return false;
+  }
+
+  bool fits_some_worker(const kind_entry& kind, const resources& needs) const {
+    for (size_t w = 0; w < core.workers.size(); ++w)
+      if (!core.retired[w] && kind.runs_on(core.workers[w].device) &&
+          fit_check.fits_capacity(int32_t(w), needs))
+        return true;
+    return false;
+  }
+
+  size_t cpu_count() const {
+    size_t n = 0;
+    for (auto& w : core.workers) n += w.device == device_class::cpu;
+    return n;
+  }
+
+  std::string device_list() const {
+    std::string s = std::to_string(cpu_count()) + " cpu";
+    auto gpus = core.workers.size() - cpu_count();
+    if (gpus) s += ", " + std::to_string(gpus) + " cuda";
+    return s;
+  }
+
+  std::string unsatisfiable(const kind_entry& kind, const resources& n) const {
+    std::string s = "task needs " + std::to_string(n.cpu_slots) + " cpu slot(s), " +
+                    std::to_string(n.memory_bytes) + " bytes of memory, " +
+                    std::to_string(n.gpu_count) + " gpu(s) with " +
+                    std::to_string(n.gpu_memory_bytes) + " bytes; workers that run '" +
+                    kind.def.name + "':";
+    for (size_t i = 0; i < core.workers.size(); ++i) {
+      auto& w = core.workers[i];
+      if (!kind.runs_on(w.device)) continue;
+      if (core.retired[i]) {
+        s += " " + w.name + " (out of service)";
+        continue;
+      }
+      s += " " + w.name + " (" + std::to_string(w.capacity.cpu_slots) + " slot, " +
+           std::to_string(w.capacity.memory_bytes) + " bytes, " +
+           std::to_string(w.capacity.gpu_count) + " gpu, " +
+           std::to_string(w.capacity.gpu_memory_bytes) + " gpu bytes)";
+    }
+    return s;
+  }
+
+  std::string known_kinds() const {
+    std::string s;
+    for (auto& k : core.registry.kinds()) s += (s.empty() ? "" : ", ") + k;
+    return s;
+  }
+
+  /// What one submit or submit_batch call shares between its specs, so that the per-task path
+  /// touches no shared atomic: ids and queue places are taken for the whole call at once.
+  struct submission {
+    shared_callback callback;
+    const kind_entry* last_kind = nullptr;  // batches are mostly of one kind
+    time_point now = clock::now();          // one submission time for the whole call
+    task_id next_id = 0;
+    uint64_t prepaid = 0;  // places under the bound taken in advance, not yet used
+    uint64_t accepted = 0;
+  };
+
+  submission begin(size_t n, result_callback on_done) {
+    submission s;
+    if (on_done) s.callback = std::make_shared<const result_callback>(std::move(on_done));
+    s.next_id = core.next_id.fetch_add(n, std::memory_order_relaxed);
+    auto before = core.in_system.fetch_add(n, std::memory_order_acq_rel);
+    if (before + n <= core.cfg.queue_bound)
+      s.prepaid = n;
+    else
+      core.tasks_finished(n);  // not all fit: admit one by one (reject or block per task)
+    return s;
+  }
+
+  void end(submission& s) {
+    core.tasks_finished(s.prepaid);  // places of rejected specs
+    core.submitted.fetch_add(s.accepted, std::memory_order_relaxed);
+  }
+
+  /// Validates and admits one spec; returns the task record, or a rejected handle.
+  std::variant<task_ptr, task_handle> prepare(task_spec&& spec, submission& sub) {
+    auto id = sub.next_id++;
+    auto now = sub.now;
+    auto& last_kind = sub.last_kind;
+    if (!core.accepting.load(std::memory_order_acquire)) {
+      auto why = core.refusal.load();
+      return rejected(id, spec, why,
+                      why == errc::supervisor_gave_up
+                          ? "the runtime stopped accepting tasks: its supervisor gave up"
+                          : "the runtime is shutting down");
+    }
+    // Batches are mostly of one kind: skip the registry's lock for a repeat within one call.
+    auto* kind =
+        last_kind && last_kind->def.name == spec.kind ? last_kind : core.registry.find(spec.kind);
+    last_kind = kind;
+    if (!kind)
+      return rejected(id, spec, errc::unknown_kind,
+                      "unknown task kind '" + spec.kind + "' (known: " + known_kinds() + ")");
+    if (!runs_here(*kind))
+      return rejected(id, spec, errc::no_implementation,
+                      "task kind '" + spec.kind + "' has no implementation for the devices of " +
+                          "this runtime (" + device_list() + ")");
+    double cost = 0;
+    if (kind->def.validate) {
+      try {
+        cost = kind->def.validate(spec);
+      } catch (const task_failure& f) {
+        return rejected(id, spec, f.code == errc::none ? errc::invalid_params : f.code,
+                        "task kind '" + spec.kind + "': " + f.message);
+      } catch (const std::exception& e) {
+        return rejected(id, spec, errc::invalid_params,
+                        "task kind '" + spec.kind + "': " + e.what());
+      }
+    }
+    if (!fits_some_worker(*kind, spec.needs))
+      return rejected(id, spec, errc::unsatisfiable_resources, unsatisfiable(*kind, spec.needs));
+    if (spec.deadline && *spec.deadline <= now)
+      return rejected(id, spec, errc::deadline_expired, "the deadline has already passed");
+    if (sub.prepaid > 0)
+      --sub.prepaid;
+    else if (!admit())
+      return rejected(id, spec, errc::queue_full,
+                      "queue bound reached: " + std::to_string(core.cfg.queue_bound) +
+                          " tasks admitted and unfinished (queue.bound, overflow = " +
+                          (core.cfg.overflow == overflow_policy::block ? "block" : "reject") + ")");
+    auto t = std::make_shared<task_state>();
+    t->id = id;
+    t->kind = kind;
+    t->cost = cost;
+    t->max_retries = spec.max_retries.value_or(core.cfg.max_retries);
+    t->retry_backoff = spec.retry_backoff.value_or(core.cfg.retry_backoff);
+    t->spec = std::move(spec);
+    t->callback = sub.callback;
+    t->timings.submitted = now;
+    ++sub.accepted;
+    return t;
+  }
+
+  /// Takes one place under the queue bound, waiting with overflow = block.
+  bool admit() {
+    auto bound = core.cfg.queue_bound;
+    auto n = core.in_system.fetch_add(1, std::memory_order_acq_rel);
+    if (n < bound) return true;
+    core.in_system.fetch_sub(1, std::memory_order_acq_rel);
+    if (core.cfg.overflow != overflow_policy::block) return false;
+    std::unique_lock<std::mutex> lock{core.wait_mutex};
+    core.waiters.fetch_add(1);
+    bool ok = core.wait_cv.wait_for(lock, core.cfg.block_timeout, [&] {
+      auto cur = core.in_system.load();
+      while (cur < bound)
+        if (core.in_system.compare_exchange_weak(cur, cur + 1)) return true;
+      return false;
+    });
+    core.waiters.fetch_sub(1);
+    return ok;
+  }
+
+  task_handle track(task_ptr& t) {
+    // Aliasing pointer: the handle keeps the task record alive, no extra allocation.
+    return task_handle{t->id, std::shared_ptr<const completion>(t, &t->done)};
+  }
+
+  /// Callers hold keys_mutex (see runtime::submit).
+  std::optional<task_handle> known_key(const std::string& key) {
+    if (key.empty()) return std::nullopt;
+    auto i = keys.find(key);
+    if (i == keys.end()) return std::nullopt;
+    return i->second;
+  }
+
+  /// Callers hold keys_mutex.
+  void remember_key(const std::string& key, const task_handle& h) {
+    if (key.empty()) return;
+    if (!keys.emplace(key, h).second) return;
+    key_order.push_back(key);
+    if (key_order.size() > key_capacity) {
+      keys.erase(key_order.front());
+      key_order.pop_front();
+    }
+  }
+
+  bool wait_idle(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock{core.wait_mutex};
+    core.waiters.fetch_add(1);
+    bool ok = core.wait_cv.wait_for(lock, timeout, [&] { return core.in_system.load() == 0; });
+    core.waiters.fetch_sub(1);
+    return ok;
+  }
+
+  void stop(shutdown_mode mode) {
+    std::lock_guard<std::mutex> guard{stop_mutex};
+    if (stopped) return;
+    stopped = true;
+    core.accepting = false;
+    if (mode == shutdown_mode::cancel)
+      caf::anon_send(queue, cancel_all_msg{errc::cancelled, "cancelled by shutdown"});
+    while (!wait_idle(std::chrono::seconds(10)))
+      troupe::logger().info("troupe: shutdown waits for {} unfinished task(s)",
+                            core.in_system.load());
+    // Reverse dependency order. The supervisor takes its linked workers along.
+    for (auto a : {caf::actor_cast<caf::actor>(supervisor), caf::actor_cast<caf::actor>(balancer),
+                   caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(monitor),
+                   caf::actor_cast<caf::actor>(bus)})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    if (!own_system) return;  // attached: the system's owner awaits the actors
+    caf::scoped_actor self{*system};
+    for (auto a : {caf::actor_cast<caf::actor>(supervisor), caf::actor_cast<caf::actor>(balancer),
+                   caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(monitor),
+                   caf::actor_cast<caf::actor>(bus)})
+      self->wait_for(a);
+  }
+};
+
+}  // namespace troupe

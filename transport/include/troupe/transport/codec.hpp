@@ -1,0 +1,64 @@
+#pragma once
+// MessagePack form of the wire messages (wire.hpp). Decoding is bounded before anything is
+// allocated: the frame size, then a walk over the raw bytes that checks every declared length
+// against the bytes that are really there, the element counts and the nesting depth; only then
+// does msgpack-c build objects, under the same limits (its defaults are unlimited: five bytes
+// can ask for gigabytes). Unknown keys in a body are ignored, so that a newer peer's additions
+// do not break an older one; missing required keys and wrong types are errors naming the field.
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+#include "troupe/transport/wire.hpp"
+
+namespace troupe::wire {
+
+struct limits {
+  size_t max_frame_bytes = size_t(16) << 20;   ///< one zmq frame
+  size_t max_elements = size_t(1) << 20;       ///< entries of one array or map
+  size_t max_depth = 32;                       ///< nesting of arrays and maps
+  size_t max_string_bytes = size_t(1) << 20;   ///< one string
+  size_t max_binary_bytes = size_t(16) << 20;  ///< one binary (payloads, output bytes)
+};
+
+/// Why a frame was refused: the code goes back to the sender in an error message.
+class decode_error : public std::runtime_error {
+ public:
+  decode_error(wire_errc code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  wire_errc code() const { return code_; }
+
+ private:
+  wire_errc code_;
+};
+
+/// Throws decode_error if the bytes are not one complete MessagePack object within the limits.
+/// Allocates nothing.
+void check_frame(const void* data, size_t size, const limits& lim);
+
+std::string encode(const header& h);
+std::string encode(const hello& m);
+std::string encode(const welcome& m);
+std::string encode(const heartbeat& m);
+std::string encode(const assign& m);
+std::string encode(const results& m);
+std::string encode(const worker_state& m);
+std::string encode(const submit& m);
+std::string encode(const submitted& m);
+std::string encode(const result& m);
+std::string encode(const cancel& m);
+std::string encode(const status_request& m);
+std::string encode(const status& m);
+std::string encode(const error& m);
+std::string encode(const replay_request& m);
+std::string encode(const replay& m);
+std::string encode(const snapshot_request& m);
+std::string encode(const snapshot& m);
+/// The body of a PUB message (its first frame is the topic).
+std::string encode(const event& e);
+
+/// Decoders: check_frame first, then the shape. Throw decode_error naming the field.
+header decode_header(const void* data, size_t size, const limits& lim);
+template <class Body>
+Body decode(const void* data, size_t size, const limits& lim);
+
+}  // namespace troupe::wire

@@ -1,0 +1,204 @@
+#pragma once
+// The messages exchanged between processes (head, nodes, clients), as plain structs. Their
+// MessagePack form is in codec.hpp and documented field by field in docs/protocol.md.
+//
+// Every zmq message is two frames after the ROUTER's routing id: a header map and a body map.
+// Times never cross a process boundary as clock readings: deadlines travel as milliseconds
+// remaining, run times as durations.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "troupe/model/devices.hpp"
+#include "troupe/model/event_log.hpp"
+#include "troupe/model/events.hpp"
+#include "troupe/model/ledger.hpp"
+#include "troupe/model/registry.hpp"
+#include "troupe/model/stats.hpp"
+#include "troupe/model/task.hpp"
+
+namespace troupe::wire {
+
+/// Version of the header and bodies; a frame of another version gets an error reply.
+inline constexpr uint32_t protocol_version = 1;
+
+enum class msg_type : uint8_t {
+  hello,         ///< node -> head: joins with its workers and an epoch
+  welcome,       ///< head -> node: accepted
+  heartbeat,     ///< both ways, at the configured interval
+  assign,        ///< head -> node: tasks for its workers
+  results,       ///< node -> head: attempts done
+  worker_state,  ///< node -> head: a worker of the node went down or came up
+  submit,        ///< client -> head: tasks
+  submitted,     ///< head -> client: the ids, in the order of the submit
+  result,        ///< head -> client: terminal records of tasks
+  cancel,        ///< client -> head
+  status_request,
+  status,            ///< head -> client: nodes, workers, queue, supervision
+  error,             ///< anyone -> anyone: a frame could not be handled
+  bye,               ///< node -> head: leaving on purpose (shutdown)
+  replay_request,    ///< subscriber -> head: the events since a sequence number
+  replay,            ///< head -> subscriber
+  snapshot_request,  ///< subscriber -> head: current state
+  snapshot,          ///< head -> subscriber
+};
+inline constexpr msg_type last_msg_type = msg_type::snapshot;
+const char* to_string(msg_type t) noexcept;
+/// False for an unknown name.
+bool parse_msg_type(const std::string& name, msg_type& out) noexcept;
+
+struct header {
+  uint32_t v = protocol_version;
+  msg_type type = msg_type::error;
+  uint64_t id = 0;     ///< sender's message number (per connection, increasing)
+  uint64_t corr = 0;   ///< for replies: the id of the message answered; 0 otherwise
+  std::string from;    ///< node name, or a client's chosen name
+  uint64_t epoch = 0;  ///< node: its incarnation; head: its own; clients: 0
+};
+
+struct worker_info {
+  std::string name;
+  device_class device = device_class::cpu;
+  int32_t device_index = -1;
+  worker_capacity capacity;
+};
+
+struct hello {
+  std::string node;
+  std::vector<worker_info> workers;
+  std::vector<std::string> kinds;  ///< task kinds the node can run
+  std::vector<gpu_device> gpus;    ///< what the node's discovery found (optional)
+  std::string gpu_note;            ///< why it found none (optional)
+};
+
+struct welcome {
+  std::string node;
+  uint64_t epoch = 0;  ///< the node epoch welcomed (a node ignores a welcome for an older one)
+  uint32_t heartbeat_ms = 0;
+  uint32_t first_worker = 0;  ///< global index of the node's worker 0 (for logs and status)
+};
+
+/// A node's GPU worker's memory as the node measures it (head -> status, metrics).
+struct gpu_memory_report {
+  int32_t worker = -1;  ///< index among the node's workers
+  uint64_t in_use = 0, cache = 0, device_used = 0, device_total = 0;
+  std::string device_source;  ///< "nvml", "cuda", ""
+};
+
+/// Node -> head: alive; with its GPU workers' memory (absent for a head's heartbeat).
+struct heartbeat {
+  std::vector<gpu_memory_report> gpus;
+};
+
+struct assigned_task {
+  task_id id = 0;
+  uint32_t attempt = 0;
+  int32_t worker = -1;  ///< index among the node's workers
+  task_spec spec;       ///< deadline as remaining time; retry fields are the head's business
+};
+
+struct assign {
+  std::vector<assigned_task> tasks;
+};
+
+struct attempt_result {
+  task_id id = 0;
+  uint32_t attempt = 0;
+  int32_t worker = -1;  ///< index among the node's workers
+  errc code = errc::none;
+  std::string message;
+  task_output output;
+  int64_t run_ns = 0;
+  bool counts_as_attempt = true;  ///< false: never started (the head requeues it uncharged)
+};
+
+struct results {
+  std::vector<attempt_result> records;
+};
+
+struct worker_state {
+  int32_t worker = -1;  ///< index among the node's workers
+  bool up = false;
+  task_id crashed_task = 0;
+  std::string reason;
+  bool retired = false;  ///< no restart will bring it back (poisoned GPU)
+};
+
+struct submit {
+  std::vector<task_spec> tasks;
+};
+
+struct submitted {
+  std::vector<task_id> ids;  ///< one per submitted task, in order; rejected ones get a result
+};
+
+struct result {
+  std::vector<task_result> tasks;  ///< timings are not sent: latency_ms travels instead
+  std::vector<double> latency_ms;  ///< submit -> terminal record, per task, measured by the head
+};
+
+struct cancel {
+  std::vector<task_id> ids;
+};
+
+struct status_request {};
+
+struct node_status {
+  std::string name;
+  std::string state;  ///< absent, joined, suspect, dead
+  uint64_t epoch = 0;
+  uint32_t joins = 0;  ///< how many times it joined (restarts of the node process + 1)
+  double heartbeat_age_ms = -1;
+  std::vector<int32_t> workers;  ///< global indices
+  std::vector<gpu_device> gpus;  ///< the node's GPUs, as its hello reported them
+  std::string gpu_note;          ///< why it has none
+};
+
+struct status {
+  runtime_stats stats;
+  std::vector<node_status> nodes;
+  std::vector<std::string> worker_nodes;  ///< per worker of stats.workers: its node ("" = head)
+  std::string events_endpoint;            ///< the head's PUB socket, for subscribers
+  uint64_t last_event_seq = 0;            ///< the newest event published
+  uint64_t frames_refused = 0;  ///< answered with an error (malformed, too large, unknown, ...)
+  uint64_t stale_frames = 0;    ///< from an old epoch of a node (fenced)
+};
+
+struct replay_request {
+  uint64_t since = 0;  ///< first seq wanted
+};
+
+struct replay {
+  bool complete = false;  ///< false: some events since `since` have left the ring; ask a snapshot
+  uint64_t last_seq = 0;  ///< the newest event published so far
+  std::vector<event> events;  ///< from `since` on, at most a bounded number per reply
+};
+
+struct snapshot_request {};
+
+/// Current state as of `state.seq`; continue with the events after it.
+struct snapshot {
+  state_snapshot state;
+};
+
+/// Error codes of the transport, sent as their names.
+enum class wire_errc : uint8_t {
+  malformed,        ///< not MessagePack, or not the expected shape
+  too_large,        ///< the frame or a declared element is over a limit
+  unknown_type,     ///< header.type names no message
+  bad_version,      ///< header.v is not protocol_version
+  unknown_node,     ///< hello from a node the cluster file does not name
+  not_joined,       ///< a node message before hello/welcome
+  stale_epoch,      ///< a message from an old incarnation of a node
+  layout_mismatch,  ///< hello's workers differ from the cluster file
+  overloaded,       ///< a bounded queue on the way is full
+  unexpected,       ///< a valid message this peer does not take (a client sending assign)
+};
+const char* to_string(wire_errc e) noexcept;
+
+struct error {
+  wire_errc code = wire_errc::malformed;
+  std::string message;
+};
+
+}  // namespace troupe::wire
