@@ -45,3 +45,11 @@ function(troupe_test name)
   gtest_discover_tests(${name} PROPERTIES TIMEOUT ${arg_TIMEOUT} LABELS "${arg_LABELS}"
     RUN_SERIAL ${serial} DISCOVERY_TIMEOUT 60)
 endfunction()
+
+# troupe_add_cuda_module(TARGET): a program that may start GPU workers gets the CUDA module built
+# beside it (it is loaded at run time, so nothing links it).
+function(troupe_add_cuda_module target)
+  if(TARGET troupe_cuda)
+    add_dependencies(${target} troupe_cuda)
+  endif()
+endfunction()

@@ -6,10 +6,6 @@
 //   gemm:     512^3 float32 through troupe beside direct cblas_sgemm calls on as many threads.
 //   remote-latency, remote-pipeline, events: across processes (bench_cluster.cpp).
 #include <cblas.h>
-#ifdef TROUPE_WITH_CUDA
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
-#endif
 
 #include <algorithm>
 #include <atomic>
@@ -337,27 +333,12 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
       const int64_t n = 4096;
       const size_t count = 40;
       auto& gpu = inv.gpus.front();
-      // Direct: the same product, inputs already on the device, back-to-back calls.
+      // Direct: the same product, inputs already on the device, back-to-back calls (through the
+      // CUDA module, like everything of troupe that calls CUDA).
       std::vector<float> a, b;
       kernels::gemm_inputs(n, n, n, 1, a, b);
-      cudaSetDevice(gpu.index);
-      float *da, *db, *dc;
-      cudaMalloc(reinterpret_cast<void**>(&da), a.size() * 4);
-      cudaMalloc(reinterpret_cast<void**>(&db), b.size() * 4);
-      cudaMalloc(reinterpret_cast<void**>(&dc), size_t(n * n) * 4);
-      cudaMemcpy(da, a.data(), a.size() * 4, cudaMemcpyHostToDevice);
-      cudaMemcpy(db, b.data(), b.size() * 4, cudaMemcpyHostToDevice);
-      cublasHandle_t h;
-      cublasCreate(&h);
-      const float one = 1, zero = 0;
-      auto direct = [&] {
-        auto t0 = clock::now();
-        for (size_t i = 0; i < count; ++i)
-          cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &one, db, int(n), da,
-                      int(n), &zero, dc, int(n));
-        cudaDeviceSynchronize();
-        return double(count) / seconds_d(clock::now() - t0).count();
-      };
+      kernels::cuda::direct_gemm baseline{gpu.index, n, a, b};
+      auto direct = [&] { return baseline.calls_per_s(count, false); };
       direct();  // warm-up: cuBLAS picks its kernel, clocks ramp up
       auto runtime_cfg = bench_config(1);
       runtime_cfg.cuda = cuda_selection::list;
@@ -387,18 +368,7 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
           {"gpu", gpu.name}, {"direct_per_s", d}, {"troupe_per_s", t}, {"ratio", t / d}};
       // bf16 inputs, float32 accumulation: direct cublasGemmEx on inputs converted beforehand;
       // a troupe task converts its float32 inputs on the GPU (counted in its time).
-      void *ha, *hb;
-      cudaMalloc(&ha, a.size() * 2);
-      cudaMalloc(&hb, b.size() * 2);
-      auto direct_bf16 = [&] {
-        auto t0 = clock::now();
-        for (size_t i = 0; i < count; ++i)
-          cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &one, hb, CUDA_R_16BF,
-                       int(n), ha, CUDA_R_16BF, int(n), &zero, dc, CUDA_R_32F, int(n),
-                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        cudaDeviceSynchronize();
-        return double(count) / seconds_d(clock::now() - t0).count();
-      };
+      auto direct_bf16 = [&] { return baseline.calls_per_s(count, true); };
       direct_bf16();
       spec.params.set("precision", std::string{"bf16"});
       through();
@@ -408,12 +378,6 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
       std::printf("  troupe gemm bf16      %8.2f tasks/s  (%.1f TFLOP/s)  ratio %.3f\n", t16,
                   t16 * flop / 1e12, t16 / d16);
       out["gpu_gemm_bf16"] = {{"direct_per_s", d16}, {"troupe_per_s", t16}, {"ratio", t16 / d16}};
-      cudaFree(ha);
-      cudaFree(hb);
-      cublasDestroy(h);
-      cudaFree(da);
-      cudaFree(db);
-      cudaFree(dc);
     }
 #else
     std::printf("gpu-gemm  skipped: built without CUDA\n");

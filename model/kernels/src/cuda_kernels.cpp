@@ -1,4 +1,5 @@
-// CUDA implementations of built-in kinds, through cuBLAS. Compiled only with TROUPE_WITH_CUDA.
+// CUDA implementations of built-in kinds, through cuBLAS: part of the CUDA module
+// (libtroupe_cuda.so, loaded at run time; cuda_module.hpp).
 //
 // A GPU worker runs its tasks on several lanes: threads of its own, each with its own stream,
 // cuBLAS handle and pinned staging buffer (thread_local here), so tasks on one GPU overlap.
@@ -19,12 +20,12 @@
 #include <stdexcept>
 #include <string>
 
-#include "cuda_launch.hpp"
+#include "cuda_impl.hpp"
 #include "troupe/kernels/builtins.hpp"
 #include "troupe/model/devices.hpp"
 #include "troupe/model/gpu_pool.hpp"
 
-namespace troupe::kernels::cuda {
+namespace troupe::kernels::cuda_impl {
 
 namespace {
 
@@ -68,14 +69,21 @@ using block_ptr = std::shared_ptr<const cache_block>;
 
 }  // namespace
 
+}  // namespace troupe::kernels::cuda_impl
+
+// The opaque type of builtins.hpp, defined here in its own namespace.
+namespace troupe::kernels::cuda {
 /// What the tasks of one GPU worker share; its lanes hold it, and it goes with the last of them.
 struct gpu_cache {
   int32_t device = -1;
   std::mutex mutex;
   uint64_t budget = uint64_t(1) << 30, bytes = 0;
   gpu_memory_gauge* gauge = nullptr;
-  std::list<std::pair<std::string, block_ptr>> lru;  // most recently used first
+  std::list<std::pair<std::string, cuda_impl::block_ptr>> lru;  // most recently used first
 };
+}  // namespace troupe::kernels::cuda
+
+namespace troupe::kernels::cuda_impl {
 
 namespace {
 
@@ -541,4 +549,4 @@ task_output gemm(const task_context& ctx) {
   return out;
 }
 
-}  // namespace troupe::kernels::cuda
+}  // namespace troupe::kernels::cuda_impl

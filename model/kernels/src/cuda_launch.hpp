@@ -2,7 +2,9 @@
 // The project's own CUDA kernels (cuda_mlp.cu), launched from host code compiled by g++.
 #include <cuda_runtime_api.h>
 
-namespace troupe::kernels::cuda {
+#include <cstddef>
+
+namespace troupe::kernels::cuda_impl {
 
 /// x[r][c] += bias[c], then max(x, 0) when relu: fused, one pass over the activations.
 void launch_bias_activation(float* x, const float* bias, int rows, int cols, bool relu,
@@ -16,4 +18,4 @@ void launch_to_half(const float* x, void* out, size_t n, bool bf16, cudaStream_t
 /// *sum += the sum of x, accumulated in double (*sum must be zeroed first).
 void launch_sum(const float* x, size_t n, double* sum, cudaStream_t stream);
 
-}  // namespace troupe::kernels::cuda
+}  // namespace troupe::kernels::cuda_impl

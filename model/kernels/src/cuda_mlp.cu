@@ -6,7 +6,7 @@
 
 #include "cuda_launch.hpp"
 
-namespace troupe::kernels::cuda {
+namespace troupe::kernels::cuda_impl {
 
 namespace {
 
@@ -121,4 +121,4 @@ void launch_softmax_rows(float* x, int rows, int cols, cudaStream_t stream) {
   softmax_rows<<<rows, threads, threads * sizeof(float), stream>>>(x, cols);
 }
 
-}  // namespace troupe::kernels::cuda
+}  // namespace troupe::kernels::cuda_impl

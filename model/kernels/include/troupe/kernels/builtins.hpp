@@ -62,6 +62,11 @@ uint64_t gemm_gpu_bytes(int64_t m, int64_t n, int64_t k, gemm_precision precisio
 uint64_t mlp_gpu_bytes(int64_t rows, int64_t widest);
 
 #ifdef TROUPE_WITH_CUDA
+// Everything that touches CUDA lives in the CUDA module, libtroupe_cuda.so, which is loaded the
+// first time GPUs are looked for (discover_gpus()): a program that never looks (a client, the
+// CLI's status or submit) never loads cudart or cuBLAS. These forward to it; calling one when
+// the module could not be loaded throws std::runtime_error saying why (discover_gpus() says it
+// as its note instead, so no GPU worker is ever started without it).
 namespace cuda {
 struct gpu_cache;
 /// What the lanes of one GPU worker share: model weights and inputs generated from a seed, at
@@ -96,6 +101,21 @@ void illegal_address(const task_context& ctx);
 /// unavailable", measured on an H200). Drops this lane's CUDA state either way, and the
 /// device's cache when poisoned.
 bool release_after_crash();
+
+/// The benchmark's baseline: back-to-back cuBLAS products of n x n inputs already on the
+/// device (float32, or bf16 copies converted beforehand), float32 results.
+class direct_gemm {
+ public:
+  direct_gemm(int32_t device, int64_t n, const std::vector<float>& a, const std::vector<float>& b);
+  ~direct_gemm();
+  direct_gemm(const direct_gemm&) = delete;
+  direct_gemm& operator=(const direct_gemm&) = delete;
+  /// Runs `count` products and waits for them: calls per second.
+  double calls_per_s(size_t count, bool bf16);
+
+ private:
+  void* state_;
+};
 }  // namespace cuda
 #endif
 
