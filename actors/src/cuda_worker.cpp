@@ -106,8 +106,8 @@ using self_ptr = worker_actor::stateful_pointer<cuda_worker_state>;
 
 /// Runs one launch on the calling lane and records its outcome in the job. Never throws.
 /// cache: the worker's GPU cache (null on fake GPUs and without CUDA).
-void run_on_lane(runtime_core* core, int32_t index, const std::shared_ptr<void>& cache,
-                 gpu_job& job) {
+void run_on_lane(runtime_core* core, int32_t index,
+                 [[maybe_unused]] const std::shared_ptr<void>& cache, gpu_job& job) {
   auto& desc = core->workers[size_t(index)];
   auto& gauge = core->gpu_gauges[size_t(index)];
   static host_gpu_allocator host_memory;  // fake GPUs

@@ -5,6 +5,7 @@
 
 #include "troupe/actors/callback_runner.hpp"
 #include "troupe/model/log.hpp"
+#include "troupe/model/retry_policy.hpp"
 
 namespace troupe {
 
@@ -192,22 +193,22 @@ class queue_logic {
       st_.report.detection_ms.push_back(ms_between(rec.finished, now));
       t->failure_detected = now;
       t->last_error = {rec.code, rec.message};
-      if (!is_retryable(rec.code) || t->attempts > t->max_retries) {
+      auto next = decide_retry(rec.code, t->attempts, t->max_retries, t->retry_backoff,
+                               st_.core->cfg.retry_backoff_max, now, t->spec.deadline);
+      if (next.what == retry_decision::verdict::fail) {
         auto msg = rec.message;
         if (is_retryable(rec.code))
           msg += " (gave up after " + std::to_string(t->attempts) + " attempts)";
         finalize(t, outcome::failed, {rec.code, std::move(msg)});
         continue;
       }
-      auto backoff = std::min<std::chrono::milliseconds>(
-          t->retry_backoff * (int64_t(1) << std::min<uint32_t>(t->attempts - 1, 20)),
-          st_.core->cfg.retry_backoff_max);
-      if (t->spec.deadline && now + backoff >= *t->spec.deadline) {
+      if (next.what == retry_decision::verdict::expire) {
         finalize(
             t, outcome::expired,
             {errc::deadline_expired, "deadline passes before the next attempt: " + rec.message});
         continue;
       }
+      auto backoff = next.backoff;
       ++st_.report.retries;
       if (events_.wanted())
         events_.add_task("task.retrying", *t, rec.worker,

@@ -75,31 +75,26 @@ void child_lost(self_ptr self, int32_t index, const std::string& reason) {
     events.flush(self, st.bus);
     return;
   }
-  auto now = clock::now();
   // Restart intensity is per supervisor, as in Erlang/OTP: at most N restarts of any child
-  // within the window T; one more and the supervisor gives up and escalates.
-  auto& recent = st.recent;
-  while (!recent.empty() && now - recent.front() > st.core->cfg.restart_period) recent.pop_front();
-  if (recent.size() >= st.core->cfg.restart_intensity) {
+  // within the window T; one more and the supervisor gives up and escalates. The actor clock:
+  // tests drive it.
+  auto backoff = st.budget->on_child_lost(self->clock().now());
+  if (!backoff) {
     self->send(st.monitor, worker_state_msg{index, "down", c.restarts, c.generation});
     events.flush(self, st.bus);
-    escalate(self, std::to_string(recent.size()) + " restarts within " +
-                       std::to_string(st.core->cfg.restart_period.count()) + " ms, the limit is " +
-                       std::to_string(st.core->cfg.restart_intensity));
+    escalate(self, std::to_string(st.budget->recent()) + " restarts within " +
+                       std::to_string(st.budget->period().count()) + " ms, the limit is " +
+                       std::to_string(st.budget->limit()));
     return;
   }
-  recent.push_back(now);
   ++c.restarts;
-  auto backoff = std::min<std::chrono::milliseconds>(
-      st.core->cfg.restart_backoff * (int64_t(1) << std::min<size_t>(recent.size() - 1, 20)),
-      st.core->cfg.restart_backoff_max);
   self->send(st.monitor, worker_state_msg{index, "restarting", c.restarts, c.generation});
-  events.add("worker.restarting", 0, index, "in " + std::to_string(backoff.count()) + " ms");
+  events.add("worker.restarting", 0, index, "in " + std::to_string(backoff->count()) + " ms");
   events.flush(self, st.bus);
-  if (backoff.count() == 0)
+  if (backoff->count() == 0)
     spawn_child(self, index);
   else
-    self->delayed_send(self, backoff, restart_msg{index});
+    self->delayed_send(self, *backoff, restart_msg{index});
 }
 
 }  // namespace
@@ -115,6 +110,8 @@ supervisor_actor::behavior_type supervisor_impl(
   st.escalation = std::move(escalation);
   st.bus = std::move(bus);
   st.children.resize(core->workers.size());
+  st.budget.emplace(core->cfg.restart_intensity, core->cfg.restart_period,
+                    core->cfg.restart_backoff, core->cfg.restart_backoff_max);
   self->set_exit_handler([=](caf::exit_msg& em) {
     auto& st = self->state;
     for (size_t i = 0; i < st.children.size(); ++i) {

@@ -117,19 +117,37 @@ class Cluster : public ::testing::Test {
     ASSERT_GE(up_, 0);
     if (up_ == 0) {
       freopen(log_.c_str(), "w", stderr);
-      dup2(fileno(stderr), fileno(stdout));  // the processes' logs (spdlog writes to stdout)
+      dup2(fileno(stderr), fileno(stdout));  // the processes' logs, and their output
       execl(TROUPE_BINARY, "troupe", "up", "--config", config_.c_str(), nullptr);
       _exit(127);
     }
     client_options co;
     co.timeout = 20s;
     client_ = std::make_unique<client>(endpoint_, co);
-    ASSERT_TRUE(wait_for_status([](const wire::status& s) {
-      if (s.nodes.empty()) return false;
-      for (auto& n : s.nodes)
-        if (n.state != "joined") return false;
-      return true;
-    })) << read_file(log_);
+    // Three processes start on a machine that may be busy: wait for the joins, bounded.
+    wire::status last;
+    bool answered = false;
+    ASSERT_TRUE(wait_for_status(
+        [&](const wire::status& s) {
+          answered = true;
+          if (s.nodes.empty()) return false;
+          for (auto& n : s.nodes)
+            if (n.state != "joined") return false;
+          return true;
+        },
+        &last, 60s))
+        << (answered ? "the head answered; nodes: " + describe_nodes(last)
+                     : std::string{"the head never answered a status request"})
+        << "\n"
+        << read_file(log_);
+  }
+
+  static std::string describe_nodes(const wire::status& s) {
+    std::string out;
+    for (auto& n : s.nodes)
+      out += n.name + " " + n.state + " (epoch " + std::to_string(n.epoch) + ", joins " +
+             std::to_string(n.joins) + ") ";
+    return out;
   }
 
   /// What the head says of its queue and workers, and the cluster's log: for failure messages.
@@ -150,7 +168,8 @@ class Cluster : public ::testing::Test {
     return o.str() + read_file(log_);
   }
 
-  virtual std::string log_level() const { return "warn"; }
+  // info: joins, losses and restarts are in the cluster's log when a test fails.
+  virtual std::string log_level() const { return "info"; }
   /// The [nodes.*] tables of the cluster file.
   virtual std::string nodes() const { return "[nodes.a]\ncpu = 2\n[nodes.b]\ncpu = 2\n"; }
 
@@ -164,10 +183,12 @@ class Cluster : public ::testing::Test {
     }
   }
 
-  /// Asks the head for its status until pred holds (each ask is a round trip), for at most 20 s.
+  /// Asks the head for its status until pred holds (each ask is a round trip), for at most
+  /// `limit`.
   template <class Pred>
-  bool wait_for_status(Pred pred, wire::status* last = nullptr) {
-    auto deadline = clock::now() + 20s;
+  bool wait_for_status(Pred pred, wire::status* last = nullptr,
+                       std::chrono::seconds limit = std::chrono::seconds(20)) {
+    auto deadline = clock::now() + limit;
     while (clock::now() < deadline) {
       try {
         auto s = client_->status();
@@ -496,7 +517,11 @@ TEST_F(Cluster, EveryTaskRunOnANodeHasItsStartedEventBeforeItsEnd) {
   task_spec noop;
   noop.kind = "noop";
   auto handles = client_->submit_batch(std::vector<task_spec>(200, noop));
-  for (auto& h : handles) ASSERT_TRUE(h.wait_for(60s) && h.get().ok());
+  for (auto& h : handles) {
+    auto r = h.wait_for(60s);
+    ASSERT_TRUE(r) << "task " << h.id() << " never ended\n" << diagnosis();
+    ASSERT_TRUE(r->ok()) << r->error.message;
+  }
   std::unique_lock<std::mutex> lock{mu};
   ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return ended.size() >= 200; })) << diagnosis();
   size_t on_nodes = 0;

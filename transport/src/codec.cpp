@@ -555,7 +555,7 @@ std::string encode(const status_request&) {
 std::string encode(const status& m) {
   return encode_with<status>([&](packer& pk) {
     auto& s = m.stats;
-    pk.pack_map(20);
+    pk.pack_map(23);
     key(pk, "events_dropped"), pk.pack(s.events_dropped);
     key(pk, "events_endpoint"), str(pk, m.events_endpoint);
     key(pk, "last_event_seq"), pk.pack(m.last_event_seq);
@@ -573,6 +573,9 @@ std::string encode(const status& m) {
     key(pk, "uptime_s"), pk.pack(s.uptime_s);
     key(pk, "errors_detected"), pk.pack(s.errors_detected);
     key(pk, "mean_error_detection_ms"), pk.pack(s.mean_error_detection_ms);
+    key(pk, "mean_error_handling_ms"), pk.pack(s.mean_error_handling_ms);
+    key(pk, "duplicates_dropped"), pk.pack(s.duplicates_dropped);
+    key(pk, "busy_window_s"), pk.pack(s.busy_window_s);
     key(pk, "latency");
     pk.pack_map(uint32_t(s.latency.size()));
     for (auto& [kind, l] : s.latency) {
@@ -1232,7 +1235,12 @@ status decode<status>(const void* data, size_t size, const limits& lim) {
     s.in_flight = f.num<uint64_t>("in_flight", 0);
     s.errors_detected = f.num<uint64_t>("errors_detected", 0);
     s.events_dropped = f.num<uint64_t>("events_dropped", 0);
-    if (auto* u = f.find("uptime_s")) s.uptime_s = as_double(*u, f.at("uptime_s"));
+    s.duplicates_dropped = f.num<uint64_t>("duplicates_dropped", 0);
+    for (auto [name, field] : {std::pair{"uptime_s", &s.uptime_s},
+                               {"mean_error_detection_ms", &s.mean_error_detection_ms},
+                               {"mean_error_handling_ms", &s.mean_error_handling_ms},
+                               {"busy_window_s", &s.busy_window_s}})
+      if (auto* x = f.find(name)) *field = as_double(*x, f.at(name));
     if (auto* l = f.find("latency")) {
       if (l->type != mt::MAP) wrong(f.at("latency"), "map", *l);
       for (uint32_t i = 0; i < l->via.map.size; ++i) {

@@ -7,24 +7,12 @@
 
 namespace troupe {
 
-const char* to_string(membership_state::node_state s) noexcept {
-  switch (s) {
-    case membership_state::node_state::absent:
-      return "absent";
-    case membership_state::node_state::joined:
-      return "joined";
-    case membership_state::node_state::suspect:
-      return "suspect";
-    case membership_state::node_state::dead:
-      return "dead";
-  }
-  return "?";
-}
-
 namespace {
 
 using self_ptr = membership_actor::stateful_pointer<membership_state>;
-using node_state = membership_state::node_state;
+using hello_verdict = node_liveness::hello_verdict;
+using message_verdict = node_liveness::message_verdict;
+using transition = node_liveness::transition;
 
 /// Stands in the balancer's worker table for one worker of a node process.
 worker_actor::behavior_type remote_worker_impl(worker_actor::pointer self, int32_t index,
@@ -52,8 +40,8 @@ int32_t node_index(const membership_state& st, const std::string& name) {
 }
 
 /// The node's workers are gone (node dead, left, or back with a new epoch): the balancer gets
-/// their tasks back and releases their reservations.
-void node_lost(self_ptr self, size_t n, const std::string& reason, node_state next) {
+/// their tasks back and releases their reservations. The node's liveness says which.
+void node_lost(self_ptr self, size_t n, const std::string& reason) {
   auto& st = self->state;
   auto& node = st.nodes[n];
   auto now = clock::now();
@@ -70,7 +58,6 @@ void node_lost(self_ptr self, size_t n, const std::string& reason, node_state ne
     events.add("worker.down", 0, w, reason);
   }
   node.in_flight.clear();
-  node.state = next;
   events.add("node.left", 0, -1, reason, node.cfg->name);
   events.flush(self, st.bus);
 }
@@ -135,37 +122,28 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
                       "node '" + hello.node + "' brings " + std::to_string(hello.workers.size()) +
                           " workers, the cluster file lays out:" + expected);
   }
-  if (node.state == node_state::joined || node.state == node_state::suspect) {
-    if (node.epoch == msg.epoch) {  // a repeated hello (our welcome was late): welcome again
-      node.peer = msg.peer;
-    } else if (msg.epoch < node.epoch) {
-      ++st.stale_frames;
-      return send_error(self, msg.peer, msg.corr, wire::wire_errc::stale_epoch,
-                        "epoch " + std::to_string(msg.epoch) + " is older than the joined " +
-                            std::to_string(node.epoch));
-    } else {
-      node_lost(self, size_t(n), "node rejoined with a new epoch", node_state::dead);
-    }
-  } else if (node.state == node_state::dead && msg.epoch <= node.epoch) {
+  bool was_live = node.liveness.live();
+  auto joined_epoch = node.liveness.epoch();
+  auto verdict = node.liveness.on_hello(msg.epoch, clock::now());
+  if (verdict == hello_verdict::stale) {
     ++st.stale_frames;
-    return send_error(
-        self, msg.peer, msg.corr, wire::wire_errc::stale_epoch,
-        "epoch " + std::to_string(msg.epoch) + " was declared dead; rejoin with a new one");
+    return send_error(self, msg.peer, msg.corr, wire::wire_errc::stale_epoch,
+                      "epoch " + std::to_string(msg.epoch) +
+                          (was_live ? " is older than the joined " + std::to_string(joined_epoch)
+                                    : std::string{" was declared dead; rejoin with a new one"}));
   }
-  bool fresh = node.state != node_state::joined && node.state != node_state::suspect;
+  if (verdict == hello_verdict::replace)
+    node_lost(self, size_t(n), "node rejoined with a new epoch");
+  bool fresh = verdict != hello_verdict::welcome_again;
   node.peer = msg.peer;
-  node.epoch = msg.epoch;
-  node.last_heard = clock::now();
-  node.state = node_state::joined;
   for (size_t i = 0; i < node.workers.size(); ++i)
     st.slots[size_t(node.workers[i])].capacity = hello.workers[i].capacity;
   node.gpus = hello.gpus;
   node.gpu_note = hello.gpu_note;
   if (fresh) {
-    ++node.joins;
     for (auto w : node.workers) bring_up(self, w);
     troupe::logger().info("membership: node '{}' joined (epoch {}, {} workers, join #{})",
-                          hello.node, msg.epoch, node.workers.size(), node.joins);
+                          hello.node, msg.epoch, node.workers.size(), node.liveness.joins());
     event_batch events{st.core->events};
     events.add("node.joined", 0, -1, "epoch " + std::to_string(msg.epoch), hello.node);
     events.flush(self, st.bus);
@@ -185,20 +163,18 @@ membership_state::node_view* current(self_ptr self, const std::string& peer,
     return nullptr;
   }
   auto& node = st.nodes[size_t(n)];
-  bool live = node.state == node_state::joined || node.state == node_state::suspect;
-  if (!live || node.epoch != epoch) {
+  auto verdict = node.liveness.on_message(epoch, clock::now());
+  if (verdict == message_verdict::stale_epoch || verdict == message_verdict::not_joined) {
+    bool live = verdict == message_verdict::stale_epoch;
     ++st.stale_frames;
     send_error(self, peer, 0, live ? wire::wire_errc::stale_epoch : wire::wire_errc::not_joined,
                "node '" + name + "' epoch " + std::to_string(epoch) +
-                   (live ? " is not the joined epoch " + std::to_string(node.epoch)
+                   (live ? " is not the joined epoch " + std::to_string(node.liveness.epoch())
                          : std::string{" has not joined (say hello)"}));
     return nullptr;
   }
-  node.last_heard = clock::now();
-  if (node.state == node_state::suspect) {
-    node.state = node_state::joined;
+  if (verdict == message_verdict::recovered)
     troupe::logger().info("membership: node '{}' is heard again", name);
-  }
   return &node;
 }
 
@@ -331,17 +307,17 @@ void on_tick(self_ptr self) {
   auto now = clock::now();
   for (size_t n = 0; n < st.nodes.size(); ++n) {
     auto& node = st.nodes[n];
-    if (node.state != node_state::joined && node.state != node_state::suspect) continue;
-    auto silent = now - node.last_heard;
-    if (silent > cc.dead_after) {
+    auto silent = now - node.liveness.last_heard();
+    auto change = node.liveness.tick(now, cc.suspect_after, cc.dead_after);
+    if (change == transition::became_dead) {
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
       troupe::logger().warn("membership: node '{}' silent for {} ms: dead, its tasks go elsewhere",
                             node.cfg->name, ms);
-      node_lost(self, n, "node silent for " + std::to_string(ms) + " ms", node_state::dead);
+      node_lost(self, n, "node silent for " + std::to_string(ms) + " ms");
       continue;
     }
-    if (silent > cc.suspect_after && node.state == node_state::joined) {
-      node.state = node_state::suspect;
+    if (!node.liveness.live()) continue;
+    if (change == transition::became_suspect) {
       troupe::logger().warn("membership: node '{}' is suspect", node.cfg->name);
       event_batch events{st.core->events};
       events.add("node.suspect", 0, -1, "silent", node.cfg->name);
@@ -374,13 +350,14 @@ void on_status(self_ptr self, const status_query_msg& q) {
             for (auto& node : st.nodes) {
               wire::node_status ns;
               ns.name = node.cfg->name;
-              ns.state = to_string(node.state);
-              ns.epoch = node.epoch;
-              ns.joins = node.joins;
+              ns.state = to_string(node.liveness.current());
+              ns.epoch = node.liveness.epoch();
+              ns.joins = node.liveness.joins();
               ns.heartbeat_age_ms =
-                  node.last_heard == time_point{}
+                  node.liveness.last_heard() == time_point{}
                       ? -1
-                      : std::chrono::duration<double, std::milli>(now - node.last_heard).count();
+                      : std::chrono::duration<double, std::milli>(now - node.liveness.last_heard())
+                            .count();
               ns.workers = node.workers;
               ns.gpus = node.gpus;
               ns.gpu_note = node.gpu_note;
@@ -430,8 +407,8 @@ membership_actor::behavior_type membership_impl(
         if (node) show_gpu_memory(self->state, *node, msg.gpus);
         if (node && msg.leaving) {
           troupe::logger().info("membership: node '{}' leaves", msg.node);
-          node_lost(self, size_t(node_index(self->state, msg.node)), "node left",
-                    node_state::absent);
+          node->liveness.mark_left();
+          node_lost(self, size_t(node_index(self->state, msg.node)), "node left");
         }
       },
       [=](const status_query_msg& q) { on_status(self, q); },

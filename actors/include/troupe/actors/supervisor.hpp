@@ -5,10 +5,12 @@
 // escalates: the runtime stops accepting and fails what it holds with supervisor_gave_up.
 // It does nothing else: no scheduling, no I/O.
 #include <deque>
+#include <optional>
 #include <vector>
 
 #include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
+#include "troupe/model/restart_intensity.hpp"
 
 namespace troupe {
 
@@ -27,7 +29,7 @@ struct supervisor_state {
   escalation_actor escalation;
   event_bus_actor bus;
   std::vector<child> children;
-  std::deque<time_point> recent;  ///< restarts of any child within the intensity window
+  std::optional<restart_intensity> budget;  ///< restarts of any child within the window
   bool escalated = false;
 };
 

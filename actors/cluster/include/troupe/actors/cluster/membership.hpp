@@ -17,6 +17,7 @@
 
 #include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
+#include "troupe/model/node_liveness.hpp"
 #include "troupe/transport/wire.hpp"
 
 namespace troupe {
@@ -77,14 +78,10 @@ using membership_actor =
 
 struct membership_state {
   static inline const char* name = "membership";
-  enum class node_state : uint8_t { absent, joined, suspect, dead };
   struct node_view {
     const node_config* cfg = nullptr;
     std::string peer;
-    uint64_t epoch = 0;
-    node_state state = node_state::absent;
-    time_point last_heard{};
-    uint32_t joins = 0;
+    node_liveness liveness;        ///< joined/suspect/dead, its epoch (fencing), last heard
     std::vector<int32_t> workers;  ///< global worker indices, in the node's order
     std::vector<gpu_device> gpus;  ///< as its last hello reported them
     std::string gpu_note;
@@ -120,8 +117,6 @@ membership_actor::behavior_type membership_impl(
     membership_actor::stateful_pointer<membership_state> self, runtime_core* core,
     balancer_actor balancer, monitor_actor monitor, event_bus_actor bus,
     transport::socket_thread* socket, wire::framer* framer);
-
-const char* to_string(membership_state::node_state s) noexcept;
 
 }  // namespace troupe
 
