@@ -16,7 +16,7 @@ callback_runner::~callback_runner() {
   thread_.join();
 }
 
-void callback_runner::post(std::vector<task_ptr> tasks) {
+void callback_runner::post(std::vector<std::pair<task_ptr, task_result>> tasks) {
   if (tasks.empty()) return;
   {
     std::lock_guard<std::mutex> guard{mutex_};
@@ -33,14 +33,15 @@ void callback_runner::loop() {
     auto batch = std::move(waiting_.front());
     waiting_.pop_front();
     lock.unlock();
-    for (auto& t : batch) {
+    for (auto& [t, r] : batch) {
       try {
-        (*t->callback)(t->done.wait());
+        (*t->callback)(r);
       } catch (const std::exception& e) {
         troupe::logger().warn("callback of task {} threw: {}", t->id, e.what());
       } catch (...) {
         troupe::logger().warn("callback of task {} threw a non-exception", t->id);
       }
+      t->done.set(std::move(r));
     }
     auto n = batch.size();
     batch.clear();  // the records go before the tasks count as finished

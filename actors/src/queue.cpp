@@ -52,21 +52,23 @@ class queue_logic {
     // stats() taken right after a result include it. Callbacks run on the callback runner's
     // thread: a slow one holds up no task. Such a task counts as finished once it ran.
     uint64_t finished_now = 0;
-    std::vector<task_ptr> with_callback;
+    std::vector<std::pair<task_ptr, task_result>> with_callback;
     for (auto& [t, r] : done_) {
+      if (t->callback && *t->callback) {
+        with_callback.emplace_back(std::move(t), std::move(r));
+        continue;
+      }
       t->done.set(std::move(r));
-      if (t->callback && *t->callback)
-        with_callback.push_back(std::move(t));
-      else
-        ++finished_now;
+      ++finished_now;
     }
-    if (!with_callback.empty() && !st_.core->callbacks) {
-      for (auto& t : with_callback) {
+    if (!with_callback.empty() && !st_.core->callbacks) {  // no runner: run them here
+      for (auto& [t, r] : with_callback) {
         try {
-          (*t->callback)(t->done.wait());
+          (*t->callback)(r);
         } catch (const std::exception& e) {
           troupe::logger().warn("callback of task {} threw: {}", t->id, e.what());
         }
+        t->done.set(std::move(r));
       }
       finished_now += with_callback.size();
       with_callback.clear();

@@ -88,8 +88,12 @@ struct runtime::impl {
     for (auto& w : core.workers) fit_check.add_worker(w.capacity);
     core.retired = std::make_unique<std::atomic<bool>[]>(core.workers.size());
     core.gpu_gauges = std::make_unique<gpu_memory_gauge[]>(core.workers.size());
-    callbacks = std::make_unique<callback_runner>([this](uint64_t n) { core.tasks_finished(n); });
-    core.callbacks = callbacks.get();
+    // Callbacks run on a thread of their own, except in deterministic tests (workers on the
+    // cooperative scheduler: everything runs when the test says so).
+    if (core.cfg.detached_workers) {
+      callbacks = std::make_unique<callback_runner>([this](uint64_t n) { core.tasks_finished(n); });
+      core.callbacks = callbacks.get();
+    }
     // Dependency order: events, monitor, queue, balancer, then the supervisor and its workers.
     bus = core.cfg.detached_workers ? sys.spawn<caf::detached>(event_bus_impl, &core)
                                     : sys.spawn(event_bus_impl, &core);

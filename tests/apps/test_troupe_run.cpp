@@ -15,8 +15,10 @@ struct run_result {
   std::string output;  // stdout and stderr
 };
 
-run_result run(const std::string& args) {
-  std::string cmd = std::string{TROUPE_BINARY} + " " + args + " 2>&1";
+/// redirect: what to do with stderr ("2>&1": with stdout; "2>/dev/null"; "2>&1 1>/dev/null":
+/// stderr alone).
+run_result run(const std::string& args, const std::string& redirect = "2>&1") {
+  std::string cmd = std::string{TROUPE_BINARY} + " " + args + " " + redirect;
   run_result r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -111,4 +113,16 @@ TEST(TroupeRun, RejectedTasksAreReportedNotLost) {
   auto j = read_json(json_path);
   EXPECT_EQ(j["rejected"], 1);
   EXPECT_EQ(j["completed"], 3);
+}
+
+// Reports go to stdout, log lines to stderr: `troupe run > report.txt` holds the report alone.
+TEST(TroupeRun, TheReportGoesToStdoutAndLogLinesToStderr) {
+  auto out = run("run --tasks 20 --workers 2", "2>/dev/null");
+  ASSERT_EQ(out.rc, 0) << out.output;
+  EXPECT_NE(out.output.find("makespan"), std::string::npos) << out.output;
+  EXPECT_EQ(out.output.find("[troupe]"), std::string::npos) << out.output;
+  auto err = run("run --tasks 20 --workers 2", "2>&1 1>/dev/null");
+  ASSERT_EQ(err.rc, 0) << err.output;
+  EXPECT_NE(err.output.find("[troupe] [info]"), std::string::npos) << err.output;
+  EXPECT_EQ(err.output.find("makespan"), std::string::npos) << err.output;
 }

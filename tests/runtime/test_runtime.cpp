@@ -554,8 +554,19 @@ TEST(EmbeddedRuntime, ASlowCallbackHoldsUpNoOtherTask) {
   }
   cv.notify_all();
   EXPECT_TRUE(all_done) << "tasks waited for another task's callback";
-  EXPECT_TRUE(slow.ready());
+  EXPECT_TRUE(slow.wait_for(30s)) << "ready once its callback returned";
   EXPECT_TRUE(rt.wait_idle(30s));
+}
+
+TEST(EmbeddedRuntime, AHandleIsReadyOnlyAfterItsCallbackReturned) {
+  std::atomic<bool> callback_done{false};
+  runtime rt{small(1)};
+  auto h = rt.submit(spec("noop"), [&](const task_result&) {
+    std::this_thread::sleep_for(20ms);  // a callback that takes a while (not a wait)
+    callback_done = true;
+  });
+  ASSERT_TRUE(h.wait_for(30s));
+  EXPECT_TRUE(callback_done.load());
 }
 
 TEST(EmbeddedRuntime, ABatchsCallbackSeesEveryResultOnceBeforeTheRuntimeIsIdle) {
