@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include "troupe/model/config_keys.hpp"
+
 namespace troupe {
 
 config_error::config_error(std::string source, int line, std::string key, const std::string& what)
@@ -20,14 +22,59 @@ config_error::config_error(std::string source, int line, std::string key, const 
 
 namespace {
 
-// Each key is declared once: where it lives, how it is read and checked.
+// Each key is declared once: where it lives, how it is read and checked, and how its value is
+// written back as TOML text (config_keys(); the test that config/local.toml holds every key with
+// its default compares these).
 using setter = std::function<void(runtime_config&, const toml::node&)>;  // throws std::string
+using getter = std::function<std::string(const runtime_config&)>;
 
 struct key_def {
   const char* section;
   const char* name;
   setter set;
+  getter get;
 };
+
+struct quoted_text {
+  std::string s;
+};
+quoted_text quoted(std::string s) {
+  return {std::move(s)};
+}
+std::string text(const quoted_text& q) {
+  std::string out = "\"";
+  for (char ch : q.s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
+std::string text(bool b) {
+  return b ? "true" : "false";
+}
+std::string text(double d) {
+  std::ostringstream o;
+  o.precision(17);
+  o << d;
+  auto s = o.str();
+  return s.find_first_of(".e") == std::string::npos ? s + ".0" : s;
+}
+template <class Int, std::enable_if_t<std::is_integral_v<Int>, int> = 0>
+std::string text(Int v) {
+  return std::to_string(v);
+}
+template <class Rep, class Period>
+std::string text(std::chrono::duration<Rep, Period> d) {
+  return std::to_string(d.count());
+}
+std::string cuda_text(const runtime_config& c) {
+  if (c.cuda == cuda_selection::all) return "\"all\"";
+  if (c.cuda == cuda_selection::none) return "\"none\"";
+  std::string s = "[";
+  for (size_t i = 0; i < c.cuda_devices.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(c.cuda_devices[i]);
+  return s + "]";
+}
 
 int64_t int_in(const toml::node& n, int64_t lo, int64_t hi) {
   auto v = n.value<int64_t>();
@@ -76,15 +123,19 @@ setter dur(Dur runtime_config::*field, int64_t lo, int64_t hi) {
 const std::vector<key_def>& keys() {
   using ms = std::chrono::milliseconds;
   static const std::vector<key_def> defs = {
-      {"workers", "cpu", [](auto& c, auto& n) { c.cpu_workers = uint32_t(int_in(n, 0, 4096)); }},
+      {"workers", "cpu", [](auto& c, auto& n) { c.cpu_workers = uint32_t(int_in(n, 0, 4096)); },
+       [](const runtime_config& c) { return text(c.cpu_workers); }},
       {"workers", "memory_bytes",
-       [](auto& c, auto& n) { c.worker_memory_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
+       [](auto& c, auto& n) { c.worker_memory_bytes = uint64_t(int_in(n, 0, INT64_MAX)); },
+       [](const runtime_config& c) { return text(c.worker_memory_bytes); }},
       {"workers", "prefetch",
-       [](auto& c, auto& n) { c.worker_prefetch = uint32_t(int_in(n, 1, 65536)); }},
+       [](auto& c, auto& n) { c.worker_prefetch = uint32_t(int_in(n, 1, 65536)); },
+       [](const runtime_config& c) { return text(c.worker_prefetch); }},
       {"workers", "backlog_us",
        [](auto& c, auto& n) {
          c.worker_backlog = std::chrono::microseconds{int_in(n, 1, 60'000'000)};
-       }},
+       },
+       [](const runtime_config& c) { return text(c.worker_backlog); }},
       {"workers", "cuda",
        [](auto& c, auto& n) {
          if (auto* arr = n.as_array()) {
@@ -95,103 +146,148 @@ const std::vector<key_def>& keys() {
          }
          c.cuda = choice<cuda_selection>(
              n, {{"all", cuda_selection::all}, {"none", cuda_selection::none}});
-       }},
+       },
+       [](const runtime_config& c) { return cuda_text(c); }},
       {"workers", "gpu_memory_headroom_bytes",
-       [](auto& c, auto& n) { c.gpu_memory_headroom_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
+       [](auto& c, auto& n) { c.gpu_memory_headroom_bytes = uint64_t(int_in(n, 0, INT64_MAX)); },
+       [](const runtime_config& c) { return text(c.gpu_memory_headroom_bytes); }},
       {"workers", "gpu_cache_bytes",
-       [](auto& c, auto& n) { c.gpu_cache_bytes = uint64_t(int_in(n, 0, INT64_MAX)); }},
+       [](auto& c, auto& n) { c.gpu_cache_bytes = uint64_t(int_in(n, 0, INT64_MAX)); },
+       [](const runtime_config& c) { return text(c.gpu_cache_bytes); }},
       {"workers", "cuda_streams",
-       [](auto& c, auto& n) { c.cuda_streams = uint32_t(int_in(n, 1, 64)); }},
-      {"workers", "detached", [](auto& c, auto& n) { c.detached_workers = boolean(n); }},
-      {"batching", "enabled", [](auto& c, auto& n) { c.batching_enabled = boolean(n); }},
+       [](auto& c, auto& n) { c.cuda_streams = uint32_t(int_in(n, 1, 64)); },
+       [](const runtime_config& c) { return text(c.cuda_streams); }},
+      {"workers", "detached", [](auto& c, auto& n) { c.detached_workers = boolean(n); },
+       [](const runtime_config& c) { return text(c.detached_workers); }},
+      {"batching", "enabled", [](auto& c, auto& n) { c.batching_enabled = boolean(n); },
+       [](const runtime_config& c) { return text(c.batching_enabled); }},
       {"batching", "max_tasks",
-       [](auto& c, auto& n) { c.batch_max_tasks = uint32_t(int_in(n, 1, 65536)); }},
+       [](auto& c, auto& n) { c.batch_max_tasks = uint32_t(int_in(n, 1, 65536)); },
+       [](const runtime_config& c) { return text(c.batch_max_tasks); }},
       {"batching", "max_delay_us",
        [](auto& c, auto& n) {
          c.batch_max_delay = std::chrono::microseconds{int_in(n, 0, 10'000'000)};
-       }},
+       },
+       [](const runtime_config& c) { return text(c.batch_max_delay); }},
       {"queue", "bound",
-       [](auto& c, auto& n) { c.queue_bound = uint64_t(int_in(n, 1, int64_t(1) << 40)); }},
+       [](auto& c, auto& n) { c.queue_bound = uint64_t(int_in(n, 1, int64_t(1) << 40)); },
+       [](const runtime_config& c) { return text(c.queue_bound); }},
       {"queue", "pressure_ratio",
        [](auto& c, auto& n) {
          auto v = n.template value<double>();
          if (!v || *v <= 0 || *v > 1) throw std::string{"expected a number in (0, 1]"};
          c.pressure_ratio = *v;
-       }},
+       },
+       [](const runtime_config& c) { return text(c.pressure_ratio); }},
       {"queue", "overflow",
        [](auto& c, auto& n) {
          c.overflow = choice<overflow_policy>(
              n, {{"reject", overflow_policy::reject}, {"block", overflow_policy::block}});
+       },
+       [](const runtime_config& c) {
+         return text(quoted(c.overflow == overflow_policy::block ? "block" : "reject"));
        }},
-      {"queue", "block_timeout_ms", dur<ms>(&runtime_config::block_timeout, 0, 3'600'000)},
+      {"queue", "block_timeout_ms", dur<ms>(&runtime_config::block_timeout, 0, 3'600'000),
+       [](const runtime_config& c) { return text(c.block_timeout); }},
       {"queue", "order",
        [](auto& c, auto& n) {
          c.order = choice<queue_order>(
              n, {{"fifo", queue_order::fifo}, {"priority", queue_order::priority}});
+       },
+       [](const runtime_config& c) {
+         return text(quoted(c.order == queue_order::fifo ? "fifo" : "priority"));
        }},
-      {"queue", "aging_ms", dur<ms>(&runtime_config::aging_interval, 1, 3'600'000)},
+      {"queue", "aging_ms", dur<ms>(&runtime_config::aging_interval, 1, 3'600'000),
+       [](const runtime_config& c) { return text(c.aging_interval); }},
       {"queue", "dead_letter",
-       [](auto& c, auto& n) { c.dead_letter_capacity = uint32_t(int_in(n, 0, 1'000'000)); }},
-      {"retry", "max", [](auto& c, auto& n) { c.max_retries = uint32_t(int_in(n, 0, 1000)); }},
-      {"retry", "backoff_ms", dur<ms>(&runtime_config::retry_backoff, 0, 3'600'000)},
-      {"retry", "backoff_max_ms", dur<ms>(&runtime_config::retry_backoff_max, 0, 3'600'000)},
+       [](auto& c, auto& n) { c.dead_letter_capacity = uint32_t(int_in(n, 0, 1'000'000)); },
+       [](const runtime_config& c) { return text(c.dead_letter_capacity); }},
+      {"retry", "max", [](auto& c, auto& n) { c.max_retries = uint32_t(int_in(n, 0, 1000)); },
+       [](const runtime_config& c) { return text(c.max_retries); }},
+      {"retry", "backoff_ms", dur<ms>(&runtime_config::retry_backoff, 0, 3'600'000),
+       [](const runtime_config& c) { return text(c.retry_backoff); }},
+      {"retry", "backoff_max_ms", dur<ms>(&runtime_config::retry_backoff_max, 0, 3'600'000),
+       [](const runtime_config& c) { return text(c.retry_backoff_max); }},
       {"balancer", "policy",
        [](auto& c, auto& n) {
          c.placement =
              choice<placement_policy>(n, {{"round_robin", placement_policy::round_robin},
                                           {"least_loaded", placement_policy::least_loaded}});
+       },
+       [](const runtime_config& c) {
+         return text(
+             quoted(c.placement == placement_policy::round_robin ? "round_robin" : "least_loaded"));
        }},
       {"supervision", "strategy",
        [](auto& c, auto& n) {
          c.strategy = choice<restart_strategy>(n, {{"one_for_one", restart_strategy::one_for_one}});
-       }},
+       },
+       [](const runtime_config&) { return text(quoted("one_for_one")); }},
       {"supervision", "intensity",
-       [](auto& c, auto& n) { c.restart_intensity = uint32_t(int_in(n, 0, 100000)); }},
-      {"supervision", "period_ms", dur<ms>(&runtime_config::restart_period, 1, 86'400'000)},
-      {"supervision", "backoff_ms", dur<ms>(&runtime_config::restart_backoff, 0, 3'600'000)},
-      {"supervision", "backoff_max_ms",
-       dur<ms>(&runtime_config::restart_backoff_max, 0, 3'600'000)},
-      {"monitor", "heartbeat_ms", dur<ms>(&runtime_config::heartbeat_interval, 1, 3'600'000)},
-      {"monitor", "metrics_ms", dur<ms>(&runtime_config::metrics_interval, 0, 3'600'000)},
+       [](auto& c, auto& n) { c.restart_intensity = uint32_t(int_in(n, 0, 100000)); },
+       [](const runtime_config& c) { return text(c.restart_intensity); }},
+      {"supervision", "period_ms", dur<ms>(&runtime_config::restart_period, 1, 86'400'000),
+       [](const runtime_config& c) { return text(c.restart_period); }},
+      {"supervision", "backoff_ms", dur<ms>(&runtime_config::restart_backoff, 0, 3'600'000),
+       [](const runtime_config& c) { return text(c.restart_backoff); }},
+      {"supervision", "backoff_max_ms", dur<ms>(&runtime_config::restart_backoff_max, 0, 3'600'000),
+       [](const runtime_config& c) { return text(c.restart_backoff_max); }},
+      {"monitor", "heartbeat_ms", dur<ms>(&runtime_config::heartbeat_interval, 1, 3'600'000),
+       [](const runtime_config& c) { return text(c.heartbeat_interval); }},
+      {"monitor", "metrics_ms", dur<ms>(&runtime_config::metrics_interval, 0, 3'600'000),
+       [](const runtime_config& c) { return text(c.metrics_interval); }},
       {"monitor", "subscriber_high_water",
-       [](auto& c, auto& n) { c.subscriber_high_water = uint32_t(int_in(n, 1, 1 << 26)); }},
+       [](auto& c, auto& n) { c.subscriber_high_water = uint32_t(int_in(n, 1, 1 << 26)); },
+       [](const runtime_config& c) { return text(c.subscriber_high_water); }},
       {"monitor", "heartbeat_timeout_ms",
-       dur<ms>(&runtime_config::heartbeat_timeout, 1, 86'400'000)},
-      {"cluster", "head", [](auto& c, auto& n) { c.cluster.head_endpoint = endpoint(n); }},
+       dur<ms>(&runtime_config::heartbeat_timeout, 1, 86'400'000),
+       [](const runtime_config& c) { return text(c.heartbeat_timeout); }},
+      {"cluster", "head", [](auto& c, auto& n) { c.cluster.head_endpoint = endpoint(n); },
+       [](const runtime_config& c) { return text(quoted(c.cluster.head_endpoint)); }},
       {"cluster", "head_cpu",
-       [](auto& c, auto& n) { c.cluster.head_cpu_workers = uint32_t(int_in(n, 0, 4096)); }},
+       [](auto& c, auto& n) { c.cluster.head_cpu_workers = uint32_t(int_in(n, 0, 4096)); },
+       [](const runtime_config& c) { return text(c.cluster.head_cpu_workers); }},
       {"cluster", "heartbeat_ms",
        [](auto& c, auto& n) {
          c.cluster.heartbeat_interval = std::chrono::milliseconds{int_in(n, 1, 600'000)};
-       }},
+       },
+       [](const runtime_config& c) { return text(c.cluster.heartbeat_interval); }},
       {"cluster", "suspect_after_ms",
        [](auto& c, auto& n) {
          c.cluster.suspect_after = std::chrono::milliseconds{int_in(n, 1, 3'600'000)};
-       }},
+       },
+       [](const runtime_config& c) { return text(c.cluster.suspect_after); }},
       {"cluster", "dead_after_ms",
        [](auto& c, auto& n) {
          c.cluster.dead_after = std::chrono::milliseconds{int_in(n, 1, 3'600'000)};
-       }},
+       },
+       [](const runtime_config& c) { return text(c.cluster.dead_after); }},
       {"cluster", "max_frame_bytes",
        [](auto& c, auto& n) {
          c.cluster.max_frame_bytes = uint64_t(int_in(n, 1024, int64_t(1) << 30));
-       }},
+       },
+       [](const runtime_config& c) { return text(c.cluster.max_frame_bytes); }},
       {"cluster", "max_outbound",
-       [](auto& c, auto& n) { c.cluster.max_outbound = uint32_t(int_in(n, 16, 1 << 24)); }},
+       [](auto& c, auto& n) { c.cluster.max_outbound = uint32_t(int_in(n, 16, 1 << 24)); },
+       [](const runtime_config& c) { return text(c.cluster.max_outbound); }},
       {"cluster", "restart_delay_ms",
        [](auto& c, auto& n) {
          c.cluster.restart_delay = std::chrono::milliseconds{int_in(n, 0, 600'000)};
-       }},
+       },
+       [](const runtime_config& c) { return text(c.cluster.restart_delay); }},
       {"cluster", "events",
        [](auto& c, auto& n) {
          c.cluster.events_endpoint = n.is_string() && n.template value<std::string>()->empty()
                                          ? std::string{}
                                          : endpoint(n);
-       }},
+       },
+       [](const runtime_config& c) { return text(quoted(c.cluster.events_endpoint)); }},
       {"cluster", "event_ring",
-       [](auto& c, auto& n) { c.cluster.event_ring = uint32_t(int_in(n, 0, 1 << 26)); }},
+       [](auto& c, auto& n) { c.cluster.event_ring = uint32_t(int_in(n, 0, 1 << 26)); },
+       [](const runtime_config& c) { return text(c.cluster.event_ring); }},
       {"cluster", "event_high_water",
-       [](auto& c, auto& n) { c.cluster.event_high_water = uint32_t(int_in(n, 1, 1 << 26)); }},
+       [](auto& c, auto& n) { c.cluster.event_high_water = uint32_t(int_in(n, 1, 1 << 26)); },
+       [](const runtime_config& c) { return text(c.cluster.event_high_water); }},
       {"log", "level",
        [](auto& c, auto& n) {
          auto s = n.template value<std::string>();
@@ -200,12 +296,24 @@ const std::vector<key_def>& keys() {
          if (!s || std::find(std::begin(levels), std::end(levels), *s) == std::end(levels))
            throw std::string{"expected one of trace, debug, info, warn, error, critical, off"};
          c.log_level = *s;
-       }},
+       },
+       [](const runtime_config& c) { return text(quoted(c.log_level)); }},
       {"scheduler", "threads",
-       [](auto& c, auto& n) { c.scheduler_threads = uint32_t(int_in(n, 0, 1024)); }},
+       [](auto& c, auto& n) { c.scheduler_threads = uint32_t(int_in(n, 0, 1024)); },
+       [](const runtime_config& c) { return text(c.scheduler_threads); }},
   };
   return defs;
 }
+
+}  // namespace
+
+std::vector<config_key> config_keys(const runtime_config& cfg) {
+  std::vector<config_key> out;
+  for (auto& k : keys()) out.push_back({k.section, k.name, k.get(cfg)});
+  return out;
+}
+
+namespace {
 
 const key_def* find_key(const std::string& section, const std::string& name) {
   for (auto& k : keys())

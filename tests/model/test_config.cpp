@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
+#include <toml++/toml.h>
 
 #include <fstream>
 
 #include "troupe/model/config.hpp"
+#include "troupe/model/config_keys.hpp"
 #include "troupe/model/devices.hpp"
 
 using namespace troupe;
@@ -19,30 +21,43 @@ config_error error_of(const std::string& text) {
 }
 }  // namespace
 
-TEST(Config, ShippedLocalTomlHoldsTheDefaults) {
-  auto cfg = load_config(TROUPE_SOURCE_DIR "/config/local.toml");
-  runtime_config d;
-  EXPECT_EQ(cfg.cpu_workers, d.cpu_workers);
-  EXPECT_EQ(cfg.worker_prefetch, d.worker_prefetch);
-  EXPECT_EQ(cfg.worker_backlog, d.worker_backlog);
-  EXPECT_EQ(cfg.queue_bound, d.queue_bound);
-  EXPECT_EQ(cfg.order, d.order);
-  EXPECT_EQ(cfg.aging_interval, d.aging_interval);
-  EXPECT_EQ(cfg.max_retries, d.max_retries);
-  EXPECT_EQ(cfg.retry_backoff, d.retry_backoff);
-  EXPECT_EQ(cfg.placement, d.placement);
-  EXPECT_EQ(cfg.restart_intensity, d.restart_intensity);
-  EXPECT_EQ(cfg.restart_period, d.restart_period);
-  EXPECT_EQ(cfg.heartbeat_interval, d.heartbeat_interval);
-  EXPECT_EQ(cfg.heartbeat_timeout, d.heartbeat_timeout);
-  EXPECT_EQ(cfg.log_level, d.log_level);
-  EXPECT_EQ(cfg.cuda, d.cuda);
-  EXPECT_EQ(cfg.gpu_memory_headroom_bytes, d.gpu_memory_headroom_bytes);
-  EXPECT_EQ(cfg.gpu_cache_bytes, d.gpu_cache_bytes);
-  EXPECT_EQ(cfg.cuda_streams, d.cuda_streams);
-  EXPECT_EQ(cfg.batching_enabled, d.batching_enabled);
-  EXPECT_EQ(cfg.batch_max_tasks, d.batch_max_tasks);
-  EXPECT_EQ(cfg.batch_max_delay, d.batch_max_delay);
+// One table of keys: config/local.toml names every key, and the value it shows is the default.
+TEST(Config, ShippedLocalTomlShowsEveryKeyWithItsDefault) {
+  auto path = std::string{TROUPE_SOURCE_DIR "/config/local.toml"};
+  auto file = toml::parse_file(path);
+  auto shipped = config_keys(load_config(path));
+  auto defaults = config_keys(runtime_config{});
+  ASSERT_EQ(shipped.size(), defaults.size());
+  ASSERT_GT(defaults.size(), 40u);
+  for (size_t i = 0; i < defaults.size(); ++i) {
+    auto& k = defaults[i];
+    auto key = k.section + "." + k.name;
+    EXPECT_TRUE(file.at_path(key)) << "config/local.toml does not name " << key;
+    EXPECT_EQ(shipped[i].value, k.value) << key << " in config/local.toml is not the default";
+  }
+}
+
+// Each key reads back what it writes: the table's reader and writer agree, for the defaults and
+// for another value of each kind.
+TEST(Config, EveryKeyReadsBackTheValueItWrites) {
+  runtime_config other;
+  other.queue_bound = 77;
+  other.order = queue_order::fifo;
+  other.cuda = cuda_selection::list;
+  other.cuda_devices = {0, 2};
+  other.pressure_ratio = 0.25;
+  other.batching_enabled = false;
+  other.cluster.events_endpoint = "";
+  for (auto& cfg : {runtime_config{}, other})
+    for (auto& k : config_keys(cfg)) {
+      auto text = "[" + k.section + "]\n" + k.name + " = " + k.value + "\n";
+      auto parsed = parse_config(text, "t.toml");
+      for (auto& back : config_keys(parsed)) {
+        if (back.section == k.section && back.name == k.name) {
+          EXPECT_EQ(back.value, k.value) << text;
+        }
+      }
+    }
 }
 
 TEST(Config, ReadsValues) {
