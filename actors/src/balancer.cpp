@@ -39,37 +39,14 @@ bool can_take(balancer_state& st, size_t w, const task_state& t) {
          st.ledger.can_reserve(int32_t(w), t.spec.needs);
 }
 
-/// The worker a task goes to, or -1 if none has room for it now. least_loaded picks the
-/// earliest estimated finish: the worker's backlog plus this task's time on that worker's device.
+/// The worker a task goes to, or -1 if none has room for it now (the placer decides).
 int32_t choose(balancer_state& st, task_state& t) {
-  auto n = st.workers.size();
-  auto estimate = [&](size_t w) {
-    return st.model.estimate_s(model_key(t, st.core->workers[w].device), t.cost);
-  };
-  if (st.core->cfg.placement == placement_policy::round_robin) {
-    for (size_t i = 0; i < n; ++i) {
-      auto w = (st.next_rr + i) % n;
-      if (can_take(st, w, t)) {
-        st.next_rr = w + 1;
-        t.estimate_s = estimate(w);
-        return int32_t(w);
-      }
-    }
-    return -1;
-  }
-  int32_t best = -1;
-  double best_finish = 0;
-  for (size_t w = 0; w < n; ++w) {
-    if (!can_take(st, w, t)) continue;
-    auto est = estimate(w);
-    auto finish = st.workers[w].backlog_s + est;
-    if (best < 0 || finish < best_finish) {
-      best = int32_t(w);
-      best_finish = finish;
-      t.estimate_s = est;
-    }
-  }
-  return best;
+  return st.placement.choose(
+      st.workers.size(), [&](size_t w) { return can_take(st, w, t); },
+      [&](size_t w) {
+        return st.model.estimate_s(model_key(t, st.core->workers[w].device), t.cost);
+      },
+      [&](size_t w) { return st.workers[w].backlog_s; }, t.estimate_s);
 }
 
 /// Shows a GPU worker's reserved memory and capacity to the monitor (stats, metrics).
@@ -170,6 +147,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
                                             event_bus_actor bus) {
   auto& st = self->state;
   st.core = core;
+  st.placement = placer{core->cfg.placement};
   st.queue = std::move(queue);
   st.bus = std::move(bus);
   for (auto& w : core->workers) {

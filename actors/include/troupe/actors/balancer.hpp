@@ -9,6 +9,7 @@
 #include "troupe/actors/messages.hpp"
 #include "troupe/model/ledger.hpp"
 #include "troupe/model/perf_model.hpp"
+#include "troupe/model/placement.hpp"
 
 namespace troupe {
 
@@ -29,10 +30,10 @@ struct balancer_state {
   std::vector<worker_slot> workers;
   resource_ledger ledger;
   perf_model model;
-  std::deque<assignment> pending;  ///< received from the queue, not yet placed
-  uint32_t requested = 0;          ///< demanded from the queue, not yet received
-  double typical_task_s = 1e-4;    ///< recent estimate, sizes the demand
-  size_t next_rr = 0;
+  std::deque<assignment> pending;                    ///< received from the queue, not yet placed
+  uint32_t requested = 0;                            ///< demanded from the queue, not yet received
+  double typical_task_s = 1e-4;                      ///< recent estimate, sizes the demand
+  placer placement{placement_policy::least_loaded};  ///< set from the config at start
 };
 
 balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<balancer_state> self,
