@@ -144,7 +144,7 @@ void check_pressure(monitor_state& st, event_batch& events) {
 void note_restart(self_ptr self, int32_t worker) {
   auto& st = self->state;
   auto& w = st.workers.at(size_t(worker));
-  auto now = clock::now();
+  auto now = self->clock().now();
   auto period = st.core->cfg.restart_period;
   w.restarted_at.push_back(now);
   while (!w.restarted_at.empty() && now - w.restarted_at.front() > period)
@@ -169,7 +169,7 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
   if (core->cfg.metrics_interval.count() > 0)
     self->delayed_send(self, core->cfg.metrics_interval, metrics_tick_msg{});
   st.workers.resize(workers);
-  auto now = clock::now();
+  auto now = self->clock().now();  // heartbeats: the actor clock (tests drive it)
   for (size_t i = 0; i < st.workers.size(); ++i) {
     st.workers[i].last_heard = now;
     // A remote worker is watched once its node joins (membership reports it up).
@@ -211,7 +211,7 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         auto& w = self->state.workers.at(size_t(msg.worker));
         if (msg.generation < w.generation) return;  // a replaced worker's late report
         w.generation = msg.generation;
-        w.last_heard = clock::now();
+        w.last_heard = self->clock().now();
         w.tasks += msg.tasks;
         w.busy_ns += msg.busy_ns;
         if (w.state != "restarting" && w.state != "down" && w.state != "absent")
@@ -225,7 +225,7 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         if (msg.state == "restarting") note_restart(self, msg.worker);
         w.state = msg.state;
         w.restarts = msg.restarts;
-        w.last_heard = clock::now();
+        w.last_heard = self->clock().now();
         w.reported_silent = false;
         if (msg.state == "up") {
           w.generation = std::max(w.generation, msg.generation);
@@ -234,7 +234,7 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
       },
       [=](const monitor_tick_msg&) {
         auto& st = self->state;
-        auto now = clock::now();
+        auto now = self->clock().now();
         event_batch events{st.core->events};
         check_pressure(st, events);
         for (size_t i = 0; i < st.workers.size(); ++i) {
