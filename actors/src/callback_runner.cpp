@@ -42,10 +42,9 @@ void callback_runner::loop() {
         troupe::logger().warn("callback of task {} threw a non-exception", t->id);
       }
       t->done.set(std::move(r));
+      t.reset();  // the record goes before the task counts as finished
+      ran_(1);    // one at a time: a callback that submits finds its predecessors' places free
     }
-    auto n = batch.size();
-    batch.clear();  // the records go before the tasks count as finished
-    ran_(n);
     lock.lock();
   }
 }

@@ -67,6 +67,8 @@ class queue_logic {
           (*t->callback)(r);
         } catch (const std::exception& e) {
           troupe::logger().warn("callback of task {} threw: {}", t->id, e.what());
+        } catch (...) {
+          troupe::logger().warn("callback of task {} threw a non-exception", t->id);
         }
         t->done.set(std::move(r));
       }

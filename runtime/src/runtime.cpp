@@ -83,6 +83,11 @@ runtime::~runtime() {
   impl_->balancer = nullptr;
   impl_->supervisor = nullptr;
   impl_->own_system.reset();
+  // The queue is gone (with an owned system): nothing posts callbacks any more.
+  if (impl_->own_cfg) {
+    impl_->core.callbacks = nullptr;
+    impl_->callbacks.reset();
+  }
 }
 
 task_registry& runtime::registry() {
@@ -96,22 +101,28 @@ const runtime_config& runtime::config() const {
 }
 
 task_handle runtime::submit(task_spec spec, result_callback on_done) {
-  // A keyed submit checks, admits and remembers its key under one lock: two threads with the
-  // same key get the same task, never two.
-  std::unique_lock<std::mutex> keyed;
-  if (!spec.idempotency_key.empty()) {
-    keyed = std::unique_lock<std::mutex>{impl_->keys_mutex};
-    if (auto h = impl_->known_key(spec.idempotency_key)) return *h;
-  }
   auto key = spec.idempotency_key;
+  if (!key.empty()) {  // two threads with the same key get the same task, never two
+    task_handle known;
+    switch (impl_->claim_key(key, known)) {
+      case impl::key_claim::known:
+        return known;
+      case impl::key_claim::busy:
+        return impl_->key_busy(impl_->core.next_id.fetch_add(1), spec);
+      case impl::key_claim::claimed:
+        break;
+    }
+  }
   auto sub = impl_->begin(1, std::move(on_done));
   auto r = impl_->prepare(std::move(spec), sub);
   impl_->end(sub);
-  if (auto* h = std::get_if<task_handle>(&r)) return *h;
+  if (auto* h = std::get_if<task_handle>(&r)) {
+    if (!key.empty()) impl_->settle_key(key, nullptr);
+    return *h;
+  }
   auto& t = std::get<task_ptr>(r);
   auto h = impl_->track(t);
-  impl_->remember_key(key, h);
-  keyed = {};
+  if (!key.empty()) impl_->settle_key(key, &h);
   caf::anon_send(impl_->queue, submit_msg{{std::move(t)}});
   return h;
 }
@@ -122,31 +133,33 @@ std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
   handles.reserve(specs.size());
   submit_msg msg;
   msg.tasks.reserve(specs.size());
-  std::unique_lock<std::mutex> keyed;  // as in submit(), for the whole batch if any is keyed
-  for (auto& spec : specs)
-    if (!spec.idempotency_key.empty()) {
-      keyed = std::unique_lock<std::mutex>{impl_->keys_mutex};
-      break;
-    }
   auto sub = impl_->begin(specs.size(), std::move(on_done));
   for (auto& spec : specs) {
-    if (auto h = impl_->known_key(spec.idempotency_key)) {
-      handles.push_back(*h);
-      continue;
-    }
     auto key = spec.idempotency_key;
+    if (!key.empty()) {  // as in submit(), one spec at a time
+      task_handle known;
+      auto claim = impl_->claim_key(key, known);
+      if (claim == impl::key_claim::known) {
+        handles.push_back(std::move(known));
+        continue;
+      }
+      if (claim == impl::key_claim::busy) {
+        handles.push_back(impl_->key_busy(sub.next_id++, spec));
+        continue;
+      }
+    }
     auto r = impl_->prepare(std::move(spec), sub);
     if (auto* h = std::get_if<task_handle>(&r)) {
+      if (!key.empty()) impl_->settle_key(key, nullptr);
       handles.push_back(std::move(*h));
       continue;
     }
     auto& t = std::get<task_ptr>(r);
     handles.push_back(impl_->track(t));
-    impl_->remember_key(key, handles.back());
+    if (!key.empty()) impl_->settle_key(key, &handles.back());
     msg.tasks.push_back(std::move(t));
   }
   impl_->end(sub);
-  keyed = {};
   if (!msg.tasks.empty()) caf::anon_send(impl_->queue, std::move(msg));
   return handles;
 }

@@ -61,13 +61,15 @@ struct runtime::impl {
 
   std::atomic<uint64_t> next_subscription{1};
   std::mutex keys_mutex;  // idempotency keys: key -> handle, oldest evicted past the bound
+  std::condition_variable keys_cv;               // a pending key was settled
+  std::unordered_set<std::string> keys_pending;  // being admitted by some thread right now
   std::unordered_map<std::string, task_handle> keys;
   std::deque<std::string> key_order;
   static constexpr size_t key_capacity = 65536;
   bool stopped = false;
   std::mutex stop_mutex;
   std::shared_ptr<trigger_runner> triggers;
-  std::unique_ptr<callback_runner> callbacks;  // outlives the actors that post to it
+  std::unique_ptr<callback_runner> callbacks;  // reset by ~runtime once the actors are gone
 
   explicit impl(runtime_config cfg) { core.cfg = resolve(std::move(cfg)); }
 
@@ -294,23 +296,44 @@ struct runtime::impl {
     return task_handle{t->id, std::shared_ptr<const completion>(t, &t->done)};
   }
 
-  /// Callers hold keys_mutex (see runtime::submit).
-  std::optional<task_handle> known_key(const std::string& key) {
-    if (key.empty()) return std::nullopt;
-    auto i = keys.find(key);
-    if (i == keys.end()) return std::nullopt;
-    return i->second;
+  /// Idempotency keys. A submit with a key claims it first: if the key names a task, that
+  /// task's handle is the answer; if another thread is admitting the same key, it waits for
+  /// that (bounded: past block_timeout + 1 s the submit is refused with duplicate_id). The lock
+  /// is never held while a spec is validated or admitted.
+  enum class key_claim { claimed, known, busy };
+  key_claim claim_key(const std::string& key, task_handle& known) {
+    std::unique_lock<std::mutex> lock{keys_mutex};
+    if (!keys_cv.wait_for(lock, core.cfg.block_timeout + std::chrono::seconds(1),
+                          [&] { return keys_pending.count(key) == 0; }))
+      return key_claim::busy;
+    if (auto i = keys.find(key); i != keys.end()) {
+      known = i->second;
+      return key_claim::known;
+    }
+    keys_pending.insert(key);
+    return key_claim::claimed;
   }
 
-  /// Callers hold keys_mutex.
-  void remember_key(const std::string& key, const task_handle& h) {
-    if (key.empty()) return;
-    if (!keys.emplace(key, h).second) return;
-    key_order.push_back(key);
-    if (key_order.size() > key_capacity) {
-      keys.erase(key_order.front());
-      key_order.pop_front();
+  /// Ends a claim: remembers the accepted task's handle, or frees the key (rejected).
+  void settle_key(const std::string& key, const task_handle* accepted) {
+    {
+      std::lock_guard<std::mutex> guard{keys_mutex};
+      keys_pending.erase(key);
+      if (accepted && keys.emplace(key, *accepted).second) {
+        key_order.push_back(key);
+        if (key_order.size() > key_capacity) {
+          keys.erase(key_order.front());
+          key_order.pop_front();
+        }
+      }
     }
+    keys_cv.notify_all();
+  }
+
+  task_handle key_busy(task_id id, const task_spec& spec) {
+    return rejected(id, spec, errc::duplicate_id,
+                    "idempotency key '" + spec.idempotency_key +
+                        "': another submit with this key is still being admitted");
   }
 
   bool wait_idle(std::chrono::milliseconds timeout) {

@@ -22,7 +22,10 @@ std::vector<std::string> candidates() {
   std::vector<std::string> out;
   if (const char* env = std::getenv("TROUPE_CUDA_MODULE"); env && *env) out.emplace_back(env);
   Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&candidates), &info) && info.dli_fname) {
+  // Only a name with a directory: a program started through PATH reports a bare name, which
+  // would make the current directory a place to load code from.
+  if (dladdr(reinterpret_cast<void*>(&candidates), &info) && info.dli_fname &&
+      std::string{info.dli_fname}.find('/') != std::string::npos) {
     auto dir = directory_of(info.dli_fname);
     out.push_back(dir + "/libtroupe_cuda.so");
     out.push_back(dir + "/../lib/libtroupe_cuda.so");

@@ -7,6 +7,8 @@
 //
 // Bound: a task counts against the queue bound (queue.bound) until its callback has run, so at
 // most that many callbacks wait here; past it, submits are rejected or wait (overflow policy).
+// A callback may submit; it must not wait on another task's handle (that handle may be waiting
+// for this very thread), nor shut down or destroy its runtime.
 #include <condition_variable>
 #include <deque>
 #include <functional>
