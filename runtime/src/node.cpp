@@ -60,6 +60,7 @@ struct node::impl {
     agent = sys.spawn(node_agent_impl, &core, name, sock.get(), framer.get(),
                       [this](const std::string& why) { set_fatal(why, true); });
     agent_ready = true;
+    caf::anon_send(agent, node_tick_msg{});  // its first tick says hello: answers reach it now
     supervisor = sys.spawn(supervisor_impl, &core, caf::actor_cast<balancer_actor>(agent), monitor,
                            caf::actor_cast<escalation_actor>(agent), bus);
     caf::anon_send(monitor, supervisor);

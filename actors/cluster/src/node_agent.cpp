@@ -79,7 +79,23 @@ void deliver(self_ptr self, size_t w, std::vector<assignment> tasks) {
 
 void on_assign(self_ptr self, head_assign_msg& msg) {
   auto& st = self->state;
-  if (!st.joined) return;  // not ours: the head will learn from the hello
+  if (!st.joined) {
+    // The head counts us joined (our welcome is on its way or was lost): hand the tasks back
+    // unstarted, so that they are placed again uncharged instead of waiting forever.
+    wire::results back;
+    for (auto& t : msg.body.tasks) {
+      wire::attempt_result r;
+      r.id = t.id;
+      r.attempt = t.attempt;
+      r.worker = std::max(0, t.worker);
+      r.code = errc::worker_lost;
+      r.message = "node '" + st.node + "' had not seen its welcome yet";
+      r.counts_as_attempt = false;
+      back.records.push_back(std::move(r));
+    }
+    if (!back.records.empty()) send_head(self, wire::msg_type::results, back);
+    return;
+  }
   std::vector<std::vector<assignment>> per_worker(st.workers.size());
   wire::results refused;
   for (auto& t : msg.body.tasks) {
@@ -150,7 +166,9 @@ node_agent_actor::behavior_type node_agent_impl(
   st.epoch = new_epoch(0);
   framer->set_epoch(st.epoch);
   st.head_heard = clock::now();
-  self->send(self, node_tick_msg{});  // the first tick says hello
+  // No tick yet: the node sends the first one (which says hello) once its socket thread can
+  // hand this actor the head's answer. A hello sent earlier could be welcomed, and assigned
+  // tasks, before anyone could receive them.
   return {
       [](const dispatch_msg&) {},  // nodes have no queue: the head dispatches
       [=](results_msg& msg) { on_results(self, msg); },
