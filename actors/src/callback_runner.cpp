@@ -4,6 +4,17 @@
 
 namespace troupe {
 
+void run_callback_then_set(task_state& t, task_result& r) noexcept {
+  try {
+    (*t.callback)(r);
+  } catch (const std::exception& e) {
+    troupe::logger().warn("callback of task {} threw: {}", t.id, e.what());
+  } catch (...) {
+    troupe::logger().warn("callback of task {} threw a non-exception", t.id);
+  }
+  t.done.set(std::move(r));
+}
+
 callback_runner::callback_runner(std::function<void(uint64_t)> ran)
     : ran_(std::move(ran)), thread_([this] { loop(); }) {}
 
@@ -34,14 +45,7 @@ void callback_runner::loop() {
     waiting_.pop_front();
     lock.unlock();
     for (auto& [t, r] : batch) {
-      try {
-        (*t->callback)(r);
-      } catch (const std::exception& e) {
-        troupe::logger().warn("callback of task {} threw: {}", t->id, e.what());
-      } catch (...) {
-        troupe::logger().warn("callback of task {} threw a non-exception", t->id);
-      }
-      t->done.set(std::move(r));
+      run_callback_then_set(*t, r);
       t.reset();  // the record goes before the task counts as finished
       ran_(1);    // one at a time: a callback that submits finds its predecessors' places free
     }

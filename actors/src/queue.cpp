@@ -62,16 +62,7 @@ class queue_logic {
       ++finished_now;
     }
     if (!with_callback.empty() && !st_.core->callbacks) {  // no runner: run them here
-      for (auto& [t, r] : with_callback) {
-        try {
-          (*t->callback)(r);
-        } catch (const std::exception& e) {
-          troupe::logger().warn("callback of task {} threw: {}", t->id, e.what());
-        } catch (...) {
-          troupe::logger().warn("callback of task {} threw a non-exception", t->id);
-        }
-        t->done.set(std::move(r));
-      }
+      for (auto& [t, r] : with_callback) run_callback_then_set(*t, r);
       finished_now += with_callback.size();
       with_callback.clear();
     }

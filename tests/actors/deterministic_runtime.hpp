@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "test_system.hpp"
 #include "troupe/runtime.hpp"
 
 namespace troupe::testing {
@@ -15,10 +16,7 @@ namespace troupe::testing {
 class deterministic_runtime : public ::testing::Test {
  protected:
   void start(runtime_config rc) {
-    caf_cfg_.set("scheduler.policy", caf::atom("testing"));
-    caf_cfg_.set("logger.console", caf::atom("none"));
-    sys_ = std::make_unique<caf::actor_system>(caf_cfg_);
-    sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
+    sched_ = &start_test_system(caf_cfg_, sys_);
     rc.detached_workers = false;
     if (rc.cpu_workers == 0) rc.cpu_workers = 1;
     if (rc.worker_memory_bytes == 0) rc.worker_memory_bytes = uint64_t(1) << 30;

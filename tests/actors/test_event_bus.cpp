@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "test_system.hpp"
 #include "troupe/actors/event_bus.hpp"
 
 using namespace troupe;
@@ -18,10 +19,7 @@ struct EventBus : ::testing::Test {
   event_bus_actor bus;
 
   void SetUp() override {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.console", caf::atom("none"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    sched = &troupe::testing::start_test_system(cfg, sys);
     core.cfg = resolve({});
     bus = sys->spawn(event_bus_impl, &core);
     sched->run();

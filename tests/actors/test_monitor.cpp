@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "test_system.hpp"
 #include "troupe/actors/monitor.hpp"
 
 using namespace troupe;
@@ -23,10 +24,7 @@ struct Monitor : ::testing::Test {
   event_bus_actor bus;
 
   void SetUp() override {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.console", caf::atom("none"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    sched = &troupe::testing::start_test_system(cfg, sys);
     runtime_config rc;
     rc.cpu_workers = 1;
     rc.heartbeat_interval = 100ms;

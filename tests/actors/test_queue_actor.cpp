@@ -3,6 +3,7 @@
 
 #include <caf/all.hpp>
 
+#include "test_system.hpp"
 #include "troupe/actors/queue.hpp"
 #include "troupe/kernels/builtins.hpp"
 
@@ -23,10 +24,7 @@ struct QueueActor : ::testing::Test {
   event_bus_actor bus;
 
   void SetUp() override {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.console", caf::atom("none"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    sched = &troupe::testing::start_test_system(cfg, sys);
     core.cfg = resolve({});
     kernels::register_builtins(core.registry);
     monitor = sys->spawn([this](monitor_actor::pointer) -> monitor_actor::behavior_type {

@@ -559,14 +559,24 @@ TEST(EmbeddedRuntime, ASlowCallbackHoldsUpNoOtherTask) {
 }
 
 TEST(EmbeddedRuntime, AHandleIsReadyOnlyAfterItsCallbackReturned) {
-  std::atomic<bool> callback_done{false};
+  std::mutex m;
+  std::condition_variable cv;
+  bool entered = false, release = false;
   runtime rt{small(1)};
   auto h = rt.submit(spec("noop"), [&](const task_result&) {
-    std::this_thread::sleep_for(20ms);  // a callback that takes a while (not a wait)
-    callback_done = true;
+    std::unique_lock<std::mutex> lock{m};
+    entered = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
   });
-  ASSERT_TRUE(h.wait_for(30s));
-  EXPECT_TRUE(callback_done.load());
+  {
+    std::unique_lock<std::mutex> lock{m};
+    ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return entered; }));
+    EXPECT_FALSE(h.ready()) << "ready while its callback still runs";
+    release = true;
+  }
+  cv.notify_all();
+  EXPECT_TRUE(h.wait_for(30s));
 }
 
 TEST(EmbeddedRuntime, ABatchsCallbackSeesEveryResultOnceBeforeTheRuntimeIsIdle) {

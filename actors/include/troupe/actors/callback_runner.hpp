@@ -21,6 +21,10 @@
 
 namespace troupe {
 
+/// Runs a finished task's callback (logging what it throws, never letting it out), then sets
+/// the task's result. Used by the runner and by the queue when it has none.
+void run_callback_then_set(task_state& t, task_result& r) noexcept;
+
 class callback_runner {
  public:
   /// ran(n): n tasks' callbacks have run (the runtime counts them as finished).
