@@ -13,12 +13,12 @@ namespace {
 using self_ptr = balancer_actor::stateful_pointer<balancer_state>;
 
 double backlog_target_s(const balancer_state& st) {
-  return std::chrono::duration<double>(st.core->cfg.worker_backlog).count();
+  return std::chrono::duration<double>(st.setup->cfg.worker_backlog).count();
 }
 
 /// floor: tasks the worker may hold whatever its estimated backlog (its credit floor).
 bool has_room(const balancer_state& st, const balancer_state::worker_slot& w, size_t floor) {
-  return w.up && w.in_flight.size() < st.core->cfg.worker_prefetch &&
+  return w.up && w.in_flight.size() < st.setup->cfg.worker_prefetch &&
          (w.in_flight.size() < floor || w.backlog_s < backlog_target_s(st));
 }
 
@@ -28,13 +28,13 @@ uint32_t model_key(const task_state& t, device_class d) {
 }
 
 bool can_take(balancer_state& st, size_t w, const task_state& t) {
-  auto& desc = st.core->workers[w];
+  auto& desc = st.setup->workers[w];
   // A batching GPU's large floor is there to fill launches: it holds for tasks that batch only.
   // Others are placed by estimated finish like anywhere else (a GPU flooded with gemm tasks
   // past its backlog made mixed CPU + GPU runs slower than CPU alone).
   auto floor = st.workers[w].min_tasks;
   if (desc.device == device_class::cuda && !(t.kind->def.batch_key && t.kind->def.cuda_batch))
-    floor = std::min(floor, 2 * size_t(st.core->cfg.cuda_streams));
+    floor = std::min(floor, 2 * size_t(st.setup->cfg.cuda_streams));
   return t.kind->runs_on(desc.device) && has_room(st, st.workers[w], floor) &&
          st.ledger.can_reserve(int32_t(w), t.spec.needs);
 }
@@ -44,15 +44,15 @@ int32_t choose(balancer_state& st, task_state& t) {
   return st.placement.choose(
       st.workers.size(), [&](size_t w) { return can_take(st, w, t); },
       [&](size_t w) {
-        return st.model.estimate_s(model_key(t, st.core->workers[w].device), t.cost);
+        return st.model.estimate_s(model_key(t, st.setup->workers[w].device), t.cost);
       },
       [&](size_t w) { return st.workers[w].backlog_s; }, t.estimate_s);
 }
 
 /// Shows a GPU worker's reserved memory and capacity to the monitor (stats, metrics).
 void show_reserved(const balancer_state& st, int32_t w) {
-  if (!st.core->gpu_gauges || st.core->workers[size_t(w)].device != device_class::cuda) return;
-  auto& g = st.core->gpu_gauges[size_t(w)];
+  if (st.setup->workers[size_t(w)].device != device_class::cuda) return;
+  auto& g = st.gauges->gpu(size_t(w));
   g.reserved.store(st.ledger.reserved_gpu_memory(w), std::memory_order_relaxed);
   g.capacity.store(st.ledger.capacity(w).gpu_memory_bytes, std::memory_order_relaxed);
 }
@@ -60,7 +60,7 @@ void show_reserved(const balancer_state& st, int32_t w) {
 /// Whether some worker still in service could ever run the task.
 bool runnable_somewhere(const balancer_state& st, const task_state& t) {
   for (size_t w = 0; w < st.workers.size(); ++w)
-    if (!st.workers[w].retired && t.kind->runs_on(st.core->workers[w].device) &&
+    if (!st.workers[w].retired && t.kind->runs_on(st.setup->workers[w].device) &&
         st.ledger.fits_capacity(int32_t(w), t.spec.needs))
       return true;
   return false;
@@ -71,7 +71,7 @@ void place_pending(self_ptr self) {
   if (st.pending.empty()) return;
   completions_msg unrunnable;
   std::vector<assign_msg> batches(st.workers.size());
-  event_batch events{st.core->events};
+  event_batch events{*st.gate};
   std::deque<assignment> waiting;
   while (!st.pending.empty()) {
     auto a = std::move(st.pending.front());
@@ -118,7 +118,7 @@ void request_more(self_ptr self) {
   auto typical = std::max(st.typical_task_s, 1e-7);
   uint64_t room = 0;
   for (auto& w : st.workers) {
-    auto have = w.in_flight.size(), prefetch = size_t(st.core->cfg.worker_prefetch);
+    auto have = w.in_flight.size(), prefetch = size_t(st.setup->cfg.worker_prefetch);
     if (!w.up || have >= prefetch) continue;
     // Refill a worker only once it has drained half its credit (or holds fewer than two tasks):
     // batches stay large instead of degenerating into one small demand/dispatch/assign round
@@ -143,24 +143,27 @@ void pump(self_ptr self) {
 }  // namespace
 
 balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<balancer_state> self,
-                                            runtime_core* core, queue_actor queue,
-                                            event_bus_actor bus) {
+                                            setup_ptr setup, std::shared_ptr<const event_gate> gate,
+                                            std::shared_ptr<worker_gauges> gauges,
+                                            queue_actor queue, event_bus_actor bus) {
   auto& st = self->state;
-  st.core = core;
-  st.placement = placer{core->cfg.placement};
+  st.setup = setup;
+  st.gate = std::move(gate);
+  st.gauges = std::move(gauges);
+  st.placement = placer{setup->cfg.placement};
   st.queue = std::move(queue);
   st.bus = std::move(bus);
-  for (auto& w : core->workers) {
+  for (auto& w : setup->workers) {
     st.ledger.add_worker(w.capacity);
     st.workers.emplace_back();
     // A GPU worker needs a task for each of its lanes and the next one behind it; a batching
     // one a full launch for each lane and one gathering. Others need two (the next task is
     // there when the current one ends).
     if (w.device == device_class::cuda) {
-      auto floor = 2 * size_t(core->cfg.cuda_streams);
-      if (core->cfg.batching_enabled)
-        floor = std::max(floor, (size_t(core->cfg.cuda_streams) + 1) * core->cfg.batch_max_tasks);
-      st.workers.back().min_tasks = std::min<size_t>(floor, core->cfg.worker_prefetch);
+      auto floor = 2 * size_t(setup->cfg.cuda_streams);
+      if (setup->cfg.batching_enabled)
+        floor = std::max(floor, (size_t(setup->cfg.cuda_streams) + 1) * setup->cfg.batch_max_tasks);
+      st.workers.back().min_tasks = std::min<size_t>(floor, setup->cfg.worker_prefetch);
     }
   }
   return {
@@ -191,7 +194,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
             q.erase(i);
             st.ledger.release(msg.worker, rec.task->id);
             if (rec.code == errc::none && rec.started != time_point{})
-              st.model.observe(model_key(*rec.task, st.core->workers[size_t(msg.worker)].device),
+              st.model.observe(model_key(*rec.task, st.setup->workers[size_t(msg.worker)].device),
                                rec.task->cost,
                                std::chrono::duration<double>(rec.finished - rec.started).count());
           }

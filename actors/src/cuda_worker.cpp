@@ -58,7 +58,8 @@ class gpu_lanes {
       if (done[i] && threads_[i].get_id() != std::this_thread::get_id())
         threads_[i].join();
       else
-        threads_[i].detach();  // it holds only what it shares (and the runtime's core)
+        threads_[i].detach();  // it holds only what it shares (and the setup and gauges, by shared
+                               // pointer)
     }
   }
 
@@ -106,10 +107,10 @@ using self_ptr = worker_actor::stateful_pointer<cuda_worker_state>;
 
 /// Runs one launch on the calling lane and records its outcome in the job. Never throws.
 /// cache: the worker's GPU cache (null on fake GPUs and without CUDA).
-void run_on_lane(runtime_core* core, int32_t index,
+void run_on_lane(const worker_env& env, int32_t index,
                  [[maybe_unused]] const std::shared_ptr<void>& cache, gpu_job& job) {
-  auto& desc = core->workers[size_t(index)];
-  auto& gauge = core->gpu_gauges[size_t(index)];
+  auto& desc = env.setup->workers[size_t(index)];
+  auto& gauge = env.gauges->gpu(size_t(index));
   static host_gpu_allocator host_memory;  // fake GPUs
   job.started = clock::now();
   std::unique_ptr<task_gpu_memory> memory;
@@ -166,7 +167,7 @@ void run_on_lane(runtime_core* core, int32_t index,
 
 bool batches(const cuda_worker_state& st, const assignment& a) {
   auto& def = a.task->kind->def;
-  return st.core->cfg.batching_enabled && def.cuda_batch && def.batch_key;
+  return st.setup->cfg.batching_enabled && def.cuda_batch && def.batch_key;
 }
 
 void add_busy(cuda_worker_state& st, time_point now) {
@@ -213,8 +214,8 @@ void launch(self_ptr self, std::vector<assignment> tasks, bool batched, event_ba
 /// have waited batching.max_delay_us go first.
 void pump(self_ptr self) {
   auto& st = self->state;
-  auto& cfg = st.core->cfg;
-  event_batch events{st.core->events};
+  auto& cfg = st.setup->cfg;
+  event_batch events{*st.gate};
   std::vector<attempt_record> records;
   auto now = clock::now();
   auto free_lanes = [&] { return cfg.cuda_streams > st.running.size(); };
@@ -272,7 +273,7 @@ void finish(self_ptr self, gpu_job& job) {
   auto& st = self->state;
   auto now = clock::now();
   std::vector<attempt_record> records;
-  event_batch events{st.core->events};
+  event_batch events{*st.gate};
   if (job.crash) {
     auto& first = *job.tasks.front().task;
     st.crashed = true;
@@ -311,29 +312,29 @@ void finish(self_ptr self, gpu_job& job) {
 }  // namespace
 
 worker_actor::behavior_type cuda_worker_impl(worker_actor::stateful_pointer<cuda_worker_state> self,
-                                             runtime_core* core, int32_t index, uint32_t generation,
+                                             worker_env env, int32_t index, uint32_t generation,
                                              balancer_actor balancer, monitor_actor monitor,
                                              supervisor_actor supervisor, event_bus_actor bus) {
   auto& st = self->state;
-  st.link(core, index, generation, std::move(balancer), std::move(monitor), std::move(supervisor),
+  st.link(env, index, generation, std::move(balancer), std::move(monitor), std::move(supervisor),
           std::move(bus));
   std::shared_ptr<void> cache;  // held by the lanes: freed with the last of them
 #ifdef TROUPE_WITH_CUDA
-  auto& desc = core->workers[size_t(index)];
+  auto& desc = env.setup->workers[size_t(index)];
   if (!desc.fake) {
-    cache = kernels::cuda::make_gpu_cache(desc.device_index, &core->gpu_gauges[size_t(index)],
-                                          core->cfg.gpu_cache_bytes);
+    cache = kernels::cuda::make_gpu_cache(desc.device_index, &env.gauges->gpu(size_t(index)),
+                                          env.setup->cfg.gpu_cache_bytes);
     // Detached: the driver call blocks this worker's thread only. Again at every heartbeat.
-    kernels::cuda::sample_device_memory(desc.device_index, core->gpu_gauges[size_t(index)]);
+    kernels::cuda::sample_device_memory(desc.device_index, env.gauges->gpu(size_t(index)));
   }
 #endif
   st.lanes = std::make_shared<gpu_lanes>(
-      core->cfg.cuda_streams,
-      [core, index, cache](gpu_job& job) { run_on_lane(core, index, cache, job); },
+      env.setup->cfg.cuda_streams,
+      [env, index, cache](gpu_job& job) { run_on_lane(env, index, cache, job); },
       caf::actor_cast<caf::weak_actor_ptr>(self->ctrl()));
   // Lanes end with the worker: a launch not started is requeued by the supervisor.
   self->attach_functor([lanes = st.lanes] { lanes->stop(); });
-  self->delayed_send(self, core->cfg.heartbeat_interval, heartbeat_tick_msg{});
+  self->delayed_send(self, env.setup->cfg.heartbeat_interval, heartbeat_tick_msg{});
   return {
       [=](assign_msg& msg) {
         auto& st = self->state;
@@ -368,19 +369,19 @@ worker_actor::behavior_type cuda_worker_impl(worker_actor::stateful_pointer<cuda
         auto& st = self->state;
         add_busy(st, clock::now());
 #ifdef TROUPE_WITH_CUDA
-        auto& desc = st.core->workers[size_t(st.index)];
+        auto& desc = st.setup->workers[size_t(st.index)];
         if (!desc.fake)
-          kernels::cuda::sample_device_memory(desc.device_index, st.core->gpu_gauges[st.index]);
+          kernels::cuda::sample_device_memory(desc.device_index, st.gauges->gpu(size_t(st.index)));
 #endif
         // A launch running past the heartbeat timeout is taken as hung, like a CPU worker
         // stuck in a task: the worker falls silent, the monitor reports it, the supervisor
         // replaces it (its lanes are left to end on their own).
         auto now = clock::now();
         bool hung = std::any_of(st.running.begin(), st.running.end(), [&](const auto& j) {
-          return j.second->queued_at + st.core->cfg.heartbeat_timeout < now;
+          return j.second->queued_at + st.setup->cfg.heartbeat_timeout < now;
         });
         if (!hung) worker_reports::heartbeat(self, st, !st.running.empty());
-        self->delayed_send(self, st.core->cfg.heartbeat_interval, heartbeat_tick_msg{});
+        self->delayed_send(self, st.setup->cfg.heartbeat_interval, heartbeat_tick_msg{});
       },
   };
 }

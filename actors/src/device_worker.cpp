@@ -18,7 +18,7 @@ constexpr auto flush_interval = std::chrono::milliseconds(1);
 class runner {
  public:
   explicit runner(self_ptr self, size_t expected)
-      : self_(self), st_(self->state), events_(st_.core->events), now_(clock::now()) {
+      : self_(self), st_(self->state), events_(*st_.gate), now_(clock::now()) {
     records_.reserve(expected);
     flush_at_ = now_ + flush_interval;
   }
@@ -34,7 +34,7 @@ class runner {
       rec.code = skip;
       return push(std::move(rec));
     }
-    auto& desc = st_.core->workers[size_t(st_.index)];
+    auto& desc = st_.setup->workers[size_t(st_.index)];
     if (events_.wanted()) events_.add_task("task.started", t, st_.index, t.spec.kind);
     task_context ctx{t.spec,      a.attempt,           st_.index,
                      desc.device, &t.cancel_requested, desc.device_index};
@@ -87,13 +87,13 @@ class runner {
 }  // namespace
 
 worker_actor::behavior_type device_worker_impl(
-    worker_actor::stateful_pointer<device_worker_state> self, runtime_core* core, int32_t index,
+    worker_actor::stateful_pointer<device_worker_state> self, worker_env env, int32_t index,
     uint32_t generation, balancer_actor balancer, monitor_actor monitor,
     supervisor_actor supervisor, event_bus_actor bus) {
   auto& st = self->state;
-  st.link(core, index, generation, std::move(balancer), std::move(monitor), std::move(supervisor),
+  st.link(env, index, generation, std::move(balancer), std::move(monitor), std::move(supervisor),
           std::move(bus));
-  self->delayed_send(self, core->cfg.heartbeat_interval, heartbeat_tick_msg{});
+  self->delayed_send(self, env.setup->cfg.heartbeat_interval, heartbeat_tick_msg{});
   return {
       [=](assign_msg& msg) {
         runner run{self, msg.tasks.size()};
@@ -106,7 +106,7 @@ worker_actor::behavior_type device_worker_impl(
       [=](const gpu_done_msg&) {},
       [=](const heartbeat_tick_msg&) {
         worker_reports::heartbeat(self, self->state, false);
-        self->delayed_send(self, self->state.core->cfg.heartbeat_interval, heartbeat_tick_msg{});
+        self->delayed_send(self, self->state.setup->cfg.heartbeat_interval, heartbeat_tick_msg{});
       },
   };
 }

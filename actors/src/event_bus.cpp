@@ -14,7 +14,7 @@ namespace troupe {
 class subscriber_queue {
  public:
   subscriber_queue(uint64_t id, std::string prefix, event_callback callback, size_t capacity,
-                   event_gate& gate)
+                   std::shared_ptr<event_gate> gate)
       : state_(std::make_shared<state>(capacity, gate)) {
     thread_ = std::thread([s = state_, id, prefix = std::move(prefix), cb = std::move(callback)] {
       std::unique_lock<std::mutex> lock{s->mutex};
@@ -70,13 +70,13 @@ class subscriber_queue {
   void push(const event& e) {
     // A stalled subscriber's queue stays full: drop without taking its lock.
     if (state_->size.load(std::memory_order_relaxed) >= state_->capacity) {
-      state_->gate.dropped.fetch_add(1, std::memory_order_relaxed);
+      state_->gate->dropped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     {
       std::lock_guard<std::mutex> guard{state_->mutex};
       if (state_->events.size() >= state_->capacity) {
-        state_->gate.dropped.fetch_add(1, std::memory_order_relaxed);
+        state_->gate->dropped.fetch_add(1, std::memory_order_relaxed);
         if (!state_->saturated) state_->set_saturated(true);
         return;
       }
@@ -90,16 +90,16 @@ class subscriber_queue {
 
  private:
   struct state {
-    state(size_t c, event_gate& g) : capacity(c), gate(g) {}
+    state(size_t c, std::shared_ptr<event_gate> g) : capacity(c), gate(std::move(g)) {}
     size_t capacity;
-    event_gate& gate;  // the runtime's; outlives the bus and, once unsubscribed, is not touched
+    std::shared_ptr<event_gate> gate;
     bool saturated = false;  ///< counted in gate.saturated; under the mutex
     void set_saturated(bool on) {
       saturated = on;
       if (on)
-        gate.saturated.fetch_add(1, std::memory_order_relaxed);
+        gate->saturated.fetch_add(1, std::memory_order_relaxed);
       else
-        gate.saturated.fetch_sub(1, std::memory_order_relaxed);
+        gate->saturated.fetch_sub(1, std::memory_order_relaxed);
     }
     std::mutex mutex;
     std::condition_variable cv;
@@ -159,16 +159,18 @@ void event_batch::flush_from_outside(const event_bus_actor& bus) {
 }
 
 event_bus_actor::behavior_type event_bus_impl(
-    event_bus_actor::stateful_pointer<event_bus_state> self, runtime_core* core) {
-  self->state.core = core;
+    event_bus_actor::stateful_pointer<event_bus_state> self, setup_ptr setup,
+    std::shared_ptr<event_gate> gate) {
+  self->state.setup = std::move(setup);
+  self->state.gate = std::move(gate);
   return {
       [=](publish_msg& msg) {
         auto& st = self->state;
         // Events skipped while every subscriber was saturated: numbers nobody gets, so that
         // the next event shows the loss as a jump.
-        if (auto skipped = st.core->events.skipped.exchange(0, std::memory_order_relaxed)) {
+        if (auto skipped = st.gate->skipped.exchange(0, std::memory_order_relaxed)) {
           st.next_seq += skipped;
-          st.core->events.dropped.fetch_add(skipped, std::memory_order_relaxed);
+          st.gate->dropped.fetch_add(skipped, std::memory_order_relaxed);
         }
         for (auto& e : msg.events) {
           e.seq = st.next_seq++;
@@ -193,10 +195,9 @@ event_bus_actor::behavior_type event_bus_impl(
         auto id = msg.id;
         std::shared_ptr<subscriber_queue> queue;
         // Deterministic tests (workers on the scheduler) want callbacks inside the bus's step.
-        if (!msg.direct && st.core->cfg.detached_workers)
+        if (!msg.direct && st.setup->cfg.detached_workers)
           queue = std::make_shared<subscriber_queue>(id, msg.prefix, std::move(msg.callback),
-                                                     st.core->cfg.subscriber_high_water,
-                                                     st.core->events);
+                                                     st.setup->cfg.subscriber_high_water, st.gate);
         st.subscriptions.emplace(id,
                                  event_bus_state::subscription{std::move(msg), std::move(queue)});
       },
@@ -206,7 +207,7 @@ event_bus_actor::behavior_type event_bus_impl(
         if (i == subs.end()) return;
         if (i->second.queue) i->second.queue->abandon();
         subs.erase(i);
-        self->state.core->events.subscribers.fetch_sub(1);
+        self->state.gate->subscribers.fetch_sub(1);
       },
   };
 }

@@ -23,7 +23,7 @@ runtime_stats snapshot(const monitor_state& st) {
   if (st.first_submit != time_point{})
     s.busy_window_s = std::chrono::duration<double>(st.last_finish - st.first_submit).count();
   s.errors_detected = st.detection_n;
-  s.events_dropped = st.core->events.dropped.load(std::memory_order_relaxed);
+  s.events_dropped = st.gate->dropped.load(std::memory_order_relaxed);
   s.mean_error_detection_ms = st.detection_n ? st.detection_sum_ms / double(st.detection_n) : 0;
   s.mean_error_handling_ms = st.handling_n ? st.handling_sum_ms / double(st.handling_n) : 0;
   for (auto& [kind, h] : st.latency) {
@@ -40,7 +40,7 @@ runtime_stats snapshot(const monitor_state& st) {
     auto& w = st.workers[i];
     worker_stats ws;
     ws.index = int32_t(i);
-    auto& desc = st.core->workers[i];
+    auto& desc = st.setup->workers[i];
     ws.name = desc.name;
     ws.device = desc.device == device_class::cpu ? std::string{"cpu"}
                                                  : "cuda:" + std::to_string(desc.device_index);
@@ -52,8 +52,8 @@ runtime_stats snapshot(const monitor_state& st) {
         w.last_heard == time_point{}
             ? -1
             : std::chrono::duration<double, std::milli>(now - w.last_heard).count();
-    if (desc.device == device_class::cuda && st.core->gpu_gauges) {
-      auto& g = st.core->gpu_gauges[i];
+    if (desc.device == device_class::cuda) {
+      auto& g = st.gauges->gpu(i);
       auto load = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
       auto capacity = load(g.capacity);  // the ledger's, once the balancer has shown it
       ws.gpu_memory =
@@ -80,7 +80,7 @@ void fill_metrics(monitor_state& st, event& e) {
   auto throughput = window > 0 ? double(finished - st.finished_at_last_metrics) / window : 0.0;
   st.finished_at_last_metrics = finished;
   st.last_metrics = now;
-  auto in_system = st.core->in_system.load();
+  auto in_system = st.admission->in_system();
   auto queued = std::min<uint64_t>(s.queued, in_system);
   nlohmann::json j = {{"throughput_tps", throughput},
                       {"queued", queued},
@@ -123,12 +123,12 @@ double ms_of(duration d) {
 /// queue.pressure on crossing the high mark (pressure_ratio of the bound) and when back below
 /// half of it: hysteresis, so that a queue near the mark does not flap.
 void check_pressure(monitor_state& st, event_batch& events) {
-  auto depth = st.core->in_system.load(std::memory_order_relaxed);
-  auto bound = double(st.core->cfg.queue_bound);
-  auto high = st.core->cfg.pressure_ratio * bound;
+  auto depth = st.admission->in_system();
+  auto bound = double(st.setup->cfg.queue_bound);
+  auto high = st.setup->cfg.pressure_ratio * bound;
   auto text = [&](const char* level) {
     return std::string{level} + ": " + std::to_string(depth) + " of " +
-           std::to_string(st.core->cfg.queue_bound) + " tasks admitted and unfinished";
+           std::to_string(st.setup->cfg.queue_bound) + " tasks admitted and unfinished";
   };
   if (!st.pressure_high && double(depth) >= high) {
     st.pressure_high = true;
@@ -145,12 +145,12 @@ void note_restart(self_ptr self, int32_t worker) {
   auto& st = self->state;
   auto& w = st.workers.at(size_t(worker));
   auto now = self->clock().now();
-  auto period = st.core->cfg.restart_period;
+  auto period = st.setup->cfg.restart_period;
   w.restarted_at.push_back(now);
   while (!w.restarted_at.empty() && now - w.restarted_at.front() > period)
     w.restarted_at.erase(w.restarted_at.begin());
   if (w.restarted_at.size() < 2) return;
-  event_batch events{st.core->events};
+  event_batch events{*st.gate};
   events.add("worker.degraded", 0, worker,
              "restarted " + std::to_string(w.restarted_at.size()) + " times in the last " +
                  std::to_string(period.count()) + " ms");
@@ -160,22 +160,27 @@ void note_restart(self_ptr self, int32_t worker) {
 }  // namespace
 
 monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monitor_state> self,
-                                          runtime_core* core, uint32_t workers,
+                                          setup_ptr setup, std::shared_ptr<const event_gate> gate,
+                                          std::shared_ptr<const worker_gauges> gauges,
+                                          std::shared_ptr<const admission_gate> admission,
                                           event_bus_actor bus) {
   auto& st = self->state;
-  st.core = core;
+  st.setup = setup;
+  st.gate = std::move(gate);
+  st.gauges = std::move(gauges);
+  st.admission = std::move(admission);
   st.bus = std::move(bus);
   st.last_metrics = clock::now();
-  if (core->cfg.metrics_interval.count() > 0)
-    self->delayed_send(self, core->cfg.metrics_interval, metrics_tick_msg{});
-  st.workers.resize(workers);
+  if (setup->cfg.metrics_interval.count() > 0)
+    self->delayed_send(self, setup->cfg.metrics_interval, metrics_tick_msg{});
+  st.workers.resize(setup->workers.size());
   auto now = self->clock().now();  // heartbeats: the actor clock (tests drive it)
   for (size_t i = 0; i < st.workers.size(); ++i) {
     st.workers[i].last_heard = now;
     // A remote worker is watched once its node joins (membership reports it up).
-    if (core->workers[i].remote()) st.workers[i].state = "absent";
+    if (setup->workers[i].remote()) st.workers[i].state = "absent";
   }
-  self->delayed_send(self, core->cfg.heartbeat_interval, monitor_tick_msg{});
+  self->delayed_send(self, setup->cfg.heartbeat_interval, monitor_tick_msg{});
   return {
       [=](const finished_msg& msg) {
         auto& st = self->state;
@@ -235,22 +240,22 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
       [=](const monitor_tick_msg&) {
         auto& st = self->state;
         auto now = self->clock().now();
-        event_batch events{st.core->events};
+        event_batch events{*st.gate};
         check_pressure(st, events);
         for (size_t i = 0; i < st.workers.size(); ++i) {
           auto& w = st.workers[i];
           if (w.reported_silent || w.state == "restarting" || w.state == "down" ||
-              w.state == "absent" || st.core->workers[i].remote())
+              w.state == "absent" || st.setup->workers[i].remote())
             continue;  // remote workers: membership watches their node's heartbeats
           auto silent = now - w.last_heard;
-          if (!w.reported_late && silent > st.core->cfg.heartbeat_timeout / 2) {
+          if (!w.reported_late && silent > st.setup->cfg.heartbeat_timeout / 2) {
             w.reported_late = true;  // a warning before the supervisor is told
             events.add("worker.degraded", 0, int32_t(i),
                        "heartbeat late: " + std::to_string(int64_t(ms_of(silent))) +
                            " ms (unresponsive after " +
-                           std::to_string(st.core->cfg.heartbeat_timeout.count()) + " ms)");
+                           std::to_string(st.setup->cfg.heartbeat_timeout.count()) + " ms)");
           }
-          if (silent > st.core->cfg.heartbeat_timeout && st.supervisor) {
+          if (silent > st.setup->cfg.heartbeat_timeout && st.supervisor) {
             w.reported_silent = true;
             w.state = "unresponsive";
             auto silent_ms = std::chrono::duration<double, std::milli>(silent).count();
@@ -259,12 +264,12 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
           }
         }
         events.flush(self, st.bus);
-        self->delayed_send(self, st.core->cfg.heartbeat_interval, monitor_tick_msg{});
+        self->delayed_send(self, st.setup->cfg.heartbeat_interval, monitor_tick_msg{});
       },
       [=](const metrics_tick_msg&) {
         auto& st = self->state;
-        self->delayed_send(self, st.core->cfg.metrics_interval, metrics_tick_msg{});
-        event_batch events{st.core->events};
+        self->delayed_send(self, st.setup->cfg.metrics_interval, metrics_tick_msg{});
+        event_batch events{*st.gate};
         if (!events.wanted()) return;  // nobody listens: build nothing
         if (auto* e = events.add("metrics.snapshot", 0, -1, {})) fill_metrics(st, *e);
         events.flush(self, st.bus);

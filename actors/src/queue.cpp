@@ -37,7 +37,7 @@ class queue_logic {
   // One clock for everything the queue decides (arrival, aging, backoff, deadlines): the actor
   // clock, which is steady_clock in production and the test coordinator's clock in tests.
   explicit queue_logic(self_ptr self) : now_(self->clock().now()), self_(self), st_(self->state) {
-    events_.bind(st_.core->events);
+    events_.bind(*st_.gate);
   }
 
   ~queue_logic() {
@@ -61,13 +61,13 @@ class queue_logic {
       t->done.set(std::move(r));
       ++finished_now;
     }
-    if (!with_callback.empty() && !st_.core->callbacks) {  // no runner: run them here
+    if (!with_callback.empty() && !st_.callbacks) {  // no runner: run them here
       for (auto& [t, r] : with_callback) run_callback_then_set(*t, r);
       finished_now += with_callback.size();
       with_callback.clear();
     }
-    st_.core->tasks_finished(finished_now);
-    if (!with_callback.empty()) st_.core->callbacks->post(std::move(with_callback));
+    st_.admission->release(finished_now);
+    if (!with_callback.empty()) st_.callbacks->post(std::move(with_callback));
   }
 
   /// The one place a task ends. Later terminal records of the same task are duplicates.
@@ -95,7 +95,7 @@ class queue_logic {
     }
     if (o == outcome::failed) {
       st_.dead_letters.push_back(t->id);
-      while (st_.dead_letters.size() > st_.core->cfg.dead_letter_capacity)
+      while (st_.dead_letters.size() > st_.setup->cfg.dead_letter_capacity)
         st_.dead_letters.pop_front();
     }
     if (events_.wanted())
@@ -189,7 +189,7 @@ class queue_logic {
       t->failure_detected = now;
       t->last_error = {rec.code, rec.message};
       auto next = decide_retry(rec.code, t->attempts, t->max_retries, t->retry_backoff,
-                               st_.core->cfg.retry_backoff_max, now, t->spec.deadline);
+                               st_.setup->cfg.retry_backoff_max, now, t->spec.deadline);
       if (next.what == retry_decision::verdict::fail) {
         auto msg = rec.message;
         if (is_retryable(rec.code))
@@ -258,13 +258,18 @@ class queue_logic {
 }  // namespace
 
 queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state> self,
-                                      runtime_core* core, monitor_actor monitor,
-                                      event_bus_actor bus) {
+                                      setup_ptr setup, std::shared_ptr<const event_gate> gate,
+                                      std::shared_ptr<admission_gate> admission,
+                                      std::shared_ptr<callback_runner> callbacks,
+                                      monitor_actor monitor, event_bus_actor bus) {
   auto& st = self->state;
-  st.core = core;
+  st.setup = std::move(setup);
+  st.gate = std::move(gate);
+  st.admission = std::move(admission);
+  st.callbacks = std::move(callbacks);
   st.monitor = std::move(monitor);
   st.bus = std::move(bus);
-  st.ready = make_ready_queue(core->cfg.order, core->cfg.aging_interval);
+  st.ready = make_ready_queue(st.setup->cfg.order, st.setup->cfg.aging_interval);
   return {
       [=](submit_msg& msg) {
         queue_logic q{self};
@@ -308,8 +313,7 @@ queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state>
         auto& st = self->state;
         st.escalated = true;
         st.escalation = msg.reason;
-        st.core->refusal = errc::supervisor_gave_up;
-        st.core->accepting = false;
+        st.admission->stop_accepting(errc::supervisor_gave_up);
         queue_logic q{self};
         q.cancel_live(errc::supervisor_gave_up, msg.reason, outcome::failed);
       },

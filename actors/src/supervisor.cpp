@@ -18,21 +18,21 @@ void spawn_child(self_ptr self, int32_t index) {
   auto gen = ++c.generation;
   auto me = caf::actor_cast<supervisor_actor>(self);
   // Linked: our exit handler learns of its death; if we go, it goes.
-  if (st.core->workers[size_t(index)].device == device_class::cuda)
-    c.handle = self->spawn<caf::linked + caf::detached>(cuda_worker_impl, st.core, index, gen,
+  if (st.setup->workers[size_t(index)].device == device_class::cuda)
+    c.handle = self->spawn<caf::linked + caf::detached>(cuda_worker_impl, st.env, index, gen,
                                                         st.balancer, st.monitor, me, st.bus);
-  else if (st.core->cfg.detached_workers)
-    c.handle = self->spawn<caf::linked + caf::detached>(device_worker_impl, st.core, index, gen,
+  else if (st.setup->cfg.detached_workers)
+    c.handle = self->spawn<caf::linked + caf::detached>(device_worker_impl, st.env, index, gen,
                                                         st.balancer, st.monitor, me, st.bus);
   else
-    c.handle = self->spawn<caf::linked>(device_worker_impl, st.core, index, gen, st.balancer,
+    c.handle = self->spawn<caf::linked>(device_worker_impl, st.env, index, gen, st.balancer,
                                         st.monitor, me, st.bus);
   c.alive = true;
   self->send(st.balancer, worker_up_msg{index, gen, c.handle, std::nullopt});
   self->send(st.monitor, worker_state_msg{index, "up", c.restarts, gen});
-  event_batch events{st.core->events};
+  event_batch events{*st.gate};
   events.add("worker.up", 0, index,
-             st.core->workers[size_t(index)].name + " generation " + std::to_string(gen));
+             st.setup->workers[size_t(index)].name + " generation " + std::to_string(gen));
   events.flush(self, st.bus);
 }
 
@@ -56,15 +56,15 @@ void child_lost(self_ptr self, int32_t index, const std::string& reason) {
     // A poisoned GPU context is unusable for the rest of this process: restarting would only
     // crash again. Retire the worker; the other devices carry on. (A node process would exit
     // here for its parent to restart it: issue of the multi-process runtime.)
-    why = st.core->workers[size_t(index)].name +
+    why = st.setup->workers[size_t(index)].name +
           " out of service until the process restarts: " + "its GPU context is poisoned (" + why +
           ")";
-    st.core->retired[size_t(index)] = true;
+    st.env.gauges->retire(size_t(index));
     troupe::logger().error("supervisor: {}", why);
   }
   self->send(st.balancer, worker_lost_msg{index, c.generation, crashed.task, why, at,
                                           crashed.device_lost, crashed.also_running});
-  event_batch events{st.core->events};
+  event_batch events{*st.gate};
   events.add("worker.down", crashed.task, index, why);
   if (crashed.device_lost) {
     self->send(st.monitor, worker_state_msg{index, "down", c.restarts, c.generation});
@@ -100,18 +100,21 @@ void child_lost(self_ptr self, int32_t index, const std::string& reason) {
 }  // namespace
 
 supervisor_actor::behavior_type supervisor_impl(
-    supervisor_actor::stateful_pointer<supervisor_state> self, runtime_core* core,
+    supervisor_actor::stateful_pointer<supervisor_state> self, worker_env env,
     balancer_actor balancer, monitor_actor monitor, escalation_actor escalation,
     event_bus_actor bus) {
   auto& st = self->state;
-  st.core = core;
+  st.env = std::move(env);
+  st.setup = st.env.setup.get();
+  st.gate = st.env.gate.get();
+  auto* setup = st.setup;
   st.balancer = std::move(balancer);
   st.monitor = std::move(monitor);
   st.escalation = std::move(escalation);
   st.bus = std::move(bus);
-  st.children.resize(core->workers.size());
-  st.budget.emplace(core->cfg.restart_intensity, core->cfg.restart_period,
-                    core->cfg.restart_backoff, core->cfg.restart_backoff_max);
+  st.children.resize(setup->workers.size());
+  st.budget.emplace(setup->cfg.restart_intensity, setup->cfg.restart_period,
+                    setup->cfg.restart_backoff, setup->cfg.restart_backoff_max);
   self->set_exit_handler([=](caf::exit_msg& em) {
     auto& st = self->state;
     for (size_t i = 0; i < st.children.size(); ++i) {
@@ -125,7 +128,7 @@ supervisor_actor::behavior_type supervisor_impl(
   });
   // Workers of other processes are supervised there; membership reports their ups and downs.
   for (size_t i = 0; i < st.children.size(); ++i)
-    if (!core->workers[i].remote()) spawn_child(self, int32_t(i));
+    if (!setup->workers[i].remote()) spawn_child(self, int32_t(i));
   return {
       [=](const crash_report_msg& msg) {
         self->state.children.at(size_t(msg.worker)).last_crash = msg;

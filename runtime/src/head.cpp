@@ -76,8 +76,10 @@ struct head::impl {
       rt->shutdown(shutdown_mode::cancel);
       throw;
     }
-    membership = ri.system->spawn(membership_impl, &ri.core, ri.balancer, ri.monitor, ri.bus,
-                                  sock.get(), &framer);
+    membership = ri.system->spawn(
+        membership_impl, setup_ptr{ri.setup}, ri.events, ri.gauges, ri.admission, ri.balancer,
+        ri.monitor, ri.bus,
+        [s = sock.get()](transport::multipart&& m) { return s->send(std::move(m)); }, &framer);
     if (!cfg.cluster.events_endpoint.empty()) start_publishing();
     troupe::logger().info("head: listening on {} for {} node(s)", sock->endpoint(),
                           cfg.cluster.nodes.size());

@@ -9,7 +9,8 @@
 namespace troupe {
 
 struct node::impl {
-  runtime_core core;
+  std::shared_ptr<runtime_setup> setup = std::make_shared<runtime_setup>();
+  std::shared_ptr<event_gate> events = std::make_shared<event_gate>();
   std::string name;
   std::unique_ptr<caf::actor_system_config> caf_cfg;
   std::unique_ptr<caf::actor_system> system;
@@ -29,43 +30,49 @@ struct node::impl {
   bool stopped = false;
 
   impl(const runtime_config& cluster_cfg, const std::string& node_name) : name(node_name) {
-    core.cfg = resolve(node_view(cluster_cfg, node_name, "cluster file"));
-    apply_log_level(core.cfg.log_level);
-    lim.max_frame_bytes = core.cfg.cluster.max_frame_bytes;
-    kernels::register_builtins(core.registry);
-    if (core.cfg.cuda != cuda_selection::none) core.gpus = discover_gpus();
-    for (auto& why : core.gpus.left_out) troupe::logger().info("troupe: {}", why);
-    core.workers = layout_workers(core.cfg, core.gpus);
-    if (core.cfg.cuda != cuda_selection::none && core.gpus.gpus.empty())
-      troupe::logger().info("node {}: no GPU worker: {}", name, core.gpus.note);
-    core.retired = std::make_unique<std::atomic<bool>[]>(core.workers.size());
-    core.gpu_gauges = std::make_unique<gpu_memory_gauge[]>(core.workers.size());
-    caf_cfg = make_caf_config(core.cfg);
+    auto& c = *setup;
+    c.cfg = resolve(node_view(cluster_cfg, node_name, "cluster file"));
+    apply_log_level(c.cfg.log_level);
+    lim.max_frame_bytes = c.cfg.cluster.max_frame_bytes;
+    kernels::register_builtins(*c.registry);
+    if (c.cfg.cuda != cuda_selection::none) c.gpus = discover_gpus();
+    for (auto& why : c.gpus.left_out) troupe::logger().info("troupe: {}", why);
+    c.workers = layout_workers(c.cfg, c.gpus);
+    if (c.cfg.cuda != cuda_selection::none && c.gpus.gpus.empty())
+      troupe::logger().info("node {}: no GPU worker: {}", name, c.gpus.note);
+    auto gauges = std::make_shared<worker_gauges>(c.workers.size());
+    // Admission happens at the head; the node's monitor reads an empty gate.
+    auto admission = std::make_shared<const admission_gate>(c.cfg);
+    caf_cfg = make_caf_config(c.cfg);
     system = std::make_unique<caf::actor_system>(*caf_cfg);
     framer = std::make_unique<wire::framer>(name);
 
     transport::socket_options so;
     so.type = zmq::socket_type::dealer;
-    so.endpoint = core.cfg.cluster.head_endpoint;
+    so.endpoint = c.cfg.cluster.head_endpoint;
     so.name = "troupe-node";
-    so.max_outbound = core.cfg.cluster.max_outbound;
-    so.max_message_bytes = int64_t(core.cfg.cluster.max_frame_bytes) * 2;
+    so.max_outbound = c.cfg.cluster.max_outbound;
+    so.max_message_bytes = int64_t(c.cfg.cluster.max_frame_bytes) * 2;
     so.linger_ms = 200;  // the bye on shutdown
     sock = std::make_unique<transport::socket_thread>(
         ctx, so, [this](transport::multipart& m) { on_message(m); });
 
     auto& sys = *system;
-    bus = sys.spawn<caf::detached>(event_bus_impl, &core);
-    monitor = sys.spawn(monitor_impl, &core, uint32_t(core.workers.size()), bus);
-    agent = sys.spawn(node_agent_impl, &core, name, sock.get(), framer.get(),
-                      [this](const std::string& why) { set_fatal(why, true); });
+    setup_ptr shared = setup;  // from here on read-only
+    bus = sys.spawn<caf::detached>(event_bus_impl, shared, events);
+    monitor = sys.spawn(monitor_impl, shared, events, gauges, admission, bus);
+    agent = sys.spawn(
+        node_agent_impl, shared, gauges, name,
+        [s = sock.get()](transport::multipart&& m) { return s->send(std::move(m)); }, framer.get(),
+        [this](const std::string& why) { set_fatal(why, true); });
     agent_ready = true;
     caf::anon_send(agent, node_tick_msg{});  // its first tick says hello: answers reach it now
-    supervisor = sys.spawn(supervisor_impl, &core, caf::actor_cast<balancer_actor>(agent), monitor,
+    supervisor = sys.spawn(supervisor_impl, worker_env{shared, events, gauges},
+                           caf::actor_cast<balancer_actor>(agent), monitor,
                            caf::actor_cast<escalation_actor>(agent), bus);
     caf::anon_send(monitor, supervisor);
-    troupe::logger().info("node {}: {} worker(s), joining {}", name, core.workers.size(),
-                          core.cfg.cluster.head_endpoint);
+    troupe::logger().info("node {}: {} worker(s), joining {}", name, c.workers.size(),
+                          c.cfg.cluster.head_endpoint);
   }
 
   void set_fatal(const std::string& why, bool failed) {

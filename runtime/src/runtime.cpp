@@ -8,11 +8,11 @@ namespace troupe {
 void runtime::start_triggers() {
   auto& rt = *this;
   auto& impl = *impl_;
-  if (impl.core.cfg.triggers.empty()) return;
+  if (impl.cfg().triggers.empty()) return;
   auto runner = std::make_shared<trigger_runner>();
   runner->rt = &rt;
   impl.triggers = runner;
-  for (auto& rule : impl.core.cfg.triggers) {
+  for (auto& rule : impl.cfg().triggers) {
     // On the bus's own thread, like the head's publisher: a rule sees every event, none is
     // lost to a subscriber queue's bound. A follow-up submit with overflow = "block" may hold
     // the bus for at most queue.block_timeout_ms.
@@ -42,12 +42,12 @@ void runtime::start_triggers() {
       }
     });
   }
-  troupe::logger().info("troupe: {} trigger(s) from the config", impl.core.cfg.triggers.size());
+  troupe::logger().info("troupe: {} trigger(s) from the config", impl.cfg().triggers.size());
 }
 
 runtime::runtime(runtime_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {
-  apply_log_level(impl_->core.cfg.log_level);
-  impl_->own_cfg = make_caf_config(impl_->core.cfg);
+  apply_log_level(impl_->cfg().log_level);
+  impl_->own_cfg = make_caf_config(impl_->cfg());
   impl_->own_system = std::make_unique<caf::actor_system>(*impl_->own_cfg);
   impl_->start(*impl_->own_system);
   start_triggers();
@@ -55,8 +55,8 @@ runtime::runtime(runtime_config cfg) : impl_(std::make_unique<impl>(std::move(cf
 
 runtime::runtime(runtime_config cfg, std::vector<worker_desc> remote_workers)
     : impl_(std::make_unique<impl>(std::move(cfg))) {
-  apply_log_level(impl_->core.cfg.log_level);
-  impl_->own_cfg = make_caf_config(impl_->core.cfg);
+  apply_log_level(impl_->cfg().log_level);
+  impl_->own_cfg = make_caf_config(impl_->cfg());
   impl_->own_system = std::make_unique<caf::actor_system>(*impl_->own_cfg);
   impl_->start(*impl_->own_system, std::move(remote_workers));
   start_triggers();
@@ -64,7 +64,7 @@ runtime::runtime(runtime_config cfg, std::vector<worker_desc> remote_workers)
 
 runtime::runtime(caf::actor_system& system, runtime_config cfg)
     : impl_(std::make_unique<impl>(std::move(cfg))) {
-  apply_log_level(impl_->core.cfg.log_level);
+  apply_log_level(impl_->cfg().log_level);
   impl_->start(system);
   start_triggers();
 }
@@ -85,19 +85,18 @@ runtime::~runtime() {
   impl_->own_system.reset();
   // The queue is gone (with an owned system): nothing posts callbacks any more.
   if (impl_->own_cfg) {
-    impl_->core.callbacks = nullptr;
     impl_->callbacks.reset();
   }
 }
 
 task_registry& runtime::registry() {
-  return impl_->core.registry;
+  return *impl_->setup->registry;
 }
 const gpu_inventory& runtime::gpus() const {
-  return impl_->core.gpus;
+  return impl_->setup->gpus;
 }
 const runtime_config& runtime::config() const {
-  return impl_->core.cfg;
+  return impl_->setup->cfg;
 }
 
 task_handle runtime::submit(task_spec spec, result_callback on_done) {
@@ -108,7 +107,7 @@ task_handle runtime::submit(task_spec spec, result_callback on_done) {
       case impl::key_claim::known:
         return known;
       case impl::key_claim::busy:
-        return impl_->key_busy(impl_->core.next_id.fetch_add(1), spec);
+        return impl_->key_busy(impl_->admission->take_ids(1), spec);
       case impl::key_claim::claimed:
         break;
     }
@@ -172,14 +171,14 @@ uint64_t runtime::subscribe(std::string prefix, event_callback callback) {
   auto id = impl_->next_subscription.fetch_add(1);
   // Counted here, synchronously, so that events published right after this call are not
   // skipped by the gate; the bus adds the subscription before it handles any later publish.
-  impl_->core.events.subscribers.fetch_add(1);
+  impl_->events->subscribers.fetch_add(1);
   caf::anon_send(impl_->bus, subscribe_msg{id, std::move(prefix), std::move(callback)});
   return id;
 }
 
 uint64_t runtime::subscribe_direct(std::string prefix, event_callback callback) {
   auto id = impl_->next_subscription.fetch_add(1);
-  impl_->core.events.subscribers.fetch_add(1);
+  impl_->events->subscribers.fetch_add(1);
   subscribe_msg msg{id, std::move(prefix), std::move(callback)};
   msg.direct = true;
   caf::anon_send(impl_->bus, std::move(msg));
@@ -187,7 +186,7 @@ uint64_t runtime::subscribe_direct(std::string prefix, event_callback callback) 
 }
 
 void runtime::count_dropped_events(uint64_t n) {
-  impl_->core.events.dropped.fetch_add(n, std::memory_order_relaxed);
+  impl_->events->dropped.fetch_add(n, std::memory_order_relaxed);
 }
 
 void runtime::unsubscribe(uint64_t id) {
@@ -202,9 +201,9 @@ runtime_stats runtime::stats() {
                [&](caf::error& e) {
                  troupe::logger().warn("troupe: stats request failed: {}", caf::to_string(e));
                });
-  s.submitted = impl_->core.submitted.load();
-  s.rejected = impl_->core.rejected.load();
-  auto in_system = impl_->core.in_system.load();
+  s.submitted = impl_->admission->submitted();
+  s.rejected = impl_->admission->rejected();
+  auto in_system = impl_->admission->in_system();
   s.queued = std::min<uint64_t>(s.queued, in_system);
   s.in_flight = in_system - s.queued;
   return s;
@@ -219,7 +218,7 @@ void runtime::shutdown(shutdown_mode mode) {
 }
 
 bool runtime::wait_idle(std::chrono::milliseconds timeout) {
-  return impl_->wait_idle(timeout);
+  return impl_->admission->wait_idle(timeout);
 }
 
 }  // namespace troupe

@@ -7,9 +7,9 @@
 #include <unordered_set>
 #include <variant>
 
+#include "troupe/actors/admission_gate.hpp"
 #include "troupe/actors/balancer.hpp"
 #include "troupe/actors/callback_runner.hpp"
-#include "troupe/actors/core.hpp"
 #include "troupe/actors/event_bus.hpp"
 #include "troupe/actors/monitor.hpp"
 #include "troupe/actors/queue.hpp"
@@ -47,7 +47,14 @@ struct trigger_runner {
 };
 
 struct runtime::impl {
-  runtime_core core;
+  // What the actors share, each part with its own rule: the setup is written here, before any
+  // actor starts, and read-only after; the admission gate, the event gate and the worker gauges
+  // are thread-safe objects, each figure with one writer (see their headers).
+  std::shared_ptr<runtime_setup> setup;
+  std::shared_ptr<admission_gate> admission;
+  std::shared_ptr<event_gate> events = std::make_shared<event_gate>();
+  std::shared_ptr<worker_gauges> gauges;
+  const runtime_config& cfg() const { return setup->cfg; }
   std::unique_ptr<caf::actor_system_config> own_cfg;
   std::unique_ptr<caf::actor_system> own_system;
   caf::actor_system* system = nullptr;
@@ -69,49 +76,53 @@ struct runtime::impl {
   bool stopped = false;
   std::mutex stop_mutex;
   std::shared_ptr<trigger_runner> triggers;
-  std::unique_ptr<callback_runner> callbacks;  // reset by ~runtime once the actors are gone
+  std::shared_ptr<callback_runner> callbacks;  // reset by ~runtime once the actors are gone
 
-  explicit impl(runtime_config cfg) { core.cfg = resolve(std::move(cfg)); }
+  explicit impl(runtime_config cfg) : setup(std::make_shared<runtime_setup>()) {
+    setup->cfg = resolve(std::move(cfg));
+    admission = std::make_shared<admission_gate>(setup->cfg);
+  }
 
   /// remote: workers of node processes (a head), appended after this process's own.
   void start(caf::actor_system& sys, std::vector<worker_desc> remote = {}) {
     system = &sys;
-    kernels::register_builtins(core.registry);
-    if (core.cfg.cuda != cuda_selection::none) core.gpus = discover_gpus();
-    for (auto& why : core.gpus.left_out) troupe::logger().info("troupe: {}", why);
-    core.workers = layout_workers(core.cfg, core.gpus);
-    for (auto& w : remote) core.workers.push_back(std::move(w));
-    for (auto& g : core.gpus.gpus)
+    auto& s = *setup;
+    kernels::register_builtins(*s.registry);
+    if (s.cfg.cuda != cuda_selection::none) s.gpus = discover_gpus();
+    for (auto& why : s.gpus.left_out) troupe::logger().info("troupe: {}", why);
+    s.workers = layout_workers(s.cfg, s.gpus);
+    for (auto& w : remote) s.workers.push_back(std::move(w));
+    for (auto& g : s.gpus.gpus)
       troupe::logger().info("troupe: GPU {} {} (compute {}.{}), {} MiB, {} MiB free", g.index,
                             g.name, g.cc_major, g.cc_minor, g.total_memory >> 20,
                             g.free_memory >> 20);
-    if (core.cfg.cuda != cuda_selection::none && core.gpus.gpus.empty())
-      troupe::logger().info("troupe: no GPU worker: {}", core.gpus.note);
-    for (auto& w : core.workers) fit_check.add_worker(w.capacity);
-    core.retired = std::make_unique<std::atomic<bool>[]>(core.workers.size());
-    core.gpu_gauges = std::make_unique<gpu_memory_gauge[]>(core.workers.size());
+    if (s.cfg.cuda != cuda_selection::none && s.gpus.gpus.empty())
+      troupe::logger().info("troupe: no GPU worker: {}", s.gpus.note);
+    for (auto& w : s.workers) fit_check.add_worker(w.capacity);
+    gauges = std::make_shared<worker_gauges>(s.workers.size());
     // Callbacks run on a thread of their own, except in deterministic tests (workers on the
     // cooperative scheduler: everything runs when the test says so).
-    if (core.cfg.detached_workers) {
-      callbacks = std::make_unique<callback_runner>([this](uint64_t n) { core.tasks_finished(n); });
-      core.callbacks = callbacks.get();
-    }
+    if (s.cfg.detached_workers)
+      callbacks =
+          std::make_shared<callback_runner>([gate = admission](uint64_t n) { gate->release(n); });
     // Dependency order: events, monitor, queue, balancer, then the supervisor and its workers.
-    bus = core.cfg.detached_workers ? sys.spawn<caf::detached>(event_bus_impl, &core)
-                                    : sys.spawn(event_bus_impl, &core);
-    monitor = sys.spawn(monitor_impl, &core, uint32_t(core.workers.size()), bus);
-    queue = sys.spawn(queue_impl, &core, monitor, bus);
-    balancer = sys.spawn(balancer_impl, &core, queue, bus);
-    supervisor = sys.spawn(supervisor_impl, &core, balancer, monitor, queue, bus);
+    setup_ptr shared = setup;  // from here on read-only
+    bus = s.cfg.detached_workers ? sys.spawn<caf::detached>(event_bus_impl, shared, events)
+                                 : sys.spawn(event_bus_impl, shared, events);
+    monitor = sys.spawn(monitor_impl, shared, events, gauges, admission, bus);
+    queue = sys.spawn(queue_impl, shared, events, admission, callbacks, monitor, bus);
+    balancer = sys.spawn(balancer_impl, shared, events, gauges, queue, bus);
+    supervisor = sys.spawn(supervisor_impl, worker_env{shared, events, gauges}, balancer, monitor,
+                           queue, bus);
     caf::anon_send(monitor, supervisor);
     troupe::logger().info(
         "troupe: {} cpu and {} gpu workers, queue bound {}, {} placement", cpu_count(),
-        core.workers.size() - cpu_count(), core.cfg.queue_bound,
-        core.cfg.placement == placement_policy::least_loaded ? "least_loaded" : "round_robin");
+        s.workers.size() - cpu_count(), s.cfg.queue_bound,
+        s.cfg.placement == placement_policy::least_loaded ? "least_loaded" : "round_robin");
   }
 
   task_handle rejected(task_id id, const task_spec& spec, errc code, std::string message) {
-    core.rejected.fetch_add(1, std::memory_order_relaxed);
+    admission->count_rejected();
     auto done = std::make_shared<completion>();
     task_result r;
     r.id = id;
@@ -119,27 +130,27 @@ struct runtime::impl {
     r.status = outcome::rejected;
     r.error = {code, std::move(message)};
     r.timings.submitted = r.timings.finished = clock::now();
-    if (core.events.subscribers.load(std::memory_order_relaxed) != 0) {
+    if (events->subscribers.load(std::memory_order_relaxed) != 0) {
       // Rejected on the submitting thread: the bus numbers it with the others.
-      event_batch events{core.events};
-      if (auto* e = events.add("queue.rejected", id, -1,
-                               std::string{to_string(code)} + ": " + r.error.message))
+      event_batch batch{*events};
+      if (auto* e = batch.add("queue.rejected", id, -1,
+                              std::string{to_string(code)} + ": " + r.error.message))
         e->kind = spec.kind;
-      events.flush_from_outside(bus);
+      batch.flush_from_outside(bus);
     }
     done->set(std::move(r));
     return task_handle{id, std::move(done)};
   }
 
   bool runs_here(const kind_entry& kind) const {
-    for (auto& w : core.workers)
+    for (auto& w : setup->workers)
       if (kind.runs_on(w.device)) return true;
     return false;
   }
 
   bool fits_some_worker(const kind_entry& kind, const resources& needs) const {
-    for (size_t w = 0; w < core.workers.size(); ++w)
-      if (!core.retired[w] && kind.runs_on(core.workers[w].device) &&
+    for (size_t w = 0; w < setup->workers.size(); ++w)
+      if (!gauges->retired(w) && kind.runs_on(setup->workers[w].device) &&
           fit_check.fits_capacity(int32_t(w), needs))
         return true;
     return false;
@@ -147,13 +158,13 @@ struct runtime::impl {
 
   size_t cpu_count() const {
     size_t n = 0;
-    for (auto& w : core.workers) n += w.device == device_class::cpu;
+    for (auto& w : setup->workers) n += w.device == device_class::cpu;
     return n;
   }
 
   std::string device_list() const {
     std::string s = std::to_string(cpu_count()) + " cpu";
-    auto gpus = core.workers.size() - cpu_count();
+    auto gpus = setup->workers.size() - cpu_count();
     if (gpus) s += ", " + std::to_string(gpus) + " cuda";
     return s;
   }
@@ -164,10 +175,10 @@ struct runtime::impl {
                     std::to_string(n.gpu_count) + " gpu(s) with " +
                     std::to_string(n.gpu_memory_bytes) + " bytes; workers that run '" +
                     kind.def.name + "':";
-    for (size_t i = 0; i < core.workers.size(); ++i) {
-      auto& w = core.workers[i];
+    for (size_t i = 0; i < setup->workers.size(); ++i) {
+      auto& w = setup->workers[i];
       if (!kind.runs_on(w.device)) continue;
-      if (core.retired[i]) {
+      if (gauges->retired(i)) {
         s += " " + w.name + " (out of service)";
         continue;
       }
@@ -181,7 +192,7 @@ struct runtime::impl {
 
   std::string known_kinds() const {
     std::string s;
-    for (auto& k : core.registry.kinds()) s += (s.empty() ? "" : ", ") + k;
+    for (auto& k : setup->registry->kinds()) s += (s.empty() ? "" : ", ") + k;
     return s;
   }
 
@@ -199,18 +210,14 @@ struct runtime::impl {
   submission begin(size_t n, result_callback on_done) {
     submission s;
     if (on_done) s.callback = std::make_shared<const result_callback>(std::move(on_done));
-    s.next_id = core.next_id.fetch_add(n, std::memory_order_relaxed);
-    auto before = core.in_system.fetch_add(n, std::memory_order_acq_rel);
-    if (before + n <= core.cfg.queue_bound)
-      s.prepaid = n;
-    else
-      core.tasks_finished(n);  // not all fit: admit one by one (reject or block per task)
+    s.next_id = admission->take_ids(n);
+    s.prepaid = admission->reserve(n);  // 0 if not all fit: then admitted one by one
     return s;
   }
 
   void end(submission& s) {
-    core.tasks_finished(s.prepaid);  // places of rejected specs
-    core.submitted.fetch_add(s.accepted, std::memory_order_relaxed);
+    admission->release(s.prepaid);  // places of rejected specs
+    admission->count_submitted(s.accepted);
   }
 
   /// Validates and admits one spec; returns the task record, or a rejected handle.
@@ -218,16 +225,16 @@ struct runtime::impl {
     auto id = sub.next_id++;
     auto now = sub.now;
     auto& last_kind = sub.last_kind;
-    if (!core.accepting.load(std::memory_order_acquire)) {
-      auto why = core.refusal.load();
+    if (!admission->accepting()) {
+      auto why = admission->refusal();
       return rejected(id, spec, why,
                       why == errc::supervisor_gave_up
                           ? "the runtime stopped accepting tasks: its supervisor gave up"
                           : "the runtime is shutting down");
     }
     // Batches are mostly of one kind: skip the registry's lock for a repeat within one call.
-    auto* kind =
-        last_kind && last_kind->def.name == spec.kind ? last_kind : core.registry.find(spec.kind);
+    auto* kind = last_kind && last_kind->def.name == spec.kind ? last_kind
+                                                               : setup->registry->find(spec.kind);
     last_kind = kind;
     if (!kind)
       return rejected(id, spec, errc::unknown_kind,
@@ -254,41 +261,22 @@ struct runtime::impl {
       return rejected(id, spec, errc::deadline_expired, "the deadline has already passed");
     if (sub.prepaid > 0)
       --sub.prepaid;
-    else if (!admit())
+    else if (!admission->admit_one())
       return rejected(id, spec, errc::queue_full,
-                      "queue bound reached: " + std::to_string(core.cfg.queue_bound) +
+                      "queue bound reached: " + std::to_string(cfg().queue_bound) +
                           " tasks admitted and unfinished (queue.bound, overflow = " +
-                          (core.cfg.overflow == overflow_policy::block ? "block" : "reject") + ")");
+                          (cfg().overflow == overflow_policy::block ? "block" : "reject") + ")");
     auto t = std::make_shared<task_state>();
     t->id = id;
     t->kind = kind;
     t->cost = cost;
-    t->max_retries = spec.max_retries.value_or(core.cfg.max_retries);
-    t->retry_backoff = spec.retry_backoff.value_or(core.cfg.retry_backoff);
+    t->max_retries = spec.max_retries.value_or(cfg().max_retries);
+    t->retry_backoff = spec.retry_backoff.value_or(cfg().retry_backoff);
     t->spec = std::move(spec);
     t->callback = sub.callback;
     t->timings.submitted = now;
     ++sub.accepted;
     return t;
-  }
-
-  /// Takes one place under the queue bound, waiting with overflow = block.
-  bool admit() {
-    auto bound = core.cfg.queue_bound;
-    auto n = core.in_system.fetch_add(1, std::memory_order_acq_rel);
-    if (n < bound) return true;
-    core.in_system.fetch_sub(1, std::memory_order_acq_rel);
-    if (core.cfg.overflow != overflow_policy::block) return false;
-    std::unique_lock<std::mutex> lock{core.wait_mutex};
-    core.waiters.fetch_add(1);
-    bool ok = core.wait_cv.wait_for(lock, core.cfg.block_timeout, [&] {
-      auto cur = core.in_system.load();
-      while (cur < bound)
-        if (core.in_system.compare_exchange_weak(cur, cur + 1)) return true;
-      return false;
-    });
-    core.waiters.fetch_sub(1);
-    return ok;
   }
 
   task_handle track(task_ptr& t) {
@@ -303,7 +291,7 @@ struct runtime::impl {
   enum class key_claim { claimed, known, busy };
   key_claim claim_key(const std::string& key, task_handle& known) {
     std::unique_lock<std::mutex> lock{keys_mutex};
-    if (!keys_cv.wait_for(lock, core.cfg.block_timeout + std::chrono::seconds(1),
+    if (!keys_cv.wait_for(lock, cfg().block_timeout + std::chrono::seconds(1),
                           [&] { return keys_pending.count(key) == 0; }))
       return key_claim::busy;
     if (auto i = keys.find(key); i != keys.end()) {
@@ -336,24 +324,16 @@ struct runtime::impl {
                         "': another submit with this key is still being admitted");
   }
 
-  bool wait_idle(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock{core.wait_mutex};
-    core.waiters.fetch_add(1);
-    bool ok = core.wait_cv.wait_for(lock, timeout, [&] { return core.in_system.load() == 0; });
-    core.waiters.fetch_sub(1);
-    return ok;
-  }
-
   void stop(shutdown_mode mode) {
     std::lock_guard<std::mutex> guard{stop_mutex};
     if (stopped) return;
     stopped = true;
-    core.accepting = false;
+    admission->stop_accepting(errc::shutting_down);
     if (mode == shutdown_mode::cancel)
       caf::anon_send(queue, cancel_all_msg{errc::cancelled, "cancelled by shutdown"});
-    while (!wait_idle(std::chrono::seconds(10)))
+    while (!admission->wait_idle(std::chrono::seconds(10)))
       troupe::logger().info("troupe: shutdown waits for {} unfinished task(s)",
-                            core.in_system.load());
+                            admission->in_system());
     // Reverse dependency order. The supervisor takes its linked workers along.
     for (auto a : {caf::actor_cast<caf::actor>(supervisor), caf::actor_cast<caf::actor>(balancer),
                    caf::actor_cast<caf::actor>(queue), caf::actor_cast<caf::actor>(monitor),

@@ -15,13 +15,14 @@ struct EventBus : ::testing::Test {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::scheduler::test_coordinator* sched = nullptr;
-  runtime_core core;
+  std::shared_ptr<runtime_setup> setup = std::make_shared<runtime_setup>();
+  std::shared_ptr<event_gate> events = std::make_shared<event_gate>();
   event_bus_actor bus;
 
   void SetUp() override {
     sched = &troupe::testing::start_test_system(cfg, sys);
-    core.cfg = resolve({});
-    bus = sys->spawn(event_bus_impl, &core);
+    setup->cfg = resolve({});
+    bus = sys->spawn(event_bus_impl, setup, events);
     sched->run();
   }
 
@@ -32,7 +33,7 @@ struct EventBus : ::testing::Test {
 
   /// A subscription whose callback runs in the bus's step (direct): deterministic.
   void subscribe(uint64_t id, std::string prefix, std::vector<event>& into) {
-    core.events.subscribers.fetch_add(1);
+    events->subscribers.fetch_add(1);
     subscribe_msg m{id, std::move(prefix), [&into](const event& e) { into.push_back(e); }};
     m.direct = true;
     caf::anon_send(bus, std::move(m));
@@ -83,7 +84,7 @@ TEST_F(EventBus, AfterUnsubscribeNothingMoreArrives) {
   sched->run();
   publish({"b"});
   ASSERT_EQ(seen.size(), 1u);
-  EXPECT_EQ(core.events.subscribers.load(), 0u);
+  EXPECT_EQ(events->subscribers.load(), 0u);
 }
 
 // Events that publishers skipped building (every subscriber saturated) still take numbers, so a
@@ -92,10 +93,10 @@ TEST_F(EventBus, SkippedEventsTakeTheirNumbersAndCountAsDropped) {
   std::vector<event> seen;
   subscribe(1, "", seen);
   publish({"a"});
-  core.events.skipped.fetch_add(5);
+  events->skipped.fetch_add(5);
   publish({"b"});
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0].seq, 1u);
   EXPECT_EQ(seen[1].seq, 7u);
-  EXPECT_EQ(core.events.dropped.load(), 5u);
+  EXPECT_EQ(events->dropped.load(), 5u);
 }

@@ -16,7 +16,8 @@ struct Monitor : ::testing::Test {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::scheduler::test_coordinator* sched = nullptr;
-  runtime_core core;
+  std::shared_ptr<runtime_setup> setup = std::make_shared<runtime_setup>();
+  std::shared_ptr<event_gate> events = std::make_shared<event_gate>();
   std::vector<unresponsive_msg> told;  // what the supervisor was told
   std::vector<event> published;
   monitor_actor monitor;
@@ -30,11 +31,11 @@ struct Monitor : ::testing::Test {
     rc.heartbeat_interval = 100ms;
     rc.heartbeat_timeout = 1000ms;
     rc.metrics_interval = 0ms;
-    core.cfg = resolve(rc);
+    setup->cfg = resolve(rc);
     worker_desc w;
     w.name = "cpu-0";
-    core.workers = {w};
-    core.events.subscribers = 1;  // build events: the bus stand-in keeps them
+    setup->workers = {w};
+    events->subscribers = 1;  // build events: the bus stand-in keeps them
     supervisor = sys->spawn([this](supervisor_actor::pointer) -> supervisor_actor::behavior_type {
       return {[](const crash_report_msg&) {},
               [this](const unresponsive_msg& m) { told.push_back(m); }, [](const restart_msg&) {}};
@@ -45,7 +46,8 @@ struct Monitor : ::testing::Test {
               },
               [](subscribe_msg&) {}, [](const unsubscribe_msg&) {}};
     });
-    monitor = sys->spawn(monitor_impl, &core, uint32_t(1), bus);
+    monitor = sys->spawn(monitor_impl, setup, events, std::make_shared<worker_gauges>(1),
+                         std::make_shared<admission_gate>(setup->cfg), bus);
     caf::anon_send(monitor, supervisor);
     caf::anon_send(monitor, worker_state_msg{0, "up", 0, 1});
     sched->run();

@@ -3,6 +3,7 @@
 
 #include <caf/all.hpp>
 
+#include "stand_ins.hpp"
 #include "test_system.hpp"
 #include "troupe/actors/queue.hpp"
 #include "troupe/kernels/builtins.hpp"
@@ -15,7 +16,9 @@ struct QueueActor : ::testing::Test {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::scheduler::test_coordinator* sched = nullptr;
-  runtime_core core;
+  std::shared_ptr<runtime_setup> setup = std::make_shared<runtime_setup>();
+  std::shared_ptr<event_gate> events = std::make_shared<event_gate>();
+  std::shared_ptr<admission_gate> admission;
   std::vector<finished_msg> reports;
   std::vector<dispatch_msg> dispatched;
   queue_actor queue;
@@ -25,25 +28,17 @@ struct QueueActor : ::testing::Test {
 
   void SetUp() override {
     sched = &troupe::testing::start_test_system(cfg, sys);
-    core.cfg = resolve({});
-    kernels::register_builtins(core.registry);
-    monitor = sys->spawn([this](monitor_actor::pointer) -> monitor_actor::behavior_type {
-      return {[this](const finished_msg& m) { reports.push_back(m); },
-              [](const work_report_msg&) {},
-              [](const worker_state_msg&) {},
-              [](const monitor_tick_msg&) {},
-              [](const metrics_tick_msg&) {},
-              [](supervisor_actor&) {},
-              [](const stats_request&) { return runtime_stats{}; }};
-    });
-    bus = sys->spawn([](event_bus_actor::pointer) -> event_bus_actor::behavior_type {
-      return {[](publish_msg&) {}, [](subscribe_msg&) {}, [](const unsubscribe_msg&) {}};
-    });
+    setup->cfg = resolve({});
+    admission = std::make_shared<admission_gate>(setup->cfg);
+    kernels::register_builtins(*setup->registry);
+    monitor = troupe::testing::spawn_stand_in_monitor(
+        *sys, [this](const finished_msg& m) { reports.push_back(m); });
+    bus = troupe::testing::spawn_silent_bus(*sys);
     balancer = sys->spawn([this](balancer_actor::pointer) -> balancer_actor::behavior_type {
       return {[this](dispatch_msg& m) { dispatched.push_back(std::move(m)); }, [](results_msg&) {},
               [](worker_up_msg&) {}, [](const worker_lost_msg&) {}};
     });
-    queue = sys->spawn(queue_impl, &core, monitor, bus);
+    queue = sys->spawn(queue_impl, setup, events, admission, nullptr, monitor, bus);
     sched->run();
   }
 
@@ -57,12 +52,12 @@ struct QueueActor : ::testing::Test {
   task_ptr admitted_task(task_id id, int32_t priority = 0) {
     auto t = std::make_shared<task_state>();
     t->id = id;
-    t->kind = core.registry.find("noop");
+    t->kind = setup->registry->find("noop");
     t->spec.kind = "noop";
     t->spec.priority = priority;
     t->max_retries = 3;
     t->timings.submitted = clock::now();
-    core.in_system.fetch_add(1);
+    EXPECT_EQ(admission->reserve(1), 1u);
     return t;
   }
 
@@ -124,8 +119,8 @@ TEST_F(QueueActor, FirstTerminalRecordWinsAndLaterOnesAreCountedAndDropped) {
   EXPECT_EQ(std::get<int64_t>(*r.output.values.find("answer")), 42);
   EXPECT_EQ(finished_records(), 1u);
   EXPECT_EQ(duplicates(), 2u);
-  EXPECT_EQ(core.in_system.load(), 0u);  // released once, not three times
-  EXPECT_EQ(dispatched.size(), 1u);      // and the failure did not schedule a retry
+  EXPECT_EQ(admission->in_system(), 0u);  // released once, not three times
+  EXPECT_EQ(dispatched.size(), 1u);       // and the failure did not schedule a retry
 }
 
 TEST_F(QueueActor, RecordOfATaskThatNeverStartedRequeuesItWithoutChargingAnAttempt) {
@@ -150,9 +145,10 @@ TEST_F(QueueActor, RecordOfATaskThatNeverStartedRequeuesItWithoutChargingAnAttem
 // a stream of priority-9 arrivals (one per millisecond, one dispatch per millisecond) is
 // dispatched once it has waited 9 aging intervals, not later.
 TEST_F(QueueActor, PriorityAgingBoundsTheWaitOfALowPriorityTask) {
-  core.cfg.aging_interval = std::chrono::milliseconds(10);
+  setup->cfg.aging_interval = std::chrono::milliseconds(10);
   caf::anon_send_exit(queue, caf::exit_reason::user_shutdown);
-  queue = sys->spawn(queue_impl, &core, monitor, bus);  // reads the aging interval at start
+  queue = sys->spawn(queue_impl, setup, events, admission, nullptr, monitor,
+                     bus);  // reads the aging interval at start
   auto low = admitted_task(1, 0);
   caf::anon_send(queue, submit_msg{{low}});
   sched->run();

@@ -30,7 +30,7 @@ worker_actor::behavior_type remote_worker_impl(worker_actor::pointer self, int32
 void send_error(self_ptr self, const std::string& peer, uint64_t corr, wire::wire_errc code,
                 const std::string& message) {
   auto& st = self->state;
-  st.socket->send(st.framer->make(&peer, wire::msg_type::error, wire::error{code, message}, corr));
+  st.send(st.framer->make(&peer, wire::msg_type::error, wire::error{code, message}, corr));
 }
 
 int32_t node_index(const membership_state& st, const std::string& name) {
@@ -45,7 +45,7 @@ void node_lost(self_ptr self, size_t n, const std::string& reason) {
   auto& st = self->state;
   auto& node = st.nodes[n];
   auto now = clock::now();
-  event_batch events{st.core->events};
+  event_batch events{*st.gate};
   for (auto w : node.workers) {
     auto& slot = st.slots[size_t(w)];
     if (!slot.up) continue;
@@ -71,20 +71,20 @@ void bring_up(self_ptr self, int32_t w) {
       self->spawn(remote_worker_impl, w, slot.generation, caf::actor_cast<membership_actor>(self));
   self->send(st.balancer, worker_up_msg{w, slot.generation, slot.proxy, slot.capacity});
   self->send(st.monitor, worker_state_msg{w, "up", slot.restarts, slot.generation});
-  event_batch events{st.core->events};
-  events.add("worker.up", 0, w, st.core->workers[size_t(w)].name, st.core->workers[size_t(w)].node);
+  event_batch events{*st.gate};
+  events.add("worker.up", 0, w, st.setup->workers[size_t(w)].name,
+             st.setup->workers[size_t(w)].node);
   events.flush(self, st.bus);
 }
 
 /// A node's GPU workers' memory, as its heartbeat reports it, into the head's gauges (stats).
 void show_gpu_memory(membership_state& st, const membership_state::node_view& node,
                      const std::vector<wire::gpu_memory_report>& gpus) {
-  if (!st.core->gpu_gauges) return;
   for (auto& r : gpus) {
     if (r.worker < 0 || size_t(r.worker) >= node.workers.size()) continue;
     auto w = size_t(node.workers[size_t(r.worker)]);
-    if (st.core->workers[w].device != device_class::cuda) continue;
-    auto& g = st.core->gpu_gauges[w];
+    if (st.setup->workers[w].device != device_class::cuda) continue;
+    auto& g = st.gauges->gpu(w);
     g.task_bytes.store(r.in_use, std::memory_order_relaxed);
     g.cache_bytes.store(r.cache, std::memory_order_relaxed);
     g.device_used.store(r.device_used, std::memory_order_relaxed);
@@ -112,10 +112,10 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
   // The head laid out the node's workers from the cluster file; the node must bring the same.
   bool same = hello.workers.size() == node.workers.size();
   for (size_t i = 0; same && i < hello.workers.size(); ++i)
-    same = hello.workers[i].device == st.core->workers[size_t(node.workers[i])].device;
+    same = hello.workers[i].device == st.setup->workers[size_t(node.workers[i])].device;
   if (!same) {
     std::string expected;
-    for (auto w : node.workers) expected += " " + st.core->workers[size_t(w)].name;
+    for (auto w : node.workers) expected += " " + st.setup->workers[size_t(w)].name;
     troupe::logger().error("membership: node '{}' brings {} workers, the cluster file says{}",
                            hello.node, hello.workers.size(), expected);
     return send_error(self, msg.peer, msg.corr, wire::wire_errc::layout_mismatch,
@@ -124,7 +124,7 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
   }
   bool was_live = node.liveness.live();
   auto joined_epoch = node.liveness.epoch();
-  auto verdict = node.liveness.on_hello(msg.epoch, clock::now());
+  auto verdict = node.liveness.on_hello(msg.epoch, self->clock().now());
   if (verdict == hello_verdict::stale) {
     ++st.stale_frames;
     return send_error(self, msg.peer, msg.corr, wire::wire_errc::stale_epoch,
@@ -144,13 +144,13 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
     for (auto w : node.workers) bring_up(self, w);
     troupe::logger().info("membership: node '{}' joined (epoch {}, {} workers, join #{})",
                           hello.node, msg.epoch, node.workers.size(), node.liveness.joins());
-    event_batch events{st.core->events};
+    event_batch events{*st.gate};
     events.add("node.joined", 0, -1, "epoch " + std::to_string(msg.epoch), hello.node);
     events.flush(self, st.bus);
   }
-  wire::welcome w{hello.node, msg.epoch, uint32_t(st.core->cfg.cluster.heartbeat_interval.count()),
+  wire::welcome w{hello.node, msg.epoch, uint32_t(st.setup->cfg.cluster.heartbeat_interval.count()),
                   uint32_t(node.workers.front())};
-  st.socket->send(st.framer->make(&msg.peer, wire::msg_type::welcome, w, msg.corr));
+  st.send(st.framer->make(&msg.peer, wire::msg_type::welcome, w, msg.corr));
 }
 
 /// The node, if the message comes from its current incarnation; else refuses it (fencing).
@@ -163,7 +163,7 @@ membership_state::node_view* current(self_ptr self, const std::string& peer,
     return nullptr;
   }
   auto& node = st.nodes[size_t(n)];
-  auto verdict = node.liveness.on_message(epoch, clock::now());
+  auto verdict = node.liveness.on_message(epoch, self->clock().now());
   if (verdict == message_verdict::stale_epoch || verdict == message_verdict::not_joined) {
     bool live = verdict == message_verdict::stale_epoch;
     ++st.stale_frames;
@@ -189,7 +189,7 @@ void on_results(self_ptr self, node_results_msg& msg) {
   // A node's worker starts a task without telling the head (one message fewer per task): its
   // task.started is published when the result arrives, dated when it started, before the
   // terminal event the result leads to.
-  event_batch started{st.core->events};
+  event_batch started{*st.gate};
   for (auto& r : msg.body.records) {
     auto i = node->in_flight.find(r.id);
     if (i == node->in_flight.end() || i->second.a.attempt != r.attempt)
@@ -241,7 +241,7 @@ void on_worker_state(self_ptr self, node_worker_msg& msg) {
   if (b.worker < 0 || size_t(b.worker) >= node->workers.size()) return;
   auto w = node->workers[size_t(b.worker)];
   auto& slot = st.slots[size_t(w)];
-  event_batch events{st.core->events};
+  event_batch events{*st.gate};
   if (b.up) {
     if (slot.up) return;
     ++slot.restarts;
@@ -274,7 +274,7 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
   auto& node = st.nodes[size_t(slot.node)];
   wire::assign out;
   out.tasks.reserve(msg.tasks.size());
-  auto local = st.core->workers[size_t(msg.worker)].node_worker;
+  auto local = st.setup->workers[size_t(msg.worker)].node_worker;
   for (auto& a : msg.tasks) {
     out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec});
     node.in_flight[a.task->id] = {a, msg.worker};
@@ -282,7 +282,7 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
   slot.assigned += msg.tasks.size();
   // The monitor shows the worker busy while the node holds tasks of it.
   self->send(st.monitor, work_report_msg{msg.worker, msg.generation, 0, 0, true});
-  if (!st.socket->send(st.framer->make(&node.peer, wire::msg_type::assign, out))) {
+  if (!st.send(st.framer->make(&node.peer, wire::msg_type::assign, out))) {
     slot.assigned -= msg.tasks.size();
     // The socket's queue is full: give the tasks back unstarted rather than lose them.
     results_msg r{msg.worker, msg.generation, {}};
@@ -303,8 +303,8 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
 
 void on_tick(self_ptr self) {
   auto& st = self->state;
-  auto& cc = st.core->cfg.cluster;
-  auto now = clock::now();
+  auto& cc = st.setup->cfg.cluster;
+  auto now = self->clock().now();
   for (size_t n = 0; n < st.nodes.size(); ++n) {
     auto& node = st.nodes[n];
     auto silent = now - node.liveness.last_heard();
@@ -319,11 +319,11 @@ void on_tick(self_ptr self) {
     if (!node.liveness.live()) continue;
     if (change == transition::became_suspect) {
       troupe::logger().warn("membership: node '{}' is suspect", node.cfg->name);
-      event_batch events{st.core->events};
+      event_batch events{*st.gate};
       events.add("node.suspect", 0, -1, "silent", node.cfg->name);
       events.flush(self, st.bus);
     }
-    st.socket->send(st.framer->make(&node.peer, wire::msg_type::heartbeat, wire::heartbeat{}));
+    st.send(st.framer->make(&node.peer, wire::msg_type::heartbeat, wire::heartbeat{}));
   }
   self->delayed_send(self, cc.heartbeat_interval, membership_tick_msg{});
 }
@@ -336,17 +336,17 @@ void on_status(self_ptr self, const status_query_msg& q) {
             auto& st = self->state;
             wire::status s;
             s.stats = std::move(stats);
-            s.stats.submitted = st.core->submitted.load();
-            s.stats.rejected = st.core->rejected.load();
-            auto in_system = st.core->in_system.load();
+            s.stats.submitted = st.admission->submitted();
+            s.stats.rejected = st.admission->rejected();
+            auto in_system = st.admission->in_system();
             s.stats.queued = std::min<uint64_t>(s.stats.queued, in_system);
             s.stats.in_flight = in_system - s.stats.queued;
-            for (auto& w : st.core->workers) s.worker_nodes.push_back(w.node);
+            for (auto& w : st.setup->workers) s.worker_nodes.push_back(w.node);
             s.frames_refused = q.frames_refused;
             s.events_endpoint = q.events_endpoint;
             s.last_event_seq = q.last_event_seq;
             s.stale_frames = st.stale_frames;
-            auto now = clock::now();
+            auto now = self->clock().now();
             for (auto& node : st.nodes) {
               wire::node_status ns;
               ns.name = node.cfg->name;
@@ -363,7 +363,7 @@ void on_status(self_ptr self, const status_query_msg& q) {
               ns.gpu_note = node.gpu_note;
               s.nodes.push_back(std::move(ns));
             }
-            st.socket->send(st.framer->make(&q.peer, wire::msg_type::status, s, q.corr));
+            st.send(st.framer->make(&q.peer, wire::msg_type::status, s, q.corr));
           },
           [=](caf::error& e) {
             send_error(self, q.peer, q.corr, wire::wire_errc::overloaded,
@@ -374,30 +374,34 @@ void on_status(self_ptr self, const status_query_msg& q) {
 }  // namespace
 
 membership_actor::behavior_type membership_impl(
-    membership_actor::stateful_pointer<membership_state> self, runtime_core* core,
-    balancer_actor balancer, monitor_actor monitor, event_bus_actor bus,
-    transport::socket_thread* socket, wire::framer* framer) {
+    membership_actor::stateful_pointer<membership_state> self, setup_ptr setup,
+    std::shared_ptr<const event_gate> gate, std::shared_ptr<worker_gauges> gauges,
+    std::shared_ptr<const admission_gate> admission, balancer_actor balancer, monitor_actor monitor,
+    event_bus_actor bus, transport::frame_sender send, wire::framer* framer) {
   auto& st = self->state;
-  st.core = core;
+  st.setup = setup;
+  st.gate = std::move(gate);
+  st.gauges = std::move(gauges);
+  st.admission = std::move(admission);
   st.balancer = std::move(balancer);
   st.monitor = std::move(monitor);
   st.bus = std::move(bus);
-  st.socket = socket;
+  st.send = std::move(send);
   st.framer = framer;
-  st.slots.resize(core->workers.size());
-  for (auto& n : core->cfg.cluster.nodes) {
+  st.slots.resize(setup->workers.size());
+  for (auto& n : setup->cfg.cluster.nodes) {
     membership_state::node_view v;
     v.cfg = &n;
     st.nodes.push_back(std::move(v));
   }
-  for (size_t w = 0; w < core->workers.size(); ++w) {
-    auto& desc = core->workers[w];
+  for (size_t w = 0; w < setup->workers.size(); ++w) {
+    auto& desc = setup->workers[w];
     if (!desc.remote()) continue;
     auto n = node_index(st, desc.node);
     st.slots[w].node = n;
     st.nodes[size_t(n)].workers.push_back(int32_t(w));
   }
-  self->delayed_send(self, core->cfg.cluster.heartbeat_interval, membership_tick_msg{});
+  self->delayed_send(self, setup->cfg.cluster.heartbeat_interval, membership_tick_msg{});
   return {
       [=](node_hello_msg& msg) { on_hello(self, msg); },
       [=](node_results_msg& msg) { on_results(self, msg); },
@@ -420,8 +424,7 @@ membership_actor::behavior_type membership_impl(
           wire::cancel out;
           for (auto id : msg.ids)
             if (node.in_flight.count(id)) out.ids.push_back(id);
-          if (!out.ids.empty())
-            st.socket->send(st.framer->make(&node.peer, wire::msg_type::cancel, out));
+          if (!out.ids.empty()) st.send(st.framer->make(&node.peer, wire::msg_type::cancel, out));
         }
       },
   };

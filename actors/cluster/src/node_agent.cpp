@@ -22,7 +22,7 @@ uint64_t new_epoch(uint64_t previous) {
 template <class Body>
 void send_head(self_ptr self, wire::msg_type type, const Body& body) {
   auto& st = self->state;
-  if (!st.socket->send(st.framer->make(nullptr, type, body)))
+  if (!st.send(st.framer->make(nullptr, type, body)))
     troupe::logger().warn("node {}: outbound queue full, a {} message to the head is lost", st.node,
                           wire::to_string(type));
 }
@@ -30,9 +30,9 @@ void send_head(self_ptr self, wire::msg_type type, const Body& body) {
 /// A heartbeat with the GPU workers' memory as measured here: the head shows it in its status.
 wire::heartbeat gpu_heartbeat(const node_agent_state& st) {
   wire::heartbeat h;
-  for (size_t w = 0; w < st.core->workers.size(); ++w) {
-    if (st.core->workers[w].device != device_class::cuda || !st.core->gpu_gauges) continue;
-    auto& g = st.core->gpu_gauges[w];
+  for (size_t w = 0; w < st.setup->workers.size(); ++w) {
+    if (st.setup->workers[w].device != device_class::cuda) continue;
+    auto& g = st.gauges->gpu(w);
     auto load = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
     h.gpus.push_back({int32_t(w), load(g.task_bytes), load(g.cache_bytes), load(g.device_used),
                       load(g.device_total), g.device_source.load(std::memory_order_relaxed)});
@@ -44,11 +44,11 @@ void say_hello(self_ptr self) {
   auto& st = self->state;
   wire::hello h;
   h.node = st.node;
-  for (auto& w : st.core->workers)
+  for (auto& w : st.setup->workers)
     h.workers.push_back({w.name, w.device, w.device_index, w.capacity});
-  h.kinds = st.core->registry.kinds();
-  h.gpus = st.core->gpus.gpus;
-  h.gpu_note = st.core->gpus.note;
+  h.kinds = st.setup->registry->kinds();
+  h.gpus = st.setup->gpus.gpus;
+  h.gpu_note = st.setup->gpus.note;
   send_head(self, wire::msg_type::hello, h);
 }
 
@@ -99,9 +99,9 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
   std::vector<std::vector<assignment>> per_worker(st.workers.size());
   wire::results refused;
   for (auto& t : msg.body.tasks) {
-    auto* kind = st.core->registry.find(t.spec.kind);
+    auto* kind = st.setup->registry->find(t.spec.kind);
     if (!kind || t.worker < 0 || size_t(t.worker) >= st.workers.size() ||
-        !kind->runs_on(st.core->workers[size_t(t.worker)].device)) {
+        !kind->runs_on(st.setup->workers[size_t(t.worker)].device)) {
       wire::attempt_result r;
       r.id = t.id;
       r.attempt = t.attempt;
@@ -153,19 +153,20 @@ void on_results(self_ptr self, results_msg& msg) {
 }  // namespace
 
 node_agent_actor::behavior_type node_agent_impl(
-    node_agent_actor::stateful_pointer<node_agent_state> self, runtime_core* core, std::string node,
-    transport::socket_thread* socket, wire::framer* framer,
-    std::function<void(const std::string&)> fatal) {
+    node_agent_actor::stateful_pointer<node_agent_state> self, setup_ptr setup,
+    std::shared_ptr<const worker_gauges> gauges, std::string node, transport::frame_sender send,
+    wire::framer* framer, std::function<void(const std::string&)> fatal) {
   auto& st = self->state;
-  st.core = core;
+  st.setup = setup;
+  st.gauges = std::move(gauges);
   st.node = std::move(node);
-  st.socket = socket;
+  st.send = std::move(send);
   st.framer = framer;
   st.fatal = std::move(fatal);
-  st.workers.resize(core->workers.size());
+  st.workers.resize(setup->workers.size());
   st.epoch = new_epoch(0);
   framer->set_epoch(st.epoch);
-  st.head_heard = clock::now();
+  st.head_heard = self->clock().now();
   // No tick yet: the node sends the first one (which says hello) once its socket thread can
   // hand this actor the head's answer. A hello sent earlier could be welcomed, and assigned
   // tasks, before anyone could receive them.
@@ -214,12 +215,12 @@ node_agent_actor::behavior_type node_agent_impl(
         if (st.fatal) st.fatal("supervisor gave up: " + msg.reason);
       },
       [=](head_assign_msg& msg) {
-        self->state.head_heard = clock::now();
+        self->state.head_heard = self->clock().now();
         on_assign(self, msg);
       },
       [=](const head_welcome_msg& msg) {
         auto& st = self->state;
-        st.head_heard = clock::now();
+        st.head_heard = self->clock().now();
         if (msg.body.epoch != st.epoch) return;  // answers an older hello
         if (!st.joined)
           troupe::logger().info("node {}: joined the head as epoch {} (workers {}..{})", st.node,
@@ -236,7 +237,7 @@ node_agent_actor::behavior_type node_agent_impl(
                     wire::worker_state{int32_t(w), false, 0, "down at join", false});
         }
       },
-      [=](const head_heartbeat_msg&) { self->state.head_heard = clock::now(); },
+      [=](const head_heartbeat_msg&) { self->state.head_heard = self->clock().now(); },
       [=](const head_cancel_msg& msg) {
         // The worker skips a cancelled task it has not started; a running one may poll the flag.
         for (auto& w : self->state.workers)
@@ -258,10 +259,10 @@ node_agent_actor::behavior_type node_agent_impl(
       },
       [=](const node_tick_msg&) {
         auto& st = self->state;
-        auto& cc = st.core->cfg.cluster;
+        auto& cc = st.setup->cfg.cluster;
         if (!st.joined) {
           say_hello(self);  // until welcomed
-        } else if (clock::now() - st.head_heard > cc.dead_after) {
+        } else if (self->clock().now() - st.head_heard > cc.dead_after) {
           rejoin(self, "the head is silent");
         } else {
           send_head(self, wire::msg_type::heartbeat, gpu_heartbeat(st));

@@ -5,7 +5,6 @@
 #include <deque>
 #include <vector>
 
-#include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
 #include "troupe/model/ledger.hpp"
 #include "troupe/model/perf_model.hpp"
@@ -24,7 +23,9 @@ struct balancer_state {
     bool retired = false;              ///< out of service for good
     size_t min_tasks = 2;  ///< credit floor, whatever the estimates: the worker never starves
   };
-  runtime_core* core = nullptr;
+  setup_ptr setup;
+  std::shared_ptr<const event_gate> gate;
+  std::shared_ptr<worker_gauges> gauges;  ///< shows GPU reservations (status, metrics)
   queue_actor queue;
   event_bus_actor bus;
   std::vector<worker_slot> workers;
@@ -37,7 +38,8 @@ struct balancer_state {
 };
 
 balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<balancer_state> self,
-                                            runtime_core* core, queue_actor queue,
-                                            event_bus_actor bus);
+                                            setup_ptr setup, std::shared_ptr<const event_gate> gate,
+                                            std::shared_ptr<worker_gauges> gauges,
+                                            queue_actor queue, event_bus_actor bus);
 
 }  // namespace troupe

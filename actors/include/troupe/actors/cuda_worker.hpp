@@ -12,7 +12,6 @@
 #include <memory>
 #include <unordered_map>
 
-#include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
 
 namespace troupe {
@@ -49,7 +48,7 @@ struct cuda_worker_state : worker_links {
 };
 
 worker_actor::behavior_type cuda_worker_impl(worker_actor::stateful_pointer<cuda_worker_state> self,
-                                             runtime_core* core, int32_t index, uint32_t generation,
+                                             worker_env env, int32_t index, uint32_t generation,
                                              balancer_actor balancer, monitor_actor monitor,
                                              supervisor_actor supervisor, event_bus_actor bus);
 

@@ -6,8 +6,9 @@
 #include <memory>
 #include <unordered_map>
 
-#include "troupe/actors/core.hpp"
+#include "troupe/actors/event_gate.hpp"
 #include "troupe/actors/messages.hpp"
+#include "troupe/actors/runtime_setup.hpp"
 
 namespace troupe {
 
@@ -15,7 +16,8 @@ class subscriber_queue;
 
 struct event_bus_state {
   static inline const char* name = "event_bus";
-  runtime_core* core = nullptr;
+  setup_ptr setup;
+  std::shared_ptr<event_gate> gate;  ///< the bus writes the subscriber counts here
   uint64_t next_seq = 1;
   struct subscription {
     subscribe_msg sub;
@@ -26,6 +28,7 @@ struct event_bus_state {
 };
 
 event_bus_actor::behavior_type event_bus_impl(
-    event_bus_actor::stateful_pointer<event_bus_state> self, runtime_core* core);
+    event_bus_actor::stateful_pointer<event_bus_state> self, setup_ptr setup,
+    std::shared_ptr<event_gate> gate);
 
 }  // namespace troupe

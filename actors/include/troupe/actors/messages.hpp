@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "troupe/actors/event_gate.hpp"
+#include "troupe/actors/runtime_setup.hpp"
+#include "troupe/actors/worker_gauges.hpp"
 #include "troupe/model/events.hpp"
 #include "troupe/model/stats.hpp"
 #include "troupe/model/task_state.hpp"
@@ -236,12 +239,20 @@ class event_batch {
   int64_t now_ns_ = 0;
 };
 
-struct runtime_core;
+/// What the supervisor hands every worker it spawns: the runtime's setup, the event gate, and
+/// the gauges a GPU worker writes.
+struct worker_env {
+  setup_ptr setup;
+  std::shared_ptr<const event_gate> gate;
+  std::shared_ptr<worker_gauges> gauges;
+};
 
 /// What every worker actor (device_worker, cuda_worker) knows and counts: its place, the actors
 /// it reports to, and the work done since its last report to the monitor.
 struct worker_links {
-  runtime_core* core = nullptr;
+  setup_ptr setup;
+  std::shared_ptr<const event_gate> gate;
+  std::shared_ptr<worker_gauges> gauges;  ///< a GPU worker writes its own memory figures
   int32_t index = -1;
   uint32_t generation = 0;
   balancer_actor balancer;
@@ -251,9 +262,9 @@ struct worker_links {
   uint64_t tasks_since_report = 0;
   int64_t busy_ns_since_report = 0;
 
-  void link(runtime_core* c, int32_t i, uint32_t g, balancer_actor b, monitor_actor m,
+  void link(const worker_env& env, int32_t i, uint32_t g, balancer_actor b, monitor_actor m,
             supervisor_actor s, event_bus_actor e) {
-    core = c, index = i, generation = g;
+    setup = env.setup, gate = env.gate, gauges = env.gauges, index = i, generation = g;
     balancer = std::move(b), monitor = std::move(m), supervisor = std::move(s), bus = std::move(e);
   }
 };

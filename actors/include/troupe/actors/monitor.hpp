@@ -4,7 +4,7 @@
 #include <map>
 #include <vector>
 
-#include "troupe/actors/core.hpp"
+#include "troupe/actors/admission_gate.hpp"
 #include "troupe/actors/messages.hpp"
 #include "troupe/model/histogram.hpp"
 
@@ -23,7 +23,10 @@ struct monitor_state {
     bool reported_late = false;            ///< worker.degraded sent for this silence
     std::vector<time_point> restarted_at;  ///< within the restart period (supervision)
   };
-  runtime_core* core = nullptr;
+  setup_ptr setup;
+  std::shared_ptr<const event_gate> gate;
+  std::shared_ptr<const worker_gauges> gauges;      ///< GPU memory figures
+  std::shared_ptr<const admission_gate> admission;  ///< queue depth, submitted, rejected
   event_bus_actor bus;
   supervisor_actor supervisor;
   uint64_t finished_at_last_metrics = 0;
@@ -39,7 +42,9 @@ struct monitor_state {
 };
 
 monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monitor_state> self,
-                                          runtime_core* core, uint32_t workers,
+                                          setup_ptr setup, std::shared_ptr<const event_gate> gate,
+                                          std::shared_ptr<const worker_gauges> gauges,
+                                          std::shared_ptr<const admission_gate> admission,
                                           event_bus_actor bus);
 
 }  // namespace troupe

@@ -8,16 +8,22 @@
 #include <queue>
 #include <unordered_map>
 
-#include "troupe/actors/core.hpp"
+#include "troupe/actors/admission_gate.hpp"
 #include "troupe/actors/messages.hpp"
 #include "troupe/model/live_index.hpp"
 #include "troupe/model/ready_queue.hpp"
 
 namespace troupe {
+class callback_runner;
 
 struct queue_state {
   static inline const char* name = "queue";
-  runtime_core* core = nullptr;
+  setup_ptr setup;
+  std::shared_ptr<const event_gate> gate;
+  std::shared_ptr<admission_gate> admission;  ///< gets places back as tasks end
+  /// Where tasks whose submitter gave a callback go; null: run them inline (tests that drive
+  /// the queue actor alone).
+  std::shared_ptr<callback_runner> callbacks;
   monitor_actor monitor;
   event_bus_actor bus;
   balancer_actor balancer;
@@ -40,7 +46,9 @@ struct queue_state {
 };
 
 queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state> self,
-                                      runtime_core* core, monitor_actor monitor,
-                                      event_bus_actor bus);
+                                      setup_ptr setup, std::shared_ptr<const event_gate> gate,
+                                      std::shared_ptr<admission_gate> admission,
+                                      std::shared_ptr<callback_runner> callbacks,
+                                      monitor_actor monitor, event_bus_actor bus);
 
 }  // namespace troupe

@@ -8,7 +8,6 @@
 #include <optional>
 #include <vector>
 
-#include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
 #include "troupe/model/restart_intensity.hpp"
 
@@ -23,7 +22,9 @@ struct supervisor_state {
     crash_report_msg last_crash;
     bool alive = false;
   };
-  runtime_core* core = nullptr;
+  worker_env env;                        ///< what each worker it spawns gets
+  const runtime_setup* setup = nullptr;  ///< env.setup
+  const event_gate* gate = nullptr;      ///< env.gate
   balancer_actor balancer;
   monitor_actor monitor;
   escalation_actor escalation;
@@ -34,7 +35,7 @@ struct supervisor_state {
 };
 
 supervisor_actor::behavior_type supervisor_impl(
-    supervisor_actor::stateful_pointer<supervisor_state> self, runtime_core* core,
+    supervisor_actor::stateful_pointer<supervisor_state> self, worker_env env,
     balancer_actor balancer, monitor_actor monitor, escalation_actor escalation,
     event_bus_actor bus);
 

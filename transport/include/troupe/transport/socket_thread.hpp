@@ -18,6 +18,9 @@
 namespace troupe::transport {
 
 using multipart = std::vector<zmq::message_t>;
+/// Hands the frames of one message to a socket thread's outbound queue; false when the queue is
+/// full. Actors get one of these, not the socket thread: tests pass one that keeps the frames.
+using frame_sender = std::function<bool(multipart&&)>;
 
 /// A socket could not be set up (an endpoint that cannot be bound, a malformed address).
 class transport_error : public std::runtime_error {

@@ -11,19 +11,18 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "troupe/actors/core.hpp"
+#include "troupe/actors/admission_gate.hpp"
 #include "troupe/actors/messages.hpp"
 #include "troupe/model/node_liveness.hpp"
+#include "troupe/transport/socket_thread.hpp"
 #include "troupe/transport/wire.hpp"
 
 namespace troupe {
-namespace transport {
-class socket_thread;
-}
 namespace wire {
 class framer;
 }
@@ -101,22 +100,26 @@ struct membership_state {
     size_t assigned = 0;                      ///< tasks sent to it, not yet reported
     worker_actor proxy;
   };
-  runtime_core* core = nullptr;
+  setup_ptr setup;
+  std::shared_ptr<const event_gate> gate;
+  std::shared_ptr<worker_gauges> gauges;            ///< a node's GPU figures, from its heartbeats
+  std::shared_ptr<const admission_gate> admission;  ///< submitted, rejected, depth (status)
   balancer_actor balancer;
   monitor_actor monitor;
   event_bus_actor bus;
-  transport::socket_thread* socket = nullptr;
+  transport::frame_sender send;
   wire::framer* framer = nullptr;
   std::vector<node_view> nodes;
   std::vector<remote_slot> slots;  ///< by global worker index (local workers unused)
   uint64_t stale_frames = 0;       ///< refused for an old epoch
 };
 
-/// socket and framer outlive the actor (the head stops it before closing the socket).
+/// framer outlives the actor (the head stops it before closing the socket).
 membership_actor::behavior_type membership_impl(
-    membership_actor::stateful_pointer<membership_state> self, runtime_core* core,
-    balancer_actor balancer, monitor_actor monitor, event_bus_actor bus,
-    transport::socket_thread* socket, wire::framer* framer);
+    membership_actor::stateful_pointer<membership_state> self, setup_ptr setup,
+    std::shared_ptr<const event_gate> gate, std::shared_ptr<worker_gauges> gauges,
+    std::shared_ptr<const admission_gate> admission, balancer_actor balancer, monitor_actor monitor,
+    event_bus_actor bus, transport::frame_sender send, wire::framer* framer);
 
 }  // namespace troupe
 

@@ -14,14 +14,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "troupe/actors/core.hpp"
 #include "troupe/actors/messages.hpp"
+#include "troupe/transport/socket_thread.hpp"
 #include "troupe/transport/wire.hpp"
 
 namespace troupe {
-namespace transport {
-class socket_thread;
-}
 namespace wire {
 class framer;
 }
@@ -58,8 +55,9 @@ struct node_agent_state {
     std::vector<assignment> held;  ///< assigned while the worker restarts
     std::unordered_map<task_id, task_ptr> running;  ///< assigned, not reported
   };
-  runtime_core* core = nullptr;
-  transport::socket_thread* socket = nullptr;
+  setup_ptr setup;
+  std::shared_ptr<const worker_gauges> gauges;  ///< GPU figures for the heartbeat
+  transport::frame_sender send;
   wire::framer* framer = nullptr;
   std::string node;
   std::function<void(const std::string&)> fatal;  ///< the process must exit (with this reason)
@@ -70,9 +68,9 @@ struct node_agent_state {
 };
 
 node_agent_actor::behavior_type node_agent_impl(
-    node_agent_actor::stateful_pointer<node_agent_state> self, runtime_core* core, std::string node,
-    transport::socket_thread* socket, wire::framer* framer,
-    std::function<void(const std::string&)> fatal);
+    node_agent_actor::stateful_pointer<node_agent_state> self, setup_ptr setup,
+    std::shared_ptr<const worker_gauges> gauges, std::string node, transport::frame_sender send,
+    wire::framer* framer, std::function<void(const std::string&)> fatal);
 
 }  // namespace troupe
 

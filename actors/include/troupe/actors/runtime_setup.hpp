@@ -1,0 +1,24 @@
+#pragma once
+// What every actor of one runtime reads and nobody changes once the actors start: the resolved
+// configuration, the GPUs found and the worker layout. Built by the runtime (or the node) before
+// it spawns anything, then shared as const. The registry is the exception that proves the rule:
+// a service may add kinds at any time, so it is a thread-safe object of its own (its own lock).
+#include <memory>
+#include <vector>
+
+#include "troupe/model/config.hpp"
+#include "troupe/model/devices.hpp"
+#include "troupe/model/registry.hpp"
+
+namespace troupe {
+
+struct runtime_setup {
+  runtime_config cfg;
+  gpu_inventory gpus;
+  std::vector<worker_desc> workers;  ///< CPU workers, then one per GPU, then remote workers
+  std::shared_ptr<task_registry> registry = std::make_shared<task_registry>();
+};
+
+using setup_ptr = std::shared_ptr<const runtime_setup>;
+
+}  // namespace troupe

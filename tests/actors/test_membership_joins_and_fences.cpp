@@ -1,0 +1,240 @@
+// Membership alone, on CAF's deterministic scheduler and its clock, with stand-ins for the
+// balancer and monitor and a frame sender that keeps what would go to the nodes: a node in the
+// cluster file joins and is welcomed, one that is not is refused by name, frames of an old epoch
+// are fenced off, a silent node becomes suspect then dead and its workers are reported lost.
+#include <gtest/gtest.h>
+
+#include <caf/all.hpp>
+
+#include "stand_ins.hpp"
+#include "test_system.hpp"
+#include "troupe/actors/cluster/membership.hpp"
+#include "troupe/kernels/builtins.hpp"
+#include "troupe/transport/codec.hpp"
+#include "troupe/transport/framer.hpp"
+
+using namespace troupe;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct sent_frame {
+  std::string peer;
+  wire::header header;
+  std::string body;
+};
+
+struct Membership : ::testing::Test {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  std::shared_ptr<runtime_setup> setup = std::make_shared<runtime_setup>();
+  wire::framer framer{"head"};
+  std::vector<sent_frame> sent;
+  std::vector<worker_up_msg> ups;
+  std::vector<worker_lost_msg> losses;
+  std::vector<results_msg> results;
+  membership_actor membership;
+  balancer_actor balancer;
+  monitor_actor monitor;
+  event_bus_actor bus;
+
+  void SetUp() override {
+    sched = &troupe::testing::start_test_system(cfg, sys);
+    runtime_config rc;
+    rc.cluster.heartbeat_interval = 100ms;
+    rc.cluster.suspect_after = 300ms;
+    rc.cluster.dead_after = 600ms;
+    node_config n1;
+    n1.name = "n1";
+    n1.cpu_workers = 2;
+    rc.cluster.nodes = {n1};
+    setup->cfg = rc;
+    kernels::register_builtins(*setup->registry);
+    for (int32_t i = 0; i < 2; ++i) {
+      worker_desc w;
+      w.name = "n1/cpu-" + std::to_string(i);
+      w.node = "n1";
+      w.node_worker = i;
+      setup->workers.push_back(w);
+    }
+    balancer = sys->spawn([this](balancer_actor::pointer) -> balancer_actor::behavior_type {
+      return {[](dispatch_msg&) {}, [this](results_msg& m) { results.push_back(std::move(m)); },
+              [this](worker_up_msg& m) { ups.push_back(std::move(m)); },
+              [this](const worker_lost_msg& m) { losses.push_back(m); }};
+    });
+    monitor = troupe::testing::spawn_stand_in_monitor(*sys);
+    bus = troupe::testing::spawn_silent_bus(*sys);
+    auto keep = [this](transport::multipart&& m) {
+      sent_frame f;
+      f.peer = m.at(0).to_string();
+      f.header = wire::decode_header(m.at(1).data(), m.at(1).size(), wire::limits{});
+      f.body = m.at(2).to_string();
+      sent.push_back(std::move(f));
+      return true;
+    };
+    membership =
+        sys->spawn(membership_impl, setup_ptr{setup}, std::make_shared<event_gate>(),
+                   std::make_shared<worker_gauges>(2), std::make_shared<admission_gate>(setup->cfg),
+                   balancer, monitor, bus, keep, &framer);
+    sched->run();
+  }
+
+  void TearDown() override {
+    for (auto a : {caf::actor_cast<caf::actor>(membership), caf::actor_cast<caf::actor>(balancer),
+                   caf::actor_cast<caf::actor>(monitor), caf::actor_cast<caf::actor>(bus)})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    sched->run();
+  }
+
+  void hello(const std::string& node, uint64_t epoch, size_t workers = 2) {
+    node_hello_msg m;
+    m.peer = "peer-" + node;
+    m.epoch = epoch;
+    m.corr = 7;
+    m.body.node = node;
+    for (size_t i = 0; i < workers; ++i)
+      m.body.workers.push_back({"cpu-" + std::to_string(i), device_class::cpu, -1, {}});
+    caf::anon_send(membership, std::move(m));
+    sched->run();
+  }
+
+  template <class Body>
+  Body body_of(const sent_frame& f) {
+    return wire::decode<Body>(f.body.data(), f.body.size(), wire::limits{});
+  }
+
+  const sent_frame* last_of(wire::msg_type type) const {
+    for (auto i = sent.rbegin(); i != sent.rend(); ++i)
+      if (i->header.type == type) return &*i;
+    return nullptr;
+  }
+
+  /// Moves the test clock in heartbeat steps, firing the membership ticks due.
+  void let_time_pass(std::chrono::milliseconds d) {
+    troupe::testing::let_time_pass(*sched, d, 100ms);
+  }
+};
+
+}  // namespace
+
+TEST_F(Membership, ANodeOfTheClusterFileIsWelcomedAndItsWorkersComeUp) {
+  hello("n1", 11);
+  auto* w = last_of(wire::msg_type::welcome);
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->peer, "peer-n1");
+  EXPECT_EQ(w->header.corr, 7u);  // answers the hello
+  auto welcome = body_of<wire::welcome>(*w);
+  EXPECT_EQ(welcome.node, "n1");
+  EXPECT_EQ(welcome.epoch, 11u);
+  EXPECT_EQ(welcome.heartbeat_ms, 100u);
+  ASSERT_EQ(ups.size(), 2u);
+  EXPECT_EQ(ups[0].worker, 0);
+  EXPECT_EQ(ups[1].worker, 1);
+}
+
+TEST_F(Membership, AHelloFromANodeTheClusterFileDoesNotNameIsRefusedNamingTheKnownOnes) {
+  hello("stranger", 1);
+  auto* e = last_of(wire::msg_type::error);
+  ASSERT_NE(e, nullptr);
+  auto err = body_of<wire::error>(*e);
+  EXPECT_EQ(err.code, wire::wire_errc::unknown_node);
+  EXPECT_NE(err.message.find("'stranger'"), std::string::npos) << err.message;
+  EXPECT_NE(err.message.find("n1"), std::string::npos) << err.message;
+  EXPECT_TRUE(ups.empty());
+}
+
+TEST_F(Membership, ANodeBringingOtherWorkersThanTheClusterFileSaysIsRefused) {
+  hello("n1", 1, /*workers=*/3);
+  auto* e = last_of(wire::msg_type::error);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(body_of<wire::error>(*e).code, wire::wire_errc::layout_mismatch);
+  EXPECT_TRUE(ups.empty());
+}
+
+TEST_F(Membership, FramesOfAnOlderEpochAreRefusedAndTheirResultsNeverReachTheBalancer) {
+  hello("n1", 11);
+  hello("n1", 12);  // the node restarted: a new incarnation replaces the old one
+  node_results_msg old;
+  old.peer = "peer-n1";
+  old.node = "n1";
+  old.epoch = 11;
+  old.body.records.push_back({});
+  caf::anon_send(membership, std::move(old));
+  sched->run();
+  auto* e = last_of(wire::msg_type::error);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(body_of<wire::error>(*e).code, wire::wire_errc::stale_epoch);
+  EXPECT_TRUE(results.empty());
+  // A hello of the old epoch is refused as well: it cannot take its workers back.
+  hello("n1", 11);
+  EXPECT_EQ(body_of<wire::error>(*last_of(wire::msg_type::error)).code,
+            wire::wire_errc::stale_epoch);
+}
+
+TEST_F(Membership, ASilentNodeBecomesSuspectThenDeadAndItsWorkersAreReportedLost) {
+  hello("n1", 11);
+  ASSERT_EQ(ups.size(), 2u);
+  let_time_pass(400ms);  // past suspect_after: suspect, still placed on
+  EXPECT_TRUE(losses.empty());
+  let_time_pass(400ms);  // past dead_after: dead
+  ASSERT_EQ(losses.size(), 2u);
+  EXPECT_EQ(losses[0].worker, 0);
+  EXPECT_EQ(losses[1].worker, 1);
+  // Its epoch is fenced off: the old incarnation may not come back, a new one may.
+  hello("n1", 11);
+  EXPECT_EQ(body_of<wire::error>(*last_of(wire::msg_type::error)).code,
+            wire::wire_errc::stale_epoch);
+  hello("n1", 13);
+  EXPECT_EQ(body_of<wire::welcome>(*last_of(wire::msg_type::welcome)).epoch, 13u);
+}
+
+TEST_F(Membership, AHeardNodeStaysJoinedHoweverLongItRuns) {
+  hello("n1", 11);
+  for (int i = 0; i < 20; ++i) {
+    let_time_pass(200ms);
+    node_heartbeat_msg hb;
+    hb.peer = "peer-n1";
+    hb.node = "n1";
+    hb.epoch = 11;
+    caf::anon_send(membership, hb);
+    sched->run();
+  }
+  EXPECT_TRUE(losses.empty());
+}
+
+TEST_F(Membership, TasksAssignedToARemoteWorkerGoToItsNodeAndTheirResultsComeBack) {
+  hello("n1", 11);
+  auto t = std::make_shared<task_state>();
+  t->id = 42;
+  t->kind = setup->registry->find("noop");
+  t->spec.kind = "noop";
+  caf::anon_send(membership, remote_assign_msg{1, ups[1].generation, {{t, 1}}});
+  sched->run();
+  auto* a = last_of(wire::msg_type::assign);
+  ASSERT_NE(a, nullptr);
+  auto assign = body_of<wire::assign>(*a);
+  ASSERT_EQ(assign.tasks.size(), 1u);
+  EXPECT_EQ(assign.tasks[0].id, 42u);
+  EXPECT_EQ(assign.tasks[0].worker, 1);  // the node's own index of the worker
+  node_results_msg r;
+  r.peer = "peer-n1";
+  r.node = "n1";
+  r.epoch = 11;
+  wire::attempt_result done;
+  done.id = 42;
+  done.attempt = 1;
+  done.worker = 1;
+  done.run_ns = 1000;
+  r.body.records.push_back(done);
+  caf::anon_send(membership, r);
+  sched->run();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].worker, 1);
+  ASSERT_EQ(results[0].records.size(), 1u);
+  EXPECT_EQ(results[0].records[0].task, t);
+  // The same result again (a duplicate frame) is not passed on twice.
+  caf::anon_send(membership, r);
+  sched->run();
+  EXPECT_EQ(results.size(), 1u);
+}

@@ -1,0 +1,184 @@
+// The node agent alone, on CAF's deterministic scheduler and its clock, with a stand-in worker
+// and a frame sender that keeps what would go to the head: it says hello until welcomed, hands
+// back uncharged what the head assigns before the welcome, runs what it assigns after on the
+// named worker and reports the result, and joins again with a new epoch when the head is silent.
+#include <gtest/gtest.h>
+
+#include <caf/all.hpp>
+
+#include "stand_ins.hpp"
+#include "test_system.hpp"
+#include "troupe/actors/cluster/node_agent.hpp"
+#include "troupe/kernels/builtins.hpp"
+#include "troupe/transport/codec.hpp"
+#include "troupe/transport/framer.hpp"
+
+using namespace troupe;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct NodeAgent : ::testing::Test {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  std::shared_ptr<runtime_setup> setup = std::make_shared<runtime_setup>();
+  wire::framer framer{"n1"};
+  std::vector<std::pair<wire::header, std::string>> sent;
+  std::vector<assign_msg> on_worker;
+  std::vector<std::string> fatal;
+  node_agent_actor agent;
+  worker_actor worker;
+
+  void SetUp() override {
+    sched = &troupe::testing::start_test_system(cfg, sys);
+    runtime_config rc;
+    rc.cluster.heartbeat_interval = 100ms;
+    rc.cluster.dead_after = 500ms;
+    setup->cfg = rc;
+    kernels::register_builtins(*setup->registry);
+    worker_desc w;
+    w.name = "cpu-0";
+    setup->workers = {w};
+    worker = sys->spawn([this](worker_actor::pointer) -> worker_actor::behavior_type {
+      return {[this](assign_msg& m) { on_worker.push_back(std::move(m)); },
+              [](const heartbeat_tick_msg&) {}, [](const batch_flush_msg&) {},
+              [](const gpu_done_msg&) {}};
+    });
+    auto keep = [this](transport::multipart&& m) {
+      sent.emplace_back(wire::decode_header(m.at(0).data(), m.at(0).size(), wire::limits{}),
+                        m.at(1).to_string());
+      return true;
+    };
+    agent = sys->spawn(node_agent_impl, setup_ptr{setup}, std::make_shared<worker_gauges>(1),
+                       std::string{"n1"}, keep, &framer,
+                       [this](const std::string& why) { fatal.push_back(why); });
+    caf::anon_send(caf::actor_cast<balancer_actor>(agent), worker_up_msg{0, 1, worker, {}});
+    caf::anon_send(agent, node_tick_msg{});  // the node's first tick: hello
+    sched->run();
+  }
+
+  void TearDown() override {
+    caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
+    sched->run();
+  }
+
+  template <class Body>
+  std::vector<Body> sent_of(wire::msg_type type) const {
+    std::vector<Body> out;
+    for (auto& [h, body] : sent)
+      if (h.type == type) out.push_back(wire::decode<Body>(body.data(), body.size(), {}));
+    return out;
+  }
+
+  uint64_t last_hello_epoch() const {
+    uint64_t e = 0;
+    for (auto& [h, body] : sent)
+      if (h.type == wire::msg_type::hello) e = h.epoch;
+    return e;
+  }
+
+  void welcome(uint64_t epoch) {
+    caf::anon_send(agent, head_welcome_msg{wire::welcome{"n1", epoch, 100, 0}});
+    sched->run();
+  }
+
+  void assign(task_id id, int32_t worker_index = 0, std::string kind = "noop") {
+    wire::assign a;
+    wire::assigned_task t;
+    t.id = id;
+    t.attempt = 1;
+    t.worker = worker_index;
+    t.spec.kind = std::move(kind);
+    a.tasks.push_back(std::move(t));
+    caf::anon_send(agent, head_assign_msg{std::move(a)});
+    sched->run();
+  }
+
+  /// Moves the test clock in heartbeat steps, firing the node's ticks due.
+  void let_time_pass(std::chrono::milliseconds d) {
+    troupe::testing::let_time_pass(*sched, d, 100ms);
+  }
+};
+
+}  // namespace
+
+TEST_F(NodeAgent, SaysHelloWithItsWorkersAndKindsUntilWelcomed) {
+  auto hellos = sent_of<wire::hello>(wire::msg_type::hello);
+  ASSERT_EQ(hellos.size(), 1u);
+  EXPECT_EQ(hellos[0].node, "n1");
+  ASSERT_EQ(hellos[0].workers.size(), 1u);
+  EXPECT_EQ(hellos[0].workers[0].name, "cpu-0");
+  EXPECT_NE(std::find(hellos[0].kinds.begin(), hellos[0].kinds.end(), "noop"),
+            hellos[0].kinds.end());
+  let_time_pass(200ms);
+  EXPECT_GE(sent_of<wire::hello>(wire::msg_type::hello).size(), 2u);  // no answer: again
+  welcome(last_hello_epoch());
+  auto before = sent_of<wire::hello>(wire::msg_type::hello).size();
+  let_time_pass(300ms);
+  EXPECT_EQ(sent_of<wire::hello>(wire::msg_type::hello).size(), before);  // joined: heartbeats
+  EXPECT_FALSE(sent_of<wire::heartbeat>(wire::msg_type::heartbeat).empty());
+}
+
+TEST_F(NodeAgent, TasksAssignedBeforeTheWelcomeGoBackUnchargedInsteadOfWaiting) {
+  assign(5);
+  EXPECT_TRUE(on_worker.empty());
+  auto back = sent_of<wire::results>(wire::msg_type::results);
+  ASSERT_EQ(back.size(), 1u);
+  ASSERT_EQ(back[0].records.size(), 1u);
+  EXPECT_EQ(back[0].records[0].id, 5u);
+  EXPECT_EQ(back[0].records[0].code, errc::worker_lost);
+  EXPECT_FALSE(back[0].records[0].counts_as_attempt);
+}
+
+TEST_F(NodeAgent, RunsAnAssignedTaskOnTheNamedWorkerAndReportsItsResult) {
+  welcome(last_hello_epoch());
+  assign(7);
+  ASSERT_EQ(on_worker.size(), 1u);
+  auto task = on_worker[0].tasks.at(0).task;
+  EXPECT_EQ(task->id, 7u);
+  attempt_record rec;
+  rec.task = task;
+  rec.attempt = 1;
+  rec.worker = 0;
+  rec.started = clock::now();
+  rec.finished = rec.started + 3ms;
+  rec.output.values.set("answer", int64_t{42});
+  caf::anon_send(caf::actor_cast<balancer_actor>(agent), results_msg{0, 1, {rec}});
+  sched->run();
+  auto reported = sent_of<wire::results>(wire::msg_type::results);
+  ASSERT_EQ(reported.size(), 1u);
+  ASSERT_EQ(reported[0].records.size(), 1u);
+  auto& r = reported[0].records[0];
+  EXPECT_EQ(r.id, 7u);
+  EXPECT_EQ(r.code, errc::none);
+  EXPECT_EQ(r.run_ns, std::chrono::nanoseconds(3ms).count());
+  EXPECT_EQ(std::get<int64_t>(*r.output.values.find("answer")), 42);
+}
+
+TEST_F(NodeAgent, AnUnknownKindIsReportedToTheHeadByName) {
+  welcome(last_hello_epoch());
+  assign(8, 0, "no-such-kind");
+  EXPECT_TRUE(on_worker.empty());
+  auto reported = sent_of<wire::results>(wire::msg_type::results);
+  ASSERT_EQ(reported.size(), 1u);
+  EXPECT_EQ(reported[0].records.at(0).code, errc::unknown_kind);
+  EXPECT_NE(reported[0].records[0].message.find("'no-such-kind'"), std::string::npos);
+}
+
+TEST_F(NodeAgent, ASilentHeadMakesItJoinAgainWithANewerEpoch) {
+  auto first = last_hello_epoch();
+  welcome(first);
+  let_time_pass(700ms);  // nothing from the head past dead_after
+  auto second = last_hello_epoch();
+  EXPECT_GT(second, first);
+  EXPECT_TRUE(fatal.empty());
+}
+
+TEST_F(NodeAgent, AHeadThatDoesNotKnowTheNodeStopsItWithTheHeadsReason) {
+  caf::anon_send(agent, head_error_msg{wire::error{wire::wire_errc::unknown_node, "no node 'n1'"}});
+  sched->run();
+  ASSERT_EQ(fatal.size(), 1u);
+  EXPECT_EQ(fatal[0], "no node 'n1'");
+}
