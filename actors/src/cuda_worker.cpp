@@ -58,8 +58,8 @@ class gpu_lanes {
       if (done[i] && threads_[i].get_id() != std::this_thread::get_id())
         threads_[i].join();
       else
-        threads_[i].detach();  // it holds only what it shares (and the setup and gauges, by shared
-                               // pointer)
+        threads_[i].detach();  // it holds only what it shares (and the setup and gauges, by
+                               // shared pointer)
     }
   }
 
@@ -322,8 +322,14 @@ worker_actor::behavior_type cuda_worker_impl(worker_actor::stateful_pointer<cuda
 #ifdef TROUPE_WITH_CUDA
   auto& desc = env.setup->workers[size_t(index)];
   if (!desc.fake) {
-    cache = kernels::cuda::make_gpu_cache(desc.device_index, &env.gauges->gpu(size_t(index)),
-                                          env.setup->cfg.gpu_cache_bytes);
+    auto made = kernels::cuda::make_gpu_cache(desc.device_index, &env.gauges->gpu(size_t(index)),
+                                              env.setup->cfg.gpu_cache_bytes);
+    // The cache writes into the gauge until it is freed, which may be at the exit of a lane
+    // thread that outlived this worker and its runtime: it keeps the gauges alive until then.
+    cache = std::shared_ptr<void>(made.get(), [made, gauges = env.gauges](void*) mutable {
+      made.reset();
+      gauges.reset();
+    });
     // Detached: the driver call blocks this worker's thread only. Again at every heartbeat.
     kernels::cuda::sample_device_memory(desc.device_index, env.gauges->gpu(size_t(index)));
   }

@@ -1,6 +1,7 @@
 // troupe: the command-line front end. `troupe run` runs a workload on the embedded runtime and
 // reports; `troupe bench` measures the runtime beside plain baselines; head, node and up run a
 // cluster; submit and status are its clients.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -116,7 +119,22 @@ int run(const run_options& opt) {
 
 }  // namespace
 
+/// glibc hands freed heap back to the kernel as soon as 128 KiB sit free at its top, so a
+/// runtime that allocates and frees a batch of task records every few milliseconds faults the
+/// same pages in again and again (a quarter of the scheduling time in `bench pipeline`, with
+/// the arena locks that come with it). A troupe process keeps up to 256 MiB of freed heap
+/// instead. Setting these turns glibc's sliding mmap threshold off, so it is set too: blocks up
+/// to 32 MiB (matrices, payloads) come from the heap rather than a fresh mmap each time.
+/// A GLIBC_TUNABLES that names malloc settings decides instead.
+static void keep_freed_heap() {
+  if (const char* t = std::getenv("GLIBC_TUNABLES"); t && std::strstr(t, "glibc.malloc.")) return;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_TOP_PAD, 64 << 20);
+}
+
 int main(int argc, char** argv) {
+  keep_freed_heap();
   CLI::App app{"troupe: an actor runtime for AI work on CPUs and GPUs"};
   app.require_subcommand(1);
 

@@ -18,6 +18,7 @@
 #include "troupe/kernels/gpu_discovery.hpp"
 #include "troupe/model/ledger.hpp"
 #include "troupe/model/log.hpp"
+#include "troupe/model/record_pool.hpp"
 #include "troupe/runtime.hpp"
 
 namespace troupe {
@@ -266,7 +267,7 @@ struct runtime::impl {
                       "queue bound reached: " + std::to_string(cfg().queue_bound) +
                           " tasks admitted and unfinished (queue.bound, overflow = " +
                           (cfg().overflow == overflow_policy::block ? "block" : "reject") + ")");
-    auto t = std::make_shared<task_state>();
+    auto t = std::allocate_shared<task_state>(pooled<task_state>{});
     t->id = id;
     t->kind = kind;
     t->cost = cost;

@@ -154,22 +154,39 @@ TEST_F(Membership, ANodeBringingOtherWorkersThanTheClusterFileSaysIsRefused) {
 
 TEST_F(Membership, FramesOfAnOlderEpochAreRefusedAndTheirResultsNeverReachTheBalancer) {
   hello("n1", 11);
-  hello("n1", 12);  // the node restarted: a new incarnation replaces the old one
-  node_results_msg old;
-  old.peer = "peer-n1";
-  old.node = "n1";
-  old.epoch = 11;
-  old.body.records.push_back({});
-  caf::anon_send(membership, std::move(old));
+  hello("n1", 12);            // the node restarted: a new incarnation replaces the old one
+  ASSERT_EQ(ups.size(), 4u);  // both workers up under 11, then again under 12
+  auto t = std::make_shared<task_state>();
+  t->id = 42;
+  t->kind = setup->registry->find("noop");
+  t->spec.kind = "noop";
+  ASSERT_EQ(ups[2].worker, 0);
+  caf::anon_send(membership, remote_assign_msg{0, ups[2].generation, {{t, 1}}});
   sched->run();
-  auto* e = last_of(wire::msg_type::error);
-  ASSERT_NE(e, nullptr);
-  EXPECT_EQ(body_of<wire::error>(*e).code, wire::wire_errc::stale_epoch);
+  ASSERT_NE(last_of(wire::msg_type::assign), nullptr);
+  node_results_msg r;
+  r.peer = "peer-n1";
+  r.node = "n1";
+  r.epoch = 11;  // the old incarnation reports the task
+  wire::attempt_result done;
+  done.id = 42;
+  done.attempt = 1;
+  done.worker = 0;
+  r.body.records.push_back(done);
+  caf::anon_send(membership, r);
+  sched->run();
+  ASSERT_EQ(sent.back().header.type, wire::msg_type::error);
+  EXPECT_EQ(body_of<wire::error>(sent.back()).code, wire::wire_errc::stale_epoch);
   EXPECT_TRUE(results.empty());
+  r.epoch = 12;  // the same report from the joined incarnation is taken
+  caf::anon_send(membership, r);
+  sched->run();
+  EXPECT_EQ(results.size(), 1u);
   // A hello of the old epoch is refused as well: it cannot take its workers back.
   hello("n1", 11);
-  EXPECT_EQ(body_of<wire::error>(*last_of(wire::msg_type::error)).code,
-            wire::wire_errc::stale_epoch);
+  ASSERT_EQ(sent.back().header.type, wire::msg_type::error);
+  EXPECT_EQ(body_of<wire::error>(sent.back()).code, wire::wire_errc::stale_epoch);
+  EXPECT_EQ(ups.size(), 4u);
 }
 
 TEST_F(Membership, ASilentNodeBecomesSuspectThenDeadAndItsWorkersAreReportedLost) {
@@ -183,10 +200,11 @@ TEST_F(Membership, ASilentNodeBecomesSuspectThenDeadAndItsWorkersAreReportedLost
   EXPECT_EQ(losses[1].worker, 1);
   // Its epoch is fenced off: the old incarnation may not come back, a new one may.
   hello("n1", 11);
-  EXPECT_EQ(body_of<wire::error>(*last_of(wire::msg_type::error)).code,
-            wire::wire_errc::stale_epoch);
+  ASSERT_EQ(sent.back().header.type, wire::msg_type::error);
+  EXPECT_EQ(body_of<wire::error>(sent.back()).code, wire::wire_errc::stale_epoch);
   hello("n1", 13);
-  EXPECT_EQ(body_of<wire::welcome>(*last_of(wire::msg_type::welcome)).epoch, 13u);
+  ASSERT_EQ(sent.back().header.type, wire::msg_type::welcome);
+  EXPECT_EQ(body_of<wire::welcome>(sent.back()).epoch, 13u);
 }
 
 TEST_F(Membership, AHeardNodeStaysJoinedHoweverLongItRuns) {

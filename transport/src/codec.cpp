@@ -775,7 +775,13 @@ class decoder {
     value(o, path, v);
   }
   void get(const object& o, const where& path, time_point& deadline, remaining_ms_t) {
-    deadline = now_ + std::chrono::milliseconds(as_int(o, path));
+    // Past about 35 years either way the time point would overflow its nanoseconds.
+    constexpr int64_t limit = int64_t(1) << 40;
+    auto ms = as_int(o, path);
+    if (ms > limit || ms < -limit)
+      refuse(wire_errc::malformed, path.str() + ": " + std::to_string(ms) +
+                                       " ms is out of range (at most 2^40 either way)");
+    deadline = now_ + std::chrono::milliseconds(ms);
   }
   void get(const object& o, const where& path, std::chrono::milliseconds& d, as_ms_t) {
     d = std::chrono::milliseconds(as_bounded<uint32_t>(o, path));

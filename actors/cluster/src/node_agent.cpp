@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "troupe/model/log.hpp"
+#include "troupe/model/record_pool.hpp"
 #include "troupe/transport/framer.hpp"
 
 namespace troupe {
@@ -113,7 +114,7 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
       refused.records.push_back(std::move(r));
       continue;
     }
-    auto task = std::make_shared<task_state>();
+    auto task = std::allocate_shared<task_state>(pooled<task_state>{});
     task->id = t.id;
     task->kind = kind;
     task->spec = std::move(t.spec);

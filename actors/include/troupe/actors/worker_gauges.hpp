@@ -1,7 +1,9 @@
 #pragma once
 // Per-worker figures that threads outside the actors read (a submitting caller asks "is this
-// worker out of service?", status asks for GPU memory). Each slot has one writer: the supervisor
-// retires a worker, a GPU worker writes its own memory figures. Everyone else reads.
+// worker out of service?", status asks for GPU memory). Each figure has one writer: the
+// supervisor retires a worker; a GPU worker writes its memory in use and cached (on a head,
+// membership writes them from the node's heartbeats); the balancer writes the reserved memory
+// and capacity. Everyone else reads.
 #include <atomic>
 #include <cstddef>
 #include <memory>
