@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -28,27 +27,50 @@ struct doc_tables {
   std::vector<int> unlabelled;                         ///< line numbers of key tables with no label
 };
 
+bool is_name(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+/// The name in a line that starts with `open` NAME `close` (e.g. **`submit`**), or "".
+std::string label_in(const std::string& line, const std::string& open, const std::string& close) {
+  if (line.rfind(open, 0) != 0) return {};
+  auto end = line.find(close, open.size());
+  if (end == std::string::npos) return {};
+  auto name = line.substr(open.size(), end - open.size());
+  return is_name(name) ? name : std::string{};
+}
+
+/// Every `name` in backticks within text.
+std::vector<std::string> backticked_names(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t open = text.find('`'); open != std::string::npos;) {
+    auto close = text.find('`', open + 1);
+    if (close == std::string::npos) break;
+    auto name = text.substr(open + 1, close - open - 1);
+    if (is_name(name)) out.push_back(name);
+    open = text.find('`', close + 1);
+  }
+  return out;
+}
+
 doc_tables read_protocol_doc() {
   std::ifstream in(std::string{TROUPE_SOURCE_DIR} + "/docs/protocol.md");
   EXPECT_TRUE(in) << "cannot read docs/protocol.md under " << TROUPE_SOURCE_DIR;
-  static const std::regex message_line{R"(^\*\*`([a-z_]+)`\*\*)"};
-  static const std::regex part_line{R"(^\*([a-z_]+)\*)"};
-  static const std::regex backticked{R"(`([a-z_0-9]+)`)"};
   doc_tables doc;
   std::string label, line;
   key_set* table = nullptr;
   for (int n = 1; std::getline(in, line); ++n) {
-    std::smatch m;
     if (table && line.rfind('|', 0) == 0) {
-      auto first_cell = line.substr(1, line.find('|', 1) - 1);
-      for (std::sregex_iterator i(first_cell.begin(), first_cell.end(), backticked), end; i != end;
-           ++i)
-        table->insert((*i)[1]);
+      for (auto& k : backticked_names(line.substr(1, line.find('|', 1) - 1))) table->insert(k);
       continue;
     }
     table = nullptr;
-    if (std::regex_search(line, m, message_line) || std::regex_search(line, m, part_line)) {
-      label = m[1];
+    auto name = label_in(line, "**`", "`**");
+    if (name.empty() && line.rfind("**", 0) != 0) name = label_in(line, "*", "*");
+    if (!name.empty()) {
+      label = name;
       doc.labels.insert(label);
     } else if (line == "### Header") {
       label = "header";
