@@ -56,6 +56,8 @@ class admission_gate {
   uint64_t in_system() const { return in_system_.load(std::memory_order_relaxed); }
   uint64_t submitted() const { return submitted_.load(std::memory_order_relaxed); }
   uint64_t rejected() const { return rejected_.load(std::memory_order_relaxed); }
+  /// Threads waiting in admit_one() or wait_idle() right now.
+  int waiters() const { return waiters_.load(std::memory_order_acquire); }
 
  private:
   const uint64_t bound_;
