@@ -301,6 +301,9 @@ const std::vector<key_def>& keys() {
       {"scheduler", "threads",
        [](auto& c, auto& n) { c.scheduler_threads = uint32_t(int_in(n, 0, 1024)); },
        [](const runtime_config& c) { return text(c.scheduler_threads); }},
+      {"scheduler", "spin_polls",
+       [](auto& c, auto& n) { c.scheduler_spin_polls = uint32_t(int_in(n, 0, 100000000)); },
+       [](const runtime_config& c) { return text(c.scheduler_spin_polls); }},
   };
   return defs;
 }

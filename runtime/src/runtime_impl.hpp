@@ -30,6 +30,9 @@ inline std::unique_ptr<caf::actor_system_config> make_caf_config(const runtime_c
   // An idle scheduler thread first spins (aggressive), then polls with 50 us sleeps (moderate),
   // then waits on a condition variable that new work notifies (relaxed). In the moderate phase
   // nothing wakes it: work from other threads (sockets, callers) waits out the sleep. Skip it.
+  // Spinning a little longer than CAF's 100 polls spares most wake-ups of a busy runtime
+  // (scheduler.spin_polls).
+  c->set("work-stealing.aggressive-poll-attempts", size_t{cfg.scheduler_spin_polls});
   c->set("work-stealing.moderate-poll-attempts", size_t{0});
   c->set("logger.console", caf::atom("none"));
   return c;

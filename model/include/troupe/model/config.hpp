@@ -102,6 +102,8 @@ struct runtime_config {
   std::string log_level = "info";
   // [scheduler]
   uint32_t scheduler_threads = 0;  ///< CAF scheduler threads; 0: cores / 4, in [1, 4]
+  /// Polls for work by an idle scheduler thread before it sleeps (CAF's aggressive polling).
+  uint32_t scheduler_spin_polls = 3000;
   /// No CPU workers at all, whatever cpu_workers says (a head without workers of its own, a
   /// GPU-only node). Set by node_view/head_view, not by a key.
   bool no_cpu_workers = false;
