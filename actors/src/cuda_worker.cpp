@@ -389,6 +389,7 @@ worker_actor::behavior_type cuda_worker_impl(worker_actor::stateful_pointer<cuda
         if (!hung) worker_reports::heartbeat(self, st, !st.running.empty());
         self->delayed_send(self, st.setup->cfg.heartbeat_interval, heartbeat_tick_msg{});
       },
+      [=](const runner_msg&) {},  // CPU workers only
   };
 }
 

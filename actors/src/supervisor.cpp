@@ -21,10 +21,7 @@ void spawn_child(self_ptr self, int32_t index) {
   if (st.setup->workers[size_t(index)].device == device_class::cuda)
     c.handle = self->spawn<caf::linked + caf::detached>(cuda_worker_impl, st.env, index, gen,
                                                         st.balancer, st.monitor, me, st.bus);
-  else if (st.setup->cfg.detached_workers)
-    c.handle = self->spawn<caf::linked + caf::detached>(device_worker_impl, st.env, index, gen,
-                                                        st.balancer, st.monitor, me, st.bus);
-  else
+  else  // on the scheduler: its tasks run on a thread it owns (or, in tests, in its handler)
     c.handle = self->spawn<caf::linked>(device_worker_impl, st.env, index, gen, st.balancer,
                                         st.monitor, me, st.bus);
   c.alive = true;

@@ -77,9 +77,9 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
     }
     if (!j.is_object()) throw std::runtime_error(where + ": expected a JSON object");
     static const char* known[] = {
-        "kind",        "params",           "priority",        "count",        "deadline_ms",
-        "max_retries", "retry_backoff_ms", "cpu_slots",       "memory_bytes", "labels",
-        "key",         "gpu_count",        "gpu_memory_bytes"};
+        "kind",        "params",           "priority",         "count",        "deadline_ms",
+        "max_retries", "retry_backoff_ms", "cpu_slots",        "memory_bytes", "labels",
+        "key",         "gpu_count",        "gpu_memory_bytes", "timeout_ms"};
     for (auto& [k, v] : j.items())
       if (std::find(std::begin(known), std::end(known), k) == std::end(known))
         throw std::runtime_error(where + ": unknown field '" + k + "'");
@@ -107,6 +107,8 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
     if (j.contains("max_retries")) s.max_retries = field("max_retries", uint32_t{0});
     if (j.contains("retry_backoff_ms"))
       s.retry_backoff = std::chrono::milliseconds(field("retry_backoff_ms", int64_t{0}));
+    if (j.contains("timeout_ms"))
+      s.timeout = std::chrono::milliseconds(field("timeout_ms", uint32_t{0}));
     s.needs.cpu_slots = field("cpu_slots", uint32_t{1});
     s.needs.memory_bytes = field("memory_bytes", uint64_t{0});
     s.needs.gpu_count = field("gpu_count", uint32_t{0});

@@ -157,6 +157,8 @@ const std::vector<key_def>& keys() {
       {"workers", "cuda_streams",
        [](auto& c, auto& n) { c.cuda_streams = uint32_t(int_in(n, 1, 64)); },
        [](const runtime_config& c) { return text(c.cuda_streams); }},
+      {"workers", "timeout_grace_ms", dur<ms>(&runtime_config::timeout_grace, 0, 3'600'000),
+       [](const runtime_config& c) { return text(c.timeout_grace); }},
       {"workers", "detached", [](auto& c, auto& n) { c.detached_workers = boolean(n); },
        [](const runtime_config& c) { return text(c.detached_workers); }},
       {"batching", "enabled", [](auto& c, auto& n) { c.batching_enabled = boolean(n); },

@@ -41,6 +41,8 @@ const char* to_string(errc code) noexcept {
       return "shutting_down";
     case errc::config_error:
       return "config_error";
+    case errc::timed_out:
+      return "timed_out";
   }
   return "unknown_error";
 }
@@ -48,6 +50,7 @@ const char* to_string(errc code) noexcept {
 bool is_retryable(errc code) noexcept {
   switch (code) {
     case errc::task_failed:
+    case errc::timed_out:
     case errc::kernel_crashed:
     case errc::worker_lost:
       return true;

@@ -263,6 +263,10 @@ struct runtime::impl {
       return rejected(id, spec, errc::unsatisfiable_resources, unsatisfiable(*kind, spec.needs));
     if (spec.deadline && *spec.deadline <= now)
       return rejected(id, spec, errc::deadline_expired, "the deadline has already passed");
+    if (spec.timeout && spec.timeout->count() <= 0)
+      return rejected(id, spec, errc::invalid_params,
+                      "timeout_ms is " + std::to_string(spec.timeout->count()) +
+                          ": it must be at least 1 (leave it out for no timeout)");
     if (sub.prepaid > 0)
       --sub.prepaid;
     else if (!admission->admit_one())

@@ -59,7 +59,7 @@ struct Balancer : ::testing::Test {
       workers.push_back(sys->spawn([this, i](worker_actor::pointer) -> worker_actor::behavior_type {
         return {[this, i](assign_msg& m) { assigned[i].push_back(std::move(m)); },
                 [](const heartbeat_tick_msg&) {}, [](const batch_flush_msg&) {},
-                [](const gpu_done_msg&) {}};
+                [](const gpu_done_msg&) {}, [](const runner_msg&) {}};
       }));
     sched->run();
   }

@@ -43,7 +43,7 @@ struct NodeAgent : ::testing::Test {
     worker = sys->spawn([this](worker_actor::pointer) -> worker_actor::behavior_type {
       return {[this](assign_msg& m) { on_worker.push_back(std::move(m)); },
               [](const heartbeat_tick_msg&) {}, [](const batch_flush_msg&) {},
-              [](const gpu_done_msg&) {}};
+              [](const gpu_done_msg&) {}, [](const runner_msg&) {}};
     });
     auto keep = [this](transport::multipart&& m) {
       sent.emplace_back(wire::decode_header(m.at(0).data(), m.at(0).size(), wire::limits{}),

@@ -537,6 +537,40 @@ TEST_F(Cluster, EveryTaskRunOnANodeHasItsStartedEventBeforeItsEnd) {
 // A node's GPU worker seen from the head: placement of GPU-only work, results, a failed attempt
 // retried. The node's GPU is a fake one (CUDA workers without a device), so that this runs
 // everywhere; `fail` has a CUDA implementation that needs no device for this error.
+/// Workers that must heartbeat every 100 ms and are declared lost after 500 ms of silence.
+class ClusterWithShortHeartbeats : public Cluster {
+ protected:
+  std::string nodes() const override {
+    return "[nodes.a]\ncpu = 1\n[monitor]\nheartbeat_ms = 100\nheartbeat_timeout_ms = 500\n";
+  }
+};
+
+// A node's worker inside a long task is alive: the task completes once, on its first attempt.
+TEST_F(ClusterWithShortHeartbeats, AThreeSecondTaskCompletesOnceAgainstAHalfSecondTimeout) {
+  task_spec long_sleep;
+  long_sleep.kind = "sleep";
+  long_sleep.params = {{"ms", int64_t{3000}}};
+  auto r = client_->submit(long_sleep).wait_for(60s);
+  ASSERT_TRUE(r) << diagnosis();
+  EXPECT_TRUE(r->ok()) << r->error.message;
+  EXPECT_EQ(r->attempts, 1u) << diagnosis();
+}
+
+// timeout_ms travels with the task: the node stops the attempt and reports timed_out.
+TEST_F(ClusterWithShortHeartbeats, ATaskPastItsTimeoutOnANodeFailsTimedOut) {
+  task_spec long_sleep;
+  long_sleep.kind = "sleep";
+  long_sleep.params = {{"ms", int64_t{60000}}};
+  long_sleep.timeout = 200ms;
+  long_sleep.max_retries = 1;
+  long_sleep.retry_backoff = 1ms;
+  auto r = client_->submit(long_sleep).wait_for(30s);
+  ASSERT_TRUE(r) << diagnosis();
+  EXPECT_EQ(r->status, outcome::failed);
+  EXPECT_EQ(r->error.code, errc::timed_out) << r->error.message;
+  EXPECT_EQ(r->attempts, 2u);
+}
+
 class ClusterWithAGpuNode : public Cluster {
  protected:
   std::string log_level() const override { return "debug"; }

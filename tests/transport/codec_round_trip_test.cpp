@@ -41,6 +41,7 @@ task_spec sample_spec(int salt) {
   s.needs = {2u + salt, uint64_t(1) << 20, 1, uint64_t(3) << 30};
   s.max_retries = 5u + salt;
   s.retry_backoff = std::chrono::milliseconds(20 + salt);
+  s.timeout = std::chrono::milliseconds(3000 + salt);
   s.idempotency_key = "order-" + std::to_string(salt);
   s.labels = {{"tenant", "a"}, {"zone", std::to_string(salt)}};
   return s;
@@ -129,6 +130,7 @@ void expect_same(const task_spec& a, const task_spec& b) {
   EXPECT_EQ(a.needs.gpu_memory_bytes, b.needs.gpu_memory_bytes);
   EXPECT_EQ(a.max_retries, b.max_retries);
   EXPECT_EQ(a.retry_backoff, b.retry_backoff);
+  EXPECT_EQ(a.timeout, b.timeout);
   EXPECT_EQ(a.idempotency_key, b.idempotency_key);
   EXPECT_EQ(a.labels, b.labels);
 }
@@ -530,8 +532,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     task_spec m;
-    auto& [a, b, c, d, e, f, g, h, i, j] = m;
-    expect_on_wire("task_spec", reached_by(m), a, b, c, d, e, f, g, h, i, j);
+    auto& [a, b, c, d, e, f, g, h, i, j, k] = m;
+    expect_on_wire("task_spec", reached_by(m), a, b, c, d, e, f, g, h, i, j, k);
   }
   {
     attempt_result m;

@@ -458,7 +458,7 @@ struct enum_names<device_class> {
 };
 template <>
 struct enum_names<errc> {
-  static constexpr auto last = errc::config_error;
+  static constexpr auto last = errc::timed_out;
   static void unknown(const where& p, const std::string& name) {
     refuse(wire_errc::malformed, p.str() + ": unknown error code '" + name + "'");
   }

@@ -24,6 +24,7 @@ worker_actor::behavior_type remote_worker_impl(worker_actor::pointer self, int32
       [](const heartbeat_tick_msg&) {},
       [](const batch_flush_msg&) {},
       [](const gpu_done_msg&) {},
+      [](const runner_msg&) {},
   };
 }
 

@@ -1,15 +1,27 @@
 #pragma once
-// device_worker: one per CPU slot, detached (its own thread: kernels block it, never a scheduler
-// thread). Runs its assigned tasks in order with the kind's CPU implementation, reports results
-// in batches (at the end of a batch, or every millisecond during a long one), and heartbeats the
-// monitor. An implementation that throws crashes the worker on purpose: it reports what it was
-// running and quits, and its supervisor restarts it. GPUs have their own actor: cuda_worker.
+// device_worker: one per CPU slot. The actor lives on the cooperative scheduler and owns a
+// thread of its own, its runner, which runs the assigned tasks in order with the kind's CPU
+// implementation (kernels block; a scheduler thread never runs one). Because the actor is never
+// blocked by a task, it heartbeats the monitor whatever runs, so a task may take hours; and it
+// enforces each attempt's timeout and deadline: past the limit it sets the attempt's stop flag
+// (ctx.cancelled()), past workers.timeout_grace_ms more it abandons the runner thread and quits,
+// and the supervisor starts a fresh worker. Results go to the balancer in batches (at the end of
+// a batch, every millisecond of a long one, and before an attempt with a time limit). An
+// implementation that throws crashes the worker on purpose: it reports what it was running and
+// quits, and its supervisor restarts it. GPUs have their own actor: cuda_worker.
+#include <memory>
+
 #include "troupe/actors/messages.hpp"
 
 namespace troupe {
 
+class cpu_runner;  // device_worker.cpp
+
 struct device_worker_state : worker_links {
   static inline const char* name = "device_worker";
+  /// None when workers run on the scheduler (deterministic tests): tasks then run in the handler.
+  std::shared_ptr<cpu_runner> runner;
+  ~device_worker_state();
 };
 
 worker_actor::behavior_type device_worker_impl(

@@ -75,6 +75,18 @@ struct batch_flush_msg {};  ///< a worker's own timer: run the tasks waiting to 
 struct gpu_done_msg {
   uint64_t job = 0;
 };
+/// A CPU worker's runner thread -> its worker, and the worker's own timers: an attempt with a
+/// time limit began, its limit passed, the grace after it passed, or the implementation threw.
+struct runner_msg {
+  enum class what : uint8_t { began, limit_passed, grace_passed, crashed };
+  what event = what::began;
+  uint64_t run = 0;  ///< the attempt's number on this worker
+  task_ptr task;
+  uint32_t attempt = 0;
+  time_point limit{};     ///< began: when the attempt must stop
+  errc why = errc::none;  ///< began: timed_out or deadline_expired
+  std::string text;       ///< crashed: what was thrown
+};
 // worker -> supervisor, right before it quits because an implementation threw
 struct crash_report_msg {
   int32_t worker = -1;
@@ -157,7 +169,8 @@ using event_bus_actor = caf::typed_actor<caf::reacts_to<publish_msg>, caf::react
 
 using worker_actor =
     caf::typed_actor<caf::reacts_to<assign_msg>, caf::reacts_to<heartbeat_tick_msg>,
-                     caf::reacts_to<batch_flush_msg>, caf::reacts_to<gpu_done_msg>>;
+                     caf::reacts_to<batch_flush_msg>, caf::reacts_to<gpu_done_msg>,
+                     caf::reacts_to<runner_msg>>;
 
 using supervisor_actor =
     caf::typed_actor<caf::reacts_to<crash_report_msg>, caf::reacts_to<unresponsive_msg>,
@@ -285,6 +298,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::work_report_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::heartbeat_tick_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::batch_flush_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::gpu_done_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::runner_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::crash_report_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_lost_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::worker_up_msg)

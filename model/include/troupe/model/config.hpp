@@ -67,6 +67,9 @@ struct runtime_config {
   /// Tests only: CUDA workers without a GPU behind them (see worker_desc::fake).
   uint32_t fake_gpus = 0;
   uint64_t fake_gpu_memory_bytes = uint64_t(1) << 30;
+  /// How long an attempt past its timeout or deadline may take to honour its cancellation token
+  /// before it is abandoned with its worker thread (and the worker replaced).
+  std::chrono::milliseconds timeout_grace{1000};
   bool detached_workers = true;  ///< false only in deterministic tests: workers on the scheduler
   // [batching]: dynamic batching on CUDA workers, for kinds that declare a batch key (mlp)
   bool batching_enabled = true;

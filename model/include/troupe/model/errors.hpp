@@ -24,6 +24,7 @@ enum class errc : uint8_t {
   supervisor_gave_up,       ///< restart intensity exceeded; the runtime escalated and stopped
   shutting_down,            ///< submitted after shutdown began
   config_error,             ///< a configuration file or flag is invalid
+  timed_out,                ///< an attempt ran past the task's timeout (retryable)
 };
 
 /// Stable, lower-case name of an error code ("queue_full").

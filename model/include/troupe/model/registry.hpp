@@ -41,8 +41,14 @@ struct task_context {
   /// that tasks on one GPU run concurrently; and the task's GPU memory. Null elsewhere.
   void* cuda_stream = nullptr;
   gpu_memory* gpu = nullptr;
-  /// Long implementations may poll this and return early; the result is then dropped.
-  bool cancelled() const { return cancel_flag && cancel_flag->load(std::memory_order_relaxed); }
+  /// Set when the attempt ran past the task's timeout or deadline (CPU workers).
+  const std::atomic<bool>* stop_flag = nullptr;
+  /// Long implementations may poll this and return early; the result is then dropped. True when
+  /// the task was cancelled, or ran past its timeout or deadline.
+  bool cancelled() const {
+    return (cancel_flag && cancel_flag->load(std::memory_order_relaxed)) ||
+           (stop_flag && stop_flag->load(std::memory_order_relaxed));
+  }
 };
 
 /// Runs a task. Report typed failures by throwing troupe::task_failure; any other exception is a

@@ -37,6 +37,10 @@ struct task_spec {
   resources needs;
   std::optional<uint32_t> max_retries;                     ///< default from config
   std::optional<std::chrono::milliseconds> retry_backoff;  ///< first backoff; doubles per attempt
+  /// Longest one attempt may run. Past it the task's cancellation token is set; an attempt that
+  /// still runs after workers.timeout_grace_ms more is abandoned with its worker. Either way the
+  /// attempt fails with errc::timed_out (retried by policy). None: attempts may run for hours.
+  std::optional<std::chrono::milliseconds> timeout;
   std::string idempotency_key;  ///< non-empty: a second submit with this key returns the first task
   std::map<std::string, std::string> labels;
 };

@@ -102,6 +102,7 @@ void fields(F& f, task_spec& m) {
   f("deadline_ms", m.deadline, remaining_ms);
   f("max_retries", m.max_retries);
   f("retry_backoff_ms", m.retry_backoff, as_ms);
+  f("timeout_ms", m.timeout, as_ms);
   f("key", m.idempotency_key, omit_empty);
   f("labels", m.labels, omit_empty);
 }
