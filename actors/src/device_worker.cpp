@@ -15,12 +15,15 @@ namespace troupe {
 
 namespace {
 
-using self_ptr = worker_actor::stateful_pointer<device_worker_state>;
 constexpr auto flush_interval = std::chrono::milliseconds(1);
 
-std::string limit_text(const task_state& t, errc why) {
+/// Attempt numbers, unique in the process: a timer set for an abandoned runner's attempt must
+/// never match an attempt of its replacement.
+std::atomic<uint64_t> last_run{0};
+
+std::string limit_text(const task_spec& spec, errc why) {
   if (why == errc::deadline_expired) return "ran past its deadline";
-  return "ran past its timeout of " + std::to_string(t.spec.timeout ? t.spec.timeout->count() : 0) +
+  return "ran past its timeout of " + std::to_string(spec.timeout ? spec.timeout->count() : 0) +
          " ms";
 }
 
@@ -42,16 +45,32 @@ class cpu_runner {
     caf::weak_actor_ptr worker;  ///< weak: the runner must not keep its actor alive
   };
 
-  explicit cpu_runner(links l) : l_(std::move(l)) {}
+  /// The attempt running now, if it has a time limit.
+  struct limited_attempt {
+    uint64_t run = 0;
+    task_ptr task;
+    uint32_t attempt = 0;
+    time_point started{}, limit{};
+    errc why = errc::none;  ///< timed_out or deadline_expired
+  };
+
+  /// What an abandoned runner leaves: the attempt it is stuck in and the tasks behind it.
+  struct leftovers {
+    limited_attempt stuck;
+    std::deque<assignment> waiting;
+  };
+
+  cpu_runner(links l, bool threaded) : l_(std::move(l)), threaded_(threaded) {}
   cpu_runner(const cpu_runner&) = delete;
 
   /// Runs tasks on a thread of its own from now on (else run_here runs them on the caller's).
-  void start_thread(std::shared_ptr<cpu_runner> me) {
-    thread_ = std::thread([me] { me->loop(); });
+  static void start(const std::shared_ptr<cpu_runner>& me) {
+    me->thread_ = std::thread([me] { me->loop(); });
   }
 
   /// The actor hands over assignments (at most the balancer's credit is ever waiting here).
-  void post(std::vector<assignment>& tasks) {
+  template <class Tasks>
+  void post(Tasks& tasks) {
     bool wake;
     {
       std::lock_guard<std::mutex> guard{mutex_};
@@ -70,8 +89,8 @@ class cpu_runner {
     return std::nullopt;
   }
 
-  /// Results the runner finished but has not sent yet (it sends when its batch ends or every
-  /// millisecond; a task that runs for hours must not hold back those finished before it).
+  /// Results finished and not yet sent (a task that runs for hours must not hold back those
+  /// finished before it).
   void send_finished() {
     std::vector<attempt_record> out;
     {
@@ -88,34 +107,45 @@ class cpu_runner {
                            running_.load() != 0};
   }
 
-  /// Past an attempt's limit: sets its stop flag (ctx.cancelled()) if it is still running.
-  bool stop(uint64_t run, errc why) {
+  std::optional<limited_attempt> limited() {
     std::lock_guard<std::mutex> guard{mutex_};
-    if (running_.load() != run || abandoned_) return false;
-    stop_code_ = why;
+    if (current_.run == 0) return std::nullopt;
+    return current_;
+  }
+
+  /// Past an attempt's limit: sets its stop flag (ctx.cancelled()) if it is still running.
+  bool stop(uint64_t run) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    if (current_.run != run || abandoned_) return false;
+    stop_code_ = current_.why;
     stop_flag_.store(true);
     return true;
   }
 
-  /// Past the grace: if the attempt still runs, the runner is abandoned (it ends on its own when
-  /// the implementation returns, and sends nothing more). True if it was.
-  bool abandon(uint64_t run) {
+  /// Past the grace: if the attempt still runs, the runner is abandoned: it ends on its own when
+  /// the implementation returns and sends nothing more. Returns that attempt and the tasks that
+  /// waited behind it.
+  std::optional<leftovers> abandon(uint64_t run) {
     std::lock_guard<std::mutex> guard{mutex_};
-    if (running_.load() != run || abandoned_) return false;
+    if (current_.run != run || abandoned_) return std::nullopt;
     abandoned_ = true;
-    quit_.store(true);
-    return true;
+    leftovers out{current_, std::move(inbox_)};
+    inbox_.clear();
+    if (thread_.joinable()) thread_.detach();  // only the actor's thread touches thread_
+    return out;
   }
 
-  /// The actor is going: tasks not started are dropped (the supervisor places them again). An
-  /// idle runner is joined; one inside a task is left to end on its own.
+  /// The actor is going: tasks not started are dropped (the supervisor places them again), the
+  /// running one is told to stop. An idle runner is joined; one inside a task is left to end on
+  /// its own.
   void shut() {
     bool busy;
     {
       std::lock_guard<std::mutex> guard{mutex_};
       stopping_ = true;
-      quit_.store(true);
       inbox_.clear();
+      stop_code_ = errc::worker_lost;
+      stop_flag_.store(true);
       busy = busy_;
     }
     cv_.notify_one();
@@ -128,34 +158,27 @@ class cpu_runner {
 
  private:
   void loop() {
-    std::vector<assignment> work;
-    while (take(work)) {
-      for (auto& a : work)
-        if (stopping() || !run_one(a)) return end_batch(work);
-      flush();
-      end_batch(work);
-    }
+    assignment a;
+    while (next(a))
+      if (!run_one(a)) return;
   }
 
-  bool stopping() const { return quit_.load(std::memory_order_acquire); }
-
-  void end_batch(std::vector<assignment>& work) {
-    work.clear();
-    std::lock_guard<std::mutex> guard{mutex_};
-    busy_ = false;
-  }
-
-  /// Waits for assignments. No spinning first: measured on 2 vCPUs, a runner that spun 50 us
-  /// before sleeping took the core the scheduler needed (one task's round trip 38-40 us against
-  /// 15-22 us without). False: stop.
-  bool take(std::vector<assignment>& work) {
+  /// The next assignment; at the end of a batch, sends what it finished and sleeps until the
+  /// actor posts. False: stop.
+  bool next(assignment& a) {
     std::unique_lock<std::mutex> lock{mutex_};
-    sleeping_ = true;
-    cv_.wait(lock, [&] { return stopping_ || !inbox_.empty(); });
-    sleeping_ = false;
-    if (stopping_) return false;
-    work.assign(std::make_move_iterator(inbox_.begin()), std::make_move_iterator(inbox_.end()));
-    inbox_.clear();
+    if (inbox_.empty() && !stopping_ && !abandoned_) {
+      busy_ = false;
+      lock.unlock();
+      flush();
+      lock.lock();
+      sleeping_ = true;
+      cv_.wait(lock, [&] { return stopping_ || abandoned_ || !inbox_.empty(); });
+      sleeping_ = false;
+    }
+    if (stopping_ || abandoned_) return false;
+    a = std::move(inbox_.front());
+    inbox_.pop_front();
     busy_ = true;
     return true;
   }
@@ -172,18 +195,27 @@ class cpu_runner {
     }
     auto& desc = l_.setup->workers[size_t(l_.index)];
     if (events_.wanted()) events_.add_task("task.started", t, l_.index, t.spec.kind);
-    auto run = ++runs_;
-    std::optional<time_point> limit;
-    errc why = errc::none;
-    if (t.spec.timeout) limit = now + *t.spec.timeout, why = errc::timed_out;
-    if (t.spec.deadline && (!limit || *t.spec.deadline < *limit))
-      limit = *t.spec.deadline, why = errc::deadline_expired;
-    stop_flag_.store(false);
+    auto run = last_run.fetch_add(1, std::memory_order_relaxed) + 1;
+    last_run_here_ = run;
+    limited_attempt lim{run, a.task, a.attempt, now, {}, errc::none};
+    if (t.spec.timeout) lim.limit = now + *t.spec.timeout, lim.why = errc::timed_out;
+    if (t.spec.deadline && (lim.why == errc::none || *t.spec.deadline < lim.limit))
+      lim.limit = *t.spec.deadline, lim.why = errc::deadline_expired;
+    bool limited = lim.why != errc::none && threaded_;  // run_here: not enforced (see header)
     running_.store(run);
-    if (limit) {
-      // This attempt may be abandoned: nothing finished before it may wait behind it.
-      flush();
-      tell_worker(runner_msg{runner_msg::what::began, run, a.task, a.attempt, *limit, why, {}});
+    if (!limited && stop_flag_.load()) {  // set for an earlier attempt: not this one's
+      std::lock_guard<std::mutex> guard{mutex_};
+      stop_flag_.store(stopping_);
+    }
+    if (limited) {
+      bool near = lim.limit - now < 2 * l_.setup->cfg.heartbeat_interval;
+      {
+        std::lock_guard<std::mutex> guard{mutex_};
+        stop_flag_.store(stopping_);
+        current_ = lim;
+      }
+      // A far limit is armed by the actor's heartbeat when it comes near: no timer per task.
+      if (near) tell_worker(runner_msg{runner_msg::what::began, run, t.id, {}});
     }
     task_context ctx{t.spec,      a.attempt,           l_.index,
                      desc.device, &t.cancel_requested, desc.device_index};
@@ -195,15 +227,15 @@ class cpu_runner {
       rec.code = f.code;
       rec.message = f.message;
     } catch (...) {
-      if (!leave_task(limit.has_value())) return false;
-      crash(a, worker_reports::crash_text(t, std::current_exception()));
+      if (!leave_task(limited)) return false;
+      crash(t, worker_reports::crash_text(t, std::current_exception()));
       return false;
     }
-    if (!leave_task(limit.has_value())) return false;
+    if (!leave_task(limited)) return false;
     now = clock::now();
-    if (stop_flag_.load()) {  // past its limit: whatever it returned, it is over
+    if (limited && stop_flag_.load()) {  // past its limit: whatever it returned, it is over
       rec.code = stop_code_;
-      rec.message = limit_text(t, stop_code_) + "; it stopped when told";
+      rec.message = limit_text(t.spec, stop_code_) + "; it stopped when told";
       rec.output = {};
     }
     tasks_done_.fetch_add(1, std::memory_order_relaxed);
@@ -216,12 +248,10 @@ class cpu_runner {
   /// The attempt returned. False if the runner was abandoned meanwhile: its result is dropped
   /// (the worker already reported the attempt) and the thread ends.
   bool leave_task(bool limited) {
-    if (!limited) {  // only an attempt with a limit is ever stopped or abandoned
-      running_.store(0);
-      return true;
-    }
-    std::lock_guard<std::mutex> guard{mutex_};
     running_.store(0);
+    if (!limited) return true;  // only an attempt with a limit is ever stopped or abandoned
+    std::lock_guard<std::mutex> guard{mutex_};
+    current_ = {};
     return !abandoned_;
   }
 
@@ -245,11 +275,10 @@ class cpu_runner {
     send_finished();
   }
 
-  void crash(const assignment& a, std::string what) {
+  void crash(const task_state& t, std::string what) {
     flush();
-    runner_msg msg{
-        runner_msg::what::crashed, runs_, a.task, a.attempt, {}, errc::none, std::move(what)};
-    if (!thread_.joinable()) {  // run_here: the handler that called it quits at once
+    runner_msg msg{runner_msg::what::crashed, last_run_here_, t.id, std::move(what)};
+    if (!threaded_) {  // run_here: the handler that called it reports at once
       crashed_here_ = std::move(msg);
       return;
     }
@@ -262,23 +291,25 @@ class cpu_runner {
   }
 
   const links l_;
-  std::thread thread_;
+  const bool threaded_;
+  std::thread thread_;  // touched by the actor's thread only
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<assignment> inbox_;              // under mutex_
-  std::vector<attempt_record> outbox_;        // under mutex_
-  bool sleeping_ = false, stopping_ = false;  // under mutex_
-  bool busy_ = false;                 // under mutex_: the runner holds work (maybe inside a task)
-  bool abandoned_ = false;            // under mutex_
-  errc stop_code_ = errc::none;       // written under mutex_ before stop_flag_ is set
-  std::atomic<bool> quit_{false};     // stopping_ || abandoned_, read without the lock
-  std::atomic<uint64_t> running_{0};  // the attempt running now; 0: none
+  // Under mutex_:
+  std::deque<assignment> inbox_;
+  std::vector<attempt_record> outbox_;
+  bool sleeping_ = false, stopping_ = false, abandoned_ = false;
+  bool busy_ = false;  ///< the runner holds an assignment (maybe inside its implementation)
+  limited_attempt current_;
+  errc stop_code_ = errc::none;  ///< written before stop_flag_ is set
+  // Atomics, read without the lock:
+  std::atomic<uint64_t> running_{0};  ///< the attempt running now; 0: none
   std::atomic<bool> stop_flag_{false};
   std::atomic<uint64_t> tasks_done_{0};
   std::atomic<int64_t> busy_ns_{0};
-  // The runner's own (one thread at a time: its thread, or the actor's in run_here).
+  // The runner's own (one thread at a time: its thread, or the actor's in run_here):
   event_batch events_{*l_.gate};
-  uint64_t runs_ = 0;
+  uint64_t last_run_here_ = 0;
   time_point flush_at_{};
   std::optional<runner_msg> crashed_here_;
 };
@@ -287,16 +318,77 @@ device_worker_state::~device_worker_state() {
   if (runner) runner->shut();
 }
 
+namespace {
+
+using self_ptr = worker_actor::stateful_pointer<device_worker_state>;
+
+std::shared_ptr<cpu_runner> make_runner(self_ptr self) {
+  auto& st = self->state;
+  bool threaded = st.setup->cfg.detached_workers;
+  auto r = std::make_shared<cpu_runner>(
+      cpu_runner::links{st.setup, st.gate, st.index, st.generation, st.balancer, st.monitor, st.bus,
+                        caf::actor_cast<caf::weak_actor_ptr>(self)},
+      threaded);
+  if (threaded) cpu_runner::start(r);
+  return r;
+}
+
+/// Sets the limit timer of the running attempt once its limit is near (within two heartbeats).
+void arm_limit(self_ptr self) {
+  auto& st = self->state;
+  auto lim = st.runner->limited();
+  if (!lim || lim->run == st.armed_run) return;
+  auto left = lim->limit - clock::now();
+  if (left >= 2 * st.setup->cfg.heartbeat_interval) return;
+  st.armed_run = lim->run;
+  self->delayed_send(self, std::max(left, clock::duration::zero()),
+                     runner_msg{runner_msg::what::limit_passed, lim->run, 0, {}});
+}
+
+/// Past the grace: the stuck attempt is reported here (its runner never will), and the tasks
+/// behind it go to a fresh runner. The worker stays in service.
+void abandon_runner(self_ptr self, uint64_t run) {
+  auto& st = self->state;
+  auto left = st.runner->abandon(run);
+  if (!left) return;
+  st.runner->send_finished();
+  auto& stuck = left->stuck;
+  attempt_record rec;
+  rec.task = stuck.task;
+  rec.attempt = stuck.attempt;
+  rec.worker = st.index;
+  rec.code = stuck.why;
+  rec.message = limit_text(stuck.task->spec, stuck.why) + " and was abandoned " +
+                std::to_string(st.setup->cfg.timeout_grace.count()) +
+                " ms later, still running (its thread was left to end on its own)";
+  rec.started = stuck.started;
+  rec.finished = clock::now();
+  std::vector<attempt_record> one;
+  one.push_back(std::move(rec));
+  self->send(st.balancer, results_msg{st.index, st.generation, std::move(one)});
+  ++st.abandoned;
+  auto what = "abandoned a thread still running task " + std::to_string(stuck.task->id) +
+              " (kind '" + stuck.task->spec.kind + "') " +
+              std::to_string(st.setup->cfg.timeout_grace.count()) + " ms past its limit; " +
+              std::to_string(st.abandoned) + " so far";
+  troupe::logger().warn("worker {}: {}", st.index, what);
+  event_batch events{*st.gate};
+  if (events.wanted()) events.add("worker.degraded", stuck.task->id, st.index, what);
+  events.flush(self, st.bus);
+  st.runner = make_runner(self);
+  st.runner->post(left->waiting);
+}
+
+}  // namespace
+
 worker_actor::behavior_type device_worker_impl(
     worker_actor::stateful_pointer<device_worker_state> self, worker_env env, int32_t index,
     uint32_t generation, balancer_actor balancer, monitor_actor monitor,
     supervisor_actor supervisor, event_bus_actor bus) {
   auto& st = self->state;
-  st.link(env, index, generation, balancer, monitor, std::move(supervisor), bus);
-  st.runner = std::make_shared<cpu_runner>(cpu_runner::links{
-      st.setup, st.gate, index, generation, std::move(balancer), std::move(monitor), std::move(bus),
-      caf::actor_cast<caf::weak_actor_ptr>(self)});
-  if (st.setup->cfg.detached_workers) st.runner->start_thread(st.runner);
+  st.link(env, index, generation, std::move(balancer), std::move(monitor), std::move(supervisor),
+          std::move(bus));
+  st.runner = make_runner(self);
   self->delayed_send(self, env.setup->cfg.heartbeat_interval, heartbeat_tick_msg{});
   return {
       [=](assign_msg& msg) {
@@ -305,7 +397,7 @@ worker_actor::behavior_type device_worker_impl(
         if (auto crashed = st.runner->run_here(msg.tasks)) {
           self->send(st.supervisor, crash_report_msg{st.index,
                                                      st.generation,
-                                                     crashed->task->id,
+                                                     crashed->task,
                                                      std::move(crashed->text),
                                                      clock::now(),
                                                      false,
@@ -318,59 +410,29 @@ worker_actor::behavior_type device_worker_impl(
       [=](const heartbeat_tick_msg&) {
         // From the actor, never from the runner: a worker inside a long task is alive.
         auto& st = self->state;
+        self->send(st.monitor, st.runner->work_report());  // before the results it covers
         st.runner->send_finished();
-        self->send(st.monitor, st.runner->work_report());
+        arm_limit(self);
         self->delayed_send(self, st.setup->cfg.heartbeat_interval, heartbeat_tick_msg{});
       },
       [=](runner_msg& msg) {
         auto& st = self->state;
         using what = runner_msg::what;
         switch (msg.event) {
-          case what::began: {
-            auto wait = std::max(msg.limit - clock::now(), clock::duration::zero());
-            msg.event = what::limit_passed;
-            self->delayed_send(self, wait, std::move(msg));
-            return;
-          }
+          case what::began:
+            return arm_limit(self);
           case what::limit_passed:
-            if (st.runner->stop(msg.run, msg.why)) {
+            if (st.runner->stop(msg.run)) {
               msg.event = what::grace_passed;
               self->delayed_send(self, st.setup->cfg.timeout_grace, std::move(msg));
             }
             return;
-          case what::grace_passed: {
-            if (!st.runner->abandon(msg.run)) return;
-            // The attempt is over for the runtime: reported here, since the runner never will.
-            st.runner->send_finished();
-            auto& t = *msg.task;
-            attempt_record rec;
-            rec.task = msg.task;
-            rec.attempt = msg.attempt;
-            rec.worker = st.index;
-            rec.code = msg.why;
-            rec.message = limit_text(t, msg.why) + " and was abandoned " +
-                          std::to_string(st.setup->cfg.timeout_grace.count()) +
-                          " ms later, still running (its worker was replaced)";
-            rec.started = rec.finished = clock::now();
-            std::vector<attempt_record> one;
-            one.push_back(std::move(rec));
-            self->send(st.balancer, results_msg{st.index, st.generation, std::move(one)});
-            self->send(st.supervisor,
-                       crash_report_msg{st.index,
-                                        st.generation,
-                                        t.id,
-                                        "task " + std::to_string(t.id) + " of kind '" +
-                                            t.spec.kind + "' abandoned past its limit",
-                                        clock::now(),
-                                        false,
-                                        {}});
-            self->quit(caf::make_error(caf::sec::runtime_error));
-            return;
-          }
+          case what::grace_passed:
+            return abandon_runner(self, msg.run);
           case what::crashed:
             self->send(st.supervisor, crash_report_msg{st.index,
                                                        st.generation,
-                                                       msg.task->id,
+                                                       msg.task,
                                                        std::move(msg.text),
                                                        clock::now(),
                                                        false,

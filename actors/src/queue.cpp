@@ -173,7 +173,9 @@ class queue_logic {
         continue;
       }
       if (rec.code == errc::deadline_expired) {
-        finalize(t, outcome::expired, {rec.code, "deadline passed before the task started"});
+        finalize(t, outcome::expired,
+                 {rec.code, rec.message.empty() ? "deadline passed before the task started"
+                                                : std::move(rec.message)});
         continue;
       }
       if (rec.code == errc::cancelled) {  // normally finalized already by cancel()

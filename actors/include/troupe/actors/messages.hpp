@@ -75,17 +75,15 @@ struct batch_flush_msg {};  ///< a worker's own timer: run the tasks waiting to 
 struct gpu_done_msg {
   uint64_t job = 0;
 };
-/// A CPU worker's runner thread -> its worker, and the worker's own timers: an attempt with a
-/// time limit began, its limit passed, the grace after it passed, or the implementation threw.
+/// A CPU worker's runner thread -> its worker, and the worker's own timers: an attempt whose
+/// time limit is near began, its limit passed, the grace after it passed, or the implementation
+/// threw. Timers carry no task record: an attempt's details stay with the runner.
 struct runner_msg {
   enum class what : uint8_t { began, limit_passed, grace_passed, crashed };
   what event = what::began;
   uint64_t run = 0;  ///< the attempt's number on this worker
-  task_ptr task;
-  uint32_t attempt = 0;
-  time_point limit{};     ///< began: when the attempt must stop
-  errc why = errc::none;  ///< began: timed_out or deadline_expired
-  std::string text;       ///< crashed: what was thrown
+  task_id task = 0;  ///< crashed: the task whose implementation threw
+  std::string text;  ///< crashed: what was thrown
 };
 // worker -> supervisor, right before it quits because an implementation threw
 struct crash_report_msg {
