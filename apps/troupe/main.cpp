@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <unordered_set>
 
 #include "troupe/cli_commands.hpp"
 #include "troupe/report.hpp"
@@ -76,10 +77,18 @@ int run(const run_options& opt) {
   std::condition_variable cv;
   auto handles = rt.submit_batch(
       std::move(specs), [&](const task_result&) { done.fetch_add(1, std::memory_order_relaxed); });
-  size_t accepted = 0;
-  for (auto& h : handles) accepted += h.ready() && h.get().status == outcome::rejected ? 0 : 1;
-  progress bar{handles.size(), isatty(STDERR_FILENO) != 0};
-  size_t rejected = handles.size() - accepted;
+  // Lines with the same idempotency key (a `key` with `count` > 1) get the first task's handle:
+  // one task, one callback. Count tasks, not handles.
+  std::unordered_set<task_id> accepted_ids;
+  size_t rejected = 0;
+  for (auto& h : handles) {
+    if (h.ready() && h.get().status == outcome::rejected)
+      ++rejected;
+    else
+      accepted_ids.insert(h.id());
+  }
+  size_t accepted = accepted_ids.size();
+  progress bar{accepted + rejected, isatty(STDERR_FILENO) != 0};
   if (!opt.quiet) {
     // Redraw every 100 ms until every accepted task has a terminal record.
     std::unique_lock<std::mutex> lock{m};
@@ -87,12 +96,14 @@ int run(const run_options& opt) {
       bar.show(done.load() + rejected);
       cv.wait_for(lock, std::chrono::milliseconds(100));
     }
-    bar.show(handles.size());
+    bar.show(accepted + rejected);
   }
   time_point first = time_point::max(), last{};
-  size_t shown_errors = 0;
+  size_t shown_errors = 0, not_completed = 0;
+  std::unordered_set<task_id> counted;
   for (auto& h : handles) {
     auto& r = h.get();
+    if (counted.insert(h.id()).second && r.status != outcome::completed) ++not_completed;
     first = std::min(first, r.timings.submitted);
     last = std::max(last, r.timings.finished);
     if (r.status == outcome::rejected && shown_errors++ < 5)
@@ -114,6 +125,16 @@ int run(const run_options& opt) {
     out << cli::to_json(summary).dump(2) << "\n";
   }
   rt.shutdown();
+  if (not_completed > 0) {
+    std::fprintf(stderr,
+                 "troupe run: %zu of %zu tasks did not complete (%llu failed, %llu "
+                 "expired, %llu cancelled, %zu rejected)\n",
+                 not_completed, accepted + rejected,
+                 static_cast<unsigned long long>(summary.stats.failed),
+                 static_cast<unsigned long long>(summary.stats.expired),
+                 static_cast<unsigned long long>(summary.stats.cancelled), rejected);
+    return 1;
+  }
   return 0;
 }
 
