@@ -204,7 +204,10 @@ const std::vector<key_def>& keys() {
       {"queue", "dead_letter",
        [](auto& c, auto& n) { c.dead_letter_capacity = uint32_t(int_in(n, 0, 1'000'000)); },
        [](const runtime_config& c) { return text(c.dead_letter_capacity); }},
-      {"retry", "max", [](auto& c, auto& n) { c.max_retries = uint32_t(int_in(n, 0, 1000)); },
+      {"retry", "max",
+       [](auto& c, auto& n) {
+         c.max_retries = uint32_t(int_in(n, 0, runtime_config::max_retries_cap));
+       },
        [](const runtime_config& c) { return text(c.max_retries); }},
       {"retry", "backoff_ms", dur<ms>(&runtime_config::retry_backoff, 0, 3'600'000),
        [](const runtime_config& c) { return text(c.retry_backoff); }},
@@ -269,6 +272,9 @@ const std::vector<key_def>& keys() {
          c.cluster.max_frame_bytes = uint64_t(int_in(n, 1024, int64_t(1) << 30));
        },
        [](const runtime_config& c) { return text(c.cluster.max_frame_bytes); }},
+      {"cluster", "max_tasks_per_submit",
+       [](auto& c, auto& n) { c.cluster.max_tasks_per_submit = uint32_t(int_in(n, 1, 1 << 20)); },
+       [](const runtime_config& c) { return text(c.cluster.max_tasks_per_submit); }},
       {"cluster", "max_outbound",
        [](auto& c, auto& n) { c.cluster.max_outbound = uint32_t(int_in(n, 16, 1 << 24)); },
        [](const runtime_config& c) { return text(c.cluster.max_outbound); }},

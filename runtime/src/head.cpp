@@ -59,6 +59,7 @@ struct head::impl {
 
   explicit impl(runtime_config c) : cfg(std::move(c)), log(cfg.cluster.event_ring) {
     lim.max_frame_bytes = cfg.cluster.max_frame_bytes;
+    lim.max_tasks_per_submit = cfg.cluster.max_tasks_per_submit;
     rt.reset(new troupe::runtime(head_view(cfg), cluster_workers(cfg)));
     auto& ri = *rt->impl_;
     transport::socket_options so;

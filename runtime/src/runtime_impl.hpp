@@ -278,7 +278,8 @@ struct runtime::impl {
     t->id = id;
     t->kind = kind;
     t->cost = cost;
-    t->max_retries = spec.max_retries.value_or(cfg().max_retries);
+    t->max_retries =
+        std::min(spec.max_retries.value_or(cfg().max_retries), runtime_config::max_retries_cap);
     t->retry_backoff = spec.retry_backoff.value_or(cfg().retry_backoff);
     t->spec = std::move(spec);
     t->callback = sub.callback;

@@ -185,6 +185,20 @@ TEST(TimeLimits, AnAttemptThatIgnoresItsTimeoutIsAbandonedAndTheWorkerCarriesOn)
   stuck->release();  // the abandoned threads end on their own
 }
 
+// A spec may ask for 2^32-1 retries (the wire carries a uint32); it gets the cap, 1,000.
+TEST(Retries, MaxRetriesBeyondTheCapAreClampedToIt) {
+  runtime rt{one_worker()};
+  task_spec s;
+  s.kind = "fail";
+  s.params = {{"error", std::string{"task_failed"}}};
+  s.max_retries = UINT32_MAX;
+  s.retry_backoff = 0ms;
+  auto r = rt.submit(s).wait_for(60s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, outcome::failed);
+  EXPECT_EQ(r->attempts, runtime_config::max_retries_cap + 1);
+}
+
 TEST(TimeLimits, AZeroTimeoutIsRefusedAtSubmitNamingTheField) {
   runtime rt{one_worker()};
   auto s = sleep_for(1);

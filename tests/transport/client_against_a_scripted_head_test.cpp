@@ -109,6 +109,36 @@ TEST_F(ScriptedHead, SubmitSendsTheTasksInOneMessageAndTheHeadsResultsCompleteTh
   EXPECT_EQ(std::get<int64_t>(*r101->output.values.find("answer")), 7);
 }
 
+// A batch larger than a head takes goes as several submits, in order; the handles come back in
+// the order of the specs.
+TEST_F(ScriptedHead, ABatchLargerThanTheSubmitLimitGoesAsSeveralSubmits) {
+  client_options o;
+  o.max_tasks_per_submit = 3;
+  client c{endpoint, o};
+  std::vector<task_spec> specs(7);
+  for (size_t i = 0; i < specs.size(); ++i) specs[i].kind = "k" + std::to_string(i);
+  auto handles = std::async(std::launch::async, [&] { return c.submit_batch(specs); });
+  std::vector<size_t> sizes;
+  task_id next = 500;
+  for (size_t sent = 0; sent < specs.size();) {
+    auto msg = receive();
+    ASSERT_EQ(msg.header.type, wire::msg_type::submit);
+    auto submit = wire::decode<wire::submit>(msg.body.data(), msg.body.size(), {});
+    sizes.push_back(submit.tasks.size());
+    ASSERT_FALSE(submit.tasks.empty());
+    EXPECT_EQ(submit.tasks[0].kind, "k" + std::to_string(sent)) << "in order";
+    wire::submitted ids;
+    for (size_t i = 0; i < submit.tasks.size(); ++i) ids.ids.push_back(next++);
+    sent += submit.tasks.size();
+    reply(msg, wire::msg_type::submitted, ids);
+  }
+  EXPECT_EQ(sizes, (std::vector<size_t>{3, 3, 1}));
+  ASSERT_EQ(handles.wait_for(10s), std::future_status::ready);
+  auto h = handles.get();
+  ASSERT_EQ(h.size(), 7u);
+  for (size_t i = 0; i < h.size(); ++i) EXPECT_EQ(h[i].id(), 500 + i);
+}
+
 TEST_F(ScriptedHead, AResultThatArrivesBeforeItsIdStillCompletesTheHandleAndRunsTheCallback) {
   client c{endpoint};
   std::promise<task_id> called;

@@ -320,6 +320,28 @@ TEST(WireCodecHostile, DeclaredHugeLengthsAreRefusedWithoutAllocating) {
   EXPECT_LT(heap_in_use(), before + (1 << 20));
 }
 
+// A submit of more tasks than the head takes is refused whole, naming the limit, before its
+// tasks are decoded; one at the limit is decoded.
+TEST(WireCodecHostile, ASubmitOfMoreTasksThanTheLimitIsRefusedNamingIt) {
+  limits lim;
+  lim.max_tasks_per_submit = 100;
+  submit m;
+  m.tasks.resize(100);
+  for (auto& t : m.tasks) t.kind = "noop";
+  auto at_limit = encode(m);
+  EXPECT_EQ(decode<submit>(at_limit.data(), at_limit.size(), lim).tasks.size(), 100u);
+  m.tasks.resize(101, m.tasks.front());
+  auto over = encode(m);
+  try {
+    decode<submit>(over.data(), over.size(), lim);
+    ADD_FAILURE() << "accepted";
+  } catch (const decode_error& e) {
+    EXPECT_EQ(e.code(), wire_errc::too_large);
+    EXPECT_NE(std::string{e.what()}.find("101 tasks, at most 100"), std::string::npos) << e.what();
+    EXPECT_NE(std::string{e.what()}.find("cluster.max_tasks_per_submit"), std::string::npos);
+  }
+}
+
 TEST(WireCodecHostile, DeepNestingIsRefused) {
   std::string deep(10000, '\x91');  // 10,000 nested one-element arrays
   deep += '\x01';

@@ -170,10 +170,10 @@ client::client(const std::string& endpoint, client_options opts)
 
 client::~client() = default;
 
-std::vector<task_handle> client::submit_batch(std::vector<task_spec> specs,
-                                              result_callback on_done) {
+std::vector<task_handle> client::submit_frame(std::vector<task_spec> specs,
+                                              std::shared_ptr<const result_callback> callback) {
   auto w = std::make_shared<impl::submit_wait>();
-  if (on_done) w->callback = std::make_shared<const result_callback>(std::move(on_done));
+  w->callback = std::move(callback);
   auto done = w->handles.get_future();
   auto id = impl_->framer.reserve_id();
   {
@@ -190,6 +190,31 @@ std::vector<task_handle> client::submit_batch(std::vector<task_spec> specs,
                        std::to_string(impl_->opts.timeout.count()) + " ms");
   }
   return done.get();
+}
+
+std::vector<task_handle> client::submit_batch(std::vector<task_spec> specs,
+                                              result_callback on_done) {
+  std::shared_ptr<const result_callback> callback;
+  if (on_done) callback = std::make_shared<const result_callback>(std::move(on_done));
+  auto cap = std::max<size_t>(1, impl_->opts.max_tasks_per_submit);
+  if (specs.size() <= cap) return submit_frame(std::move(specs), std::move(callback));
+  // A head refuses larger submits (cluster.max_tasks_per_submit): send several.
+  std::vector<task_handle> all;
+  all.reserve(specs.size());
+  for (size_t i = 0; i < specs.size(); i += cap) {
+    auto end = std::min(specs.size(), i + cap);
+    std::vector<task_spec> part(std::make_move_iterator(specs.begin() + long(i)),
+                                std::make_move_iterator(specs.begin() + long(end)));
+    try {
+      auto hs = submit_frame(std::move(part), callback);
+      all.insert(all.end(), hs.begin(), hs.end());
+    } catch (const client_error& e) {
+      if (all.empty()) throw;
+      throw client_error(std::string{e.what()} + " (the first " + std::to_string(all.size()) +
+                         " tasks of this batch were accepted)");
+    }
+  }
+  return all;
 }
 
 task_handle client::submit(task_spec spec, result_callback on_done) {

@@ -556,7 +556,7 @@ struct key_counter {
 
 class encoder {
  public:
-  encoder(packer& pk, time_point now) : pk_(pk), now_(now) {}
+  encoder(msgpack::sbuffer& buf, time_point now) : buf_(buf), pk_(buf), now_(now) {}
 
   /// A table entry.
   template <class T, class... Opts>
@@ -585,6 +585,8 @@ class encoder {
       }
     } else if constexpr (std::is_enum_v<T>) {
       str(pk_, to_string(v));
+    } else if constexpr (std::is_floating_point_v<T>) {
+      float64(double(v));
     } else if constexpr (std::is_arithmetic_v<T>) {
       pk_.pack(v);
     } else if constexpr (is_vector<T>::value) {
@@ -633,7 +635,19 @@ class encoder {
   void put(std::chrono::milliseconds d, as_ms_t) { pk_.pack(int64_t(d.count())); }
   void put(uint32_t v, supported_version_t) { pk_.pack(v); }
 
-  packer& pk_;
+  /// Always a float64: msgpack-cxx's pack_double writes a double that holds a whole number as an
+  /// integer (4.0 arrives as 4, 1e19 as a uint64 that no int64 holds, -0.0 as 0).
+  void float64(double d) {
+    uint64_t bits;
+    std::memcpy(&bits, &d, sizeof bits);
+    char out[9];
+    out[0] = char(0xcb);
+    for (int i = 0; i < 8; ++i) out[1 + i] = char(bits >> (56 - 8 * i));
+    buf_.write(out, sizeof out);
+  }
+
+  msgpack::sbuffer& buf_;
+  packer pk_;
   time_point now_;
 };
 
@@ -642,8 +656,7 @@ std::string encode_body(const T& m) {
   // One buffer per thread, reused: a fresh sbuffer allocates 8 KiB for every small frame.
   thread_local msgpack::sbuffer buf;
   buf.clear();
-  packer pk{buf};
-  encoder{pk, clock::now()}.value(m);
+  encoder{buf, clock::now()}.value(m);
   return std::string(buf.data(), buf.size());
 }
 
@@ -813,9 +826,28 @@ msgpack::object_handle parse(const void* data, size_t size, const limits& lim) {
   }
 }
 
+/// Refuses a submit of too many tasks before any of them is decoded (a task decodes to far more
+/// memory than its bytes on the wire).
+void check_submit_size(const object& o, const limits& lim) {
+  if (o.type != mt::MAP) return;  // the decoder names the problem
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    auto& kv = o.via.map.ptr[i];
+    if (kv.key.type != mt::STR ||
+        std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) != "tasks" ||
+        kv.val.type != mt::ARRAY)
+      continue;
+    if (kv.val.via.array.size > lim.max_tasks_per_submit)
+      refuse(wire_errc::too_large, "submit.tasks: " + std::to_string(kv.val.via.array.size) +
+                                       " tasks, at most " +
+                                       std::to_string(lim.max_tasks_per_submit) +
+                                       " per submit (cluster.max_tasks_per_submit)");
+  }
+}
+
 template <class T>
 T decode_body(const void* data, size_t size, const limits& lim, const char* root) {
   auto oh = parse(data, size, lim);
+  if constexpr (std::is_same_v<T, submit>) check_submit_size(oh.get(), lim);
   T m;
   decoder{clock::now()}.value(oh.get(), where{root}, m);
   return m;

@@ -30,6 +30,9 @@ struct client_options {
   std::chrono::milliseconds timeout{10000};   ///< for replies (ids, status)
   size_t max_frame_bytes = size_t(16) << 20;  ///< larger replies are refused
   size_t max_unclaimed_results = 1 << 20;     ///< results that arrive before their ids
+  /// submit_batch sends larger batches as several submits of at most this many tasks (a head
+  /// refuses more than its cluster.max_tasks_per_submit, 10,000 by default).
+  size_t max_tasks_per_submit = 10000;
 };
 
 class client {
@@ -55,6 +58,9 @@ class client {
   uint64_t errors() const;
 
  private:
+  /// One submit message and its answer (the tasks' ids).
+  std::vector<task_handle> submit_frame(std::vector<task_spec> specs,
+                                        std::shared_ptr<const result_callback> callback);
   struct impl;
   std::unique_ptr<impl> impl_;
 };

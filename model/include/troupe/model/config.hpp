@@ -37,7 +37,8 @@ struct cluster_config {
   std::chrono::milliseconds suspect_after{1000};       ///< silent this long: suspect
   std::chrono::milliseconds dead_after{3000};          ///< silent this long: dead, tasks re-placed
   uint64_t max_frame_bytes = uint64_t(16) << 20;       ///< larger frames get an error reply
-  uint32_t max_outbound = 65536;                       ///< messages waiting per socket
+  uint32_t max_tasks_per_submit = 10000;  ///< larger submits get an error reply, nothing decoded
+  uint32_t max_outbound = 65536;          ///< messages waiting per socket
   std::chrono::milliseconds restart_delay{200};  ///< troupe up: before restarting a dead child
   std::string events_endpoint = "tcp://127.0.0.1:5556";  ///< head PUB socket; "" for none
   uint32_t event_ring = 65536;         ///< events kept for subscribers that catch up
@@ -86,6 +87,8 @@ struct runtime_config {
   uint32_t dead_letter_capacity = 1000;
   // [retry]
   uint32_t max_retries = 3;
+  /// The most retries any task gets, whatever its spec says (a spec from the wire may say 2^32-1).
+  static constexpr uint32_t max_retries_cap = 1000;
   std::chrono::milliseconds retry_backoff{5};
   std::chrono::milliseconds retry_backoff_max{1000};
   // [balancer]

@@ -19,6 +19,7 @@ struct limits {
   size_t max_depth = 32;                       ///< nesting of arrays and maps
   size_t max_string_bytes = size_t(1) << 20;   ///< one string
   size_t max_binary_bytes = size_t(16) << 20;  ///< one binary (payloads, output bytes)
+  size_t max_tasks_per_submit = 10000;  ///< tasks of one submit (cluster.max_tasks_per_submit)
 };
 
 /// Why a frame was refused: the code goes back to the sender in an error message.
