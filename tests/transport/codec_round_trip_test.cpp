@@ -6,6 +6,7 @@
 
 #include <type_traits>
 
+#include "round_trip.hpp"
 #include "troupe/transport/codec.hpp"
 #include "wire_table_walk.hpp"
 
@@ -14,11 +15,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-template <class T>
-T round_trip(const T& m) {
-  auto bytes = encode(m);
-  return decode<T>(bytes.data(), bytes.size(), limits{});
-}
+using testing::round_trip;
 
 // --- samples: every field away from its default ---------------------------------------------
 

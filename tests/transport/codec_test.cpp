@@ -5,14 +5,12 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include "round_trip.hpp"
+
 namespace troupe::wire {
 namespace {
 
-template <class T>
-T round_trip(const T& m) {
-  auto bytes = encode(m);
-  return decode<T>(bytes.data(), bytes.size(), limits{});
-}
+using testing::round_trip;
 
 task_spec kind_only(const std::string& kind) {
   task_spec s;

@@ -8,16 +8,13 @@
 #include <limits>
 #include <random>
 
+#include "round_trip.hpp"
 #include "troupe/transport/codec.hpp"
 
 namespace troupe::wire {
 namespace {
 
-template <class T>
-T round_trip(const T& m) {
-  auto bytes = encode(m);
-  return decode<T>(bytes.data(), bytes.size(), limits{});
-}
+using testing::round_trip;
 
 /// Equal as the same type and the same bits for doubles (NaN == NaN, -0.0 != 0.0).
 bool same(const param_value& a, const param_value& b) {
