@@ -171,7 +171,7 @@ struct head::impl {
                                 node_hello_msg{peer, h.epoch, h.id, decode<wire::hello>(body)});
         case wire::msg_type::heartbeat:
           return caf::anon_send(membership, node_heartbeat_msg{peer, h.from, h.epoch, false,
-                                                               decode<wire::heartbeat>(body).gpus});
+                                                               decode<wire::heartbeat>(body)});
         case wire::msg_type::bye:
           return caf::anon_send(membership, node_heartbeat_msg{peer, h.from, h.epoch, true, {}});
         case wire::msg_type::results:

@@ -92,8 +92,18 @@ struct node::impl {
       auto h = wire::decode_header(m[0].data(), m[0].size(), lim);
       auto& body = m[1];
       switch (h.type) {
-        case wire::msg_type::assign:
-          return caf::anon_send(agent, head_assign_msg{decode<wire::assign>(body)});
+        case wire::msg_type::assign: {
+          // Task by task: one the node cannot read fails alone, typed, instead of the frame.
+          auto read = wire::decode_assign_by_task(body.data(), body.size(), lim);
+          for (auto& why : read.unnamed)
+            troupe::logger().warn("node {}: cannot read a task of an assign, nor its id: {}", name,
+                                  why);
+          if (!read.unnamed.empty())
+            sock->send(framer->make(nullptr, wire::msg_type::error,
+                                    wire::error{wire::wire_errc::malformed, read.unnamed.front()}));
+          return caf::anon_send(
+              agent, head_assign_msg{std::move(read.readable), h.id, std::move(read.unreadable)});
+        }
         case wire::msg_type::welcome:
           return caf::anon_send(agent, head_welcome_msg{decode<wire::welcome>(body)});
         case wire::msg_type::heartbeat:

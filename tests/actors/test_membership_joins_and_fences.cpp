@@ -256,3 +256,85 @@ TEST_F(Membership, TasksAssignedToARemoteWorkerGoToItsNodeAndTheirResultsComeBac
   sched->run();
   EXPECT_EQ(results.size(), 1u);
 }
+
+struct MembershipFindsLostTasks : Membership {
+  std::shared_ptr<task_state> t = std::make_shared<task_state>();
+  uint64_t frame = 0;
+
+  void SetUp() override {
+    Membership::SetUp();
+    hello("n1", 11);
+    t->id = 42;
+    t->kind = setup->registry->find("noop");
+    t->spec.kind = "noop";
+    caf::anon_send(membership, remote_assign_msg{1, ups[1].generation, {{t, 1}}});
+    sched->run();
+    frame = last_of(wire::msg_type::assign)->header.id;
+  }
+
+  void heartbeat(uint64_t last_assign, std::vector<task_id> holding) {
+    node_heartbeat_msg hb;
+    hb.peer = "peer-n1";
+    hb.node = "n1";
+    hb.epoch = 11;
+    hb.body.last_assign = last_assign;
+    hb.body.holding = std::move(holding);
+    caf::anon_send(membership, hb);
+    sched->run();
+  }
+};
+
+TEST_F(MembershipFindsLostTasks,
+       ATaskTheNodeTookInButNeitherHoldsNorReportedIsChargedAndGivenBack) {
+  heartbeat(frame, {});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].worker, 1);
+  ASSERT_EQ(results[0].records.size(), 1u);
+  auto& r = results[0].records[0];
+  EXPECT_EQ(r.task, t);
+  EXPECT_EQ(r.attempt, 1u);
+  EXPECT_EQ(r.code, errc::worker_lost);
+  EXPECT_TRUE(r.counts_as_attempt) << "a task that is always lost must run out of retries";
+  EXPECT_NE(r.message.find("n1"), std::string::npos) << r.message;
+  // A late result of it is not passed on a second time.
+  node_results_msg late;
+  late.peer = "peer-n1";
+  late.node = "n1";
+  late.epoch = 11;
+  late.body.records.push_back({42, 1, 1, errc::none, "", {}, 10, true});
+  caf::anon_send(membership, late);
+  sched->run();
+  EXPECT_EQ(results.size(), 1u);
+}
+
+TEST_F(MembershipFindsLostTasks, ATaskTheNodeHoldsIsNotLostHoweverLongItRuns) {
+  for (int i = 0; i < 30; ++i) {
+    let_time_pass(100ms);
+    heartbeat(frame + 5, {42});
+  }
+  EXPECT_TRUE(results.empty());
+}
+
+TEST_F(MembershipFindsLostTasks, AnAssignStillOnItsWayIsNotLostUntilDeadAfterHasPassed) {
+  // The node has not taken in the assign yet (its last one is older) and does not hold it.
+  heartbeat(frame - 1, {});
+  let_time_pass(300ms);
+  heartbeat(frame - 1, {});
+  EXPECT_TRUE(results.empty());
+  // Past cluster.dead_after (600 ms) while the node keeps talking, the frame was lost.
+  let_time_pass(400ms);
+  heartbeat(frame - 1, {});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].records.at(0).code, errc::worker_lost);
+}
+
+TEST_F(MembershipFindsLostTasks, ANodeThatDoesNotSayWhatItHoldsLosesNothing) {
+  node_heartbeat_msg hb;  // an older node: no last_assign
+  hb.peer = "peer-n1";
+  hb.node = "n1";
+  hb.epoch = 11;
+  let_time_pass(1000ms);
+  caf::anon_send(membership, hb);
+  sched->run();
+  EXPECT_TRUE(results.empty());
+}

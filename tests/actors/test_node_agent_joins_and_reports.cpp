@@ -92,9 +92,10 @@ struct NodeAgent : ::testing::Test {
     t.worker = worker_index;
     t.spec.kind = std::move(kind);
     a.tasks.push_back(std::move(t));
-    caf::anon_send(agent, head_assign_msg{std::move(a)});
+    caf::anon_send(agent, head_assign_msg{std::move(a), ++frame_id, {}});
     sched->run();
   }
+  uint64_t frame_id = 100;
 
   /// Moves the test clock in heartbeat steps, firing the node's ticks due.
   void let_time_pass(std::chrono::milliseconds d) {
@@ -181,4 +182,52 @@ TEST_F(NodeAgent, AHeadThatDoesNotKnowTheNodeStopsItWithTheHeadsReason) {
   sched->run();
   ASSERT_EQ(fatal.size(), 1u);
   EXPECT_EQ(fatal[0], "no node 'n1'");
+}
+
+TEST_F(NodeAgent, ATaskItCannotReadFailsAloneAsInvalidParamsAndTheRestOfTheAssignRuns) {
+  welcome(last_hello_epoch());
+  wire::assign a;
+  a.tasks.push_back({8, 1, 0, {}});
+  a.tasks[0].spec.kind = "noop";
+  caf::anon_send(
+      agent, head_assign_msg{
+                 std::move(a), 200, {{9, 2, 0, "assign.tasks[1].spec.priority: expected int"}}});
+  sched->run();
+  ASSERT_EQ(on_worker.size(), 1u);
+  EXPECT_EQ(on_worker[0].tasks.at(0).task->id, 8u);
+  auto back = sent_of<wire::results>(wire::msg_type::results);
+  ASSERT_EQ(back.size(), 1u);
+  ASSERT_EQ(back[0].records.size(), 1u);
+  auto& r = back[0].records[0];
+  EXPECT_EQ(r.id, 9u);
+  EXPECT_EQ(r.attempt, 2u);
+  EXPECT_EQ(r.code, errc::invalid_params);
+  EXPECT_TRUE(r.counts_as_attempt);
+  EXPECT_NE(r.message.find("spec.priority"), std::string::npos) << r.message;
+}
+
+TEST_F(NodeAgent, HeartbeatsSayTheLastAssignTakenInAndTheTasksItHolds) {
+  welcome(last_hello_epoch());
+  assign(7);
+  assign(8);
+  let_time_pass(100ms);
+  auto beats = sent_of<wire::heartbeat>(wire::msg_type::heartbeat);
+  ASSERT_FALSE(beats.empty());
+  auto& hb = beats.back();
+  ASSERT_TRUE(hb.last_assign.has_value());
+  EXPECT_EQ(*hb.last_assign, frame_id);
+  auto holding = hb.holding;
+  std::sort(holding.begin(), holding.end());
+  EXPECT_EQ(holding, (std::vector<task_id>{7, 8}));
+  // Once reported, a task is no longer held.
+  auto task = on_worker.at(0).tasks.at(0).task;
+  attempt_record rec;
+  rec.task = task;
+  rec.attempt = 1;
+  rec.worker = 0;
+  caf::anon_send(caf::actor_cast<balancer_actor>(agent), results_msg{0, 1, {std::move(rec)}});
+  sched->run();
+  let_time_pass(100ms);
+  EXPECT_EQ(sent_of<wire::heartbeat>(wire::msg_type::heartbeat).back().holding,
+            (std::vector<task_id>{8}));
 }

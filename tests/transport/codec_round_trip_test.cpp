@@ -236,7 +236,11 @@ TEST(CodecRoundTrip, Welcome) {
 TEST(CodecRoundTrip, Heartbeat) {
   heartbeat m;
   m.gpus = {{1, 100, 200, 3000, 8000, "nvml"}, {2, 1, 2, 3, 4, "cuda"}};
+  m.last_assign = 981;
+  m.holding = {7, 8, uint64_t(1) << 60};
   auto b = round_trip(m);
+  EXPECT_EQ(b.last_assign, m.last_assign);
+  EXPECT_EQ(b.holding, m.holding);
   ASSERT_EQ(b.gpus.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     auto &x = m.gpus[i], &y = b.gpus[i];
@@ -247,7 +251,9 @@ TEST(CodecRoundTrip, Heartbeat) {
     EXPECT_EQ(x.device_total, y.device_total);
     EXPECT_EQ(x.device_source, y.device_source);
   }
-  EXPECT_TRUE(round_trip(heartbeat{}).gpus.empty());
+  auto head_s = round_trip(heartbeat{});
+  EXPECT_TRUE(head_s.gpus.empty());
+  EXPECT_FALSE(head_s.last_assign.has_value()) << "a head's heartbeat says nothing of holding";
 }
 
 TEST(CodecRoundTrip, Assign) {
@@ -514,8 +520,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     heartbeat m;
-    auto& [a] = m;
-    expect_on_wire("heartbeat", reached_by(m), a);
+    auto& [a, b, c] = m;
+    expect_on_wire("heartbeat", reached_by(m), a, b, c);
   }
   {
     assigned_task m;

@@ -289,15 +289,20 @@ TEST(WireCodec, EventsReplaysAndSnapshotsRoundTrip) {
 
 // --- hostile input --------------------------------------------------------------------------
 
-wire_errc refusal(const std::string& bytes, const limits& lim = {}) {
+template <class Body = submit>
+wire_errc refusal_of(const std::string& bytes, const limits& lim = {}) {
   try {
-    decode<submit>(bytes.data(), bytes.size(), lim);
+    decode<Body>(bytes.data(), bytes.size(), lim);
   } catch (const decode_error& e) {
     EXPECT_NE(std::string{e.what()}, "");
     return e.code();
   }
   ADD_FAILURE() << "accepted";
   return wire_errc::unexpected;
+}
+
+wire_errc refusal(const std::string& bytes, const limits& lim = {}) {
+  return refusal_of<submit>(bytes, lim);
 }
 
 size_t heap_in_use() {
@@ -369,6 +374,39 @@ TEST(WireCodecHostile, WrongTypesNameTheField) {
     EXPECT_NE(std::string{e.what()}.find("expected string"), std::string::npos) << e.what();
   }
   EXPECT_EQ(refusal("\x92\x01\x02"), wire_errc::malformed);  // an array where a map belongs
+}
+
+TEST(WireCodecHostile, AnAssignIsReadTaskByTaskSoThatOneUnreadableTaskFailsAlone) {
+  // Small positive ints are one byte in MessagePack (a "positive fixint").
+  auto task = [](char id, char attempt, char worker, const std::string& kind) {
+    return std::string{"\x84\xa2id"} + id + "\xa7" + "attempt" + attempt + "\xa6" + "worker" +
+           worker + "\xa4spec\x81\xa4kind" + kind;
+  };
+  // {"tasks": [{id 1, attempt 1, worker 0, kind "noop"}, {id 2, attempt 3, worker 1, kind 5},
+  //            {"spec": {"kind": "noop"}} (no id), {id 4, attempt 1, worker 0, kind "noop"}]}
+  std::string ok1 = task(1, 1, 0, "\xa4noop");
+  std::string bad = task(2, 3, 1, "\x05");
+  std::string nameless = "\x81\xa4spec\x81\xa4kind\xa4noop";
+  std::string ok4 = task(4, 1, 0, "\xa4noop");
+  std::string bytes = "\x81\xa5tasks\x94" + ok1 + bad + nameless + ok4;
+  EXPECT_EQ(refusal_of<assign>(bytes), wire_errc::malformed) << "read whole, the frame fails";
+  auto read = decode_assign_by_task(bytes.data(), bytes.size(), limits{});
+  ASSERT_EQ(read.readable.tasks.size(), 2u);
+  EXPECT_EQ(read.readable.tasks[0].id, 1u);
+  EXPECT_EQ(read.readable.tasks[1].id, 4u);
+  EXPECT_EQ(read.readable.tasks[1].spec.kind, "noop");
+  ASSERT_EQ(read.unreadable.size(), 1u);
+  EXPECT_EQ(read.unreadable[0].id, 2u);
+  EXPECT_EQ(read.unreadable[0].attempt, 3u);
+  EXPECT_EQ(read.unreadable[0].worker, 1);
+  EXPECT_NE(read.unreadable[0].reason.find("assign.tasks[1].spec.kind"), std::string::npos)
+      << read.unreadable[0].reason;
+  ASSERT_EQ(read.unnamed.size(), 1u);
+  EXPECT_NE(read.unnamed[0].find("assign.tasks[2]"), std::string::npos) << read.unnamed[0];
+  // A frame that is broken as a whole is still refused.
+  std::string no_tasks = "\x81\xa4task\x90";
+  EXPECT_THROW(decode_assign_by_task(no_tasks.data(), no_tasks.size(), limits{}), decode_error);
+  EXPECT_THROW(decode_assign_by_task(bytes.data(), bytes.size() - 1, limits{}), decode_error);
 }
 
 TEST(WireCodecHostile, ADeadlineTooFarAwayToBeATimeIsRefusedNamingTheField) {

@@ -117,7 +117,8 @@ TEST(WireValues, IntegersAtTheEdgesOfInt64StayExact) {
   for (int64_t i : edge_ints) {
     results m;
     m.records.resize(1);
-    m.records[0].output.values = {{"n", i}, {"list", std::vector<int64_t>{i, -i}}};
+    m.records[0].output.values = {
+        {"n", i}, {"list", std::vector<int64_t>{i, i == INT64_MIN ? INT64_MAX : -i}}};
     auto b = round_trip(m);
     expect_same(m.records[0].output.values, b.records[0].output.values);
   }

@@ -853,7 +853,46 @@ T decode_body(const void* data, size_t size, const limits& lim, const char* root
   return m;
 }
 
+/// The id, attempt and worker of an assigned task whose other fields could not be read.
+std::optional<unreadable_task> name_of(const object& o, const where& path) try {
+  body_map map{o, path};
+  unreadable_task u;
+  u.id = as_bounded<task_id>(map.need("id"), map.at("id"));
+  u.attempt = as_bounded<uint32_t>(map.need("attempt"), map.at("attempt"));
+  u.worker = as_bounded<int32_t>(map.need("worker"), map.at("worker"));
+  return u;
+} catch (const decode_error&) {
+  return std::nullopt;
+}
+
 }  // namespace
+
+assign_by_task decode_assign_by_task(const void* data, size_t size, const limits& lim) {
+  auto oh = parse(data, size, lim);
+  where root{"assign"};
+  body_map map{oh.get(), root};
+  auto path = map.at("tasks");
+  auto& tasks = as_array(map.need("tasks"), path);
+  assign_by_task out;
+  out.readable.tasks.reserve(tasks.size);
+  decoder d{clock::now()};
+  for (uint32_t i = 0; i < tasks.size; ++i) {
+    where at{path, i};
+    assigned_task t;
+    try {
+      d.value(tasks.ptr[i], at, t);
+      out.readable.tasks.push_back(std::move(t));
+    } catch (const decode_error& e) {
+      if (auto u = name_of(tasks.ptr[i], at)) {
+        u->reason = e.what();
+        out.unreadable.push_back(std::move(*u));
+      } else {
+        out.unnamed.push_back(e.what());
+      }
+    }
+  }
+  return out;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The public encode and decode of every body, from its table

@@ -1,6 +1,7 @@
 #include "troupe/actors/cluster/membership.hpp"
 
 #include <caf/all.hpp>
+#include <unordered_set>
 
 #include "troupe/model/log.hpp"
 #include "troupe/transport/framer.hpp"
@@ -267,6 +268,59 @@ void on_worker_state(self_ptr self, node_worker_msg& msg) {
   events.flush(self, st.bus);
 }
 
+/// Tasks placed on the node that will not be reported: the balancer gets them back as
+/// worker_lost records (charged an attempt or not), one results message per worker.
+void give_back(self_ptr self, membership_state::node_view& node, const std::vector<task_id>& ids,
+               const std::string& why, bool counts_as_attempt) {
+  auto& st = self->state;
+  std::unordered_map<int32_t, std::vector<attempt_record>> by_worker;
+  for (auto id : ids) {
+    auto i = node.in_flight.find(id);
+    if (i == node.in_flight.end()) continue;
+    auto w = i->second.worker;
+    auto& slot = st.slots[size_t(w)];
+    if (slot.assigned > 0) --slot.assigned;
+    attempt_record rec;
+    rec.task = std::move(i->second.a.task);
+    rec.attempt = i->second.a.attempt;
+    rec.worker = w;
+    rec.code = errc::worker_lost;
+    rec.message = why;
+    rec.counts_as_attempt = counts_as_attempt;
+    by_worker[w].push_back(std::move(rec));
+    node.in_flight.erase(i);
+  }
+  for (auto& [w, records] : by_worker)
+    self->send(st.balancer, results_msg{w, st.slots[size_t(w)].generation, std::move(records)});
+}
+
+/// A task the head placed on the node that the node neither holds nor reported, although it has
+/// taken in the assign that carried it (or that assign went out more than cluster.dead_after
+/// ago), is lost: a dropped frame, a task the node could not even name, a results message that
+/// never arrived. It is charged an attempt (so that a task that is always lost ends) and placed
+/// again by its retry policy.
+void find_lost(self_ptr self, membership_state::node_view& node, const wire::heartbeat& hb) {
+  if (!hb.last_assign || node.in_flight.empty()) return;  // a node that does not say
+  auto& st = self->state;
+  auto now = self->clock().now();
+  std::unordered_set<task_id> holding(hb.holding.begin(), hb.holding.end());
+  std::vector<task_id> lost;
+  for (auto& [id, p] : node.in_flight) {
+    bool taken_in = p.frame <= *hb.last_assign || now - p.sent > st.setup->cfg.cluster.dead_after;
+    if (taken_in && !holding.count(id)) lost.push_back(id);
+  }
+  if (lost.empty()) return;
+  troupe::logger().warn(
+      "membership: node '{}' neither holds nor reported {} task(s) placed on it "
+      "(first: {}); they are placed again",
+      node.cfg->name, lost.size(), lost.front());
+  give_back(self, node, lost,
+            "node '" + node.cfg->name +
+                "' never reported the task (an assign or results message "
+                "was lost)",
+            true);
+}
+
 void on_assign(self_ptr self, remote_assign_msg& msg) {
   auto& st = self->state;
   auto& slot = st.slots.at(size_t(msg.worker));
@@ -276,29 +330,21 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
   wire::assign out;
   out.tasks.reserve(msg.tasks.size());
   auto local = st.setup->workers[size_t(msg.worker)].node_worker;
+  auto frame = st.framer->reserve_id();
+  auto now = self->clock().now();
   for (auto& a : msg.tasks) {
     out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec});
-    node.in_flight[a.task->id] = {a, msg.worker};
+    node.in_flight[a.task->id] = {a, msg.worker, frame, now};
   }
   slot.assigned += msg.tasks.size();
   // The monitor shows the worker busy while the node holds tasks of it.
   self->send(st.monitor, work_report_msg{msg.worker, msg.generation, 0, 0, true});
-  if (!st.send(st.framer->make(&node.peer, wire::msg_type::assign, out))) {
-    slot.assigned -= msg.tasks.size();
+  if (!st.send(st.framer->make_with_id(node.peer, frame, wire::msg_type::assign, out))) {
     // The socket's queue is full: give the tasks back unstarted rather than lose them.
-    results_msg r{msg.worker, msg.generation, {}};
-    for (auto& a : msg.tasks) {
-      node.in_flight.erase(a.task->id);
-      attempt_record rec;
-      rec.task = a.task;
-      rec.attempt = a.attempt;
-      rec.worker = msg.worker;
-      rec.code = errc::worker_lost;
-      rec.message = "the head's outbound queue to node '" + node.cfg->name + "' is full";
-      rec.counts_as_attempt = false;
-      r.records.push_back(std::move(rec));
-    }
-    self->send(st.balancer, std::move(r));
+    std::vector<task_id> ids;
+    for (auto& a : msg.tasks) ids.push_back(a.task->id);
+    give_back(self, node, ids, "the head's outbound queue to node '" + node.cfg->name + "' is full",
+              false);
   }
 }
 
@@ -409,7 +455,8 @@ membership_actor::behavior_type membership_impl(
       [=](node_worker_msg& msg) { on_worker_state(self, msg); },
       [=](const node_heartbeat_msg& msg) {
         auto* node = current(self, msg.peer, msg.node, msg.epoch);
-        if (node) show_gpu_memory(self->state, *node, msg.gpus);
+        if (node) show_gpu_memory(self->state, *node, msg.body.gpus);
+        if (node && !msg.leaving) find_lost(self, *node, msg.body);
         if (node && msg.leaving) {
           troupe::logger().info("membership: node '{}' leaves", msg.node);
           node->liveness.mark_left();

@@ -23,14 +23,19 @@ uint64_t new_epoch(uint64_t previous) {
 template <class Body>
 void send_head(self_ptr self, wire::msg_type type, const Body& body) {
   auto& st = self->state;
+  // A lost results message is found by the head: the next heartbeat no longer holds its tasks.
   if (!st.send(st.framer->make(nullptr, type, body)))
     troupe::logger().warn("node {}: outbound queue full, a {} message to the head is lost", st.node,
                           wire::to_string(type));
 }
 
-/// A heartbeat with the GPU workers' memory as measured here: the head shows it in its status.
-wire::heartbeat gpu_heartbeat(const node_agent_state& st) {
+/// A heartbeat with what the node holds (the head finds lost assignments by it) and the GPU
+/// workers' memory as measured here (the head shows it in its status).
+wire::heartbeat node_heartbeat(const node_agent_state& st) {
   wire::heartbeat h;
+  h.last_assign = st.last_assign;
+  for (auto& w : st.workers)
+    for (auto& [id, task] : w.running) h.holding.push_back(id);
   for (size_t w = 0; w < st.setup->workers.size(); ++w) {
     if (st.setup->workers[w].device != device_class::cuda) continue;
     auto& g = st.gauges->gpu(w);
@@ -78,8 +83,27 @@ void deliver(self_ptr self, size_t w, std::vector<assignment> tasks) {
   self->send(slot.handle, assign_msg{std::move(tasks)});
 }
 
+/// Tasks of an assign the node could not read fail alone, typed; the rest of the frame runs.
+void refuse_unreadable(self_ptr self, const std::vector<wire::unreadable_task>& tasks) {
+  auto& st = self->state;
+  wire::results out;
+  for (auto& t : tasks) {
+    troupe::logger().warn("node {}: cannot read task {} of an assign: {}", st.node, t.id, t.reason);
+    wire::attempt_result r;
+    r.id = t.id;
+    r.attempt = t.attempt;
+    r.worker = std::max(0, t.worker);
+    r.code = errc::invalid_params;
+    r.message = "node '" + st.node + "' cannot read the task: " + t.reason;
+    out.records.push_back(std::move(r));
+  }
+  if (!out.records.empty()) send_head(self, wire::msg_type::results, out);
+}
+
 void on_assign(self_ptr self, head_assign_msg& msg) {
   auto& st = self->state;
+  st.last_assign = std::max(st.last_assign, msg.frame_id);
+  refuse_unreadable(self, msg.unreadable);
   if (!st.joined) {
     // The head counts us joined (our welcome is on its way or was lost): hand the tasks back
     // unstarted, so that they are placed again uncharged instead of waiting forever.
@@ -266,7 +290,7 @@ node_agent_actor::behavior_type node_agent_impl(
         } else if (self->clock().now() - st.head_heard > cc.dead_after) {
           rejoin(self, "the head is silent");
         } else {
-          send_head(self, wire::msg_type::heartbeat, gpu_heartbeat(st));
+          send_head(self, wire::msg_type::heartbeat, node_heartbeat(st));
         }
         self->delayed_send(self, cc.heartbeat_interval, node_tick_msg{});
       },

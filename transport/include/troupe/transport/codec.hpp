@@ -62,4 +62,23 @@ header decode_header(const void* data, size_t size, const limits& lim);
 template <class Body>
 Body decode(const void* data, size_t size, const limits& lim);
 
+/// A task of an assign that could not be read, named by what of it could be.
+struct unreadable_task {
+  task_id id = 0;
+  uint32_t attempt = 0;
+  int32_t worker = -1;
+  std::string reason;  ///< the decode error, naming the field
+};
+
+/// An assign read task by task, so that one task the node cannot read fails alone.
+struct assign_by_task {
+  assign readable;
+  std::vector<unreadable_task> unreadable;  ///< their id, attempt and worker could be read
+  std::vector<std::string> unnamed;  ///< not even those: why, for each (the head finds them lost)
+};
+
+/// Throws decode_error only if the frame itself is broken: not MessagePack, over the limits,
+/// not a map, or without a `tasks` array.
+assign_by_task decode_assign_by_task(const void* data, size_t size, const limits& lim);
+
 }  // namespace troupe::wire

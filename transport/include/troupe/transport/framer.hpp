@@ -34,6 +34,13 @@ class framer {
     return frames(nullptr, id, type, encode(body), 0);
   }
 
+  /// The same to a peer of a ROUTER (its routing id).
+  template <class Body>
+  transport::multipart make_with_id(const std::string& peer, uint64_t id, msg_type type,
+                                    const Body& body) {
+    return frames(&peer, id, type, encode(body), 0);
+  }
+
  private:
   transport::multipart frames(const std::string* peer, uint64_t id, msg_type type,
                               const std::string& body, uint64_t corr) {

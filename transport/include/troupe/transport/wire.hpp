@@ -6,6 +6,7 @@
 // Times never cross a process boundary as clock readings: deadlines travel as milliseconds
 // remaining, run times as durations.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,9 +86,15 @@ struct gpu_memory_report {
   std::string device_source;  ///< "nvml", "cuda", ""
 };
 
-/// Node -> head: alive; with its GPU workers' memory (absent for a head's heartbeat).
+/// Node -> head: alive; with its GPU workers' memory and what it holds (absent from a head's
+/// heartbeat).
 struct heartbeat {
   std::vector<gpu_memory_report> gpus;
+  /// The header id of the last assign the node took in. With `holding`, it lets the head find
+  /// a task it placed in that message or earlier that the node neither holds nor reported (a
+  /// lost frame, a task the node could not read): the head places it again.
+  std::optional<uint64_t> last_assign;
+  std::vector<task_id> holding;  ///< tasks assigned to the node and not yet reported
 };
 
 struct assigned_task {

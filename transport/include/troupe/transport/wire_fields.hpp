@@ -261,6 +261,8 @@ void fields(F& f, welcome& m) {
 template <class F>
 void fields(F& f, heartbeat& m) {
   f("gpus", m.gpus, omit_empty);
+  f("last_assign", m.last_assign);
+  f("holding", m.holding, omit_empty);
 }
 
 template <class F>

@@ -48,7 +48,7 @@ struct node_heartbeat_msg {
   std::string peer, node;
   uint64_t epoch = 0;
   bool leaving = false;  ///< a bye: the node stops on purpose
-  std::vector<wire::gpu_memory_report> gpus;
+  wire::heartbeat body;  ///< GPU memory, and what the node holds
 };
 struct status_query_msg {
   std::string peer;
@@ -88,6 +88,8 @@ struct membership_state {
     struct placed {
       assignment a;
       int32_t worker = -1;  ///< global index
+      uint64_t frame = 0;   ///< header id of the assign that carried it
+      time_point sent{};    ///< actor clock
     };
     std::unordered_map<task_id, placed> in_flight;
   };

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "troupe/actors/messages.hpp"
+#include "troupe/transport/codec.hpp"
 #include "troupe/transport/socket_thread.hpp"
 #include "troupe/transport/wire.hpp"
 
@@ -26,6 +27,8 @@ class framer;
 // node socket thread -> node_agent
 struct head_assign_msg {
   wire::assign body;
+  uint64_t frame_id = 0;  ///< its header id: heartbeats say the last one taken in
+  std::vector<wire::unreadable_task> unreadable;  ///< tasks that could not be read: they fail
 };
 struct head_welcome_msg {
   wire::welcome body;
@@ -64,6 +67,7 @@ struct node_agent_state {
   std::vector<slot> workers;
   bool joined = false;
   uint64_t epoch = 0;
+  uint64_t last_assign = 0;  ///< header id of the last assign taken in (heartbeats carry it)
   time_point head_heard{};
 };
 
