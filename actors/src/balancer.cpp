@@ -27,6 +27,16 @@ uint32_t model_key(const task_state& t, device_class d) {
   return t.kind->index * 2 + uint32_t(d);
 }
 
+/// Whether the worker has the task's kind for its device class: a local worker by this process's
+/// registry, a remote one by what its node said.
+bool runs_kind(const balancer_state& st, size_t w, const task_state& t) {
+  if (!st.setup->workers[w].remote()) return t.kind->runs_on(st.setup->workers[w].device);
+  auto& kinds = st.workers[w].kinds;
+  // No hello yet (it is down): the kind is judged again when it comes up.
+  if (!kinds) return t.kind->runs_on(st.setup->workers[w].device);
+  return t.kind->index < kinds->size() && (*kinds)[t.kind->index];
+}
+
 bool can_take(balancer_state& st, size_t w, const task_state& t) {
   auto& desc = st.setup->workers[w];
   // A batching GPU's large floor is there to fill launches: it holds for tasks that batch only.
@@ -35,7 +45,7 @@ bool can_take(balancer_state& st, size_t w, const task_state& t) {
   auto floor = st.workers[w].min_tasks;
   if (desc.device == device_class::cuda && !(t.kind->def.batch_key && t.kind->def.cuda_batch))
     floor = std::min(floor, 2 * size_t(st.setup->cfg.cuda_streams));
-  return t.kind->runs_on(desc.device) && has_room(st, st.workers[w], floor) &&
+  return runs_kind(st, w, t) && has_room(st, st.workers[w], floor) &&
          st.ledger.can_reserve(int32_t(w), t.spec.needs);
 }
 
@@ -60,9 +70,16 @@ void show_reserved(const balancer_state& st, int32_t w) {
 /// Whether some worker still in service could ever run the task.
 bool runnable_somewhere(const balancer_state& st, const task_state& t) {
   for (size_t w = 0; w < st.workers.size(); ++w)
-    if (!st.workers[w].retired && t.kind->runs_on(st.setup->workers[w].device) &&
+    if (!st.workers[w].retired && runs_kind(st, w, t) &&
         st.ledger.fits_capacity(int32_t(w), t.spec.needs))
       return true;
+  return false;
+}
+
+/// Whether some worker, in service or retired, has the task's kind.
+bool known_somewhere(const balancer_state& st, const task_state& t) {
+  for (size_t w = 0; w < st.workers.size(); ++w)
+    if (runs_kind(st, w, t)) return true;
   return false;
 }
 
@@ -87,6 +104,10 @@ void place_pending(self_ptr self) {
         rec.attempt = a.attempt;
         rec.code = errc::unsatisfiable_resources;
         rec.message = "no worker still in service can run it (see worker.down events)";
+        if (!known_somewhere(st, t)) {  // the nodes that had its kind came back without it
+          rec.code = errc::unknown_kind;
+          rec.message = "no node runs task kind '" + t.spec.kind + "' any more";
+        }
         rec.started = rec.finished = clock::now();
         unrunnable.records.push_back(std::move(rec));
         continue;
@@ -212,6 +233,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
         slot.up = true;
         slot.retired = false;
         if (msg.capacity) st.ledger.set_capacity(msg.worker, *msg.capacity);
+        slot.kinds = std::move(msg.kinds);
         show_reserved(st, msg.worker);
         st.ledger.set_available(msg.worker, true);
         pump(self);

@@ -25,7 +25,7 @@ void spawn_child(self_ptr self, int32_t index) {
     c.handle = self->spawn<caf::linked>(device_worker_impl, st.env, index, gen, st.balancer,
                                         st.monitor, me, st.bus);
   c.alive = true;
-  self->send(st.balancer, worker_up_msg{index, gen, c.handle, std::nullopt});
+  self->send(st.balancer, worker_up_msg{index, gen, c.handle, std::nullopt, nullptr});
   self->send(st.monitor, worker_state_msg{index, "up", c.restarts, gen});
   event_batch events{*st.gate};
   events.add("worker.up", 0, index,

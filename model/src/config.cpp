@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -342,7 +343,17 @@ int line_of(const toml::node& n) {
   return int(n.source().begin.line);
 }
 
-/// [nodes.NAME] tables: cpu, cuda, memory_bytes. A name appears once.
+/// A relative path in a file is relative to the file's folder (when the source is a file).
+std::string from_folder_of(const std::string& source, const std::string& path) {
+  std::filesystem::path p{path};
+  if (p.is_absolute()) return path;
+  std::error_code ec;
+  std::filesystem::path file{source};
+  if (!std::filesystem::is_regular_file(file, ec)) return path;
+  return (file.parent_path() / p).lexically_normal().string();
+}
+
+/// [nodes.NAME] tables: cpu, cuda, memory_bytes, plugins. A name appears once.
 void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string& source) {
   auto* table = nodes.as_table();
   if (!table) throw config_error(source, line_of(nodes), "nodes", "expected [nodes.NAME] tables");
@@ -381,8 +392,17 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
           }
         } else if (k == "fake_gpus") {  // tests: GPU workers without a GPU (see fake_gpus)
           n.fake_gpus = uint32_t(int_in(value, 0, 16));
+        } else if (k == "plugins") {
+          auto* arr = value.as_array();
+          if (!arr) throw std::string{"expected an array of shared library paths"};
+          for (auto& e : *arr) {
+            auto path = e.value<std::string>();
+            if (!path || path->empty())
+              throw std::string{"expected an array of shared library paths (non-empty strings)"};
+            n.plugins.push_back(from_folder_of(source, *path));
+          }
         } else {
-          throw std::string{"unknown key (cpu, cuda, memory_bytes)"};
+          throw std::string{"unknown key (cpu, cuda, memory_bytes, plugins)"};
         }
       } catch (const std::string& what) {
         throw config_error(source, line_of(value), path + "." + k, what);

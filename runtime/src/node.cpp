@@ -1,5 +1,6 @@
 #include "troupe/node.hpp"
 
+#include "plugins.hpp"
 #include "runtime_impl.hpp"
 #include "troupe/actors/cluster/node_agent.hpp"
 #include "troupe/transport/codec.hpp"
@@ -35,6 +36,10 @@ struct node::impl {
     apply_log_level(c.cfg.log_level);
     lim.max_frame_bytes = c.cfg.cluster.max_frame_bytes;
     kernels::register_builtins(*c.registry);
+    // Plugins before the first hello: the head learns their kinds as the node joins.
+    auto& me = *cluster_cfg.cluster.find(node_name);  // node_view checked the name
+    for (auto& p : me.plugins)
+      load_plugin(p, *c.registry, "cluster file", me.line, "nodes." + node_name + ".plugins");
     if (c.cfg.cuda != cuda_selection::none) c.gpus = discover_gpus();
     for (auto& why : c.gpus.left_out) troupe::logger().info("troupe: {}", why);
     c.workers = layout_workers(c.cfg, c.gpus);
@@ -157,6 +162,10 @@ node::~node() {
   impl_->stop();
   impl_->sock.reset();
   impl_->system.reset();
+}
+
+task_registry& node::registry() {
+  return *impl_->setup->registry;
 }
 
 void node::request_stop(const std::string& why) {

@@ -146,15 +146,22 @@ struct runtime::impl {
     return task_handle{id, std::move(done)};
   }
 
+  /// A local worker runs what this process implements; a node's worker what some node said
+  /// it runs (a head learns kinds from hellos) or, before any node said, what the head
+  /// implements itself (the built-in kinds every node has).
+  static bool runs(const kind_entry& kind, const worker_desc& w) {
+    return kind.runs_on(w.device) || (w.remote() && kind.runs_remotely_on(w.device));
+  }
+
   bool runs_here(const kind_entry& kind) const {
     for (auto& w : setup->workers)
-      if (kind.runs_on(w.device)) return true;
+      if (runs(kind, w)) return true;
     return false;
   }
 
   bool fits_some_worker(const kind_entry& kind, const resources& needs) const {
     for (size_t w = 0; w < setup->workers.size(); ++w)
-      if (!gauges->retired(w) && kind.runs_on(setup->workers[w].device) &&
+      if (!gauges->retired(w) && runs(kind, setup->workers[w]) &&
           fit_check.fits_capacity(int32_t(w), needs))
         return true;
     return false;
@@ -181,7 +188,7 @@ struct runtime::impl {
                     kind.def.name + "':";
     for (size_t i = 0; i < setup->workers.size(); ++i) {
       auto& w = setup->workers[i];
-      if (!kind.runs_on(w.device)) continue;
+      if (!runs(kind, w)) continue;
       if (gauges->retired(i)) {
         s += " " + w.name + " (out of service)";
         continue;

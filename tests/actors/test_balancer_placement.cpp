@@ -73,7 +73,8 @@ struct Balancer : ::testing::Test {
   }
 
   void up(int32_t w, uint32_t generation = 1) {
-    caf::anon_send(balancer, worker_up_msg{w, generation, workers[size_t(w)], std::nullopt});
+    caf::anon_send(balancer,
+                   worker_up_msg{w, generation, workers[size_t(w)], std::nullopt, nullptr});
     sched->run();
   }
 
@@ -219,4 +220,54 @@ TEST_F(Balancer, ATaskOnlyARetiredWorkerCouldRunGoesBackAsUnsatisfiable) {
   EXPECT_EQ(back[0].task, t);
   EXPECT_EQ(back[0].code, errc::unsatisfiable_resources);
   EXPECT_EQ(tasks_on(0), 0u);
+}
+
+/// Two workers of nodes: the first node runs the plugin kind "count", the second does not.
+struct BalancerWithNodeKinds : Balancer {
+  const kind_entry* count = nullptr;
+
+  void SetUp() override {
+    start(2);
+    count = setup->registry->add_remote("count", device_bit(device_class::cpu));
+    for (auto& w : setup->workers) w.node = "n";  // remote workers
+    up_with(0, {count->index, setup->registry->find("noop")->index});
+    up_with(1, {setup->registry->find("noop")->index});
+  }
+
+  void up_with(int32_t w, std::vector<uint32_t> kinds, uint32_t generation = 1) {
+    auto set = std::make_shared<std::vector<bool>>(setup->registry->size(), false);
+    for (auto k : kinds) (*set)[k] = true;
+    caf::anon_send(balancer,
+                   worker_up_msg{w, generation, workers[size_t(w)], std::nullopt, std::move(set)});
+    sched->run();
+  }
+
+  task_ptr count_task(task_id id) {
+    auto t = task(id);
+    t->kind = count;
+    t->spec.kind = "count";
+    return t;
+  }
+};
+
+TEST_F(BalancerWithNodeKinds, PlacesAKindOnlyOnWorkersWhoseNodeRunsIt) {
+  std::vector<task_ptr> ts;
+  for (task_id id = 1; id <= 6; ++id) ts.push_back(count_task(id));
+  dispatch(ts);
+  EXPECT_EQ(tasks_on(0), 6u);
+  EXPECT_EQ(tasks_on(1), 0u) << "the second node has no 'count'";
+  dispatch({task(7), task(8)});  // noop: both nodes run it, the idle one gets it
+  EXPECT_GE(tasks_on(1), 1u);
+}
+
+TEST_F(BalancerWithNodeKinds, AKindNoNodeRunsAnyMoreGoesBackAsUnknownKind) {
+  // The first node comes back (same generation, new hello) without the plugin.
+  up_with(0, {setup->registry->find("noop")->index});
+  auto t = count_task(1);
+  dispatch({t});
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].task, t);
+  EXPECT_EQ(back[0].code, errc::unknown_kind);
+  EXPECT_NE(back[0].message.find("'count'"), std::string::npos) << back[0].message;
+  EXPECT_EQ(tasks_on(0) + tasks_on(1), 0u);
 }

@@ -338,3 +338,39 @@ TEST_F(MembershipFindsLostTasks, ANodeThatDoesNotSayWhatItHoldsLosesNothing) {
   sched->run();
   EXPECT_TRUE(results.empty());
 }
+
+TEST_F(Membership, ANodesKindsReachTheHeadsRegistryAndItsWorkersSets) {
+  node_hello_msg m;
+  m.peer = "peer-n1";
+  m.epoch = 11;
+  m.body.node = "n1";
+  for (int i = 0; i < 2; ++i)
+    m.body.workers.push_back({"cpu-" + std::to_string(i), device_class::cpu, -1, {}});
+  m.body.kinds = {"noop", "count", "gpu_only"};
+  m.body.kind_devices = {{"noop", {device_class::cpu}},
+                         {"count", {device_class::cpu}},
+                         {"gpu_only", {device_class::cuda}}};
+  caf::anon_send(membership, m);
+  sched->run();
+  auto* count = setup->registry->find("count");
+  ASSERT_NE(count, nullptr) << "a kind only nodes have gets an entry in the head's registry";
+  EXPECT_TRUE(count->runs_remotely_on(device_class::cpu));
+  EXPECT_FALSE(count->runs_on(device_class::cpu)) << "no implementation in the head";
+  auto* gpu_only = setup->registry->find("gpu_only");
+  ASSERT_NE(gpu_only, nullptr);
+  ASSERT_EQ(ups.size(), 2u);
+  for (auto& up : ups) {
+    ASSERT_TRUE(up.kinds);
+    EXPECT_TRUE(up.kinds->at(count->index));
+    EXPECT_FALSE(up.kinds->at(gpu_only->index)) << "a CPU worker does not run a CUDA-only kind";
+  }
+  // The node adds a kind while joined: hello again, same epoch; its workers' sets follow.
+  m.body.kinds.push_back("later");
+  caf::anon_send(membership, m);
+  sched->run();
+  auto* later = setup->registry->find("later");
+  ASSERT_NE(later, nullptr);
+  ASSERT_EQ(ups.size(), 4u) << "each worker's set is sent again";
+  EXPECT_EQ(ups[2].generation, ups[0].generation) << "not a restart";
+  EXPECT_TRUE(ups[3].kinds->at(later->index));
+}

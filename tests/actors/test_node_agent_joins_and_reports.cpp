@@ -53,7 +53,8 @@ struct NodeAgent : ::testing::Test {
     agent = sys->spawn(node_agent_impl, setup_ptr{setup}, std::make_shared<worker_gauges>(1),
                        std::string{"n1"}, keep, &framer,
                        [this](const std::string& why) { fatal.push_back(why); });
-    caf::anon_send(caf::actor_cast<balancer_actor>(agent), worker_up_msg{0, 1, worker, {}});
+    caf::anon_send(caf::actor_cast<balancer_actor>(agent),
+                   worker_up_msg{0, 1, worker, {}, nullptr});
     caf::anon_send(agent, node_tick_msg{});  // the node's first tick: hello
     sched->run();
   }

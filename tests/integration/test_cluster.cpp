@@ -17,7 +17,9 @@
 
 #include "troupe/client.hpp"
 #include "troupe/kernels/builtins.hpp"
+#include "troupe/model/config.hpp"
 #include "troupe/model/registry.hpp"
+#include "troupe/node.hpp"
 #include "troupe/subscriber.hpp"
 #include "troupe/transport/codec.hpp"
 #include "troupe/transport/socket_thread.hpp"
@@ -628,3 +630,126 @@ TEST(ClusterConfig, AnEndpointThatCannotBeBoundMakesTheHeadExitNonZero) {
 }
 
 }  // namespace
+
+// The user's own kinds on a cluster: node a loads the example plugin (apps/examples/plugin),
+// node b does not. The head learns the kind from a's hello, places it only on a, and refuses at
+// submit a kind that no node has.
+class ClusterWithAPlugin : public Cluster {
+ protected:
+  std::string nodes() const override {
+    return std::string{"[nodes.a]\ncpu = 1\nplugins = [\""} + EXAMPLE_PLUGIN +
+           "\"]\n[nodes.b]\ncpu = 1\n";
+  }
+};
+
+TEST_F(ClusterWithAPlugin, APluginsKindRunsOnlyOnTheNodeThatLoadedIt) {
+  std::vector<task_spec> specs(40);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    specs[i].kind = "word_count";
+    specs[i].params = {{"min_length", int64_t{3}}};
+    auto text = "the runtime places " + std::string(i, 'x') + " every task";
+    specs[i].payload.assign(text.begin(), text.end());
+  }
+  // b's CPU worker would be free: gemm on both nodes alongside, so that placement has a choice.
+  auto others = client_->submit_batch(gemm_tasks(40, 0));
+  auto handles = client_->submit_batch(specs);
+  wire::status s;
+  ASSERT_TRUE(wait_for_status([](const wire::status&) { return true; }, &s));
+  for (size_t i = 0; i < handles.size(); ++i) {
+    auto r = handles[i].wait_for(60s);
+    ASSERT_TRUE(r) << "task " << handles[i].id() << " never ended\n" << diagnosis();
+    ASSERT_EQ(r->status, outcome::completed) << r->error.message;
+    // "the runtime places X every task": X is empty for the first (two spaces, one word fewer)
+    EXPECT_EQ(r->output.values.get_int("words", -1), i == 0 ? 5 : 6);
+    EXPECT_EQ(r->output.values.get_int("longer_than_min", -1), i > 3 ? 5 : 4);
+    ASSERT_GE(r->timings.worker, 0);
+    EXPECT_EQ(s.worker_nodes.at(size_t(r->timings.worker)), "a") << "word_count ran off node a";
+  }
+  for (auto& h : others) {
+    auto r = h.wait_for(60s);
+    ASSERT_TRUE(r) << diagnosis();
+    EXPECT_EQ(r->status, outcome::completed) << r->error.message;
+  }
+}
+
+TEST_F(ClusterWithAPlugin, AKindNoNodeHasIsRefusedAtSubmitNamingIt) {
+  task_spec spec;
+  spec.kind = "word_cont";
+  auto r = client_->submit(spec).wait_for(10s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, outcome::rejected);
+  EXPECT_EQ(r->error.code, errc::unknown_kind);
+  EXPECT_NE(r->error.message.find("'word_cont'"), std::string::npos) << r->error.message;
+  EXPECT_NE(r->error.message.find("word_count"), std::string::npos)
+      << "the known kinds include the plugin's: " << r->error.message;
+}
+
+TEST(ClusterPlugins, ANodeWhosePluginCannotBeLoadedExitsNamingItAndTheKey) {
+  auto dir = temp_dir();
+  auto config = dir + "/bad_plugin.toml";
+  std::ofstream{config} << "[cluster]\nhead = \"ipc://" << dir << "/nobody.ipc\"\n"
+                        << "[nodes.a]\ncpu = 1\nplugins = [\"no_such_plugin.so\"]\n";
+  auto [rc, out] =
+      command{std::string{TROUPE_BINARY} + " node --config " + config + " --name a"}.finish();
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("nodes.a.plugins"), std::string::npos) << out;
+  EXPECT_NE(out.find(dir + "/no_such_plugin.so"), std::string::npos)
+      << "a relative path is taken from the cluster file's folder: " << out;
+}
+
+// A service program becomes a node through the library: troupe::node with registry().add, as on
+// an embedded runtime. Kinds added after the node joined reach the head with its next hello.
+TEST(ServiceNode, KindsAddedThroughTheNodesRegistryRunOnTheCluster) {
+  auto dir = temp_dir();
+  auto endpoint = "ipc://" + dir + "/service_head.ipc";
+  auto config = dir + "/service.toml";
+  std::ofstream{config} << "[cluster]\nhead = \"" << endpoint << "\"\nheartbeat_ms = 100\n"
+                        << "events = \"\"\n[nodes.svc]\ncpu = 1\n";
+  auto log = dir + "/service_head.log";
+  pid_t head = fork();
+  ASSERT_GE(head, 0);
+  if (head == 0) {
+    freopen(log.c_str(), "w", stderr);
+    execl(TROUPE_BINARY, "troupe", "head", "--config", config.c_str(), nullptr);
+    _exit(127);
+  }
+  struct stop_head {
+    pid_t pid;
+    ~stop_head() {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  } stopper{head};
+  auto cfg = load_config(config);
+  troupe::node service{cfg, "svc"};
+  service.registry().add({"shout", nullptr, [](const task_context& ctx) {
+                            auto text = ctx.spec.params.get_string("text", "");
+                            for (auto& ch : text) ch = char(std::toupper(ch));
+                            task_output out;
+                            out.values.set("text", text);
+                            return out;
+                          }});
+  client_options co;
+  co.timeout = 20s;
+  client c{endpoint, co};
+  task_spec spec;
+  spec.kind = "shout";
+  spec.params = {{"text", std::string{"hello"}}};
+  // Refused (unknown_kind) until the head has the node's hello with the kind: ask again until
+  // it is accepted, for at most 30 s.
+  std::optional<task_result> r;
+  auto deadline = clock::now() + 30s;
+  while (clock::now() < deadline) {
+    try {
+      r = c.submit(spec).wait_for(20s);
+    } catch (const client_error&) {  // the head is not up yet
+      continue;
+    }
+    if (r && r->status == outcome::rejected && r->error.code == errc::unknown_kind) continue;
+    break;
+  }
+  ASSERT_TRUE(r) << read_file(log);
+  EXPECT_EQ(r->status, outcome::completed) << r->error.message << "\n" << read_file(log);
+  EXPECT_EQ(r->output.values.get_string("text", ""), "HELLO");
+  service.shutdown();
+}

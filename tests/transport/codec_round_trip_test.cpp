@@ -206,7 +206,9 @@ TEST(CodecRoundTrip, Hello) {
   m.kinds = {"gemm", "mlp"};
   m.gpus = {sample_gpu(0), sample_gpu(1)};
   m.gpu_note = "one GPU lacks memory pools";
+  m.kind_devices = {{"gemm", {device_class::cpu, device_class::cuda}}, {"mlp", {device_class::cuda}}};
   auto b = round_trip(m);
+  EXPECT_EQ(b.kind_devices, m.kind_devices);
   EXPECT_EQ(b.node, m.node);
   ASSERT_EQ(b.workers.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -505,8 +507,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     hello m;
-    auto& [a, b, c, d, e] = m;
-    expect_on_wire("hello", reached_by(m), a, b, c, d, e);
+    auto& [a, b, c, d, e, f] = m;
+    expect_on_wire("hello", reached_by(m), a, b, c, d, e, f);
   }
   {
     welcome m;

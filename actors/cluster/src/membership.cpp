@@ -71,7 +71,7 @@ void bring_up(self_ptr self, int32_t w) {
   slot.up = true;
   slot.proxy =
       self->spawn(remote_worker_impl, w, slot.generation, caf::actor_cast<membership_actor>(self));
-  self->send(st.balancer, worker_up_msg{w, slot.generation, slot.proxy, slot.capacity});
+  self->send(st.balancer, worker_up_msg{w, slot.generation, slot.proxy, slot.capacity, slot.kinds});
   self->send(st.monitor, worker_state_msg{w, "up", slot.restarts, slot.generation});
   event_batch events{*st.gate};
   events.add("worker.up", 0, w, st.setup->workers[size_t(w)].name,
@@ -97,6 +97,38 @@ void show_gpu_memory(membership_state& st, const membership_state::node_view& no
                                                       : "",
                           std::memory_order_relaxed);
   }
+}
+
+/// The kinds of a node's hello into the head's registry (a kind only nodes have gets an entry
+/// without implementation), and for each of its workers the set it runs on its device class.
+/// Whether any worker's set changed.
+bool learn_kinds(membership_state& st, const membership_state::node_view& node,
+                 const wire::hello& hello) {
+  std::vector<std::pair<const kind_entry*, uint8_t>> kinds;
+  uint8_t node_devices = 0;  // an older node says no devices per kind: all of its workers'
+  for (auto w : node.workers) node_devices |= device_bit(st.setup->workers[size_t(w)].device);
+  for (auto& name : hello.kinds) {
+    if (name.empty()) continue;
+    uint8_t devices = 0;
+    if (auto i = hello.kind_devices.find(name); i != hello.kind_devices.end()) {
+      for (auto d : i->second) devices |= device_bit(d);
+    } else {
+      devices = node_devices;
+    }
+    kinds.emplace_back(st.setup->registry->add_remote(name, devices), devices);
+  }
+  auto size = st.setup->registry->size();
+  bool changed = false;
+  for (auto w : node.workers) {
+    auto bit = device_bit(st.setup->workers[size_t(w)].device);
+    auto set = std::make_shared<std::vector<bool>>(size, false);
+    for (auto& [entry, devices] : kinds)
+      if (devices & bit) (*set)[entry->index] = true;
+    auto& slot = st.slots[size_t(w)];
+    if (!slot.kinds || *slot.kinds != *set) changed = true;
+    slot.kinds = std::move(set);
+  }
+  return changed;
 }
 
 void on_hello(self_ptr self, node_hello_msg& msg) {
@@ -142,6 +174,18 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
     st.slots[size_t(node.workers[i])].capacity = hello.workers[i].capacity;
   node.gpus = hello.gpus;
   node.gpu_note = hello.gpu_note;
+  bool kinds_changed = learn_kinds(st, node, hello);
+  if (!fresh && kinds_changed) {
+    // The node added kinds while joined: its workers place them from now on.
+    troupe::logger().info("membership: node '{}' now runs {} kind(s)", hello.node,
+                          hello.kinds.size());
+    for (auto w : node.workers) {
+      auto& slot = st.slots[size_t(w)];
+      if (slot.up)
+        self->send(st.balancer,
+                   worker_up_msg{w, slot.generation, slot.proxy, slot.capacity, slot.kinds});
+    }
+  }
   if (fresh) {
     for (auto w : node.workers) bring_up(self, w);
     troupe::logger().info("membership: node '{}' joined (epoch {}, {} workers, join #{})",

@@ -52,7 +52,14 @@ void say_hello(self_ptr self) {
   h.node = st.node;
   for (auto& w : st.setup->workers)
     h.workers.push_back({w.name, w.device, w.device_index, w.capacity});
+  st.kinds_announced = st.setup->registry->size();
   h.kinds = st.setup->registry->kinds();
+  for (auto& k : h.kinds) {
+    auto* entry = st.setup->registry->find(k);
+    auto& devices = h.kind_devices[k];
+    for (auto d : {device_class::cpu, device_class::cuda})
+      if (entry && entry->runs_on(d)) devices.push_back(d);
+  }
   h.gpus = st.setup->gpus.gpus;
   h.gpu_note = st.setup->gpus.note;
   send_head(self, wire::msg_type::hello, h);
@@ -289,6 +296,8 @@ node_agent_actor::behavior_type node_agent_impl(
           say_hello(self);  // until welcomed
         } else if (self->clock().now() - st.head_heard > cc.dead_after) {
           rejoin(self, "the head is silent");
+        } else if (st.setup->registry->size() != st.kinds_announced) {
+          say_hello(self);  // kinds added since: the same epoch, the head learns them
         } else {
           send_head(self, wire::msg_type::heartbeat, node_heartbeat(st));
         }

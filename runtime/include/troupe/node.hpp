@@ -8,6 +8,7 @@
 #include <string>
 
 #include "troupe/model/config.hpp"
+#include "troupe/model/registry.hpp"
 
 namespace troupe {
 
@@ -27,6 +28,11 @@ class node {
   /// Waits until the node must stop (request_stop, or a failure) and says why; nullopt if the
   /// timeout passed first.
   std::optional<stop_reason> wait(std::chrono::milliseconds timeout);
+  /// The built-in kinds and those of the node's plugins are registered; add your own here, as
+  /// on an embedded runtime. The head learns kinds added after the node joined with its next
+  /// heartbeat (the node says hello again, same epoch); until then it refuses them at submit.
+  task_registry& registry();
+
   /// Thread-safe (a signal thread calls it): wakes wait().
   void request_stop(const std::string& why);
   /// Says bye to the head and stops. Idempotent.

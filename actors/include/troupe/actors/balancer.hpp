@@ -21,6 +21,7 @@ struct balancer_state {
     std::deque<assignment> in_flight;  ///< assigned, results pending, in assignment order
     double backlog_s = 0;              ///< estimated work of in_flight
     bool retired = false;              ///< out of service for good
+    kind_set kinds;                    ///< a remote worker's kinds (worker_up_msg)
     size_t min_tasks = 2;  ///< credit floor, whatever the estimates: the worker never starves
   };
   setup_ptr setup;

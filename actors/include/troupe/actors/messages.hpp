@@ -180,12 +180,19 @@ using monitor_actor =
                      caf::reacts_to<metrics_tick_msg>, caf::reacts_to<supervisor_actor>,
                      caf::replies_to<stats_request>::with<runtime_stats>>;
 
+/// The kinds a remote worker runs, by registry index (kind_entry::index).
+using kind_set = std::shared_ptr<const std::vector<bool>>;
+
 struct worker_up_msg {
   int32_t worker = -1;
   uint32_t generation = 0;
   worker_actor handle;
   /// A remote worker's capacity as its node reports it; local workers keep the layout's.
   std::optional<worker_capacity> capacity;
+  /// A remote worker: the kinds its node runs on its device class (its hello). Null for a local
+  /// worker, which runs what this process's registry implements for its device class. Sent
+  /// again, same generation, when the node's kinds change.
+  kind_set kinds;
 };
 
 using balancer_actor =

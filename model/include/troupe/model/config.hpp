@@ -26,6 +26,9 @@ struct node_config {
   std::vector<int32_t> cuda_devices;
   uint64_t worker_memory_bytes = 0;  ///< 0: this machine's memory / its workers
   uint32_t fake_gpus = 0;            ///< tests only: runtime_config::fake_gpus of the node
+  /// Shared libraries whose troupe_register_kinds the node calls at start (docs/plugins.md); a
+  /// relative path is taken from the cluster file's folder.
+  std::vector<std::string> plugins;
   int line = 0;                      ///< where the file declares it (for errors)
 };
 

@@ -77,12 +77,24 @@ struct kind_definition {
   batch_kernel_fn cuda_batch = nullptr;
 };
 
+constexpr uint8_t device_bit(device_class d) {
+  return uint8_t(1u << unsigned(d));
+}
+
 /// Registered kinds are never removed, so a pointer to one stays valid for the registry's life.
 struct kind_entry {
-  uint32_t index;
+  uint32_t index = 0;
   kind_definition def;
+  /// A head's registry: the device classes on which some node runs the kind (device_bit), as
+  /// their hellos say. A kind only nodes have has no implementation here.
+  std::atomic<uint8_t> remote_devices{0};
+  /// Whether this process has an implementation for the device class.
   bool runs_on(device_class d) const {
     return d == device_class::cpu ? bool(def.cpu) : bool(def.cuda);
+  }
+  /// Whether some node said it runs the kind on the device class.
+  bool runs_remotely_on(device_class d) const {
+    return remote_devices.load(std::memory_order_relaxed) & device_bit(d);
   }
 };
 
@@ -91,14 +103,20 @@ class task_registry {
   /// Registers a kind. Throws std::invalid_argument if the name is empty, already taken, or has no
   /// implementation at all.
   void add(kind_definition def);
+  /// A kind some node runs on these device classes (device_bit): a head learns them from the
+  /// nodes' hellos. Adds an entry without implementation if the name is new, else widens the
+  /// entry's remote devices. Throws std::invalid_argument for an empty name.
+  const kind_entry* add_remote(const std::string& name, uint8_t devices);
   /// nullptr if unknown. Thread-safe.
   const kind_entry* find(std::string_view name) const;
   std::vector<std::string> kinds() const;
+  /// Kinds registered so far (grows only): a node announces its kinds again when it grows.
+  size_t size() const;
 
  private:
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<kind_entry>> entries_;
-  std::unordered_map<std::string, const kind_entry*> by_name_;
+  std::unordered_map<std::string, kind_entry*> by_name_;
 };
 
 }  // namespace troupe

@@ -6,6 +6,7 @@
 // Times never cross a process boundary as clock readings: deadlines travel as milliseconds
 // remaining, run times as durations.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,6 +71,9 @@ struct hello {
   std::vector<std::string> kinds;  ///< task kinds the node can run
   std::vector<gpu_device> gpus;    ///< what the node's discovery found (optional)
   std::string gpu_note;            ///< why it found none (optional)
+  /// For each kind, the device classes the node has an implementation for. A node that leaves
+  /// it out runs each of its kinds on every device class of its workers.
+  std::map<std::string, std::vector<device_class>> kind_devices;
 };
 
 struct welcome {

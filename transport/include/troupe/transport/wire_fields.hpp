@@ -248,6 +248,7 @@ void fields(F& f, hello& m) {
   f("gpu_note", m.gpu_note);
   f("workers", m.workers, required);
   f("kinds", m.kinds);
+  f("kind_devices", m.kind_devices, omit_empty);
 }
 
 template <class F>

@@ -99,6 +99,7 @@ struct membership_state {
     uint32_t restarts = 0;
     bool up = false;
     std::optional<worker_capacity> capacity;  ///< as the node's hello reports it
+    kind_set kinds;                           ///< what its node runs on its device class
     size_t assigned = 0;                      ///< tasks sent to it, not yet reported
     worker_actor proxy;
   };

@@ -68,6 +68,7 @@ struct node_agent_state {
   bool joined = false;
   uint64_t epoch = 0;
   uint64_t last_assign = 0;  ///< header id of the last assign taken in (heartbeats carry it)
+  size_t kinds_announced = 0;  ///< registry size at the last hello: more kinds, hello again
   time_point head_heard{};
 };
 

@@ -1,0 +1,42 @@
+#include "plugins.hpp"
+
+#include <dlfcn.h>
+
+#include "troupe/model/config.hpp"
+#include "troupe/model/log.hpp"
+#include "troupe/model/plugin.hpp"
+
+namespace troupe {
+
+void load_plugin(const std::string& path, task_registry& registry, const std::string& source,
+                 int line, const std::string& key) {
+  auto fail = [&](const std::string& why) {
+    throw config_error(source, line, key, "plugin '" + path + "': " + why);
+  };
+  // RTLD_LOCAL: two plugins may bring their own copies of the same helpers. Never closed: the
+  // registry holds its kernels until the process ends.
+  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    const char* why = dlerror();
+    fail(why ? why : "cannot be opened");
+  }
+  dlerror();
+  auto entry = reinterpret_cast<register_kinds_fn>(dlsym(lib, register_kinds_symbol));
+  if (!entry)
+    fail(std::string{"has no "} + register_kinds_symbol +
+         " (declare it with TROUPE_PLUGIN, see docs/plugins.md)");
+  auto before = registry.kinds();
+  try {
+    entry(registry);
+  } catch (const std::exception& e) {
+    fail(std::string{"troupe_register_kinds threw: "} + e.what());
+  }
+  auto after = registry.kinds();
+  std::string added;
+  for (size_t i = before.size(); i < after.size(); ++i)
+    added += (added.empty() ? "" : ", ") + after[i];
+  troupe::logger().info("troupe: plugin '{}' registered: {}", path,
+                        added.empty() ? std::string{"no kinds"} : added);
+}
+
+}  // namespace troupe
