@@ -169,6 +169,10 @@ class queue_logic {
         t->timings.worker = rec.worker;
       }
       if (rec.code == errc::none) {
+        if (auto too_large = output_over_limit(rec.output, st_.setup->cfg.max_payload_bytes)) {
+          finalize(t, outcome::failed, std::move(too_large));  // the same output every time
+          continue;
+        }
         finalize(t, outcome::completed, {}, std::move(rec.output));
         continue;
       }

@@ -30,6 +30,7 @@
 namespace troupe::cli {
 
 nlohmann::json bench_remote_latency(int rounds);
+nlohmann::json bench_payload();
 nlohmann::json bench_remote_pipeline(size_t tasks);
 nlohmann::json bench_events(size_t tasks);
 
@@ -182,10 +183,10 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
               uint32_t workers, const std::vector<std::string>& overrides) {
   bench_overrides = overrides;
   auto which = which_in.empty()
-                   ? std::vector<std::string>{"pipeline",          "latency",         "gemm",
-                                              "gpu-gemm",          "gpu-mlp",         "gpu-mixed",
-                                              "remote-latency",    "remote-pipeline", "events",
-                                              "stalled-subscriber"}
+                   ? std::vector<std::string>{"pipeline",           "latency",         "gemm",
+                                              "gpu-gemm",           "gpu-mlp",         "gpu-mixed",
+                                              "remote-latency",     "remote-pipeline", "events",
+                                              "stalled-subscriber", "payload"}
                    : which_in;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json out;
@@ -233,6 +234,7 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
   }
 
   if (wants("remote-latency")) out["remote_latency"] = bench_remote_latency(5000);
+  if (wants("payload")) out["payload"] = bench_payload();
   if (wants("remote-pipeline"))
     out["remote_pipeline"] = bench_remote_pipeline(std::min<size_t>(tasks, 200000));
   if (wants("events")) out["events"] = bench_events(std::min<size_t>(tasks, 200000));

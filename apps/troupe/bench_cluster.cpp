@@ -270,6 +270,49 @@ nlohmann::json bench_remote_latency(int rounds) {
           {"troupe_p99_us", p99}, {"ratio_p50", p50 / raw50}, {"ratio_p99", p99 / raw99}};
 }
 
+nlohmann::json bench_payload() {
+  std::printf(
+      "payload  one echo task at a time (its payload back as its output), client -> head -> "
+      "node -> worker -> back, beside raw zmq REQ/REP carrying the same bytes each way; "
+      "milliseconds\n");
+  nlohmann::json out = nlohmann::json::array();
+  running_cluster rc{1};
+  auto& c = *rc.c;
+  for (size_t mib : {1, 16, 64}) {
+    auto size = mib << 20;
+    int rounds = mib >= 64 ? 8 : mib >= 16 ? 16 : 64;
+    // The raw baseline's bytes are exactly the payload; troupe's frames add a few hundred.
+    auto [raw50, raw99] = raw_req_rep(rounds, size, size);
+    task_spec echo;
+    echo.kind = "echo";
+    echo.payload.assign(size, 0x5a);
+    std::vector<double> rtt;
+    for (int i = 0; i < rounds + 2; ++i) {
+      auto t0 = clock::now();
+      auto r = c.submit(echo).get();
+      if (r.status != outcome::completed || r.output.bytes.size() != size)
+        throw std::runtime_error("payload: the echo of " + std::to_string(mib) + " MiB came back " +
+                                 to_string(r.status) + ": " + r.error.message);
+      if (i >= 2) rtt.push_back(micros(clock::now() - t0).count() / 1000);
+    }
+    auto p50 = pct(rtt, .5);
+    raw50 /= 1000;
+    // The raw round trip crosses one process boundary each way, troupe's two (client -> head
+    // -> node and back): the second ratio is per boundary crossed.
+    std::printf(
+        "  %2zu MiB  raw zmq p50 %8.2f   troupe p50 %8.2f   ratio %.2f, per boundary %.2f  "
+        "(%d rounds)\n",
+        mib, raw50, p50, p50 / raw50, p50 / (2 * raw50), rounds);
+    out.push_back({{"mib", mib},
+                   {"raw_p50_ms", raw50},
+                   {"troupe_p50_ms", p50},
+                   {"ratio_p50", p50 / raw50},
+                   {"ratio_per_boundary", p50 / (2 * raw50)}});
+    (void)raw99;
+  }
+  return out;
+}
+
 nlohmann::json bench_remote_pipeline(size_t tasks) {
   auto [request, reply] = frame_sizes();
   auto raw = raw_push_pull(tasks, request);

@@ -205,6 +205,11 @@ const std::vector<key_def>& keys() {
       {"queue", "dead_letter",
        [](auto& c, auto& n) { c.dead_letter_capacity = uint32_t(int_in(n, 0, 1'000'000)); },
        [](const runtime_config& c) { return text(c.dead_letter_capacity); }},
+      {"limits", "max_payload_bytes",
+       [](auto& c, auto& n) {
+         c.max_payload_bytes = uint64_t(int_in(n, 1024, int64_t(1) << 30));
+       },
+       [](const runtime_config& c) { return text(c.max_payload_bytes); }},
       {"retry", "max",
        [](auto& c, auto& n) {
          c.max_retries = uint32_t(int_in(n, 0, runtime_config::max_retries_cap));
@@ -268,11 +273,6 @@ const std::vector<key_def>& keys() {
          c.cluster.dead_after = std::chrono::milliseconds{int_in(n, 1, 3'600'000)};
        },
        [](const runtime_config& c) { return text(c.cluster.dead_after); }},
-      {"cluster", "max_frame_bytes",
-       [](auto& c, auto& n) {
-         c.cluster.max_frame_bytes = uint64_t(int_in(n, 1024, int64_t(1) << 30));
-       },
-       [](const runtime_config& c) { return text(c.cluster.max_frame_bytes); }},
       {"cluster", "max_tasks_per_submit",
        [](auto& c, auto& n) { c.cluster.max_tasks_per_submit = uint32_t(int_in(n, 1, 1 << 20)); },
        [](const runtime_config& c) { return text(c.cluster.max_tasks_per_submit); }},
@@ -592,6 +592,10 @@ runtime_config parse_config(std::string_view text, const std::string& source, ru
     for (auto& [key, node] : *table) {
       std::string name{key.str()};
       auto* def = find_key(section, name);
+      if (!def && section == "cluster" && name == "max_frame_bytes")
+        throw config_error(source, line_of(node), section + "." + name,
+                           "the frame limit follows limits.max_payload_bytes (a frame holds one "
+                           "task or output of that size, plus 1 MiB): set that instead");
       if (!def) throw config_error(source, line_of(node), section + "." + name, "unknown key");
       try {
         def->set(cfg, node);

@@ -43,6 +43,8 @@ const char* to_string(errc code) noexcept {
       return "config_error";
     case errc::timed_out:
       return "timed_out";
+    case errc::output_too_large:
+      return "output_too_large";
   }
   return "unknown_error";
 }

@@ -14,6 +14,22 @@ namespace {
 }
 }  // namespace
 
+size_t wire_size(const param_map& p) {
+  size_t n = 0;
+  for (auto& [key, v] : p.values()) {
+    n += key.size() + 2;
+    if (auto* s = std::get_if<std::string>(&v))
+      n += s->size();
+    else if (auto* l = std::get_if<std::vector<int64_t>>(&v))
+      n += l->size() * 8;
+    else if (auto* d = std::get_if<std::vector<double>>(&v))
+      n += d->size() * 8;
+    else
+      n += 8;
+  }
+  return n;
+}
+
 const char* type_name(const param_value& v) {
   switch (v.index()) {
     case 0:

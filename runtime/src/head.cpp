@@ -58,7 +58,7 @@ struct head::impl {
   bool stopped = false;
 
   explicit impl(runtime_config c) : cfg(std::move(c)), log(cfg.cluster.event_ring) {
-    lim.max_frame_bytes = cfg.cluster.max_frame_bytes;
+    lim = wire::limits::for_payload(cfg.max_payload_bytes);
     lim.max_tasks_per_submit = cfg.cluster.max_tasks_per_submit;
     rt.reset(new troupe::runtime(head_view(cfg), cluster_workers(cfg)));
     auto& ri = *rt->impl_;
@@ -69,7 +69,7 @@ struct head::impl {
     so.name = "troupe-head";
     so.max_outbound = cfg.cluster.max_outbound;
     // zmq itself drops (and disconnects) beyond twice our limit; up to it we answer with an error.
-    so.max_message_bytes = int64_t(cfg.cluster.max_frame_bytes) * 2;
+    so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
     try {
       sock = std::make_unique<transport::socket_thread>(
           ctx, so, [this](transport::multipart& m) { on_message(m); }, [this] { send_results(); });
@@ -232,19 +232,29 @@ struct head::impl {
       ready.swap(results_pending);
       results_wake = false;
     }
+    // Frames of at most results_per_frame results and limits.max_payload_bytes of outputs: a
+    // client with the same limit accepts every one.
+    auto budget = cfg.max_payload_bytes;
     for (auto& [peer, res] : ready) {
-      for (size_t at = 0; at < res.tasks.size(); at += results_per_frame) {
-        if (at == 0 && res.tasks.size() <= results_per_frame) {
+      size_t at = 0;
+      while (at < res.tasks.size()) {
+        size_t end = at, bytes = 0;
+        for (; end < res.tasks.size() && end - at < results_per_frame; ++end) {
+          auto n = output_bytes(res.tasks[end].output) + res.tasks[end].error.message.size();
+          if (end > at && bytes + n > budget) break;
+          bytes += n;
+        }
+        if (at == 0 && end == res.tasks.size()) {
           sock->send(framer.make(&peer, wire::msg_type::result, res));
           break;
         }
         wire::result part;
-        auto end = std::min(res.tasks.size(), at + results_per_frame);
         part.tasks.assign(std::make_move_iterator(res.tasks.begin() + long(at)),
                           std::make_move_iterator(res.tasks.begin() + long(end)));
         part.latency_ms.assign(res.latency_ms.begin() + long(at),
                                res.latency_ms.begin() + long(end));
         sock->send(framer.make(&peer, wire::msg_type::result, part));
+        at = end;
       }
     }
   }

@@ -34,7 +34,7 @@ struct node::impl {
     auto& c = *setup;
     c.cfg = resolve(node_view(cluster_cfg, node_name, "cluster file"));
     apply_log_level(c.cfg.log_level);
-    lim.max_frame_bytes = c.cfg.cluster.max_frame_bytes;
+    lim = wire::limits::for_payload(c.cfg.max_payload_bytes);
     kernels::register_builtins(*c.registry);
     // Plugins before the first hello: the head learns their kinds as the node joins.
     auto& me = *cluster_cfg.cluster.find(node_name);  // node_view checked the name
@@ -57,7 +57,7 @@ struct node::impl {
     so.endpoint = c.cfg.cluster.head_endpoint;
     so.name = "troupe-node";
     so.max_outbound = c.cfg.cluster.max_outbound;
-    so.max_message_bytes = int64_t(c.cfg.cluster.max_frame_bytes) * 2;
+    so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
     so.linger_ms = 200;  // the bye on shutdown
     sock = std::make_unique<transport::socket_thread>(
         ctx, so, [this](transport::multipart& m) { on_message(m); });

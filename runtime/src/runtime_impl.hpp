@@ -254,6 +254,11 @@ struct runtime::impl {
       return rejected(id, spec, errc::no_implementation,
                       "task kind '" + spec.kind + "' has no implementation for the devices of " +
                           "this runtime (" + device_list() + ")");
+    if (auto n = input_bytes(spec); n > setup->cfg.max_payload_bytes)
+      return rejected(id, spec, errc::invalid_params,
+                      "the task's input (payload and parameters) is " + std::to_string(n) +
+                          " bytes, over limits.max_payload_bytes (" +
+                          std::to_string(setup->cfg.max_payload_bytes) + ")");
     double cost = 0;
     if (kind->def.validate) {
       try {

@@ -361,10 +361,11 @@ TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
   expect_error({std::string{"\x82\xa1v\x01\xa4type\xa4nuke"}, "\x80"}, "unknown_type");
   expect_error({header("submit", 1), std::string{"\xdd\xff\xff\xff\xff", 5}}, "too_large");
   expect_error({header("submit", 1), std::string("\x81\xa5tasks\x91\x81\xa4kind\x05")},
-               "malformed");                                         // kind is not a string
-  expect_error({header("assign", 1), "\x80"}, "unexpected");         // not a client's message
-  expect_error({header("submit", 1)}, "malformed");                  // one frame missing
-  expect_error({std::string(20u << 20, 'x'), "\x80"}, "too_large");  // over max_frame_bytes
+               "malformed");                                  // kind is not a string
+  expect_error({header("assign", 1), "\x80"}, "unexpected");  // not a client's message
+  expect_error({header("submit", 1)}, "malformed");           // one frame missing
+  // Over the frame limit (limits.max_payload_bytes + 1 MiB), under twice it: an error reply.
+  expect_error({std::string(66u << 20, 'x'), "\x80"}, "too_large");
   // Each was counted, and the head carries on: a proper submit works.
   EXPECT_EQ(client_->status().frames_refused, 8u) << read_file(log_);
   auto h = client_->submit(gemm_tasks(1, 1).front());
@@ -752,4 +753,71 @@ TEST(ServiceNode, KindsAddedThroughTheNodesRegistryRunOnTheCluster) {
   EXPECT_EQ(r->status, outcome::completed) << r->error.message << "\n" << read_file(log);
   EXPECT_EQ(r->output.values.get_string("text", ""), "HELLO");
   service.shutdown();
+}
+
+// The failures of large data on a cluster, as regressions: an output of 20 MiB, and of 40 MiB,
+// used to be refused at the head (the task stayed in flight forever; at 40 MiB the node entered
+// a rejoin loop). Under limits.max_payload_bytes (64 MiB by default) both come back whole.
+TEST_F(Cluster, OutputsOfTwentyAndFortyMiBComeBackWhole) {
+  for (size_t mib : {20, 40}) {
+    task_spec echo;
+    echo.kind = "echo";
+    echo.payload.resize(mib << 20);
+    for (size_t i = 0; i < echo.payload.size(); i += 4096) echo.payload[i] = uint8_t(i >> 12);
+    auto r = client_->submit(echo).wait_for(60s);
+    ASSERT_TRUE(r) << mib << " MiB never came back\n" << diagnosis();
+    ASSERT_EQ(r->status, outcome::completed) << r->error.message;
+    EXPECT_EQ(r->attempts, 1u);
+    EXPECT_TRUE(r->output.bytes == echo.payload) << mib << " MiB came back changed";
+  }
+  auto s = client_->status();
+  EXPECT_EQ(s.frames_refused, 0u);
+  for (auto& n : s.nodes) EXPECT_EQ(n.joins, 1u) << n.name << " joined again";
+}
+
+class ClusterWithSmallPayloads : public Cluster {
+ protected:
+  std::string nodes() const override {
+    return "[nodes.a]\ncpu = 1\n[limits]\nmax_payload_bytes = 1048576\n";
+  }
+};
+
+TEST_F(ClusterWithSmallPayloads, AnOutputOverTheLimitOnANodeEndsItsTaskOutputTooLarge) {
+  task_spec big;  // a 1024 x 1024 float32 matrix: 4 MiB of output
+  big.kind = "gemm";
+  big.params = {{"m", int64_t{1024}},
+                {"n", int64_t{1024}},
+                {"k", int64_t{1}},
+                {"output", std::string{"matrix"}}};
+  auto r = client_->submit(big).wait_for(60s);
+  ASSERT_TRUE(r) << diagnosis();
+  EXPECT_EQ(r->status, outcome::failed);
+  EXPECT_EQ(r->error.code, errc::output_too_large) << r->error.message;
+  EXPECT_EQ(r->attempts, 1u);
+  EXPECT_NE(r->error.message.find("limits.max_payload_bytes (1048576)"), std::string::npos)
+      << r->error.message;
+  // Under the limit, a result frame of nearly the whole limit goes through.
+  task_spec echo;
+  echo.kind = "echo";
+  echo.payload.assign(1000000, 3);
+  auto ok = client_->submit(echo).wait_for(60s);
+  ASSERT_TRUE(ok) << diagnosis();
+  EXPECT_EQ(ok->status, outcome::completed) << ok->error.message;
+  EXPECT_EQ(ok->output.bytes.size(), 1000000u);
+}
+
+TEST_F(ClusterWithSmallPayloads, AClientRefusesAnInputOverTheLimitBeforeSendingAnything) {
+  client_options co;
+  co.max_payload_bytes = 1048576;
+  client small{endpoint_, co};
+  task_spec echo;
+  echo.kind = "echo";
+  echo.payload.assign(2 << 20, 3);
+  try {
+    small.submit_batch({task_spec{}, echo});
+    FAIL() << "accepted";
+  } catch (const client_error& e) {
+    EXPECT_NE(std::string{e.what()}.find("task 1 of the batch"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(client_->status().stats.submitted, 0u) << "nothing was sent";
 }

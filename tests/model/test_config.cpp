@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <toml++/toml.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "troupe/model/config.hpp"
@@ -205,4 +206,29 @@ TEST(ClusterConfig, ShippedClusterFileParses) {
   auto cfg = load_config(TROUPE_SOURCE_DIR "/config/cluster-3.toml");
   ASSERT_EQ(cfg.cluster.nodes.size(), 2u);
   EXPECT_EQ(cfg.cluster.head_endpoint, "tcp://127.0.0.1:5555");
+}
+
+TEST(ClusterConfig, TheFrameLimitFollowsTheLargestPayloadAndCannotBeSetApart) {
+  auto cfg = parse_config("[limits]\nmax_payload_bytes = 1048576\n", "c.toml");
+  EXPECT_EQ(cfg.max_payload_bytes, 1048576u);
+  EXPECT_EQ(frame_limit_bytes(cfg.max_payload_bytes), 2097152u);
+  auto e = error_of("[cluster]\nmax_frame_bytes = 16777216\n");
+  EXPECT_EQ(e.key(), "cluster.max_frame_bytes");
+  EXPECT_NE(std::string{e.what()}.find("limits.max_payload_bytes"), std::string::npos) << e.what();
+  EXPECT_EQ(error_of("[limits]\nmax_payload_bytes = 10\n").key(), "limits.max_payload_bytes");
+}
+
+TEST(ClusterConfig, PluginsOfANodeAreTakenFromTheClusterFilesFolder) {
+  auto dir = ::testing::TempDir() + "troupe_plugins_cfg";
+  std::ofstream{dir + ".toml"} << "[nodes.a]\ncpu = 1\nplugins = [\"kinds/mine.so\", "
+                                  "\"/opt/k/other.so\"]\n";
+  auto cfg = load_config(dir + ".toml");
+  auto* a = cfg.cluster.find("a");
+  ASSERT_NE(a, nullptr);
+  ASSERT_EQ(a->plugins.size(), 2u);
+  EXPECT_EQ(a->plugins[0],
+            std::filesystem::path(dir + ".toml").parent_path().string() + "/kinds/mine.so");
+  EXPECT_EQ(a->plugins[1], "/opt/k/other.so");
+  EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\nplugins = \"mine.so\"\n").key(), "nodes.a.plugins");
+  EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\nplugins = [\"\"]\n").key(), "nodes.a.plugins");
 }

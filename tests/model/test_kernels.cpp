@@ -247,7 +247,7 @@ TEST(MlpKernel, ValidationCountsInputAndActivationsNotTheSharedWeights) {
 TEST(BuiltinKinds, AreAllRegisteredAndRunOnCpu) {
   task_registry r;
   kernels::register_builtins(r);
-  for (auto* k : {"noop", "sleep", "fail", "gemm", "mlp"}) {
+  for (auto* k : {"noop", "echo", "sleep", "fail", "gemm", "mlp"}) {
     auto* e = r.find(k);
     ASSERT_NE(e, nullptr) << k;
     EXPECT_TRUE(e->runs_on(device_class::cpu));

@@ -134,7 +134,7 @@ TEST(CudaWorker, BatchedLaunchesSplitResultsBackPerTask) {
   cfg.batch_max_delay = 20ms;
   runtime rt{cfg};
   kind_definition echo;
-  echo.name = "echo";
+  echo.name = "batched_echo";
   echo.cuda = [](const task_context& ctx) {
     task_output out;
     out.values.set("x", ctx.spec.params.get_int("x", -1));
@@ -158,7 +158,8 @@ TEST(CudaWorker, BatchedLaunchesSplitResultsBackPerTask) {
   rt.registry().add(echo);
   std::vector<task_spec> specs;
   for (int64_t i = 0; i < 200; ++i)
-    specs.push_back(on_gpu("echo", 10, {{"x", i}, {"model", std::string{i % 2 ? "a" : "b"}}}));
+    specs.push_back(
+        on_gpu("batched_echo", 10, {{"x", i}, {"model", std::string{i % 2 ? "a" : "b"}}}));
   auto hs = rt.submit_batch(specs);
   for (size_t i = 0; i < hs.size(); ++i) {
     auto r = hs[i].wait_for(60s);
@@ -212,7 +213,7 @@ TEST(CudaWorker, BatchableTasksAreNotStarvedByOthers) {
                        return task_output{};
                      }});
   kind_definition echo;
-  echo.name = "echo";
+  echo.name = "batched_echo";
   echo.cuda = [](const task_context&) { return task_output{}; };
   echo.batch_key = [](const task_spec&) { return std::string{"one"}; };
   echo.cuda_batch = [](const std::vector<const task_spec*>& specs, const task_context&) {
@@ -220,7 +221,7 @@ TEST(CudaWorker, BatchableTasksAreNotStarvedByOthers) {
   };
   rt.registry().add(echo);
   std::vector<task_spec> specs(200, on_gpu("work"));
-  for (int i = 0; i < 10; ++i) specs.push_back(on_gpu("echo"));
+  for (int i = 0; i < 10; ++i) specs.push_back(on_gpu("batched_echo"));
   auto hs = rt.submit_batch(specs);
   time_point last_work{}, last_echo{};
   for (size_t i = 0; i < hs.size(); ++i) {

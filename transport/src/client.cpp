@@ -35,12 +35,13 @@ struct client::impl {
   std::atomic<uint64_t> error_count{0};
 
   impl(const std::string& endpoint, client_options o) : opts(std::move(o)), framer(opts.name) {
-    lim.max_frame_bytes = opts.max_frame_bytes;
+    lim = wire::limits::for_payload(opts.max_payload_bytes);
+    lim.max_tasks_per_submit = opts.max_tasks_per_submit;
     transport::socket_options so;
     so.type = zmq::socket_type::dealer;
     so.endpoint = endpoint;
     so.name = "troupe-client";
-    so.max_message_bytes = int64_t(opts.max_frame_bytes) * 2;
+    so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
     try {
       sock = std::make_unique<transport::socket_thread>(
           ctx, so, [this](transport::multipart& m) { on_message(m); });
@@ -197,12 +198,30 @@ std::vector<task_handle> client::submit_batch(std::vector<task_spec> specs,
   std::shared_ptr<const result_callback> callback;
   if (on_done) callback = std::make_shared<const result_callback>(std::move(on_done));
   auto cap = std::max<size_t>(1, impl_->opts.max_tasks_per_submit);
-  if (specs.size() <= cap) return submit_frame(std::move(specs), std::move(callback));
-  // A head refuses larger submits (cluster.max_tasks_per_submit): send several.
+  auto budget = impl_->opts.max_payload_bytes;
+  size_t total = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    auto n = input_bytes(specs[i]);
+    if (n > budget)
+      throw client_error("task " + std::to_string(i) + " of the batch: its input (payload and " +
+                         "parameters) is " + std::to_string(n) +
+                         " bytes, over max_payload_bytes (" + std::to_string(budget) +
+                         "); nothing was sent");
+    total += n;
+  }
+  if (specs.size() <= cap && total <= budget)
+    return submit_frame(std::move(specs), std::move(callback));
+  // A head refuses larger submits (cluster.max_tasks_per_submit, and frames over its limit):
+  // send several, each of at most cap tasks and max_payload_bytes of inputs.
   std::vector<task_handle> all;
   all.reserve(specs.size());
-  for (size_t i = 0; i < specs.size(); i += cap) {
-    auto end = std::min(specs.size(), i + cap);
+  for (size_t i = 0, end = 0; i < specs.size(); i = end) {
+    size_t bytes = 0;
+    for (end = i; end < specs.size() && end - i < cap; ++end) {
+      auto n = input_bytes(specs[end]);
+      if (end > i && bytes + n > budget) break;
+      bytes += n;
+    }
     std::vector<task_spec> part(std::make_move_iterator(specs.begin() + long(i)),
                                 std::make_move_iterator(specs.begin() + long(end)));
     try {

@@ -3,6 +3,7 @@
 #include "troupe/transport/wire_fields.hpp"
 
 #define MSGPACK_NO_BOOST 1
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <msgpack.hpp>
@@ -121,8 +122,10 @@ uint64_t be(const uint8_t* p, size_t n) {
 
 void check_frame(const void* data, size_t size, const limits& lim) {
   if (size > lim.max_frame_bytes)
-    refuse(wire_errc::too_large, "frame of " + std::to_string(size) + " bytes, the limit is " +
-                                     std::to_string(lim.max_frame_bytes));
+    refuse(wire_errc::too_large,
+           "frame of " + std::to_string(size) + " bytes, the limit is " +
+               std::to_string(lim.max_frame_bytes) +
+               " (limits.max_payload_bytes + 1 MiB: one task or output of that size per frame)");
   if (size == 0) refuse(wire_errc::malformed, "empty frame");
   auto* p = static_cast<const uint8_t*>(data);
   size_t pos = 0;
@@ -458,7 +461,7 @@ struct enum_names<device_class> {
 };
 template <>
 struct enum_names<errc> {
-  static constexpr auto last = errc::timed_out;
+  static constexpr auto last = errc::output_too_large;
   static void unknown(const where& p, const std::string& name) {
     refuse(wire_errc::malformed, p.str() + ": unknown error code '" + name + "'");
   }
@@ -658,6 +661,22 @@ std::string encode_body(const T& m) {
   buf.clear();
   encoder{buf, clock::now()}.value(m);
   return std::string(buf.data(), buf.size());
+}
+
+/// Bodies from this size on leave in the buffer they were packed into (a copy costs more than
+/// the buffer's next growth from empty).
+constexpr size_t own_buffer_bytes = size_t(256) << 10;
+
+template <class T>
+zmq::message_t encode_message_body(const T& m) {
+  thread_local msgpack::sbuffer buf;
+  buf.clear();
+  encoder{buf, clock::now()}.value(m);
+  if (buf.size() < own_buffer_bytes) return zmq::message_t(buf.data(), buf.size());
+  auto size = buf.size();
+  char* data = buf.release();  // malloc'd; the buffer starts empty again
+  return zmq::message_t(
+      data, size, [](void* d, void*) { std::free(d); }, nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -904,6 +923,10 @@ header decode_header(const void* data, size_t size, const limits& lim) {
 #define TROUPE_WIRE_BODY(T)                                       \
   std::string encode(const T& m) {                                \
     return encode_body(m);                                        \
+  }                                                               \
+  template <>                                                     \
+  zmq::message_t encode_message<T>(const T& m) {                  \
+    return encode_message_body(m);                                \
   }                                                               \
   template <>                                                     \
   T decode<T>(const void* data, size_t size, const limits& lim) { \

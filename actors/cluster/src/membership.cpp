@@ -371,24 +371,34 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
   // A proxy of an earlier generation: the balancer has already taken these tasks back.
   if (!slot.up || slot.generation != msg.generation) return;
   auto& node = st.nodes[size_t(slot.node)];
-  wire::assign out;
-  out.tasks.reserve(msg.tasks.size());
   auto local = st.setup->workers[size_t(msg.worker)].node_worker;
-  auto frame = st.framer->reserve_id();
   auto now = self->clock().now();
-  for (auto& a : msg.tasks) {
-    out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec});
-    node.in_flight[a.task->id] = {a, msg.worker, frame, now};
-  }
   slot.assigned += msg.tasks.size();
   // The monitor shows the worker busy while the node holds tasks of it.
   self->send(st.monitor, work_report_msg{msg.worker, msg.generation, 0, 0, true});
-  if (!st.send(st.framer->make_with_id(node.peer, frame, wire::msg_type::assign, out))) {
-    // The socket's queue is full: give the tasks back unstarted rather than lose them.
-    std::vector<task_id> ids;
-    for (auto& a : msg.tasks) ids.push_back(a.task->id);
-    give_back(self, node, ids, "the head's outbound queue to node '" + node.cfg->name + "' is full",
-              false);
+  // Frames of at most limits.max_payload_bytes of inputs: within the node's frame limit.
+  auto budget = st.setup->cfg.max_payload_bytes;
+  size_t first = 0;
+  while (first < msg.tasks.size()) {
+    wire::assign out;
+    auto frame = st.framer->reserve_id();
+    size_t bytes = 0, end = first;
+    for (; end < msg.tasks.size(); ++end) {
+      auto& a = msg.tasks[end];
+      auto n = input_bytes(a.task->spec);
+      if (end > first && bytes + n > budget) break;
+      bytes += n;
+      out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec});
+      node.in_flight[a.task->id] = {a, msg.worker, frame, now};
+    }
+    if (!st.send(st.framer->make_with_id(node.peer, frame, wire::msg_type::assign, out))) {
+      // The socket's queue is full: give the tasks back unstarted rather than lose them.
+      std::vector<task_id> ids;
+      for (size_t i = first; i < end; ++i) ids.push_back(msg.tasks[i].task->id);
+      give_back(self, node, ids,
+                "the head's outbound queue to node '" + node.cfg->name + "' is full", false);
+    }
+    first = end;
   }
 }
 

@@ -162,8 +162,16 @@ void on_results(self_ptr self, results_msg& msg) {
   auto& st = self->state;
   auto& slot = st.workers.at(size_t(msg.worker));
   if (msg.generation != slot.generation) return;  // a replaced worker: reported lost already
+  // Every frame stays within the head's frame limit: outputs over limits.max_payload_bytes end
+  // their task here (output_too_large), and records go in frames of at most that many bytes.
+  auto budget = st.setup->cfg.max_payload_bytes;
   wire::results out;
-  out.records.reserve(msg.records.size());
+  size_t bytes = 0;
+  auto flush = [&] {
+    if (!out.records.empty() && st.joined) send_head(self, wire::msg_type::results, out);
+    out.records.clear();
+    bytes = 0;
+  };
   for (auto& rec : msg.records) {
     auto i = slot.running.find(rec.task->id);
     if (i == slot.running.end() || i->second != rec.task) continue;  // from an old epoch
@@ -177,9 +185,17 @@ void on_results(self_ptr self, results_msg& msg) {
     r.output = std::move(rec.output);
     r.run_ns = rec.started == time_point{} ? 0 : (rec.finished - rec.started).count();
     r.counts_as_attempt = rec.counts_as_attempt;
+    if (auto too_large = output_over_limit(r.output, budget)) {
+      r.code = too_large.code;
+      r.message = std::move(too_large.message);
+      r.output = {};
+    }
+    auto n = output_bytes(r.output) + r.message.size();
+    if (bytes + n > budget) flush();
+    bytes += n;
     out.records.push_back(std::move(r));
   }
-  if (!out.records.empty() && st.joined) send_head(self, wire::msg_type::results, out);
+  flush();
 }
 
 }  // namespace

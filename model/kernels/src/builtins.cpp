@@ -365,6 +365,14 @@ void register_builtins(task_registry& registry) {
   // One worker thread per core: OpenBLAS must not start its own threads on top.
   openblas_set_num_threads(1);
   registry.add({"noop", nullptr, [](const task_context&) { return task_output{}; }, nullptr});
+  // Its payload back as its output bytes: moving data through the runtime (bench payload).
+  registry.add({"echo", nullptr,
+                [](const task_context& ctx) {
+                  task_output out;
+                  out.bytes = ctx.spec.payload;
+                  return out;
+                },
+                nullptr});
   registry.add({"sleep", sleep_validate, sleep_cpu, nullptr});
   // fail runs on CUDA workers too, fake ones included (they exist in every build).
   registry.add({"fail", fail_validate, fail_cpu, fail_cpu});

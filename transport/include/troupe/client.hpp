@@ -28,7 +28,9 @@ class client_error : public std::runtime_error {
 struct client_options {
   std::string name = "client";                ///< header.from: shows up in the head's logs
   std::chrono::milliseconds timeout{10000};   ///< for replies (ids, status)
-  size_t max_frame_bytes = size_t(16) << 20;  ///< larger replies are refused
+  /// The head's limits.max_payload_bytes: the largest task input the client sends in one
+  /// submit and output it accepts (its frame limit follows, as the head's does).
+  uint64_t max_payload_bytes = runtime_config{}.max_payload_bytes;
   size_t max_unclaimed_results = 1 << 20;     ///< results that arrive before their ids
   /// submit_batch sends larger batches as several submits of at most this many tasks (a head
   /// refuses more than its cluster.max_tasks_per_submit, 10,000 by default).

@@ -39,7 +39,6 @@ struct cluster_config {
   std::chrono::milliseconds heartbeat_interval{200};   ///< head <-> node, both ways
   std::chrono::milliseconds suspect_after{1000};       ///< silent this long: suspect
   std::chrono::milliseconds dead_after{3000};          ///< silent this long: dead, tasks re-placed
-  uint64_t max_frame_bytes = uint64_t(16) << 20;       ///< larger frames get an error reply
   uint32_t max_tasks_per_submit = 10000;  ///< larger submits get an error reply, nothing decoded
   uint32_t max_outbound = 65536;          ///< messages waiting per socket
   std::chrono::milliseconds restart_delay{200};  ///< troupe up: before restarting a dead child
@@ -79,6 +78,11 @@ struct runtime_config {
   bool batching_enabled = true;
   uint32_t batch_max_tasks = 128;                   ///< most tasks merged into one launch
   std::chrono::microseconds batch_max_delay{1000};  ///< longest a task waits for company
+  // [limits]
+  /// The most bytes of one task's input (payload + parameters, input_bytes) and of one output
+  /// (bytes + values, output_bytes). Larger inputs are refused at submit; a larger output ends
+  /// its task with errc::output_too_large. The wire's limits derive from it (frame_limit_bytes).
+  uint64_t max_payload_bytes = uint64_t(64) << 20;
   // [queue]
   uint64_t queue_bound = 1000000;  ///< tasks admitted and not yet finished
   /// queue.pressure "high" once this share of the bound is admitted; "normal" below half of it.
@@ -121,6 +125,13 @@ struct runtime_config {
   // [[triggers]]: run by an embedded runtime and by a head (not by nodes)
   std::vector<trigger_rule> triggers;
 };
+
+/// The largest frame a troupe process accepts from a peer: one task or one output of
+/// limits.max_payload_bytes, with room for its header and other fields.
+constexpr uint64_t frame_headroom_bytes = uint64_t(1) << 20;
+constexpr uint64_t frame_limit_bytes(uint64_t max_payload_bytes) {
+  return max_payload_bytes + frame_headroom_bytes;
+}
 
 /// A configuration error names the file (or "--set"), the line and the key.
 class config_error : public std::runtime_error {

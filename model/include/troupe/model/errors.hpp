@@ -25,6 +25,7 @@ enum class errc : uint8_t {
   shutting_down,            ///< submitted after shutdown began
   config_error,             ///< a configuration file or flag is invalid
   timed_out,                ///< an attempt ran past the task's timeout (retryable)
+  output_too_large,         ///< the output is over limits.max_payload_bytes (not retried)
 };
 
 /// Stable, lower-case name of an error code ("queue_full").

@@ -54,6 +54,24 @@ struct task_output {
   std::vector<uint8_t> bytes;
 };
 
+/// What limits.max_payload_bytes counts of a task's input (payload and parameters) and of its
+/// output (bytes and values).
+inline size_t input_bytes(const task_spec& s) {
+  return s.payload.size() + wire_size(s.params);
+}
+inline size_t output_bytes(const task_output& o) {
+  return o.bytes.size() + wire_size(o.values);
+}
+
+/// The error that ends a task whose output is over limits.max_payload_bytes; none otherwise.
+inline error_info output_over_limit(const task_output& o, uint64_t max_payload_bytes) {
+  auto n = output_bytes(o);
+  if (n <= max_payload_bytes) return {};
+  return {errc::output_too_large, "the output is " + std::to_string(n) +
+                                      " bytes, over limits.max_payload_bytes (" +
+                                      std::to_string(max_payload_bytes) + ")"};
+}
+
 struct task_timings {
   time_point submitted{};
   time_point queued{};

@@ -5,21 +5,35 @@
 // does msgpack-c build objects, under the same limits (its defaults are unlimited: five bytes
 // can ask for gigabytes). Unknown keys in a body are ignored, so that a newer peer's additions
 // do not break an older one; missing required keys and wrong types are errors naming the field.
+#include <algorithm>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <zmq.hpp>
 
+#include "troupe/model/config.hpp"
 #include "troupe/transport/wire.hpp"
 
 namespace troupe::wire {
 
 struct limits {
-  size_t max_frame_bytes = size_t(16) << 20;   ///< one zmq frame
-  size_t max_elements = size_t(1) << 20;       ///< entries of one array or map
-  size_t max_depth = 32;                       ///< nesting of arrays and maps
-  size_t max_string_bytes = size_t(1) << 20;   ///< one string
-  size_t max_binary_bytes = size_t(16) << 20;  ///< one binary (payloads, output bytes)
+  size_t max_frame_bytes = size_t(frame_limit_bytes(runtime_config{}.max_payload_bytes));
+  size_t max_elements = size_t(1) << 20;      ///< entries of one array or map
+  size_t max_depth = 32;                      ///< nesting of arrays and maps
+  size_t max_string_bytes = size_t(1) << 20;  ///< one string
+  size_t max_binary_bytes = size_t(runtime_config{}.max_payload_bytes);  ///< payloads, outputs
   size_t max_tasks_per_submit = 10000;  ///< tasks of one submit (cluster.max_tasks_per_submit)
+
+  /// Limits that carry any task or output of limits.max_payload_bytes: a frame of one such task
+  /// (frame_limit_bytes), a binary or a string of that size, a list of that many numbers.
+  static limits for_payload(uint64_t max_payload_bytes) {
+    limits l;
+    l.max_frame_bytes = size_t(frame_limit_bytes(max_payload_bytes));
+    l.max_binary_bytes = size_t(max_payload_bytes);
+    l.max_string_bytes = std::max(l.max_string_bytes, size_t(max_payload_bytes));
+    l.max_elements = std::max(l.max_elements, size_t(max_payload_bytes / 8));
+    return l;
+  }
 };
 
 /// Why a frame was refused: the code goes back to the sender in an error message.
@@ -56,6 +70,11 @@ std::string encode(const snapshot_request& m);
 std::string encode(const snapshot& m);
 /// The body of a PUB message (its first frame is the topic).
 std::string encode(const event& e);
+
+/// The same encodings, straight into a zmq message: a small body is copied once from a reused
+/// buffer, a large one (payloads, outputs) goes in the buffer it was packed into, without a copy.
+template <class Body>
+zmq::message_t encode_message(const Body& m);
 
 /// Decoders: check_frame first, then the shape. Throw decode_error naming the field.
 header decode_header(const void* data, size_t size, const limits& lim);

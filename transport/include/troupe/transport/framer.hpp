@@ -22,7 +22,7 @@ class framer {
   template <class Body>
   transport::multipart make(const std::string* peer, msg_type type, const Body& body,
                             uint64_t corr = 0) {
-    return frames(peer, reserve_id(), type, encode(body), corr);
+    return frames(peer, reserve_id(), type, encode_message(body), corr);
   }
 
   /// The id the next message will carry (to match a reply before sending).
@@ -31,31 +31,30 @@ class framer {
   /// A message with a given id (reserved by reserve_id()), to the one peer of a DEALER.
   template <class Body>
   transport::multipart make_with_id(uint64_t id, msg_type type, const Body& body) {
-    return frames(nullptr, id, type, encode(body), 0);
+    return frames(nullptr, id, type, encode_message(body), 0);
   }
 
   /// The same to a peer of a ROUTER (its routing id).
   template <class Body>
   transport::multipart make_with_id(const std::string& peer, uint64_t id, msg_type type,
                                     const Body& body) {
-    return frames(&peer, id, type, encode(body), 0);
+    return frames(&peer, id, type, encode_message(body), 0);
   }
 
  private:
   transport::multipart frames(const std::string* peer, uint64_t id, msg_type type,
-                              const std::string& body, uint64_t corr) {
+                              zmq::message_t body, uint64_t corr) {
     header h;
     h.type = type;
     h.id = id;
     h.corr = corr;
     h.from = from_;
     h.epoch = epoch();
-    auto head = encode(h);
     transport::multipart m;
     m.reserve(3);
     if (peer) m.emplace_back(peer->data(), peer->size());
-    m.emplace_back(head.data(), head.size());
-    m.emplace_back(body.data(), body.size());
+    m.emplace_back(encode_message(h));
+    m.push_back(std::move(body));
     return m;
   }
 
