@@ -222,7 +222,8 @@ class cpu_runner {
     ctx.stop_flag = &stop_flag_;
     rec.started = now;
     try {
-      rec.output = t.kind->def.cpu(ctx);
+      if (!host_ && l_.setup->cpu_host && threaded_) host_ = l_.setup->cpu_host(l_.index);
+      rec.output = host_ ? host_->run(*t.kind, ctx, t.id) : t.kind->def.cpu(ctx);
     } catch (const task_failure& f) {
       rec.code = f.code;
       rec.message = f.message;
@@ -312,6 +313,7 @@ class cpu_runner {
   uint64_t last_run_here_ = 0;
   time_point flush_at_{};
   std::optional<runner_msg> crashed_here_;
+  std::unique_ptr<kernel_host> host_;  ///< its child process, with process isolation
 };
 
 device_worker_state::~device_worker_state() {

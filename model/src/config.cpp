@@ -353,7 +353,7 @@ std::string from_folder_of(const std::string& source, const std::string& path) {
   return (file.parent_path() / p).lexically_normal().string();
 }
 
-/// [nodes.NAME] tables: cpu, cuda, memory_bytes, plugins. A name appears once.
+/// [nodes.NAME] tables: cpu, cuda, memory_bytes, plugins, isolation. A name appears once.
 void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string& source) {
   auto* table = nodes.as_table();
   if (!table) throw config_error(source, line_of(nodes), "nodes", "expected [nodes.NAME] tables");
@@ -392,6 +392,9 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
           }
         } else if (k == "fake_gpus") {  // tests: GPU workers without a GPU (see fake_gpus)
           n.fake_gpus = uint32_t(int_in(value, 0, 16));
+        } else if (k == "isolation") {
+          n.process_isolation =
+              choice<bool>(value, {{"process", true}, {"thread", false}});
         } else if (k == "plugins") {
           auto* arr = value.as_array();
           if (!arr) throw std::string{"expected an array of shared library paths"};
@@ -402,7 +405,7 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
             n.plugins.push_back(from_folder_of(source, *path));
           }
         } else {
-          throw std::string{"unknown key (cpu, cuda, memory_bytes, plugins)"};
+          throw std::string{"unknown key (cpu, cuda, memory_bytes, plugins, isolation)"};
         }
       } catch (const std::string& what) {
         throw config_error(source, line_of(value), path + "." + k, what);

@@ -1,6 +1,7 @@
 #include "troupe/node.hpp"
 
 #include "plugins.hpp"
+#include "process_host.hpp"
 #include "runtime_impl.hpp"
 #include "troupe/actors/cluster/node_agent.hpp"
 #include "troupe/transport/codec.hpp"
@@ -40,6 +41,11 @@ struct node::impl {
     auto& me = *cluster_cfg.cluster.find(node_name);  // node_view checked the name
     for (auto& p : me.plugins)
       load_plugin(p, *c.registry, "cluster file", me.line, "nodes." + node_name + ".plugins");
+    if (me.isolated()) {
+      c.cpu_host = process_hosts(c.registry, c.cfg.max_payload_bytes);
+      troupe::logger().info("node {}: CPU workers run tasks in child processes (isolation)",
+                            node_name);
+    }
     if (c.cfg.cuda != cuda_selection::none) c.gpus = discover_gpus();
     for (auto& why : c.gpus.left_out) troupe::logger().info("troupe: {}", why);
     c.workers = layout_workers(c.cfg, c.gpus);

@@ -88,6 +88,25 @@ pid_t find_child(pid_t parent, const std::vector<std::string>& words) {
   return found;
 }
 
+/// How many processes have `parent` as their parent.
+size_t children_of(pid_t parent) {
+  size_t n = 0;
+  DIR* d = opendir("/proc");
+  while (auto* e = readdir(d)) {
+    pid_t pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    auto stat = read_file("/proc/" + std::string{e->d_name} + "/stat");
+    auto close_paren = stat.rfind(')');
+    int ppid = 0;
+    char state = 0;
+    if (close_paren != std::string::npos &&
+        sscanf(stat.c_str() + close_paren + 1, " %c %d", &state, &ppid) == 2 && ppid == parent)
+      ++n;
+  }
+  closedir(d);
+  return n;
+}
+
 /// The checksum the gemm kernel computes for these parameters, computed here.
 double expected_gemm_checksum(int64_t size, int64_t seed) {
   static task_registry registry;
@@ -820,4 +839,94 @@ TEST_F(ClusterWithSmallPayloads, AClientRefusesAnInputOverTheLimitBeforeSendingA
     EXPECT_NE(std::string{e.what()}.find("task 1 of the batch"), std::string::npos) << e.what();
   }
   EXPECT_EQ(client_->status().stats.submitted, 0u) << "nothing was sent";
+}
+
+// Process isolation: node a loads kinds that crash their process (isolation = "process" is the
+// default for a node with plugins). Each crash ends its task's attempt, not the node: the node
+// process stays the same, and the other tasks on it complete.
+class ClusterWithIsolatedWorkers : public Cluster {
+ protected:
+  std::string nodes() const override {
+    return std::string{"[nodes.a]\ncpu = 2\nplugins = [\""} + CRASHING_PLUGIN +
+           "\"]\n[supervision]\nintensity = 50\n";
+  }
+  pid_t node_pid() { return find_child(up_, {"node", "--name", "a"}); }
+  task_spec once(const std::string& kind) {
+    task_spec s;
+    s.kind = kind;
+    s.max_retries = 0;
+    return s;
+  }
+};
+
+TEST_F(ClusterWithIsolatedWorkers, ACrashEndsItsTaskAndTheNodeAndItsOtherTasksCarryOn) {
+  auto node = node_pid();
+  ASSERT_GT(node, 0) << read_file(log_);
+  task_spec segfault = once("segfault");
+  segfault.max_retries = 2;
+  segfault.retry_backoff = 1ms;
+  std::vector<task_spec> specs(40, once("pid"));
+  specs.push_back(segfault);
+  specs.push_back(once("abort"));
+  specs.push_back(once("exit"));
+  auto handles = client_->submit_batch(specs);
+  std::vector<task_result> results;
+  for (auto& h : handles) {
+    auto r = h.wait_for(60s);
+    ASSERT_TRUE(r) << "task " << h.id() << " never ended\n" << diagnosis();
+    results.push_back(*r);
+  }
+  for (size_t i = 0; i < 40; ++i) {
+    EXPECT_EQ(results[i].status, outcome::completed) << results[i].error.message;
+    EXPECT_NE(results[i].output.values.get_int("pid", node), node)
+        << "ran in the node's own process";
+  }
+  auto expect_crash = [&](const task_result& r, const std::string& why, uint32_t attempts) {
+    EXPECT_EQ(r.status, outcome::failed) << r.kind;
+    EXPECT_EQ(r.error.code, errc::kernel_crashed) << r.kind << ": " << r.error.message;
+    EXPECT_NE(r.error.message.find(why), std::string::npos) << r.kind << ": " << r.error.message;
+    EXPECT_EQ(r.attempts, attempts) << r.kind;
+  };
+  expect_crash(results[40], "signal 11", 3);
+  expect_crash(results[41], "signal 6", 1);
+  expect_crash(results[42], "exited with status 3", 1);
+  EXPECT_EQ(node_pid(), node) << "the node process was replaced";
+  auto s = client_->status();
+  ASSERT_EQ(s.nodes.size(), 1u);
+  EXPECT_EQ(s.nodes[0].joins, 1u) << "the node joined again";
+  // Still in service: more work completes.
+  auto after = client_->submit(once("pid")).wait_for(30s);
+  ASSERT_TRUE(after) << diagnosis();
+  EXPECT_EQ(after->status, outcome::completed) << after->error.message;
+}
+
+TEST_F(ClusterWithIsolatedWorkers, AKindThatCrashesOnceCompletesOnItsRetry) {
+  task_spec s = once("crash_first");
+  s.max_retries = 1;
+  s.retry_backoff = 1ms;
+  auto r = client_->submit(s).wait_for(60s);
+  ASSERT_TRUE(r) << diagnosis();
+  EXPECT_EQ(r->status, outcome::completed) << r->error.message;
+  EXPECT_EQ(r->attempts, 2u);
+}
+
+TEST_F(ClusterWithIsolatedWorkers, ATaskPastItsTimeoutIsKilledWithItsProcessNotLeftRunning) {
+  task_spec spin = once("spin");
+  spin.timeout = 300ms;
+  auto r = client_->submit(spin).wait_for(60s);
+  ASSERT_TRUE(r) << diagnosis();
+  EXPECT_EQ(r->status, outcome::failed);
+  EXPECT_EQ(r->error.code, errc::timed_out) << r->error.message;
+  // Its process is gone: no child of the node still spins.
+  auto node = node_pid();
+  ASSERT_GT(node, 0);
+  std::vector<task_spec> more(10, once("pid"));
+  for (auto& h : client_->submit_batch(more)) {
+    auto m = h.wait_for(30s);
+    ASSERT_TRUE(m) << diagnosis();
+    EXPECT_EQ(m->status, outcome::completed) << m->error.message;
+  }
+  auto count = children_of(node);
+  EXPECT_GE(count, 1u) << "the node's CPU workers run in processes of their own";
+  EXPECT_LE(count, 2u) << "at most one worker process per CPU worker: the spinning one is gone";
 }

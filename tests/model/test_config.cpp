@@ -232,3 +232,16 @@ TEST(ClusterConfig, PluginsOfANodeAreTakenFromTheClusterFilesFolder) {
   EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\nplugins = \"mine.so\"\n").key(), "nodes.a.plugins");
   EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\nplugins = [\"\"]\n").key(), "nodes.a.plugins");
 }
+
+TEST(ClusterConfig, IsolationIsProcessForANodeWithPluginsUnlessTheFileSaysOtherwise) {
+  auto cfg = parse_config(
+      "[nodes.a]\ncpu = 1\nplugins = [\"/k.so\"]\n[nodes.b]\ncpu = 1\n"
+      "[nodes.c]\ncpu = 1\nplugins = [\"/k.so\"]\nisolation = \"thread\"\n"
+      "[nodes.d]\ncpu = 1\nisolation = \"process\"\n",
+      "c.toml");
+  EXPECT_TRUE(cfg.cluster.find("a")->isolated());
+  EXPECT_FALSE(cfg.cluster.find("b")->isolated());
+  EXPECT_FALSE(cfg.cluster.find("c")->isolated());
+  EXPECT_TRUE(cfg.cluster.find("d")->isolated());
+  EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\nisolation = \"vm\"\n").key(), "nodes.a.isolation");
+}

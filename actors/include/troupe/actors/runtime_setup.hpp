@@ -8,6 +8,7 @@
 
 #include "troupe/model/config.hpp"
 #include "troupe/model/devices.hpp"
+#include "troupe/model/kernel_host.hpp"
 #include "troupe/model/registry.hpp"
 
 namespace troupe {
@@ -17,6 +18,9 @@ struct runtime_setup {
   gpu_inventory gpus;
   std::vector<worker_desc> workers;  ///< CPU workers, then one per GPU, then remote workers
   std::shared_ptr<task_registry> registry = std::make_shared<task_registry>();
+  /// Set: CPU workers run implementations in a host of their own (a child process, on a node
+  /// with isolation = "process"); null: on their runner threads.
+  kernel_host_factory cpu_host;
 };
 
 using setup_ptr = std::shared_ptr<const runtime_setup>;

@@ -29,7 +29,12 @@ struct node_config {
   /// Shared libraries whose troupe_register_kinds the node calls at start (docs/plugins.md); a
   /// relative path is taken from the cluster file's folder.
   std::vector<std::string> plugins;
-  int line = 0;                      ///< where the file declares it (for errors)
+  /// isolation = "process": each CPU worker runs implementations in a child process of its own
+  /// (a crash ends the child, not the node); "thread": on the worker's thread. Default: process
+  /// when the node loads plugins, else thread.
+  std::optional<bool> process_isolation;
+  bool isolated() const { return process_isolation.value_or(!plugins.empty()); }
+  int line = 0;  ///< where the file declares it (for errors)
 };
 
 /// The [cluster] section and the [nodes.*] tables: processes, endpoints, membership timing.
