@@ -207,7 +207,7 @@ const std::vector<key_def>& keys() {
        [](const runtime_config& c) { return text(c.dead_letter_capacity); }},
       {"limits", "max_payload_bytes",
        [](auto& c, auto& n) {
-         c.max_payload_bytes = uint64_t(int_in(n, 1024, int64_t(1) << 30));
+         c.max_payload_bytes = uint64_t(int_in(n, 1024, int64_t(max_config_payload_bytes)));
        },
        [](const runtime_config& c) { return text(c.max_payload_bytes); }},
       {"retry", "max",

@@ -15,17 +15,18 @@ namespace {
 }  // namespace
 
 size_t wire_size(const param_map& p) {
-  size_t n = 0;
+  // MessagePack's largest forms: 9 bytes for a number, 5 of header for a string or a list.
+  size_t n = 5;
   for (auto& [key, v] : p.values()) {
-    n += key.size() + 2;
+    n += key.size() + 5;
     if (auto* s = std::get_if<std::string>(&v))
-      n += s->size();
+      n += s->size() + 5;
     else if (auto* l = std::get_if<std::vector<int64_t>>(&v))
-      n += l->size() * 8;
+      n += l->size() * 9 + 5;
     else if (auto* d = std::get_if<std::vector<double>>(&v))
-      n += d->size() * 8;
+      n += d->size() * 9 + 5;
     else
-      n += 8;
+      n += 9;
   }
   return n;
 }

@@ -118,7 +118,8 @@ struct node::impl {
         case wire::msg_type::welcome:
           return caf::anon_send(agent, head_welcome_msg{decode<wire::welcome>(body)});
         case wire::msg_type::heartbeat:
-          return caf::anon_send(agent, head_heartbeat_msg{});
+          return caf::anon_send(agent,
+                                head_heartbeat_msg{decode<wire::heartbeat>(body).last_assign});
         case wire::msg_type::cancel:
           return caf::anon_send(agent, head_cancel_msg{decode<wire::cancel>(body)});
         case wire::msg_type::error:

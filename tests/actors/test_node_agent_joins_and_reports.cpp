@@ -232,3 +232,44 @@ TEST_F(NodeAgent, HeartbeatsSayTheLastAssignTakenInAndTheTasksItHolds) {
   EXPECT_EQ(sent_of<wire::heartbeat>(wire::msg_type::heartbeat).back().holding,
             (std::vector<task_id>{8}));
 }
+
+TEST_F(NodeAgent, AHeadHeartbeatNamingALaterAssignCountsAsTakenIn) {
+  welcome(last_hello_epoch());
+  assign(7);
+  // The head's heartbeat says its last assign was 500 (this node never saw it: lost).
+  caf::anon_send(agent, head_heartbeat_msg{uint64_t{500}});
+  sched->run();
+  let_time_pass(100ms);
+  auto hb = sent_of<wire::heartbeat>(wire::msg_type::heartbeat).back();
+  EXPECT_EQ(hb.last_assign, uint64_t{500});
+  EXPECT_EQ(hb.holding, (std::vector<task_id>{7}));
+}
+
+TEST_F(NodeAgent, JoiningAgainForgetsTheLastAssignOfTheEarlierHead) {
+  welcome(last_hello_epoch());
+  assign(7);
+  let_time_pass(600ms);  // the head is silent past dead_after: join again
+  welcome(last_hello_epoch());
+  let_time_pass(100ms);
+  auto hb = sent_of<wire::heartbeat>(wire::msg_type::heartbeat).back();
+  EXPECT_EQ(hb.last_assign, uint64_t{0}) << "a restarted head numbers its frames from 1 again";
+  EXPECT_TRUE(hb.holding.empty());
+}
+
+TEST_F(NodeAgent, ATaskItsKindsValidateRefusesFailsAsInvalidParamsWithoutRunning) {
+  setup->registry->add({"picky",
+                        [](task_spec& s) -> double {
+                          if (s.params.get_int("n", 0) < 1)
+                            throw task_failure{errc::invalid_params, "n must be at least 1"};
+                          return 0;
+                        },
+                        [](const task_context&) { return task_output{}; }});
+  welcome(last_hello_epoch());
+  assign(11, 0, "picky");
+  EXPECT_TRUE(on_worker.empty());
+  auto back = sent_of<wire::results>(wire::msg_type::results);
+  ASSERT_EQ(back.size(), 1u);
+  ASSERT_EQ(back[0].records.size(), 1u);
+  EXPECT_EQ(back[0].records[0].code, errc::invalid_params);
+  EXPECT_NE(back[0].records[0].message.find("n must be at least 1"), std::string::npos);
+}

@@ -312,13 +312,16 @@ TEST_F(Cluster, KillingANodeMidRunLosesNoTaskAndTheNodeComesBack) {
     EXPECT_EQ(results_per_id.size(), 3000u);
     for (auto& [id, n] : results_per_id) EXPECT_EQ(n, 1) << "task " << id;
   }
-  // troupe up restarts the node; it joins again under a new epoch.
+  // troupe up restarts the node; it joins again under a new epoch. (The head counts a task out of
+  // the system once its result callback has run, which may be just after the client has the
+  // result: wait for that too.)
   ASSERT_TRUE(wait_for_status(
       [](const wire::status& st) {
-        return st.nodes[0].joins == 2 && st.nodes[0].state == "joined";
+        return st.nodes[0].joins == 2 && st.nodes[0].state == "joined" &&
+               st.stats.in_flight + st.stats.queued == 0;
       },
       &s))
-      << read_file(log_);
+      << read_file(log_) << "\nin flight " << s.stats.in_flight << ", queued " << s.stats.queued;
   EXPECT_EQ(s.stats.completed, 3000u);
   EXPECT_EQ(s.stats.submitted, 3000u);
   EXPECT_EQ(s.stats.in_flight + s.stats.queued, 0u);
@@ -720,12 +723,15 @@ TEST(ClusterPlugins, ANodeWhosePluginCannotBeLoadedExitsNamingItAndTheKey) {
 // A service program becomes a node through the library: troupe::node with registry().add, as on
 // an embedded runtime. Kinds added after the node joined reach the head with its next hello.
 TEST(ServiceNode, KindsAddedThroughTheNodesRegistryRunOnTheCluster) {
+  // A path of its own for each run (--gtest_repeat): never a socket file of an earlier head.
+  static int run = 0;
   auto dir = temp_dir();
-  auto endpoint = "ipc://" + dir + "/service_head.ipc";
-  auto config = dir + "/service.toml";
+  auto tag = std::to_string(++run);
+  auto endpoint = "ipc://" + dir + "/service_head_" + tag + ".ipc";
+  auto config = dir + "/service_" + tag + ".toml";
   std::ofstream{config} << "[cluster]\nhead = \"" << endpoint << "\"\nheartbeat_ms = 100\n"
                         << "events = \"\"\n[nodes.svc]\ncpu = 1\n";
-  auto log = dir + "/service_head.log";
+  auto log = dir + "/service_head_" + tag + ".log";
   pid_t head = fork();
   ASSERT_GE(head, 0);
   if (head == 0) {

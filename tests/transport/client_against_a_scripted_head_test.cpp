@@ -50,6 +50,27 @@ struct ScriptedHead : ::testing::Test {
     return r;
   }
 
+  /// Plays the head for submits until `tasks` tasks arrived, numbering them from `first`;
+  /// checks they come in order (kinds k0, k1, ...) and each frame within `frame_limit` bytes.
+  /// The number of tasks of each submit.
+  std::vector<size_t> answer_submits(size_t tasks, task_id first, size_t frame_limit = SIZE_MAX) {
+    std::vector<size_t> sizes;
+    for (size_t sent = 0; sent < tasks;) {
+      auto msg = receive();
+      EXPECT_EQ(msg.header.type, wire::msg_type::submit);
+      EXPECT_LE(msg.body.size(), frame_limit) << "the frame is within the limit";
+      auto submit = wire::decode<wire::submit>(msg.body.data(), msg.body.size(), {});
+      sizes.push_back(submit.tasks.size());
+      if (submit.tasks.empty()) break;
+      EXPECT_EQ(submit.tasks[0].kind, "k" + std::to_string(sent)) << "in order";
+      wire::submitted ids;
+      for (size_t i = 0; i < submit.tasks.size(); ++i) ids.ids.push_back(first++);
+      sent += submit.tasks.size();
+      reply(msg, wire::msg_type::submitted, ids);
+    }
+    return sizes;
+  }
+
   template <class Body>
   void reply(const received& to, wire::msg_type type, const Body& body) {
     wire::header h;
@@ -118,25 +139,26 @@ TEST_F(ScriptedHead, ABatchLargerThanTheSubmitLimitGoesAsSeveralSubmits) {
   std::vector<task_spec> specs(7);
   for (size_t i = 0; i < specs.size(); ++i) specs[i].kind = "k" + std::to_string(i);
   auto handles = std::async(std::launch::async, [&] { return c.submit_batch(specs); });
-  std::vector<size_t> sizes;
-  task_id next = 500;
-  for (size_t sent = 0; sent < specs.size();) {
-    auto msg = receive();
-    ASSERT_EQ(msg.header.type, wire::msg_type::submit);
-    auto submit = wire::decode<wire::submit>(msg.body.data(), msg.body.size(), {});
-    sizes.push_back(submit.tasks.size());
-    ASSERT_FALSE(submit.tasks.empty());
-    EXPECT_EQ(submit.tasks[0].kind, "k" + std::to_string(sent)) << "in order";
-    wire::submitted ids;
-    for (size_t i = 0; i < submit.tasks.size(); ++i) ids.ids.push_back(next++);
-    sent += submit.tasks.size();
-    reply(msg, wire::msg_type::submitted, ids);
-  }
-  EXPECT_EQ(sizes, (std::vector<size_t>{3, 3, 1}));
+  EXPECT_EQ(answer_submits(specs.size(), 500), (std::vector<size_t>{3, 3, 1}));
   ASSERT_EQ(handles.wait_for(10s), std::future_status::ready);
   auto h = handles.get();
   ASSERT_EQ(h.size(), 7u);
   for (size_t i = 0; i < h.size(); ++i) EXPECT_EQ(h[i].id(), 500 + i);
+}
+
+TEST_F(ScriptedHead, ABatchOfMoreBytesThanThePayloadLimitGoesAsSeveralSubmitsEachWithinIt) {
+  client_options o;
+  o.max_payload_bytes = 100 << 10;
+  client c{endpoint, o};
+  std::vector<task_spec> specs(5);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    specs[i].kind = "k" + std::to_string(i);
+    specs[i].payload.assign(40 << 10, uint8_t(i));  // two fit in 100 KiB, three do not
+  }
+  auto handles = std::async(std::launch::async, [&] { return c.submit_batch(specs); });
+  EXPECT_EQ(answer_submits(specs.size(), 700, size_t(100) << 10), (std::vector<size_t>{2, 2, 1}));
+  ASSERT_EQ(handles.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(handles.get().size(), 5u);
 }
 
 TEST_F(ScriptedHead, AResultThatArrivesBeforeItsIdStillCompletesTheHandleAndRunsTheCallback) {

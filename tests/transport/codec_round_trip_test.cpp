@@ -206,9 +206,12 @@ TEST(CodecRoundTrip, Hello) {
   m.kinds = {"gemm", "mlp"};
   m.gpus = {sample_gpu(0), sample_gpu(1)};
   m.gpu_note = "one GPU lacks memory pools";
-  m.kind_devices = {{"gemm", {device_class::cpu, device_class::cuda}}, {"mlp", {device_class::cuda}}};
+  m.kind_devices = {{"gemm", {device_class::cpu, device_class::cuda}},
+                    {"mlp", {device_class::cuda}}};
+  m.max_payload_bytes = 12345678;
   auto b = round_trip(m);
   EXPECT_EQ(b.kind_devices, m.kind_devices);
+  EXPECT_EQ(b.max_payload_bytes, m.max_payload_bytes);
   EXPECT_EQ(b.node, m.node);
   ASSERT_EQ(b.workers.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -507,8 +510,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     hello m;
-    auto& [a, b, c, d, e, f] = m;
-    expect_on_wire("hello", reached_by(m), a, b, c, d, e, f);
+    auto& [a, b, c, d, e, f, g] = m;
+    expect_on_wire("hello", reached_by(m), a, b, c, d, e, f, g);
   }
   {
     welcome m;

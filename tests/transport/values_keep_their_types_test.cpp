@@ -145,3 +145,39 @@ TEST(WireValues, RandomParametersOfEveryTypeSurviveSubmitAndResult) {
 
 }  // namespace
 }  // namespace troupe::wire
+
+namespace troupe::wire {
+namespace {
+
+// limits.max_payload_bytes counts a task's input and output at least as large as they encode,
+// so that a frame filled up to the limit never exceeds the frame limit.
+TEST(WireValues, WhatThePayloadLimitCountsIsNeverLessThanTheEncodedSize) {
+  std::mt19937_64 rng{20261206};
+  for (int round = 0; round < 500; ++round) {
+    auto values = random_params(rng);
+    std::vector<double> many(rng() % 5000);
+    for (auto& d : many) d = double(rng()) * 1e-3;  // never a whole number: always float64
+    values.set("many", many);
+    values.set("big", std::vector<int64_t>(rng() % 100, std::numeric_limits<int64_t>::min()));
+
+    results res;
+    res.records.resize(1);
+    res.records[0].output.values = values;
+    res.records[0].output.bytes.resize(rng() % 3000);
+    EXPECT_LE(encode(res).size(), output_bytes(res.records[0].output) + 64);
+
+    submit sub;
+    sub.tasks.resize(1);
+    sub.tasks[0].kind = std::string(rng() % 50, 'k');
+    sub.tasks[0].params = values;
+    sub.tasks[0].payload.resize(rng() % 3000);
+    sub.tasks[0].labels = {{"tenant", std::string(rng() % 30, 't')}};
+    sub.tasks[0].idempotency_key = std::string(rng() % 30, 'i');
+    sub.tasks[0].needs.memory_bytes = rng();
+    sub.tasks[0].max_retries = 7;
+    EXPECT_LE(encode(sub).size(), input_bytes(sub.tasks[0]) + 16);
+  }
+}
+
+}  // namespace
+}  // namespace troupe::wire

@@ -35,8 +35,9 @@ struct client::impl {
   std::atomic<uint64_t> error_count{0};
 
   impl(const std::string& endpoint, client_options o) : opts(std::move(o)), framer(opts.name) {
-    lim = wire::limits::for_payload(opts.max_payload_bytes);
-    lim.max_tasks_per_submit = opts.max_tasks_per_submit;
+    // What it receives comes from the head it chose: results of whatever limit that head has
+    // (at most the largest a config allows). What it sends is split by its own limit.
+    lim = wire::limits::for_payload(std::max(opts.max_payload_bytes, max_config_payload_bytes));
     transport::socket_options so;
     so.type = zmq::socket_type::dealer;
     so.endpoint = endpoint;

@@ -99,12 +99,16 @@ void show_gpu_memory(membership_state& st, const membership_state::node_view& no
   }
 }
 
+/// The kinds of a node's hello, each with the device classes the node runs it on.
+using node_kinds = std::vector<std::pair<const kind_entry*, uint8_t>>;
+
 /// The kinds of a node's hello into the head's registry (a kind only nodes have gets an entry
 /// without implementation), and for each of its workers the set it runs on its device class.
-/// Whether any worker's set changed.
+/// Whether any worker's set changed. The entries do not say yet that a node runs them
+/// (announce_kinds does, once the balancer has the workers' sets): a task admitted in between
+/// could reach the balancer before the sets and fail.
 bool learn_kinds(membership_state& st, const membership_state::node_view& node,
-                 const wire::hello& hello) {
-  std::vector<std::pair<const kind_entry*, uint8_t>> kinds;
+                 const wire::hello& hello, node_kinds& kinds) {
   uint8_t node_devices = 0;  // an older node says no devices per kind: all of its workers'
   for (auto w : node.workers) node_devices |= device_bit(st.setup->workers[size_t(w)].device);
   for (auto& name : hello.kinds) {
@@ -115,7 +119,7 @@ bool learn_kinds(membership_state& st, const membership_state::node_view& node,
     } else {
       devices = node_devices;
     }
-    kinds.emplace_back(st.setup->registry->add_remote(name, devices), devices);
+    kinds.emplace_back(st.setup->registry->add_remote(name, 0), devices);
   }
   auto size = st.setup->registry->size();
   bool changed = false;
@@ -129,6 +133,11 @@ bool learn_kinds(membership_state& st, const membership_state::node_view& node,
     slot.kinds = std::move(set);
   }
   return changed;
+}
+
+/// After the workers' sets went to the balancer: admission may now accept the kinds.
+void announce_kinds(membership_state& st, const node_kinds& kinds) {
+  for (auto& [entry, devices] : kinds) st.setup->registry->add_remote(entry->def.name, devices);
 }
 
 void on_hello(self_ptr self, node_hello_msg& msg) {
@@ -156,6 +165,15 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
                       "node '" + hello.node + "' brings " + std::to_string(hello.workers.size()) +
                           " workers, the cluster file lays out:" + expected);
   }
+  // Frames to and from the node must fit both ends' limits: they derive from the same key.
+  if (hello.max_payload_bytes && hello.max_payload_bytes != st.setup->cfg.max_payload_bytes) {
+    auto why = "node '" + hello.node +
+               "' has limits.max_payload_bytes = " + std::to_string(hello.max_payload_bytes) +
+               ", the head " + std::to_string(st.setup->cfg.max_payload_bytes) +
+               " (use one cluster file)";
+    troupe::logger().error("membership: {}", why);
+    return send_error(self, msg.peer, msg.corr, wire::wire_errc::layout_mismatch, why);
+  }
   bool was_live = node.liveness.live();
   auto joined_epoch = node.liveness.epoch();
   auto verdict = node.liveness.on_hello(msg.epoch, self->clock().now());
@@ -174,7 +192,8 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
     st.slots[size_t(node.workers[i])].capacity = hello.workers[i].capacity;
   node.gpus = hello.gpus;
   node.gpu_note = hello.gpu_note;
-  bool kinds_changed = learn_kinds(st, node, hello);
+  node_kinds kinds;
+  bool kinds_changed = learn_kinds(st, node, hello, kinds);
   if (!fresh && kinds_changed) {
     // The node added kinds while joined: its workers place them from now on.
     troupe::logger().info("membership: node '{}' now runs {} kind(s)", hello.node,
@@ -186,8 +205,10 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
                    worker_up_msg{w, slot.generation, slot.proxy, slot.capacity, slot.kinds});
     }
   }
+  if (!fresh) announce_kinds(st, kinds);
   if (fresh) {
     for (auto w : node.workers) bring_up(self, w);
+    announce_kinds(st, kinds);
     troupe::logger().info("membership: node '{}' joined (epoch {}, {} workers, join #{})",
                           hello.node, msg.epoch, node.workers.size(), node.liveness.joins());
     event_batch events{*st.gate};
@@ -339,20 +360,17 @@ void give_back(self_ptr self, membership_state::node_view& node, const std::vect
 }
 
 /// A task the head placed on the node that the node neither holds nor reported, although it has
-/// taken in the assign that carried it (or that assign went out more than cluster.dead_after
-/// ago), is lost: a dropped frame, a task the node could not even name, a results message that
-/// never arrived. It is charged an attempt (so that a task that is always lost ends) and placed
-/// again by its retry policy.
+/// taken in the assign that carried it (or a later one, or a head heartbeat sent after it: the
+/// connection keeps order), is lost: a dropped frame, a task the node could not even name, a
+/// results message that never arrived. It is charged an attempt (so that a task that is always
+/// lost ends) and placed again by its retry policy. A frame still on its way is not lost however
+/// long it takes (a large payload on a slow link): nothing after it has arrived either.
 void find_lost(self_ptr self, membership_state::node_view& node, const wire::heartbeat& hb) {
   if (!hb.last_assign || node.in_flight.empty()) return;  // a node that does not say
-  auto& st = self->state;
-  auto now = self->clock().now();
   std::unordered_set<task_id> holding(hb.holding.begin(), hb.holding.end());
   std::vector<task_id> lost;
-  for (auto& [id, p] : node.in_flight) {
-    bool taken_in = p.frame <= *hb.last_assign || now - p.sent > st.setup->cfg.cluster.dead_after;
-    if (taken_in && !holding.count(id)) lost.push_back(id);
-  }
+  for (auto& [id, p] : node.in_flight)
+    if (p.frame <= *hb.last_assign && !holding.count(id)) lost.push_back(id);
   if (lost.empty()) return;
   troupe::logger().warn(
       "membership: node '{}' neither holds nor reported {} task(s) placed on it "
@@ -372,7 +390,6 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
   if (!slot.up || slot.generation != msg.generation) return;
   auto& node = st.nodes[size_t(slot.node)];
   auto local = st.setup->workers[size_t(msg.worker)].node_worker;
-  auto now = self->clock().now();
   slot.assigned += msg.tasks.size();
   // The monitor shows the worker busy while the node holds tasks of it.
   self->send(st.monitor, work_report_msg{msg.worker, msg.generation, 0, 0, true});
@@ -389,8 +406,9 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
       if (end > first && bytes + n > budget) break;
       bytes += n;
       out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec});
-      node.in_flight[a.task->id] = {a, msg.worker, frame, now};
+      node.in_flight[a.task->id] = {a, msg.worker, frame};
     }
+    node.last_assign = frame;
     if (!st.send(st.framer->make_with_id(node.peer, frame, wire::msg_type::assign, out))) {
       // The socket's queue is full: give the tasks back unstarted rather than lose them.
       std::vector<task_id> ids;
@@ -424,7 +442,10 @@ void on_tick(self_ptr self) {
       events.add("node.suspect", 0, -1, "silent", node.cfg->name);
       events.flush(self, st.bus);
     }
-    st.send(st.framer->make(&node.peer, wire::msg_type::heartbeat, wire::heartbeat{}));
+    // It names the last assign sent before it: the node, having it, has all of those.
+    wire::heartbeat hb;
+    if (node.last_assign) hb.last_assign = node.last_assign;
+    st.send(st.framer->make(&node.peer, wire::msg_type::heartbeat, hb));
   }
   self->delayed_send(self, cc.heartbeat_interval, membership_tick_msg{});
 }

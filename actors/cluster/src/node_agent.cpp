@@ -60,6 +60,7 @@ void say_hello(self_ptr self) {
     for (auto d : {device_class::cpu, device_class::cuda})
       if (entry && entry->runs_on(d)) devices.push_back(d);
   }
+  h.max_payload_bytes = st.setup->cfg.max_payload_bytes;
   h.gpus = st.setup->gpus.gpus;
   h.gpu_note = st.setup->gpus.note;
   send_head(self, wire::msg_type::hello, h);
@@ -69,6 +70,7 @@ void say_hello(self_ptr self) {
 void rejoin(self_ptr self, const std::string& why) {
   auto& st = self->state;
   st.joined = false;
+  st.last_assign = 0;  // a restarted head numbers its frames from 1 again
   st.epoch = new_epoch(st.epoch);
   st.framer->set_epoch(st.epoch);
   // What runs now was reclaimed by the head; its results would be refused as stale.
@@ -90,6 +92,19 @@ void deliver(self_ptr self, size_t w, std::vector<assignment> tasks) {
   self->send(slot.handle, assign_msg{std::move(tasks)});
 }
 
+/// What the kind's validate says is wrong with the spec; empty if nothing (or no validate).
+std::string invalid(const kind_entry& kind, task_spec& spec) {
+  if (!kind.def.validate) return {};
+  try {
+    kind.def.validate(spec);
+  } catch (const task_failure& f) {
+    return f.message.empty() ? std::string{to_string(f.code)} : f.message;
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return {};
+}
+
 /// Tasks of an assign the node could not read fail alone, typed; the rest of the frame runs.
 void refuse_unreadable(self_ptr self, const std::vector<wire::unreadable_task>& tasks) {
   auto& st = self->state;
@@ -109,7 +124,6 @@ void refuse_unreadable(self_ptr self, const std::vector<wire::unreadable_task>& 
 
 void on_assign(self_ptr self, head_assign_msg& msg) {
   auto& st = self->state;
-  st.last_assign = std::max(st.last_assign, msg.frame_id);
   refuse_unreadable(self, msg.unreadable);
   if (!st.joined) {
     // The head counts us joined (our welcome is on its way or was lost): hand the tasks back
@@ -128,6 +142,7 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
     if (!back.records.empty()) send_head(self, wire::msg_type::results, back);
     return;
   }
+  st.last_assign = std::max(st.last_assign, msg.frame_id);
   std::vector<std::vector<assignment>> per_worker(st.workers.size());
   wire::results refused;
   for (auto& t : msg.body.tasks) {
@@ -142,6 +157,17 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
       r.message = kind ? "node '" + st.node + "' has no worker " + std::to_string(t.worker) +
                              " that runs '" + t.spec.kind + "'"
                        : "node '" + st.node + "' does not know task kind '" + t.spec.kind + "'";
+      refused.records.push_back(std::move(r));
+      continue;
+    }
+    // The head cannot check a kind only nodes have (it has no code of it): the node does.
+    if (auto why = invalid(*kind, t.spec); !why.empty()) {
+      wire::attempt_result r;
+      r.id = t.id;
+      r.attempt = t.attempt;
+      r.worker = t.worker;
+      r.code = errc::invalid_params;
+      r.message = "task kind '" + t.spec.kind + "': " + why;
       refused.records.push_back(std::move(r));
       continue;
     }
@@ -285,7 +311,14 @@ node_agent_actor::behavior_type node_agent_impl(
                     wire::worker_state{int32_t(w), false, 0, "down at join", false});
         }
       },
-      [=](const head_heartbeat_msg&) { self->state.head_heard = self->clock().now(); },
+      [=](const head_heartbeat_msg& msg) {
+        auto& st = self->state;
+        st.head_heard = self->clock().now();
+        // The head's heartbeat follows its assigns on the same connection: every assign up to
+        // the one it names has arrived (or was lost on the way).
+        if (st.joined && msg.last_assign)
+          st.last_assign = std::max(st.last_assign, *msg.last_assign);
+      },
       [=](const head_cancel_msg& msg) {
         // The worker skips a cancelled task it has not started; a running one may poll the flag.
         for (auto& w : self->state.workers)

@@ -134,6 +134,8 @@ struct runtime_config {
 /// The largest frame a troupe process accepts from a peer: one task or one output of
 /// limits.max_payload_bytes, with room for its header and other fields.
 constexpr uint64_t frame_headroom_bytes = uint64_t(1) << 20;
+/// The largest limits.max_payload_bytes a config accepts.
+constexpr uint64_t max_config_payload_bytes = uint64_t(1) << 30;
 constexpr uint64_t frame_limit_bytes(uint64_t max_payload_bytes) {
   return max_payload_bytes + frame_headroom_bytes;
 }

@@ -39,8 +39,8 @@ class param_map {
   std::map<std::string, param_value> values_;
 };
 
-/// Roughly the bytes the map takes on the wire (each number as 8, a string as its length, plus
-/// its key): what limits.max_payload_bytes counts.
+/// The most bytes the map can take on the wire (MessagePack's largest forms: 9 per number, 5 of
+/// header per string or list): what limits.max_payload_bytes counts.
 size_t wire_size(const param_map& p);
 
 /// Human-readable type name of a value ("int", "list<int>").

@@ -55,12 +55,16 @@ struct task_output {
 };
 
 /// What limits.max_payload_bytes counts of a task's input (payload and parameters) and of its
-/// output (bytes and values).
+/// output (bytes and values): at least their encoded size, with the fields around them, so that
+/// frames filled up to the limit stay within the frame limit.
 inline size_t input_bytes(const task_spec& s) {
-  return s.payload.size() + wire_size(s.params);
+  size_t labels = 0;
+  for (auto& [k, v] : s.labels) labels += k.size() + v.size() + 10;
+  return s.payload.size() + 5 + wire_size(s.params) + s.kind.size() + s.idempotency_key.size() +
+         labels + 256;
 }
 inline size_t output_bytes(const task_output& o) {
-  return o.bytes.size() + wire_size(o.values);
+  return o.bytes.size() + 5 + wire_size(o.values) + 128;
 }
 
 /// The error that ends a task whose output is over limits.max_payload_bytes; none otherwise.

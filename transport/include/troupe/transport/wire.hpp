@@ -74,6 +74,9 @@ struct hello {
   /// For each kind, the device classes the node has an implementation for. A node that leaves
   /// it out runs each of its kinds on every device class of its workers.
   std::map<std::string, std::vector<device_class>> kind_devices;
+  /// Its limits.max_payload_bytes: the head refuses a node whose limit differs (their frames
+  /// would not fit each other's). 0: not said.
+  uint64_t max_payload_bytes = 0;
 };
 
 struct welcome {

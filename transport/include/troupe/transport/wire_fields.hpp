@@ -249,6 +249,7 @@ void fields(F& f, hello& m) {
   f("workers", m.workers, required);
   f("kinds", m.kinds);
   f("kind_devices", m.kind_devices, omit_empty);
+  f("max_payload_bytes", m.max_payload_bytes);
 }
 
 template <class F>

@@ -89,9 +89,9 @@ struct membership_state {
       assignment a;
       int32_t worker = -1;  ///< global index
       uint64_t frame = 0;   ///< header id of the assign that carried it
-      time_point sent{};    ///< actor clock
     };
     std::unordered_map<task_id, placed> in_flight;
+    uint64_t last_assign = 0;  ///< header id of the last assign sent (its heartbeats say it)
   };
   struct remote_slot {
     int32_t node = -1;  ///< index into nodes

@@ -10,6 +10,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/typed_actor.hpp>
 #include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,7 +34,9 @@ struct head_assign_msg {
 struct head_welcome_msg {
   wire::welcome body;
 };
-struct head_heartbeat_msg {};
+struct head_heartbeat_msg {
+  std::optional<uint64_t> last_assign;  ///< the head's last assign to this node, when sent
+};
 struct head_cancel_msg {
   wire::cancel body;
 };
@@ -67,7 +70,7 @@ struct node_agent_state {
   std::vector<slot> workers;
   bool joined = false;
   uint64_t epoch = 0;
-  uint64_t last_assign = 0;  ///< header id of the last assign taken in (heartbeats carry it)
+  uint64_t last_assign = 0;    ///< header id of the last assign taken in (heartbeats carry it)
   size_t kinds_announced = 0;  ///< registry size at the last hello: more kinds, hello again
   time_point head_heard{};
 };
