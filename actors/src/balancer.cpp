@@ -37,7 +37,18 @@ bool runs_kind(const balancer_state& st, size_t w, const task_state& t) {
   return t.kind->index < kinds->size() && (*kinds)[t.kind->index];
 }
 
+/// Whether a worker other than w, still in service, could ever run the task.
+bool another_runs(const balancer_state& st, size_t w, const task_state& t) {
+  for (size_t o = 0; o < st.workers.size(); ++o)
+    if (o != w && !st.workers[o].retired && runs_kind(st, o, t) &&
+        st.ledger.fits_capacity(int32_t(o), t.spec.needs))
+      return true;
+  return false;
+}
+
 bool can_take(balancer_state& st, size_t w, const task_state& t) {
+  // Its last attempt crashed, was lost or timed out here: elsewhere if anywhere else can.
+  if (t.avoid_worker == int32_t(w) && another_runs(st, w, t)) return false;
   auto& desc = st.setup->workers[w];
   // A batching GPU's large floor is there to fill launches: it holds for tasks that batch only.
   // Others are placed by estimated finish like anywhere else (a GPU flooded with gemm tasks

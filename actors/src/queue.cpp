@@ -194,12 +194,18 @@ class queue_logic {
       st_.report.detection_ms.push_back(ms_between(rec.finished, now));
       t->failure_detected = now;
       t->last_error = {rec.code, rec.message};
+      remember_attempt(*t, rec);
       auto next = decide_retry(rec.code, t->attempts, t->max_retries, t->retry_backoff,
                                st_.setup->cfg.retry_backoff_max, now, t->spec.deadline);
       if (next.what == retry_decision::verdict::fail) {
         auto msg = rec.message;
         if (is_retryable(rec.code))
           msg += " (gave up after " + std::to_string(t->attempts) + " attempts)";
+        if (t->history.size() > 1) {
+          msg += "; attempts:";
+          for (auto& h : t->history) msg += " " + h + ";";
+          msg.pop_back();
+        }
         finalize(t, outcome::failed, {rec.code, std::move(msg)});
         continue;
       }
@@ -221,6 +227,23 @@ class queue_logic {
         self_->delayed_send(self_, backoff, retry_msg{t});
       }
     }
+  }
+
+  /// A failed attempt, for the task's history; a crash, a loss or a timeout also sends the next
+  /// attempt to another worker when one can run it.
+  void remember_attempt(task_state& t, const attempt_record& rec) {
+    constexpr size_t kept = 8, message_chars = 160;
+    std::string where = rec.worker >= 0 && size_t(rec.worker) < st_.setup->workers.size()
+                            ? st_.setup->workers[size_t(rec.worker)].name
+                            : std::string{"no worker"};
+    auto text = rec.message.size() > message_chars ? rec.message.substr(0, message_chars) + "..."
+                                                   : rec.message;
+    if (t.history.size() == kept) t.history.erase(t.history.begin());
+    t.history.push_back("#" + std::to_string(rec.attempt) + " on " + where + ": " +
+                        to_string(rec.code) + " (" + text + ")");
+    bool worker_at_fault = rec.code == errc::kernel_crashed || rec.code == errc::worker_lost ||
+                           rec.code == errc::timed_out;
+    t.avoid_worker = worker_at_fault ? rec.worker : -1;
   }
 
   void cancel_live(errc reason, const std::string& message, outcome o) {

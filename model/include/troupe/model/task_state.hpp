@@ -31,6 +31,11 @@ struct task_state {
   task_timings timings;
   error_info last_error;
   time_point failure_detected{};  ///< when the queue learned of the last failed attempt
+  /// Its failed attempts, oldest first (the last few): told with its final failure.
+  std::vector<std::string> history;
+  /// The worker its last attempt crashed on, was lost with or timed out on: the next attempt
+  /// goes elsewhere when another worker can run it. -1: anywhere.
+  int32_t avoid_worker = -1;
 
   // Owned by the balancer while placed.
   double estimate_s = 0;
