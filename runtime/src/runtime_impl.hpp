@@ -203,7 +203,8 @@ struct runtime::impl {
 
   std::string known_kinds() const {
     std::string s;
-    for (auto& k : setup->registry->kinds()) s += (s.empty() ? "" : ", ") + k;
+    for (auto& k : setup->registry->kinds())
+      if (auto* e = setup->registry->find(k); e && e->runnable()) s += (s.empty() ? "" : ", ") + k;
     return s;
   }
 
@@ -247,7 +248,7 @@ struct runtime::impl {
     auto* kind = last_kind && last_kind->def.name == spec.kind ? last_kind
                                                                : setup->registry->find(spec.kind);
     last_kind = kind;
-    if (!kind)
+    if (!kind || !kind->runnable())
       return rejected(id, spec, errc::unknown_kind,
                       "unknown task kind '" + spec.kind + "' (known: " + known_kinds() + ")");
     if (!runs_here(*kind))

@@ -96,6 +96,11 @@ struct kind_entry {
   bool runs_remotely_on(device_class d) const {
     return remote_devices.load(std::memory_order_relaxed) & device_bit(d);
   }
+  /// Runs somewhere: implemented here, or announced by a node (a head adds a node's new kind
+  /// before it announces it: until then it is unknown).
+  bool runnable() const {
+    return def.cpu || def.cuda || remote_devices.load(std::memory_order_relaxed) != 0;
+  }
 };
 
 class task_registry {
