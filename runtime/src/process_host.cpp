@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
@@ -174,6 +175,10 @@ class process_host final : public kernel_host {
       ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
       if (::dup2(fds[1], 3) != 3) _exit(1);
       ::close_range(4, ~0U, 0);
+      // A kind that calls exit() ends here, with its status, before the parent's static
+      // destructors and exit handlers run in a copy of a process whose other threads are gone
+      // (they could wait for those threads for ever).
+      ::on_exit([](int status, void*) { _exit(status); }, nullptr);
       serve(3, kinds, lim_, worker_);
     }
     ::close(fds[1]);
