@@ -13,6 +13,9 @@ int run_head(const std::string& config, const std::vector<std::string>& override
 int run_node(const std::string& config, const std::string& name,
              const std::vector<std::string>& overrides);
 int run_up(const std::string& config, const std::vector<std::string>& overrides);
+/// The worker process of a node with process isolation (started by the node, not by users).
+int run_worker_process(const std::string& config, const std::string& name, int32_t worker,
+                       const std::vector<std::string>& overrides);
 
 struct submit_options {
   std::string to, kind, params;

@@ -81,11 +81,25 @@ int run_head(const std::string& config, const std::vector<std::string>& override
   return 0;
 }
 
+int run_worker_process(const std::string& config, const std::string& name, int32_t worker,
+                       const std::vector<std::string>& overrides) {
+  auto cfg = cluster_file(config, overrides);
+  troupe::logger().set_level(spdlog::level::warn);  // its node logs for it
+  return node::serve_worker_process(cfg, name, 3, worker);
+}
+
 int run_node(const std::string& config, const std::string& name,
              const std::vector<std::string>& overrides) {
   auto cfg = cluster_file(config, overrides);
   catch_signals({SIGINT, SIGTERM});
-  node n{cfg, name};
+  // With process isolation, each worker process is this program afresh (troupe worker-process).
+  std::vector<std::string> worker_command{"/proc/self/exe", "worker-process", "--config",
+                                          config,           "--name",         name};
+  if (!overrides.empty()) {
+    worker_command.push_back("--set");
+    worker_command.insert(worker_command.end(), overrides.begin(), overrides.end());
+  }
+  node n{cfg, name, worker_command};
   std::thread waiter([&] {
     int sig = next_signal(-1);
     n.request_stop(std::string{strsignal(sig)} + " received");

@@ -209,6 +209,12 @@ int main(int argc, char** argv) {
   auto* node_cmd = app.add_subcommand("node", "run one node of a cluster: its device workers");
   cluster_flags(node_cmd);
   node_cmd->add_option("--name", node_name, "the node's name in the cluster file")->required();
+  int32_t worker_index = -1;
+  auto* worker_cmd = app.add_subcommand("worker-process", "");  // a node starts these itself
+  worker_cmd->group("");                                        // hidden from --help
+  cluster_flags(worker_cmd);
+  worker_cmd->add_option("--name", node_name)->required();
+  worker_cmd->add_option("--worker", worker_index)->required();
   auto* up_cmd = app.add_subcommand(
       "up",
       "start the head and every node of a cluster file here, restart any that dies, stop "
@@ -249,6 +255,8 @@ int main(int argc, char** argv) {
   try {
     if (*head_cmd) return troupe::cli::run_head(cluster_config, cluster_sets);
     if (*node_cmd) return troupe::cli::run_node(cluster_config, node_name, cluster_sets);
+    if (*worker_cmd)
+      return troupe::cli::run_worker_process(cluster_config, node_name, worker_index, cluster_sets);
     if (*up_cmd) return troupe::cli::run_up(cluster_config, cluster_sets);
     if (*submit_cmd) return troupe::cli::run_submit(so);
     if (*status_cmd) return troupe::cli::run_status(status_to, status_json, status_timeout);

@@ -31,7 +31,9 @@ struct node::impl {
   std::optional<node::stop_reason> fatal;
   bool stopped = false;
 
-  impl(const runtime_config& cluster_cfg, const std::string& node_name) : name(node_name) {
+  impl(const runtime_config& cluster_cfg, const std::string& node_name,
+       std::vector<std::string> worker_command)
+      : name(node_name) {
     auto& c = *setup;
     c.cfg = resolve(node_view(cluster_cfg, node_name, "cluster file"));
     apply_log_level(c.cfg.log_level);
@@ -42,7 +44,7 @@ struct node::impl {
     for (auto& p : me.plugins)
       load_plugin(p, *c.registry, "cluster file", me.line, "nodes." + node_name + ".plugins");
     if (me.isolated()) {
-      c.cpu_host = process_hosts(c.registry, c.cfg.max_payload_bytes);
+      c.cpu_host = process_hosts(c.registry, c.cfg.max_payload_bytes, worker_command);
       troupe::logger().info("node {}: CPU workers run tasks in child processes (isolation)",
                             node_name);
     }
@@ -162,8 +164,20 @@ struct node::impl {
   }
 };
 
-node::node(const runtime_config& cfg, const std::string& name)
-    : impl_(std::make_unique<impl>(cfg, name)) {}
+node::node(const runtime_config& cfg, const std::string& name,
+           std::vector<std::string> worker_command)
+    : impl_(std::make_unique<impl>(cfg, name, std::move(worker_command))) {}
+
+int node::serve_worker_process(const runtime_config& cfg, const std::string& name, int fd,
+                               int32_t worker) {
+  auto view = node_view(cfg, name, "cluster file");
+  task_registry registry;
+  kernels::register_builtins(registry);
+  auto& me = *cfg.cluster.find(name);
+  for (auto& p : me.plugins)
+    load_plugin(p, registry, "cluster file", me.line, "nodes." + name + ".plugins");
+  serve_tasks(fd, registry, view.max_payload_bytes, worker);
+}
 
 node::~node() {
   impl_->stop();

@@ -111,10 +111,17 @@ using kind_snapshot = std::unordered_map<std::string, const kind_entry*>;
 
 class process_host final : public kernel_host {
  public:
-  process_host(std::shared_ptr<task_registry> registry, uint64_t max_payload, int32_t worker)
+  process_host(std::shared_ptr<task_registry> registry, uint64_t max_payload, int32_t worker,
+               std::vector<std::string> exec_command)
       : registry_(std::move(registry)),
         lim_(wire::limits::for_payload(max_payload)),
-        worker_(worker) {}
+        worker_(worker),
+        exec_(std::move(exec_command)) {
+    if (!exec_.empty()) {
+      exec_.push_back("--worker");
+      exec_.push_back(std::to_string(worker));
+    }
+  }
   ~process_host() override { end_child(); }
 
   task_output run(const kind_entry& kind, const task_context& ctx, task_id id) override {
@@ -151,6 +158,10 @@ class process_host final : public kernel_host {
     kind_snapshot kinds;
     for (auto& name : registry_->kinds())
       if (auto* k = registry_->find(name)) kinds.emplace(name, k);
+    // argv of the program to exec, built before the fork (the child may not allocate safely).
+    std::vector<char*> argv;
+    for (auto& a : exec_) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
       throw kernel_host_crash(std::string{"cannot make the worker process's socket: "} +
@@ -175,10 +186,10 @@ class process_host final : public kernel_host {
       ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
       if (::dup2(fds[1], 3) != 3) _exit(1);
       ::close_range(4, ~0U, 0);
-      // A kind that calls exit() ends here, with its status, before the parent's static
-      // destructors and exit handlers run in a copy of a process whose other threads are gone
-      // (they could wait for those threads for ever).
-      ::on_exit([](int status, void*) { _exit(status); }, nullptr);
+      if (!exec_.empty()) {  // a fresh process: nothing of this one's locks or threads
+        ::execv(argv[0], argv.data());
+        _exit(127);
+      }
       serve(3, kinds, lim_, worker_);
     }
     ::close(fds[1]);
@@ -227,6 +238,7 @@ class process_host final : public kernel_host {
   std::shared_ptr<task_registry> registry_;
   wire::limits lim_;
   int32_t worker_;
+  std::vector<std::string> exec_;  ///< the worker process program, or empty: fork only
   int fd_ = -1;
   pid_t pid_ = -1;
   kind_snapshot kinds_;
@@ -235,10 +247,20 @@ class process_host final : public kernel_host {
 }  // namespace
 
 kernel_host_factory process_hosts(std::shared_ptr<task_registry> registry,
-                                  uint64_t max_payload_bytes) {
-  return [registry, max_payload_bytes](int32_t worker) -> std::unique_ptr<kernel_host> {
-    return std::make_unique<process_host>(registry, max_payload_bytes, worker);
-  };
+                                  uint64_t max_payload_bytes,
+                                  std::vector<std::string> exec_command) {
+  return
+      [registry, max_payload_bytes, exec_command](int32_t worker) -> std::unique_ptr<kernel_host> {
+        return std::make_unique<process_host>(registry, max_payload_bytes, worker, exec_command);
+      };
+}
+
+void serve_tasks(int fd, const task_registry& registry, uint64_t max_payload_bytes,
+                 int32_t worker) {
+  kind_snapshot kinds;
+  for (auto& name : registry.kinds())
+    if (auto* k = registry.find(name)) kinds.emplace(name, k);
+  serve(fd, kinds, wire::limits::for_payload(max_payload_bytes), worker);
 }
 
 }  // namespace troupe

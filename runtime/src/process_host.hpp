@@ -6,6 +6,7 @@
 // restart intensity with a fresh child, and the node and its other workers carry on. A timeout,
 // deadline or cancel kills the child at once instead of abandoning a thread.
 #include <string>
+#include <vector>
 
 #include "troupe/model/kernel_host.hpp"
 
@@ -13,7 +14,13 @@ namespace troupe {
 
 /// The factory a node installs in its runtime_setup. max_payload_bytes bounds what crosses the
 /// child's socket (as on the wire).
+/// exec_command: a worker process program (node.hpp, worker_command); empty: fork only.
 kernel_host_factory process_hosts(std::shared_ptr<task_registry> registry,
-                                  uint64_t max_payload_bytes);
+                                  uint64_t max_payload_bytes,
+                                  std::vector<std::string> exec_command = {});
+
+/// A worker process's loop: one task at a time from fd, its answer back; until fd closes.
+[[noreturn]] void serve_tasks(int fd, const task_registry& registry, uint64_t max_payload_bytes,
+                              int32_t worker);
 
 }  // namespace troupe

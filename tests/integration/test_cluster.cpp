@@ -933,6 +933,8 @@ TEST_F(ClusterWithIsolatedWorkers, ATaskPastItsTimeoutIsKilledWithItsProcessNotL
     EXPECT_EQ(m->status, outcome::completed) << m->error.message;
   }
   auto count = children_of(node);
+  EXPECT_GT(find_child(node, {"worker-process", "--worker"}), 0)
+      << "troupe node runs its workers' tasks in fresh `troupe worker-process` processes";
   EXPECT_GE(count, 1u) << "the node's CPU workers run in processes of their own";
   EXPECT_LE(count, 2u) << "at most one worker process per CPU worker: the spinning one is gone";
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "troupe/model/config.hpp"
 #include "troupe/model/registry.hpp"
@@ -15,8 +16,19 @@ namespace troupe {
 class node {
  public:
   /// cfg: the whole cluster file; name: one of its [nodes.NAME]. Throws config_error for an
-  /// unknown name.
-  node(const runtime_config& cfg, const std::string& name);
+  /// unknown name. worker_command: with process isolation, a program (argv) that serves as a
+  /// worker process when run with `--worker W` appended and its socket on fd 3: a fresh process
+  /// with the node's built-in and plugin kinds (`troupe node` passes `troupe worker-process`).
+  /// Empty: the worker process is a fork of this one, with every kind registered here, which
+  /// suits a service that registers kinds of its own; its implementations must then be safe to
+  /// run after fork() (no lock another thread of this process may hold).
+  node(const runtime_config& cfg, const std::string& name,
+       std::vector<std::string> worker_command = {});
+
+  /// The worker process side of worker_command: loads the node's built-in and plugin kinds,
+  /// serves tasks on `fd` until it closes. Returns the process's exit status.
+  static int serve_worker_process(const runtime_config& cfg, const std::string& name, int fd,
+                                  int32_t worker);
   ~node();
   node(const node&) = delete;
   node& operator=(const node&) = delete;
