@@ -37,18 +37,18 @@ bool runs_kind(const balancer_state& st, size_t w, const task_state& t) {
   return t.kind->index < kinds->size() && (*kinds)[t.kind->index];
 }
 
-/// Whether a worker other than w, still in service, could ever run the task.
-bool another_runs(const balancer_state& st, size_t w, const task_state& t) {
-  for (size_t o = 0; o < st.workers.size(); ++o)
-    if (o != w && !st.workers[o].retired && runs_kind(st, o, t) &&
-        st.ledger.fits_capacity(int32_t(o), t.spec.needs))
+/// Whether some worker still in service (other than `except`) could ever run the task.
+bool runnable_somewhere(const balancer_state& st, const task_state& t, int32_t except = -1) {
+  for (size_t w = 0; w < st.workers.size(); ++w)
+    if (int32_t(w) != except && !st.workers[w].retired && runs_kind(st, w, t) &&
+        st.ledger.fits_capacity(int32_t(w), t.spec.needs))
       return true;
   return false;
 }
 
 bool can_take(balancer_state& st, size_t w, const task_state& t) {
   // Its last attempt crashed, was lost or timed out here: elsewhere if anywhere else can.
-  if (t.avoid_worker == int32_t(w) && another_runs(st, w, t)) return false;
+  if (t.avoid_worker == int32_t(w) && runnable_somewhere(st, t, int32_t(w))) return false;
   auto& desc = st.setup->workers[w];
   // A batching GPU's large floor is there to fill launches: it holds for tasks that batch only.
   // Others are placed by estimated finish like anywhere else (a GPU flooded with gemm tasks
@@ -76,15 +76,6 @@ void show_reserved(const balancer_state& st, int32_t w) {
   auto& g = st.gauges->gpu(size_t(w));
   g.reserved.store(st.ledger.reserved_gpu_memory(w), std::memory_order_relaxed);
   g.capacity.store(st.ledger.capacity(w).gpu_memory_bytes, std::memory_order_relaxed);
-}
-
-/// Whether some worker still in service could ever run the task.
-bool runnable_somewhere(const balancer_state& st, const task_state& t) {
-  for (size_t w = 0; w < st.workers.size(); ++w)
-    if (!st.workers[w].retired && runs_kind(st, w, t) &&
-        st.ledger.fits_capacity(int32_t(w), t.spec.needs))
-      return true;
-  return false;
 }
 
 /// Whether some worker, in service or retired, has the task's kind.

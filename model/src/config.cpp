@@ -393,8 +393,7 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
         } else if (k == "fake_gpus") {  // tests: GPU workers without a GPU (see fake_gpus)
           n.fake_gpus = uint32_t(int_in(value, 0, 16));
         } else if (k == "isolation") {
-          n.process_isolation =
-              choice<bool>(value, {{"process", true}, {"thread", false}});
+          n.process_isolation = choice<bool>(value, {{"process", true}, {"thread", false}});
         } else if (k == "plugins") {
           auto* arr = value.as_array();
           if (!arr) throw std::string{"expected an array of shared library paths"};

@@ -3,6 +3,7 @@
 #include "runtime_impl.hpp"
 #include "troupe/actors/cluster/membership.hpp"
 #include "troupe/model/event_log.hpp"
+#include "troupe/model/frame_split.hpp"
 #include "troupe/transport/codec.hpp"
 #include "troupe/transport/framer.hpp"
 #include "troupe/transport/socket_thread.hpp"
@@ -238,12 +239,9 @@ struct head::impl {
     for (auto& [peer, res] : ready) {
       size_t at = 0;
       while (at < res.tasks.size()) {
-        size_t end = at, bytes = 0;
-        for (; end < res.tasks.size() && end - at < results_per_frame; ++end) {
-          auto n = output_bytes(res.tasks[end].output) + res.tasks[end].error.message.size();
-          if (end > at && bytes + n > budget) break;
-          bytes += n;
-        }
+        auto end = frame_end(at, res.tasks.size(), results_per_frame, budget, [&](size_t i) {
+          return output_bytes(res.tasks[i].output) + res.tasks[i].error.message.size();
+        });
         if (at == 0 && end == res.tasks.size()) {
           sock->send(framer.make(&peer, wire::msg_type::result, res));
           break;

@@ -10,6 +10,19 @@
 
 namespace troupe {
 
+namespace {
+
+/// The kinds every process of node `name` has: the built-ins and those of its plugins.
+void register_node_kinds(task_registry& registry, const runtime_config& cfg,
+                         const std::string& name) {
+  kernels::register_builtins(registry);
+  auto& me = *cfg.cluster.find(name);  // node_view checked the name
+  for (auto& p : me.plugins)
+    load_plugin(p, registry, "cluster file", me.line, "nodes." + name + ".plugins");
+}
+
+}  // namespace
+
 struct node::impl {
   std::shared_ptr<runtime_setup> setup = std::make_shared<runtime_setup>();
   std::shared_ptr<event_gate> events = std::make_shared<event_gate>();
@@ -38,12 +51,9 @@ struct node::impl {
     c.cfg = resolve(node_view(cluster_cfg, node_name, "cluster file"));
     apply_log_level(c.cfg.log_level);
     lim = wire::limits::for_payload(c.cfg.max_payload_bytes);
-    kernels::register_builtins(*c.registry);
     // Plugins before the first hello: the head learns their kinds as the node joins.
-    auto& me = *cluster_cfg.cluster.find(node_name);  // node_view checked the name
-    for (auto& p : me.plugins)
-      load_plugin(p, *c.registry, "cluster file", me.line, "nodes." + node_name + ".plugins");
-    if (me.isolated()) {
+    register_node_kinds(*c.registry, cluster_cfg, node_name);
+    if (cluster_cfg.cluster.find(node_name)->isolated()) {
       c.cpu_host = process_hosts(c.registry, c.cfg.max_payload_bytes, worker_command);
       troupe::logger().info("node {}: CPU workers run tasks in child processes (isolation)",
                             node_name);
@@ -172,10 +182,7 @@ int node::serve_worker_process(const runtime_config& cfg, const std::string& nam
                                int32_t worker) {
   auto view = node_view(cfg, name, "cluster file");
   task_registry registry;
-  kernels::register_builtins(registry);
-  auto& me = *cfg.cluster.find(name);
-  for (auto& p : me.plugins)
-    load_plugin(p, registry, "cluster file", me.line, "nodes." + name + ".plugins");
+  register_node_kinds(registry, cfg, name);
   serve_tasks(fd, registry, view.max_payload_bytes, worker);
 }
 

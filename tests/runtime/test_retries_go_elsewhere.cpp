@@ -11,12 +11,21 @@
 using namespace troupe;
 using namespace std::chrono_literals;
 
-TEST(Retries, AnAttemptThatCrashedItsWorkerIsRetriedOnAnother) {
+namespace {
+
+/// Two workers, and room for every crash the tests cause.
+runtime_config two_workers() {
   runtime_config cfg;
   cfg.cpu_workers = 2;
   cfg.log_level = "off";
   cfg.restart_intensity = 100;
-  runtime rt{cfg};
+  return cfg;
+}
+
+}  // namespace
+
+TEST(Retries, AnAttemptThatCrashedItsWorkerIsRetriedOnAnother) {
+  runtime rt{two_workers()};
   std::mutex mutex;
   std::map<int64_t, std::vector<int32_t>> workers_of;  // task n -> worker of each attempt
   rt.registry().add({"crash_first", nullptr, [&](const task_context& ctx) -> task_output {
@@ -49,11 +58,7 @@ TEST(Retries, AnAttemptThatCrashedItsWorkerIsRetriedOnAnother) {
 }
 
 TEST(Retries, ATaskThatFailsForGoodSaysWhatHappenedToEachAttempt) {
-  runtime_config cfg;
-  cfg.cpu_workers = 2;
-  cfg.log_level = "off";
-  cfg.restart_intensity = 100;
-  runtime rt{cfg};
+  runtime rt{two_workers()};
   rt.registry().add({"always_crash", nullptr, [](const task_context& ctx) -> task_output {
                        throw std::runtime_error("boom " + std::to_string(ctx.attempt));
                      }});

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "troupe/model/frame_split.hpp"
 #include "troupe/model/log.hpp"
 #include "troupe/transport/codec.hpp"
 #include "troupe/transport/framer.hpp"
@@ -200,29 +201,25 @@ std::vector<task_handle> client::submit_batch(std::vector<task_spec> specs,
   if (on_done) callback = std::make_shared<const result_callback>(std::move(on_done));
   auto cap = std::max<size_t>(1, impl_->opts.max_tasks_per_submit);
   auto budget = impl_->opts.max_payload_bytes;
-  size_t total = 0;
+  std::vector<size_t> sizes(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
-    auto n = input_bytes(specs[i]);
-    if (n > budget)
+    sizes[i] = input_bytes(specs[i]);
+    if (sizes[i] > budget)
       throw client_error("task " + std::to_string(i) + " of the batch: its input (payload and " +
-                         "parameters) is " + std::to_string(n) +
+                         "parameters) is " + std::to_string(sizes[i]) +
                          " bytes, over max_payload_bytes (" + std::to_string(budget) +
                          "); nothing was sent");
-    total += n;
   }
-  if (specs.size() <= cap && total <= budget)
-    return submit_frame(std::move(specs), std::move(callback));
+  auto frame_of = [&](size_t first) {
+    return frame_end(first, specs.size(), cap, budget, [&](size_t i) { return sizes[i]; });
+  };
+  if (frame_of(0) == specs.size()) return submit_frame(std::move(specs), std::move(callback));
   // A head refuses larger submits (cluster.max_tasks_per_submit, and frames over its limit):
   // send several, each of at most cap tasks and max_payload_bytes of inputs.
   std::vector<task_handle> all;
   all.reserve(specs.size());
   for (size_t i = 0, end = 0; i < specs.size(); i = end) {
-    size_t bytes = 0;
-    for (end = i; end < specs.size() && end - i < cap; ++end) {
-      auto n = input_bytes(specs[end]);
-      if (end > i && bytes + n > budget) break;
-      bytes += n;
-    }
+    end = frame_of(i);
     std::vector<task_spec> part(std::make_move_iterator(specs.begin() + long(i)),
                                 std::make_move_iterator(specs.begin() + long(end)));
     try {

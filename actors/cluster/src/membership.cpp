@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 #include <unordered_set>
 
+#include "troupe/model/frame_split.hpp"
 #include "troupe/model/log.hpp"
 #include "troupe/transport/framer.hpp"
 
@@ -205,10 +206,10 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
                    worker_up_msg{w, slot.generation, slot.proxy, slot.capacity, slot.kinds});
     }
   }
-  if (!fresh) announce_kinds(st, kinds);
-  if (fresh) {
+  if (fresh)
     for (auto w : node.workers) bring_up(self, w);
-    announce_kinds(st, kinds);
+  announce_kinds(st, kinds);  // after the workers' sets went to the balancer
+  if (fresh) {
     troupe::logger().info("membership: node '{}' joined (epoch {}, {} workers, join #{})",
                           hello.node, msg.epoch, node.workers.size(), node.liveness.joins());
     event_batch events{*st.gate};
@@ -397,14 +398,12 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
   auto budget = st.setup->cfg.max_payload_bytes;
   size_t first = 0;
   while (first < msg.tasks.size()) {
+    auto end = frame_end(first, msg.tasks.size(), SIZE_MAX, budget,
+                         [&](size_t i) { return input_bytes(msg.tasks[i].task->spec); });
     wire::assign out;
     auto frame = st.framer->reserve_id();
-    size_t bytes = 0, end = first;
-    for (; end < msg.tasks.size(); ++end) {
-      auto& a = msg.tasks[end];
-      auto n = input_bytes(a.task->spec);
-      if (end > first && bytes + n > budget) break;
-      bytes += n;
+    for (size_t i = first; i < end; ++i) {
+      auto& a = msg.tasks[i];
       out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec});
       node.in_flight[a.task->id] = {a, msg.worker, frame};
     }

@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "troupe/model/frame_split.hpp"
 #include "troupe/model/log.hpp"
 #include "troupe/model/record_pool.hpp"
 #include "troupe/transport/framer.hpp"
@@ -92,6 +93,20 @@ void deliver(self_ptr self, size_t w, std::vector<assignment> tasks) {
   self->send(slot.handle, assign_msg{std::move(tasks)});
 }
 
+/// A task of an assign that the node answers for without running it.
+template <class Task>
+wire::attempt_result refusal(const Task& t, errc code, std::string message,
+                             bool counts_as_attempt = true) {
+  wire::attempt_result r;
+  r.id = t.id;
+  r.attempt = t.attempt;
+  r.worker = std::max(0, t.worker);
+  r.code = code;
+  r.message = std::move(message);
+  r.counts_as_attempt = counts_as_attempt;
+  return r;
+}
+
 /// What the kind's validate says is wrong with the spec; empty if nothing (or no validate).
 std::string invalid(const kind_entry& kind, task_spec& spec) {
   if (!kind.def.validate) return {};
@@ -111,13 +126,8 @@ void refuse_unreadable(self_ptr self, const std::vector<wire::unreadable_task>& 
   wire::results out;
   for (auto& t : tasks) {
     troupe::logger().warn("node {}: cannot read task {} of an assign: {}", st.node, t.id, t.reason);
-    wire::attempt_result r;
-    r.id = t.id;
-    r.attempt = t.attempt;
-    r.worker = std::max(0, t.worker);
-    r.code = errc::invalid_params;
-    r.message = "node '" + st.node + "' cannot read the task: " + t.reason;
-    out.records.push_back(std::move(r));
+    out.records.push_back(refusal(t, errc::invalid_params,
+                                  "node '" + st.node + "' cannot read the task: " + t.reason));
   }
   if (!out.records.empty()) send_head(self, wire::msg_type::results, out);
 }
@@ -130,14 +140,8 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
     // unstarted, so that they are placed again uncharged instead of waiting forever.
     wire::results back;
     for (auto& t : msg.body.tasks) {
-      wire::attempt_result r;
-      r.id = t.id;
-      r.attempt = t.attempt;
-      r.worker = std::max(0, t.worker);
-      r.code = errc::worker_lost;
-      r.message = "node '" + st.node + "' had not seen its welcome yet";
-      r.counts_as_attempt = false;
-      back.records.push_back(std::move(r));
+      back.records.push_back(refusal(t, errc::worker_lost,
+                                     "node '" + st.node + "' had not seen its welcome yet", false));
     }
     if (!back.records.empty()) send_head(self, wire::msg_type::results, back);
     return;
@@ -149,26 +153,17 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
     auto* kind = st.setup->registry->find(t.spec.kind);
     if (!kind || t.worker < 0 || size_t(t.worker) >= st.workers.size() ||
         !kind->runs_on(st.setup->workers[size_t(t.worker)].device)) {
-      wire::attempt_result r;
-      r.id = t.id;
-      r.attempt = t.attempt;
-      r.worker = std::max(0, t.worker);
-      r.code = kind ? errc::task_failed_permanently : errc::unknown_kind;
-      r.message = kind ? "node '" + st.node + "' has no worker " + std::to_string(t.worker) +
+      refused.records.push_back(
+          refusal(t, kind ? errc::task_failed_permanently : errc::unknown_kind,
+                  kind ? "node '" + st.node + "' has no worker " + std::to_string(t.worker) +
                              " that runs '" + t.spec.kind + "'"
-                       : "node '" + st.node + "' does not know task kind '" + t.spec.kind + "'";
-      refused.records.push_back(std::move(r));
+                       : "node '" + st.node + "' does not know task kind '" + t.spec.kind + "'"));
       continue;
     }
     // The head cannot check a kind only nodes have (it has no code of it): the node does.
     if (auto why = invalid(*kind, t.spec); !why.empty()) {
-      wire::attempt_result r;
-      r.id = t.id;
-      r.attempt = t.attempt;
-      r.worker = t.worker;
-      r.code = errc::invalid_params;
-      r.message = "task kind '" + t.spec.kind + "': " + why;
-      refused.records.push_back(std::move(r));
+      refused.records.push_back(
+          refusal(t, errc::invalid_params, "task kind '" + t.spec.kind + "': " + why));
       continue;
     }
     auto task = std::allocate_shared<task_state>(pooled<task_state>{});
@@ -191,13 +186,8 @@ void on_results(self_ptr self, results_msg& msg) {
   // Every frame stays within the head's frame limit: outputs over limits.max_payload_bytes end
   // their task here (output_too_large), and records go in frames of at most that many bytes.
   auto budget = st.setup->cfg.max_payload_bytes;
-  wire::results out;
-  size_t bytes = 0;
-  auto flush = [&] {
-    if (!out.records.empty() && st.joined) send_head(self, wire::msg_type::results, out);
-    out.records.clear();
-    bytes = 0;
-  };
+  std::vector<wire::attempt_result> all;
+  all.reserve(msg.records.size());
   for (auto& rec : msg.records) {
     auto i = slot.running.find(rec.task->id);
     if (i == slot.running.end() || i->second != rec.task) continue;  // from an old epoch
@@ -216,12 +206,19 @@ void on_results(self_ptr self, results_msg& msg) {
       r.message = std::move(too_large.message);
       r.output = {};
     }
-    auto n = output_bytes(r.output) + r.message.size();
-    if (bytes + n > budget) flush();
-    bytes += n;
-    out.records.push_back(std::move(r));
+    all.push_back(std::move(r));
   }
-  flush();
+  if (!st.joined) return;
+  for (size_t first = 0; first < all.size();) {
+    auto end = frame_end(first, all.size(), SIZE_MAX, budget, [&](size_t i) {
+      return output_bytes(all[i].output) + all[i].message.size();
+    });
+    wire::results out;
+    out.records.assign(std::make_move_iterator(all.begin() + long(first)),
+                       std::make_move_iterator(all.begin() + long(end)));
+    send_head(self, wire::msg_type::results, out);
+    first = end;
+  }
 }
 
 }  // namespace

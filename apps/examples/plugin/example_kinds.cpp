@@ -4,18 +4,16 @@
 // Its kind, `word_count`, counts the words of the task's payload (or of its `text` parameter)
 // and says how many, and how many of them are longer than `min_length` (default 0).
 // Build it against the installed package (docs/plugins.md) or in this tree (apps/CMakeLists.txt).
-#include <troupe/model/plugin.hpp>
-
 #include <cctype>
 #include <string>
+#include <troupe/model/plugin.hpp>
 
 namespace {
 
 troupe::task_output count_words(const troupe::task_context& ctx) {
   auto& spec = ctx.spec;
-  std::string text = spec.payload.empty()
-                         ? spec.params.get_string("text", "")
-                         : std::string(spec.payload.begin(), spec.payload.end());
+  std::string text = spec.payload.empty() ? spec.params.get_string("text", "")
+                                          : std::string(spec.payload.begin(), spec.payload.end());
   auto min_length = spec.params.get_int("min_length", 0);
   if (min_length < 0)
     throw troupe::task_failure{troupe::errc::invalid_params, "min_length must not be negative"};

@@ -26,13 +26,13 @@ class client_error : public std::runtime_error {
 };
 
 struct client_options {
-  std::string name = "client";                ///< header.from: shows up in the head's logs
-  std::chrono::milliseconds timeout{10000};   ///< for replies (ids, status)
+  std::string name = "client";               ///< header.from: shows up in the head's logs
+  std::chrono::milliseconds timeout{10000};  ///< for replies (ids, status)
   /// The head's limits.max_payload_bytes: submit_batch sends at most this many bytes of task
   /// inputs per submit, and refuses a task larger than that. (Results of any size a head may
   /// send, up to the largest limit a config allows, are accepted.)
   uint64_t max_payload_bytes = runtime_config{}.max_payload_bytes;
-  size_t max_unclaimed_results = 1 << 20;     ///< results that arrive before their ids
+  size_t max_unclaimed_results = 1 << 20;  ///< results that arrive before their ids
   /// submit_batch sends larger batches as several submits of at most this many tasks (a head
   /// refuses more than its cluster.max_tasks_per_submit, 10,000 by default).
   size_t max_tasks_per_submit = 10000;
