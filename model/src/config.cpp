@@ -23,6 +23,16 @@ config_error::config_error(std::string source, int line, std::string key, const 
 
 namespace {
 
+/// A relative path in a file is relative to the file's folder (when the source is a file).
+std::string from_folder_of(const std::string& source, const std::string& path) {
+  std::filesystem::path p{path};
+  if (p.is_absolute()) return path;
+  std::error_code ec;
+  std::filesystem::path file{source};
+  if (!std::filesystem::is_regular_file(file, ec)) return path;
+  return (file.parent_path() / p).lexically_normal().string();
+}
+
 // Each key is declared once: where it lives, how it is read and checked, and how its value is
 // written back as TOML text (config_keys(); the test that config/local.toml holds every key with
 // its default compares these).
@@ -297,6 +307,35 @@ const std::vector<key_def>& keys() {
       {"cluster", "event_high_water",
        [](auto& c, auto& n) { c.cluster.event_high_water = uint32_t(int_in(n, 1, 1 << 26)); },
        [](const runtime_config& c) { return text(c.cluster.event_high_water); }},
+      {"cluster", "journal",
+       [](auto& c, auto& n) {
+         auto s = n.template value<std::string>();
+         if (!s || s->empty())
+           throw std::string{"expected a file path (relative to this file's folder) or \"off\""};
+         auto& src = n.source().path;
+         c.cluster.journal = *s == "off" ? std::string{} : from_folder_of(src ? *src : "", *s);
+         c.cluster.journal_set = true;
+       },
+       [](const runtime_config& c) {
+         return text(quoted(c.cluster.journal.empty() ? "off" : c.cluster.journal));
+       }},
+      {"cluster", "journal_keep_results",
+       [](auto& c, auto& n) {
+         c.cluster.journal_keep_results = uint64_t(int_in(n, 0, 1'000'000'000));
+       },
+       [](const runtime_config& c) { return text(c.cluster.journal_keep_results); }},
+      {"cluster", "journal_keep_s",
+       [](auto& c, auto& n) {
+         c.cluster.journal_keep = std::chrono::seconds{int_in(n, 0, 365 * 86400)};
+       },
+       [](const runtime_config& c) { return text(c.cluster.journal_keep.count()); }},
+      {"cluster", "journal_sync",
+       [](auto& c, auto& n) {
+         c.cluster.journal_full_sync = choice<bool>(n, {{"normal", false}, {"full", true}});
+       },
+       [](const runtime_config& c) {
+         return text(quoted(c.cluster.journal_full_sync ? "full" : "normal"));
+       }},
       {"log", "level",
        [](auto& c, auto& n) {
          auto s = n.template value<std::string>();
@@ -341,16 +380,6 @@ bool known_section(const std::string& section) {
 
 int line_of(const toml::node& n) {
   return int(n.source().begin.line);
-}
-
-/// A relative path in a file is relative to the file's folder (when the source is a file).
-std::string from_folder_of(const std::string& source, const std::string& path) {
-  std::filesystem::path p{path};
-  if (p.is_absolute()) return path;
-  std::error_code ec;
-  std::filesystem::path file{source};
-  if (!std::filesystem::is_regular_file(file, ec)) return path;
-  return (file.parent_path() / p).lexically_normal().string();
 }
 
 /// [nodes.NAME] tables: cpu, cuda, memory_bytes, plugins, isolation. A name appears once.
@@ -615,7 +644,12 @@ runtime_config load_config(const std::string& path, runtime_config base) {
   if (!in) throw config_error(path, 0, "", "cannot open the file");
   std::stringstream buf;
   buf << in.rdbuf();
-  return parse_config(buf.str(), path, std::move(base));
+  auto cfg = parse_config(buf.str(), path, std::move(base));
+  // A cluster's head keeps its journal next to the file unless the file says otherwise.
+  if (!cfg.cluster.journal_set)
+    cfg.cluster.journal =
+        std::filesystem::path{path}.replace_extension(".journal").lexically_normal().string();
+  return cfg;
 }
 
 void apply_override(runtime_config& cfg, const std::string& assignment) {

@@ -45,6 +45,10 @@ const char* to_string(errc code) noexcept {
       return "timed_out";
     case errc::output_too_large:
       return "output_too_large";
+    case errc::head_unreachable:
+      return "head_unreachable";
+    case errc::result_lost:
+      return "result_lost";
   }
   return "unknown_error";
 }

@@ -1,5 +1,8 @@
 #include "troupe/head.hpp"
 
+#include <deque>
+
+#include "journal.hpp"
 #include "runtime_impl.hpp"
 #include "troupe/actors/cluster/membership.hpp"
 #include "troupe/model/event_log.hpp"
@@ -54,15 +57,51 @@ struct head::impl {
   std::mutex results_mutex;
   std::unordered_map<std::string, wire::result> results_pending;
   bool results_wake = false;
+  /// Tasks submitted through the socket and not finished: who gets the result (the routing id
+  /// of a client; a fetch from another connection takes it over).
+  std::unordered_map<task_id, std::string> open;
   static constexpr size_t results_per_frame = 1024;
   std::mutex stop_mutex;
   bool stopped = false;
 
+  // Durability (docs/durability.md). The journal is used on the socket thread only, after the
+  // constructor started it.
+  std::unique_ptr<troupe::journal> jnl;
+  uint64_t incarnation = 0;
+  std::atomic<uint64_t> journal_failures{0};
+  /// Submit tokens seen (owner routing id + token): a re-sent submit gets the same ids.
+  std::unordered_map<std::string, std::vector<task_id>> tokens;
+  std::deque<std::string> token_order;
+  size_t max_tokens = 100000;
+  /// Tasks of an earlier incarnation not yet handed to the runtime: their kind is not known
+  /// until a node that runs it joins (or restore_grace passes). Socket thread only.
+  std::vector<std::pair<task_id, task_spec>> to_restore;
+  std::chrono::steady_clock::time_point restore_until;
+
   explicit impl(runtime_config c) : cfg(std::move(c)), log(cfg.cluster.event_ring) {
     lim = wire::limits::for_payload(cfg.max_payload_bytes);
     lim.max_tasks_per_submit = cfg.cluster.max_tasks_per_submit;
+    // The journal first: a head that cannot keep its promises does not start.
+    journal::start_state resumed;
+    if (!cfg.cluster.journal.empty()) {
+      journal_options jo;
+      jo.path = cfg.cluster.journal;
+      jo.keep_results = cfg.cluster.journal_keep_results;
+      jo.keep_for = cfg.cluster.journal_keep;
+      jo.keep_submits = max_tokens;
+      jo.full_sync = cfg.cluster.journal_full_sync;
+      jnl = std::make_unique<troupe::journal>(jo);
+      resumed = jnl->start(wall_clock_ns());
+      incarnation = resumed.incarnation;
+    } else {
+      incarnation = wall_clock_ns();
+    }
+    framer.set_epoch(incarnation);
     rt.reset(new troupe::runtime(head_view(cfg), cluster_workers(cfg)));
     auto& ri = *rt->impl_;
+    ri.admission->ids_from(resumed.next_id);
+    for (auto& s : resumed.submits) remember_token(s.owner, s.token, std::move(s.ids));
+    resume(resumed.unfinished);
     transport::socket_options so;
     so.type = zmq::socket_type::router;
     so.endpoint = cfg.cluster.head_endpoint;
@@ -71,9 +110,16 @@ struct head::impl {
     so.max_outbound = cfg.cluster.max_outbound;
     // zmq itself drops (and disconnects) beyond twice our limit; up to it we answer with an error.
     so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
+    // A client that reconnects (same routing id) gets its results on the new connection.
+    so.router_handover = true;
+    so.tick = cfg.cluster.heartbeat_interval;  // restores held back for their kind
     try {
       sock = std::make_unique<transport::socket_thread>(
-          ctx, so, [this](transport::multipart& m) { on_message(m); }, [this] { send_results(); });
+          ctx, so, [this](transport::multipart& m) { on_message(m); },
+          [this] {
+            restore_held();
+            send_results();
+          });
     } catch (...) {
       rt->shutdown(shutdown_mode::cancel);
       throw;
@@ -83,8 +129,135 @@ struct head::impl {
         ri.monitor, ri.bus,
         [s = sock.get()](transport::multipart&& m) { return s->send(std::move(m)); }, &framer);
     if (!cfg.cluster.events_endpoint.empty()) start_publishing();
-    troupe::logger().info("head: listening on {} for {} node(s)", sock->endpoint(),
-                          cfg.cluster.nodes.size());
+    troupe::logger().info("head: listening on {} for {} node(s), incarnation {}", sock->endpoint(),
+                          cfg.cluster.nodes.size(), incarnation);
+    if (jnl)
+      troupe::logger().info(
+          "head: journal {}: {} unfinished task(s) resumed, {} result(s) kept ({} compacted), "
+          "next task id {}",
+          jnl->path(), resumed.unfinished.size(), resumed.finished, resumed.dropped,
+          resumed.next_id);
+    else
+      troupe::logger().info(
+          "head: no journal (cluster.journal = \"off\"): a restart loses "
+          "what is in flight");
+    sock->wake();  // the first round restores what can be
+  }
+
+  static uint64_t wall_clock_ns() {
+    return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count());
+  }
+
+  /// Tasks of the journal without a terminal record: decoded now, handed to the runtime on the
+  /// socket thread (restore_held) once their kind is known. Their owners are known at once, so
+  /// that a fetch finds them pending.
+  void resume(std::vector<journal::task_row>& rows) {
+    restore_until = std::chrono::steady_clock::now() + 2 * cfg.cluster.dead_after;
+    auto now_unix = std::chrono::system_clock::now();
+    auto now = clock::now();
+    std::lock_guard<std::mutex> guard{results_mutex};
+    for (auto& row : rows) {
+      task_spec spec;
+      try {
+        auto one = wire::decode<wire::submit>(row.spec.data(), row.spec.size(), lim);
+        if (one.tasks.size() != 1)
+          throw wire::decode_error(wire::wire_errc::malformed, "not one task");
+        spec = std::move(one.tasks[0]);
+      } catch (const wire::decode_error& e) {
+        // Written by an older or broken head: the task ends here, named, not silently.
+        spec = {};
+        spec.kind = std::string{"(unreadable in the journal: "} + e.what() + ")";
+      }
+      spec.deadline.reset();
+      if (row.deadline_unix_ms >= 0)
+        spec.deadline = now + (std::chrono::system_clock::time_point{
+                                   std::chrono::milliseconds{row.deadline_unix_ms}} -
+                               now_unix);
+      open.emplace(row.id, std::move(row.owner));
+      to_restore.emplace_back(row.id, std::move(spec));
+    }
+  }
+
+  /// Hands resumed tasks to the runtime: those whose kind some node runs now, and all of them
+  /// once restore_until has passed (then an unknown kind ends its task unknown_kind).
+  void restore_held() {
+    if (to_restore.empty()) return;
+    bool last_call = std::chrono::steady_clock::now() >= restore_until;
+    auto& reg = rt->registry();
+    std::vector<task_id> ids;
+    std::vector<task_spec> specs;
+    std::vector<std::pair<task_id, task_spec>> later;
+    for (auto& [id, spec] : to_restore) {
+      auto* kind = reg.find(spec.kind);
+      if (last_call || (kind && kind->runnable())) {
+        ids.push_back(id);
+        specs.push_back(std::move(spec));
+      } else {
+        later.emplace_back(id, std::move(spec));
+      }
+    }
+    to_restore = std::move(later);
+    if (ids.empty()) return;
+    troupe::logger().info(
+        "head: {} task(s) of an earlier incarnation queued again{}", ids.size(),
+        to_restore.empty() ? "" : " (others wait for a node that runs their kind)");
+    auto handles = rt->impl_->submit_specs(
+        std::move(specs), [this](const task_result& r) { on_done(r); }, &ids);
+    for (auto& hd : handles)
+      if (hd.ready() && hd.get().status == outcome::rejected) {
+        // Accepted by the earlier incarnation: it ends as failed, with the reason.
+        auto r = hd.get();
+        r.status = r.error.code == errc::deadline_expired ? outcome::expired : outcome::failed;
+        on_done(r);
+      }
+  }
+
+  /// A result for its owner, sent (and journalled) on the socket thread's next round.
+  void on_done(const task_result& r) {
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> guard{results_mutex};
+      auto i = open.find(r.id);
+      if (i == open.end()) return;  // its terminal record was already given
+      auto& out = results_pending[i->second];
+      open.erase(i);
+      out.latency_ms.push_back(
+          std::chrono::duration<double, std::milli>(r.timings.finished - r.timings.submitted)
+              .count());
+      out.tasks.push_back(r);
+      wake = !results_wake;
+      results_wake = true;
+    }
+    if (wake) sock->wake();
+  }
+
+  static std::string token_key(const std::string& owner, uint64_t token) {
+    return owner + '/' + std::to_string(token);
+  }
+
+  void remember_token(const std::string& owner, uint64_t token, std::vector<task_id> ids) {
+    auto key = token_key(owner, token);
+    if (!tokens.emplace(key, std::move(ids)).second) return;
+    token_order.push_back(std::move(key));
+    if (token_order.size() > max_tokens) {
+      tokens.erase(token_order.front());
+      token_order.pop_front();
+    }
+  }
+
+  /// Journal trouble is loud but does not stop the head: tasks still run, only the promise
+  /// to survive a restart is broken (counted in status as journal_failures).
+  template <class F>
+  void journalled(const char* what, F&& write) {
+    if (!jnl) return;
+    try {
+      write();
+    } catch (const std::exception& e) {
+      journal_failures.fetch_add(1, std::memory_order_relaxed);
+      troupe::logger().error("head: journal: {} not recorded: {}", what, e.what());
+    }
   }
 
   void start_publishing() {
@@ -188,6 +361,8 @@ struct head::impl {
           for (auto id : ids) rt->cancel(id);
           return caf::anon_send(membership, cancel_remote_msg{std::move(ids)});
         }
+        case wire::msg_type::fetch:
+          return on_fetch(peer, h, decode<wire::fetch>(body));
         case wire::msg_type::replay_request:
           return on_replay_request(peer, h, decode<wire::replay_request>(body).since);
         case wire::msg_type::snapshot_request:
@@ -233,8 +408,20 @@ struct head::impl {
       ready.swap(results_pending);
       results_wake = false;
     }
-    // Frames of at most results_per_frame results and limits.max_payload_bytes of outputs: a
-    // client with the same limit accepts every one.
+    journalled("terminal records", [&] {
+      std::vector<journal::result_row> rows;
+      for (auto& [peer, res] : ready)
+        for (size_t i = 0; i < res.tasks.size(); ++i)
+          rows.push_back(
+              {res.tasks[i].id, wire::encode(wire::result{{res.tasks[i]}, {res.latency_ms[i]}})});
+      jnl->finished(rows);
+    });
+    send_to_owners(ready);
+  }
+
+  /// Frames of at most results_per_frame results and limits.max_payload_bytes of outputs: a
+  /// client with the same limit accepts every one.
+  void send_to_owners(std::unordered_map<std::string, wire::result>& ready) {
     auto budget = cfg.max_payload_bytes;
     for (auto& [peer, res] : ready) {
       size_t at = 0;
@@ -258,41 +445,131 @@ struct head::impl {
   }
 
   void on_submit(const std::string& peer, const wire::header& h, wire::submit&& msg) {
-    // Results go back to whoever submitted, as they finish (from the runtime's threads).
-    auto on_done = [this, peer](const task_result& r) {
-      bool wake = false;
-      {
-        std::lock_guard<std::mutex> guard{results_mutex};
-        auto& out = results_pending[peer];
-        out.latency_ms.push_back(
-            std::chrono::duration<double, std::milli>(r.timings.finished - r.timings.submitted)
-                .count());
-        out.tasks.push_back(r);
-        wake = !results_wake;
-        results_wake = true;
-      }
-      if (wake) sock->wake();
-    };
-    auto handles = rt->submit_batch(std::move(msg.tasks), on_done);
-    wire::submitted ids;
-    ids.ids.reserve(handles.size());
-    wire::result rejected;
-    for (auto& hd : handles) {
-      ids.ids.push_back(hd.id());
-      // Rejected at the door: no callback will come; the result follows the ids right away.
-      if (hd.ready() && hd.get().status == outcome::rejected) {
-        rejected.tasks.push_back(hd.get());
-        rejected.latency_ms.push_back(0);
+    if (msg.token) {
+      if (auto known = tokens.find(token_key(peer, msg.token)); known != tokens.end()) {
+        // Sent again (its answer was lost, or an earlier incarnation took it): the same ids.
+        sock->send(
+            framer.make(&peer, wire::msg_type::submitted, wire::submitted{known->second}, h.id));
+        return;
       }
     }
-    sock->send(framer.make(&peer, wire::msg_type::submitted, ids, h.id));
+    auto n = msg.tasks.size();
+    // Ids first, and their owner known before any of them can finish.
+    auto first = rt->impl_->admission->take_ids(n);
+    std::vector<task_id> ids(n);
+    for (size_t i = 0; i < n; ++i) ids[i] = first + i;
+    {
+      std::lock_guard<std::mutex> guard{results_mutex};
+      for (auto id : ids) open.emplace(id, peer);
+    }
+    // What the journal keeps of each task, encoded before the runtime takes the specs. Keys are
+    // the client's own: two clients may use the same key for different tasks.
+    std::vector<journal::task_row> rows;
+    if (jnl) rows.reserve(n);
+    auto now = clock::now();
+    auto now_unix_ms = int64_t(wall_clock_ns() / 1000000);
+    for (size_t i = 0; i < n; ++i) {
+      auto& spec = msg.tasks[i];
+      if (!spec.idempotency_key.empty()) spec.idempotency_key = peer + '/' + spec.idempotency_key;
+      if (!jnl) continue;
+      journal::task_row row;
+      row.id = ids[i];
+      row.owner = peer;
+      wire::submit one;
+      one.tasks.push_back(spec);
+      row.spec = wire::encode(one);
+      if (spec.deadline)
+        row.deadline_unix_ms =
+            now_unix_ms +
+            std::chrono::duration_cast<std::chrono::milliseconds>(*spec.deadline - now).count();
+      rows.push_back(std::move(row));
+    }
+    auto handles = rt->impl_->submit_specs(
+        std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &ids);
+    wire::submitted reply;
+    reply.ids.reserve(n);
+    wire::result rejected;
+    std::vector<journal::result_row> rejected_rows;
+    std::vector<journal::task_row> accepted_rows;
+    {
+      std::lock_guard<std::mutex> guard{results_mutex};
+      for (size_t i = 0; i < n; ++i) {
+        auto& hd = handles[i];
+        reply.ids.push_back(hd.id());
+        if (hd.id() != ids[i]) {  // an idempotency key named an earlier task: that one answers
+          open.erase(ids[i]);
+          continue;
+        }
+        // Rejected at the door: no callback will come; the result follows the ids right away.
+        if (hd.ready() && hd.get().status == outcome::rejected) {
+          open.erase(ids[i]);
+          rejected.tasks.push_back(hd.get());
+          rejected.latency_ms.push_back(0);
+          if (jnl) rejected_rows.push_back({ids[i], wire::encode(wire::result{{hd.get()}, {0}})});
+          continue;
+        }
+        if (jnl) accepted_rows.push_back(std::move(rows[i]));
+      }
+    }
+    // On disk before the client hears of it. (The tasks may already run: a head killed right
+    // now never answered, so the client sends the submit again and they run again.)
+    journalled("accepted tasks", [&] {
+      jnl->accepted(accepted_rows, rejected_rows, {peer, msg.token, reply.ids},
+                    rt->impl_->admission->next_id());
+    });
+    if (msg.token) remember_token(peer, msg.token, reply.ids);
+    sock->send(framer.make(&peer, wire::msg_type::submitted, reply, h.id));
     if (!rejected.tasks.empty()) sock->send(framer.make(&peer, wire::msg_type::result, rejected));
+  }
+
+  /// Where a client's tasks are: results of finished ones are sent again (from the journal),
+  /// running ones will send theirs to this connection, and unknown ones are named.
+  void on_fetch(const std::string& peer, const wire::header& h, wire::fetch&& f) {
+    send_results();  // what finished meanwhile is journalled and sent first
+    wire::fetched reply;
+    std::unordered_map<std::string, wire::result> found;
+    for (auto id : f.ids) {
+      {
+        std::lock_guard<std::mutex> guard{results_mutex};
+        if (auto i = open.find(id); i != open.end()) {
+          i->second = peer;
+          reply.pending.push_back(id);
+          continue;
+        }
+      }
+      std::optional<std::string> record;
+      journalled("a fetch", [&] { record = jnl->result_of(id); });
+      if (!record) {
+        reply.unknown.push_back(id);
+        continue;
+      }
+      try {
+        auto r = wire::decode<wire::result>(record->data(), record->size(), lim);
+        auto& out = found[peer];
+        for (size_t i = 0; i < r.tasks.size(); ++i) {
+          out.tasks.push_back(std::move(r.tasks[i]));
+          out.latency_ms.push_back(i < r.latency_ms.size() ? r.latency_ms[i] : 0);
+        }
+      } catch (const wire::decode_error& e) {
+        troupe::logger().error("head: journal: the record of task {} is unreadable: {}", id,
+                               e.what());
+        reply.unknown.push_back(id);
+      }
+    }
+    send_to_owners(found);
+    sock->send(framer.make(&peer, wire::msg_type::fetched, reply, h.id));
   }
 
   void stop(shutdown_mode mode) {
     std::lock_guard<std::mutex> guard{stop_mutex};
     if (stopped) return;
     stopped = true;
+    if (jnl && mode == shutdown_mode::cancel) {
+      // What the shutdown cancels is not over for the clients: it stays unfinished in the
+      // journal and runs when the head starts again.
+      std::lock_guard<std::mutex> results_guard{results_mutex};
+      open.clear();
+    }
     rt->shutdown(mode);
     if (subscription) rt->unsubscribe(subscription);
     auto& ri = *rt->impl_;

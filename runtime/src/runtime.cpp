@@ -128,39 +128,7 @@ task_handle runtime::submit(task_spec spec, result_callback on_done) {
 
 std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
                                                result_callback on_done) {
-  std::vector<task_handle> handles;
-  handles.reserve(specs.size());
-  submit_msg msg;
-  msg.tasks.reserve(specs.size());
-  auto sub = impl_->begin(specs.size(), std::move(on_done));
-  for (auto& spec : specs) {
-    auto key = spec.idempotency_key;
-    if (!key.empty()) {  // as in submit(), one spec at a time
-      task_handle known;
-      auto claim = impl_->claim_key(key, known);
-      if (claim == impl::key_claim::known) {
-        handles.push_back(std::move(known));
-        continue;
-      }
-      if (claim == impl::key_claim::busy) {
-        handles.push_back(impl_->key_busy(sub.next_id++, spec));
-        continue;
-      }
-    }
-    auto r = impl_->prepare(std::move(spec), sub);
-    if (auto* h = std::get_if<task_handle>(&r)) {
-      if (!key.empty()) impl_->settle_key(key, nullptr);
-      handles.push_back(std::move(*h));
-      continue;
-    }
-    auto& t = std::get<task_ptr>(r);
-    handles.push_back(impl_->track(t));
-    if (!key.empty()) impl_->settle_key(key, &handles.back());
-    msg.tasks.push_back(std::move(t));
-  }
-  impl_->end(sub);
-  if (!msg.tasks.empty()) caf::anon_send(impl_->queue, std::move(msg));
-  return handles;
+  return impl_->submit_specs(std::move(specs), std::move(on_done), nullptr);
 }
 
 void runtime::cancel(task_id id) {

@@ -219,10 +219,10 @@ struct runtime::impl {
     uint64_t accepted = 0;
   };
 
-  submission begin(size_t n, result_callback on_done) {
+  submission begin(size_t n, result_callback on_done, bool take_ids = true) {
     submission s;
     if (on_done) s.callback = std::make_shared<const result_callback>(std::move(on_done));
-    s.next_id = admission->take_ids(n);
+    if (take_ids) s.next_id = admission->take_ids(n);
     s.prepaid = admission->reserve(n);  // 0 if not all fit: then admitted one by one
     return s;
   }
@@ -344,6 +344,47 @@ struct runtime::impl {
     return rejected(id, spec, errc::duplicate_id,
                     "idempotency key '" + spec.idempotency_key +
                         "': another submit with this key is still being admitted");
+  }
+
+  /// submit_batch, with the ids given (one per spec; a head that reserved them, or restores
+  /// tasks from its journal) or taken here (ids == nullptr).
+  std::vector<task_handle> submit_specs(std::vector<task_spec>&& specs, result_callback on_done,
+                                        const std::vector<task_id>* ids) {
+    std::vector<task_handle> handles;
+    handles.reserve(specs.size());
+    submit_msg msg;
+    msg.tasks.reserve(specs.size());
+    auto sub = begin(specs.size(), std::move(on_done), ids == nullptr);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      auto& spec = specs[i];
+      if (ids) sub.next_id = (*ids)[i];
+      auto key = spec.idempotency_key;
+      if (!key.empty()) {  // as in submit(), one spec at a time
+        task_handle known;
+        auto claim = claim_key(key, known);
+        if (claim == key_claim::known) {
+          handles.push_back(std::move(known));
+          continue;
+        }
+        if (claim == key_claim::busy) {
+          handles.push_back(key_busy(sub.next_id++, spec));
+          continue;
+        }
+      }
+      auto r = prepare(std::move(spec), sub);
+      if (auto* h = std::get_if<task_handle>(&r)) {
+        if (!key.empty()) settle_key(key, nullptr);
+        handles.push_back(std::move(*h));
+        continue;
+      }
+      auto& t = std::get<task_ptr>(r);
+      handles.push_back(track(t));
+      if (!key.empty()) settle_key(key, &handles.back());
+      msg.tasks.push_back(std::move(t));
+    }
+    end(sub);
+    if (!msg.tasks.empty()) caf::anon_send(queue, std::move(msg));
+    return handles;
   }
 
   void stop(shutdown_mode mode) {

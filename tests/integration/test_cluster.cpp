@@ -126,6 +126,10 @@ class Cluster : public ::testing::Test {
     dir_ = temp_dir();
     endpoint_ = "ipc://" + dir_ + "/head.ipc";
     config_ = dir_ + "/cluster.toml";
+    // A fresh cluster per test: no journal of an earlier test's head (cluster.journal, the
+    // default next to the file).
+    for (auto suffix : {"", "-wal", "-shm"})
+      std::remove((dir_ + "/cluster.journal" + suffix).c_str());
     std::ofstream{config_} << "[cluster]\nhead = \"" << endpoint_ << "\"\n"
                            << "heartbeat_ms = 100\nsuspect_after_ms = 2000\n"
                            << "dead_after_ms = 5000\nrestart_delay_ms = 100\n"
@@ -348,6 +352,43 @@ TEST_F(Cluster, KillingANodeMidRunLosesNoTaskAndTheNodeComesBack) {
   for (auto& w : s.stats.workers)
     workers += w.name + " " + w.state + " tasks " + std::to_string(w.tasks) + "\n";
   EXPECT_GT(after, before) << "the restarted node got no work\n" << workers << read_file(log_);
+}
+
+TEST_F(Cluster, TheHeadKilledMidRunLosesNothingAndSubmitPrintsEveryResult) {
+  auto errors = dir_ + "/submit.err";  // its log lines, apart from the results it prints
+  command submit{"(" + std::string{TROUPE_BINARY} + " submit --to " + endpoint_ +
+                 " --kind sleep --params '{\"ms\": 2}' --count 3000 --wait --timeout-ms 120000 2>" +
+                 errors + ")"};
+  wire::status seen;
+  ASSERT_TRUE(
+      wait_for_status([](const wire::status& s) { return s.stats.completed >= 300; }, &seen, 60s))
+      << "completed " << seen.stats.completed << "\n"
+      << diagnosis();
+  auto head = find_child(up_, {"head"});
+  ASSERT_GT(head, 0) << read_file(log_);
+  ASSERT_EQ(kill(head, SIGKILL), 0);
+
+  auto [rc, out] = submit.finish();
+  std::set<uint64_t> ids;
+  size_t completed = 0, lines = 0;
+  std::istringstream in{out};
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] != '{') continue;  // the client's log lines
+    auto j = nlohmann::json::parse(line);
+    ++lines;
+    ids.insert(j.at("id").get<uint64_t>());
+    completed += j.at("outcome") == "completed";
+  }
+  EXPECT_EQ(rc, 0) << out.substr(0, 4000) << "\n" << read_file(errors) << read_file(log_);
+  EXPECT_EQ(lines, 3000u);
+  EXPECT_EQ(ids.size(), 3000u);
+  EXPECT_EQ(completed, 3000u) << out.substr(0, 4000);
+  // A new incarnation of the head, which resumed from its journal and continued its ids.
+  auto log = read_file(log_);
+  EXPECT_NE(log.find("troupe up: head"), std::string::npos);
+  EXPECT_NE(log.find("unfinished task(s) resumed"), std::string::npos) << log;
+  auto after = client_->submit_batch(gemm_tasks(1, 7));
+  EXPECT_GT(after[0].id(), *ids.rbegin());
 }
 
 TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {

@@ -330,6 +330,13 @@ TEST(CodecRoundTrip, Result) {
 
 TEST(CodecRoundTrip, Cancel) {
   EXPECT_EQ(round_trip(cancel{{3, 4}}).ids, (std::vector<task_id>{3, 4}));
+  EXPECT_EQ(round_trip(fetch{{5, 6}}).ids, (std::vector<task_id>{5, 6}));
+  auto f = round_trip(fetched{{7}, {8, 9}});
+  EXPECT_EQ(f.pending, (std::vector<task_id>{7}));
+  EXPECT_EQ(f.unknown, (std::vector<task_id>{8, 9}));
+  submit s;
+  s.token = 0x7fff'ffff'ffff'fff1;
+  EXPECT_EQ(round_trip(s).token, s.token);
 }
 
 TEST(CodecRoundTrip, StatusRequest) {
@@ -563,8 +570,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     submit m;
-    auto& [a] = m;
-    expect_on_wire("submit", reached_by(m), a);
+    auto& [a, b] = m;
+    expect_on_wire("submit", reached_by(m), a, b);
   }
   {
     submitted m;
@@ -594,6 +601,16 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
     cancel m;
     auto& [a] = m;
     expect_on_wire("cancel", reached_by(m), a);
+  }
+  {
+    fetch m;
+    auto& [a] = m;
+    expect_on_wire("fetch", reached_by(m), a);
+  }
+  {
+    fetched m;
+    auto& [a, b] = m;
+    expect_on_wire("fetched", reached_by(m), a, b);
   }
   {
     latency_summary m;

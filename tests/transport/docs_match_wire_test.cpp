@@ -131,6 +131,8 @@ TEST(DocsMatchWire, EveryMessageAndPartListsTheKeysOfItsTable) {
       {to_string(msg_type::replay), keys<replay>()},
       {to_string(msg_type::snapshot_request), keys<snapshot_request>()},
       {to_string(msg_type::snapshot), keys<snapshot>()},
+      {to_string(msg_type::fetch), keys<fetch>()},
+      {to_string(msg_type::fetched), keys<fetched>()},
       // parts
       {"task", keys<task_spec>()},
       {"needs", keys<resources>()},
@@ -147,7 +149,7 @@ TEST(DocsMatchWire, EveryMessageAndPartListsTheKeysOfItsTable) {
       {"attempt_result", keys<attempt_result>()},
       {"event", keys<event>()},
   };
-  static_assert(int(last_msg_type) == 17, "a new message type: add it above and to the page");
+  static_assert(int(last_msg_type) == 19, "a new message type: add it above and to the page");
 
   auto doc = read_protocol_doc();
   for (int line : doc.unlabelled)

@@ -2,6 +2,7 @@
 
 #include <future>
 #include <mutex>
+#include <random>
 #include <unordered_map>
 
 #include "troupe/model/frame_split.hpp"
@@ -16,6 +17,8 @@ struct client::impl {
   struct submit_wait {
     std::promise<std::vector<task_handle>> handles;
     std::shared_ptr<const result_callback> callback;
+    transport::multipart frame;  ///< a copy, sent again until answered
+    std::chrono::steady_clock::time_point sent;
   };
   struct live_task {
     std::shared_ptr<completion> done;
@@ -34,8 +37,32 @@ struct client::impl {
   std::unordered_map<task_id, live_task> live;
   std::unordered_map<task_id, task_result> unclaimed;  // results that beat their ids here
   std::atomic<uint64_t> error_count{0};
+  uint64_t token_base = 0;  ///< a submit's token: this plus its message id (never 0)
+
+  // The head's liveness, on the socket thread only.
+  using steady = std::chrono::steady_clock;
+  steady::time_point last_heard = steady::now(), last_fetch{}, next_check{};
+  uint64_t head_epoch = 0;  ///< the head's incarnation, from its headers
+  bool resync_now = false;  ///< a new incarnation: ask at once
+
+  static std::string random_identity() {
+    std::random_device rd;
+    std::mt19937_64 gen{(uint64_t(rd()) << 32) ^ rd()};
+    static const char* hex = "0123456789abcdef";
+    std::string id = "client-";
+    auto bits = gen();
+    for (int i = 0; i < 16; ++i) id += hex[(bits >> (4 * i)) & 15];
+    return id;
+  }
 
   impl(const std::string& endpoint, client_options o) : opts(std::move(o)), framer(opts.name) {
+    if (opts.identity.empty()) opts.identity = random_identity();
+    if (opts.identity.size() > 255 || opts.identity[0] == '\0')
+      throw client_error("client_options::identity: 1-255 bytes, not starting with a zero byte");
+    {
+      std::random_device rd;
+      token_base = ((uint64_t(rd()) << 32) ^ rd()) & ~(uint64_t(1) << 63);
+    }
     // What it receives comes from the head it chose: results of whatever limit that head has
     // (at most the largest a config allows). What it sends is split by its own limit.
     lim = wire::limits::for_payload(std::max(opts.max_payload_bytes, max_config_payload_bytes));
@@ -44,9 +71,11 @@ struct client::impl {
     so.endpoint = endpoint;
     so.name = "troupe-client";
     so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
+    so.routing_id = opts.identity;
+    so.tick = std::max(std::chrono::milliseconds{10}, opts.resync_interval / 4);
     try {
       sock = std::make_unique<transport::socket_thread>(
-          ctx, so, [this](transport::multipart& m) { on_message(m); });
+          ctx, so, [this](transport::multipart& m) { on_message(m); }, [this] { on_tick(); });
     } catch (const transport::transport_error& e) {
       throw client_error(e.what());
     }
@@ -85,7 +114,20 @@ struct client::impl {
     wire::header h;
     try {
       h = wire::decode_header(m[0].data(), m[0].size(), lim);
+      last_heard = steady::now();
+      if (h.epoch != head_epoch) {
+        if (head_epoch != 0) {
+          troupe::logger().info(
+              "client: the head is a new incarnation ({}, was {}): asking it "
+              "about outstanding tasks",
+              h.epoch, head_epoch);
+          resync_now = true;
+        }
+        head_epoch = h.epoch;
+      }
       switch (h.type) {
+        case wire::msg_type::fetched:
+          return on_fetched(m[1]);
         case wire::msg_type::submitted:
           return on_submitted(h, m[1]);
         case wire::msg_type::result:
@@ -115,6 +157,85 @@ struct client::impl {
       error_count.fetch_add(1);
       troupe::logger().warn("client: undecodable message from the head: {}", e.what());
       if (h.corr) fail_waiter(h.corr, std::string{"undecodable reply: "} + e.what());
+    }
+  }
+
+  /// The head does not know some tasks (it restarted without a journal, or compacted them
+  /// away): their handles end here, or they would wait forever.
+  void on_fetched(const zmq::message_t& body) {
+    auto f = wire::decode<wire::fetched>(body.data(), body.size(), lim);
+    for (auto id : f.unknown)
+      fail_live(id, errc::result_lost,
+                "the head (incarnation " + std::to_string(head_epoch) + ") does not know task " +
+                    std::to_string(id) +
+                    ": it restarted without a journal, or dropped the result "
+                    "(cluster.journal_keep_results, journal_keep_s)");
+  }
+
+  void fail_live(task_id id, errc code, const std::string& why) {
+    live_task t;
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      auto i = live.find(id);
+      if (i == live.end()) return;
+      t = std::move(i->second);
+      live.erase(i);
+    }
+    task_result r;
+    r.id = id;
+    r.status = outcome::failed;
+    r.error = {code, why};
+    r.timings.finished = clock::now();
+    complete(std::move(r), t);
+  }
+
+  /// On the socket thread, between messages: sends again what the head did not answer, asks
+  /// about tasks when the head has been quiet, gives up after head_timeout.
+  void on_tick() {
+    auto now = steady::now();
+    if (now < next_check && !resync_now) return;
+    next_check = now + std::max(std::chrono::milliseconds{10}, opts.resync_interval / 4);
+    std::vector<transport::multipart> again;
+    std::vector<task_id> ask;
+    std::vector<task_id> give_up;
+    bool force = resync_now;
+    resync_now = false;
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      if (submits.empty() && live.empty()) {
+        last_heard = now;  // nothing outstanding: silence is fine
+        return;
+      }
+      if (now - last_heard >= opts.head_timeout) {
+        for (auto& [id, t] : live) give_up.push_back(id);
+      } else {
+        for (auto& [corr, w] : submits) {
+          if (!force && now - w->sent < opts.resync_interval) continue;
+          w->sent = now;
+          transport::multipart copy;
+          for (auto& f : w->frame) copy.emplace_back(f.data(), f.size());
+          again.push_back(std::move(copy));
+        }
+        if (!live.empty() && (force || (now - last_heard >= opts.resync_interval &&
+                                        now - last_fetch >= opts.resync_interval))) {
+          last_fetch = now;
+          ask.reserve(live.size());
+          for (auto& [id, t] : live) ask.push_back(id);
+        }
+      }
+    }
+    for (auto id : give_up)
+      fail_live(id, errc::head_unreachable,
+                "no message from the head at " + sock->endpoint() + " for " +
+                    std::to_string(opts.head_timeout.count()) +
+                    " ms (client_options::head_timeout)");
+    for (auto& m : again) sock->send(std::move(m));
+    constexpr size_t per_fetch = 65536;
+    for (size_t at = 0; at < ask.size(); at += per_fetch) {
+      wire::fetch f;
+      f.ids.assign(ask.begin() + long(at),
+                   ask.begin() + long(std::min(ask.size(), at + per_fetch)));
+      sock->send(framer.make(nullptr, wire::msg_type::fetch, f));
     }
   }
 
@@ -179,12 +300,16 @@ std::vector<task_handle> client::submit_frame(std::vector<task_spec> specs,
   w->callback = std::move(callback);
   auto done = w->handles.get_future();
   auto id = impl_->framer.reserve_id();
+  wire::submit msg{std::move(specs)};
+  msg.token = impl_->token_base + id;
+  auto frames = impl_->framer.make_with_id(id, wire::msg_type::submit, msg);
+  for (auto& f : frames) w->frame.emplace_back(f.data(), f.size());
+  w->sent = impl::steady::now();
   {
     std::lock_guard<std::mutex> guard{impl_->mutex};
     impl_->submits.emplace(id, w);
   }
-  wire::submit msg{std::move(specs)};
-  if (!impl_->sock->send(impl_->framer.make_with_id(id, wire::msg_type::submit, msg))) {
+  if (!impl_->sock->send(std::move(frames))) {
     impl_->fail_waiter(id, "the client's outbound queue is full");
   }
   if (done.wait_for(impl_->opts.timeout) != std::future_status::ready) {

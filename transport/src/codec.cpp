@@ -53,6 +53,10 @@ const char* to_string(msg_type t) noexcept {
       return "snapshot_request";
     case msg_type::snapshot:
       return "snapshot";
+    case msg_type::fetch:
+      return "fetch";
+    case msg_type::fetched:
+      return "fetched";
   }
   return "?";
 }
@@ -461,7 +465,7 @@ struct enum_names<device_class> {
 };
 template <>
 struct enum_names<errc> {
-  static constexpr auto last = errc::output_too_large;
+  static constexpr auto last = errc::result_lost;
   static void unknown(const where& p, const std::string& name) {
     refuse(wire_errc::malformed, p.str() + ": unknown error code '" + name + "'");
   }
@@ -951,6 +955,8 @@ TROUPE_WIRE_BODY(replay_request)
 TROUPE_WIRE_BODY(replay)
 TROUPE_WIRE_BODY(snapshot_request)
 TROUPE_WIRE_BODY(snapshot)
+TROUPE_WIRE_BODY(fetch)
+TROUPE_WIRE_BODY(fetched)
 TROUPE_WIRE_BODY(event)
 
 #undef TROUPE_WIRE_BODY

@@ -134,6 +134,7 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
     sock->set(zmq::sockopt::maxmsgsize, opts_.max_message_bytes);
     sock->set(zmq::sockopt::reconnect_ivl, opts_.reconnect_ms);
     if (opts_.type == zmq::socket_type::router) sock->set(zmq::sockopt::router_mandatory, 1);
+    if (opts_.router_handover) sock->set(zmq::sockopt::router_handover, 1);
     if (!opts_.routing_id.empty()) sock->set(zmq::sockopt::routing_id, opts_.routing_id);
     if (opts_.bind)
       sock->bind(opts_.endpoint);
@@ -154,7 +155,7 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
     if (!backlog.empty()) events |= ZMQ_POLLOUT;
     zmq::pollitem_t items[] = {{sock->handle(), 0, events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      zmq::poll(items, 2, opts_.tick);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       troupe::logger().error("{}: poll failed: {}", opts_.name, e.what());

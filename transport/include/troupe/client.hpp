@@ -36,6 +36,17 @@ struct client_options {
   /// submit_batch sends larger batches as several submits of at most this many tasks (a head
   /// refuses more than its cluster.max_tasks_per_submit, 10,000 by default).
   size_t max_tasks_per_submit = 10000;
+  /// This client's identity at the head (its ZeroMQ routing id, 1-255 bytes): results go to
+  /// it, also after a reconnect or a restart of the head. Empty: a random one. Two clients
+  /// connected at once must not share one (the newer takes the results over).
+  std::string identity;
+  /// With tasks outstanding and nothing heard from the head for this long, the client asks the
+  /// head where they are (a fetch: results it missed are sent again) and sends again each
+  /// submit still unanswered (with the same token: the head creates no task twice).
+  std::chrono::milliseconds resync_interval{1000};
+  /// Nothing heard from the head for this long while tasks are outstanding: their handles end
+  /// failed with errc::head_unreachable. A head that answers fetches is never given up on.
+  std::chrono::milliseconds head_timeout{60000};
 };
 
 class client {
@@ -50,7 +61,9 @@ class client {
 
   /// Sends the tasks in one message and waits for their ids (one round trip). Results complete
   /// the handles as they arrive; on_done, if given, runs for each on the client's thread.
-  /// Throws client_error if the head does not answer within the timeout.
+  /// Throws client_error if the head does not answer within the timeout (the tasks may have
+  /// been accepted all the same). Every handle ends: with its result, or failed with
+  /// errc::head_unreachable or errc::result_lost (see client_options).
   std::vector<task_handle> submit_batch(std::vector<task_spec> specs, result_callback on_done = {});
   task_handle submit(task_spec spec, result_callback on_done = {});
   void cancel(task_id id);

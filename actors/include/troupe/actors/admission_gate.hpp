@@ -25,6 +25,13 @@ class admission_gate {
 
   /// n consecutive task ids, the first returned.
   task_id take_ids(uint64_t n) { return next_id_.fetch_add(n, std::memory_order_relaxed); }
+  /// Ids from here on are at least `first` (a restarted head continues after its journal).
+  void ids_from(task_id first) {
+    auto now = next_id_.load(std::memory_order_relaxed);
+    while (now < first && !next_id_.compare_exchange_weak(now, first)) {
+    }
+  }
+  task_id next_id() const { return next_id_.load(std::memory_order_relaxed); }
   /// Takes n places at once if all n fit under the bound: returns n, else 0 (nothing taken).
   uint64_t reserve(uint64_t n);
   /// Takes one place; with overflow = block waits for one up to block_timeout. False: full.

@@ -50,6 +50,14 @@ struct cluster_config {
   std::string events_endpoint = "tcp://127.0.0.1:5556";  ///< head PUB socket; "" for none
   uint32_t event_ring = 65536;         ///< events kept for subscribers that catch up
   uint32_t event_high_water = 100000;  ///< events queued per subscriber before it loses some
+  /// The head's SQLite journal (docs/durability.md): accepted tasks and terminal records, so
+  /// that a restarted head loses nothing. "" for none. A cluster file read by load_config has
+  /// one by default, next to it (NAME.journal for NAME.toml); `journal = "off"` for none.
+  std::string journal;
+  bool journal_set = false;                 ///< the file said (a path, or "off")
+  uint64_t journal_keep_results = 100000;   ///< finished tasks kept for fetches (newest)
+  std::chrono::seconds journal_keep{3600};  ///< and for at most this long
+  bool journal_full_sync = false;           ///< journal_sync = "full": fsync each commit
   std::vector<node_config> nodes;
   const node_config* find(const std::string& name) const {
     for (auto& n : nodes)

@@ -26,6 +26,8 @@ enum class errc : uint8_t {
   config_error,             ///< a configuration file or flag is invalid
   timed_out,                ///< an attempt ran past the task's timeout (retryable)
   output_too_large,         ///< the output is over limits.max_payload_bytes (not retried)
+  head_unreachable,         ///< a client heard nothing from its head for its head_timeout
+  result_lost,  ///< the head does not know the task (restarted without a journal, or compacted)
 };
 
 /// Stable, lower-case name of an error code ("queue_full").

@@ -68,6 +68,8 @@ std::string encode(const replay_request& m);
 std::string encode(const replay& m);
 std::string encode(const snapshot_request& m);
 std::string encode(const snapshot& m);
+std::string encode(const fetch& m);
+std::string encode(const fetched& m);
 /// The body of a PUB message (its first frame is the topic).
 std::string encode(const event& e);
 

@@ -4,6 +4,7 @@
 // passed to a handler on the same thread. zmq sockets are not thread-safe: nothing else touches
 // the socket, and the handler must not block (it decodes and forwards).
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <future>
@@ -37,6 +38,11 @@ struct socket_options {
   int high_water_mark = 1 << 20;   ///< zmq's own queue per peer
   int64_t max_message_bytes = -1;  ///< zmq drops (and disconnects) anything larger; -1: none
   int reconnect_ms = 100;
+  /// ROUTER: a peer that connects with a routing id already in use takes it over (a client
+  /// that reconnects keeps its identity); otherwise the newcomer is refused.
+  bool router_handover = false;
+  /// >= 0: before_send also runs this often when nothing happens (timers of the owner).
+  std::chrono::milliseconds tick{-1};
   int linger_ms = 0;            ///< > 0: stop() flushes what is queued, waiting this long
   std::string name = "socket";  ///< for logs and the thread name
 };

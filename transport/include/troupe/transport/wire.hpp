@@ -43,8 +43,10 @@ enum class msg_type : uint8_t {
   replay,            ///< head -> subscriber
   snapshot_request,  ///< subscriber -> head: current state
   snapshot,          ///< head -> subscriber
+  fetch,             ///< client -> head: where are these tasks? (results re-sent, routed here)
+  fetched,           ///< head -> client: which of them are still running, which it does not know
 };
-inline constexpr msg_type last_msg_type = msg_type::snapshot;
+inline constexpr msg_type last_msg_type = msg_type::fetched;
 const char* to_string(msg_type t) noexcept;
 /// False for an unknown name.
 bool parse_msg_type(const std::string& name, msg_type& out) noexcept;
@@ -140,6 +142,10 @@ struct worker_state {
 
 struct submit {
   std::vector<task_spec> tasks;
+  /// The client's number for this submit, unique per client identity; 0: none. A submit
+  /// re-sent with the same token (its answer was lost, or the head restarted) gets the ids of
+  /// the first and creates no task.
+  uint64_t token = 0;
 };
 
 struct submitted {
@@ -153,6 +159,16 @@ struct result {
 
 struct cancel {
   std::vector<task_id> ids;
+};
+
+struct fetch {
+  std::vector<task_id> ids;
+};
+
+/// The answer to a fetch; the results of its finished tasks come as `result` messages first.
+struct fetched {
+  std::vector<task_id> pending;  ///< accepted, not finished: their results will come here
+  std::vector<task_id> unknown;  ///< not known to this head (see errc::result_lost)
 };
 
 struct status_request {};

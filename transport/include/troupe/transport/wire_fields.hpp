@@ -289,6 +289,7 @@ void fields(F& f, worker_state& m) {
 template <class F>
 void fields(F& f, submit& m) {
   f("tasks", m.tasks, required);
+  f("token", m.token);
 }
 
 template <class F>
@@ -304,6 +305,17 @@ void fields(F& f, result& m) {
 template <class F>
 void fields(F& f, cancel& m) {
   f("ids", m.ids, required);
+}
+
+template <class F>
+void fields(F& f, fetch& m) {
+  f("ids", m.ids, required);
+}
+
+template <class F>
+void fields(F& f, fetched& m) {
+  f("pending", m.pending, required);
+  f("unknown", m.unknown, required);
 }
 
 template <class F>
