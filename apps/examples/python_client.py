@@ -2,15 +2,24 @@
 """A troupe client in Python, written from docs/protocol.md alone.
 
 Submits tasks to a head over ZeroMQ (a DEALER socket) with MessagePack frames and prints one
-JSON line per result. Uses Debian's python3-zmq and python3-msgpack.
+JSON line per task, in the order submitted. Uses Debian's python3-zmq and python3-msgpack.
 
     python3 apps/examples/python_client.py --to tcp://127.0.0.1:5555 --count 200
+    python3 apps/examples/python_client.py --to ipc:///tmp/head --kind sleep --params '{"ms": 3}'
+
+It carries on across a restart of the head, as troupe::client does: its DEALER has a stable
+routing id (results are routed to it after a reconnect), every submit has a token and is sent
+again until its `submitted` arrives (a head creates nothing for a token it has seen), and it asks
+the head about outstanding tasks with `fetch` when the head is a new incarnation (header `epoch`)
+or has been quiet. Tasks the head does not know end `failed` with `result_lost`; when nothing is
+heard for --head-timeout seconds, the outstanding ones end `failed` with `head_unreachable`.
 
 Exits 0 when every task completed, 1 when some did not, 2 when the head did not answer in time.
 """
 import argparse
 import itertools
 import json
+import secrets
 import sys
 import time
 
@@ -18,82 +27,242 @@ import msgpack
 import zmq
 
 PROTOCOL_VERSION = 1
+MAX_TASKS_PER_SUBMIT = 10000  # cluster.max_tasks_per_submit's default (docs/protocol.md, 3)
+MAX_IDS_PER_FETCH = 65536
+
+
+class HeadUnreachable(Exception):
+    pass
 
 
 class Client:
-    def __init__(self, endpoint, name="python-client"):
+    def __init__(self, endpoint, name="python-client", resync_s=1.0, head_timeout_s=60.0,
+                 per_submit=MAX_TASKS_PER_SUBMIT, log=None):
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # A stable identity: the head routes results by it, also to a reconnected socket.
+        self.identity = b"py-" + secrets.token_hex(8).encode()
+        self.sock.setsockopt(zmq.ROUTING_ID, self.identity)
         self.sock.connect(endpoint)
+        self.endpoint = endpoint
         self.name = name
         self.ids = itertools.count(1)
+        self.token_base = secrets.randbits(63)  # a submit's token: this + its message id (> 0)
+        self.resync_s = resync_s
+        self.head_timeout_s = head_timeout_s
+        self.per_submit = max(1, per_submit)
+        self.log = log or (lambda msg: None)
+        self.head_epoch = 0
+        self.stats = {"resent_submits": 0, "fetches": 0, "duplicates": 0, "incarnations": 0,
+                      "send_blocked": 0}
 
-    def send(self, msg_type, body):
-        msg_id = next(self.ids)
+    def frames(self, msg_type, body, msg_id=None):
+        msg_id = next(self.ids) if msg_id is None else msg_id
         header = {"v": PROTOCOL_VERSION, "type": msg_type, "id": msg_id, "corr": 0,
                   "from": self.name, "epoch": 0}
-        self.sock.send_multipart([msgpack.packb(header), msgpack.packb(body, use_bin_type=True)])
-        return msg_id
+        return msg_id, [msgpack.packb(header), msgpack.packb(body, use_bin_type=True)]
 
-    def receive(self, timeout_s):
-        """One message as (header, body), or None after timeout_s."""
-        if not self.sock.poll(int(timeout_s * 1000)):
-            return None
-        frames = self.sock.recv_multipart()
-        if len(frames) != 2:
-            raise RuntimeError("expected 2 frames, got %d" % len(frames))
-        header = msgpack.unpackb(frames[0], raw=False)
-        body = msgpack.unpackb(frames[1], raw=False)
-        return header, body
+    def send(self, frames):
+        """Never blocks: a message that cannot be queued now is sent again later."""
+        try:
+            self.sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self.stats["send_blocked"] += 1
+            return False
 
-    def run(self, tasks, timeout_s):
-        """Submits the tasks in one message; returns {id: result} once all have one."""
-        submit_id = self.send("submit", {"tasks": tasks})
-        ids, results = None, {}
-        deadline = time.monotonic() + timeout_s
-        while ids is None or len(results) < len(ids):
-            left = deadline - time.monotonic()
-            msg = self.receive(max(0.0, left)) if left > 0 else None
-            if msg is None:
+    def run(self, tasks, timeout_s=0.0):
+        """Submits the tasks (in messages of at most per_submit tasks) and waits until each has
+        a result. Returns one result per task, in order; a task never given an id has id None.
+        Raises HeadUnreachable (with the results so far) after head_timeout_s of silence, and
+        TimeoutError after timeout_s in all (0: no limit)."""
+        start = time.monotonic()
+        deadline = start + timeout_s if timeout_s > 0 else None
+        submits = {}  # msg id -> {"frames", "sent", "first", "count"}: not answered yet
+        for first in range(0, len(tasks), self.per_submit):
+            part = tasks[first:first + self.per_submit]
+            msg_id = next(self.ids)
+            _, frames = self.frames("submit", {"tasks": part, "token": self.token_base + msg_id},
+                                    msg_id)
+            submits[msg_id] = {"frames": frames, "sent": time.monotonic(), "first": first,
+                               "count": len(part)}
+            self.send(frames)
+        ids = [None] * len(tasks)
+        results = {}         # task id -> its first result (results may come before the ids)
+        outstanding = set()  # ids known, no result yet
+        last_heard = time.monotonic()
+        last_fetch = 0.0
+        next_check = 0.0
+        resync_now = False
+        tick = max(0.01, self.resync_s / 4)
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+
+        def give_up(why):
+            out = []
+            for pos, task_id in enumerate(ids):
+                r = results.get(task_id) if task_id is not None else None
+                if r is None:  # outstanding, or its submit was never answered
+                    r = {"id": task_id, "kind": tasks[pos].get("kind", ""), "outcome": "failed",
+                         "code": "head_unreachable", "message": why, "values": {},
+                         "attempts": 0, "worker": -1}
+                out.append(r)
+            return out
+
+        while submits or outstanding:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 raise TimeoutError("%d of %d results after %.0f s" %
-                                   (len(results), len(tasks), timeout_s))
-            header, body = msg
-            if header["type"] == "submitted" and header["corr"] == submit_id:
-                ids = body["ids"]
-            elif header["type"] == "result":
-                # Results may arrive before the ids: keep them all, match at the end.
-                for r in body["tasks"]:
-                    results[r["id"]] = r
-            elif header["type"] == "error":
-                raise RuntimeError("head refused message %d: %s: %s" %
-                                   (header["corr"], body["code"], body["message"]))
-        return ids, {i: results[i] for i in ids}
+                                   (sum(1 for i in ids if i is not None and i in results),
+                                    len(tasks), timeout_s))
+            wait = tick if deadline is None else min(tick, deadline - now)
+            if dict(poller.poll(max(0, int(wait * 1000)))).get(self.sock):
+                for _ in range(1000):  # what has arrived, then the checks below
+                    try:
+                        frames = self.sock.recv_multipart(flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if len(frames) != 2:
+                        self.log("a message of %d frames from the head, expected 2" % len(frames))
+                        continue
+                    header = msgpack.unpackb(frames[0], raw=False)
+                    body = msgpack.unpackb(frames[1], raw=False)
+                    last_heard = time.monotonic()
+                    epoch = header.get("epoch", 0)
+                    if epoch != self.head_epoch:
+                        if self.head_epoch != 0:
+                            self.stats["incarnations"] += 1
+                            self.log("the head is a new incarnation (%d, was %d): asking it "
+                                     "about %d outstanding task(s)" %
+                                     (epoch, self.head_epoch, len(outstanding)))
+                            resync_now = True
+                        self.head_epoch = epoch
+                    kind = header.get("type")
+                    if kind == "submitted":
+                        w = submits.pop(header.get("corr", 0), None)
+                        if w is None:
+                            continue  # an answer to a submit sent again
+                        got = body["ids"]
+                        if len(got) != w["count"]:
+                            raise RuntimeError("submit %d of %d tasks got %d ids" %
+                                               (header["corr"], w["count"], len(got)))
+                        ids[w["first"]:w["first"] + w["count"]] = got
+                        outstanding.update(i for i in got if i not in results)
+                    elif kind == "result":
+                        for r in body["tasks"]:
+                            if r["id"] in results:
+                                self.stats["duplicates"] += 1
+                                continue
+                            results[r["id"]] = r
+                            outstanding.discard(r["id"])
+                    elif kind == "fetched":
+                        for task_id in body.get("unknown", []):
+                            if task_id not in outstanding:
+                                continue
+                            outstanding.discard(task_id)
+                            results[task_id] = {
+                                "id": task_id, "outcome": "failed", "code": "result_lost",
+                                "message": "the head (incarnation %d) does not know task %d: it "
+                                "restarted without a journal, or dropped the result" %
+                                (self.head_epoch, task_id),
+                                "values": {}, "attempts": 0, "worker": -1}
+                    elif kind == "error":
+                        if header.get("corr", 0) in submits:
+                            raise RuntimeError("head refused message %d: %s: %s" %
+                                               (header["corr"], body["code"],
+                                                body.get("message", "")))
+                        self.log("the head refused message %d: %s: %s" %
+                                 (header.get("corr", 0), body["code"], body.get("message", "")))
+                    else:
+                        self.log("unexpected '%s' message from the head" % kind)
+
+            # Between messages: send again what was not answered, ask when the head is quiet or
+            # new, give up after head_timeout_s of silence.
+            now = time.monotonic()
+            if not (submits or outstanding):
+                break
+            if now - last_heard >= self.head_timeout_s:
+                raise HeadUnreachable(
+                    give_up("no message from the head at %s for %.0f s (--head-timeout)" %
+                            (self.endpoint, self.head_timeout_s)))
+            if now < next_check and not resync_now:
+                continue
+            next_check = now + tick
+            force, resync_now = resync_now, False
+            for w in submits.values():
+                if force or now - w["sent"] >= self.resync_s:
+                    w["sent"] = now
+                    self.stats["resent_submits"] += 1
+                    self.send(w["frames"])
+            if outstanding and (force or (now - last_heard >= self.resync_s and
+                                          now - last_fetch >= self.resync_s)):
+                last_fetch = now
+                ask = sorted(outstanding)
+                self.log("fetching %d outstanding task(s)" % len(ask))
+                for at in range(0, len(ask), MAX_IDS_PER_FETCH):
+                    self.stats["fetches"] += 1
+                    self.send(self.frames("fetch", {"ids": ask[at:at + MAX_IDS_PER_FETCH]})[1])
+        return [results[i] for i in ids]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--to", required=True, help="the head's endpoint")
-    ap.add_argument("--count", type=int, default=200, help="gemm tasks to submit")
+    ap.add_argument("--count", type=int, default=200, help="tasks to submit")
+    ap.add_argument("--kind", default="gemm", help="task kind (default gemm)")
+    ap.add_argument("--params", default="{}",
+                    help="task parameters, a JSON object (gemm: over size and seed)")
     ap.add_argument("--size", type=int, default=32, help="gemm matrix size")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for results")
+    ap.add_argument("--timeout", type=float, default=0.0,
+                    help="seconds to wait for all results, 0: no limit (--head-timeout bounds "
+                    "the wait for a silent head)")
+    ap.add_argument("--resync", type=float, default=1.0,
+                    help="seconds between sending unanswered submits again, and of silence "
+                    "before asking the head about outstanding tasks")
+    ap.add_argument("--head-timeout", type=float, default=60.0,
+                    help="seconds without a message from the head before outstanding tasks end "
+                    "failed (head_unreachable)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="what it does about the head's restarts and silences, on stderr")
     args = ap.parse_args()
 
-    tasks = [{"kind": "gemm", "params": {"size": args.size, "seed": i}, "priority": 1}
-             for i in range(args.count)]
-    client = Client(args.to)
+    extra = json.loads(args.params)
+    if not isinstance(extra, dict):
+        ap.error("--params: expected a JSON object")
+    if args.kind == "gemm":
+        params = [dict({"size": args.size, "seed": i}, **extra) for i in range(args.count)]
+    else:
+        params = [dict(extra) for _ in range(args.count)]
+    tasks = [{"kind": args.kind, "params": p, "priority": 1} for p in params]
+    log = (lambda msg: print("python client: %s" % msg, file=sys.stderr)) if args.verbose else None
+    client = Client(args.to, resync_s=args.resync, head_timeout_s=args.head_timeout, log=log)
+    code = 0
     try:
-        ids, results = client.run(tasks, args.timeout)
+        results = client.run(tasks, args.timeout)
     except TimeoutError as e:
         print("python client: %s" % e, file=sys.stderr)
         return 2
+    except HeadUnreachable as e:
+        results = e.args[0]
+        code = 2
+    except RuntimeError as e:
+        print("python client: %s" % e, file=sys.stderr)
+        return 1
     failed = 0
-    for task_id, spec in zip(ids, tasks):
-        r = results[task_id]
+    for spec, r in zip(tasks, results):
         failed += r["outcome"] != "completed"
-        print(json.dumps({"id": task_id, "seed": spec["params"]["seed"], "outcome": r["outcome"],
-                          "code": r["code"], "values": r["values"], "attempts": r["attempts"]}))
-    return 1 if failed else 0
+        print(json.dumps({"id": r["id"], "seed": spec["params"].get("seed"),
+                          "outcome": r["outcome"], "code": r["code"],
+                          "values": r.get("values", {}), "attempts": r.get("attempts", 0)}))
+    if code:
+        print("python client: no message from the head for %.0f s: %d task(s) failed "
+              "head_unreachable" % (args.head_timeout, sum(r["code"] == "head_unreachable"
+                                                          for r in results)), file=sys.stderr)
+    if args.verbose:
+        print("python client: %d results, %s" % (len(results), json.dumps(client.stats)),
+              file=sys.stderr)
+    return code or (1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -403,6 +403,20 @@ int run_watch(const std::string& to, const std::string& topic, bool json) {
                   (unsigned long long)first, (unsigned long long)last);
     std::fflush(stdout);
   };
+  so.on_new_incarnation = [&](uint64_t previous, uint64_t now) {
+    std::lock_guard<std::mutex> g{out};
+    if (json)
+      std::printf("%s\n",
+                  nlohmann::json{{"new_incarnation", {{"previous", previous}, {"now", now}}}}
+                      .dump()
+                      .c_str());
+    else
+      std::printf(
+          "-- the head restarted (incarnation %llu, was %llu): events start again at 1; "
+          "resyncing from its state\n",
+          (unsigned long long)now, (unsigned long long)previous);
+    std::fflush(stdout);
+  };
   so.on_snapshot = [&](const state_snapshot& s) {
     std::lock_guard<std::mutex> g{out};
     if (json)

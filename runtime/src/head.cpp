@@ -276,7 +276,9 @@ struct head::impl {
     }
     // The event bus calls this on its own thread, in sequence order: recording and handing the
     // frames to the PUB thread never waits on a subscriber (PUB drops at the high-water mark).
-    subscription = rt->subscribe_direct("", [this](const event& e) {
+    subscription = rt->subscribe_direct("", [this](const event& published) {
+      event e = published;  // stamped: subscribers tell this head's sequence from a restarted one's
+      e.incarnation = incarnation;
       {
         std::lock_guard<std::mutex> guard{log_mutex};
         log.record(e);

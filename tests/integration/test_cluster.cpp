@@ -364,6 +364,12 @@ TEST_F(Cluster, TheHeadKilledMidRunLosesNothingAndSubmitPrintsEveryResult) {
       wait_for_status([](const wire::status& s) { return s.stats.completed >= 300; }, &seen, 60s))
       << "completed " << seen.stats.completed << "\n"
       << diagnosis();
+  // A subscriber follows the run across the restart.
+  std::atomic<int> restarts{0};
+  subscriber_options so;
+  so.on_new_incarnation = [&](uint64_t, uint64_t) { ++restarts; };
+  subscriber events{endpoint_, [](const event&) {}, so};
+  ASSERT_TRUE(events.wait_for_seq(1, 20s));  // it follows this head
   auto head = find_child(up_, {"head"});
   ASSERT_GT(head, 0) << read_file(log_);
   ASSERT_EQ(kill(head, SIGKILL), 0);
@@ -389,6 +395,16 @@ TEST_F(Cluster, TheHeadKilledMidRunLosesNothingAndSubmitPrintsEveryResult) {
   EXPECT_NE(log.find("unfinished task(s) resumed"), std::string::npos) << log;
   auto after = client_->submit_batch(gemm_tasks(1, 7));
   EXPECT_GT(after[0].id(), *ids.rbegin());
+  ASSERT_TRUE(after[0].wait_for(20s));
+  // The subscriber said once that the head is new, and follows the new head's sequence.
+  auto seq = client_->status().last_event_seq;
+  EXPECT_TRUE(events.wait_for_seq(seq, 20s))
+      << "subscriber at " << events.counters().last_seq << " (incarnation "
+      << events.counters().incarnation << ", " << events.counters().snapshots << " snapshots, "
+      << events.counters().gaps << " gaps, " << events.counters().delivered
+      << " delivered), head at " << seq;
+  EXPECT_EQ(restarts.load(), 1);
+  EXPECT_EQ(events.counters().incarnations, 1u);
 }
 
 TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {

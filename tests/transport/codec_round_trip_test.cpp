@@ -649,8 +649,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     event m;
-    auto& [a, b, c, d, e, f, g, h, i] = m;
-    expect_on_wire("event", reached_by(m), a, b, c, d, e, f, g, h, i);
+    auto& [a, b, c, d, e, f, g, h, i, j] = m;
+    expect_on_wire("event", reached_by(m), a, b, c, d, e, f, g, h, i, j);
   }
   {
     replay_request m;

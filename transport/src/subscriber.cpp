@@ -43,6 +43,7 @@ struct subscriber::impl {
   // The thread's own.
   phase at = phase::awaiting_snapshot;
   uint64_t next = 0;               // the seq expected next
+  uint64_t incarnation = 0;        // of the head followed (0: not known yet)
   std::map<uint64_t, event> held;  // arrived ahead of `next`
   clock::time_point asked_at{};
   bool probing = false;  // the pending replay request asks "anything newer?" after a quiet spell
@@ -129,7 +130,35 @@ struct subscriber::impl {
     }
   }
 
+  /// Events or answers of another head incarnation: its sequence starts again. Forget the old
+  /// one's and start from a snapshot of the new head. False: not a new one.
+  bool new_incarnation(zmq::socket_t& dealer, uint64_t inc) {
+    if (inc == 0 || inc == incarnation) return false;
+    auto previous = incarnation;
+    incarnation = inc;
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      counters.incarnation = inc;
+      if (previous) {
+        ++counters.incarnations;
+        counters.last_seq = 0;  // the new head numbers from 1
+      }
+    }
+    if (!previous) return false;  // the first one seen
+    troupe::logger().info("subscriber: the head is a new incarnation ({}, was {}): resyncing", inc,
+                          previous);
+    if (opts.on_new_incarnation) opts.on_new_incarnation(previous, inc);
+    held.clear();
+    next = 0;
+    ask_snapshot(dealer);
+    return true;
+  }
+
   void on_published(zmq::socket_t& dealer, const event& e) {
+    if (new_incarnation(dealer, e.incarnation)) {
+      held.emplace(e.seq, e);  // the snapshot decides whether it is still needed
+      return;
+    }
     if (at == phase::live && e.seq == next) {
       deliver(e);
       return;
@@ -145,6 +174,13 @@ struct subscriber::impl {
 
   void on_reply(zmq::socket_t& dealer, transport::multipart& m) {
     auto h = wire::decode_header(m[0].data(), m[0].size(), lim);
+    if (h.epoch != 0 && h.epoch != incarnation) {
+      bool restarted = incarnation != 0;
+      new_incarnation(dealer, h.epoch);  // after a restart: forgets, asks for a snapshot
+      // A replay from the new head answers a question about the old one's sequence: drop it.
+      // A snapshot is the new head's state: take it.
+      if (restarted && h.type != wire::msg_type::snapshot) return;
+    }
     if (h.type == wire::msg_type::snapshot && at == phase::awaiting_snapshot) {
       auto s = wire::decode<wire::snapshot>(m[1].data(), m[1].size(), lim);
       {
@@ -206,6 +242,13 @@ struct subscriber::impl {
         else
           ask_replay(dealer, at == phase::live);
         continue;
+      }
+      // An answer that never comes (the head died with the question) while events keep coming.
+      if (at != phase::live && clock::now() - asked_at >= opts.timeout) {
+        if (at == phase::awaiting_snapshot)
+          ask_snapshot(dealer);
+        else
+          ask_replay(dealer);
       }
       for (int burst = 0; burst < 1024 && (items[0].revents & ZMQ_POLLIN); ++burst) {
         transport::multipart m;

@@ -28,14 +28,19 @@ struct subscriber_options {
   std::function<void(const state_snapshot&)> on_snapshot;
   /// Called when events [first, last] are found missing, before they are recovered.
   std::function<void(uint64_t first, uint64_t last)> on_gap;
+  /// Called when events come from a new incarnation of the head (it restarted; its sequence
+  /// starts again), before the snapshot the subscriber then takes.
+  std::function<void(uint64_t previous, uint64_t now)> on_new_incarnation;
 };
 
 struct subscriber_counters {
-  uint64_t delivered = 0;  ///< events passed to the callback (after the prefix filter)
-  uint64_t gaps = 0;       ///< times a sequence number was missing
-  uint64_t replayed = 0;   ///< events recovered from the head's ring
-  uint64_t snapshots = 0;  ///< snapshots taken (the first one at start included)
-  uint64_t last_seq = 0;   ///< the newest event applied
+  uint64_t delivered = 0;     ///< events passed to the callback (after the prefix filter)
+  uint64_t gaps = 0;          ///< times a sequence number was missing
+  uint64_t replayed = 0;      ///< events recovered from the head's ring
+  uint64_t snapshots = 0;     ///< snapshots taken (the first one at start included)
+  uint64_t last_seq = 0;      ///< the newest event applied
+  uint64_t incarnation = 0;   ///< of the head whose events are followed now
+  uint64_t incarnations = 0;  ///< new incarnations seen after the first (head restarts)
 };
 
 class subscriber {

@@ -25,6 +25,9 @@ struct event {
   /// "worker.cpu-0.utilisation", "latency_ms.gemm.p99", ...); empty for most events. On the wire
   /// a MessagePack map.
   param_map values;
+  /// The head that published it (its incarnation, a new number each time it starts); 0 for the
+  /// events of an embedded runtime. Sequence numbers start again at 1 with each incarnation.
+  uint64_t incarnation = 0;
 };
 
 using event_callback = std::function<void(const event&)>;

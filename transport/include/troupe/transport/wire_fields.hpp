@@ -175,6 +175,7 @@ void fields(F& f, event& m) {
   f("node", m.node, omit_empty);
   f("kind", m.kind, omit_empty);
   f("values", m.values, omit_empty);
+  f("incarnation", m.incarnation);
 }
 
 // --- the header and the parts of messages ---------------------------------------------------
