@@ -18,6 +18,7 @@
 #include "troupe/client.hpp"
 #include "troupe/head.hpp"
 #include "troupe/model/log.hpp"
+#include "troupe/model/restart_intensity.hpp"
 #include "troupe/node.hpp"
 #include "troupe/report.hpp"
 #include "troupe/subscriber.hpp"
@@ -129,6 +130,10 @@ struct child {
   pid_t pid = -1;
   uint32_t starts = 0;
   std::chrono::steady_clock::time_point restart_at{};
+  /// As a supervisor: restarts back off from cluster.restart_delay_ms (doubling, at most
+  /// supervision.backoff_max_ms); more than supervision.intensity within supervision.period_ms
+  /// and troupe up gives up.
+  std::optional<troupe::restart_intensity> limit{};
 };
 
 pid_t start_child(child& c) {
@@ -170,6 +175,10 @@ int run_up(const std::string& config, const std::vector<std::string>& overrides)
   for (auto& n : cfg.cluster.nodes)
     children.push_back({"node " + n.name, common({"node", "--name", n.name})});
   for (auto& c : children)
+    c.limit.emplace(cfg.restart_intensity, cfg.restart_period, cfg.cluster.restart_delay,
+                    std::max(cfg.restart_backoff_max, cfg.cluster.restart_delay));
+  int exit_code = 0;
+  for (auto& c : children)
     if (start_child(c) < 0) return 1;
 
   bool stopping = false;
@@ -209,10 +218,24 @@ int run_up(const std::string& config, const std::vector<std::string>& overrides)
                               ? std::string{"killed by "} + strsignal(WTERMSIG(status))
                               : "ended";
         if (!stopping) {
-          c.restart_at = now + cfg.cluster.restart_delay;
+          auto delay = c.limit->on_child_lost(troupe::clock::now());
+          if (!delay) {
+            std::fprintf(stderr,
+                         "troupe up: %s (pid %d) %s, its %u restart(s) within %lld ms used up "
+                         "(supervision.intensity, supervision.period_ms): giving up, stopping "
+                         "the cluster\n",
+                         c.role.c_str(), int(pid), how.c_str(), c.limit->limit(),
+                         static_cast<long long>(c.limit->period().count()));
+            exit_code = 1;
+            stopping = true;
+            stop_deadline = now + std::chrono::seconds(10);
+            for (auto it = children.rbegin(); it != children.rend(); ++it)
+              if (it->pid > 0) kill(it->pid, SIGTERM);
+            continue;
+          }
+          c.restart_at = now + *delay;
           std::fprintf(stderr, "troupe up: %s (pid %d) %s; restarting in %lld ms\n", c.role.c_str(),
-                       int(pid), how.c_str(),
-                       static_cast<long long>(cfg.cluster.restart_delay.count()));
+                       int(pid), how.c_str(), static_cast<long long>(delay->count()));
         } else {
           std::fprintf(stderr, "troupe up: %s stopped (%s)\n", c.role.c_str(), how.c_str());
         }
@@ -221,7 +244,7 @@ int run_up(const std::string& config, const std::vector<std::string>& overrides)
     if (stopping) {
       bool all_done =
           std::all_of(children.begin(), children.end(), [](const child& c) { return c.pid < 0; });
-      if (all_done) return 0;
+      if (all_done) return exit_code;
       if (now >= stop_deadline) {
         for (auto& c : children)
           if (c.pid > 0) kill(c.pid, SIGKILL);

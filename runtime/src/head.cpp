@@ -113,6 +113,10 @@ struct head::impl {
     // A client that reconnects (same routing id) gets its results on the new connection.
     so.router_handover = true;
     so.tick = cfg.cluster.heartbeat_interval;  // restores held back for their kind
+    // A node's connection found closed: a restarted node with its name takes over at once.
+    so.on_unroutable = [this](const std::string& peer) {
+      if (membership) caf::anon_send(membership, peer_gone_msg{peer});
+    };
     try {
       sock = std::make_unique<transport::socket_thread>(
           ctx, so, [this](transport::multipart& m) { on_message(m); },

@@ -686,6 +686,47 @@ TEST_F(ClusterWithAGpuNode, GpuOnlyTasksRunOnTheNodesGpuWorker) {
   }
 }
 
+TEST_F(Cluster, ASecondProcessWithALiveNodesNameIsRefusedAndTheNodeKeepsItsPlace) {
+  auto [rc, out] = command{"timeout 60 " + std::string{TROUPE_BINARY} + " node --config " +
+                           config_ + " --name a"}
+                       .finish();
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("name_taken"), std::string::npos) << out;
+  EXPECT_NE(out.find("node 'a' is alive on another connection"), std::string::npos) << out;
+  // The node it tried to replace was never evicted: one join, and it still runs work.
+  wire::status s;
+  ASSERT_TRUE(wait_for_status([](const wire::status&) { return true; }, &s));
+  for (auto& n : s.nodes) {
+    EXPECT_EQ(n.state, "joined") << n.name;
+    EXPECT_EQ(n.joins, 1u) << n.name << "\n" << read_file(log_);
+  }
+  for (auto& h : client_->submit_batch(gemm_tasks(20, 1))) {
+    auto r = h.wait_for(30s);
+    ASSERT_TRUE(r) << diagnosis();
+    EXPECT_TRUE(r->ok()) << r->error.message;
+  }
+}
+
+TEST(ClusterConfig, TroupeUpGivesUpOnAProcessThatKeepsFailingAndSaysWhy) {
+  auto dir = temp_dir();
+  auto path = dir + "/unbindable.toml";
+  // The head cannot bind its endpoint: it exits at once, every time.
+  std::ofstream{path} << "[cluster]\nhead = \"ipc:///nonexistent-dir/troupe/head.ipc\"\n"
+                      << "events = \"\"\nrestart_delay_ms = 10\njournal = \"off\"\n"
+                      << "[supervision]\nintensity = 2\nperiod_ms = 60000\nbackoff_max_ms = 40\n"
+                      << "[nodes.a]\ncpu = 1\n";
+  auto [rc, out] =
+      command{"timeout 60 " + std::string{TROUPE_BINARY} + " up --config " + path}.finish();
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("troupe up: head"), std::string::npos) << out;
+  EXPECT_NE(out.find("restarting in 10 ms"), std::string::npos) << out;
+  EXPECT_NE(out.find("restarting in 20 ms"), std::string::npos) << out;  // backing off
+  EXPECT_NE(out.find("its 2 restart(s) within 60000 ms used up (supervision.intensity, "
+                     "supervision.period_ms): giving up"),
+            std::string::npos)
+      << out;
+}
+
 TEST(ClusterConfig, ABadClusterFileNamesFileLineAndKey) {
   auto dir = temp_dir();
   auto path = dir + "/bad.toml";

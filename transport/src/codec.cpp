@@ -92,6 +92,8 @@ const char* to_string(wire_errc e) noexcept {
       return "overloaded";
     case wire_errc::unexpected:
       return "unexpected";
+    case wire_errc::name_taken:
+      return "name_taken";
   }
   return "?";
 }
@@ -479,7 +481,7 @@ struct enum_names<outcome> {
 };
 template <>
 struct enum_names<wire_errc> {
-  static constexpr auto last = wire_errc::unexpected;
+  static constexpr auto last = wire_errc::name_taken;
   static void unknown(const where& p, const std::string& name) {
     refuse(wire_errc::malformed, p.str() + ": unknown code '" + name + "'");
   }

@@ -106,6 +106,8 @@ void socket_thread::drain_outbound(zmq::socket_t& sock, std::deque<multipart>& b
       // ROUTER_MANDATORY: the peer is gone. Its messages cannot be delivered; count, go on.
       if (e.num() != EHOSTUNREACH)
         troupe::logger().warn("{}: send failed: {}", opts_.name, e.what());
+      else if (opts_.on_unroutable && !msg.empty())
+        opts_.on_unroutable(std::string(static_cast<const char*>(msg[0].data()), msg[0].size()));
       unroutable_.fetch_add(1, std::memory_order_relaxed);
       backlog.pop_front();
       continue;

@@ -141,6 +141,29 @@ void announce_kinds(membership_state& st, const node_kinds& kinds) {
   for (auto& [entry, devices] : kinds) st.setup->registry->add_remote(entry->def.name, devices);
 }
 
+void on_hello(self_ptr self, node_hello_msg& msg);
+
+/// The contended node's old connection is gone or silent: the newcomer's hello is taken.
+void take_over(self_ptr self, membership_state::node_view& node) {
+  auto held = std::move(node.contended->hello);
+  node.contended.reset();
+  node.peer_gone = true;
+  on_hello(self, held);
+}
+
+/// The old connection of a contended node is alive: the newcomer is a second process.
+void refuse_contender(self_ptr self, membership_state::node_view& node) {
+  auto held = std::move(node.contended->hello);
+  node.contended.reset();
+  auto age = std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() -
+                                                                   node.liveness.last_heard());
+  auto why = "node '" + node.cfg->name + "' is alive on another connection (epoch " +
+             std::to_string(node.liveness.epoch()) + ", heard " + std::to_string(age.count()) +
+             " ms ago): a second process with this name is refused; stop one of them";
+  troupe::logger().error("membership: {}", why);
+  send_error(self, held.peer, held.corr, wire::wire_errc::name_taken, why);
+}
+
 void on_hello(self_ptr self, node_hello_msg& msg) {
   auto& st = self->state;
   auto& hello = msg.body;
@@ -177,6 +200,22 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
   }
   bool was_live = node.liveness.live();
   auto joined_epoch = node.liveness.epoch();
+  if (was_live && msg.peer != node.peer && msg.epoch > joined_epoch && !node.peer_gone) {
+    // Another connection claims a node that is alive here. Ask the old connection (a heartbeat):
+    // closed, the socket says so at once (peer_gone_msg) and the newcomer takes over; alive, it
+    // answers with its own heartbeat and the newcomer is refused.
+    if (!node.contended || node.contended->hello.peer != msg.peer) {
+      troupe::logger().warn(
+          "membership: node '{}' says hello from another connection (epoch {}); "
+          "checking whether its joined connection (epoch {}) is still alive",
+          hello.node, msg.epoch, joined_epoch);
+      node.contended = membership_state::node_view::contender{msg, self->clock().now()};
+      wire::heartbeat probe;
+      if (node.last_assign) probe.last_assign = node.last_assign;
+      st.send(st.framer->make(&node.peer, wire::msg_type::heartbeat, probe));
+    }
+    return;
+  }
   auto verdict = node.liveness.on_hello(msg.epoch, self->clock().now());
   if (verdict == hello_verdict::stale) {
     ++st.stale_frames;
@@ -189,6 +228,8 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
     node_lost(self, size_t(n), "node rejoined with a new epoch");
   bool fresh = verdict != hello_verdict::welcome_again;
   node.peer = msg.peer;
+  node.peer_gone = false;
+  node.contended.reset();
   for (size_t i = 0; i < node.workers.size(); ++i)
     st.slots[size_t(node.workers[i])].capacity = hello.workers[i].capacity;
   node.gpus = hello.gpus;
@@ -425,6 +466,14 @@ void on_tick(self_ptr self) {
   auto now = self->clock().now();
   for (size_t n = 0; n < st.nodes.size(); ++n) {
     auto& node = st.nodes[n];
+    if (node.contended && now - node.contended->since >= 2 * cc.heartbeat_interval &&
+        now - node.liveness.last_heard() >= 2 * cc.heartbeat_interval) {
+      troupe::logger().info(
+          "membership: node '{}': its joined connection is silent; the new "
+          "process takes over",
+          node.cfg->name);
+      take_over(self, node);
+    }
     auto silent = now - node.liveness.last_heard();
     auto change = node.liveness.tick(now, cc.suspect_after, cc.dead_after);
     if (change == transition::became_dead) {
@@ -529,6 +578,7 @@ membership_actor::behavior_type membership_impl(
       [=](node_worker_msg& msg) { on_worker_state(self, msg); },
       [=](const node_heartbeat_msg& msg) {
         auto* node = current(self, msg.peer, msg.node, msg.epoch);
+        if (node && node->contended && msg.peer == node->peer) refuse_contender(self, *node);
         if (node) show_gpu_memory(self->state, *node, msg.body.gpus);
         if (node && !msg.leaving) find_lost(self, *node, msg.body);
         if (node && msg.leaving) {
@@ -540,6 +590,19 @@ membership_actor::behavior_type membership_impl(
       [=](const status_query_msg& q) { on_status(self, q); },
       [=](remote_assign_msg& msg) { on_assign(self, msg); },
       [=](const membership_tick_msg&) { on_tick(self); },
+      [=](const peer_gone_msg& msg) {
+        auto& st = self->state;
+        for (auto& node : st.nodes) {
+          if (node.peer != msg.peer || node.peer.empty()) continue;
+          node.peer_gone = true;
+          if (!node.contended) continue;
+          troupe::logger().info(
+              "membership: node '{}': its joined connection is closed; the new "
+              "process takes over",
+              node.cfg->name);
+          take_over(self, node);
+        }
+      },
       [=](const cancel_remote_msg& msg) {
         auto& st = self->state;
         for (auto& node : st.nodes) {

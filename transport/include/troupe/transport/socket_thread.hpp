@@ -43,6 +43,9 @@ struct socket_options {
   bool router_handover = false;
   /// >= 0: before_send also runs this often when nothing happens (timers of the owner).
   std::chrono::milliseconds tick{-1};
+  /// ROUTER: called on the socket's thread with the routing id of a peer a message could not
+  /// go to because its connection is gone (the message is dropped and counted as unroutable).
+  std::function<void(const std::string& peer)> on_unroutable;
   int linger_ms = 0;            ///< > 0: stop() flushes what is queued, waiting this long
   std::string name = "socket";  ///< for logs and the thread name
 };

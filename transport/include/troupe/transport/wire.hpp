@@ -223,6 +223,7 @@ enum class wire_errc : uint8_t {
   layout_mismatch,  ///< hello's workers differ from the cluster file
   overloaded,       ///< a bounded queue on the way is full
   unexpected,       ///< a valid message this peer does not take (a client sending assign)
+  name_taken,       ///< hello for a node that is alive on another connection
 };
 const char* to_string(wire_errc e) noexcept;
 

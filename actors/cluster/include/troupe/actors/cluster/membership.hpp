@@ -64,6 +64,10 @@ struct remote_assign_msg {
   std::vector<assignment> tasks;
 };
 struct membership_tick_msg {};
+/// The head's socket found this peer's connection closed (a send to it was unroutable).
+struct peer_gone_msg {
+  std::string peer;
+};
 /// A client cancelled these tasks: tell the nodes that run them, so they stop early.
 struct cancel_remote_msg {
   std::vector<task_id> ids;
@@ -73,7 +77,8 @@ using membership_actor =
     caf::typed_actor<caf::reacts_to<node_hello_msg>, caf::reacts_to<node_results_msg>,
                      caf::reacts_to<node_worker_msg>, caf::reacts_to<node_heartbeat_msg>,
                      caf::reacts_to<status_query_msg>, caf::reacts_to<remote_assign_msg>,
-                     caf::reacts_to<membership_tick_msg>, caf::reacts_to<cancel_remote_msg>>;
+                     caf::reacts_to<membership_tick_msg>, caf::reacts_to<cancel_remote_msg>,
+                     caf::reacts_to<peer_gone_msg>>;
 
 struct membership_state {
   static inline const char* name = "membership";
@@ -92,6 +97,15 @@ struct membership_state {
     };
     std::unordered_map<task_id, placed> in_flight;
     uint64_t last_assign = 0;  ///< header id of the last assign sent (its heartbeats say it)
+    bool peer_gone = false;    ///< its connection was found closed: a newer epoch takes over
+    /// A hello with a newer epoch from another connection while this one looks alive: the node
+    /// restarted, or a second process has its name. Held until the old connection is found
+    /// closed or silent (take over), or heard from (refuse the newcomer: name_taken).
+    struct contender {
+      node_hello_msg hello;
+      time_point since;
+    };
+    std::optional<contender> contended;
   };
   struct remote_slot {
     int32_t node = -1;  ///< index into nodes
@@ -134,3 +148,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::status_query_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::remote_assign_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::membership_tick_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::cancel_remote_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::peer_gone_msg)
