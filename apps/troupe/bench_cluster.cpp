@@ -43,13 +43,18 @@ class bench_cluster {
  public:
   /// node_workers = 0: no node (the head runs head_cpu workers itself). events: the PUB
   /// endpoint, "" for none (the transport benchmarks measure without events).
+  /// journal: the head keeps its journal (the default of a cluster file) in a file removed
+  /// afterwards, or runs without one.
   bench_cluster(const std::string& endpoint, uint32_t node_workers, uint32_t head_cpu = 0,
-                const std::string& events = "")
+                const std::string& events = "", bool journal = true)
       : endpoint_(endpoint) {
     config_ = "/tmp/troupe-bench-" + std::to_string(getpid()) + ".toml";
+    journal_ = "/tmp/troupe-bench-" + std::to_string(getpid()) + ".journal";
+    for (auto suffix : {"", "-wal", "-shm"}) unlink((journal_ + suffix).c_str());
     std::ofstream cfg{config_};
     cfg << "[cluster]\nhead = \"" << endpoint << "\"\nhead_cpu = " << head_cpu << "\nevents = \""
-        << events << "\"\n[log]\nlevel = \"warn\"\n";
+        << events << "\"\njournal = \"" << (journal ? journal_ : "off")
+        << "\"\n[log]\nlevel = \"warn\"\n";
     if (node_workers) cfg << "[nodes.n1]\ncpu = " << node_workers << "\n";
     cfg.close();
     pids_.push_back(spawn({"troupe", "head", "--config", config_}));
@@ -60,6 +65,7 @@ class bench_cluster {
     for (auto it = pids_.rbegin(); it != pids_.rend(); ++it) kill(*it, SIGTERM);
     for (auto p : pids_) waitpid(p, nullptr, 0);
     unlink(config_.c_str());
+    for (auto suffix : {"", "-wal", "-shm"}) unlink((journal_ + suffix).c_str());
   }
   /// Whether the head process still runs (it exits at once if its port was taken meanwhile).
   bool head_alive() { return waitpid(pids_.front(), nullptr, WNOHANG) == 0; }
@@ -77,7 +83,7 @@ class bench_cluster {
     }
     return pid;
   }
-  std::string endpoint_, config_;
+  std::string endpoint_, config_, journal_;
   std::vector<pid_t> pids_;
 };
 
@@ -99,14 +105,16 @@ bool wait_joined(bench_cluster& cluster, client& c) {
 struct running_cluster {
   std::unique_ptr<bench_cluster> cluster;
   std::unique_ptr<client> c;
-  explicit running_cluster(uint32_t node_workers, uint32_t head_cpu = 0, bool events = false) {
+  explicit running_cluster(uint32_t node_workers, uint32_t head_cpu = 0, bool events = false,
+                           bool journal = true) {
     for (int attempt = 0; attempt < 3; ++attempt) {
       zmq::context_t probe;
       auto endpoint = free_endpoint(probe);
       std::string events_endpoint;
       if (events) events_endpoint = free_endpoint(probe);
       probe.close();
-      cluster = std::make_unique<bench_cluster>(endpoint, node_workers, head_cpu, events_endpoint);
+      cluster = std::make_unique<bench_cluster>(endpoint, node_workers, head_cpu, events_endpoint,
+                                                journal);
       client_options co;
       co.timeout = std::chrono::seconds(5);
       c = std::make_unique<client>(endpoint, co);
@@ -242,10 +250,11 @@ double raw_push_pull(size_t count, size_t size) {
 
 }  // namespace
 
-nlohmann::json bench_remote_latency(int rounds) {
-  auto [request, reply] = frame_sizes();
-  auto [raw50, raw99] = raw_req_rep(rounds, request, reply);
-  running_cluster rc{1};
+namespace {
+
+/// One noop at a time through a head and a node: round trips in microseconds (p50, p99).
+std::pair<double, double> remote_round_trips(int rounds, bool journal) {
+  running_cluster rc{1, 0, false, journal};
   auto& c = *rc.c;
   task_spec noop;
   noop.kind = "noop";
@@ -256,7 +265,16 @@ nlohmann::json bench_remote_latency(int rounds) {
     h.get();
     if (i >= 100) rtt.push_back(micros(clock::now() - t0).count());
   }
-  auto p50 = pct(rtt, .5), p99 = pct(rtt, .99);
+  return {pct(rtt, .5), pct(rtt, .99)};
+}
+
+}  // namespace
+
+nlohmann::json bench_remote_latency(int rounds) {
+  auto [request, reply] = frame_sizes();
+  auto [raw50, raw99] = raw_req_rep(rounds, request, reply);
+  auto [off50, off99] = remote_round_trips(rounds, false);
+  auto [p50, p99] = remote_round_trips(rounds, true);
   std::printf(
       "remote-latency  one noop task at a time, client -> head -> node -> worker -> back, "
       "%d rounds, microseconds\n",
@@ -264,10 +282,14 @@ nlohmann::json bench_remote_latency(int rounds) {
   std::printf("  raw zmq REQ/REP (%zu B / %zu B)   p50 %8.1f  p99 %8.1f\n", request, reply, raw50,
               raw99);
   std::printf(
-      "  troupe                          p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f)\n", p50,
+      "  troupe, journal off             p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f)\n", off50,
+      off99, off50 / raw50, off99 / raw99);
+  std::printf(
+      "  troupe (journal, the default)   p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f)\n", p50,
       p99, p50 / raw50, p99 / raw99);
-  return {{"raw_p50_us", raw50},  {"raw_p99_us", raw99},      {"troupe_p50_us", p50},
-          {"troupe_p99_us", p99}, {"ratio_p50", p50 / raw50}, {"ratio_p99", p99 / raw99}};
+  return {{"raw_p50_us", raw50},         {"raw_p99_us", raw99},        {"troupe_p50_us", p50},
+          {"troupe_p99_us", p99},        {"ratio_p50", p50 / raw50},   {"ratio_p99", p99 / raw99},
+          {"journal_off_p50_us", off50}, {"journal_off_p99_us", off99}};
 }
 
 nlohmann::json bench_payload() {
@@ -314,10 +336,11 @@ nlohmann::json bench_payload() {
   return out;
 }
 
-nlohmann::json bench_remote_pipeline(size_t tasks) {
-  auto [request, reply] = frame_sizes();
-  auto raw = raw_push_pull(tasks, request);
-  running_cluster rc{1};
+namespace {
+
+/// Empty tasks through a head and a node, in submits of 1,000: tasks per second.
+double remote_pipeline_rate(size_t tasks, bool journal) {
+  running_cluster rc{1, 0, false, journal};
   auto& c = *rc.c;
   task_spec noop;
   noop.kind = "noop";
@@ -341,14 +364,30 @@ nlohmann::json bench_remote_pipeline(size_t tasks) {
       throw std::runtime_error("remote-pipeline: " + std::to_string(done.load()) + " of " +
                                std::to_string(tasks) + " results after 120 s");
   }
-  auto rate = double(tasks) / std::chrono::duration<double>(clock::now() - t0).count();
+  return double(tasks) / std::chrono::duration<double>(clock::now() - t0).count();
+}
+
+}  // namespace
+
+nlohmann::json bench_remote_pipeline(size_t tasks) {
+  auto [request, reply] = frame_sizes();
+  auto raw = raw_push_pull(tasks, request);
+  auto without = remote_pipeline_rate(tasks, false);
+  auto rate = remote_pipeline_rate(tasks, true);
   std::printf(
       "remote-pipeline empty tasks across processes (client, head, node with 1 worker), "
-      "%zu tasks in submits of %zu\n",
-      tasks, batch);
+      "%zu tasks in submits of 1000\n",
+      tasks);
   std::printf("  raw zmq one-way (%zu B)          %12.0f msgs/s\n", request, raw);
-  std::printf("  troupe                          %12.0f tasks/s  ratio %.3f\n", rate, rate / raw);
-  return {{"raw_msgs_per_s", raw}, {"troupe_tasks_per_s", rate}, {"ratio", rate / raw}};
+  std::printf("  troupe, journal off             %12.0f tasks/s  ratio %.3f\n", without,
+              without / raw);
+  std::printf("  troupe (journal, the default)   %12.0f tasks/s  ratio %.3f, %.2fx journal off\n",
+              rate, rate / raw, rate / without);
+  return {{"raw_msgs_per_s", raw},
+          {"troupe_tasks_per_s", rate},
+          {"ratio", rate / raw},
+          {"journal_off_tasks_per_s", without},
+          {"journal_cost_ratio", rate / without}};
 }
 
 namespace {

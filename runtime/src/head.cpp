@@ -100,8 +100,8 @@ struct head::impl {
     rt.reset(new troupe::runtime(head_view(cfg), cluster_workers(cfg)));
     auto& ri = *rt->impl_;
     ri.admission->ids_from(resumed.next_id);
-    for (auto& s : resumed.submits) remember_token(s.owner, s.token, std::move(s.ids));
-    resume(resumed.unfinished);
+    for (auto& t : resumed.tokens) remember_token(t.owner, t.token, std::move(t.ids));
+    auto resumed_tasks = resume(resumed.open);
     transport::socket_options so;
     so.type = zmq::socket_type::router;
     so.endpoint = cfg.cluster.head_endpoint;
@@ -139,8 +139,7 @@ struct head::impl {
       troupe::logger().info(
           "head: journal {}: {} unfinished task(s) resumed, {} result(s) kept ({} compacted), "
           "next task id {}",
-          jnl->path(), resumed.unfinished.size(), resumed.finished, resumed.dropped,
-          resumed.next_id);
+          jnl->path(), resumed_tasks, resumed.records, resumed.dropped, resumed.next_id);
     else
       troupe::logger().info(
           "head: no journal (cluster.journal = \"off\"): a restart loses "
@@ -156,32 +155,46 @@ struct head::impl {
 
   /// Tasks of the journal without a terminal record: decoded now, handed to the runtime on the
   /// socket thread (restore_held) once their kind is known. Their owners are known at once, so
-  /// that a fetch finds them pending.
-  void resume(std::vector<journal::task_row>& rows) {
+  /// that a fetch finds them pending. Returns how many.
+  size_t resume(std::vector<journal::open_frame>& frames) {
     restore_until = std::chrono::steady_clock::now() + 2 * cfg.cluster.dead_after;
-    auto now_unix = std::chrono::system_clock::now();
-    auto now = clock::now();
+    auto now_unix_ms = int64_t(wall_clock_ns() / 1000000);
     std::lock_guard<std::mutex> guard{results_mutex};
-    for (auto& row : rows) {
-      task_spec spec;
+    for (auto& f : frames) {
+      std::vector<task_spec> specs;
+      auto decoded_at = clock::now();
+      std::string unreadable;
       try {
-        auto one = wire::decode<wire::submit>(row.spec.data(), row.spec.size(), lim);
-        if (one.tasks.size() != 1)
-          throw wire::decode_error(wire::wire_errc::malformed, "not one task");
-        spec = std::move(one.tasks[0]);
+        specs = wire::decode<wire::submit>(f.body.data(), f.body.size(), lim).tasks;
       } catch (const wire::decode_error& e) {
-        // Written by an older or broken head: the task ends here, named, not silently.
-        spec = {};
-        spec.kind = std::string{"(unreadable in the journal: "} + e.what() + ")";
+        unreadable = e.what();  // written by a broken head: each task ends here, named
       }
-      spec.deadline.reset();
-      if (row.deadline_unix_ms >= 0)
-        spec.deadline = now + (std::chrono::system_clock::time_point{
-                                   std::chrono::milliseconds{row.deadline_unix_ms}} -
-                               now_unix);
-      open.emplace(row.id, std::move(row.owner));
-      to_restore.emplace_back(row.id, std::move(spec));
+      std::sort(f.finished.begin(), f.finished.end());
+      for (uint32_t i = 0; i < f.count; ++i) {
+        task_id id = f.first_id + i;
+        if (std::binary_search(f.finished.begin(), f.finished.end(), id)) continue;
+        task_spec spec;
+        if (i < specs.size()) {
+          spec = std::move(specs[i]);
+        } else {
+          spec.kind = "(unreadable in the journal: " +
+                      (unreadable.empty() ? std::string{"the frame has fewer tasks"} : unreadable) +
+                      ")";
+        }
+        // Deadlines count from when the head received the frame, in wall-clock time.
+        if (spec.deadline) {
+          auto left_then =
+              std::chrono::duration_cast<std::chrono::milliseconds>(*spec.deadline - decoded_at);
+          spec.deadline = clock::now() + std::chrono::milliseconds(f.received_unix_ms +
+                                                                   left_then.count() - now_unix_ms);
+        }
+        if (!spec.idempotency_key.empty())
+          spec.idempotency_key = f.owner + '/' + spec.idempotency_key;
+        open.emplace(id, f.owner);
+        to_restore.emplace_back(id, std::move(spec));
+      }
     }
+    return to_restore.size();
   }
 
   /// Hands resumed tasks to the runtime: those whose kind some node runs now, and all of them
@@ -361,7 +374,7 @@ struct head::impl {
           return caf::anon_send(
               membership, node_worker_msg{peer, h.from, h.epoch, decode<wire::worker_state>(body)});
         case wire::msg_type::submit:
-          return on_submit(peer, h, decode<wire::submit>(body));
+          return on_submit(peer, h, body, decode<wire::submit>(body));
         case wire::msg_type::cancel: {
           auto ids = decode<wire::cancel>(body).ids;
           for (auto id : ids) rt->cancel(id);
@@ -414,43 +427,57 @@ struct head::impl {
       ready.swap(results_pending);
       results_wake = false;
     }
-    journalled("terminal records", [&] {
-      std::vector<journal::result_row> rows;
-      for (auto& [peer, res] : ready)
-        for (size_t i = 0; i < res.tasks.size(); ++i)
-          rows.push_back(
-              {res.tasks[i].id, wire::encode(wire::result{{res.tasks[i]}, {res.latency_ms[i]}})});
-      jnl->finished(rows);
-    });
     send_to_owners(ready);
   }
 
-  /// Frames of at most results_per_frame results and limits.max_payload_bytes of outputs: a
-  /// client with the same limit accepts every one.
-  void send_to_owners(std::unordered_map<std::string, wire::result>& ready) {
+  /// Frames of at most results_per_frame results and limits.max_payload_bytes of outputs (a
+  /// client with the same limit accepts every one), journalled as they are sent, in one
+  /// transaction, before any goes out.
+  void send_to_owners(std::unordered_map<std::string, wire::result>& ready, bool record = true) {
     auto budget = cfg.max_payload_bytes;
+    struct outgoing {
+      const std::string* peer;
+      zmq::message_t body;
+      std::vector<task_id> ids;
+    };
+    std::vector<outgoing> out;
     for (auto& [peer, res] : ready) {
       size_t at = 0;
       while (at < res.tasks.size()) {
         auto end = frame_end(at, res.tasks.size(), results_per_frame, budget, [&](size_t i) {
           return output_bytes(res.tasks[i].output) + res.tasks[i].error.message.size();
         });
+        outgoing o{&peer, {}, {}};
+        for (size_t i = at; i < end; ++i) o.ids.push_back(res.tasks[i].id);
         if (at == 0 && end == res.tasks.size()) {
-          sock->send(framer.make(&peer, wire::msg_type::result, res));
-          break;
+          o.body = wire::encode_message(res);
+        } else {
+          wire::result part;
+          part.tasks.assign(std::make_move_iterator(res.tasks.begin() + long(at)),
+                            std::make_move_iterator(res.tasks.begin() + long(end)));
+          part.latency_ms.assign(res.latency_ms.begin() + long(at),
+                                 res.latency_ms.begin() + long(end));
+          o.body = wire::encode_message(part);
         }
-        wire::result part;
-        part.tasks.assign(std::make_move_iterator(res.tasks.begin() + long(at)),
-                          std::make_move_iterator(res.tasks.begin() + long(end)));
-        part.latency_ms.assign(res.latency_ms.begin() + long(at),
-                               res.latency_ms.begin() + long(end));
-        sock->send(framer.make(&peer, wire::msg_type::result, part));
+        out.push_back(std::move(o));
         at = end;
       }
     }
+    if (record)
+      journalled("terminal records", [&] {
+        std::vector<journal::batch> batches;
+        batches.reserve(out.size());
+        for (auto& o : out)
+          batches.push_back(
+              {{static_cast<const char*>(o.body.data()), o.body.size()}, std::move(o.ids)});
+        jnl->finished(batches);
+      });
+    for (auto& o : out)
+      sock->send(framer.make_encoded(o.peer, wire::msg_type::result, std::move(o.body)));
   }
 
-  void on_submit(const std::string& peer, const wire::header& h, wire::submit&& msg) {
+  void on_submit(const std::string& peer, const wire::header& h, const zmq::message_t& body,
+                 wire::submit&& msg) {
     if (msg.token) {
       if (auto known = tokens.find(token_key(peer, msg.token)); known != tokens.end()) {
         // Sent again (its answer was lost, or an earlier incarnation took it): the same ids.
@@ -468,35 +495,16 @@ struct head::impl {
       std::lock_guard<std::mutex> guard{results_mutex};
       for (auto id : ids) open.emplace(id, peer);
     }
-    // What the journal keeps of each task, encoded before the runtime takes the specs. Keys are
-    // the client's own: two clients may use the same key for different tasks.
-    std::vector<journal::task_row> rows;
-    if (jnl) rows.reserve(n);
-    auto now = clock::now();
-    auto now_unix_ms = int64_t(wall_clock_ns() / 1000000);
-    for (size_t i = 0; i < n; ++i) {
-      auto& spec = msg.tasks[i];
+    // Keys are the client's own: two clients may use the same key for different tasks.
+    for (auto& spec : msg.tasks)
       if (!spec.idempotency_key.empty()) spec.idempotency_key = peer + '/' + spec.idempotency_key;
-      if (!jnl) continue;
-      journal::task_row row;
-      row.id = ids[i];
-      row.owner = peer;
-      wire::submit one;
-      one.tasks.push_back(spec);
-      row.spec = wire::encode(one);
-      if (spec.deadline)
-        row.deadline_unix_ms =
-            now_unix_ms +
-            std::chrono::duration_cast<std::chrono::milliseconds>(*spec.deadline - now).count();
-      rows.push_back(std::move(row));
-    }
+    auto received_unix_ms = int64_t(wall_clock_ns() / 1000000);
     auto handles = rt->impl_->submit_specs(
         std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &ids);
     wire::submitted reply;
     reply.ids.reserve(n);
     wire::result rejected;
-    std::vector<journal::result_row> rejected_rows;
-    std::vector<journal::task_row> accepted_rows;
+    std::vector<task_id> no_record;
     {
       std::lock_guard<std::mutex> guard{results_mutex};
       for (size_t i = 0; i < n; ++i) {
@@ -504,6 +512,7 @@ struct head::impl {
         reply.ids.push_back(hd.id());
         if (hd.id() != ids[i]) {  // an idempotency key named an earlier task: that one answers
           open.erase(ids[i]);
+          no_record.push_back(ids[i]);
           continue;
         }
         // Rejected at the door: no callback will come; the result follows the ids right away.
@@ -511,21 +520,32 @@ struct head::impl {
           open.erase(ids[i]);
           rejected.tasks.push_back(hd.get());
           rejected.latency_ms.push_back(0);
-          if (jnl) rejected_rows.push_back({ids[i], wire::encode(wire::result{{hd.get()}, {0}})});
-          continue;
         }
-        if (jnl) accepted_rows.push_back(std::move(rows[i]));
       }
     }
-    // On disk before the client hears of it. (The tasks may already run: a head killed right
-    // now never answered, so the client sends the submit again and they run again.)
+    zmq::message_t rejected_body;
+    if (!rejected.tasks.empty()) rejected_body = wire::encode_message(rejected);
+    // On disk before the client hears of it: the frame as it came (tasks decode from it again
+    // after a restart) and the records of the rejected. (The tasks may already run: a head
+    // killed right now never answered, the client sends the submit again, and they run again.)
     journalled("accepted tasks", [&] {
-      jnl->accepted(accepted_rows, rejected_rows, {peer, msg.token, reply.ids},
-                    rt->impl_->admission->next_id());
+      journal::frame f;
+      f.owner = peer;
+      f.token = msg.token;
+      f.first_id = first;
+      f.count = uint32_t(n);
+      f.received_unix_ms = received_unix_ms;
+      f.body = {static_cast<const char*>(body.data()), body.size()};
+      if (!no_record.empty()) f.reply = reply.ids;
+      journal::batch rejected_batch;
+      rejected_batch.body = {static_cast<const char*>(rejected_body.data()), rejected_body.size()};
+      for (auto& r : rejected.tasks) rejected_batch.ids.push_back(r.id);
+      jnl->accepted(f, rejected_batch, no_record, rt->impl_->admission->next_id());
     });
     if (msg.token) remember_token(peer, msg.token, reply.ids);
     sock->send(framer.make(&peer, wire::msg_type::submitted, reply, h.id));
-    if (!rejected.tasks.empty()) sock->send(framer.make(&peer, wire::msg_type::result, rejected));
+    if (!rejected.tasks.empty())
+      sock->send(framer.make_encoded(&peer, wire::msg_type::result, std::move(rejected_body)));
   }
 
   /// Where a client's tasks are: results of finished ones are sent again (from the journal),
@@ -544,15 +564,17 @@ struct head::impl {
         }
       }
       std::optional<std::string> record;
-      journalled("a fetch", [&] { record = jnl->result_of(id); });
+      journalled("a fetch", [&] { record = jnl->record_of(id); });
       if (!record) {
         reply.unknown.push_back(id);
         continue;
       }
       try {
+        // The result message that carried it: its record alone goes out again.
         auto r = wire::decode<wire::result>(record->data(), record->size(), lim);
         auto& out = found[peer];
         for (size_t i = 0; i < r.tasks.size(); ++i) {
+          if (r.tasks[i].id != id) continue;
           out.tasks.push_back(std::move(r.tasks[i]));
           out.latency_ms.push_back(i < r.latency_ms.size() ? r.latency_ms[i] : 0);
         }
@@ -562,7 +584,7 @@ struct head::impl {
         reply.unknown.push_back(id);
       }
     }
-    send_to_owners(found);
+    send_to_owners(found, false);  // journalled already
     sock->send(framer.make(&peer, wire::msg_type::fetched, reply, h.id));
   }
 

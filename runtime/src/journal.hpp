@@ -1,25 +1,29 @@
 #pragma once
-// journal: what the head has promised, on disk. SQLite in WAL mode; one transaction per submit
-// frame (the tasks it accepted, before their ids are sent back) and one per round of results
-// (before they are sent). A head that starts on an existing journal (after a clean stop or a
-// kill -9) gets the tasks that have no terminal record yet, the next free id, and a new
-// incarnation; finished results stay readable for fetches until compaction drops them.
+// journal: what the head has promised, on disk. SQLite in WAL mode, written in groups: one
+// transaction per submit frame (the frame's body as it arrived, before its ids are sent back)
+// and one per round of results (the result messages' bodies as they are sent, before they go
+// out). Nothing is encoded twice and nothing is written per task but a (task id, batch) pair.
 //
-// Plain storage: bodies are opaque bytes the head encodes (wire format), owners are the
-// routing ids of the clients that submitted. One thread uses a journal (the head's socket
-// thread). Errors are journal_error, naming the file and what SQLite said.
+// A head that starts on an existing journal (after a clean stop or a kill -9) gets the frames
+// that still have unfinished tasks (with the ids of those finished), the next free id and a new
+// incarnation; finished records stay readable for fetches until compaction drops them.
+//
+// Plain storage: bodies are opaque bytes (wire format), owners are the routing ids of the
+// clients that submitted. One thread uses a journal (the head's socket thread). Errors are
+// journal_error, naming the file and what SQLite said.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "troupe/model/task.hpp"
 
 struct sqlite3;
-struct sqlite3_stmt;
 
 namespace troupe {
 
@@ -30,7 +34,9 @@ class journal_error : public std::runtime_error {
 
 struct journal_options {
   std::string path;
-  /// Finished tasks kept for fetches: the newest this many, none older than keep_for.
+  /// Terminal records kept for fetches: the newest this many, none older than keep_for.
+  /// (Records of tasks whose submit still has an unfinished task are kept regardless: a
+  /// restart must not run them again.)
   uint64_t keep_results = 100000;
   std::chrono::seconds keep_for{3600};
   /// Submit tokens remembered (a re-sent submit gets the ids of the first).
@@ -40,17 +46,33 @@ struct journal_options {
 
 class journal {
  public:
-  struct task_row {
-    task_id id = 0;
-    std::string owner;              ///< routing id of the client that submitted it
-    std::string spec;               ///< the task as encoded on the wire
-    int64_t deadline_unix_ms = -1;  ///< -1: none; a wall-clock time, valid across restarts
+  /// One submit frame: tasks first_id .. first_id + count - 1, in the order of its body.
+  struct frame {
+    std::string owner;  ///< routing id of the client that sent it
+    uint64_t token = 0;
+    task_id first_id = 0;
+    uint32_t count = 0;
+    int64_t received_unix_ms = 0;  ///< deadlines in the body count from here
+    std::string_view body;         ///< the submit body as it arrived
+    /// The ids the client was given, where they differ from first_id + i (an idempotency key
+    /// named an earlier task); empty otherwise.
+    std::vector<task_id> reply;
   };
-  struct result_row {
-    task_id id = 0;
-    std::string record;  ///< the terminal record as encoded on the wire
+  /// One result message body and the tasks whose terminal records it carries.
+  struct batch {
+    std::string_view body;
+    std::vector<task_id> ids;
   };
-  struct submit_row {
+  /// A frame with unfinished tasks, as a new incarnation gets it back.
+  struct open_frame {
+    std::string owner;
+    task_id first_id = 0;
+    uint32_t count = 0;
+    int64_t received_unix_ms = 0;
+    std::string body;
+    std::vector<task_id> finished;  ///< its ids with a terminal record (or none needed)
+  };
+  struct token {
     std::string owner;
     uint64_t token = 0;
     std::vector<task_id> ids;
@@ -59,10 +81,10 @@ class journal {
   struct start_state {
     uint64_t incarnation = 0;
     task_id next_id = 1;
-    std::vector<task_row> unfinished;  ///< in id order
-    std::vector<submit_row> submits;   ///< newest last
-    uint64_t finished = 0;             ///< terminal records kept
-    uint64_t dropped = 0;              ///< terminal records compacted away at start
+    std::vector<open_frame> open;  ///< oldest first
+    std::vector<token> tokens;     ///< oldest first
+    uint64_t records = 0;          ///< terminal records kept
+    uint64_t dropped = 0;          ///< terminal records compacted away at start
   };
 
   /// Opens or creates the file; throws journal_error.
@@ -75,34 +97,43 @@ class journal {
   /// returns what to resume. Call once, first.
   start_state start(uint64_t at_least);
 
-  /// One transaction: the tasks one submit frame accepted, the terminal records of those it
-  /// rejected at the door, the submit's token (0: none) with all its ids, and the next free id.
-  void accepted(const std::vector<task_row>& tasks, const std::vector<result_row>& rejected,
-                const submit_row& submit, task_id next_id);
-  /// One transaction: terminal records. A task the journal does not hold is ignored (tasks
-  /// submitted in process, not through the socket).
-  void finished(const std::vector<result_row>& results);
+  /// One transaction: a submit frame, the terminal records of the tasks it rejected at the
+  /// door (a batch, possibly empty), the ids that need no record (an idempotency key named an
+  /// earlier task), and the next free id.
+  void accepted(const frame& f, const batch& rejected, const std::vector<task_id>& no_record,
+                task_id next_id);
+  /// One transaction: terminal records. A task that already has one keeps it; a task the
+  /// journal does not hold (submitted in process, not through the socket) is ignored.
+  void finished(const std::vector<batch>& batches);
 
-  /// The terminal record of a task, if kept.
-  std::optional<std::string> result_of(task_id id);
-  /// Tasks accepted and not finished, and finished ones kept.
-  bool holds(task_id id);
+  /// The result message body that holds a task's terminal record, if kept.
+  std::optional<std::string> record_of(task_id id);
 
   const std::string& path() const { return opts_.path; }
-  uint64_t finished_count() const { return finished_; }
+  uint64_t records() const { return records_; }
 
  private:
   struct statement;
   void exec(const char* sql);
   [[noreturn]] void fail(const std::string& what);
+  void write_batch(const batch& b, int64_t now_ms);
   void compact();
+  void close_frames();
 
   journal_options opts_;
   sqlite3* db_ = nullptr;
-  std::unique_ptr<statement> insert_task_, insert_result_, finish_, insert_submit_, set_next_,
-      get_result_, holds_;
-  uint64_t finished_ = 0;  ///< terminal records kept (estimate between compactions)
-  uint64_t submits_ = 0;
+  std::unique_ptr<statement> insert_frame_, insert_batch_, insert_done_, set_open_, set_next_,
+      find_record_;
+  /// Frames with unfinished tasks: first id -> (count, unfinished), to count down as records
+  /// come in without asking SQLite.
+  struct open_count {
+    uint32_t count = 0;
+    uint32_t open = 0;
+  };
+  std::map<task_id, open_count> open_;
+  std::vector<task_id> touched_;  ///< frames whose count changed in this transaction
+  uint64_t records_ = 0;          ///< terminal records kept (estimate between compactions)
+  uint64_t frames_ = 0;
 };
 
 }  // namespace troupe

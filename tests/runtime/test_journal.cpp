@@ -2,7 +2,9 @@
 // finished, or neither; ids that never repeat; compaction; a file that cannot be used.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <memory>
 
 #include "journal.hpp"
 
@@ -30,14 +32,28 @@ struct JournalFile : testing::Test {
   }
 };
 
-journal::task_row task(task_id id, std::string owner = "client-a") {
-  return {id, std::move(owner), "spec-" + std::to_string(id), -1};
+/// Bodies live as long as the test (the journal reads them during the call).
+std::string_view kept(std::string s) {
+  static std::vector<std::unique_ptr<std::string>> all;
+  all.push_back(std::make_unique<std::string>(std::move(s)));
+  return *all.back();
 }
 
-std::vector<task_id> ids_of(const std::vector<journal::task_row>& rows) {
-  std::vector<task_id> ids;
-  for (auto& r : rows) ids.push_back(r.id);
-  return ids;
+/// A submit frame of `count` tasks from `first`, by client-a.
+journal::frame submit_frame(task_id first, uint32_t count, uint64_t token = 0,
+                            std::string owner = "client-a") {
+  journal::frame f;
+  f.owner = std::move(owner);
+  f.token = token;
+  f.first_id = first;
+  f.count = count;
+  f.received_unix_ms = 1000;
+  f.body = kept("body-from-" + std::to_string(first));
+  return f;
+}
+
+journal::batch records(std::vector<task_id> ids, std::string body) {
+  return {kept(std::move(body)), std::move(ids)};
 }
 
 }  // namespace
@@ -47,33 +63,72 @@ TEST_F(JournalFile, AFreshFileStartsAtIdOneWithNothingToResume) {
   auto s = j.start(5);
   EXPECT_EQ(s.incarnation, 5u);
   EXPECT_EQ(s.next_id, 1u);
-  EXPECT_TRUE(s.unfinished.empty());
-  EXPECT_EQ(s.finished, 0u);
+  EXPECT_TRUE(s.open.empty());
+  EXPECT_EQ(s.records, 0u);
 }
 
 TEST_F(JournalFile, ARestartResumesWhatHasNoTerminalRecordAndKeepsWhatFinished) {
   {
     journal j{options()};
     j.start(1);
-    j.accepted({task(1), task(2), task(3, "client-b")}, {{4, "rejected-4"}},
-               {"client-a", 77, {1, 2, 3, 4}}, 5);
-    j.finished({{2, "record-2"}});
+    auto f = submit_frame(1, 4, 77);
+    f.body = kept("four tasks");
+    j.accepted(f, records({4}, "rejected-4"), {}, 5);
+    auto g = submit_frame(5, 2, 0, "client-b");
+    g.body = kept("two tasks");
+    j.accepted(g, {}, {}, 7);
+    j.finished({records({2, 5}, "records-2-5")});
   }  // as after a kill -9: nothing else is written on the way out
   journal j{options()};
   auto s = j.start(1);
-  EXPECT_EQ(ids_of(s.unfinished), (std::vector<task_id>{1, 3}));
-  EXPECT_EQ(s.unfinished[1].owner, "client-b");
-  EXPECT_EQ(s.unfinished[1].spec, "spec-3");
-  EXPECT_EQ(s.next_id, 5u);
-  EXPECT_EQ(s.finished, 2u);  // task 2, and 4 rejected at the door
-  EXPECT_EQ(j.result_of(2), std::optional<std::string>{"record-2"});
-  EXPECT_EQ(j.result_of(4), std::optional<std::string>{"rejected-4"});
-  EXPECT_FALSE(j.result_of(1));
-  EXPECT_TRUE(j.holds(1));
-  EXPECT_FALSE(j.holds(99));
-  ASSERT_EQ(s.submits.size(), 1u);
-  EXPECT_EQ(s.submits[0].token, 77u);
-  EXPECT_EQ(s.submits[0].ids, (std::vector<task_id>{1, 2, 3, 4}));
+  ASSERT_EQ(s.open.size(), 2u);
+  EXPECT_EQ(s.open[0].first_id, 1u);
+  EXPECT_EQ(s.open[0].body, "four tasks");
+  EXPECT_EQ(s.open[0].owner, "client-a");
+  EXPECT_EQ(s.open[0].received_unix_ms, 1000);
+  auto finished = s.open[0].finished;
+  std::sort(finished.begin(), finished.end());
+  EXPECT_EQ(finished, (std::vector<task_id>{2, 4}));  // 1 and 3 run again
+  EXPECT_EQ(s.open[1].owner, "client-b");
+  EXPECT_EQ(s.open[1].finished, (std::vector<task_id>{5}));  // 6 runs again
+  EXPECT_EQ(s.next_id, 7u);
+  EXPECT_EQ(s.records, 3u);  // 4 rejected at the door, 2 and 5
+  EXPECT_EQ(j.record_of(2), std::optional<std::string>{"records-2-5"});
+  EXPECT_EQ(j.record_of(5), std::optional<std::string>{"records-2-5"});
+  EXPECT_EQ(j.record_of(4), std::optional<std::string>{"rejected-4"});
+  EXPECT_FALSE(j.record_of(1));
+  ASSERT_EQ(s.tokens.size(), 1u);
+  EXPECT_EQ(s.tokens[0].token, 77u);
+  EXPECT_EQ(s.tokens[0].ids, (std::vector<task_id>{1, 2, 3, 4}));
+}
+
+TEST_F(JournalFile, AFrameWhoseTasksAllEndedIsNotResumed) {
+  {
+    journal j{options()};
+    j.start(1);
+    j.accepted(submit_frame(1, 3), {}, {}, 4);
+    j.finished({records({1, 3}, "a")});
+    j.finished({records({2}, "b")});
+  }
+  journal j{options()};
+  EXPECT_TRUE(j.start(1).open.empty());
+}
+
+TEST_F(JournalFile, AnIdThatNeedsNoRecordIsNotResumedAndTheRepliedIdsAreKept) {
+  {
+    journal j{options()};
+    j.start(1);
+    auto f = submit_frame(10, 2, 5);
+    f.reply = {3, 11};  // task 10's key named task 3
+    j.accepted(f, {}, {10}, 12);
+  }
+  journal j{options()};
+  auto s = j.start(1);
+  ASSERT_EQ(s.open.size(), 1u);
+  EXPECT_EQ(s.open[0].finished, (std::vector<task_id>{10}));
+  ASSERT_EQ(s.tokens.size(), 1u);
+  EXPECT_EQ(s.tokens[0].ids, (std::vector<task_id>{3, 11}));
+  EXPECT_FALSE(j.record_of(10));
 }
 
 TEST_F(JournalFile, EachStartIsANewGreaterIncarnationAndIdsNeverRepeat) {
@@ -85,8 +140,8 @@ TEST_F(JournalFile, EachStartIsANewGreaterIncarnationAndIdsNeverRepeat) {
     EXPECT_GT(s.incarnation, last);
     EXPECT_GE(s.next_id, next);
     last = s.incarnation;
-    // Ids handed out but never journalled as tasks (all rejected) still count.
-    j.accepted({}, {{s.next_id, "r"}}, {"c", 0, {s.next_id}}, s.next_id + 10);
+    // Ids handed out, all rejected at the door, still count.
+    j.accepted(submit_frame(s.next_id, 10), records({s.next_id}, "r"), {}, s.next_id + 10);
     next = s.next_id + 10;
   }
   journal j{options()};
@@ -96,11 +151,10 @@ TEST_F(JournalFile, EachStartIsANewGreaterIncarnationAndIdsNeverRepeat) {
 TEST_F(JournalFile, ATerminalRecordIsWrittenOnceAndASecondIsIgnored) {
   journal j{options()};
   j.start(1);
-  j.accepted({task(1)}, {}, {"client-a", 0, {1}}, 2);
-  j.finished({{1, "first"}});
-  j.finished({{1, "second"}});
-  EXPECT_EQ(j.result_of(1), std::optional<std::string>{"first"});
-  EXPECT_EQ(j.finished_count(), 1u);
+  j.accepted(submit_frame(1, 1), {}, {}, 2);
+  j.finished({records({1}, "first")});
+  j.finished({records({1}, "second")});
+  EXPECT_EQ(j.record_of(1), std::optional<std::string>{"first"});
 }
 
 TEST_F(JournalFile, CompactionKeepsTheNewestResultsUpToTheBound) {
@@ -109,18 +163,32 @@ TEST_F(JournalFile, CompactionKeepsTheNewestResultsUpToTheBound) {
   {
     journal j{o};
     j.start(1);
-    std::vector<journal::task_row> rows;
-    for (task_id id = 1; id <= 50; ++id) rows.push_back(task(id));
-    j.accepted(rows, {}, {"client-a", 0, {}}, 51);
-    for (task_id id = 1; id <= 50; ++id) j.finished({{id, "r" + std::to_string(id)}});
+    j.accepted(submit_frame(1, 50), {}, {}, 51);
+    for (task_id id = 1; id <= 50; ++id) j.finished({records({id}, "r" + std::to_string(id))});
   }
   journal j{o};
   auto s = j.start(1);
-  EXPECT_EQ(s.finished, 10u);
+  EXPECT_EQ(s.records, 10u);
   EXPECT_EQ(s.dropped, 40u);
-  EXPECT_FALSE(j.result_of(40));
-  EXPECT_EQ(j.result_of(41), std::optional<std::string>{"r41"});
-  EXPECT_EQ(s.next_id, 51u);  // dropped rows do not give their ids back
+  EXPECT_FALSE(j.record_of(40));
+  EXPECT_EQ(j.record_of(41), std::optional<std::string>{"r41"});
+  EXPECT_EQ(s.next_id, 51u);  // dropped records do not give their ids back
+  EXPECT_TRUE(s.open.empty());
+}
+
+TEST_F(JournalFile, RecordsOfAFrameWithAnOpenTaskAreNotForgottenByCompaction) {
+  auto o = options();
+  o.keep_results = 2;
+  {
+    journal j{o};
+    j.start(1);
+    j.accepted(submit_frame(1, 10), {}, {}, 11);
+    for (task_id id = 1; id <= 9; ++id) j.finished({records({id}, "r")});
+  }
+  journal j{o};
+  auto s = j.start(1);
+  ASSERT_EQ(s.open.size(), 1u);
+  EXPECT_EQ(s.open[0].finished.size(), 9u) << "only task 10 runs again";
 }
 
 TEST_F(JournalFile, AFileThatCannotBeOpenedIsAnErrorNamingIt) {

@@ -37,6 +37,15 @@ struct client::impl {
   std::unordered_map<task_id, live_task> live;
   std::unordered_map<task_id, task_result> unclaimed;  // results that beat their ids here
   std::atomic<uint64_t> error_count{0};
+  std::atomic<uint64_t> duplicate_count{0};
+
+  /// With no submit waiting for ids, results kept for one are results nobody will claim (their
+  /// submit was given up, or they came twice). Under mutex.
+  void forget_unclaimed_if_idle() {
+    if (!submits.empty() || unclaimed.empty()) return;
+    duplicate_count.fetch_add(unclaimed.size(), std::memory_order_relaxed);
+    unclaimed.clear();
+  }
   uint64_t token_base = 0;  ///< a submit's token: this plus its message id (never 0)
 
   // The head's liveness, on the socket thread only.
@@ -91,6 +100,7 @@ struct client::impl {
     if (auto i = submits.find(corr); i != submits.end()) {
       i->second->handles.set_exception(std::make_exception_ptr(client_error(why)));
       submits.erase(i);
+      forget_unclaimed_if_idle();
     }
     if (auto i = statuses.find(corr); i != statuses.end()) {
       i->second->set_exception(std::make_exception_ptr(client_error(why)));
@@ -261,6 +271,7 @@ struct client::impl {
           live.emplace(id, std::move(t));
         }
       }
+      forget_unclaimed_if_idle();
     }
     w->handles.set_value(std::move(handles));
     for (auto& [r, t] : ready) complete(std::move(r), t);
@@ -274,7 +285,11 @@ struct client::impl {
         std::lock_guard<std::mutex> guard{mutex};
         auto i = live.find(r.id);
         if (i == live.end()) {
-          if (unclaimed.size() < opts.max_unclaimed_results)
+          // Only a submit still waiting for its ids can own it; else it came twice (a fetch
+          // after a restart re-sends what may also arrive live): the handle has its result.
+          if (submits.empty()) {
+            duplicate_count.fetch_add(1, std::memory_order_relaxed);
+          } else if (unclaimed.size() < opts.max_unclaimed_results)
             unclaimed.emplace(r.id, std::move(r));
           else
             troupe::logger().warn("client: result of unknown task {} dropped ({} unclaimed)", r.id,
@@ -389,6 +404,10 @@ wire::status client::status() {
 
 uint64_t client::errors() const {
   return impl_->error_count.load();
+}
+
+uint64_t client::duplicates() const {
+  return impl_->duplicate_count.load();
 }
 
 }  // namespace troupe

@@ -72,6 +72,9 @@ class client {
 
   /// Frames the head refused (error replies received), for diagnostics.
   uint64_t errors() const;
+  /// Results that came for a task whose handle had ended already (a fetch after a restart sends
+  /// again what may also arrive live), or whose submit was given up: dropped.
+  uint64_t duplicates() const;
 
  private:
   /// One submit message and its answer (the tasks' ids).

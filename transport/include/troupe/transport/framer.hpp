@@ -25,6 +25,12 @@ class framer {
     return frames(peer, reserve_id(), type, encode_message(body), corr);
   }
 
+  /// Frames of a message whose body is already encoded (sent as it was kept elsewhere).
+  transport::multipart make_encoded(const std::string* peer, msg_type type, zmq::message_t body,
+                                    uint64_t corr = 0) {
+    return frames(peer, reserve_id(), type, std::move(body), corr);
+  }
+
   /// The id the next message will carry (to match a reply before sending).
   uint64_t reserve_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
 
