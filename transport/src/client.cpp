@@ -4,6 +4,7 @@
 #include <mutex>
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "troupe/model/frame_split.hpp"
 #include "troupe/model/log.hpp"
@@ -34,6 +35,13 @@ struct client::impl {
   std::mutex mutex;  // the maps below: caller threads insert, the socket thread completes
   std::unordered_map<uint64_t, std::shared_ptr<submit_wait>> submits;
   std::unordered_map<uint64_t, std::shared_ptr<std::promise<wire::status>>> statuses;
+  /// fetch() calls waiting: their ids, and the records gathered so far.
+  struct fetch_wait {
+    std::unordered_set<task_id> ids;
+    fetch_reply reply;
+    std::promise<fetch_reply> done;
+  };
+  std::unordered_map<uint64_t, std::shared_ptr<fetch_wait>> fetches;
   std::unordered_map<task_id, live_task> live;
   std::unordered_map<task_id, task_result> unclaimed;  // results that beat their ids here
   std::atomic<uint64_t> error_count{0};
@@ -106,6 +114,10 @@ struct client::impl {
       i->second->set_exception(std::make_exception_ptr(client_error(why)));
       statuses.erase(i);
     }
+    if (auto i = fetches.find(corr); i != fetches.end()) {
+      i->second->done.set_exception(std::make_exception_ptr(client_error(why)));
+      fetches.erase(i);
+    }
   }
 
   /// The callback runs before the handle is ready: whoever waits on handles sees every
@@ -137,7 +149,7 @@ struct client::impl {
       }
       switch (h.type) {
         case wire::msg_type::fetched:
-          return on_fetched(m[1]);
+          return on_fetched(h, m[1]);
         case wire::msg_type::submitted:
           return on_submitted(h, m[1]);
         case wire::msg_type::result:
@@ -172,8 +184,18 @@ struct client::impl {
 
   /// The head does not know some tasks (it restarted without a journal, or compacted them
   /// away): their handles end here, or they would wait forever.
-  void on_fetched(const zmq::message_t& body) {
+  void on_fetched(const wire::header& h, const zmq::message_t& body) {
     auto f = wire::decode<wire::fetched>(body.data(), body.size(), lim);
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      if (auto i = fetches.find(h.corr); i != fetches.end()) {  // a fetch() call's answer
+        auto w = i->second;
+        fetches.erase(i);
+        w->reply.pending = f.pending;
+        w->reply.unknown = f.unknown;
+        w->done.set_value(std::move(w->reply));
+      }
+    }
     for (auto id : f.unknown)
       fail_live(id, errc::result_lost,
                 "the head (incarnation " + std::to_string(head_epoch) + ") does not know task " +
@@ -283,6 +305,8 @@ struct client::impl {
       live_task t;
       {
         std::lock_guard<std::mutex> guard{mutex};
+        for (auto& [corr, w] : fetches)  // a fetch() call asked for it: it gets a copy
+          if (w->ids.count(r.id)) w->reply.finished.push_back(r);
         auto i = live.find(r.id);
         if (i == live.end()) {
           // Only a submit still waiting for its ids can own it; else it came twice (a fetch
@@ -397,6 +421,24 @@ wire::status client::status() {
   if (done.wait_for(impl_->opts.timeout) != std::future_status::ready) {
     impl_->fail_waiter(id, "");
     throw client_error("no status from the head within " +
+                       std::to_string(impl_->opts.timeout.count()) + " ms");
+  }
+  return done.get();
+}
+
+fetch_reply client::fetch(const std::vector<task_id>& ids) {
+  auto w = std::make_shared<impl::fetch_wait>();
+  w->ids.insert(ids.begin(), ids.end());
+  auto done = w->done.get_future();
+  auto id = impl_->framer.reserve_id();
+  {
+    std::lock_guard<std::mutex> guard{impl_->mutex};
+    impl_->fetches.emplace(id, w);
+  }
+  impl_->sock->send(impl_->framer.make_with_id(id, wire::msg_type::fetch, wire::fetch{ids}));
+  if (done.wait_for(impl_->opts.timeout) != std::future_status::ready) {
+    impl_->fail_waiter(id, "");
+    throw client_error("no answer to a fetch from the head within " +
                        std::to_string(impl_->opts.timeout.count()) + " ms");
   }
   return done.get();

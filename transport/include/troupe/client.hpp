@@ -49,6 +49,13 @@ struct client_options {
   std::chrono::milliseconds head_timeout{60000};
 };
 
+/// What a head says of some tasks (client::fetch).
+struct fetch_reply {
+  std::vector<task_result> finished;  ///< their terminal records (no timings but the worker)
+  std::vector<task_id> pending;       ///< accepted, not finished
+  std::vector<task_id> unknown;       ///< not known to the head (errc::result_lost)
+};
+
 class client {
  public:
   using result_callback = std::function<void(const task_result&)>;
@@ -69,6 +76,11 @@ class client {
   void cancel(task_id id);
   /// Nodes, workers, queue depth and the supervision tree, from the head.
   wire::status status();
+  /// Asks the head about tasks by id, whoever submitted them: the records of those finished
+  /// (while its journal keeps them), which still run, which it does not know. Running ones
+  /// report to this client from then on (their handles elsewhere no longer get them). Throws
+  /// client_error if the head does not answer within the timeout.
+  fetch_reply fetch(const std::vector<task_id>& ids);
 
   /// Frames the head refused (error replies received), for diagnostics.
   uint64_t errors() const;
