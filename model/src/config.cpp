@@ -421,6 +421,8 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
           }
         } else if (k == "fake_gpus") {  // tests: GPU workers without a GPU (see fake_gpus)
           n.fake_gpus = uint32_t(int_in(value, 0, 16));
+        } else if (k == "head") {
+          n.head_endpoint = endpoint(value);
         } else if (k == "isolation") {
           n.process_isolation = choice<bool>(value, {{"process", true}, {"thread", false}});
         } else if (k == "plugins") {
@@ -433,7 +435,7 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
             n.plugins.push_back(from_folder_of(source, *path));
           }
         } else {
-          throw std::string{"unknown key (cpu, cuda, memory_bytes, plugins, isolation)"};
+          throw std::string{"unknown key (cpu, cuda, memory_bytes, plugins, isolation, head)"};
         }
       } catch (const std::string& what) {
         throw config_error(source, line_of(value), path + "." + k, what);
@@ -692,6 +694,7 @@ runtime_config node_view(const runtime_config& cfg, const std::string& name,
   view.cuda_devices = n->cuda_devices;
   view.fake_gpus = n->fake_gpus;
   if (n->worker_memory_bytes) view.worker_memory_bytes = n->worker_memory_bytes;
+  if (!n->head_endpoint.empty()) view.cluster.head_endpoint = n->head_endpoint;
   return view;
 }
 

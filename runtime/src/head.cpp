@@ -1,6 +1,8 @@
 #include "troupe/head.hpp"
 
 #include <deque>
+#include <limits>
+#include <unordered_set>
 
 #include "journal.hpp"
 #include "runtime_impl.hpp"
@@ -99,7 +101,11 @@ struct head::impl {
     framer.set_epoch(incarnation);
     rt.reset(new troupe::runtime(head_view(cfg), cluster_workers(cfg)));
     auto& ri = *rt->impl_;
-    ri.admission->ids_from(resumed.next_id);
+    // Without a journal nothing says which ids an earlier head gave out: start far from them
+    // (milliseconds since 1970 times 2^20: a later start is higher unless the one before gave
+    // out more than a million ids per millisecond it ran).
+    ri.admission->ids_from(jnl ? resumed.next_id
+                               : task_id(std::max<uint64_t>(1, (incarnation / 1000000) << 20)));
     for (auto& t : resumed.tokens) remember_token(t.owner, t.token, std::move(t.ids));
     auto resumed_tasks = resume(resumed.open);
     transport::socket_options so;
@@ -159,13 +165,16 @@ struct head::impl {
   size_t resume(std::vector<journal::open_frame>& frames) {
     restore_until = std::chrono::steady_clock::now() + 2 * cfg.cluster.dead_after;
     auto now_unix_ms = int64_t(wall_clock_ns() / 1000000);
+    // What this head wrote under other limits (the file changed meanwhile) still reads.
+    auto journal_limits = wire::limits::for_payload(max_config_payload_bytes);
+    journal_limits.max_tasks_per_submit = std::numeric_limits<uint32_t>::max();
     std::lock_guard<std::mutex> guard{results_mutex};
     for (auto& f : frames) {
       std::vector<task_spec> specs;
       auto decoded_at = clock::now();
       std::string unreadable;
       try {
-        specs = wire::decode<wire::submit>(f.body.data(), f.body.size(), lim).tasks;
+        specs = wire::decode<wire::submit>(f.body.data(), f.body.size(), journal_limits).tasks;
       } catch (const wire::decode_error& e) {
         unreadable = e.what();  // written by a broken head: each task ends here, named
       }
@@ -189,7 +198,7 @@ struct head::impl {
                                                                    left_then.count() - now_unix_ms);
         }
         if (!spec.idempotency_key.empty())
-          spec.idempotency_key = f.owner + '/' + spec.idempotency_key;
+          spec.idempotency_key = scoped_key(f.owner, spec.idempotency_key);
         open.emplace(id, f.owner);
         to_restore.emplace_back(id, std::move(spec));
       }
@@ -203,12 +212,16 @@ struct head::impl {
     if (to_restore.empty()) return;
     bool last_call = std::chrono::steady_clock::now() >= restore_until;
     auto& reg = rt->registry();
+    // No more than the queue has room for: new submits may have filled it, and a resumed task
+    // must not end queue_full. (Submits come on this thread too: the room only grows meanwhile.)
+    auto& gate = *rt->impl_->admission;
+    auto room = gate.bound() > gate.in_system() ? gate.bound() - gate.in_system() : 0;
     std::vector<task_id> ids;
     std::vector<task_spec> specs;
     std::vector<std::pair<task_id, task_spec>> later;
     for (auto& [id, spec] : to_restore) {
       auto* kind = reg.find(spec.kind);
-      if (last_call || (kind && kind->runnable())) {
+      if (ids.size() < room && (last_call || (kind && kind->runnable()))) {
         ids.push_back(id);
         specs.push_back(std::move(spec));
       } else {
@@ -222,13 +235,54 @@ struct head::impl {
         to_restore.empty() ? "" : " (others wait for a node that runs their kind)");
     auto handles = rt->impl_->submit_specs(
         std::move(specs), [this](const task_result& r) { on_done(r); }, &ids);
-    for (auto& hd : handles)
-      if (hd.ready() && hd.get().status == outcome::rejected) {
-        // Accepted by the earlier incarnation: it ends as failed, with the reason.
+    for (size_t i = 0; i < handles.size(); ++i) {
+      auto& hd = handles[i];
+      if (hd.id() != ids[i]) {
+        // Its idempotency key names another task now: it ends, saying which.
+        task_result r;
+        r.id = ids[i];
+        r.status = outcome::failed;
+        r.error = {errc::duplicate_id,
+                   "resumed after a restart of the head, its idempotency key "
+                   "names task " +
+                       std::to_string(hd.id()) + " now"};
+        r.timings.submitted = r.timings.finished = clock::now();
+        on_done(r);
+      } else if (hd.ready() && hd.get().status == outcome::rejected &&
+                 hd.get().error.code != errc::shutting_down) {
+        // Accepted by the earlier incarnation: it ends as failed, with the reason. (Shutting
+        // down: it stays unfinished in the journal for the next start.)
         auto r = hd.get();
         r.status = r.error.code == errc::deadline_expired ? outcome::expired : outcome::failed;
         on_done(r);
       }
+    }
+  }
+
+  /// A cancel of tasks still held back after a restart: they end cancelled here.
+  void cancel_held(const std::vector<task_id>& ids) {
+    if (to_restore.empty()) return;
+    std::unordered_set<task_id> wanted(ids.begin(), ids.end());
+    std::vector<std::pair<task_id, task_spec>> kept;
+    for (auto& [id, spec] : to_restore) {
+      if (!wanted.count(id)) {
+        kept.emplace_back(id, std::move(spec));
+        continue;
+      }
+      task_result r;
+      r.id = id;
+      r.kind = spec.kind;
+      r.status = outcome::cancelled;
+      r.error = {errc::cancelled, "cancelled before it was queued again after a restart"};
+      r.timings.submitted = r.timings.finished = clock::now();
+      on_done(r);
+    }
+    to_restore = std::move(kept);
+  }
+
+  /// A client's idempotency key, scoped by its identity (length first: no two pairs collide).
+  static std::string scoped_key(const std::string& owner, const std::string& key) {
+    return std::to_string(owner.size()) + ':' + owner + '/' + key;
   }
 
   /// A result for its owner, sent (and journalled) on the socket thread's next round.
@@ -377,6 +431,7 @@ struct head::impl {
           return on_submit(peer, h, body, decode<wire::submit>(body));
         case wire::msg_type::cancel: {
           auto ids = decode<wire::cancel>(body).ids;
+          cancel_held(ids);
           for (auto id : ids) rt->cancel(id);
           return caf::anon_send(membership, cancel_remote_msg{std::move(ids)});
         }
@@ -497,7 +552,8 @@ struct head::impl {
     }
     // Keys are the client's own: two clients may use the same key for different tasks.
     for (auto& spec : msg.tasks)
-      if (!spec.idempotency_key.empty()) spec.idempotency_key = peer + '/' + spec.idempotency_key;
+      if (!spec.idempotency_key.empty())
+        spec.idempotency_key = scoped_key(peer, spec.idempotency_key);
     auto received_unix_ms = int64_t(wall_clock_ns() / 1000000);
     auto handles = rt->impl_->submit_specs(
         std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &ids);
@@ -554,29 +610,37 @@ struct head::impl {
     send_results();  // what finished meanwhile is journalled and sent first
     wire::fetched reply;
     std::unordered_map<std::string, wire::result> found;
+    std::unordered_map<int64_t, std::pair<wire::result, std::unordered_map<task_id, size_t>>>
+        batches;
     for (auto id : f.ids) {
       {
         std::lock_guard<std::mutex> guard{results_mutex};
         if (auto i = open.find(id); i != open.end()) {
-          i->second = peer;
+          // Its result goes to its owner; another identity may fetch it once it is finished.
           reply.pending.push_back(id);
           continue;
         }
       }
-      std::optional<std::string> record;
+      std::optional<journal::stored_record> record;
       journalled("a fetch", [&] { record = jnl->record_of(id); });
       if (!record) {
         reply.unknown.push_back(id);
         continue;
       }
       try {
-        // The result message that carried it: its record alone goes out again.
-        auto r = wire::decode<wire::result>(record->data(), record->size(), lim);
+        // The result message that carried it (decoded once per fetch): its record goes again.
+        auto b = batches.find(record->batch);
+        if (b == batches.end()) {
+          auto r = wire::decode<wire::result>(record->body.data(), record->body.size(), lim);
+          std::unordered_map<task_id, size_t> at;
+          for (size_t i = 0; i < r.tasks.size(); ++i) at[r.tasks[i].id] = i;
+          b = batches.emplace(record->batch, std::make_pair(std::move(r), std::move(at))).first;
+        }
+        auto& [r, at] = b->second;
         auto& out = found[peer];
-        for (size_t i = 0; i < r.tasks.size(); ++i) {
-          if (r.tasks[i].id != id) continue;
-          out.tasks.push_back(std::move(r.tasks[i]));
-          out.latency_ms.push_back(i < r.latency_ms.size() ? r.latency_ms[i] : 0);
+        if (auto i = at.find(id); i != at.end()) {
+          out.tasks.push_back(r.tasks[i->second]);
+          out.latency_ms.push_back(i->second < r.latency_ms.size() ? r.latency_ms[i->second] : 0);
         }
       } catch (const wire::decode_error& e) {
         troupe::logger().error("head: journal: the record of task {} is unreadable: {}", id,

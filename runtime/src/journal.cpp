@@ -128,7 +128,8 @@ journal::journal(journal_options opts) : opts_(std::move(opts)) {
       "INSERT INTO meta(key, value) VALUES('next_id', ?1)"
       " ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)");
   find_record_ = std::make_unique<statement>(
-      *this, "SELECT b.body FROM done d JOIN batches b ON b.batch = d.batch WHERE d.id = ?1");
+      *this,
+      "SELECT b.body, b.batch FROM done d JOIN batches b ON b.batch = d.batch WHERE d.id = ?1");
 }
 
 journal::~journal() {
@@ -287,6 +288,20 @@ void journal::write_batch(const batch& b, int64_t now_ms) {
   }
 }
 
+/// After a rolled-back transaction the counts kept in memory are those of the file again.
+void journal::reload_counts() noexcept {
+  touched_.clear();
+  try {
+    open_.clear();
+    statement open{*this, "SELECT first_id, count, open FROM frames WHERE open > 0"};
+    while (open.row())
+      open_[task_id(open.integer(0))] = {uint32_t(open.integer(1)), uint32_t(open.integer(2))};
+    records_ = uint64_t(statement{*this, "SELECT sum(records) FROM batches"}.scalar());
+    frames_ = uint64_t(statement{*this, "SELECT count(*) FROM frames"}.scalar());
+  } catch (const journal_error&) {  // the file is unusable: the next write says so
+  }
+}
+
 void journal::close_frames() {
   std::sort(touched_.begin(), touched_.end());
   touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
@@ -339,7 +354,7 @@ void journal::accepted(const frame& f, const batch& rejected, const std::vector<
     exec("COMMIT");
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    touched_.clear();
+    reload_counts();
     throw;
   }
 }
@@ -356,15 +371,15 @@ void journal::finished(const std::vector<batch>& batches) {
     exec("COMMIT");
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    touched_.clear();
+    reload_counts();
     throw;
   }
 }
 
-std::optional<std::string> journal::record_of(task_id id) {
+std::optional<journal::stored_record> journal::record_of(task_id id) {
   find_record_->bind(1, int64_t(id));
   if (!find_record_->row()) return std::nullopt;
-  auto r = find_record_->blob(0);
+  stored_record r{find_record_->integer(1), find_record_->blob(0)};
   find_record_->done();
   return r;
 }

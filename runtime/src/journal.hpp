@@ -35,8 +35,8 @@ class journal_error : public std::runtime_error {
 struct journal_options {
   std::string path;
   /// Terminal records kept for fetches: the newest this many, none older than keep_for.
-  /// (Records of tasks whose submit still has an unfinished task are kept regardless: a
-  /// restart must not run them again.)
+  /// (That a task ended stays known while its submit has an unfinished task, so that a restart
+  /// does not run it again; its record itself may be dropped.)
   uint64_t keep_results = 100000;
   std::chrono::seconds keep_for{3600};
   /// Submit tokens remembered (a re-sent submit gets the ids of the first).
@@ -106,8 +106,13 @@ class journal {
   /// journal does not hold (submitted in process, not through the socket) is ignored.
   void finished(const std::vector<batch>& batches);
 
-  /// The result message body that holds a task's terminal record, if kept.
-  std::optional<std::string> record_of(task_id id);
+  /// The result message body that holds a task's terminal record, if kept, with its batch
+  /// number (the same body for every task of the batch).
+  struct stored_record {
+    int64_t batch = 0;
+    std::string body;
+  };
+  std::optional<stored_record> record_of(task_id id);
 
   const std::string& path() const { return opts_.path; }
   uint64_t records() const { return records_; }
@@ -119,6 +124,7 @@ class journal {
   void write_batch(const batch& b, int64_t now_ms);
   void compact();
   void close_frames();
+  void reload_counts() noexcept;
 
   journal_options opts_;
   sqlite3* db_ = nullptr;

@@ -10,8 +10,14 @@
 //
 // The short form (a few faults of each kind) runs in CI. TROUPE_CHAOS_MINUTES=N (or
 // `./dev chaos --minutes N`) repeats the cycle of faults for N minutes and prints the table.
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -143,6 +149,103 @@ class steady_load {
   std::thread thread_;
 };
 
+/// A network between a node and the head that can be cut: forwards TCP connections on a
+/// loopback port to the head's Unix socket. cut_for(d) closes every forwarded connection (what
+/// was in flight is lost) and refuses new ones for d: a partition, then it heals.
+class cutting_proxy {
+ public:
+  explicit cutting_proxy(std::string unix_path) : target_(std::move(unix_path)) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    listen(listen_fd_, 16);
+    socklen_t len = sizeof a;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    if (pipe2(wake_, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    thread_ = std::thread([this] { run(); });
+  }
+  ~cutting_proxy() {
+    stop_ = true;
+    (void)!write(wake_[1], "x", 1);
+    thread_.join();
+    for (auto& [a, b] : pairs_) close(a), close(b);
+    close(listen_fd_);
+    close(wake_[0]);
+    close(wake_[1]);
+  }
+  int port() const { return port_; }
+  void cut_for(std::chrono::milliseconds d) {
+    cut_until_ = (steady::now() + d).time_since_epoch().count();
+    (void)!write(wake_[1], "x", 1);
+  }
+
+ private:
+  bool cut() const { return steady::now().time_since_epoch().count() < cut_until_.load(); }
+  void run() {
+    std::vector<char> buf(1 << 16);
+    while (!stop_) {
+      if (cut()) {  // the cable is out: nothing gets through, both ends see a closed connection
+        for (auto& [a, b] : pairs_) close(a), close(b);
+        pairs_.clear();
+      }
+      std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+      for (auto& [a, b] : pairs_) fds.push_back({a, POLLIN, 0}), fds.push_back({b, POLLIN, 0});
+      poll(fds.data(), fds.size(), 50);  // also to notice the end of a cut
+      if (fds[1].revents & POLLIN) (void)!read(wake_[0], buf.data(), buf.size());
+      if (fds[0].revents & POLLIN) {
+        int in = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (in >= 0 && cut()) {
+          close(in);
+        } else if (in >= 0) {
+          int out = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          sockaddr_un u{};
+          u.sun_family = AF_UNIX;
+          std::snprintf(u.sun_path, sizeof u.sun_path, "%s", target_.c_str());
+          if (connect(out, reinterpret_cast<sockaddr*>(&u), sizeof u) == 0) {
+            pairs_.emplace_back(in, out);
+          } else {
+            close(in), close(out);
+          }
+        }
+      }
+      std::vector<size_t> dead;
+      for (size_t i = 0; i < pairs_.size(); ++i) {
+        for (int side = 0; side < 2; ++side) {
+          auto& pfd = fds[2 + 2 * i + size_t(side)];
+          if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+          int from = side ? pairs_[i].second : pairs_[i].first;
+          int to = side ? pairs_[i].first : pairs_[i].second;
+          auto n = read(from, buf.data(), buf.size());
+          bool ok = n > 0;
+          for (ssize_t at = 0; ok && at < n;) {
+            auto w = write(to, buf.data() + at, size_t(n - at));
+            ok = w > 0;
+            at += w;
+          }
+          if (!ok) {
+            dead.push_back(i);
+            break;
+          }
+        }
+      }
+      for (auto it = dead.rbegin(); it != dead.rend(); ++it) {
+        close(pairs_[*it].first), close(pairs_[*it].second);
+        pairs_.erase(pairs_.begin() + long(*it));
+      }
+    }
+  }
+
+  std::string target_;
+  int listen_fd_ = -1, port_ = 0, wake_[2] = {-1, -1};
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> cut_until_{0};
+  std::vector<std::pair<int, int>> pairs_;
+  std::thread thread_;
+};
+
 struct fault_times {
   std::vector<double> detect_ms, recover_ms;
 };
@@ -173,15 +276,18 @@ class Chaos : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     endpoint_ = "ipc://" + dir_ + "/head.ipc";
     config_ = dir_ + "/cluster.toml";
+    proxy_ = std::make_unique<cutting_proxy>(dir_ + "/head.ipc");  // node b reaches the head here
     // Fast detection: a node silent for 3 heartbeats is suspect. troupe up restarts as often as
     // the suite kills.
     std::ofstream{config_} << "[cluster]\nhead = \"" << endpoint_ << "\"\n"
                            << "heartbeat_ms = 100\nsuspect_after_ms = 300\ndead_after_ms = 1500\n"
-                           << "restart_delay_ms = 50\nevents = \"ipc://" << dir_ << "/events.ipc\"\n"
+                           << "restart_delay_ms = 50\nevents = \"ipc://" << dir_
+                           << "/events.ipc\"\n"
                            << "journal_keep_results = 10000000\n"
                            << "[supervision]\nintensity = 100000\nperiod_ms = 1000\n"
                            << "backoff_max_ms = 50\n"
-                           << "[nodes.a]\ncpu = 2\n[nodes.b]\ncpu = 2\n[log]\nlevel = \"info\"\n";
+                           << "[nodes.a]\ncpu = 2\n[nodes.b]\ncpu = 2\nhead = \"tcp://127.0.0.1:"
+                           << proxy_->port() << "\"\n[log]\nlevel = \"info\"\n";
     log_ = dir_ + "/up.log";
     up_ = fork();
     ASSERT_GE(up_, 0);
@@ -199,6 +305,7 @@ class Chaos : public ::testing::Test {
 
   void TearDown() override {
     checker_.reset();
+    proxy_.reset();
     if (up_ > 0) {
       kill(up_, SIGTERM);
       int status = 0;
@@ -266,15 +373,16 @@ class Chaos : public ::testing::Test {
     // Thaw it whatever happened: a frozen node would hang the rest of the suite.
     auto thaw_at = t + 5s;
     while (steady::now() < thaw_at)
-      events_.first_after(thaw_at, [](const seen_event&) { return false; },
-                          std::chrono::seconds(1));
+      events_.first_after(
+          thaw_at, [](const seen_event&) { return false; }, std::chrono::seconds(1));
     kill(pid, SIGCONT);
     auto thawed = steady::now();
     ASSERT_TRUE(detected) << "node " << node << " frozen: never suspected\n" << read_file(log_);
     auto rejoined = events_.first_after(
         thawed, [&](const seen_event& e) { return about(e, node) && e.topic == "node.joined"; },
         30s);
-    ASSERT_TRUE(rejoined) << "node " << node << " never rejoined after SIGCONT\n" << read_file(log_);
+    ASSERT_TRUE(rejoined) << "node " << node << " never rejoined after SIGCONT\n"
+                          << read_file(log_);
     auto recovered = events_.first_after(
         rejoined->at,
         [&](const seen_event& e) { return about(e, node) && e.topic == "task.started"; }, 30s);
@@ -305,10 +413,32 @@ class Chaos : public ::testing::Test {
     head_kills_.recover_ms.push_back(ms_between(t, recovered->at));
   }
 
+  /// The network between node b and the head cut for 3 s (past cluster.dead_after_ms), then
+  /// healed. T_d: the head suspects it; T_r: after the heal, a task runs there again.
+  void partition_node_b() {
+    auto t = steady::now();
+    proxy_->cut_for(3s);
+    auto detected = events_.first_after(
+        t, [&](const seen_event& e) { return about(e, "b") && e.topic == "node.suspect"; }, 30s);
+    ASSERT_TRUE(detected) << "node b cut off: never suspected\n" << read_file(log_);
+    auto healed = t + 3s;
+    auto rejoined = events_.first_after(
+        healed, [&](const seen_event& e) { return about(e, "b") && e.topic == "node.joined"; },
+        30s);
+    ASSERT_TRUE(rejoined) << "node b never rejoined after the partition\n" << read_file(log_);
+    auto recovered = events_.first_after(
+        rejoined->at,
+        [&](const seen_event& e) { return about(e, "b") && e.topic == "task.started"; }, 30s);
+    ASSERT_TRUE(recovered) << "node b never ran a task after the partition\n" << read_file(log_);
+    partitions_.detect_ms.push_back(ms_between(t, detected->at));
+    partitions_.recover_ms.push_back(ms_between(healed, recovered->at));
+  }
+
   /// One round of every fault, with a second of steady load between faults.
   void cycle() {
     auto pause = [&] {
-      events_.first_after(steady::now() + 1s, [](const seen_event&) { return false; }, 1s);
+      events_.first_after(
+          steady::now() + 1s, [](const seen_event&) { return false; }, 1s);
     };
     for (auto node : {"a", "b"}) {
       kill_node(node);
@@ -321,6 +451,9 @@ class Chaos : public ::testing::Test {
     freeze_node("a");
     if (HasFatalFailure()) return;
     pause();
+    partition_node_b();
+    if (HasFatalFailure()) return;
+    pause();
     kill_node("b");
     if (HasFatalFailure()) return;
     pause();
@@ -328,9 +461,10 @@ class Chaos : public ::testing::Test {
 
   std::string dir_, endpoint_, config_, log_;
   pid_t up_ = -1;
+  std::unique_ptr<cutting_proxy> proxy_;
   std::unique_ptr<client> checker_;
   event_log events_;
-  fault_times head_kills_, node_kills_, freezes_;
+  fault_times head_kills_, node_kills_, freezes_, partitions_;
 };
 
 TEST_F(Chaos, KilledAndFrozenProcessesLoseNoTaskAndDuplicateNone) {
@@ -412,10 +546,12 @@ TEST_F(Chaos, KilledAndFrozenProcessesLoseNoTaskAndDuplicateNone) {
   auto threads_after = count_entries("/proc/" + std::to_string(head_pid) + "/task");
 
   std::printf(
-      "\nchaos: %.1f min, %d cycle(s): %zu head kills, %zu node kills, %zu node freezes (5 s)\n",
+      "\nchaos: %.1f min, %d cycle(s): %zu head kills, %zu node kills, %zu node freezes (5 s), "
+      "%zu partitions (3 s)\n",
       ms_between(started, steady::now()) / 60000, cycles, head_kills_.detect_ms.size(),
-      node_kills_.detect_ms.size(), freezes_.detect_ms.size());
-  std::printf("| accepted | completed | failed | lost | duplicated | unexpected | re-sent twice |\n");
+      node_kills_.detect_ms.size(), freezes_.detect_ms.size(), partitions_.detect_ms.size());
+  std::printf(
+      "| accepted | completed | failed | lost | duplicated | unexpected | re-sent twice |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
   std::printf("| %zu | %zu | %zu | %zu | %zu | %zu | %llu |\n", accepted.size(), completed, failed,
               lost, duplicated, unexpected, (unsigned long long)load.duplicates());
@@ -423,13 +559,15 @@ TEST_F(Chaos, KilledAndFrozenProcessesLoseNoTaskAndDuplicateNone) {
   std::printf("|---|---:|---|---|\n");
   for (auto& [name, f] : {std::pair<const char*, fault_times&>{"head kill -9", head_kills_},
                           {"node kill -9", node_kills_},
-                          {"node SIGSTOP 5 s", freezes_}})
+                          {"node SIGSTOP 5 s", freezes_},
+                          {"partition 3 s", partitions_}})
     std::printf("| %s | %zu | %s | %s |\n", name, f.detect_ms.size(),
                 percentiles(f.detect_ms).c_str(), percentiles(f.recover_ms).c_str());
-  std::printf("\nhead after the run: %zu fds (fresh: %zu), %zu threads (fresh: %zu); idle: %s; "
-              "submits that threw: %llu\n",
-              fds_after, fds_before, threads_after, threads_before, idle ? "yes" : "no",
-              (unsigned long long)load.submit_errors());
+  std::printf(
+      "\nhead after the run: %zu fds (fresh: %zu), %zu threads (fresh: %zu); idle: %s; "
+      "submits that threw: %llu\n",
+      fds_after, fds_before, threads_after, threads_before, idle ? "yes" : "no",
+      (unsigned long long)load.submit_errors());
 
   EXPECT_GT(accepted.size(), 0u);
   EXPECT_EQ(lost, 0u) << read_file(log_);
@@ -439,7 +577,11 @@ TEST_F(Chaos, KilledAndFrozenProcessesLoseNoTaskAndDuplicateNone) {
   EXPECT_TRUE(idle);
   EXPECT_LE(fds_after, fds_before + 4);
   EXPECT_LE(threads_after, threads_before + 2);
-  for (auto ms : freezes_.detect_ms) EXPECT_LE(ms, 3 * 100 + 300) << "suspected within 3 heartbeats (after suspect_after_ms)";
+  // suspect_after_ms is 3 heartbeats; a tick of the head's timer more at most.
+  for (auto ms : freezes_.detect_ms)
+    EXPECT_LE(ms, 300 + 2 * 100) << "suspected within 3 heartbeats";
+  for (auto ms : partitions_.detect_ms)
+    EXPECT_LE(ms, 300 + 2 * 100) << "suspected within 3 heartbeats";
 }
 
 }  // namespace

@@ -230,3 +230,83 @@ TEST_F(ScriptedHead, StatusAsksTheHeadAndReturnsWhatItSays) {
   EXPECT_EQ(got.events_endpoint, "tcp://127.0.0.1:5556");
   EXPECT_EQ(got.last_event_seq, 77u);
 }
+
+// Two specs whose idempotency key names one task get the same id: both handles end with it.
+TEST_F(ScriptedHead, TheSameIdTwiceInOneReplyCompletesBothHandles) {
+  client c{endpoint};
+  std::vector<task_spec> specs(2);
+  for (auto& s : specs) s.kind = "noop", s.idempotency_key = "same";
+  auto handles = std::async(std::launch::async, [&] { return c.submit_batch(specs); });
+  auto msg = receive();
+  reply(msg, wire::msg_type::submitted, wire::submitted{{5, 5}});
+  ASSERT_EQ(handles.wait_for(10s), std::future_status::ready);
+  auto h = handles.get();
+  reply(msg, wire::msg_type::result, wire::result{{completed(5, 1)}, {1.0}});
+  EXPECT_TRUE(h[0].wait_for(10s));
+  EXPECT_TRUE(h[1].wait_for(10s)) << "the second handle of the same id ends too";
+}
+
+// A submit whose answer does not come is sent again, the same message with the same token, so
+// that the head (which keeps the token) creates its tasks once.
+TEST_F(ScriptedHead, AnUnansweredSubmitIsSentAgainWithTheSameToken) {
+  client_options o;
+  o.resync_interval = 100ms;
+  client c{endpoint, o};
+  task_spec spec;
+  spec.kind = "noop";
+  auto handle = std::async(std::launch::async, [&] { return c.submit(spec); });
+  auto first = receive();
+  auto again = receive();  // not answered: it comes again after resync_interval
+  ASSERT_EQ(again.header.type, wire::msg_type::submit);
+  EXPECT_EQ(again.header.id, first.header.id);
+  auto t1 = wire::decode<wire::submit>(first.body.data(), first.body.size(), {}).token;
+  auto t2 = wire::decode<wire::submit>(again.body.data(), again.body.size(), {}).token;
+  EXPECT_NE(t1, 0u);
+  EXPECT_EQ(t1, t2);
+  reply(again, wire::msg_type::submitted, wire::submitted{{42}});
+  ASSERT_EQ(handle.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(handle.get().id(), 42u);
+}
+
+// A quiet head is asked where the outstanding tasks are; one it does not know (it restarted
+// without a journal) ends result_lost instead of waiting forever.
+TEST_F(ScriptedHead, ATaskTheHeadDoesNotKnowEndsResultLost) {
+  client_options o;
+  o.resync_interval = 100ms;
+  client c{endpoint, o};
+  task_spec spec;
+  spec.kind = "noop";
+  auto handle = std::async(std::launch::async, [&] { return c.submit(spec); });
+  auto msg = receive();
+  reply(msg, wire::msg_type::submitted, wire::submitted{{9}});
+  ASSERT_EQ(handle.wait_for(10s), std::future_status::ready);
+  auto h = handle.get();
+  auto fetch = receive();
+  ASSERT_EQ(fetch.header.type, wire::msg_type::fetch);
+  EXPECT_EQ(wire::decode<wire::fetch>(fetch.body.data(), fetch.body.size(), {}).ids,
+            (std::vector<task_id>{9}));
+  reply(fetch, wire::msg_type::fetched, wire::fetched{{}, {9}});
+  auto r = h.wait_for(10s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, outcome::failed);
+  EXPECT_EQ(r->error.code, errc::result_lost) << r->error.message;
+}
+
+// A head that says nothing at all for head_timeout: the outstanding handles end
+// head_unreachable, naming the endpoint.
+TEST_F(ScriptedHead, ASilentHeadEndsOutstandingHandlesHeadUnreachable) {
+  client_options o;
+  o.resync_interval = 50ms;
+  o.head_timeout = 300ms;
+  client c{endpoint, o};
+  task_spec spec;
+  spec.kind = "noop";
+  auto handle = std::async(std::launch::async, [&] { return c.submit(spec); });
+  auto msg = receive();
+  reply(msg, wire::msg_type::submitted, wire::submitted{{3}});
+  ASSERT_EQ(handle.wait_for(10s), std::future_status::ready);
+  auto r = handle.get().wait_for(10s);  // the fetches it sends are never answered
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->error.code, errc::head_unreachable) << r->error.message;
+  EXPECT_NE(r->error.message.find(endpoint), std::string::npos) << r->error.message;
+}

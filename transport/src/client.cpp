@@ -24,6 +24,9 @@ struct client::impl {
   struct live_task {
     std::shared_ptr<completion> done;
     std::shared_ptr<const result_callback> callback;
+    /// Other handles of the same id (an idempotency key named a task this client already
+    /// waits for): one result completes them all.
+    std::vector<live_task> same;
   };
 
   client_options opts;
@@ -123,6 +126,7 @@ struct client::impl {
   /// The callback runs before the handle is ready: whoever waits on handles sees every
   /// callback done.
   void complete(task_result&& r, const live_task& t) {
+    for (auto& other : t.same) complete(task_result{r}, other);
     if (t.callback && *t.callback) (*t.callback)(r);
     t.done->set(std::move(r));
   }
@@ -283,12 +287,18 @@ struct client::impl {
       w = i->second;
       submits.erase(i);
       handles.reserve(ids.ids.size());
+      std::unordered_map<task_id, size_t> ready_at;  // ids of this reply already claimed
       for (auto id : ids.ids) {
-        live_task t{std::make_shared<completion>(), w->callback};
+        live_task t{std::make_shared<completion>(), w->callback, {}};
         handles.emplace_back(id, t.done);
-        if (auto u = unclaimed.find(id); u != unclaimed.end()) {
+        if (auto r = ready_at.find(id); r != ready_at.end()) {  // twice in one reply
+          ready[r->second].second.same.push_back(std::move(t));
+        } else if (auto u = unclaimed.find(id); u != unclaimed.end()) {
+          ready_at[id] = ready.size();
           ready.emplace_back(std::move(u->second), std::move(t));
           unclaimed.erase(u);
+        } else if (auto l = live.find(id); l != live.end()) {  // a key named a task we await
+          l->second.same.push_back(std::move(t));
         } else {
           live.emplace(id, std::move(t));
         }

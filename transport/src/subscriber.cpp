@@ -133,7 +133,8 @@ struct subscriber::impl {
   /// Events or answers of another head incarnation: its sequence starts again. Forget the old
   /// one's and start from a snapshot of the new head. False: not a new one.
   bool new_incarnation(zmq::socket_t& dealer, uint64_t inc) {
-    if (inc == 0 || inc == incarnation) return false;
+    // Incarnations only grow: a late message of the old head is not a new one.
+    if (inc == 0 || inc <= incarnation) return false;
     auto previous = incarnation;
     incarnation = inc;
     {
@@ -155,6 +156,7 @@ struct subscriber::impl {
   }
 
   void on_published(zmq::socket_t& dealer, const event& e) {
+    if (e.incarnation && e.incarnation < incarnation) return;  // the old head's, late
     if (new_incarnation(dealer, e.incarnation)) {
       held.emplace(e.seq, e);  // the snapshot decides whether it is still needed
       return;
@@ -174,6 +176,7 @@ struct subscriber::impl {
 
   void on_reply(zmq::socket_t& dealer, transport::multipart& m) {
     auto h = wire::decode_header(m[0].data(), m[0].size(), lim);
+    if (h.epoch != 0 && h.epoch < incarnation) return;  // the old head's answer, late
     if (h.epoch != 0 && h.epoch != incarnation) {
       bool restarted = incarnation != 0;
       new_incarnation(dealer, h.epoch);  // after a restart: forgets, asks for a snapshot

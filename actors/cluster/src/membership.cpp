@@ -578,7 +578,12 @@ membership_actor::behavior_type membership_impl(
       [=](node_worker_msg& msg) { on_worker_state(self, msg); },
       [=](const node_heartbeat_msg& msg) {
         auto* node = current(self, msg.peer, msg.node, msg.epoch);
-        if (node && node->contended && msg.peer == node->peer) refuse_contender(self, *node);
+        // Heard from the old connection a heartbeat interval after the newcomer's hello: it is
+        // alive (one sent just before it died may still arrive right after the hello).
+        if (node && node->contended && msg.peer == node->peer &&
+            self->clock().now() - node->contended->since >=
+                self->state.setup->cfg.cluster.heartbeat_interval)
+          refuse_contender(self, *node);
         if (node) show_gpu_memory(self->state, *node, msg.body.gpus);
         if (node && !msg.leaving) find_lost(self, *node, msg.body);
         if (node && msg.leaving) {

@@ -77,9 +77,9 @@ class client {
   /// Nodes, workers, queue depth and the supervision tree, from the head.
   wire::status status();
   /// Asks the head about tasks by id, whoever submitted them: the records of those finished
-  /// (while its journal keeps them), which still run, which it does not know. Running ones
-  /// report to this client from then on (their handles elsewhere no longer get them). Throws
-  /// client_error if the head does not answer within the timeout.
+  /// (while its journal keeps them), which still run (their results go to the client that
+  /// submitted them; ask again later), which it does not know. At most 1,048,576 ids per call.
+  /// Throws client_error if the head does not answer within the timeout.
   fetch_reply fetch(const std::vector<task_id>& ids);
 
   /// Frames the head refused (error replies received), for diagnostics.

@@ -33,6 +33,9 @@ struct node_config {
   /// (a crash ends the child, not the node); "thread": on the worker's thread. Default: process
   /// when the node loads plugins, else thread.
   std::optional<bool> process_isolation;
+  /// Where this node reaches the head, when not at cluster.head: through a proxy, a NAT or
+  /// another interface of the head's machine. Empty: cluster.head.
+  std::string head_endpoint;
   bool isolated() const { return process_isolation.value_or(!plugins.empty()); }
   int line = 0;  ///< where the file declares it (for errors)
 };
