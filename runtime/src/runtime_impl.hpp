@@ -74,9 +74,17 @@ struct runtime::impl {
   std::mutex keys_mutex;  // idempotency keys: key -> handle, oldest evicted past the bound
   std::condition_variable keys_cv;               // a pending key was settled
   std::unordered_set<std::string> keys_pending;  // being admitted by some thread right now
-  std::unordered_map<std::string, task_handle> keys;
-  std::deque<std::string> key_order;
+  /// A key's task: its handle while it runs; once it ended, a copy of its result alone (the
+  /// task's record, with its payload, is not kept alive by the key).
+  struct keyed_task {
+    task_handle handle;
+    bool result_only = false;
+  };
+  std::unordered_map<std::string, keyed_task> keys;
+  std::deque<std::pair<std::string, clock::time_point>> key_order;  // oldest first
+  size_t key_sweep = 0;  // where the next look for ended tasks starts in key_order
   static constexpr size_t key_capacity = 65536;
+  static constexpr std::chrono::hours key_lifetime{1};
   bool stopped = false;
   std::mutex stop_mutex;
   std::shared_ptr<trigger_runner> triggers;
@@ -317,7 +325,7 @@ struct runtime::impl {
                           [&] { return keys_pending.count(key) == 0; }))
       return key_claim::busy;
     if (auto i = keys.find(key); i != keys.end()) {
-      known = i->second;
+      known = i->second.handle;
       return key_claim::known;
     }
     keys_pending.insert(key);
@@ -329,12 +337,26 @@ struct runtime::impl {
     {
       std::lock_guard<std::mutex> guard{keys_mutex};
       keys_pending.erase(key);
-      if (accepted && keys.emplace(key, *accepted).second) {
-        key_order.push_back(key);
-        if (key_order.size() > key_capacity) {
-          keys.erase(key_order.front());
+      auto now = clock::now();
+      if (accepted && keys.emplace(key, keyed_task{*accepted, false}).second) {
+        key_order.emplace_back(key, now);
+        // Bounded in count and time: the oldest are forgotten (a later submit with the key is
+        // a new task).
+        while (!key_order.empty() &&
+               (key_order.size() > key_capacity || now - key_order.front().second > key_lifetime)) {
+          keys.erase(key_order.front().first);
           key_order.pop_front();
+          if (key_sweep > 0) --key_sweep;
         }
+      }
+      // A few entries per call: a task that ended keeps only its result under its key.
+      for (int n = 0; n < 4 && !key_order.empty(); ++n) {
+        if (key_sweep >= key_order.size()) key_sweep = 0;
+        auto i = keys.find(key_order[key_sweep++].first);
+        if (i == keys.end() || i->second.result_only || !i->second.handle.ready()) continue;
+        auto copy = std::make_shared<completion>();
+        copy->set(task_result{i->second.handle.get()});
+        i->second = keyed_task{task_handle{i->second.handle.id(), std::move(copy)}, true};
       }
     }
     keys_cv.notify_all();
