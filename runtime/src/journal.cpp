@@ -99,25 +99,33 @@ journal::journal(journal_options opts) : opts_(std::move(opts)) {
   // NORMAL: a commit is in the WAL before the call returns, so it survives the process being
   // killed; FULL also survives the machine losing power, at an fsync per commit.
   exec(opts_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+  // The layout of the file: one this head did not write is refused, naming it.
+  constexpr int layout = 2;
+  auto version = statement{*this, "PRAGMA user_version"}.scalar();
+  auto tables =
+      statement{*this, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"}.scalar();
+  if (tables > 0 && version != layout)
+    throw journal_error("journal " + opts_.path +
+                        ": written by another version of troupe (layout " +
+                        std::to_string(version) + ", this one reads " + std::to_string(layout) +
+                        "); move it away or set cluster.journal to another file");
+  exec("PRAGMA user_version = 2");
   exec(
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
       // A submit frame; body NULL once none of its tasks is open.
       "CREATE TABLE IF NOT EXISTS frames(first_id INTEGER PRIMARY KEY, owner BLOB NOT NULL,"
       " token INTEGER NOT NULL, count INTEGER NOT NULL, open INTEGER NOT NULL,"
       " received_ms INTEGER NOT NULL, body BLOB, reply BLOB);"
-      // A result message body, as sent.
+      // A result message body, as sent, and the ids of the tasks it ends.
       "CREATE TABLE IF NOT EXISTS batches(batch INTEGER PRIMARY KEY, body BLOB NOT NULL,"
-      " records INTEGER NOT NULL, at_ms INTEGER NOT NULL);"
-      // A task that has its terminal record (in batch), or needs none (batch 0).
-      "CREATE TABLE IF NOT EXISTS done(id INTEGER PRIMARY KEY, batch INTEGER NOT NULL);");
+      " records INTEGER NOT NULL, at_ms INTEGER NOT NULL, ids BLOB NOT NULL,"
+      " max_id INTEGER NOT NULL);");
   insert_frame_ = std::make_unique<statement>(
       *this,
       "INSERT OR REPLACE INTO frames(first_id, owner, token, count, open, received_ms, body,"
       " reply) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   insert_batch_ = std::make_unique<statement>(
-      *this, "INSERT INTO batches(body, records, at_ms) VALUES(?1, ?2, ?3)");
-  insert_done_ =
-      std::make_unique<statement>(*this, "INSERT OR IGNORE INTO done(id, batch) VALUES(?1, ?2)");
+      *this, "INSERT INTO batches(body, records, at_ms, ids, max_id) VALUES(?1, ?2, ?3, ?4, ?5)");
   // The body is not needed once every task of the frame is over.
   set_open_ = std::make_unique<statement>(
       *this,
@@ -127,15 +135,12 @@ journal::journal(journal_options opts) : opts_(std::move(opts)) {
       *this,
       "INSERT INTO meta(key, value) VALUES('next_id', ?1)"
       " ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)");
-  find_record_ = std::make_unique<statement>(
-      *this,
-      "SELECT b.body, b.batch FROM done d JOIN batches b ON b.batch = d.batch WHERE d.id = ?1");
+  find_record_ = std::make_unique<statement>(*this, "SELECT body FROM batches WHERE batch = ?1");
 }
 
 journal::~journal() {
   insert_frame_.reset();
   insert_batch_.reset();
-  insert_done_.reset();
   set_open_.reset();
   set_next_.reset();
   find_record_.reset();
@@ -167,8 +172,8 @@ journal::start_state journal::start(uint64_t at_least) {
         task_id(statement{*this, "SELECT value FROM meta WHERE key = 'next_id'"}.scalar(1));
     next = std::max<task_id>(
         next, task_id(statement{*this, "SELECT max(first_id + count) FROM frames"}.scalar(1)));
-    next = std::max<task_id>(next,
-                             task_id(statement{*this, "SELECT max(id) + 1 FROM done"}.scalar(1)));
+    next = std::max<task_id>(
+        next, task_id(statement{*this, "SELECT max(max_id) + 1 FROM batches"}.scalar(1)));
     s.incarnation = std::max(last_incarnation + 1, at_least);
     s.next_id = next;
     statement put{*this, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"};
@@ -177,19 +182,24 @@ journal::start_state journal::start(uint64_t at_least) {
     sqlite3_bind_text(put.st, 1, "next_id", -1, SQLITE_STATIC);
     put.bind(2, int64_t(s.next_id)).run();
 
+    // Which batch ends which task, oldest first: the first record of a task is its record.
+    load_where();
     statement open{*this,
-                   "SELECT first_id, owner, count, open, received_ms, body FROM frames"
+                   "SELECT first_id, owner, count, received_ms, body, reply FROM frames"
                    " WHERE open > 0 ORDER BY first_id"};
-    statement finished{*this, "SELECT id FROM done WHERE id >= ?1 AND id < ?2"};
     while (open.row()) {
       open_frame f;
       f.first_id = task_id(open.integer(0));
       f.owner = open.blob(1);
       f.count = uint32_t(open.integer(2));
-      f.received_unix_ms = open.integer(4);
-      f.body = open.blob(5);
-      finished.bind(1, int64_t(f.first_id)).bind(2, int64_t(f.first_id + f.count));
-      while (finished.row()) f.finished.push_back(task_id(finished.integer(0)));
+      f.received_unix_ms = open.integer(3);
+      f.body = open.blob(4);
+      auto reply = open.null(5) ? std::vector<task_id>{} : unpack_ids(open.blob(5));
+      for (uint32_t k = 0; k < f.count; ++k) {
+        task_id id = f.first_id + k;
+        // Ended with a record, or needs none (its idempotency key named another task).
+        if (where_.count(id) || (k < reply.size() && reply[k] != id)) f.finished.push_back(id);
+      }
       open_[f.first_id] = {f.count, uint32_t(f.count - f.finished.size())};
       s.open.push_back(std::move(f));
     }
@@ -203,11 +213,10 @@ journal::start_state journal::start(uint64_t at_least) {
                                 [](const open_frame& f) { return f.finished.size() >= f.count; }),
                  s.open.end());
 
-    auto before = uint64_t(statement{*this, "SELECT sum(records) FROM batches"}.scalar());
-    records_ = before;
+    auto before = where_.size();
     compact();
-    s.records = records_;
-    s.dropped = before - records_;
+    s.records = where_.size();
+    s.dropped = before - where_.size();
 
     statement tokens{*this,
                      "SELECT owner, token, first_id, count, reply FROM frames WHERE token != 0"
@@ -220,7 +229,7 @@ journal::start_state journal::start(uint64_t at_least) {
         t.ids = unpack_ids(tokens.blob(4));
       } else {
         auto first = task_id(tokens.integer(2));
-        for (int64_t i = 0; i < tokens.integer(3); ++i) t.ids.push_back(first + task_id(i));
+        for (int64_t k = 0; k < tokens.integer(3); ++k) t.ids.push_back(first + task_id(k));
       }
       s.tokens.push_back(std::move(t));
     }
@@ -233,6 +242,16 @@ journal::start_state journal::start(uint64_t at_least) {
   // The WAL back into the main file, and truncated: a restart does not replay old pages.
   exec("PRAGMA wal_checkpoint(TRUNCATE)");
   return s;
+}
+
+/// Which batch ends which task, from the batches' id lists, oldest first.
+void journal::load_where() {
+  where_.clear();
+  statement all{*this, "SELECT batch, ids FROM batches ORDER BY batch"};
+  while (all.row()) {
+    auto batch = all.integer(0);
+    for (auto id : unpack_ids(all.blob(1))) where_.emplace(id, batch);
+  }
 }
 
 void journal::compact() {
@@ -252,33 +271,42 @@ void journal::compact() {
     }
     if (opts_.keep_results == 0) keep_from = INT64_MAX;
   }
-  statement{*this, "DELETE FROM batches WHERE batch < ?1 OR at_ms < ?2"}
-      .bind(1, keep_from)
-      .bind(2, cutoff_ms)
-      .run();
-  // Which tasks ended stays known while their frame has open tasks: a restart must not run
-  // them again.
+  // A batch that ends a task of a frame with open tasks stays: a restart must know that task
+  // ended, or it would run it again.
   auto oldest_open = open_.empty() ? INT64_MAX : int64_t(open_.begin()->first);
-  statement{*this, "DELETE FROM done WHERE id < ?1 AND batch NOT IN (SELECT batch FROM batches)"}
-      .bind(1, oldest_open)
-      .run();
+  statement gone{*this,
+                 "SELECT batch, ids FROM batches WHERE (batch < ?1 OR at_ms < ?2) AND max_id < ?3"};
+  gone.bind(1, keep_from).bind(2, cutoff_ms).bind(3, oldest_open);
+  std::vector<int64_t> dropped;
+  while (gone.row()) {
+    auto batch = gone.integer(0);
+    dropped.push_back(batch);
+    for (auto id : unpack_ids(gone.blob(1)))
+      if (auto w = where_.find(id); w != where_.end() && w->second == batch) where_.erase(w);
+  }
+  statement drop{*this, "DELETE FROM batches WHERE batch = ?1"};
+  for (auto b : dropped) drop.bind(1, b).run();
   statement{*this,
             "DELETE FROM frames WHERE open = 0 AND (received_ms < ?1 OR first_id < (SELECT"
             " first_id FROM frames ORDER BY first_id DESC LIMIT 1 OFFSET ?2))"}
       .bind(1, cutoff_ms)
       .bind(2, int64_t(opts_.keep_submits))
       .run();
-  records_ = uint64_t(statement{*this, "SELECT sum(records) FROM batches"}.scalar());
   frames_ = uint64_t(statement{*this, "SELECT count(*) FROM frames"}.scalar());
 }
 
 void journal::write_batch(const batch& b, int64_t now_ms) {
   if (b.ids.empty()) return;
-  insert_batch_->bind(1, b.body).bind(2, int64_t(b.ids.size())).bind(3, now_ms).run();
+  auto ids = pack_ids(b.ids);
+  insert_batch_->bind(1, b.body)
+      .bind(2, int64_t(b.ids.size()))
+      .bind(3, now_ms)
+      .bind(4, std::string_view{ids})
+      .bind(5, int64_t(*std::max_element(b.ids.begin(), b.ids.end())))
+      .run();
   auto batch_id = sqlite3_last_insert_rowid(db_);
-  records_ += b.ids.size();
   for (auto id : b.ids) {
-    if (insert_done_->bind(1, int64_t(id)).bind(2, batch_id).run() == 0) continue;  // had one
+    if (!where_.emplace(id, batch_id).second) continue;  // it had a record already
     auto f = open_.upper_bound(id);
     if (f == open_.begin()) continue;
     --f;
@@ -296,8 +324,8 @@ void journal::reload_counts() noexcept {
     statement open{*this, "SELECT first_id, count, open FROM frames WHERE open > 0"};
     while (open.row())
       open_[task_id(open.integer(0))] = {uint32_t(open.integer(1)), uint32_t(open.integer(2))};
-    records_ = uint64_t(statement{*this, "SELECT sum(records) FROM batches"}.scalar());
     frames_ = uint64_t(statement{*this, "SELECT count(*) FROM frames"}.scalar());
+    load_where();
   } catch (const journal_error&) {  // the file is unusable: the next write says so
   }
 }
@@ -339,8 +367,8 @@ void journal::accepted(const frame& f, const batch& rejected, const std::vector<
       ++frames_;
       open_[f.first_id] = {f.count, open};
       write_batch(rejected, now);
-      for (auto id : no_record) {
-        if (insert_done_->bind(1, int64_t(id)).bind(2, 0).run() == 0) continue;
+      for (auto id : no_record) {  // recorded in the frame's reply: they need no record
+        (void)id;
         auto& c = open_[f.first_id];
         if (c.open) --c.open;
         touched_.push_back(f.first_id);
@@ -348,7 +376,7 @@ void journal::accepted(const frame& f, const batch& rejected, const std::vector<
       close_frames();
     }
     set_next_->bind(1, int64_t(next_id)).run();
-    if (records_ > opts_.keep_results + std::max<uint64_t>(1000, opts_.keep_results / 10) ||
+    if (where_.size() > opts_.keep_results + std::max<uint64_t>(1000, opts_.keep_results / 10) ||
         frames_ > opts_.keep_submits + std::max<uint64_t>(1000, opts_.keep_submits / 10))
       compact();
     exec("COMMIT");
@@ -366,7 +394,7 @@ void journal::finished(const std::vector<batch>& batches) {
     auto now = unix_ms_now();
     for (auto& b : batches) write_batch(b, now);
     close_frames();
-    if (records_ > opts_.keep_results + std::max<uint64_t>(1000, opts_.keep_results / 10))
+    if (where_.size() > opts_.keep_results + std::max<uint64_t>(1000, opts_.keep_results / 10))
       compact();
     exec("COMMIT");
   } catch (...) {
@@ -377,9 +405,11 @@ void journal::finished(const std::vector<batch>& batches) {
 }
 
 std::optional<journal::stored_record> journal::record_of(task_id id) {
-  find_record_->bind(1, int64_t(id));
+  auto w = where_.find(id);
+  if (w == where_.end()) return std::nullopt;
+  find_record_->bind(1, w->second);
   if (!find_record_->row()) return std::nullopt;
-  stored_record r{find_record_->integer(1), find_record_->blob(0)};
+  stored_record r{w->second, find_record_->blob(0)};
   find_record_->done();
   return r;
 }

@@ -2,7 +2,8 @@
 // journal: what the head has promised, on disk. SQLite in WAL mode, written in groups: one
 // transaction per submit frame (the frame's body as it arrived, before its ids are sent back)
 // and one per round of results (the result messages' bodies as they are sent, before they go
-// out). Nothing is encoded twice and nothing is written per task but a (task id, batch) pair.
+// out, with the ids they end). Nothing is encoded twice and no row is written per task: which
+// batch ends which task is kept in memory and rebuilt from the batches at start.
 //
 // A head that starts on an existing journal (after a clean stop or a kill -9) gets the frames
 // that still have unfinished tasks (with the ids of those finished), the next free id and a new
@@ -19,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "troupe/model/task.hpp"
@@ -115,7 +117,7 @@ class journal {
   std::optional<stored_record> record_of(task_id id);
 
   const std::string& path() const { return opts_.path; }
-  uint64_t records() const { return records_; }
+  uint64_t records() const { return where_.size(); }
 
  private:
   struct statement;
@@ -125,11 +127,13 @@ class journal {
   void compact();
   void close_frames();
   void reload_counts() noexcept;
+  void load_where();
 
   journal_options opts_;
   sqlite3* db_ = nullptr;
-  std::unique_ptr<statement> insert_frame_, insert_batch_, insert_done_, set_open_, set_next_,
-      find_record_;
+  std::unique_ptr<statement> insert_frame_, insert_batch_, set_open_, set_next_, find_record_;
+  /// Tasks with a terminal record kept, and the batch that holds it (the first one written).
+  std::unordered_map<task_id, int64_t> where_;
   /// Frames with unfinished tasks: first id -> (count, unfinished), to count down as records
   /// come in without asking SQLite.
   struct open_count {
@@ -138,7 +142,6 @@ class journal {
   };
   std::map<task_id, open_count> open_;
   std::vector<task_id> touched_;  ///< frames whose count changed in this transaction
-  uint64_t records_ = 0;          ///< terminal records kept (estimate between compactions)
   uint64_t frames_ = 0;
 };
 

@@ -1,6 +1,7 @@
 // The head's journal on its own: what a new incarnation starts from after tasks were accepted,
 // finished, or neither; ids that never repeat; compaction; a file that cannot be used.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -204,5 +205,20 @@ TEST_F(JournalFile, AFileThatCannotBeOpenedIsAnErrorNamingIt) {
     FAIL() << "opened " << o.path;
   } catch (const journal_error& e) {
     EXPECT_NE(std::string{e.what()}.find(o.path), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(JournalFile, AJournalOfAnotherLayoutIsRefusedNamingTheFile) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_exec(db, "CREATE TABLE tasks(id INTEGER PRIMARY KEY)", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  try {
+    journal j{options()};
+    FAIL() << "opened a journal of another layout";
+  } catch (const journal_error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find("another version"), std::string::npos) << what;
   }
 }
