@@ -86,6 +86,15 @@ struct journal::statement {
 };
 
 journal::journal(journal_options opts) : opts_(std::move(opts)) {
+  try {
+    open_file();
+  } catch (...) {
+    close_file();  // a constructor that throws runs no destructor
+    throw;
+  }
+}
+
+void journal::open_file() {
   if (sqlite3_open_v2(opts_.path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                       nullptr) != SQLITE_OK)
     fail("cannot open");
@@ -139,12 +148,17 @@ journal::journal(journal_options opts) : opts_(std::move(opts)) {
 }
 
 journal::~journal() {
+  close_file();
+}
+
+void journal::close_file() noexcept {
   insert_frame_.reset();
   insert_batch_.reset();
   set_open_.reset();
   set_next_.reset();
   find_record_.reset();
   if (db_) sqlite3_close(db_);
+  db_ = nullptr;
 }
 
 void journal::fail(const std::string& what) {

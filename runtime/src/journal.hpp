@@ -121,6 +121,8 @@ class journal {
 
  private:
   struct statement;
+  void open_file();
+  void close_file() noexcept;
   void exec(const char* sql);
   [[noreturn]] void fail(const std::string& what);
   void write_batch(const batch& b, int64_t now_ms);

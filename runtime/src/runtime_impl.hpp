@@ -79,12 +79,26 @@ struct runtime::impl {
   struct keyed_task {
     task_handle handle;
     bool result_only = false;
+    uint64_t bytes = 0;  ///< of the result kept (outputs), once result_only
   };
   std::unordered_map<std::string, keyed_task> keys;
   std::deque<std::pair<std::string, clock::time_point>> key_order;  // oldest first
   size_t key_sweep = 0;  // where the next look for ended tasks starts in key_order
   static constexpr size_t key_capacity = 65536;
   static constexpr std::chrono::hours key_lifetime{1};
+  /// Results kept under keys, in bytes of outputs: past it the oldest keys are forgotten.
+  static constexpr uint64_t key_bytes_limit = uint64_t(256) << 20;
+  uint64_t key_bytes = 0;
+
+  /// Forgets the oldest key (under keys_mutex).
+  void forget_oldest_key() {
+    if (auto i = keys.find(key_order.front().first); i != keys.end()) {
+      key_bytes -= i->second.bytes;
+      keys.erase(i);
+    }
+    key_order.pop_front();
+    if (key_sweep > 0) --key_sweep;
+  }
   bool stopped = false;
   std::mutex stop_mutex;
   std::shared_ptr<trigger_runner> triggers;
@@ -343,11 +357,8 @@ struct runtime::impl {
         // Bounded in count and time: the oldest are forgotten (a later submit with the key is
         // a new task).
         while (!key_order.empty() &&
-               (key_order.size() > key_capacity || now - key_order.front().second > key_lifetime)) {
-          keys.erase(key_order.front().first);
-          key_order.pop_front();
-          if (key_sweep > 0) --key_sweep;
-        }
+               (key_order.size() > key_capacity || now - key_order.front().second > key_lifetime))
+          forget_oldest_key();
       }
       // A few entries per call: a task that ended keeps only its result under its key.
       for (int n = 0; n < 4 && !key_order.empty(); ++n) {
@@ -355,9 +366,13 @@ struct runtime::impl {
         auto i = keys.find(key_order[key_sweep++].first);
         if (i == keys.end() || i->second.result_only || !i->second.handle.ready()) continue;
         auto copy = std::make_shared<completion>();
+        auto bytes = output_bytes(i->second.handle.get().output);
         copy->set(task_result{i->second.handle.get()});
-        i->second = keyed_task{task_handle{i->second.handle.id(), std::move(copy)}, true};
+        i->second = keyed_task{task_handle{i->second.handle.id(), std::move(copy)}, true, bytes};
+        key_bytes += bytes;
       }
+      // And in bytes: large outputs kept under keys push the oldest keys out.
+      while (key_bytes > key_bytes_limit && !key_order.empty()) forget_oldest_key();
     }
     keys_cv.notify_all();
   }

@@ -212,7 +212,8 @@ class cutting_proxy {
         }
       }
       std::vector<size_t> dead;
-      for (size_t i = 0; i < pairs_.size(); ++i) {
+      size_t polled = (fds.size() - 2) / 2;  // not the pair just accepted: it was not polled
+      for (size_t i = 0; i < polled; ++i) {
         for (int side = 0; side < 2; ++side) {
           auto& pfd = fds[2 + 2 * i + size_t(side)];
           if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR))) continue;

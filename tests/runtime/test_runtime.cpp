@@ -565,6 +565,29 @@ TEST(EmbeddedRuntime, ConcurrentSubmitsOfOneKeyRunOneTask) {
   EXPECT_EQ(runs.load(), keys);
 }
 
+// Once its task ended, a key keeps only the result (the record and its payload are let go, a
+// few keys per submit): a later submit with the key still gets the same task and its result.
+TEST(Idempotency, AKeyOfAnEndedTaskStillAnswersWithTheSameTaskAndResult) {
+  auto cfg = small(1);
+  runtime rt{cfg};
+  auto first_spec = spec("echo");
+  first_spec.idempotency_key = "big";
+  first_spec.payload.assign(1 << 20, 7);
+  auto first = rt.submit(first_spec);
+  auto r = first.wait_for(30s);
+  ASSERT_TRUE(r && r->ok()) << (r ? r->error.message : "no result");
+  for (int k = 0; k < 20; ++k) {  // settles that sweep the ended key to its result
+    auto s = spec("noop");
+    s.idempotency_key = "other-" + std::to_string(k);
+    ASSERT_TRUE(rt.submit(s).wait_for(30s));
+  }
+  auto again = rt.submit(first_spec);
+  EXPECT_EQ(again.id(), first.id());
+  ASSERT_TRUE(again.ready());
+  EXPECT_EQ(again.get().status, outcome::completed);
+  EXPECT_EQ(again.get().output.bytes, r->output.bytes) << "the same result, kept under its key";
+}
+
 // The runtime writes to spdlog's logger "troupe" and leaves the default logger and the global
 // level as the host set them.
 TEST(EmbeddedLogging, TheRuntimeLeavesTheHostsLoggingAloneAndWritesToItsOwnLogger) {
