@@ -296,6 +296,9 @@ class Chaos : public ::testing::Test {
     up_ = fork();
     ASSERT_GE(up_, 0);
     if (up_ == 0) {
+      // A process group of its own: the frozen node's group must not be orphaned (which makes
+      // the kernel send it SIGHUP) when whatever started this test goes away.
+      setpgid(0, 0);
       freopen(log_.c_str(), "w", stderr);
       dup2(fileno(stderr), fileno(stdout));
       execl(TROUPE_BINARY, "troupe", "up", "--config", config_.c_str(), nullptr);
