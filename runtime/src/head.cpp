@@ -304,6 +304,11 @@ struct head::impl {
     if (wake) sock->wake();
   }
 
+  size_t open_count() {
+    std::lock_guard<std::mutex> guard{results_mutex};
+    return open.size();
+  }
+
   static std::string token_key(const std::string& owner, uint64_t token) {
     return owner + '/' + std::to_string(token);
   }
@@ -647,6 +652,17 @@ struct head::impl {
                                e.what());
         reply.unknown.push_back(id);
       }
+    }
+    if (!reply.unknown.empty()) {
+      // Worth a line: a client is about to end these result_lost.
+      std::string some;
+      for (size_t i = 0; i < reply.unknown.size() && i < 5; ++i)
+        some += (i ? ", " : "") + std::to_string(reply.unknown[i]);
+      troupe::logger().warn(
+          "head: a fetch from {} asks for {} task(s) this head does not know "
+          "({}{}); {} open, {} results kept",
+          printable(peer), reply.unknown.size(), some, reply.unknown.size() > 5 ? ", ..." : "",
+          open_count(), jnl ? jnl->records() : 0);
     }
     send_to_owners(found, false);  // journalled already
     sock->send(framer.make(&peer, wire::msg_type::fetched, reply, h.id));
