@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -299,6 +300,8 @@ class Chaos : public ::testing::Test {
       // A process group of its own: the frozen node's group must not be orphaned (which makes
       // the kernel send it SIGHUP) when whatever started this test goes away.
       setpgid(0, 0);
+      // Out of the test's group, it would outlive a test that dies: stop it then.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
       freopen(log_.c_str(), "w", stderr);
       dup2(fileno(stderr), fileno(stdout));
       execl(TROUPE_BINARY, "troupe", "up", "--config", config_.c_str(), nullptr);
