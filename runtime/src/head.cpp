@@ -70,7 +70,6 @@ struct head::impl {
   // constructor started it.
   std::unique_ptr<troupe::journal> jnl;
   uint64_t incarnation = 0;
-  std::atomic<uint64_t> journal_failures{0};
   /// Submit tokens seen (owner routing id + token): a re-sent submit gets the same ids.
   std::unordered_map<std::string, std::vector<task_id>> tokens;
   std::deque<std::string> token_order;
@@ -324,14 +323,13 @@ struct head::impl {
   }
 
   /// Journal trouble is loud but does not stop the head: tasks still run, only the promise
-  /// to survive a restart is broken (counted in status as journal_failures).
+  /// to survive a restart is broken (logged at error level).
   template <class F>
   void journalled(const char* what, F&& write) {
     if (!jnl) return;
     try {
       write();
     } catch (const std::exception& e) {
-      journal_failures.fetch_add(1, std::memory_order_relaxed);
       troupe::logger().error("head: journal: {} not recorded: {}", what, e.what());
     }
   }

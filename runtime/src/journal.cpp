@@ -356,18 +356,39 @@ void journal::close_frames() {
   touched_.clear();
 }
 
-void journal::accepted(const frame& f, const batch& rejected, const std::vector<task_id>& no_record,
-                       task_id next_id) {
+/// One transaction; on failure it is rolled back and the counts kept in memory are the
+/// file's again.
+template <class F>
+void journal::in_transaction(F&& write) {
   exec("BEGIN");
   try {
+    write();
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    reload_counts();
+    throw;
+  }
+}
+
+/// Past a bound by a tenth (at least 1,000): time to compact.
+bool journal::over_bounds() const {
+  auto over = [](uint64_t n, uint64_t bound) {
+    return n > bound + std::max<uint64_t>(1000, bound / 10);
+  };
+  return over(where_.size(), opts_.keep_results) || over(frames_, opts_.keep_submits);
+}
+
+void journal::accepted(const frame& f, const batch& rejected, const std::vector<task_id>& no_record,
+                       task_id next_id) {
+  in_transaction([&] {
     auto now = unix_ms_now();
     if (f.count) {
-      uint32_t open = f.count;
       insert_frame_->bind(1, int64_t(f.first_id))
           .bind(2, std::string_view{f.owner})
           .bind(3, int64_t(f.token))
           .bind(4, int64_t(f.count))
-          .bind(5, int64_t(open))
+          .bind(5, int64_t(f.count))
           .bind(6, f.received_unix_ms)
           .bind(7, f.body);
       std::string reply;
@@ -379,43 +400,27 @@ void journal::accepted(const frame& f, const batch& rejected, const std::vector<
       }
       insert_frame_->run();
       ++frames_;
-      open_[f.first_id] = {f.count, open};
+      open_[f.first_id] = {f.count, f.count};
       write_batch(rejected, now);
-      for (auto id : no_record) {  // recorded in the frame's reply: they need no record
-        (void)id;
-        auto& c = open_[f.first_id];
-        if (c.open) --c.open;
-        touched_.push_back(f.first_id);
-      }
+      // Ids the frame's reply names elsewhere (an idempotency key) need no record.
+      auto& c = open_[f.first_id];
+      c.open -= std::min<uint32_t>(c.open, uint32_t(no_record.size()));
+      if (c.open != f.count) touched_.push_back(f.first_id);  // else the row says it already
       close_frames();
     }
     set_next_->bind(1, int64_t(next_id)).run();
-    if (where_.size() > opts_.keep_results + std::max<uint64_t>(1000, opts_.keep_results / 10) ||
-        frames_ > opts_.keep_submits + std::max<uint64_t>(1000, opts_.keep_submits / 10))
-      compact();
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    reload_counts();
-    throw;
-  }
+    if (over_bounds()) compact();
+  });
 }
 
 void journal::finished(const std::vector<batch>& batches) {
   if (batches.empty()) return;
-  exec("BEGIN");
-  try {
+  in_transaction([&] {
     auto now = unix_ms_now();
     for (auto& b : batches) write_batch(b, now);
     close_frames();
-    if (where_.size() > opts_.keep_results + std::max<uint64_t>(1000, opts_.keep_results / 10))
-      compact();
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    reload_counts();
-    throw;
-  }
+    if (over_bounds()) compact();
+  });
 }
 
 std::optional<journal::stored_record> journal::record_of(task_id id) {

@@ -128,6 +128,9 @@ class journal {
   void write_batch(const batch& b, int64_t now_ms);
   void compact();
   void close_frames();
+  template <class F>
+  void in_transaction(F&& write);
+  bool over_bounds() const;
   void reload_counts() noexcept;
   void load_where();
 

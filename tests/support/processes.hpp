@@ -86,5 +86,4 @@ inline size_t children_of(pid_t parent) {
   return n;
 }
 
-
 }  // namespace troupe::testing_support
