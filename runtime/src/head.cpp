@@ -61,7 +61,13 @@ struct head::impl {
   bool results_wake = false;
   /// Tasks submitted through the socket and not finished: who gets the result (the routing id
   /// of a client; a fetch from another connection takes it over).
-  std::unordered_map<task_id, std::string> open;
+  /// A task stays here until its record is journalled and sent (send_results), not only until
+  /// it ends: a fetch in between must find it (pending), not call it unknown.
+  struct open_task {
+    std::string owner;
+    bool ended = false;  ///< its result waits in results_pending
+  };
+  std::unordered_map<task_id, open_task> open;
   static constexpr size_t results_per_frame = 1024;
   std::mutex stop_mutex;
   bool stopped = false;
@@ -198,7 +204,7 @@ struct head::impl {
         }
         if (!spec.idempotency_key.empty())
           spec.idempotency_key = scoped_key(f.owner, spec.idempotency_key);
-        open.emplace(id, f.owner);
+        open.emplace(id, open_task{f.owner});
         to_restore.emplace_back(id, std::move(spec));
       }
     }
@@ -290,9 +296,9 @@ struct head::impl {
     {
       std::lock_guard<std::mutex> guard{results_mutex};
       auto i = open.find(r.id);
-      if (i == open.end()) return;  // its terminal record was already given
-      auto& out = results_pending[i->second];
-      open.erase(i);
+      if (i == open.end() || i->second.ended) return;  // its terminal record was given already
+      i->second.ended = true;
+      auto& out = results_pending[i->second.owner];
       out.latency_ms.push_back(
           std::chrono::duration<double, std::milli>(r.timings.finished - r.timings.submitted)
               .count());
@@ -485,7 +491,12 @@ struct head::impl {
       ready.swap(results_pending);
       results_wake = false;
     }
-    send_to_owners(ready);
+    std::vector<task_id> sent;
+    for (auto& [peer, res] : ready)
+      for (auto& t : res.tasks) sent.push_back(t.id);
+    send_to_owners(ready);  // journalled: a fetch finds them there from now on
+    std::lock_guard<std::mutex> guard{results_mutex};
+    for (auto id : sent) open.erase(id);
   }
 
   /// Frames of at most results_per_frame results and limits.max_payload_bytes of outputs (a
@@ -551,7 +562,7 @@ struct head::impl {
     for (size_t i = 0; i < n; ++i) ids[i] = first + i;
     {
       std::lock_guard<std::mutex> guard{results_mutex};
-      for (auto id : ids) open.emplace(id, peer);
+      for (auto id : ids) open.emplace(id, open_task{peer});
     }
     // Keys are the client's own: two clients may use the same key for different tasks.
     for (auto& spec : msg.tasks)
