@@ -37,10 +37,15 @@ class HeadUnreachable(Exception):
 
 class Client:
     def __init__(self, endpoint, name="python-client", resync_s=1.0, head_timeout_s=60.0,
-                 per_submit=MAX_TASKS_PER_SUBMIT, log=None):
+                 per_submit=MAX_TASKS_PER_SUBMIT, log=None, keys=None):
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if keys:  # a head with keys (docs/security.md): CURVE, with our pair and its public key
+            public, secret, head_public = keys
+            self.sock.curve_serverkey = head_public
+            self.sock.curve_publickey = public
+            self.sock.curve_secretkey = secret
         # A stable identity: the head routes results by it, also to a reconnected socket.
         self.identity = b"py-" + secrets.token_hex(8).encode()
         self.sock.setsockopt(zmq.ROUTING_ID, self.identity)
@@ -206,6 +211,16 @@ class Client:
         return [results[i] for i in ids]
 
 
+def read_key(path, field):
+    """A key of a file written by `troupe keygen` (TOML: public_key = "...", secret_key = "...")."""
+    with open(path) as f:
+        for line in f:
+            name, _, value = line.partition("=")
+            if name.strip() == field:
+                return value.strip().strip('"').encode()
+    raise SystemExit("python client: %s has no %s (a file of troupe keygen?)" % (path, field))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--to", required=True, help="the head's endpoint")
@@ -223,6 +238,9 @@ def main():
     ap.add_argument("--head-timeout", type=float, default=60.0,
                     help="seconds without a message from the head before outstanding tasks end "
                     "failed (head_unreachable)")
+    ap.add_argument("--key", help="this client's key pair file (troupe keygen), for a head with "
+                    "keys; with --head-key")
+    ap.add_argument("--head-key", help="the head's public key file (its KEY.pub)")
     ap.add_argument("--verbose", action="store_true",
                     help="what it does about the head's restarts and silences, on stderr")
     args = ap.parse_args()
@@ -236,7 +254,14 @@ def main():
         params = [dict(extra) for _ in range(args.count)]
     tasks = [{"kind": args.kind, "params": p, "priority": 1} for p in params]
     log = (lambda msg: print("python client: %s" % msg, file=sys.stderr)) if args.verbose else None
-    client = Client(args.to, resync_s=args.resync, head_timeout_s=args.head_timeout, log=log)
+    keys = None
+    if bool(args.key) != bool(args.head_key):
+        ap.error("--key and --head-key go together")
+    if args.key:
+        keys = (read_key(args.key, "public_key"), read_key(args.key, "secret_key"),
+                read_key(args.head_key, "public_key"))
+    client = Client(args.to, resync_s=args.resync, head_timeout_s=args.head_timeout, log=log,
+                    keys=keys)
     code = 0
     try:
         results = client.run(tasks, args.timeout)

@@ -17,6 +17,7 @@
 #include "troupe/client.hpp"
 #include "troupe/subscriber.hpp"
 #include "troupe/transport/codec.hpp"
+#include "troupe/transport/curve.hpp"
 #include "troupe/transport/framer.hpp"
 
 namespace troupe::cli {
@@ -45,17 +46,33 @@ class bench_cluster {
   /// endpoint, "" for none (the transport benchmarks measure without events).
   /// journal: the head keeps its journal (the default of a cluster file) in a file removed
   /// afterwards, or runs without one.
+  /// keys: CURVE on every socket (security.head_key), the node and a client with keys of
+  /// their own (client_keys()).
   bench_cluster(const std::string& endpoint, uint32_t node_workers, uint32_t head_cpu = 0,
-                const std::string& events = "", bool journal = true)
+                const std::string& events = "", bool journal = true, bool keys = false)
       : endpoint_(endpoint) {
-    config_ = "/tmp/troupe-bench-" + std::to_string(getpid()) + ".toml";
-    journal_ = "/tmp/troupe-bench-" + std::to_string(getpid()) + ".journal";
+    auto base = "/tmp/troupe-bench-" + std::to_string(getpid());
+    config_ = base + ".toml";
+    journal_ = base + ".journal";
     for (auto suffix : {"", "-wal", "-shm"}) unlink((journal_ + suffix).c_str());
     std::ofstream cfg{config_};
     cfg << "[cluster]\nhead = \"" << endpoint << "\"\nhead_cpu = " << head_cpu << "\nevents = \""
         << events << "\"\njournal = \"" << (journal ? journal_ : "off")
         << "\"\n[log]\nlevel = \"warn\"\n";
-    if (node_workers) cfg << "[nodes.n1]\ncpu = " << node_workers << "\n";
+    if (keys) {
+      keys_ = base + "-keys";
+      for (auto name : {"head", "n1", "client"}) {
+        auto path = keys_ + "." + name;
+        unlink(path.c_str());
+        unlink((path + ".pub").c_str());
+        transport::write_key_pair(path, transport::generate_key_pair());
+      }
+      cfg << "[security]\nhead_key = \"" << keys_ << ".head\"\n[[security.allow]]\n"
+          << "role = \"client\"\nname = \"bench\"\nkey = \"" << keys_ << ".client.pub\"\n";
+    }
+    if (node_workers)
+      cfg << "[nodes.n1]\ncpu = " << node_workers << "\n"
+          << (keys ? "key = \"" + keys_ + ".n1\"\n" : std::string{});
     cfg.close();
     pids_.push_back(spawn({"troupe", "head", "--config", config_}));
     if (node_workers)
@@ -66,6 +83,15 @@ class bench_cluster {
     for (auto p : pids_) waitpid(p, nullptr, 0);
     unlink(config_.c_str());
     for (auto suffix : {"", "-wal", "-shm"}) unlink((journal_ + suffix).c_str());
+    if (!keys_.empty())
+      for (auto name : {".head", ".n1", ".client"})
+        for (auto suffix : {"", ".pub"}) unlink((keys_ + name + suffix).c_str());
+  }
+  /// The client's key pair and the head's public key (with keys; empty otherwise).
+  transport::curve_client client_keys() const {
+    if (keys_.empty()) return {};
+    return {transport::read_key_pair(keys_ + ".client"),
+            transport::read_public_key(keys_ + ".head.pub")};
   }
   /// Whether the head process still runs (it exits at once if its port was taken meanwhile).
   bool head_alive() { return waitpid(pids_.front(), nullptr, WNOHANG) == 0; }
@@ -83,7 +109,7 @@ class bench_cluster {
     }
     return pid;
   }
-  std::string endpoint_, config_, journal_;
+  std::string endpoint_, config_, journal_, keys_;
   std::vector<pid_t> pids_;
 };
 
@@ -106,7 +132,7 @@ struct running_cluster {
   std::unique_ptr<bench_cluster> cluster;
   std::unique_ptr<client> c;
   explicit running_cluster(uint32_t node_workers, uint32_t head_cpu = 0, bool events = false,
-                           bool journal = true) {
+                           bool journal = true, bool keys = false) {
     for (int attempt = 0; attempt < 3; ++attempt) {
       zmq::context_t probe;
       auto endpoint = free_endpoint(probe);
@@ -114,9 +140,10 @@ struct running_cluster {
       if (events) events_endpoint = free_endpoint(probe);
       probe.close();
       cluster = std::make_unique<bench_cluster>(endpoint, node_workers, head_cpu, events_endpoint,
-                                                journal);
+                                                journal, keys);
       client_options co;
       co.timeout = std::chrono::seconds(5);
+      co.curve = cluster->client_keys();
       c = std::make_unique<client>(endpoint, co);
       if (wait_joined(*cluster, *c)) return;
       c.reset();
@@ -253,8 +280,8 @@ double raw_push_pull(size_t count, size_t size) {
 namespace {
 
 /// One noop at a time through a head and a node: round trips in microseconds (p50, p99).
-std::pair<double, double> remote_round_trips(int rounds, bool journal) {
-  running_cluster rc{1, 0, false, journal};
+std::pair<double, double> remote_round_trips(int rounds, bool journal, bool keys = false) {
+  running_cluster rc{1, 0, false, journal, keys};
   auto& c = *rc.c;
   task_spec noop;
   noop.kind = "noop";
@@ -275,6 +302,7 @@ nlohmann::json bench_remote_latency(int rounds) {
   auto [raw50, raw99] = raw_req_rep(rounds, request, reply);
   auto [off50, off99] = remote_round_trips(rounds, false);
   auto [p50, p99] = remote_round_trips(rounds, true);
+  auto [curve50, curve99] = remote_round_trips(rounds, true, true);
   std::printf(
       "remote-latency  one noop task at a time, client -> head -> node -> worker -> back, "
       "%d rounds, microseconds\n",
@@ -287,9 +315,14 @@ nlohmann::json bench_remote_latency(int rounds) {
   std::printf(
       "  troupe (journal, the default)   p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f)\n", p50,
       p99, p50 / raw50, p99 / raw99);
-  return {{"raw_p50_us", raw50},         {"raw_p99_us", raw99},        {"troupe_p50_us", p50},
-          {"troupe_p99_us", p99},        {"ratio_p50", p50 / raw50},   {"ratio_p99", p99 / raw99},
-          {"journal_off_p50_us", off50}, {"journal_off_p99_us", off99}};
+  std::printf(
+      "  troupe with CURVE keys          p50 %8.1f  p99 %8.1f  (ratio p50 %.2f, p99 %.2f; "
+      "%.2fx / %.2fx the default)\n",
+      curve50, curve99, curve50 / raw50, curve99 / raw99, curve50 / p50, curve99 / p99);
+  return {{"raw_p50_us", raw50},         {"raw_p99_us", raw99},         {"troupe_p50_us", p50},
+          {"troupe_p99_us", p99},        {"ratio_p50", p50 / raw50},    {"ratio_p99", p99 / raw99},
+          {"journal_off_p50_us", off50}, {"journal_off_p99_us", off99}, {"curve_p50_us", curve50},
+          {"curve_p99_us", curve99}};
 }
 
 nlohmann::json bench_payload() {
@@ -339,8 +372,8 @@ nlohmann::json bench_payload() {
 namespace {
 
 /// Empty tasks through a head and a node, in submits of 1,000: tasks per second.
-double remote_pipeline_rate(size_t tasks, bool journal) {
-  running_cluster rc{1, 0, false, journal};
+double remote_pipeline_rate(size_t tasks, bool journal, bool keys = false) {
+  running_cluster rc{1, 0, false, journal, keys};
   auto& c = *rc.c;
   task_spec noop;
   noop.kind = "noop";
@@ -374,6 +407,7 @@ nlohmann::json bench_remote_pipeline(size_t tasks) {
   auto raw = raw_push_pull(tasks, request);
   auto without = remote_pipeline_rate(tasks, false);
   auto rate = remote_pipeline_rate(tasks, true);
+  auto curve = remote_pipeline_rate(tasks, true, true);
   std::printf(
       "remote-pipeline empty tasks across processes (client, head, node with 1 worker), "
       "%zu tasks in submits of 1000\n",
@@ -383,7 +417,11 @@ nlohmann::json bench_remote_pipeline(size_t tasks) {
               without / raw);
   std::printf("  troupe (journal, the default)   %12.0f tasks/s  ratio %.3f, %.2fx journal off\n",
               rate, rate / raw, rate / without);
-  return {{"raw_msgs_per_s", raw},
+  std::printf("  troupe with CURVE keys          %12.0f tasks/s  ratio %.3f, %.2fx the default\n",
+              curve, curve / raw, curve / rate);
+  return {{"curve_tasks_per_s", curve},
+          {"curve_cost_ratio", curve / rate},
+          {"raw_msgs_per_s", raw},
           {"troupe_tasks_per_s", rate},
           {"ratio", rate / raw},
           {"journal_off_tasks_per_s", without},

@@ -17,6 +17,15 @@ int run_up(const std::string& config, const std::vector<std::string>& overrides)
 int run_worker_process(const std::string& config, const std::string& name, int32_t worker,
                        const std::vector<std::string>& overrides);
 
+/// --key and --head-key of the commands that talk to a head with keys (docs/security.md).
+struct key_options {
+  std::string key;       ///< this program's key pair file (troupe keygen)
+  std::string head_key;  ///< the head's public key file (HEAD_KEY.pub)
+};
+
+/// troupe keygen PATH: writes PATH (secret, 0600) and PATH.pub.
+int run_keygen(const std::string& path);
+
 struct submit_options {
   std::string to, kind, params;
   int32_t priority = 0;
@@ -24,9 +33,10 @@ struct submit_options {
   uint32_t gpu_count = 0;  ///< 1: on a GPU only
   bool wait = false;
   int64_t timeout_ms = 30000;
+  key_options keys;
 };
 int run_submit(const submit_options& opt);
-int run_status(const std::string& to, bool json, int64_t timeout_ms);
-int run_watch(const std::string& to, const std::string& topic, bool json);
+int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_options& keys);
+int run_watch(const std::string& to, const std::string& topic, bool json, const key_options& keys);
 
 }  // namespace troupe::cli

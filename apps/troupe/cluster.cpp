@@ -277,6 +277,31 @@ nlohmann::json to_json(const task_result& r) {
 
 }  // namespace
 
+/// The CURVE side of a command that talks to a head: both files or neither.
+transport::curve_client curve_of(const key_options& k) {
+  transport::curve_client c;
+  if (k.key.empty() && k.head_key.empty()) return c;
+  if (k.key.empty() || k.head_key.empty())
+    throw std::runtime_error(
+        "--key and --head-key go together: this program's key pair file and the head's public "
+        "key file (docs/security.md)");
+  c.keys = transport::read_key_pair(k.key);
+  c.server_key = transport::read_public_key(k.head_key);
+  return c;
+}
+
+int run_keygen(const std::string& path) {
+  auto keys = transport::generate_key_pair();
+  transport::write_key_pair(path, keys);
+  std::printf(
+      "wrote %s (the key pair: keep it private) and %s.pub (its public key)\n"
+      "public key: %s\n"
+      "let it in with a [[security.allow]] entry (role, name, key = \"%s.pub\") in the "
+      "cluster file,\nor as a node's key: [nodes.NAME] key = \"%s\"\n",
+      path.c_str(), path.c_str(), keys.public_key.c_str(), path.c_str(), path.c_str());
+  return 0;
+}
+
 int run_submit(const submit_options& opt) {
   nlohmann::json line;
   line["kind"] = opt.kind;
@@ -294,6 +319,7 @@ int run_submit(const submit_options& opt) {
   client_options co;
   co.name = "troupe-submit";
   co.timeout = std::chrono::milliseconds(opt.timeout_ms);
+  co.curve = curve_of(opt.keys);
   client c{opt.to, co};
   auto handles = c.submit_batch(std::move(specs));
   if (!opt.wait) {
@@ -315,10 +341,11 @@ int run_submit(const submit_options& opt) {
   return failures ? 1 : 0;
 }
 
-int run_status(const std::string& to, bool json, int64_t timeout_ms) {
+int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_options& keys) {
   client_options co;
   co.name = "troupe-status";
   co.timeout = std::chrono::milliseconds(timeout_ms);
+  co.curve = curve_of(keys);
   client c{to, co};
   auto s = c.status();
   auto& st = s.stats;
@@ -403,7 +430,7 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms) {
   return 0;
 }
 
-int run_watch(const std::string& to, const std::string& topic, bool json) {
+int run_watch(const std::string& to, const std::string& topic, bool json, const key_options& keys) {
   catch_signals({SIGINT, SIGTERM});
   std::mutex out;  // the subscriber's thread prints; lines must not interleave
   auto time_of = [](int64_t ns) {
@@ -417,6 +444,7 @@ int run_watch(const std::string& to, const std::string& topic, bool json) {
   };
   subscriber_options so;
   so.prefix = topic;
+  so.curve = curve_of(keys);
   so.on_gap = [&](uint64_t first, uint64_t last) {
     std::lock_guard<std::mutex> g{out};
     if (json)

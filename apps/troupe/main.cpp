@@ -233,6 +233,15 @@ int main(int argc, char** argv) {
   submit_cmd->add_option("--gpus", so.gpu_count, "1: run on a GPU only")->check(CLI::Range(0, 1));
   submit_cmd->add_flag("--wait", so.wait, "wait for the results and print them as JSON lines");
   submit_cmd->add_option("--timeout-ms", so.timeout_ms, "how long to wait for the head");
+  // Keys come from files only: a key on the command line would show in ps and shell history.
+  auto key_flags = [](CLI::App* cmd, troupe::cli::key_options& k) {
+    cmd->add_option("--key", k.key,
+                    "this program's key pair file (troupe keygen), for a head with keys")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--head-key", k.head_key, "the head's public key file (its KEY.pub)")
+        ->check(CLI::ExistingFile);
+  };
+  key_flags(submit_cmd, so.keys);
 
   std::string status_to;
   bool status_json = false;
@@ -242,6 +251,8 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--to", status_to, "the head's endpoint")->required();
   status_cmd->add_flag("--json", status_json, "as JSON");
   status_cmd->add_option("--timeout-ms", status_timeout, "how long to wait for the head");
+  troupe::cli::key_options status_keys, watch_keys;
+  key_flags(status_cmd, status_keys);
 
   std::string watch_to, watch_topic;
   bool watch_json = false;
@@ -250,6 +261,12 @@ int main(int argc, char** argv) {
   watch_cmd->add_option("--to", watch_to, "the head's endpoint")->required();
   watch_cmd->add_option("--topic", watch_topic, "only topics starting with this (task., node.)");
   watch_cmd->add_flag("--json", watch_json, "JSON lines");
+  key_flags(watch_cmd, watch_keys);
+
+  std::string keygen_path;
+  auto* keygen_cmd = app.add_subcommand(
+      "keygen", "write a CURVE key pair: PATH (secret, readable by you only) and PATH.pub");
+  keygen_cmd->add_option("path", keygen_path, "where to write the key pair")->required();
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -259,8 +276,10 @@ int main(int argc, char** argv) {
       return troupe::cli::run_worker_process(cluster_config, node_name, worker_index, cluster_sets);
     if (*up_cmd) return troupe::cli::run_up(cluster_config, cluster_sets);
     if (*submit_cmd) return troupe::cli::run_submit(so);
-    if (*status_cmd) return troupe::cli::run_status(status_to, status_json, status_timeout);
-    if (*watch_cmd) return troupe::cli::run_watch(watch_to, watch_topic, watch_json);
+    if (*status_cmd)
+      return troupe::cli::run_status(status_to, status_json, status_timeout, status_keys);
+    if (*watch_cmd) return troupe::cli::run_watch(watch_to, watch_topic, watch_json, watch_keys);
+    if (*keygen_cmd) return troupe::cli::run_keygen(keygen_path);
     if (*run_cmd) return run(ro);
     if (*bench_cmd)
       return troupe::cli::run_bench(which, bench_tasks, bench_json, bench_workers, bench_sets);

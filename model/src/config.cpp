@@ -336,6 +336,29 @@ const std::vector<key_def>& keys() {
        [](const runtime_config& c) {
          return text(quoted(c.cluster.journal_full_sync ? "full" : "normal"));
        }},
+      {"security", "head_key",
+       [](auto& c, auto& n) {
+         auto s = n.template value<std::string>();
+         if (!s)
+           throw std::string{
+               "expected the path of the head's key pair file (troupe keygen), or \"\" for none"};
+         auto& src = n.source().path;
+         c.cluster.security.head_key =
+             s->empty() ? std::string{} : from_folder_of(src ? *src : "", *s);
+       },
+       [](const runtime_config& c) { return text(quoted(c.cluster.security.head_key)); }},
+      {"security", "insecure",
+       [](auto& c, auto& n) {
+         auto v = n.template value<bool>();
+         if (!v || !n.is_boolean()) throw std::string{"expected true or false"};
+         c.cluster.security.insecure = *v;
+       },
+       [](const runtime_config& c) { return text(c.cluster.security.insecure); }},
+      {"security", "handshake_ms",
+       [](auto& c, auto& n) {
+         c.cluster.security.handshake = std::chrono::milliseconds{int_in(n, 100, 600'000)};
+       },
+       [](const runtime_config& c) { return text(c.cluster.security.handshake); }},
       {"log", "level",
        [](auto& c, auto& n) {
          auto s = n.template value<std::string>();
@@ -423,6 +446,11 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
           n.fake_gpus = uint32_t(int_in(value, 0, 16));
         } else if (k == "head") {
           n.head_endpoint = endpoint(value);
+        } else if (k == "key") {
+          auto path = value.value<std::string>();
+          if (!path || path->empty())
+            throw std::string{"expected the path of the node's key pair file (troupe keygen)"};
+          n.key = from_folder_of(source, *path);
         } else if (k == "isolation") {
           n.process_isolation = choice<bool>(value, {{"process", true}, {"thread", false}});
         } else if (k == "plugins") {
@@ -435,7 +463,7 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
             n.plugins.push_back(from_folder_of(source, *path));
           }
         } else {
-          throw std::string{"unknown key (cpu, cuda, memory_bytes, plugins, isolation, head)"};
+          throw std::string{"unknown key (cpu, cuda, memory_bytes, plugins, isolation, head, key)"};
         }
       } catch (const std::string& what) {
         throw config_error(source, line_of(value), path + "." + k, what);
@@ -480,6 +508,64 @@ std::string text_of(const toml::node& n) {
 
 /// [[triggers]]: name, topic, when = {kind, node, worker, detail}, action, submit = {kind,
 /// params, priority}. Errors name triggers[i].key.
+/// [[security.allow]] tables: role, name, key.
+void parse_allow(runtime_config& cfg, const toml::node& node, const std::string& source) {
+  auto* arr = node.as_array();
+  if (!arr || !arr->is_array_of_tables())
+    throw config_error(source, line_of(node), "security.allow",
+                       "expected [[security.allow]] tables (role, name, key)");
+  for (auto& entry : *arr) {
+    auto& t = *entry.as_table();
+    allowed_key a;
+    a.line = line_of(entry);
+    bool has_role = false;
+    for (auto& [key, value] : t) {
+      std::string k{key.str()};
+      try {
+        if (k == "role") {
+          a.role = choice<peer_role>(value, {{"node", peer_role::node},
+                                             {"client", peer_role::client},
+                                             {"subscriber", peer_role::subscriber},
+                                             {"admin", peer_role::admin}});
+          has_role = true;
+        } else if (k == "name") {
+          auto v = value.value<std::string>();
+          if (!v || v->empty() || v->size() > 64 ||
+              v->find_first_of(":/\n\r\t ") != std::string::npos)
+            throw std::string{"expected a name of 1-64 characters without ':', '/' or spaces"};
+          a.name = *v;
+        } else if (k == "key") {
+          auto v = value.value<std::string>();
+          if (!v || v->empty())
+            throw std::string{"expected a public key file (KEY.pub of troupe keygen) or the key"};
+          // 40 characters of Z85 that name no file: the key itself (checked when the head
+          // starts); else the path of a key file.
+          static const std::string z85 =
+              "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/"
+              "*?&<>()[]{}@%$#";
+          auto path = from_folder_of(source, *v);
+          std::error_code ec;
+          bool key_text = v->size() == 40 && v->find_first_not_of(z85) == std::string::npos &&
+                          !std::filesystem::exists(path, ec);
+          a.key = key_text ? *v : path;
+        } else {
+          throw std::string{"unknown key (role, name, key)"};
+        }
+      } catch (const std::string& what) {
+        throw config_error(source, line_of(value), "security.allow." + k, what);
+      }
+    }
+    if (!has_role || a.name.empty() || a.key.empty())
+      throw config_error(source, a.line, "security.allow", "each entry needs role, name and key");
+    for (auto& other : cfg.cluster.security.allow)
+      if (other.role == a.role && other.name == a.name)
+        throw config_error(
+            source, a.line, "security.allow.name",
+            std::string{"two "} + to_string(a.role) + " keys named '" + a.name + "'");
+    cfg.cluster.security.allow.push_back(std::move(a));
+  }
+}
+
 void parse_triggers(runtime_config& cfg, const toml::node& node, const std::string& source) {
   auto* arr = node.as_array();
   if (!arr || !arr->is_array_of_tables())
@@ -586,6 +672,18 @@ void parse_triggers(runtime_config& cfg, const toml::node& node, const std::stri
 }
 
 void check_cross_field(const runtime_config& c, const std::string& source) {
+  if (c.cluster.security.enabled()) {
+    for (auto& n : c.cluster.nodes)
+      if (n.key.empty())
+        throw config_error(source, n.line, "nodes." + n.name + ".key",
+                           "security.head_key is set: every node needs its key pair file "
+                           "(troupe keygen)");
+  }
+  for (auto& a : c.cluster.security.allow)
+    if (a.role == peer_role::node && !c.cluster.find(a.name))
+      throw config_error(
+          source, a.line, "security.allow.name",
+          "a node key for '" + a.name + "', which is not a [nodes.NAME] of this file");
   if (c.heartbeat_timeout <= c.heartbeat_interval)
     throw config_error(source, 0, "monitor.heartbeat_timeout_ms",
                        "must be greater than monitor.heartbeat_ms");
@@ -600,6 +698,20 @@ void check_cross_field(const runtime_config& c, const std::string& source) {
 }
 
 }  // namespace
+
+const char* to_string(peer_role r) noexcept {
+  switch (r) {
+    case peer_role::node:
+      return "node";
+    case peer_role::client:
+      return "client";
+    case peer_role::subscriber:
+      return "subscriber";
+    case peer_role::admin:
+      return "admin";
+  }
+  return "?";
+}
 
 runtime_config parse_config(std::string_view text, const std::string& source, runtime_config cfg) {
   toml::table root;
@@ -624,6 +736,10 @@ runtime_config parse_config(std::string_view text, const std::string& source, ru
                          table ? "unknown section" : "expected a [section] table");
     for (auto& [key, node] : *table) {
       std::string name{key.str()};
+      if (section == "security" && name == "allow") {
+        parse_allow(cfg, node, source);
+        continue;
+      }
       auto* def = find_key(section, name);
       if (!def && section == "cluster" && name == "max_frame_bytes")
         throw config_error(source, line_of(node), section + "." + name,

@@ -49,6 +49,8 @@ const char* to_string(errc code) noexcept {
       return "head_unreachable";
     case errc::result_lost:
       return "result_lost";
+    case errc::not_authorized:
+      return "not_authorized";
   }
   return "unknown_error";
 }

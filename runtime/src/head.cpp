@@ -1,7 +1,9 @@
 #include "troupe/head.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <limits>
+#include <optional>
 #include <unordered_set>
 
 #include "journal.hpp"
@@ -10,6 +12,7 @@
 #include "troupe/model/event_log.hpp"
 #include "troupe/model/frame_split.hpp"
 #include "troupe/transport/codec.hpp"
+#include "troupe/transport/curve.hpp"
 #include "troupe/transport/framer.hpp"
 #include "troupe/transport/socket_thread.hpp"
 
@@ -45,6 +48,11 @@ struct head::impl {
   wire::limits lim;
   wire::framer framer{"head"};
   zmq::context_t ctx{1};
+  /// With keys (security.head_key): admits connections by key before any socket binds, and
+  /// tags their messages "role:name" (docs/security.md).
+  std::unique_ptr<transport::zap_handler> zap;
+  bool secured = false;
+  std::string server_secret;  ///< the head's CURVE secret key; "" without keys
   std::unique_ptr<transport::socket_thread> sock;
   membership_actor membership;
   std::atomic<uint64_t> frames_in{0}, refused{0};
@@ -113,16 +121,24 @@ struct head::impl {
                                : task_id(std::max<uint64_t>(1, (incarnation / 1000000) << 20)));
     for (auto& t : resumed.tokens) remember_token(t.owner, t.token, std::move(t.ids));
     auto resumed_tasks = resume(resumed.open);
+    server_secret = start_security();
     transport::socket_options so;
     so.type = zmq::socket_type::router;
     so.endpoint = cfg.cluster.head_endpoint;
+    so.server_keys = {server_secret, "troupe"};
+    so.handshake_ms = int(cfg.cluster.security.handshake.count());
     so.bind = true;
     so.name = "troupe-head";
     so.max_outbound = cfg.cluster.max_outbound;
     // zmq itself drops (and disconnects) beyond twice our limit; up to it we answer with an error.
     so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
-    // A client that reconnects (same routing id) gets its results on the new connection.
-    so.router_handover = true;
+    // A client that reconnects (same routing id) gets its results on the new connection. With
+    // keys, a routing id in use is not handed to another connection (which could belong to
+    // another key): the newcomer is refused until the old connection closes, and ZMTP
+    // heartbeats close one whose peer vanished within seconds.
+    so.router_handover = !secured;
+    if (secured)
+      so.zmtp_heartbeat_ms = int(std::max<int64_t>(1000, cfg.cluster.heartbeat_interval.count()));
     so.tick = cfg.cluster.heartbeat_interval;  // restores held back for their kind
     // A node's connection found closed: a restarted node with its name takes over at once.
     so.on_unroutable = [this](const std::string& peer) {
@@ -156,6 +172,63 @@ struct head::impl {
           "head: no journal (cluster.journal = \"off\"): a restart loses "
           "what is in flight");
     sock->wake();  // the first round restores what can be
+  }
+
+  /// Keys configured: the ZAP handler with every allowed key, and the head's secret key for
+  /// its server sockets. None: checks the head binds loopback only (or insecure says so), and
+  /// returns "" (no CURVE).
+  std::string start_security() {
+    auto& sec = cfg.cluster.security;
+    if (!sec.enabled()) {
+      for (auto* ep : {&cfg.cluster.head_endpoint, &cfg.cluster.events_endpoint})
+        if (!ep->empty() && !local_only(*ep) && !sec.insecure)
+          throw config_error("cluster file", 0, "security.head_key",
+                             "the head would listen on " + *ep +
+                                 " without keys, open to anyone who reaches it: set "
+                                 "security.head_key (troupe keygen; docs/security.md), bind "
+                                 "loopback or ipc://, or set security.insecure = true");
+      troupe::logger().warn(
+          "head: unauthenticated (no security.head_key): anyone who reaches {} is trusted{}",
+          cfg.cluster.head_endpoint,
+          sec.insecure ? " (security.insecure = true)" : "; loopback only");
+      return {};
+    }
+    auto head_keys = transport::read_key_pair(sec.head_key);
+    std::unordered_map<std::string, transport::zap_peer> by_key;
+    auto allow = [&](const std::string& key_text, peer_role role, const std::string& name) {
+      auto key = transport::read_public_key(key_text);
+      transport::zap_peer peer{to_string(role), name};
+      auto [at, added] = by_key.emplace(key, peer);
+      if (!added && at->second.user_id() != peer.user_id())
+        throw config_error("cluster file", 0, "security.allow",
+                           "one key for two identities: " + at->second.user_id() + " and " +
+                               peer.user_id() + " (" + key_text + ")");
+    };
+    for (auto& n : cfg.cluster.nodes) allow(n.key + ".pub", peer_role::node, n.name);
+    for (auto& a : sec.allow) allow(a.key, a.role, a.name);
+    zap = std::make_unique<transport::zap_handler>(
+        ctx, std::move(by_key),
+        [](const std::string& domain, const transport::zap_peer& peer) {
+          if (domain == "troupe") return true;  // each message is then checked by role
+          if (domain == "troupe-events") return peer.role == "subscriber" || peer.role == "admin";
+          return false;
+        },
+        "head");
+    secured = true;
+    troupe::logger().info("head: CURVE on, {} key(s) allowed ({} node(s), {} other)",
+                          cfg.cluster.nodes.size() + sec.allow.size(), cfg.cluster.nodes.size(),
+                          sec.allow.size());
+    return head_keys.secret_key;
+  }
+
+  /// An endpoint only this machine can reach: loopback TCP, ipc:// or inproc://.
+  static bool local_only(const std::string& ep) {
+    if (ep.rfind("ipc://", 0) == 0 || ep.rfind("inproc://", 0) == 0) return true;
+    if (ep.rfind("tcp://", 0) != 0) return false;
+    auto colon = ep.rfind(':');
+    auto host =
+        ep.substr(6, colon == std::string::npos || colon < 6 ? std::string::npos : colon - 6);
+    return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]";
   }
 
   static uint64_t wall_clock_ns() {
@@ -348,6 +421,8 @@ struct head::impl {
     po.name = "troupe-pub";
     po.max_outbound = cfg.cluster.max_outbound;
     po.high_water_mark = int(cfg.cluster.event_high_water);
+    po.server_keys = {server_secret, "troupe-events"};
+    po.handshake_ms = int(cfg.cluster.security.handshake.count());
     try {
       pub = std::make_unique<transport::socket_thread>(ctx, po, [](transport::multipart&) {});
     } catch (...) {
@@ -406,10 +481,81 @@ struct head::impl {
     return s;
   }
 
+  /// Who sent a message. With keys, `user` is the "role:name" the ZAP handler gave its
+  /// connection, and tasks belong to `owner` = user + '\n' + routing id: results go to the
+  /// connection, ownership follows the key. Without keys both are the routing id.
+  struct caller {
+    std::string peer, user, owner;
+    std::string_view role() const { return std::string_view{user}.substr(0, user.find(':')); }
+    std::string_view name() const {
+      auto colon = user.find(':');
+      return colon == std::string::npos ? std::string_view{}
+                                        : std::string_view{user}.substr(colon + 1);
+    }
+  };
+
+  /// The routing id an owner's results go to.
+  std::string peer_of(const std::string& owner) const {
+    if (!secured) return owner;
+    auto nl = owner.find('\n');
+    return nl == std::string::npos ? owner : owner.substr(nl + 1);
+  }
+
+  /// Whether `c` may see or cancel a task of `owner`: always without keys; with keys, its own
+  /// tasks (same key), or any with an admin key.
+  bool may_touch(const caller& c, const std::string& owner) const {
+    if (!secured || c.role() == "admin") return true;
+    auto nl = owner.find('\n');
+    return nl != std::string::npos && std::string_view{owner}.substr(0, nl) == c.user;
+  }
+
+  /// Why this key may not send this message, or "" if it may. Node messages come only from the
+  /// key of the node they name; clients submit, cancel and fetch; subscribers replay and take
+  /// snapshots; an admin may do all but speak for a node.
+  std::string forbidden(const caller& c, wire::msg_type type, const std::string& node) const {
+    if (!secured) return {};
+    auto role = c.role();
+    auto no = [&] {
+      return "a " + std::string{role} + " key ('" + std::string{c.name()} + "') may not send '" +
+             wire::to_string(type) + "'";
+    };
+    switch (type) {
+      case wire::msg_type::hello:
+      case wire::msg_type::heartbeat:
+      case wire::msg_type::bye:
+      case wire::msg_type::results:
+      case wire::msg_type::worker_state:
+        if (role != "node") return no();
+        if (c.name() != node)
+          return "the key of node '" + std::string{c.name()} + "' may not speak for node '" + node +
+                 "'";
+        return {};
+      case wire::msg_type::submit:
+      case wire::msg_type::cancel:
+      case wire::msg_type::fetch:
+        return role == "client" || role == "admin" ? std::string{} : no();
+      case wire::msg_type::replay_request:
+      case wire::msg_type::snapshot_request:
+        return role == "subscriber" || role == "admin" ? std::string{} : no();
+      default:
+        return {};  // status, error: anyone let in
+    }
+  }
+
   void on_message(transport::multipart& m) {
     frames_in.fetch_add(1, std::memory_order_relaxed);
     if (m.empty()) return;
-    std::string peer(static_cast<const char*>(m[0].data()), m[0].size());
+    caller c;
+    c.peer.assign(static_cast<const char*>(m[0].data()), m[0].size());
+    const auto& peer = c.peer;
+    if (secured) {
+      c.user = transport::user_id_of(m.back());
+      // The ZAP handler let nobody in without a key: a message without one is a bug, not a peer.
+      if (c.user.empty()) return;
+      c.owner = c.user + '\n' + c.peer;
+    } else {
+      c.owner = c.peer;
+    }
     if (m.size() != 3)
       return refuse(peer, 0, wire::wire_errc::malformed,
                     "expected 2 frames (header, body), got " + std::to_string(m.size() - 1));
@@ -421,10 +567,13 @@ struct head::impl {
     }
     auto& body = m[2];
     try {
+      std::optional<wire::hello> hello;
+      if (h.type == wire::msg_type::hello) hello = decode<wire::hello>(body);
+      if (auto why = forbidden(c, h.type, hello ? hello->node : h.from); !why.empty())
+        return refuse(peer, h.id, wire::wire_errc::forbidden, why);
       switch (h.type) {
         case wire::msg_type::hello:
-          return caf::anon_send(membership,
-                                node_hello_msg{peer, h.epoch, h.id, decode<wire::hello>(body)});
+          return caf::anon_send(membership, node_hello_msg{peer, h.epoch, h.id, std::move(*hello)});
         case wire::msg_type::heartbeat:
           return caf::anon_send(membership, node_heartbeat_msg{peer, h.from, h.epoch, false,
                                                                decode<wire::heartbeat>(body)});
@@ -437,15 +586,11 @@ struct head::impl {
           return caf::anon_send(
               membership, node_worker_msg{peer, h.from, h.epoch, decode<wire::worker_state>(body)});
         case wire::msg_type::submit:
-          return on_submit(peer, h, body, decode<wire::submit>(body));
-        case wire::msg_type::cancel: {
-          auto ids = decode<wire::cancel>(body).ids;
-          cancel_held(ids);
-          for (auto id : ids) rt->cancel(id);
-          return caf::anon_send(membership, cancel_remote_msg{std::move(ids)});
-        }
+          return on_submit(c, h, body, decode<wire::submit>(body));
+        case wire::msg_type::cancel:
+          return on_cancel(c, h, decode<wire::cancel>(body).ids);
         case wire::msg_type::fetch:
-          return on_fetch(peer, h, decode<wire::fetch>(body));
+          return on_fetch(c, h, decode<wire::fetch>(body));
         case wire::msg_type::replay_request:
           return on_replay_request(peer, h, decode<wire::replay_request>(body).since);
         case wire::msg_type::snapshot_request:
@@ -505,18 +650,18 @@ struct head::impl {
   void send_to_owners(std::unordered_map<std::string, wire::result>& ready, bool record = true) {
     auto budget = cfg.max_payload_bytes;
     struct outgoing {
-      const std::string* peer;
+      const std::string* owner;
       zmq::message_t body;
       std::vector<task_id> ids;
     };
     std::vector<outgoing> out;
-    for (auto& [peer, res] : ready) {
+    for (auto& [owner, res] : ready) {
       size_t at = 0;
       while (at < res.tasks.size()) {
         auto end = frame_end(at, res.tasks.size(), results_per_frame, budget, [&](size_t i) {
           return output_bytes(res.tasks[i].output) + res.tasks[i].error.message.size();
         });
-        outgoing o{&peer, {}, {}};
+        outgoing o{&owner, {}, {}};
         for (size_t i = at; i < end; ++i) o.ids.push_back(res.tasks[i].id);
         if (at == 0 && end == res.tasks.size()) {
           o.body = wire::encode_message(res);
@@ -537,18 +682,55 @@ struct head::impl {
         std::vector<journal::batch> batches;
         batches.reserve(out.size());
         for (auto& o : out)
-          batches.push_back(
-              {{static_cast<const char*>(o.body.data()), o.body.size()}, std::move(o.ids)});
+          batches.push_back({{static_cast<const char*>(o.body.data()), o.body.size()},
+                             std::move(o.ids),
+                             *o.owner});
         jnl->finished(batches);
       });
-    for (auto& o : out)
-      sock->send(framer.make_encoded(o.peer, wire::msg_type::result, std::move(o.body)));
+    for (auto& o : out) {
+      auto peer = peer_of(*o.owner);
+      sock->send(framer.make_encoded(&peer, wire::msg_type::result, std::move(o.body)));
+    }
   }
 
-  void on_submit(const std::string& peer, const wire::header& h, const zmq::message_t& body,
+  /// Cancels the caller's tasks; with keys, ids of others' tasks (and of tasks not submitted
+  /// through the socket) are left alone and named in a forbidden error, unless it is an admin.
+  void on_cancel(const caller& c, const wire::header& h, std::vector<task_id> ids) {
+    if (secured && c.role() != "admin") {
+      std::vector<task_id> mine, others;
+      {
+        std::lock_guard<std::mutex> guard{results_mutex};
+        for (auto id : ids) {
+          auto i = open.find(id);
+          // A task that is over cannot be cancelled anyway: only open ones of others are named.
+          if (i == open.end() || may_touch(c, i->second.owner))
+            mine.push_back(id);
+          else
+            others.push_back(id);
+        }
+      }
+      if (!others.empty())
+        refuse(c.peer, h.id, wire::wire_errc::forbidden,
+               std::to_string(others.size()) + " task(s) of another key left alone (first " +
+                   std::to_string(others.front()) + ")");
+      ids = std::move(mine);
+      // Ids that are not open (finished, or never given out) may belong to anyone: the runtime
+      // is asked only for ids this caller owns.
+      std::lock_guard<std::mutex> guard{results_mutex};
+      ids.erase(std::remove_if(ids.begin(), ids.end(), [&](task_id id) { return !open.count(id); }),
+                ids.end());
+    }
+    cancel_held(ids);
+    for (auto id : ids) rt->cancel(id);
+    caf::anon_send(membership, cancel_remote_msg{std::move(ids)});
+  }
+
+  void on_submit(const caller& c, const wire::header& h, const zmq::message_t& body,
                  wire::submit&& msg) {
+    const auto& peer = c.peer;
+    const auto& owner = c.owner;
     if (msg.token) {
-      if (auto known = tokens.find(token_key(peer, msg.token)); known != tokens.end()) {
+      if (auto known = tokens.find(token_key(owner, msg.token)); known != tokens.end()) {
         // Sent again (its answer was lost, or an earlier incarnation took it): the same ids.
         sock->send(
             framer.make(&peer, wire::msg_type::submitted, wire::submitted{known->second}, h.id));
@@ -562,12 +744,12 @@ struct head::impl {
     for (size_t i = 0; i < n; ++i) ids[i] = first + i;
     {
       std::lock_guard<std::mutex> guard{results_mutex};
-      for (auto id : ids) open.emplace(id, open_task{peer});
+      for (auto id : ids) open.emplace(id, open_task{owner});
     }
     // Keys are the client's own: two clients may use the same key for different tasks.
     for (auto& spec : msg.tasks)
       if (!spec.idempotency_key.empty())
-        spec.idempotency_key = scoped_key(peer, spec.idempotency_key);
+        spec.idempotency_key = scoped_key(owner, spec.idempotency_key);
     auto received_unix_ms = int64_t(wall_clock_ns() / 1000000);
     auto handles = rt->impl_->submit_specs(
         std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &ids);
@@ -600,7 +782,7 @@ struct head::impl {
     // killed right now never answered, the client sends the submit again, and they run again.)
     journalled("accepted tasks", [&] {
       journal::frame f;
-      f.owner = peer;
+      f.owner = owner;
       f.token = msg.token;
       f.first_id = first;
       f.count = uint32_t(n);
@@ -609,10 +791,11 @@ struct head::impl {
       if (!no_record.empty()) f.reply = reply.ids;
       journal::batch rejected_batch;
       rejected_batch.body = {static_cast<const char*>(rejected_body.data()), rejected_body.size()};
+      rejected_batch.owner = owner;
       for (auto& r : rejected.tasks) rejected_batch.ids.push_back(r.id);
       jnl->accepted(f, rejected_batch, no_record, rt->impl_->admission->next_id());
     });
-    if (msg.token) remember_token(peer, msg.token, reply.ids);
+    if (msg.token) remember_token(owner, msg.token, reply.ids);
     sock->send(framer.make(&peer, wire::msg_type::submitted, reply, h.id));
     if (!rejected.tasks.empty())
       sock->send(framer.make_encoded(&peer, wire::msg_type::result, std::move(rejected_body)));
@@ -620,7 +803,9 @@ struct head::impl {
 
   /// Where a client's tasks are: results of finished ones are sent again (from the journal),
   /// running ones will send theirs to this connection, and unknown ones are named.
-  void on_fetch(const std::string& peer, const wire::header& h, wire::fetch&& f) {
+  void on_fetch(const caller& c, const wire::header& h, wire::fetch&& f) {
+    const auto& peer = c.peer;
+    size_t not_theirs = 0;
     send_results();  // what finished meanwhile is journalled and sent first
     wire::fetched reply;
     std::unordered_map<std::string, wire::result> found;
@@ -631,13 +816,18 @@ struct head::impl {
         std::lock_guard<std::mutex> guard{results_mutex};
         if (auto i = open.find(id); i != open.end()) {
           // Its result goes to its owner; another identity may fetch it once it is finished.
-          reply.pending.push_back(id);
+          // With keys, another key does not learn it exists.
+          if (may_touch(c, i->second.owner))
+            reply.pending.push_back(id);
+          else
+            reply.unknown.push_back(id), ++not_theirs;
           continue;
         }
       }
       std::optional<journal::stored_record> record;
       journalled("a fetch", [&] { record = jnl->record_of(id); });
-      if (!record) {
+      if (!record || !may_touch(c, record->owner)) {
+        if (record) ++not_theirs;
         reply.unknown.push_back(id);
         continue;
       }
@@ -651,7 +841,7 @@ struct head::impl {
           b = batches.emplace(record->batch, std::make_pair(std::move(r), std::move(at))).first;
         }
         auto& [r, at] = b->second;
-        auto& out = found[peer];
+        auto& out = found[c.owner];
         if (auto i = at.find(id); i != at.end()) {
           out.tasks.push_back(r.tasks[i->second]);
           out.latency_ms.push_back(i->second < r.latency_ms.size() ? r.latency_ms[i->second] : 0);
@@ -662,7 +852,10 @@ struct head::impl {
         reply.unknown.push_back(id);
       }
     }
-    if (!reply.unknown.empty()) {
+    if (not_theirs > 0)
+      troupe::logger().warn("head: {} asked for {} task(s) of other keys: answered unknown", c.user,
+                            not_theirs);
+    if (reply.unknown.size() > not_theirs) {
       // Worth a line: a client is about to end these result_lost.
       std::string some;
       for (size_t i = 0; i < reply.unknown.size() && i < 5; ++i)

@@ -109,16 +109,21 @@ void journal::open_file() {
   // killed; FULL also survives the machine losing power, at an fsync per commit.
   exec(opts_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   // The layout of the file: one this head did not write is refused, naming it.
-  constexpr int layout = 2;
+  constexpr int layout = 3;
   auto version = statement{*this, "PRAGMA user_version"}.scalar();
   auto tables =
       statement{*this, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"}.scalar();
+  if (tables > 0 && version == 2) {  // layout 3 added the owner of each batch
+    exec("ALTER TABLE batches ADD COLUMN owner BLOB NOT NULL DEFAULT x''");
+    exec("PRAGMA user_version = 3");
+    version = layout;
+  }
   if (tables > 0 && version != layout)
     throw journal_error("journal " + opts_.path +
                         ": written by another version of troupe (layout " +
                         std::to_string(version) + ", this one reads " + std::to_string(layout) +
                         "); move it away or set cluster.journal to another file");
-  exec("PRAGMA user_version = 2");
+  exec("PRAGMA user_version = 3");
   exec(
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
       // A submit frame; body NULL once none of its tasks is open.
@@ -128,13 +133,15 @@ void journal::open_file() {
       // A result message body, as sent, and the ids of the tasks it ends.
       "CREATE TABLE IF NOT EXISTS batches(batch INTEGER PRIMARY KEY, body BLOB NOT NULL,"
       " records INTEGER NOT NULL, at_ms INTEGER NOT NULL, ids BLOB NOT NULL,"
-      " max_id INTEGER NOT NULL);");
+      " max_id INTEGER NOT NULL, owner BLOB NOT NULL DEFAULT x'');");
   insert_frame_ = std::make_unique<statement>(
       *this,
       "INSERT OR REPLACE INTO frames(first_id, owner, token, count, open, received_ms, body,"
       " reply) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-  insert_batch_ = std::make_unique<statement>(
-      *this, "INSERT INTO batches(body, records, at_ms, ids, max_id) VALUES(?1, ?2, ?3, ?4, ?5)");
+  insert_batch_ =
+      std::make_unique<statement>(*this,
+                                  "INSERT INTO batches(body, records, at_ms, ids, max_id, owner)"
+                                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
   // The body is not needed once every task of the frame is over.
   set_open_ = std::make_unique<statement>(
       *this,
@@ -144,7 +151,8 @@ void journal::open_file() {
       *this,
       "INSERT INTO meta(key, value) VALUES('next_id', ?1)"
       " ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)");
-  find_record_ = std::make_unique<statement>(*this, "SELECT body FROM batches WHERE batch = ?1");
+  find_record_ =
+      std::make_unique<statement>(*this, "SELECT body, owner FROM batches WHERE batch = ?1");
 }
 
 journal::~journal() {
@@ -317,6 +325,7 @@ void journal::write_batch(const batch& b, int64_t now_ms) {
       .bind(3, now_ms)
       .bind(4, std::string_view{ids})
       .bind(5, int64_t(*std::max_element(b.ids.begin(), b.ids.end())))
+      .bind(6, std::string_view{b.owner})
       .run();
   auto batch_id = sqlite3_last_insert_rowid(db_);
   for (auto id : b.ids) {
@@ -428,7 +437,7 @@ std::optional<journal::stored_record> journal::record_of(task_id id) {
   if (w == where_.end()) return std::nullopt;
   find_record_->bind(1, w->second);
   if (!find_record_->row()) return std::nullopt;
-  stored_record r{w->second, find_record_->blob(0)};
+  stored_record r{w->second, find_record_->blob(0), find_record_->blob(1)};
   find_record_->done();
   return r;
 }

@@ -64,6 +64,9 @@ class journal {
   struct batch {
     std::string_view body;
     std::vector<task_id> ids;
+    /// Who the tasks belong to (the head's owner string: with keys, the client's key and
+    /// connection); a fetch of them by someone else is refused.
+    std::string_view owner;
   };
   /// A frame with unfinished tasks, as a new incarnation gets it back.
   struct open_frame {
@@ -113,6 +116,7 @@ class journal {
   struct stored_record {
     int64_t batch = 0;
     std::string body;
+    std::string owner;
   };
   std::optional<stored_record> record_of(task_id id);
 

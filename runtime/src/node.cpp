@@ -77,6 +77,17 @@ struct node::impl {
     so.max_outbound = c.cfg.cluster.max_outbound;
     so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
     so.linger_ms = 200;  // the bye on shutdown
+    if (auto& sec = c.cfg.cluster.security; sec.enabled()) {
+      // The node proves its key to the head; the head's public key proves the head.
+      auto* self_cfg = c.cfg.cluster.find(name);
+      so.client_keys.keys = transport::read_key_pair(self_cfg ? self_cfg->key : std::string{});
+      so.client_keys.server_key = transport::read_public_key(sec.head_key + ".pub");
+      so.handshake_ms = int(sec.handshake.count());
+      // A door that stays shut: exit naming why (troupe up backs off, then gives up).
+      so.on_handshake_failed = [this](const std::string& why) {
+        set_fatal("the head refused node " + name + ": " + why, true);
+      };
+    }
     sock = std::make_unique<transport::socket_thread>(
         ctx, so, [this](transport::multipart& m) { on_message(m); });
 

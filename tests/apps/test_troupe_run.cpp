@@ -1,5 +1,6 @@
 // Runs the `troupe` binary as a user would and checks what it reports.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -150,4 +151,32 @@ TEST(TroupeRun, TheReportGoesToStdoutAndLogLinesToStderr) {
   ASSERT_EQ(err.rc, 0) << err.output;
   EXPECT_NE(err.output.find("[troupe] [info]"), std::string::npos) << err.output;
   EXPECT_EQ(err.output.find("makespan"), std::string::npos) << err.output;
+}
+
+TEST(TroupeKeygen, WritesAPrivatePairAndItsPublicHalfAndNeverOverwrites) {
+  auto path = temp_path("key");
+  std::remove(path.c_str());
+  std::remove((path + ".pub").c_str());
+  auto r = run("keygen " + path);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  std::ifstream secret{path}, pub{path + ".pub"};
+  std::string secret_text((std::istreambuf_iterator<char>(secret)), {});
+  std::string pub_text((std::istreambuf_iterator<char>(pub)), {});
+  EXPECT_NE(secret_text.find("secret_key = \""), std::string::npos) << secret_text;
+  EXPECT_EQ(pub_text.find("secret_key"), std::string::npos) << pub_text;
+  // The public key it prints is the one in both files.
+  auto at = r.output.find("public key: ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  auto key = r.output.substr(at + 12, 40);
+  EXPECT_NE(pub_text.find(key), std::string::npos);
+  EXPECT_NE(secret_text.find(key), std::string::npos);
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // A second run would lose the first key: refused, and the file is unchanged.
+  auto again = run("keygen " + path);
+  EXPECT_NE(again.rc, 0);
+  EXPECT_NE(again.output.find("remove it first"), std::string::npos) << again.output;
+  std::ifstream after{path};
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(after)), {}), secret_text);
 }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "../support/processes.hpp"
+#include "cluster_fixture.hpp"
 #include "troupe/client.hpp"
 #include "troupe/kernels/builtins.hpp"
 #include "troupe/model/config.hpp"
@@ -31,12 +32,6 @@ using namespace troupe;
 using namespace std::chrono_literals;
 using namespace troupe::testing_support;
 
-std::string temp_dir() {
-  auto d = ::testing::TempDir() + "troupe_cluster_" + std::to_string(getpid());
-  mkdir(d.c_str(), 0700);
-  return d;
-}
-
 /// The checksum the gemm kernel computes for these parameters, computed here.
 double expected_gemm_checksum(int64_t size, int64_t seed) {
   static task_registry registry;
@@ -49,125 +44,6 @@ double expected_gemm_checksum(int64_t size, int64_t seed) {
   auto out = registry.find("gemm")->def.cpu(ctx);
   return out.values.get_double("checksum", NAN);
 }
-
-class Cluster : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = temp_dir();
-    endpoint_ = "ipc://" + dir_ + "/head.ipc";
-    config_ = dir_ + "/cluster.toml";
-    // A fresh cluster per test: no journal of an earlier test's head (cluster.journal, the
-    // default next to the file).
-    for (auto suffix : {"", "-wal", "-shm"})
-      std::remove((dir_ + "/cluster.journal" + suffix).c_str());
-    std::ofstream{config_} << "[cluster]\nhead = \"" << endpoint_ << "\"\n"
-                           << "heartbeat_ms = 100\nsuspect_after_ms = 2000\n"
-                           << "dead_after_ms = 5000\nrestart_delay_ms = 100\n"
-                           << "events = \"ipc://" << dir_ << "/events.ipc\"\n"
-                           << "event_ring = 1000\nevent_high_water = 1000\n"
-                           << nodes() << "[retry]\nmax = 5\n[log]\nlevel = \"" << log_level()
-                           << "\"\n";
-    log_ = dir_ + "/up.log";
-    up_ = fork();
-    ASSERT_GE(up_, 0);
-    if (up_ == 0) {
-      freopen(log_.c_str(), "w", stderr);
-      dup2(fileno(stderr), fileno(stdout));  // the processes' logs, and their output
-      execl(TROUPE_BINARY, "troupe", "up", "--config", config_.c_str(), nullptr);
-      _exit(127);
-    }
-    client_options co;
-    co.timeout = 20s;
-    client_ = std::make_unique<client>(endpoint_, co);
-    // Three processes start on a machine that may be busy: wait for the joins, bounded.
-    wire::status last;
-    bool answered = false;
-    ASSERT_TRUE(wait_for_status(
-        [&](const wire::status& s) {
-          answered = true;
-          if (s.nodes.empty()) return false;
-          for (auto& n : s.nodes)
-            if (n.state != "joined") return false;
-          return true;
-        },
-        &last, 60s))
-        << (answered ? "the head answered; nodes: " + describe_nodes(last)
-                     : std::string{"the head never answered a status request"})
-        << "\n"
-        << read_file(log_);
-  }
-
-  static std::string describe_nodes(const wire::status& s) {
-    std::string out;
-    for (auto& n : s.nodes)
-      out += n.name + " " + n.state + " (epoch " + std::to_string(n.epoch) + ", joins " +
-             std::to_string(n.joins) + ") ";
-    return out;
-  }
-
-  /// What the head says of its queue and workers, and the cluster's log: for failure messages.
-  std::string diagnosis() {
-    std::ostringstream o;
-    try {
-      auto s = client_->status();
-      o << "head: queued " << s.stats.queued << ", in flight " << s.stats.in_flight
-        << ", submitted " << s.stats.submitted << ", completed " << s.stats.completed << "\n";
-      for (auto& n : s.nodes)
-        o << "  node " << n.name << " " << n.state << " joins " << n.joins << "\n";
-      for (auto& w : s.stats.workers)
-        o << "  worker " << w.name << " " << w.state << " tasks " << w.tasks << " restarts "
-          << w.restarts << "\n";
-    } catch (const std::exception& e) {
-      o << "no status: " << e.what() << "\n";
-    }
-    return o.str() + read_file(log_);
-  }
-
-  // info: joins, losses and restarts are in the cluster's log when a test fails.
-  virtual std::string log_level() const { return "info"; }
-  /// The [nodes.*] tables of the cluster file.
-  virtual std::string nodes() const { return "[nodes.a]\ncpu = 2\n[nodes.b]\ncpu = 2\n"; }
-
-  void TearDown() override {
-    client_.reset();
-    if (up_ > 0) {
-      kill(up_, SIGTERM);
-      int status = 0;
-      waitpid(up_, &status, 0);
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file(log_);
-    }
-  }
-
-  /// Asks the head for its status until pred holds (each ask is a round trip), for at most
-  /// `limit`.
-  template <class Pred>
-  bool wait_for_status(Pred pred, wire::status* last = nullptr,
-                       std::chrono::seconds limit = std::chrono::seconds(20)) {
-    auto deadline = clock::now() + limit;
-    while (clock::now() < deadline) {
-      try {
-        auto s = client_->status();
-        if (last) *last = s;
-        if (pred(s)) return true;
-      } catch (const client_error&) {  // the head is not up yet: the status timed out
-      }
-    }
-    return false;
-  }
-
-  std::vector<task_spec> gemm_tasks(size_t n, int64_t first_seed) {
-    std::vector<task_spec> specs(n);
-    for (size_t i = 0; i < n; ++i) {
-      specs[i].kind = "gemm";
-      specs[i].params = {{"size", int64_t{24}}, {"seed", first_seed + int64_t(i)}};
-    }
-    return specs;
-  }
-
-  std::string dir_, endpoint_, config_, log_;
-  pid_t up_ = -1;
-  std::unique_ptr<client> client_;
-};
 
 TEST_F(Cluster, CppAndPythonClientsGetCorrectResults) {
   auto handles = client_->submit_batch(gemm_tasks(1000, 0));

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -244,4 +245,47 @@ TEST(ClusterConfig, IsolationIsProcessForANodeWithPluginsUnlessTheFileSaysOtherw
   EXPECT_FALSE(cfg.cluster.find("c")->isolated());
   EXPECT_TRUE(cfg.cluster.find("d")->isolated());
   EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\nisolation = \"vm\"\n").key(), "nodes.a.isolation");
+}
+
+TEST(SecurityConfig, KeysAndTheAllowlistAreReadWithPathsFromTheFilesFolder) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("troupe-security-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  auto file = (dir / "cluster.toml").string();
+  std::ofstream{file}
+      << ("[security]\nhead_key = \"keys/head\"\nhandshake_ms = 2000\n"
+          "[[security.allow]]\nrole = \"client\"\nname = \"alice\"\nkey = \"keys/alice.pub\"\n"
+          "[[security.allow]]\nrole = \"subscriber\"\nname = \"dash\"\n"
+          "key = \"Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID\"\n"
+          "[nodes.a]\ncpu = 1\nkey = \"keys/a\"\n");
+  auto cfg = load_config(file);
+  std::filesystem::remove_all(dir);
+  auto folder = dir.string() + "/";
+  auto& sec = cfg.cluster.security;
+  EXPECT_TRUE(sec.enabled());
+  EXPECT_EQ(sec.head_key, folder + "keys/head");
+  EXPECT_EQ(sec.handshake, std::chrono::milliseconds{2000});
+  ASSERT_EQ(sec.allow.size(), 2u);
+  EXPECT_EQ(sec.allow[0].role, peer_role::client);
+  EXPECT_EQ(sec.allow[0].key, folder + "keys/alice.pub");
+  EXPECT_EQ(sec.allow[1].key, "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID");  // a key as it is
+  EXPECT_EQ(cfg.cluster.nodes[0].key, folder + "keys/a");
+}
+
+TEST(SecurityConfig, MistakesNameTheKeyAndLine) {
+  auto e = error_of("[security]\nhead_key = \"h\"\n[nodes.a]\ncpu = 1\n");
+  EXPECT_EQ(e.key(), "nodes.a.key");  // with keys, every node needs one
+  e = error_of("[security]\n[[security.allow]]\nrole = \"root\"\nname = \"x\"\nkey = \"k\"\n");
+  EXPECT_EQ(e.key(), "security.allow.role");
+  EXPECT_EQ(e.line(), 3);
+  e = error_of("[[security.allow]]\nrole = \"client\"\nname = \"x\"\n");
+  EXPECT_EQ(e.key(), "security.allow");  // no key
+  e = error_of(
+      "[[security.allow]]\nrole = \"client\"\nname = \"x\"\nkey = \"k\"\n"
+      "[[security.allow]]\nrole = \"client\"\nname = \"x\"\nkey = \"j\"\n");
+  EXPECT_EQ(e.key(), "security.allow.name");
+  e = error_of("[[security.allow]]\nrole = \"node\"\nname = \"ghost\"\nkey = \"k\"\n");
+  EXPECT_EQ(e.key(), "security.allow.name");  // a node key for a node the file lacks
+  e = error_of("[security]\ninsecure = \"yes\"\n");
+  EXPECT_EQ(e.key(), "security.insecure");
 }

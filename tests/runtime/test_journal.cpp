@@ -58,8 +58,8 @@ std::optional<std::string> body_of(journal& j, task_id id) {
   return r ? std::optional<std::string>{r->body} : std::nullopt;
 }
 
-journal::batch records(std::vector<task_id> ids, std::string body) {
-  return {kept(std::move(body)), std::move(ids)};
+journal::batch records(std::vector<task_id> ids, std::string body, std::string owner = "client-a") {
+  return {kept(std::move(body)), std::move(ids), kept(std::move(owner))};
 }
 
 }  // namespace
@@ -221,4 +221,41 @@ TEST_F(JournalFile, AJournalOfAnotherLayoutIsRefusedNamingTheFile) {
     EXPECT_NE(what.find(path), std::string::npos) << what;
     EXPECT_NE(what.find("another version"), std::string::npos) << what;
   }
+}
+
+TEST_F(JournalFile, ARecordKeepsItsOwnerAcrossARestart) {
+  {
+    journal j{options()};
+    j.start(1);
+    j.accepted(submit_frame(1, 2, 0, "key-a\nconn-1"), {}, {}, 3);
+    j.finished({records({1}, "one", "key-a\nconn-1"), records({2}, "two", "key-b\nconn-2")});
+  }
+  journal j{options()};
+  j.start(1);
+  EXPECT_EQ(j.record_of(1)->owner, "key-a\nconn-1");
+  EXPECT_EQ(j.record_of(2)->owner, "key-b\nconn-2");
+}
+
+// Layout 2 (before batches had owners) is upgraded in place: its records read back, ownerless.
+TEST_F(JournalFile, AJournalOfTheLayoutBeforeIsUpgradedInPlace) {
+  {
+    journal j{options()};
+    j.start(1);
+    j.accepted(submit_frame(1, 1), {}, {}, 2);
+    j.finished({records({1}, "one")});
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  // What layout 2 wrote: the same tables, batches without the owner column.
+  for (auto sql :
+       {"CREATE TABLE b2 AS SELECT batch, body, records, at_ms, ids, max_id FROM batches",
+        "DROP TABLE batches", "ALTER TABLE b2 RENAME TO batches", "PRAGMA user_version = 2"})
+    ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql;
+  sqlite3_close(db);
+  journal j{options()};
+  auto s = j.start(1);
+  EXPECT_EQ(s.records, 1u);
+  ASSERT_TRUE(j.record_of(1));
+  EXPECT_EQ(j.record_of(1)->body, "one");
+  EXPECT_EQ(j.record_of(1)->owner, "");
 }

@@ -49,6 +49,10 @@ struct client::impl {
   std::unordered_map<task_id, task_result> unclaimed;  // results that beat their ids here
   std::atomic<uint64_t> error_count{0};
   std::atomic<uint64_t> duplicate_count{0};
+  /// Why the head refused this client's handshake (its key); "" while it has not. Under mutex;
+  /// `is_refused` lets the socket thread skip the lock on every message.
+  std::string refused;
+  std::atomic<bool> is_refused{false};
 
   /// With no submit waiting for ids, results kept for one are results nobody will claim (their
   /// submit was given up, or they came twice). Under mutex.
@@ -93,6 +97,8 @@ struct client::impl {
     so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
     so.routing_id = opts.identity;
     so.tick = std::max(std::chrono::milliseconds{10}, opts.resync_interval / 4);
+    so.client_keys = opts.curve;
+    so.on_handshake_failed = [this](const std::string& why) { on_refused(why); };
     try {
       sock = std::make_unique<transport::socket_thread>(
           ctx, so, [this](transport::multipart& m) { on_message(m); }, [this] { on_tick(); });
@@ -104,6 +110,35 @@ struct client::impl {
   ~impl() {
     sock.reset();
     ctx.close();
+  }
+
+  /// The head refused the handshake: what waits fails now, and so does every call until a
+  /// handshake succeeds (zmq keeps trying; a head restarted with this key in its allowlist
+  /// lets it in). On the socket thread.
+  void on_refused(const std::string& why) {
+    auto message = "the head refused this client: " + why +
+                   (opts.curve.enabled() ? std::string{}
+                                         : " (it wants a key: client_options::curve, or "
+                                           "--key and --head-key)");
+    std::vector<uint64_t> waiting;
+    std::vector<task_id> ids;
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      if (refused.empty()) troupe::logger().warn("client: {}", message);
+      refused = message;
+      is_refused.store(true);
+      for (auto& [corr, w] : submits) waiting.push_back(corr);
+      for (auto& [corr, w] : statuses) waiting.push_back(corr);
+      for (auto& [corr, w] : fetches) waiting.push_back(corr);
+      for (auto& [id, t] : live) ids.push_back(id);
+    }
+    for (auto corr : waiting) fail_waiter(corr, message);
+    for (auto id : ids) fail_live(id, errc::not_authorized, message);
+  }
+
+  /// Under mutex, before a call waits for the head: a refused client fails at once.
+  void check_not_refused() const {
+    if (!refused.empty()) throw client_error(refused);
   }
 
   void fail_waiter(uint64_t corr, const std::string& why) {
@@ -136,6 +171,11 @@ struct client::impl {
       error_count.fetch_add(1);
       troupe::logger().warn("client: a message of {} frames from the head, expected 2", m.size());
       return;
+    }
+    if (is_refused.load(std::memory_order_relaxed)) {  // a handshake went through since
+      std::lock_guard<std::mutex> guard{mutex};
+      refused.clear();
+      is_refused.store(false);
     }
     wire::header h;
     try {
@@ -356,6 +396,7 @@ std::vector<task_handle> client::submit_frame(std::vector<task_spec> specs,
   w->sent = impl::steady::now();
   {
     std::lock_guard<std::mutex> guard{impl_->mutex};
+    impl_->check_not_refused();
     impl_->submits.emplace(id, w);
   }
   if (!impl_->sock->send(std::move(frames))) {
@@ -424,6 +465,7 @@ wire::status client::status() {
   auto id = impl_->framer.reserve_id();
   {
     std::lock_guard<std::mutex> guard{impl_->mutex};
+    impl_->check_not_refused();
     impl_->statuses.emplace(id, p);
   }
   impl_->sock->send(
@@ -443,6 +485,7 @@ fetch_reply client::fetch(const std::vector<task_id>& ids) {
   auto id = impl_->framer.reserve_id();
   {
     std::lock_guard<std::mutex> guard{impl_->mutex};
+    impl_->check_not_refused();
     impl_->fetches.emplace(id, w);
   }
   impl_->sock->send(impl_->framer.make_with_id(id, wire::msg_type::fetch, wire::fetch{ids}));

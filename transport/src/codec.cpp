@@ -94,6 +94,8 @@ const char* to_string(wire_errc e) noexcept {
       return "unexpected";
     case wire_errc::name_taken:
       return "name_taken";
+    case wire_errc::forbidden:
+      return "forbidden";
   }
   return "?";
 }
@@ -467,7 +469,7 @@ struct enum_names<device_class> {
 };
 template <>
 struct enum_names<errc> {
-  static constexpr auto last = errc::result_lost;
+  static constexpr auto last = errc::not_authorized;
   static void unknown(const where& p, const std::string& name) {
     refuse(wire_errc::malformed, p.str() + ": unknown error code '" + name + "'");
   }
@@ -481,7 +483,7 @@ struct enum_names<outcome> {
 };
 template <>
 struct enum_names<wire_errc> {
-  static constexpr auto last = wire_errc::name_taken;
+  static constexpr auto last = wire_errc::forbidden;
   static void unknown(const where& p, const std::string& name) {
     refuse(wire_errc::malformed, p.str() + ": unknown code '" + name + "'");
   }

@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <future>
 
 #include "troupe/model/log.hpp"
@@ -124,10 +125,81 @@ void socket_thread::drain_outbound(zmq::socket_t& sock, std::deque<multipart>& b
   }
 }
 
+void socket_thread::set_curve(zmq::socket_t& sock) {
+  if (opts_.server_keys.enabled()) {
+    sock.set(zmq::sockopt::curve_server, true);
+    sock.set(zmq::sockopt::curve_secretkey, opts_.server_keys.secret_key);
+    sock.set(zmq::sockopt::zap_domain, opts_.server_keys.zap_domain);
+    // ZMQ_ZAP_ENFORCE_DOMAIN (a draft option in libzmq 4.3, accepted by Debian's build): with
+    // no ZAP handler answering, refuse rather than admit. Our handler also refuses any domain
+    // it does not know, so the check holds where the option is not available.
+    constexpr int zap_enforce_domain = 93;
+    int on = 1;
+    zmq_setsockopt(sock.handle(), zap_enforce_domain, &on, sizeof on);
+  } else {
+    use_keys(sock, opts_.client_keys);
+  }
+}
+
+std::unique_ptr<zmq::socket_t> socket_thread::watch_handshakes(zmq::context_t& ctx,
+                                                               zmq::socket_t& sock) {
+  static std::atomic<uint64_t> next{0};
+  auto endpoint = "inproc://troupe-handshakes-" + std::to_string(next.fetch_add(1));
+  if (zmq_socket_monitor(sock.handle(), endpoint.c_str(),
+                         ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0)
+    throw zmq::error_t();
+  auto pair = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+  pair->connect(endpoint);
+  return pair;
+}
+
+void socket_thread::read_handshake_events(zmq::socket_t& monitor) {
+  for (;;) {
+    multipart ev;
+    try {
+      if (!zmq::recv_multipart(monitor, std::back_inserter(ev), zmq::recv_flags::dontwait)) return;
+    } catch (const zmq::error_t&) {
+      return;
+    }
+    if (ev.size() < 2 || ev[0].size() < 6) continue;
+    uint16_t event;
+    uint32_t value;
+    std::memcpy(&event, ev[0].data(), sizeof event);
+    std::memcpy(&value, static_cast<const char*>(ev[0].data()) + 2, sizeof value);
+    std::string peer(static_cast<const char*>(ev[1].data()), ev[1].size());
+    std::string why;
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      broken_handshakes_ = 0;
+      continue;
+    }
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+      why = peer + " refused this connection's key (ZAP status " + std::to_string(value) + ")";
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+               value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+      why = peer + " uses another security mechanism (one side has CURVE keys, the other not)";
+    } else if (++broken_handshakes_ < broken_handshakes_before_refusal) {
+      // The peer closed the connection mid-handshake: a process that died right then, or one
+      // that will not talk to us. Only a run of them says the latter.
+      continue;
+    } else {
+      why =
+          peer + " broke off the handshake " + std::to_string(broken_handshakes_) +
+          " times in a row (" +
+          (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error " + std::to_string(value)
+                                                        : std::string{zmq_strerror(int(value))}) +
+          (opts_.client_keys.enabled() ? "): does it know this key, and is this its public key?"
+                                       : "): it may want CURVE keys this side has not");
+    }
+    opts_.on_handshake_failed(why);
+  }
+}
+
 void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
   std::string short_name = opts_.name.substr(0, 15);
   pthread_setname_np(pthread_self(), short_name.c_str());
-  std::unique_ptr<zmq::socket_t> sock;
+  std::unique_ptr<zmq::socket_t> sock, monitor;
   try {
     sock = std::make_unique<zmq::socket_t>(ctx, opts_.type);
     sock->set(zmq::sockopt::linger, opts_.linger_ms);
@@ -138,6 +210,13 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
     if (opts_.type == zmq::socket_type::router) sock->set(zmq::sockopt::router_mandatory, 1);
     if (opts_.router_handover) sock->set(zmq::sockopt::router_handover, 1);
     if (!opts_.routing_id.empty()) sock->set(zmq::sockopt::routing_id, opts_.routing_id);
+    sock->set(zmq::sockopt::handshake_ivl, opts_.handshake_ms);
+    if (opts_.zmtp_heartbeat_ms > 0) {
+      sock->set(zmq::sockopt::heartbeat_ivl, opts_.zmtp_heartbeat_ms);
+      sock->set(zmq::sockopt::heartbeat_timeout, 3 * opts_.zmtp_heartbeat_ms);
+    }
+    set_curve(*sock);
+    if (opts_.on_handshake_failed) monitor = watch_handshakes(ctx, *sock);
     if (opts_.bind)
       sock->bind(opts_.endpoint);
     else
@@ -155,9 +234,11 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
   while (!stopping_.load(std::memory_order_acquire)) {
     short events = receives ? ZMQ_POLLIN : 0;
     if (!backlog.empty()) events |= ZMQ_POLLOUT;
-    zmq::pollitem_t items[] = {{sock->handle(), 0, events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {{sock->handle(), 0, events, 0},
+                               {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                               {monitor ? monitor->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 2, opts_.tick);
+      zmq::poll(items, monitor ? 3 : 2, opts_.tick);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       troupe::logger().error("{}: poll failed: {}", opts_.name, e.what());
@@ -175,6 +256,7 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
           backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
     }
     if (stopping_.load(std::memory_order_acquire)) break;
+    if (monitor && (items[2].revents & ZMQ_POLLIN)) read_handshake_events(*monitor);
     if (before_send_) take_gathered(backlog);
     drain_outbound(*sock, backlog);
     backlog_size_.store(backlog.size(), std::memory_order_relaxed);
@@ -212,6 +294,10 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
       backlog.push_back(std::move(outbound_.front())), outbound_.pop_front();
   }
   if (opts_.linger_ms > 0) drain_outbound(*sock, backlog);
+  if (monitor) {
+    zmq_socket_monitor(sock->handle(), nullptr, 0);
+    monitor->close();
+  }
   sock->close();
 }
 

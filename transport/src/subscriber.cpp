@@ -53,6 +53,7 @@ struct subscriber::impl {
     client_options co;
     co.name = "troupe-subscriber";
     co.timeout = opts.timeout;
+    co.curve = opts.curve;
     client c{head, co};
     events_endpoint = c.status().events_endpoint;
     if (events_endpoint.empty())
@@ -222,12 +223,19 @@ struct subscriber::impl {
 
   void run() {
     zmq::socket_t sub{ctx, zmq::socket_type::sub}, dealer{ctx, zmq::socket_type::dealer};
-    sub.set(zmq::sockopt::linger, 0);
+    // Bounded like every socket: no frame over the largest an event or reply can be (a peer
+    // that sends one is disconnected), and no handshake that hangs.
+    for (auto* s : {&sub, &dealer}) {
+      s->set(zmq::sockopt::linger, 0);
+      s->set(zmq::sockopt::maxmsgsize, int64_t(lim.max_frame_bytes) * 2);
+      s->set(zmq::sockopt::handshake_ivl, opts.handshake_ms);
+      transport::use_keys(*s, opts.curve);
+    }
     sub.set(zmq::sockopt::rcvhwm, opts.receive_high_water);
     // The whole stream: gaps can only be seen in it. The prefix filters here, not at the head.
     sub.set(zmq::sockopt::subscribe, "");
     sub.connect(events_endpoint);
-    dealer.set(zmq::sockopt::linger, 0);
+    dealer.set(zmq::sockopt::rcvhwm, 1000);  // answers to its own few questions
     dealer.connect(head_endpoint);
     ask_snapshot(dealer);  // joining late is normal: start from current state
     while (!stopping) {

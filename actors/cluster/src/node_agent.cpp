@@ -329,7 +329,7 @@ node_agent_actor::behavior_type node_agent_impl(
         troupe::logger().warn("node {}: the head refused a message: {}: {}", st.node,
                               wire::to_string(e.code), e.message);
         if (e.code == wire::wire_errc::unknown_node || e.code == wire::wire_errc::layout_mismatch ||
-            e.code == wire::wire_errc::name_taken) {
+            e.code == wire::wire_errc::name_taken || e.code == wire::wire_errc::forbidden) {
           if (st.fatal) st.fatal(e.message);
         } else if (e.code == wire::wire_errc::stale_epoch ||
                    e.code == wire::wire_errc::not_joined) {

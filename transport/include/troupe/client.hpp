@@ -15,6 +15,7 @@
 
 #include "troupe/model/completion.hpp"
 #include "troupe/model/task.hpp"
+#include "troupe/transport/curve.hpp"
 #include "troupe/transport/wire.hpp"
 
 namespace troupe {
@@ -47,6 +48,10 @@ struct client_options {
   /// Nothing heard from the head for this long while tasks are outstanding: their handles end
   /// failed with errc::head_unreachable. A head that answers fetches is never given up on.
   std::chrono::milliseconds head_timeout{60000};
+  /// A head with keys (security.head_key): this client's key pair (transport::read_key_pair)
+  /// and the head's public key (transport::read_public_key of HEAD_KEY.pub). A head that
+  /// refuses the key ends every handle with errc::not_authorized and fails calls at once.
+  transport::curve_client curve;
 };
 
 /// What a head says of some tasks (client::fetch).

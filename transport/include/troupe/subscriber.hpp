@@ -15,6 +15,7 @@
 
 #include "troupe/model/event_log.hpp"
 #include "troupe/model/events.hpp"
+#include "troupe/transport/curve.hpp"
 
 namespace troupe {
 
@@ -31,6 +32,9 @@ struct subscriber_options {
   /// Called when events come from a new incarnation of the head (it restarted; its sequence
   /// starts again), before the snapshot the subscriber then takes.
   std::function<void(uint64_t previous, uint64_t now)> on_new_incarnation;
+  /// A head with keys: a subscriber (or admin) key pair and the head's public key.
+  transport::curve_client curve;
+  int handshake_ms = 5000;  ///< a connection completes its handshake in this (zmq drops it)
 };
 
 struct subscriber_counters {

@@ -36,8 +36,34 @@ struct node_config {
   /// Where this node reaches the head, when not at cluster.head: through a proxy, a NAT or
   /// another interface of the head's machine. Empty: cluster.head.
   std::string head_endpoint;
+  /// The node's key pair file (`troupe keygen`; docs/security.md): the node reads it, the head
+  /// lets KEY.pub in as this node. Required when security.head_key is set.
+  std::string key;
   bool isolated() const { return process_isolation.value_or(!plugins.empty()); }
   int line = 0;  ///< where the file declares it (for errors)
+};
+
+/// Who a key belongs to, and so what its connections may do (docs/security.md).
+enum class peer_role : uint8_t { node, client, subscriber, admin };
+const char* to_string(peer_role r) noexcept;
+
+/// One [[security.allow]] entry: a public key let in under a role.
+struct allowed_key {
+  peer_role role = peer_role::client;
+  std::string name;  ///< who it is, for logs and ownership (unique per role)
+  std::string key;   ///< a public key file (relative to the config's folder) or the Z85 key
+  int line = 0;
+};
+
+/// [security]: CURVE on every socket of the cluster, peers admitted by key.
+struct security_config {
+  /// The head's key pair file: the head reads it, every other process reads head_key + ".pub".
+  /// Empty: no CURVE, and the head binds loopback or ipc:// only unless insecure is set.
+  std::string head_key;
+  bool insecure = false;                      ///< allow binding a routable address without keys
+  std::chrono::milliseconds handshake{5000};  ///< a connection completes its handshake in this
+  std::vector<allowed_key> allow;
+  bool enabled() const { return !head_key.empty(); }
 };
 
 /// The [cluster] section and the [nodes.*] tables: processes, endpoints, membership timing.
@@ -61,6 +87,7 @@ struct cluster_config {
   uint64_t journal_keep_results = 100000;   ///< finished tasks kept for fetches (newest)
   std::chrono::seconds journal_keep{3600};  ///< and for at most this long
   bool journal_full_sync = false;           ///< journal_sync = "full": fsync each commit
+  security_config security;
   std::vector<node_config> nodes;
   const node_config* find(const std::string& name) const {
     for (auto& n : nodes)

@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,8 @@
 #include <vector>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
+
+#include "troupe/transport/curve.hpp"
 
 namespace troupe::transport {
 
@@ -46,6 +49,20 @@ struct socket_options {
   /// ROUTER: called on the socket's thread with the routing id of a peer a message could not
   /// go to because its connection is gone (the message is dropped and counted as unroutable).
   std::function<void(const std::string& peer)> on_unroutable;
+  /// CURVE (docs/security.md): a server socket (bind) authenticates peers through the
+  /// context's zap_handler; a client socket (connect) proves its key to a server it knows.
+  curve_server server_keys;
+  curve_client client_keys;
+  /// The longest a connection may take to complete its handshake (CURVE included) before zmq
+  /// drops it: a peer that connects and says nothing holds a socket no longer than this.
+  int handshake_ms = 5000;
+  /// > 0: ZMTP heartbeats on every connection this often; one silent for three of them is
+  /// closed (a peer whose machine vanished does not hold its routing id forever).
+  int zmtp_heartbeat_ms = 0;
+  /// Called on the socket's thread when a handshake with a peer fails: refused by its ZAP
+  /// handler, a key mismatch, a mechanism mismatch (one side without CURVE). Client sockets
+  /// use it to fail fast instead of retrying a door that stays shut.
+  std::function<void(const std::string& why)> on_handshake_failed;
   int linger_ms = 0;            ///< > 0: stop() flushes what is queued, waiting this long
   std::string name = "socket";  ///< for logs and the thread name
 };
@@ -85,6 +102,9 @@ class socket_thread {
   void run(zmq::context_t& ctx, std::promise<std::string>* ready);
   void drain_outbound(zmq::socket_t& sock, std::deque<multipart>& backlog);
   void take_gathered(std::deque<multipart>& backlog);
+  void set_curve(zmq::socket_t& sock);
+  std::unique_ptr<zmq::socket_t> watch_handshakes(zmq::context_t& ctx, zmq::socket_t& sock);
+  void read_handshake_events(zmq::socket_t& monitor);
 
   socket_options opts_;
   handler on_message_;
@@ -96,6 +116,9 @@ class socket_thread {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> dropped_{0}, unroutable_{0};
   std::atomic<size_t> backlog_size_{0};
+  /// Handshakes the peer closed since the last one that succeeded (socket thread only).
+  int broken_handshakes_ = 0;
+  static constexpr int broken_handshakes_before_refusal = 3;
   std::string bound_;
   std::thread thread_;
 };

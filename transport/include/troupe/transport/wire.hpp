@@ -224,6 +224,7 @@ enum class wire_errc : uint8_t {
   overloaded,       ///< a bounded queue on the way is full
   unexpected,       ///< a valid message this peer does not take (a client sending assign)
   name_taken,       ///< hello for a node that is alive on another connection
+  forbidden,        ///< the peer's key may not do this (docs/security.md)
 };
 const char* to_string(wire_errc e) noexcept;
 
