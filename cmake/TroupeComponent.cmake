@@ -46,6 +46,16 @@ function(troupe_test name)
     RUN_SERIAL ${serial} DISCOVERY_TIMEOUT 60)
 endfunction()
 
+# troupe_fuzz_target(NAME SOURCES ... DEPS ...): a libFuzzer binary of a TROUPE_FUZZ build, its
+# seed corpus in tests/fuzz/corpus/NAME (./dev fuzz runs it).
+function(troupe_fuzz_target name)
+  cmake_parse_arguments(arg "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${arg_SOURCES})
+  target_compile_options(${name} PRIVATE ${TROUPE_WARNINGS} -fsanitize=fuzzer)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  target_link_libraries(${name} PRIVATE ${arg_DEPS})
+endfunction()
+
 # troupe_add_cuda_module(TARGET): a program that may start GPU workers gets the CUDA module built
 # beside it (it is loaded at run time, so nothing links it).
 function(troupe_add_cuda_module target)

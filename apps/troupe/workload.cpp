@@ -1,9 +1,11 @@
 #include "troupe/workload.hpp"
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <stdexcept>
+#include <type_traits>
 
 namespace troupe::cli {
 
@@ -67,7 +69,7 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // syntax, or a number out of range
       throw std::runtime_error(where + ": not valid JSON: " + e.what());
     }
     if (!j.is_object()) throw std::runtime_error(where + ": expected a JSON object");
@@ -81,11 +83,38 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
     auto field = [&](const char* name, auto fallback) {
       using T = decltype(fallback);
       if (!j.contains(name)) return fallback;
-      try {
-        return j.at(name).get<T>();
-      } catch (const nlohmann::json::exception&) {
-        throw std::runtime_error(where + ": field '" + name + "' has the wrong type");
+      auto& v = j.at(name);
+      if constexpr (std::is_integral_v<T>) {
+        // An integer field takes an integer in T's range: not 1.9 (truncated), not 1e300.
+        if (!v.is_number_integer())
+          throw std::runtime_error(where + ": field '" + name + "' must be an integer");
+        bool fits = v.is_number_unsigned()
+                        ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
+                        : v.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
+                              (v.get<int64_t>() < 0 || uint64_t(v.get<int64_t>()) <=
+                                                           uint64_t(std::numeric_limits<T>::max()));
+        if (!fits)
+          throw std::runtime_error(where + ": field '" + name + "' is out of range [" +
+                                   std::to_string(std::numeric_limits<T>::min()) + ", " +
+                                   std::to_string(std::numeric_limits<T>::max()) + "]");
+        return T(v.is_number_unsigned() ? T(v.get<uint64_t>()) : T(v.get<int64_t>()));
+      } else {
+        try {
+          return v.get<T>();
+        } catch (const nlohmann::json::exception&) {
+          throw std::runtime_error(where + ": field '" + name + "' has the wrong type");
+        }
       }
+    };
+    // Durations in milliseconds: at most a year (the wire takes +-2^40 ms; a larger one would
+    // overflow the clock's nanoseconds).
+    auto millis = [&](const char* name) {
+      auto ms = field(name, int64_t{0});
+      constexpr int64_t year_ms = int64_t(365) * 86400 * 1000;
+      if (ms < 0 || ms > year_ms)
+        throw std::runtime_error(where + ": field '" + name + "' must be in [0, " +
+                                 std::to_string(year_ms) + "] ms");
+      return std::chrono::milliseconds(ms);
     };
     task_spec s;
     s.kind = field("kind", std::string{});
@@ -97,11 +126,9 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
         s.params.set(k, to_param(v, where + ": params." + k));
     }
     s.priority = field("priority", int32_t{0});
-    if (j.contains("deadline_ms"))
-      s.deadline = clock::now() + std::chrono::milliseconds(field("deadline_ms", int64_t{0}));
+    if (j.contains("deadline_ms")) s.deadline = clock::now() + millis("deadline_ms");
     if (j.contains("max_retries")) s.max_retries = field("max_retries", uint32_t{0});
-    if (j.contains("retry_backoff_ms"))
-      s.retry_backoff = std::chrono::milliseconds(field("retry_backoff_ms", int64_t{0}));
+    if (j.contains("retry_backoff_ms")) s.retry_backoff = millis("retry_backoff_ms");
     if (j.contains("timeout_ms"))
       s.timeout = std::chrono::milliseconds(field("timeout_ms", uint32_t{0}));
     s.needs.cpu_slots = field("cpu_slots", uint32_t{1});

@@ -88,8 +88,9 @@ std::string cuda_text(const runtime_config& c) {
 }
 
 int64_t int_in(const toml::node& n, int64_t lo, int64_t hi) {
-  auto v = n.value<int64_t>();
-  if (!v || n.is_floating_point() || n.is_boolean()) throw std::string{"expected an integer"};
+  // Only an integer: toml++ converting a float out of int64's range is undefined behaviour.
+  if (!n.is_integer()) throw std::string{"expected an integer"};
+  auto v = std::optional<int64_t>{n.as_integer()->get()};
   if (*v < lo || *v > hi)
     throw "expected a value in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
         std::to_string(*v);

@@ -568,6 +568,9 @@ struct head::impl {
     auto& body = m[2];
     try {
       std::optional<wire::hello> hello;
+      // Only a node key's hello is worth decoding (a body costs many times its size).
+      if (h.type == wire::msg_type::hello && secured && c.role() != "node")
+        return refuse(peer, h.id, wire::wire_errc::forbidden, forbidden(c, h.type, h.from));
       if (h.type == wire::msg_type::hello) hello = decode<wire::hello>(body);
       if (auto why = forbidden(c, h.type, hello ? hello->node : h.from); !why.empty())
         return refuse(peer, h.id, wire::wire_errc::forbidden, why);

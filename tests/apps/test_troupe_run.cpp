@@ -92,6 +92,24 @@ TEST(TroupeRun, WorkloadFileRunsAndBadLinesAreNamed) {
   EXPECT_NE(r.output.find(wl + ":2: unknown field 'prio'"), std::string::npos) << r.output;
 }
 
+// Numbers the fuzzer found (tests/fuzz): each is named with its line, none is undefined behaviour.
+TEST(TroupeRun, OutOfRangeNumbersInAWorkloadAreNamedWithTheirLine) {
+  auto wl = temp_path("numbers.jsonl");
+  for (auto [line, expected] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"{\"kind\": \"noop\", \"priority\": 1e400}", ":1: not valid JSON"},
+           {"{\"kind\": \"noop\", \"priority\": 1e300}", ":1: field 'priority' must be an integer"},
+           {"{\"kind\": \"noop\", \"priority\": 1.9}", ":1: field 'priority' must be an integer"},
+           {"{\"kind\": \"noop\", \"priority\": 3000000000}",
+            ":1: field 'priority' is out of range"},
+           {"{\"kind\": \"noop\", \"deadline_ms\": 9223372036854775807}",
+            ":1: field 'deadline_ms' must be in [0, "}}) {
+    write(wl, std::string{line} + "\n");
+    auto r = run("run --quiet --workload " + wl);
+    EXPECT_EQ(r.rc, 2) << line << "\n" << r.output;
+    EXPECT_NE(r.output.find(wl + expected), std::string::npos) << line << "\n" << r.output;
+  }
+}
+
 TEST(TroupeRun, BadConfigNamesFileLineAndKey) {
   auto cfg = temp_path("bad.toml");
   write(cfg, "[queue]\nbound = 10\norder = \"random\"\n");

@@ -285,7 +285,9 @@ TEST(SecurityConfig, MistakesNameTheKeyAndLine) {
       "[[security.allow]]\nrole = \"client\"\nname = \"x\"\nkey = \"j\"\n");
   EXPECT_EQ(e.key(), "security.allow.name");
   e = error_of("[[security.allow]]\nrole = \"node\"\nname = \"ghost\"\nkey = \"k\"\n");
-  EXPECT_EQ(e.key(), "security.allow.name");  // a node key for a node the file lacks
+  EXPECT_EQ(e.key(), "security.allow.name");             // a node key for a node the file lacks
+  e = error_of("[limits]\nmax_payload_bytes = 2e48\n");  // a float where an integer goes
+  EXPECT_EQ(e.key(), "limits.max_payload_bytes");
   e = error_of("[security]\ninsecure = \"yes\"\n");
   EXPECT_EQ(e.key(), "security.insecure");
 }
