@@ -287,6 +287,16 @@ const std::vector<key_def>& keys() {
       {"cluster", "max_tasks_per_submit",
        [](auto& c, auto& n) { c.cluster.max_tasks_per_submit = uint32_t(int_in(n, 1, 1 << 20)); },
        [](const runtime_config& c) { return text(c.cluster.max_tasks_per_submit); }},
+      {"cluster", "client_max_in_flight",
+       [](auto& c, auto& n) {
+         c.cluster.client_max_in_flight = uint64_t(int_in(n, 0, 1'000'000'000));
+       },
+       [](const runtime_config& c) { return text(c.cluster.client_max_in_flight); }},
+      {"cluster", "client_submit_rate",
+       [](auto& c, auto& n) {
+         c.cluster.client_submit_rate = uint64_t(int_in(n, 0, 1'000'000'000));
+       },
+       [](const runtime_config& c) { return text(c.cluster.client_submit_rate); }},
       {"cluster", "max_outbound",
        [](auto& c, auto& n) { c.cluster.max_outbound = uint32_t(int_in(n, 16, 1 << 24)); },
        [](const runtime_config& c) { return text(c.cluster.max_outbound); }},

@@ -76,6 +76,36 @@ struct head::impl {
     bool ended = false;  ///< its result waits in results_pending
   };
   std::unordered_map<task_id, open_task> open;
+  /// Per client (its key with keys, its connection without): its open tasks (under
+  /// results_mutex) and a token bucket of submits (socket thread), bounded by
+  /// cluster.client_max_in_flight and cluster.client_submit_rate.
+  struct client_account {
+    size_t open = 0;
+    double tokens = 0;
+    std::chrono::steady_clock::time_point refilled{};
+    bool started = false;
+  };
+  std::unordered_map<std::string, client_account> accounts;
+
+  /// Who a task's owner is, for the per-client bounds.
+  std::string client_of(const std::string& owner) const {
+    if (!secured) return owner;
+    return owner.substr(0, owner.find('\n'));
+  }
+  /// Under results_mutex: a task opened or closed for its owner's account.
+  void opened(task_id id, const std::string& owner) {
+    if (open.emplace(id, open_task{owner}).second) ++accounts[client_of(owner)].open;
+  }
+  void closed(task_id id) {
+    auto i = open.find(id);
+    if (i == open.end()) return;
+    auto a = accounts.find(client_of(i->second.owner));
+    // An account with nothing open and a full bucket holds nothing worth keeping.
+    if (a != accounts.end() && a->second.open > 0 && --a->second.open == 0 &&
+        !cfg.cluster.client_submit_rate)
+      accounts.erase(a);
+    open.erase(i);
+  }
   static constexpr size_t results_per_frame = 1024;
   std::mutex stop_mutex;
   bool stopped = false;
@@ -277,7 +307,7 @@ struct head::impl {
         }
         if (!spec.idempotency_key.empty())
           spec.idempotency_key = scoped_key(f.owner, spec.idempotency_key);
-        open.emplace(id, open_task{f.owner});
+        opened(id, f.owner);
         to_restore.emplace_back(id, std::move(spec));
       }
     }
@@ -644,7 +674,7 @@ struct head::impl {
       for (auto& t : res.tasks) sent.push_back(t.id);
     send_to_owners(ready);  // journalled: a fetch finds them there from now on
     std::lock_guard<std::mutex> guard{results_mutex};
-    for (auto id : sent) open.erase(id);
+    for (auto id : sent) closed(id);
   }
 
   /// Frames of at most results_per_frame results and limits.max_payload_bytes of outputs (a
@@ -745,38 +775,56 @@ struct head::impl {
     auto first = rt->impl_->admission->take_ids(n);
     std::vector<task_id> ids(n);
     for (size_t i = 0; i < n; ++i) ids[i] = first + i;
+    wire::result rejected;
     {
       std::lock_guard<std::mutex> guard{results_mutex};
-      for (auto id : ids) open.emplace(id, open_task{owner});
+      // Over the client's bounds: the rest of the frame is rejected at the door (each task
+      // gets its id and a terminal record, queue_full naming the bound).
+      std::string why;
+      auto allowed = within_client_bounds(client_of(owner), n, why);
+      for (size_t i = allowed; i < n; ++i) {
+        task_result r;
+        r.id = ids[i];
+        r.kind = msg.tasks[i].kind;
+        r.status = outcome::rejected;
+        r.error = {errc::queue_full, why};
+        r.timings.submitted = r.timings.finished = clock::now();
+        rejected.tasks.push_back(std::move(r));
+        rejected.latency_ms.push_back(0);
+      }
+      if (allowed < n) msg.tasks.resize(allowed);
+      for (size_t i = 0; i < allowed; ++i) opened(ids[i], owner);
     }
+    auto over_bounds = rejected.tasks.size();
     // Keys are the client's own: two clients may use the same key for different tasks.
     for (auto& spec : msg.tasks)
       if (!spec.idempotency_key.empty())
         spec.idempotency_key = scoped_key(owner, spec.idempotency_key);
     auto received_unix_ms = int64_t(wall_clock_ns() / 1000000);
+    std::vector<task_id> accepted_ids(ids.begin(), ids.begin() + long(n - over_bounds));
     auto handles = rt->impl_->submit_specs(
-        std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &ids);
+        std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &accepted_ids);
     wire::submitted reply;
     reply.ids.reserve(n);
-    wire::result rejected;
     std::vector<task_id> no_record;
     {
       std::lock_guard<std::mutex> guard{results_mutex};
-      for (size_t i = 0; i < n; ++i) {
+      for (size_t i = 0; i < handles.size(); ++i) {
         auto& hd = handles[i];
         reply.ids.push_back(hd.id());
         if (hd.id() != ids[i]) {  // an idempotency key named an earlier task: that one answers
-          open.erase(ids[i]);
+          closed(ids[i]);
           no_record.push_back(ids[i]);
           continue;
         }
         // Rejected at the door: no callback will come; the result follows the ids right away.
         if (hd.ready() && hd.get().status == outcome::rejected) {
-          open.erase(ids[i]);
+          closed(ids[i]);
           rejected.tasks.push_back(hd.get());
           rejected.latency_ms.push_back(0);
         }
       }
+      for (size_t i = handles.size(); i < n; ++i) reply.ids.push_back(ids[i]);
     }
     zmq::message_t rejected_body;
     if (!rejected.tasks.empty()) rejected_body = wire::encode_message(rejected);
@@ -802,6 +850,42 @@ struct head::impl {
     sock->send(framer.make(&peer, wire::msg_type::submitted, reply, h.id));
     if (!rejected.tasks.empty())
       sock->send(framer.make_encoded(&peer, wire::msg_type::result, std::move(rejected_body)));
+  }
+
+  /// Under results_mutex: how many of n new tasks the client may have (all, or fewer at its
+  /// in-flight bound or when its submit rate is spent; `why` then names the bound).
+  size_t within_client_bounds(const std::string& client, size_t n, std::string& why) {
+    auto& cl = cfg.cluster;
+    auto& acc = accounts[client];
+    size_t allowed = n;
+    if (cl.client_max_in_flight > 0 && acc.open + allowed > cl.client_max_in_flight) {
+      allowed = acc.open < cl.client_max_in_flight ? cl.client_max_in_flight - acc.open : 0;
+      why = "this client has " + std::to_string(acc.open) + " tasks in flight, at most " +
+            std::to_string(cl.client_max_in_flight) + " (cluster.client_max_in_flight)";
+    }
+    if (cl.client_submit_rate > 0) {
+      // A bucket of one second's worth, refilled continuously.
+      auto now = std::chrono::steady_clock::now();
+      double rate = double(cl.client_submit_rate);
+      acc.tokens =
+          acc.started
+              ? std::min(rate, acc.tokens +
+                                   rate * std::chrono::duration<double>(now - acc.refilled).count())
+              : rate;
+      acc.started = true;
+      acc.refilled = now;
+      if (double(allowed) > acc.tokens) {
+        allowed = size_t(acc.tokens);
+        why = "this client submits faster than " + std::to_string(cl.client_submit_rate) +
+              " tasks/s (cluster.client_submit_rate)";
+      }
+      acc.tokens -= double(allowed);
+    }
+    // The account map is bounded by the clients that have tasks open (or a bucket not full).
+    if (accounts.size() > 65536)
+      for (auto i = accounts.begin(); i != accounts.end();)
+        i = i->second.open == 0 && &i->second != &acc ? accounts.erase(i) : std::next(i);
+    return allowed;
   }
 
   /// Where a client's tasks are: results of finished ones are sent again (from the journal),
@@ -882,6 +966,7 @@ struct head::impl {
       // journal and runs when the head starts again.
       std::lock_guard<std::mutex> results_guard{results_mutex};
       open.clear();
+      accounts.clear();
     }
     rt->shutdown(mode);
     if (subscription) rt->unsubscribe(subscription);

@@ -74,7 +74,12 @@ struct cluster_config {
   std::chrono::milliseconds suspect_after{1000};       ///< silent this long: suspect
   std::chrono::milliseconds dead_after{3000};          ///< silent this long: dead, tasks re-placed
   uint32_t max_tasks_per_submit = 10000;  ///< larger submits get an error reply, nothing decoded
-  uint32_t max_outbound = 65536;          ///< messages waiting per socket
+  /// Per client (its key, or its connection without keys): tasks accepted and not finished,
+  /// and tasks submitted per second; beyond, the rest of a submit is rejected queue_full.
+  /// 0: no bound.
+  uint64_t client_max_in_flight = 1000000;
+  uint64_t client_submit_rate = 0;
+  uint32_t max_outbound = 65536;                 ///< messages waiting per socket
   std::chrono::milliseconds restart_delay{200};  ///< troupe up: before restarting a dead child
   std::string events_endpoint = "tcp://127.0.0.1:5556";  ///< head PUB socket; "" for none
   uint32_t event_ring = 65536;         ///< events kept for subscribers that catch up
