@@ -46,6 +46,7 @@ struct head::impl {
   runtime_config cfg;
   std::unique_ptr<troupe::runtime> rt;
   wire::limits lim;
+  wire::limits lim_control;  ///< headers and messages without payloads (a hostile one is cheap)
   wire::framer framer{"head"};
   zmq::context_t ctx{1};
   /// With keys (security.head_key): admits connections by key before any socket binds, and
@@ -126,6 +127,7 @@ struct head::impl {
   explicit impl(runtime_config c) : cfg(std::move(c)), log(cfg.cluster.event_ring) {
     lim = wire::limits::for_payload(cfg.max_payload_bytes);
     lim.max_tasks_per_submit = cfg.cluster.max_tasks_per_submit;
+    lim_control = lim.control();
     // The journal first: a head that cannot keep its promises does not start.
     journal::start_state resumed;
     if (!cfg.cluster.journal.empty()) {
@@ -591,7 +593,7 @@ struct head::impl {
                     "expected 2 frames (header, body), got " + std::to_string(m.size() - 1));
     wire::header h;
     try {
-      h = wire::decode_header(m[1].data(), m[1].size(), lim);
+      h = wire::decode_header(m[1].data(), m[1].size(), lim_control);
     } catch (const wire::decode_error& e) {
       return refuse(peer, 0, e.code(), e.what());
     }
@@ -601,15 +603,16 @@ struct head::impl {
       // Only a node key's hello is worth decoding (a body costs many times its size).
       if (h.type == wire::msg_type::hello && secured && c.role() != "node")
         return refuse(peer, h.id, wire::wire_errc::forbidden, forbidden(c, h.type, h.from));
-      if (h.type == wire::msg_type::hello) hello = decode<wire::hello>(body);
+      if (h.type == wire::msg_type::hello) hello = decode_control<wire::hello>(body);
       if (auto why = forbidden(c, h.type, hello ? hello->node : h.from); !why.empty())
         return refuse(peer, h.id, wire::wire_errc::forbidden, why);
       switch (h.type) {
         case wire::msg_type::hello:
           return caf::anon_send(membership, node_hello_msg{peer, h.epoch, h.id, std::move(*hello)});
         case wire::msg_type::heartbeat:
-          return caf::anon_send(membership, node_heartbeat_msg{peer, h.from, h.epoch, false,
-                                                               decode<wire::heartbeat>(body)});
+          return caf::anon_send(membership,
+                                node_heartbeat_msg{peer, h.from, h.epoch, false,
+                                                   decode_control<wire::heartbeat>(body)});
         case wire::msg_type::bye:
           return caf::anon_send(membership, node_heartbeat_msg{peer, h.from, h.epoch, true, {}});
         case wire::msg_type::results:
@@ -617,20 +620,21 @@ struct head::impl {
               membership, node_results_msg{peer, h.from, h.epoch, decode<wire::results>(body)});
         case wire::msg_type::worker_state:
           return caf::anon_send(
-              membership, node_worker_msg{peer, h.from, h.epoch, decode<wire::worker_state>(body)});
+              membership,
+              node_worker_msg{peer, h.from, h.epoch, decode_control<wire::worker_state>(body)});
         case wire::msg_type::submit:
           return on_submit(c, h, body, decode<wire::submit>(body));
         case wire::msg_type::cancel:
-          return on_cancel(c, h, decode<wire::cancel>(body).ids);
+          return on_cancel(c, h, decode_control<wire::cancel>(body).ids);
         case wire::msg_type::fetch:
-          return on_fetch(c, h, decode<wire::fetch>(body));
+          return on_fetch(c, h, decode_control<wire::fetch>(body));
         case wire::msg_type::replay_request:
-          return on_replay_request(peer, h, decode<wire::replay_request>(body).since);
+          return on_replay_request(peer, h, decode_control<wire::replay_request>(body).since);
         case wire::msg_type::snapshot_request:
-          decode<wire::snapshot_request>(body);
+          decode_control<wire::snapshot_request>(body);
           return on_snapshot_request(peer, h);
         case wire::msg_type::status_request: {
-          decode<wire::status_request>(body);
+          decode_control<wire::status_request>(body);
           uint64_t last_seq = 0;
           {
             std::lock_guard<std::mutex> guard{log_mutex};
@@ -640,7 +644,7 @@ struct head::impl {
                                                              pub ? pub->endpoint() : "", last_seq});
         }
         case wire::msg_type::error: {
-          auto e = decode<wire::error>(body);
+          auto e = decode_control<wire::error>(body);
           troupe::logger().warn("head: peer {} ({}) reports: {}: {}", printable(peer), h.from,
                                 wire::to_string(e.code), e.message);
           return;
@@ -658,6 +662,10 @@ struct head::impl {
   template <class Body>
   Body decode(const zmq::message_t& body) {
     return wire::decode<Body>(body.data(), body.size(), lim);
+  }
+  template <class Body>
+  Body decode_control(const zmq::message_t& body) {
+    return wire::decode<Body>(body.data(), body.size(), lim_control);
   }
 
   /// On the socket thread: frames for the results gathered since the last round.

@@ -142,6 +142,7 @@ void check_frame(const void* data, size_t size, const limits& lim) {
   size_t depth_cap = std::min<size_t>(lim.max_depth, 63);
   size_t depth = 0;
   pending[0] = 1;
+  uint64_t objects = 1;
   auto need = [&](uint64_t n, const char* what) {
     if (n > size - pos)
       refuse(wire_errc::malformed, std::string{"truncated frame: "} + what + " at byte " +
@@ -166,6 +167,11 @@ void check_frame(const void* data, size_t size, const limits& lim) {
       refuse(wire_errc::malformed, std::string{what} + " declares " + std::to_string(declared) +
                                        " entries at byte " + std::to_string(pos) + " but only " +
                                        std::to_string(size - pos) + " bytes are left");
+    objects += children;
+    if (objects > lim.max_objects)
+      refuse(wire_errc::too_large, "more than " + std::to_string(lim.max_objects) +
+                                       " values in one frame (at byte " + std::to_string(pos) +
+                                       ")");
     if (children == 0) return;
     if (depth + 1 > depth_cap)
       refuse(wire_errc::too_large, "nesting deeper than " + std::to_string(depth_cap) +

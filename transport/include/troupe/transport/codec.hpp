@@ -23,6 +23,10 @@ struct limits {
   size_t max_string_bytes = size_t(1) << 20;  ///< one string
   size_t max_binary_bytes = size_t(runtime_config{}.max_payload_bytes);  ///< payloads, outputs
   size_t max_tasks_per_submit = 10000;  ///< tasks of one submit (cluster.max_tasks_per_submit)
+  /// Objects (values, keys, entries) in one frame, all arrays and maps together: decoding
+  /// builds about 24 bytes per object, so a frame of many tiny ones (a megabyte of nils) is
+  /// refused before it costs many times its size.
+  size_t max_objects = (size_t(1) << 20) + (size_t(1) << 16);
 
   /// Limits that carry any task or output of limits.max_payload_bytes: a frame of one such task
   /// (frame_limit_bytes), a binary or a string of that size, a list of that many numbers.
@@ -32,6 +36,19 @@ struct limits {
     l.max_binary_bytes = size_t(max_payload_bytes);
     l.max_string_bytes = std::max(l.max_string_bytes, size_t(max_payload_bytes));
     l.max_elements = std::max(l.max_elements, size_t(max_payload_bytes / 8));
+    l.max_objects = l.max_elements + (size_t(1) << 20);
+    return l;
+  }
+
+  /// Limits for messages that carry no payload (hello, heartbeat, cancel, fetch, requests):
+  /// 16 MiB frames of at most a million ids, and as many objects.
+  limits control() const {
+    limits l = *this;
+    l.max_frame_bytes = std::min(max_frame_bytes, size_t(16) << 20);
+    l.max_elements = size_t(1) << 20;
+    l.max_objects = l.max_elements + (size_t(1) << 16);
+    l.max_string_bytes = std::min(max_string_bytes, size_t(1) << 20);
+    l.max_binary_bytes = std::min(max_binary_bytes, size_t(1) << 20);
     return l;
   }
 };
