@@ -159,6 +159,9 @@ struct head::impl {
     so.endpoint = cfg.cluster.head_endpoint;
     so.server_keys = {server_secret, "troupe"};
     so.handshake_ms = int(cfg.cluster.security.handshake.count());
+    // Connections waiting to be accepted: zmq's 100 leaves a burst of connecting peers half-open
+    // for seconds (the kernel caps it at net.core.somaxconn).
+    so.listen_backlog = 4096;
     so.bind = true;
     so.name = "troupe-head";
     so.max_outbound = cfg.cluster.max_outbound;
@@ -501,10 +504,24 @@ struct head::impl {
   void refuse(const std::string& peer, uint64_t corr, wire::wire_errc code,
               const std::string& why) {
     refused.fetch_add(1, std::memory_order_relaxed);
-    troupe::logger().warn("head: refused a message from peer {}: {}: {}", printable(peer),
-                          wire::to_string(code), why);
+    // At most refusals_logged lines per window: a peer sending bad frames in a loop must not
+    // flood the log (every refusal is still answered and counted).
+    auto now = std::chrono::steady_clock::now();
+    if (now - refusal_window >= std::chrono::seconds{10}) {
+      if (refusals_unlogged > 0)
+        troupe::logger().warn("head: {} more refused message(s) not shown", refusals_unlogged);
+      refusal_window = now, refusals_logged = 0, refusals_unlogged = 0;
+    }
+    if (refusals_logged++ < 20)
+      troupe::logger().warn("head: refused a message from peer {}: {}: {}", printable(peer),
+                            wire::to_string(code), why);
+    else
+      ++refusals_unlogged;
     sock->send(framer.make(&peer, wire::msg_type::error, wire::error{code, why}, corr));
   }
+  std::chrono::steady_clock::time_point refusal_window{};  // socket thread only
+  int refusals_logged = 0;
+  uint64_t refusals_unlogged = 0;
 
   static std::string printable(const std::string& id) {
     static const char* hex = "0123456789abcdef";
@@ -548,8 +565,8 @@ struct head::impl {
     if (!secured) return {};
     auto role = c.role();
     auto no = [&] {
-      return "a " + std::string{role} + " key ('" + std::string{c.name()} + "') may not send '" +
-             wire::to_string(type) + "'";
+      return std::string{role == "admin" ? "an " : "a "} + std::string{role} + " key ('" +
+             std::string{c.name()} + "') may not send '" + wire::to_string(type) + "'";
     };
     switch (type) {
       case wire::msg_type::hello:

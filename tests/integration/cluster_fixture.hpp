@@ -14,6 +14,7 @@
 
 #include "../support/processes.hpp"
 #include "troupe/client.hpp"
+#include "troupe/transport/curve.hpp"
 
 namespace troupe::testing_support {
 
@@ -29,7 +30,7 @@ class Cluster : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = temp_dir();
-    endpoint_ = "ipc://" + dir_ + "/head.ipc";
+    endpoint_ = head_endpoint();
     config_ = dir_ + "/cluster.toml";
     // A fresh cluster per test: no journal of an earlier test's head (cluster.journal, the
     // default next to the file).
@@ -98,6 +99,8 @@ class Cluster : public ::testing::Test {
     return o.str() + read_file(log_);
   }
 
+  /// cluster.head: an ipc:// socket in the test's folder (dir_ is set when this is asked).
+  virtual std::string head_endpoint() const { return "ipc://" + dir_ + "/head.ipc"; }
   // info: joins, losses and restarts are in the cluster's log when a test fails.
   virtual std::string log_level() const { return "info"; }
   /// The [nodes.*] tables of the cluster file.
@@ -146,6 +149,65 @@ class Cluster : public ::testing::Test {
   std::string dir_, endpoint_, config_, log_;
   pid_t up_ = -1;
   std::unique_ptr<client> client_;
+};
+
+/// A cluster with keys (docs/security.md): CURVE on every socket, peers let in by key, and each
+/// key allowed only what its role may do. Key pairs are written the way `troupe keygen` writes
+/// them, into dir_/keys: head, nodes a and b, and admin, alice, bob (clients), watcher
+/// (subscriber) and stranger (listed nowhere).
+class SecuredCluster : public Cluster {
+ protected:
+  void SetUp() override {
+    keys_ = temp_dir() + "/keys";
+    mkdir(keys_.c_str(), 0700);
+    for (auto name : {"head", "a", "b", "admin", "alice", "bob", "watcher", "stranger"}) {
+      auto path = keys_ + "/" + name;
+      std::remove(path.c_str());
+      std::remove((path + ".pub").c_str());
+      transport::write_key_pair(path, transport::generate_key_pair());
+    }
+    Cluster::SetUp();
+  }
+
+  std::string nodes() const override {
+    return "[nodes.a]\ncpu = 2\nkey = \"keys/a\"\n[nodes.b]\ncpu = 2\nkey = \"keys/b\"\n";
+  }
+  std::string extra_config() const override {
+    std::string allow;
+    for (auto [role, name] : {std::pair{"admin", "admin"},
+                              {"client", "alice"},
+                              {"client", "bob"},
+                              {"subscriber", "watcher"}})
+      allow += std::string{"[[security.allow]]\nrole = \""} + role + "\"\nname = \"" + name +
+               "\"\nkey = \"keys/" + name + ".pub\"\n";
+    return "[security]\nhead_key = \"keys/head\"\n" + allow;
+  }
+  client_options client_options_for_tests() const override { return as("admin"); }
+
+  transport::curve_client keys_of(const std::string& name) const {
+    return {transport::read_key_pair(keys_ + "/" + name),
+            transport::read_public_key(keys_ + "/head.pub")};
+  }
+  client_options as(const std::string& name) const {
+    client_options co;
+    co.name = name;
+    co.timeout = 20s;
+    co.curve = keys_of(name);
+    return co;
+  }
+
+  /// The cluster file, with node a's key pair file replaced: a node process started with it.
+  std::string config_with_node_a_key(const std::string& key) {
+    auto text = read_file(config_);
+    auto at = text.find("key = \"keys/a\"");
+    EXPECT_NE(at, std::string::npos);
+    text.replace(at, std::string{"key = \"keys/a\""}.size(), "key = \"keys/" + key + "\"");
+    auto path = dir_ + "/node-a-with-" + key + ".toml";
+    std::ofstream{path} << text;
+    return path;
+  }
+
+  std::string keys_;
 };
 
 }  // namespace troupe::testing_support

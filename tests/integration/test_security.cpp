@@ -17,61 +17,6 @@ using namespace troupe;
 using namespace std::chrono_literals;
 using namespace troupe::testing_support;
 
-class SecuredCluster : public Cluster {
- protected:
-  void SetUp() override {
-    keys_ = temp_dir() + "/keys";
-    mkdir(keys_.c_str(), 0700);
-    for (auto name : {"head", "a", "b", "admin", "alice", "bob", "watcher", "stranger"}) {
-      auto path = keys_ + "/" + name;
-      std::remove(path.c_str());
-      std::remove((path + ".pub").c_str());
-      transport::write_key_pair(path, transport::generate_key_pair());
-    }
-    Cluster::SetUp();
-  }
-
-  std::string nodes() const override {
-    return "[nodes.a]\ncpu = 2\nkey = \"keys/a\"\n[nodes.b]\ncpu = 2\nkey = \"keys/b\"\n";
-  }
-  std::string extra_config() const override {
-    std::string allow;
-    for (auto [role, name] : {std::pair{"admin", "admin"},
-                              {"client", "alice"},
-                              {"client", "bob"},
-                              {"subscriber", "watcher"}})
-      allow += std::string{"[[security.allow]]\nrole = \""} + role + "\"\nname = \"" + name +
-               "\"\nkey = \"keys/" + name + ".pub\"\n";
-    return "[security]\nhead_key = \"keys/head\"\n" + allow;
-  }
-  client_options client_options_for_tests() const override { return as("admin"); }
-
-  transport::curve_client keys_of(const std::string& name) const {
-    return {transport::read_key_pair(keys_ + "/" + name),
-            transport::read_public_key(keys_ + "/head.pub")};
-  }
-  client_options as(const std::string& name) const {
-    client_options co;
-    co.name = name;
-    co.timeout = 20s;
-    co.curve = keys_of(name);
-    return co;
-  }
-
-  /// The cluster file, with node a's key pair file replaced: a node process started with it.
-  std::string config_with_node_a_key(const std::string& key) {
-    auto text = read_file(config_);
-    auto at = text.find("key = \"keys/a\"");
-    EXPECT_NE(at, std::string::npos);
-    text.replace(at, std::string{"key = \"keys/a\""}.size(), "key = \"keys/" + key + "\"");
-    auto path = dir_ + "/node-a-with-" + key + ".toml";
-    std::ofstream{path} << text;
-    return path;
-  }
-
-  std::string keys_;
-};
-
 std::string error_of(const std::function<void()>& f) {
   try {
     f();

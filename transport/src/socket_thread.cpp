@@ -211,6 +211,7 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
     if (opts_.router_handover) sock->set(zmq::sockopt::router_handover, 1);
     if (!opts_.routing_id.empty()) sock->set(zmq::sockopt::routing_id, opts_.routing_id);
     sock->set(zmq::sockopt::handshake_ivl, opts_.handshake_ms);
+    sock->set(zmq::sockopt::backlog, opts_.listen_backlog);
     if (opts_.zmtp_heartbeat_ms > 0) {
       sock->set(zmq::sockopt::heartbeat_ivl, opts_.zmtp_heartbeat_ms);
       sock->set(zmq::sockopt::heartbeat_timeout, 3 * opts_.zmtp_heartbeat_ms);

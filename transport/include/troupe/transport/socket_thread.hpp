@@ -56,6 +56,7 @@ struct socket_options {
   /// The longest a connection may take to complete its handshake (CURVE included) before zmq
   /// drops it: a peer that connects and says nothing holds a socket no longer than this.
   int handshake_ms = 5000;
+  int listen_backlog = 100;  ///< bind: connections the kernel queues before they are accepted
   /// > 0: ZMTP heartbeats on every connection this often; one silent for three of them is
   /// closed (a peer whose machine vanished does not hold its routing id forever).
   int zmtp_heartbeat_ms = 0;
