@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -699,7 +700,13 @@ TEST_F(HostileTcpCluster, AGoodClientIsUnharmedByHostilePeers) {
     EXPECT_EQ(load.completed, load.submitted);
   }
   EXPECT_LE(p99_attack, limit_ms) << figures.str();
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer freed memory stays in its quarantine (256 MB) and the good load alone
+  // grows the head by hundreds of MB: RSS says nothing about the attack there.
+  std::printf("[ skipped  ] head RSS growth under ASan: %s\n", figures.str().c_str());
+#else
   EXPECT_LT(rss_after - rss_before, 64 * 1024) << figures.str();
+#endif
   EXPECT_LE(fds_after, fds_before + 8) << figures.str();
 
   // The head answers, both nodes are still joined once, in the epochs they joined with.
