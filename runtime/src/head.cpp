@@ -11,6 +11,7 @@
 #include "troupe/actors/cluster/membership.hpp"
 #include "troupe/model/event_log.hpp"
 #include "troupe/model/frame_split.hpp"
+#include "troupe/model/log_limiter.hpp"
 #include "troupe/transport/codec.hpp"
 #include "troupe/transport/curve.hpp"
 #include "troupe/transport/framer.hpp"
@@ -83,8 +84,7 @@ struct head::impl {
   struct client_account {
     size_t open = 0;
     double tokens = 0;
-    std::chrono::steady_clock::time_point refilled{};
-    bool started = false;
+    std::chrono::steady_clock::time_point refilled{};  ///< {}: the bucket was never used
   };
   std::unordered_map<std::string, client_account> accounts;
 
@@ -504,24 +504,17 @@ struct head::impl {
   void refuse(const std::string& peer, uint64_t corr, wire::wire_errc code,
               const std::string& why) {
     refused.fetch_add(1, std::memory_order_relaxed);
-    // At most refusals_logged lines per window: a peer sending bad frames in a loop must not
-    // flood the log (every refusal is still answered and counted).
-    auto now = std::chrono::steady_clock::now();
-    if (now - refusal_window >= std::chrono::seconds{10}) {
-      if (refusals_unlogged > 0)
-        troupe::logger().warn("head: {} more refused message(s) not shown", refusals_unlogged);
-      refusal_window = now, refusals_logged = 0, refusals_unlogged = 0;
-    }
-    if (refusals_logged++ < 20)
+    // A peer sending bad frames in a loop must not flood the log (every refusal is still
+    // answered and counted).
+    uint64_t unshown = 0;
+    bool log = refusal_log.allow(unshown);
+    if (unshown > 0) troupe::logger().warn("head: {} more refused message(s) not shown", unshown);
+    if (log)
       troupe::logger().warn("head: refused a message from peer {}: {}: {}", printable(peer),
                             wire::to_string(code), why);
-    else
-      ++refusals_unlogged;
     sock->send(framer.make(&peer, wire::msg_type::error, wire::error{code, why}, corr));
   }
-  std::chrono::steady_clock::time_point refusal_window{};  // socket thread only
-  int refusals_logged = 0;
-  uint64_t refusals_unlogged = 0;
+  log_limiter refusal_log;  // socket thread only
 
   static std::string printable(const std::string& id) {
     static const char* hex = "0123456789abcdef";
@@ -892,12 +885,12 @@ struct head::impl {
       // A bucket of one second's worth, refilled continuously.
       auto now = std::chrono::steady_clock::now();
       double rate = double(cl.client_submit_rate);
+      bool fresh = acc.refilled == std::chrono::steady_clock::time_point{};
       acc.tokens =
-          acc.started
-              ? std::min(rate, acc.tokens +
-                                   rate * std::chrono::duration<double>(now - acc.refilled).count())
-              : rate;
-      acc.started = true;
+          fresh ? rate
+                : std::min(rate,
+                           acc.tokens +
+                               rate * std::chrono::duration<double>(now - acc.refilled).count());
       acc.refilled = now;
       if (double(allowed) > acc.tokens) {
         allowed = size_t(acc.tokens);

@@ -20,6 +20,14 @@ namespace troupe::testing_support {
 
 using namespace std::chrono_literals;
 
+/// A task of the built-in kind `sleep` that takes `ms` milliseconds.
+inline task_spec sleep_task(int ms) {
+  task_spec s;
+  s.kind = "sleep";
+  s.params = {{"ms", int64_t{ms}}};
+  return s;
+}
+
 inline std::string temp_dir() {
   auto d = ::testing::TempDir() + "troupe_cluster_" + std::to_string(getpid());
   mkdir(d.c_str(), 0700);

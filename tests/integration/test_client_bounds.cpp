@@ -45,13 +45,6 @@ class lone_head {
   pid_t pid_ = -1;
 };
 
-task_spec sleep_task(int ms) {
-  task_spec s;
-  s.kind = "sleep";
-  s.params = {{"ms", int64_t{ms}}};
-  return s;
-}
-
 TEST(ClientBounds, ASubmitOverTheClientsInFlightBoundIsCutAndTheRestRejectedNamingIt) {
   lone_head head{"client_max_in_flight = 5\n"};
   client_options co;

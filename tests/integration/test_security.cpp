@@ -26,13 +26,6 @@ std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
-task_spec sleep_task(int ms) {
-  task_spec s;
-  s.kind = "sleep";
-  s.params = {{"ms", int64_t{ms}}};
-  return s;
-}
-
 TEST_F(SecuredCluster, AnAllowedClientGetsItsResultsAndOthersGetNothingDone) {
   client alice{endpoint_, as("alice")};
   std::vector<task_spec> specs(20, sleep_task(1));

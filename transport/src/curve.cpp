@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "troupe/model/log.hpp"
+#include "troupe/model/log_limiter.hpp"
 #include "troupe/transport/socket_thread.hpp"
 
 namespace troupe::transport {
@@ -139,26 +140,17 @@ struct zap_handler::impl {
   std::string name;
   std::unique_ptr<socket_thread> sock;
   std::atomic<uint64_t> admitted{0}, refused{0};
-  // Refusals are logged at most this often: a peer retrying a bad key every 100 ms, or a flood
-  // of garbage handshakes, must not flood the log. The rest are counted and summed up.
-  static constexpr int logged_per_window = 20;
-  static constexpr auto window = std::chrono::seconds{10};
-  std::chrono::steady_clock::time_point window_start{};
-  int logged_in_window = 0;
-  uint64_t unlogged = 0;
+  // A peer retrying a bad key every 100 ms, or a flood of garbage handshakes, must not flood
+  // the log: the lines are limited, the rest counted and summed up.
+  log_limiter refusal_log;
 
   void log_refusal(const std::string& address, const std::string& key, const std::string& why) {
     refused.fetch_add(1, std::memory_order_relaxed);
-    auto now = std::chrono::steady_clock::now();
-    if (now - window_start >= window) {
-      if (unlogged > 0)
-        troupe::logger().warn("{}: {} more refused connection(s) not shown", name, unlogged);
-      window_start = now, logged_in_window = 0, unlogged = 0;
-    }
-    if (logged_in_window++ >= logged_per_window) {
-      ++unlogged;
-      return;
-    }
+    uint64_t unshown = 0;
+    bool log = refusal_log.allow(unshown);
+    if (unshown > 0)
+      troupe::logger().warn("{}: {} more refused connection(s) not shown", name, unshown);
+    if (!log) return;
     troupe::logger().warn("{}: refused a connection from {} (key {}): {}", name,
                           address.empty() ? "?" : address, key.empty() ? "none" : key, why);
   }
