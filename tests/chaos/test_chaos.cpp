@@ -62,6 +62,15 @@ class event_log {
     events_.push_back({steady::now(), e.topic, e.node, e.incarnation});
     cv_.notify_all();
   }
+  /// A snapshot (at a head restart, or when the subscriber fell behind the ring) replaces the
+  /// events it skipped: each node's state in it is kept as "snapshot.<state>", so that a rejoin
+  /// whose node.joined event fell in the skipped part is still seen.
+  void snapshot(const state_snapshot& s) {
+    std::lock_guard<std::mutex> g{mu_};
+    for (auto& [name, state] : s.nodes)
+      events_.push_back({steady::now(), "snapshot." + state, name, 0});
+    cv_.notify_all();
+  }
   void new_incarnation(uint64_t now) {
     std::lock_guard<std::mutex> g{mu_};
     events_.push_back({steady::now(), "new_incarnation", "", now});
@@ -343,6 +352,12 @@ class Chaos : public ::testing::Test {
   }
 
   static bool about(const seen_event& e, const std::string& node) { return e.node == node; }
+  /// The node joined again: its event, or a snapshot taken after `gone` that shows it joined.
+  static bool joined_again(const seen_event& e, const std::string& node,
+                           steady::time_point gone) {
+    return about(e, node) &&
+           (e.topic == "node.joined" || (e.topic == "snapshot.joined" && e.at > gone));
+  }
 
   /// kill -9 of a node; T_d: the head notices (the node's workers go down, or it rejoins);
   /// T_r: a task runs there again, after it rejoined.
@@ -360,7 +375,7 @@ class Chaos : public ::testing::Test {
         30s);
     ASSERT_TRUE(detected) << "node " << node << " killed: nothing seen\n" << read_file(log_);
     auto rejoined = events_.first_after(
-        t, [&](const seen_event& e) { return about(e, node) && e.topic == "node.joined"; }, 30s);
+        t, [&](const seen_event& e) { return joined_again(e, node, detected->at); }, 30s);
     ASSERT_TRUE(rejoined) << "node " << node << " never rejoined\n" << read_file(log_);
     auto recovered = events_.first_after(
         rejoined->at,
@@ -389,12 +404,13 @@ class Chaos : public ::testing::Test {
     while (steady::now() < thaw_at)
       events_.first_after(
           thaw_at, [](const seen_event&) { return false; }, std::chrono::seconds(1));
-    kill(pid, SIGCONT);
+    // The time is taken first: a test thread descheduled right after SIGCONT (a busy machine)
+    // would otherwise stamp the thaw after the rejoin it caused.
     auto thawed = steady::now();
+    kill(pid, SIGCONT);
     ASSERT_TRUE(detected) << "node " << node << " frozen: never suspected\n" << read_file(log_);
     auto rejoined = events_.first_after(
-        thawed, [&](const seen_event& e) { return about(e, node) && e.topic == "node.joined"; },
-        30s);
+        thawed, [&](const seen_event& e) { return joined_again(e, node, thawed); }, 30s);
     ASSERT_TRUE(rejoined) << "node " << node << " never rejoined after SIGCONT\n"
                           << read_file(log_);
     auto recovered = events_.first_after(
@@ -453,8 +469,7 @@ class Chaos : public ::testing::Test {
         t, [&](const seen_event& e) { return about(e, "b") && e.topic == "node.left"; }, 5s);
     auto healed = t + 3s;
     auto rejoined = events_.first_after(
-        healed, [&](const seen_event& e) { return about(e, "b") && e.topic == "node.joined"; },
-        30s);
+        healed, [&](const seen_event& e) { return joined_again(e, "b", healed); }, 30s);
     ASSERT_TRUE(rejoined) << "node b never rejoined after the partition\n" << read_file(log_);
     auto recovered = events_.first_after(
         rejoined->at,
@@ -510,6 +525,7 @@ TEST_F(Chaos, KilledAndFrozenProcessesLoseNoTaskAndDuplicateNone) {
 
   subscriber_options so;
   so.on_new_incarnation = [&](uint64_t, uint64_t now) { events_.new_incarnation(now); };
+  so.on_snapshot = [&](const state_snapshot& s) { events_.snapshot(s); };
   subscriber sub{endpoint_, [&](const event& e) { events_.add(e); }, so};
   auto started = steady::now();
   steady_load load{endpoint_};
