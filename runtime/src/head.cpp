@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "journal.hpp"
+#include "journal_queue.hpp"
 #include "runtime_impl.hpp"
 #include "troupe/actors/cluster/membership.hpp"
 #include "troupe/model/event_log.hpp"
@@ -111,9 +112,9 @@ struct head::impl {
   std::mutex stop_mutex;
   bool stopped = false;
 
-  // Durability (docs/durability.md). The journal is used on the socket thread only, after the
-  // constructor started it.
-  std::unique_ptr<troupe::journal> jnl;
+  // Durability (docs/durability.md). The journal, once started, is used on its queue's thread
+  // only; null without a journal (cluster.journal = "off").
+  std::unique_ptr<journal_queue> jq;
   uint64_t incarnation = 0;
   /// Submit tokens seen (owner routing id + token): a re-sent submit gets the same ids.
   std::unordered_map<std::string, std::vector<task_id>> tokens;
@@ -130,6 +131,7 @@ struct head::impl {
     lim_control = lim.control();
     // The journal first: a head that cannot keep its promises does not start.
     journal::start_state resumed;
+    std::unique_ptr<troupe::journal> jnl;
     if (!cfg.cluster.journal.empty()) {
       journal_options jo;
       jo.path = cfg.cluster.journal;
@@ -153,6 +155,11 @@ struct head::impl {
                                : task_id(std::max<uint64_t>(1, (incarnation / 1000000) << 20)));
     for (auto& t : resumed.tokens) remember_token(t.owner, t.token, std::move(t.ids));
     auto resumed_tasks = resume(resumed.open);
+    // Behind the disk by this much, submits are refused (overloaded) until it catches up; at
+    // least two of the largest frames, so that one always fits.
+    if (jnl)
+      jq = std::make_unique<journal_queue>(
+          std::move(jnl), std::max<size_t>(size_t(256) << 20, 2 * lim.max_frame_bytes));
     server_secret = start_security();
     transport::socket_options so;
     so.type = zmq::socket_type::router;
@@ -197,11 +204,11 @@ struct head::impl {
     if (!cfg.cluster.events_endpoint.empty()) start_publishing();
     troupe::logger().info("head: listening on {} for {} node(s), incarnation {}", sock->endpoint(),
                           cfg.cluster.nodes.size(), incarnation);
-    if (jnl)
+    if (jq)
       troupe::logger().info(
           "head: journal {}: {} unfinished task(s) resumed, {} result(s) kept ({} compacted), "
           "next task id {}",
-          jnl->path(), resumed_tasks, resumed.records, resumed.dropped, resumed.next_id);
+          cfg.cluster.journal, resumed_tasks, resumed.records, resumed.dropped, resumed.next_id);
     else
       troupe::logger().info(
           "head: no journal (cluster.journal = \"off\"): a restart loses "
@@ -439,13 +446,27 @@ struct head::impl {
   /// Journal trouble is loud but does not stop the head: tasks still run, only the promise
   /// to survive a restart is broken (logged at error level).
   template <class F>
-  void journalled(const char* what, F&& write) {
-    if (!jnl) return;
+  static void journalled(const char* what, F&& write) {
     try {
       write();
     } catch (const std::exception& e) {
       troupe::logger().error("head: journal: {} not recorded: {}", what, e.what());
     }
+  }
+
+  /// Runs `then` once what `write` puts in the journal is there: on the journal's thread, in
+  /// the order of posting (so replies that depend on the journal leave in that order), or here
+  /// and now without a journal. Both are copied into the job: wrap move-only state in a
+  /// shared_ptr.
+  template <class Write, class Then>
+  void after_journal(const char* what, size_t bytes, Write write, Then then) {
+    if (!jq) return then();
+    jq->post(
+        [what, write = std::move(write), then = std::move(then)](journal& j) mutable {
+          journalled(what, [&] { write(j); });
+          then();
+        },
+        bytes);
   }
 
   void start_publishing() {
@@ -633,7 +654,7 @@ struct head::impl {
               membership,
               node_worker_msg{peer, h.from, h.epoch, decode_control<wire::worker_state>(body)});
         case wire::msg_type::submit:
-          return on_submit(c, h, body, decode<wire::submit>(body));
+          return on_submit(c, h, body);
         case wire::msg_type::cancel:
           return on_cancel(c, h, decode_control<wire::cancel>(body).ids);
         case wire::msg_type::fetch:
@@ -687,32 +708,38 @@ struct head::impl {
       ready.swap(results_pending);
       results_wake = false;
     }
-    std::vector<task_id> sent;
+    auto sent = std::make_shared<std::vector<task_id>>();
     for (auto& [peer, res] : ready)
-      for (auto& t : res.tasks) sent.push_back(t.id);
-    send_to_owners(ready);  // journalled: a fetch finds them there from now on
-    std::lock_guard<std::mutex> guard{results_mutex};
-    for (auto id : sent) closed(id);
+      for (auto& t : res.tasks) sent->push_back(t.id);
+    // Journalled, then sent; then a fetch finds them in the journal, no longer open.
+    send_to_owners(ready, true, [this, sent] {
+      std::lock_guard<std::mutex> guard{results_mutex};
+      for (auto id : *sent) closed(id);
+    });
   }
 
   /// Frames of at most results_per_frame results and limits.max_payload_bytes of outputs (a
   /// client with the same limit accepts every one), journalled as they are sent, in one
-  /// transaction, before any goes out.
-  void send_to_owners(std::unordered_map<std::string, wire::result>& ready, bool record = true) {
+  /// transaction, before any goes out (record); `then` runs after they are sent.
+  template <class Then>
+  void send_to_owners(std::unordered_map<std::string, wire::result>& ready, bool record,
+                      Then then) {
     auto budget = cfg.max_payload_bytes;
     struct outgoing {
-      const std::string* owner;
+      std::string owner;  // a copy: `ready` is gone when a journalled send runs
       zmq::message_t body;
       std::vector<task_id> ids;
     };
-    std::vector<outgoing> out;
+    auto out_ptr = std::make_shared<std::vector<outgoing>>();
+    auto& out = *out_ptr;
+    size_t bytes = 0;
     for (auto& [owner, res] : ready) {
       size_t at = 0;
       while (at < res.tasks.size()) {
         auto end = frame_end(at, res.tasks.size(), results_per_frame, budget, [&](size_t i) {
           return output_bytes(res.tasks[i].output) + res.tasks[i].error.message.size();
         });
-        outgoing o{&owner, {}, {}};
+        outgoing o{owner, {}, {}};
         for (size_t i = at; i < end; ++i) o.ids.push_back(res.tasks[i].id);
         if (at == 0 && end == res.tasks.size()) {
           o.body = wire::encode_message(res);
@@ -724,24 +751,31 @@ struct head::impl {
                                  res.latency_ms.begin() + long(end));
           o.body = wire::encode_message(part);
         }
+        bytes += o.body.size();
         out.push_back(std::move(o));
         at = end;
       }
     }
-    if (record)
-      journalled("terminal records", [&] {
-        std::vector<journal::batch> batches;
-        batches.reserve(out.size());
-        for (auto& o : out)
-          batches.push_back({{static_cast<const char*>(o.body.data()), o.body.size()},
-                             std::move(o.ids),
-                             *o.owner});
-        jnl->finished(batches);
-      });
-    for (auto& o : out) {
-      auto peer = peer_of(*o.owner);
-      sock->send(framer.make_encoded(&peer, wire::msg_type::result, std::move(o.body)));
-    }
+    auto send = [this, out_ptr, then = std::move(then)] {
+      for (auto& o : *out_ptr) {
+        auto peer = peer_of(o.owner);
+        sock->send(framer.make_encoded(&peer, wire::msg_type::result, std::move(o.body)));
+      }
+      then();
+    };
+    if (!record) return send();
+    after_journal(
+        "terminal records", bytes,
+        [out_ptr](journal& j) {
+          std::vector<journal::batch> batches;
+          batches.reserve(out_ptr->size());
+          for (auto& o : *out_ptr)
+            batches.push_back({{static_cast<const char*>(o.body.data()), o.body.size()},
+                               std::move(o.ids),
+                               o.owner});
+          j.finished(batches);
+        },
+        std::move(send));
   }
 
   /// Cancels the caller's tasks; with keys, ids of others' tasks (and of tasks not submitted
@@ -776,15 +810,25 @@ struct head::impl {
     caf::anon_send(membership, cancel_remote_msg{std::move(ids)});
   }
 
-  void on_submit(const caller& c, const wire::header& h, const zmq::message_t& body,
-                 wire::submit&& msg) {
+  /// The body is taken (it goes to the journal as it came).
+  void on_submit(const caller& c, const wire::header& h, zmq::message_t& received) {
     const auto& peer = c.peer;
     const auto& owner = c.owner;
+    // Refused before decoding when the journal is this far behind the disk: the client may
+    // send it again (nothing of it was taken).
+    if (jq && !jq->has_room(received.size()))
+      return refuse(peer, h.id, wire::wire_errc::overloaded,
+                    "the head's journal is " + std::to_string(jq->queued_bytes() >> 20) +
+                        " MiB behind the disk; submit again later");
+    auto msg = decode<wire::submit>(received);
     if (msg.token) {
       if (auto known = tokens.find(token_key(owner, msg.token)); known != tokens.end()) {
-        // Sent again (its answer was lost, or an earlier incarnation took it): the same ids.
-        sock->send(
+        // Sent again (its answer was lost, or an earlier incarnation took it): the same ids,
+        // once the first submit's are on disk.
+        auto reply = std::make_shared<transport::multipart>(
             framer.make(&peer, wire::msg_type::submitted, wire::submitted{known->second}, h.id));
+        after_journal(
+            "nothing", 0, [](journal&) {}, [this, reply] { sock->send(std::move(*reply)); });
         return;
       }
     }
@@ -844,30 +888,52 @@ struct head::impl {
       }
       for (size_t i = handles.size(); i < n; ++i) reply.ids.push_back(ids[i]);
     }
-    zmq::message_t rejected_body;
-    if (!rejected.tasks.empty()) rejected_body = wire::encode_message(rejected);
-    // On disk before the client hears of it: the frame as it came (tasks decode from it again
-    // after a restart) and the records of the rejected. (The tasks may already run: a head
-    // killed right now never answered, the client sends the submit again, and they run again.)
-    journalled("accepted tasks", [&] {
+    // What the journal job keeps until it ran (the body as it came: tasks decode from it again
+    // after a restart).
+    struct accepted_frame {
+      zmq::message_t body, rejected_body;
       journal::frame f;
-      f.owner = owner;
-      f.token = msg.token;
-      f.first_id = first;
-      f.count = uint32_t(n);
-      f.received_unix_ms = received_unix_ms;
-      f.body = {static_cast<const char*>(body.data()), body.size()};
-      if (!no_record.empty()) f.reply = reply.ids;
       journal::batch rejected_batch;
-      rejected_batch.body = {static_cast<const char*>(rejected_body.data()), rejected_body.size()};
-      rejected_batch.owner = owner;
-      for (auto& r : rejected.tasks) rejected_batch.ids.push_back(r.id);
-      jnl->accepted(f, rejected_batch, no_record, rt->impl_->admission->next_id());
-    });
+      std::vector<task_id> no_record;
+      task_id next_id = 0;
+      transport::multipart submitted, results;
+    };
+    auto a = std::make_shared<accepted_frame>();
+    a->body = std::move(received);
+    if (!rejected.tasks.empty()) a->rejected_body = wire::encode_message(rejected);
+    a->f.owner = owner;
+    a->f.token = msg.token;
+    a->f.first_id = first;
+    a->f.count = uint32_t(n);
+    a->f.received_unix_ms = received_unix_ms;
+    a->f.body = {static_cast<const char*>(a->body.data()), a->body.size()};
+    if (!no_record.empty()) a->f.reply = reply.ids;
+    a->rejected_batch.body = {static_cast<const char*>(a->rejected_body.data()),
+                              a->rejected_body.size()};
+    for (auto& r : rejected.tasks) a->rejected_batch.ids.push_back(r.id);
+    a->no_record = std::move(no_record);
+    a->next_id = rt->impl_->admission->next_id();
     if (msg.token) remember_token(owner, msg.token, reply.ids);
-    sock->send(framer.make(&peer, wire::msg_type::submitted, reply, h.id));
-    if (!rejected.tasks.empty())
-      sock->send(framer.make_encoded(&peer, wire::msg_type::result, std::move(rejected_body)));
+    a->submitted = framer.make(&peer, wire::msg_type::submitted, reply, h.id);
+    if (!rejected.tasks.empty()) {
+      zmq::message_t copy;
+      copy.copy(a->rejected_body);
+      a->results = framer.make_encoded(&peer, wire::msg_type::result, std::move(copy));
+    }
+    // On disk before the client hears of it: the frame and the records of the rejected. (The
+    // tasks may already run: a head killed right now never answered, the client sends the
+    // submit again, and they run again.)
+    auto bytes = a->body.size() + a->rejected_body.size();
+    after_journal(
+        "accepted tasks", bytes,
+        [a](journal& j) {
+          a->rejected_batch.owner = a->f.owner;
+          j.accepted(a->f, a->rejected_batch, a->no_record, a->next_id);
+        },
+        [this, a] {
+          sock->send(std::move(a->submitted));
+          if (!a->results.empty()) sock->send(std::move(a->results));
+        });
   }
 
   /// Under results_mutex: how many of n new tasks the client may have (all, or fewer at its
@@ -907,16 +973,24 @@ struct head::impl {
   }
 
   /// Where a client's tasks are: results of finished ones are sent again (from the journal),
-  /// running ones will send theirs to this connection, and unknown ones are named.
+  /// running ones will send theirs to this connection, and unknown ones are named. Answered
+  /// after the journal has what finished before it came (in the journal's order).
   void on_fetch(const caller& c, const wire::header& h, wire::fetch&& f) {
+    send_results();  // what finished meanwhile is journalled and sent first
+    if (!jq) return answer_fetch(c, h.id, f.ids, nullptr);
+    auto ids = std::make_shared<std::vector<task_id>>(std::move(f.ids));
+    jq->post([this, c, corr = h.id, ids](journal& j) { answer_fetch(c, corr, *ids, &j); }, 0);
+  }
+
+  /// On the journal's thread, or the socket thread without a journal (jnl null).
+  void answer_fetch(const caller& c, uint64_t corr, const std::vector<task_id>& ids, journal* jnl) {
     const auto& peer = c.peer;
     size_t not_theirs = 0;
-    send_results();  // what finished meanwhile is journalled and sent first
     wire::fetched reply;
     std::unordered_map<std::string, wire::result> found;
     std::unordered_map<int64_t, std::pair<wire::result, std::unordered_map<task_id, size_t>>>
         batches;
-    for (auto id : f.ids) {
+    for (auto id : ids) {
       {
         std::lock_guard<std::mutex> guard{results_mutex};
         if (auto i = open.find(id); i != open.end()) {
@@ -930,7 +1004,7 @@ struct head::impl {
         }
       }
       std::optional<journal::stored_record> record;
-      journalled("a fetch", [&] { record = jnl->record_of(id); });
+      if (jnl) journalled("a fetch", [&] { record = jnl->record_of(id); });
       if (!record || !may_touch(c, record->owner)) {
         if (record) ++not_theirs;
         reply.unknown.push_back(id);
@@ -971,15 +1045,15 @@ struct head::impl {
           printable(peer), reply.unknown.size(), some, reply.unknown.size() > 5 ? ", ..." : "",
           open_count(), jnl ? jnl->records() : 0);
     }
-    send_to_owners(found, false);  // journalled already
-    sock->send(framer.make(&peer, wire::msg_type::fetched, reply, h.id));
+    send_to_owners(found, false, [] {});  // journalled already
+    sock->send(framer.make(&peer, wire::msg_type::fetched, reply, corr));
   }
 
   void stop(shutdown_mode mode) {
     std::lock_guard<std::mutex> guard{stop_mutex};
     if (stopped) return;
     stopped = true;
-    if (jnl && mode == shutdown_mode::cancel) {
+    if (jq && mode == shutdown_mode::cancel) {
       // What the shutdown cancels is not over for the clients: it stays unfinished in the
       // journal and runs when the head starts again.
       std::lock_guard<std::mutex> results_guard{results_mutex};
@@ -995,6 +1069,8 @@ struct head::impl {
       self->wait_for(membership);
     }
     membership = nullptr;
+    // What the journal's thread still holds is written and handed to the socket first.
+    if (jq) jq->stop();
     sock->stop();
     if (pub) pub->stop();
   }

@@ -353,8 +353,7 @@ class Chaos : public ::testing::Test {
 
   static bool about(const seen_event& e, const std::string& node) { return e.node == node; }
   /// The node joined again: its event, or a snapshot taken after `gone` that shows it joined.
-  static bool joined_again(const seen_event& e, const std::string& node,
-                           steady::time_point gone) {
+  static bool joined_again(const seen_event& e, const std::string& node, steady::time_point gone) {
     return about(e, node) &&
            (e.topic == "node.joined" || (e.topic == "snapshot.joined" && e.at > gone));
   }

@@ -1,13 +1,17 @@
 // The head's journal on its own: what a new incarnation starts from after tasks were accepted,
-// finished, or neither; ids that never repeat; compaction; a file that cannot be used.
+// finished, or neither; ids that never repeat; compaction; a file that cannot be used; and the
+// queue that runs it on a thread of its own.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 
 #include "journal.hpp"
+#include "journal_queue.hpp"
 
 using namespace troupe;
 
@@ -258,4 +262,72 @@ TEST_F(JournalFile, AJournalOfTheLayoutBeforeIsUpgradedInPlace) {
   ASSERT_TRUE(j.record_of(1));
   EXPECT_EQ(j.record_of(1)->body, "one");
   EXPECT_EQ(j.record_of(1)->owner, "");
+}
+
+// The journal on its own thread (journal_queue): the head's socket thread posts and goes on.
+
+namespace {
+
+/// A gate a job waits at until the test opens it (a journal commit stuck on a slow disk).
+struct gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false, reached = false;
+  void wait_here() {
+    std::unique_lock<std::mutex> lock{mu};
+    reached = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+  }
+  bool wait_reached() {
+    std::unique_lock<std::mutex> lock{mu};
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return reached; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> g{mu};
+    open = true;
+    cv.notify_all();
+  }
+};
+
+}  // namespace
+
+TEST_F(JournalFile, QueuedJobsRunInOrderAndEachSeesTheWritesBeforeIt) {
+  auto j = std::make_unique<journal>(options());
+  j->start(1);
+  journal_queue q{std::move(j), 1 << 20};
+  std::vector<std::string> seen;  // written by the queue's thread only, read after stop()
+  q.post([](journal& jn) { jn.accepted(submit_frame(1, 2), {}, {}, 3); }, 10);
+  q.post([](journal& jn) { jn.finished({records({1}, "record-1")}); }, 10);
+  q.post([&](journal& jn) { seen.push_back(body_of(jn, 1).value_or("none")); }, 0);
+  q.post([&](journal& jn) { seen.push_back(body_of(jn, 2).value_or("none")); }, 0);
+  q.stop();
+  EXPECT_EQ(seen, (std::vector<std::string>{"record-1", "none"}));
+}
+
+TEST_F(JournalFile, APosterIsNotHeldByASlowCommitAndSubmitsWaitPastTheBound) {
+  auto j = std::make_unique<journal>(options());
+  j->start(1);
+  journal_queue q{std::move(j), 100};
+  gate slow;
+  int ran = 0;
+  q.post([&](journal&) { slow.wait_here(); }, 60);
+  ASSERT_TRUE(slow.wait_reached());  // the queue's thread is stuck in the first job
+  // Posting does not wait for it: this thread (the socket thread) goes on.
+  q.post([&](journal&) { ++ran; }, 30);
+  EXPECT_EQ(q.queued_bytes(), 90u);
+  EXPECT_TRUE(q.has_room(10));
+  EXPECT_FALSE(q.has_room(11));  // a submit this big is refused as overloaded
+  slow.release();
+  q.stop();  // runs what is queued before it returns
+  EXPECT_EQ(ran, 1);
+  EXPECT_EQ(q.queued_bytes(), 0u);
+  EXPECT_EQ(q.peak_bytes(), 90u);
+}
+
+TEST_F(JournalFile, AnEmptyQueueTakesAJobLargerThanTheBound) {
+  auto j = std::make_unique<journal>(options());
+  j->start(1);
+  journal_queue q{std::move(j), 100};
+  EXPECT_TRUE(q.has_room(1000));  // else a frame larger than the bound could never go in
 }
