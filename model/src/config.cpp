@@ -297,6 +297,14 @@ const std::vector<key_def>& keys() {
          c.cluster.client_submit_rate = uint64_t(int_in(n, 0, 1'000'000'000));
        },
        [](const runtime_config& c) { return text(c.cluster.client_submit_rate); }},
+      {"cluster", "client_max_keys",
+       [](auto& c, auto& n) { c.cluster.client_max_keys = uint64_t(int_in(n, 0, 1'000'000'000)); },
+       [](const runtime_config& c) { return text(c.cluster.client_max_keys); }},
+      {"cluster", "client_max_key_bytes",
+       [](auto& c, auto& n) {
+         c.cluster.client_max_key_bytes = uint64_t(int_in(n, 0, int64_t(1) << 40));
+       },
+       [](const runtime_config& c) { return text(c.cluster.client_max_key_bytes); }},
       {"cluster", "max_outbound",
        [](auto& c, auto& n) { c.cluster.max_outbound = uint32_t(int_in(n, 16, 1 << 24)); },
        [](const runtime_config& c) { return text(c.cluster.max_outbound); }},
@@ -519,7 +527,7 @@ std::string text_of(const toml::node& n) {
 
 /// [[triggers]]: name, topic, when = {kind, node, worker, detail}, action, submit = {kind,
 /// params, priority}. Errors name triggers[i].key.
-/// [[security.allow]] tables: role, name, key.
+/// [[security.allow]] tables: role, name, key, topics (subscribers).
 void parse_allow(runtime_config& cfg, const toml::node& node, const std::string& source) {
   auto* arr = node.as_array();
   if (!arr || !arr->is_array_of_tables())
@@ -559,8 +567,19 @@ void parse_allow(runtime_config& cfg, const toml::node& node, const std::string&
           bool key_text = v->size() == 40 && v->find_first_not_of(z85) == std::string::npos &&
                           !std::filesystem::exists(path, ec);
           a.key = key_text ? *v : path;
+        } else if (k == "topics") {
+          auto* list = value.as_array();
+          if (!list || list->empty())
+            throw std::string{
+                "expected a list of topic prefixes, such as [\"node.\", \"worker.\"]"};
+          for (auto& p : *list) {
+            auto v = p.value<std::string>();
+            if (!v || v->empty() || v->size() > 64)
+              throw std::string{"expected topic prefixes of 1-64 characters"};
+            a.topics.push_back(*v);
+          }
         } else {
-          throw std::string{"unknown key (role, name, key)"};
+          throw std::string{"unknown key (role, name, key, topics)"};
         }
       } catch (const std::string& what) {
         throw config_error(source, line_of(value), "security.allow." + k, what);
@@ -568,6 +587,10 @@ void parse_allow(runtime_config& cfg, const toml::node& node, const std::string&
     }
     if (!has_role || a.name.empty() || a.key.empty())
       throw config_error(source, a.line, "security.allow", "each entry needs role, name and key");
+    if (!a.topics.empty() && a.role != peer_role::subscriber)
+      throw config_error(source, a.line, "security.allow.topics",
+                         std::string{"topics limits subscriber keys; this one is "} +
+                             to_string(a.role) + " (an admin sees every topic)");
     for (auto& other : cfg.cluster.security.allow)
       if (other.role == a.role && other.name == a.name)
         throw config_error(

@@ -471,8 +471,13 @@ struct head::impl {
 
   void start_publishing() {
     transport::socket_options po;
-    po.type = zmq::socket_type::pub;
+    // XPUB: with keys, each subscriber gets only the topics its key may follow.
+    po.type = zmq::socket_type::xpub;
     po.endpoint = cfg.cluster.events_endpoint;
+    if (secured)
+      po.grant_subscription = [this](const std::string& user, const std::string& asked) {
+        return grant_subscription(user, asked);
+      };
     po.bind = true;
     po.name = "troupe-pub";
     po.max_outbound = cfg.cluster.max_outbound;
@@ -501,7 +506,56 @@ struct head::impl {
     troupe::logger().info("head: publishing events on {}", pub->endpoint());
   }
 
-  void on_replay_request(const std::string& peer, const wire::header& h, uint64_t since) {
+  /// Who sent a message. With keys, `user` is the "role:name" the ZAP handler gave its
+  /// connection, and tasks belong to `owner` = user + '\n' + routing id: results go to the
+  /// connection, ownership follows the key. Without keys both are the routing id.
+  struct caller {
+    std::string peer, user, owner;
+    std::string_view role() const { return std::string_view{user}.substr(0, user.find(':')); }
+    std::string_view name() const {
+      auto colon = user.find(':');
+      return colon == std::string::npos ? std::string_view{}
+                                        : std::string_view{user}.substr(colon + 1);
+    }
+  };
+
+  /// The topic prefixes a subscriber key may follow (security.allow topics); null: every topic
+  /// (no keys, an admin, a subscriber without topics).
+  const std::vector<std::string>* topics_of(const std::string& user) const {
+    if (!secured) return nullptr;
+    auto colon = user.find(':');
+    if (colon == std::string::npos || user.compare(0, colon, "subscriber") != 0) return nullptr;
+    for (auto& a : cfg.cluster.security.allow)
+      if (a.role == peer_role::subscriber &&
+          user.compare(colon + 1, std::string::npos, a.name) == 0)
+        return a.topics.empty() ? nullptr : &a.topics;
+    return nullptr;
+  }
+  static bool starts_with(const std::string& s, const std::string& prefix) {
+    return s.compare(0, prefix.size(), prefix) == 0;
+  }
+  /// Whether a topic (or, for a family such as "task.", all of its topics) may be followed.
+  static bool covered(const std::vector<std::string>& topics, const std::string& topic) {
+    return std::any_of(topics.begin(), topics.end(),
+                       [&](const std::string& p) { return starts_with(topic, p); });
+  }
+  /// On the PUB thread: what a subscription for `asked` becomes for this key. Asked for more
+  /// than it may follow ("" is everything), it gets its prefixes; asked for less, what it asked.
+  std::vector<std::string> grant_subscription(const std::string& user, const std::string& asked) {
+    auto* topics = topics_of(user);
+    if (!topics) return {asked};
+    std::vector<std::string> out;
+    for (auto& p : *topics) {
+      auto& g = starts_with(p, asked) ? p : starts_with(asked, p) ? asked : std::string{};
+      if (!g.empty() && std::find(out.begin(), out.end(), g) == out.end()) out.push_back(g);
+    }
+    if (out.empty())
+      troupe::logger().info("head: {} subscribed to '{}', none of its topics: it gets nothing",
+                            user, asked);
+    return out;
+  }
+
+  void on_replay_request(const caller& c, const wire::header& h, uint64_t since) {
     wire::replay r;
     {
       std::lock_guard<std::mutex> guard{log_mutex};
@@ -510,16 +564,29 @@ struct head::impl {
       if (got) r.events = std::move(*got);
       r.last_seq = log.last_seq();
     }
-    sock->send(framer.make(&peer, wire::msg_type::replay, r, h.id));
+    if (auto* topics = topics_of(c.user)) {
+      // Its events only, and through which seq they were looked at (it asks on from there).
+      r.through = r.events.empty() ? r.last_seq : r.events.back().seq;
+      r.events.erase(std::remove_if(r.events.begin(), r.events.end(),
+                                    [&](const event& e) { return !covered(*topics, e.topic); }),
+                     r.events.end());
+    }
+    sock->send(framer.make(&c.peer, wire::msg_type::replay, r, h.id));
   }
-
-  void on_snapshot_request(const std::string& peer, const wire::header& h) {
+  void on_snapshot_request(const caller& c, const wire::header& h) {
     wire::snapshot s;
     {
       std::lock_guard<std::mutex> guard{log_mutex};
       s.state = log.snapshot();
     }
-    sock->send(framer.make(&peer, wire::msg_type::snapshot, s, h.id));
+    // A key limited to some topics: a part of the state only where a prefix covers its family.
+    if (auto* topics = topics_of(c.user)) {
+      s.topics = *topics;
+      if (!covered(*topics, "task.")) s.state.tasks.clear(), s.state.finished.clear();
+      if (!covered(*topics, "worker.")) s.state.workers.clear();
+      if (!covered(*topics, "node.")) s.state.nodes.clear();
+    }
+    sock->send(framer.make(&c.peer, wire::msg_type::snapshot, s, h.id));
   }
 
   void refuse(const std::string& peer, uint64_t corr, wire::wire_errc code,
@@ -543,19 +610,6 @@ struct head::impl {
     for (unsigned char c : id) s += hex[c >> 4], s += hex[c & 15];
     return s;
   }
-
-  /// Who sent a message. With keys, `user` is the "role:name" the ZAP handler gave its
-  /// connection, and tasks belong to `owner` = user + '\n' + routing id: results go to the
-  /// connection, ownership follows the key. Without keys both are the routing id.
-  struct caller {
-    std::string peer, user, owner;
-    std::string_view role() const { return std::string_view{user}.substr(0, user.find(':')); }
-    std::string_view name() const {
-      auto colon = user.find(':');
-      return colon == std::string::npos ? std::string_view{}
-                                        : std::string_view{user}.substr(colon + 1);
-    }
-  };
 
   /// The routing id an owner's results go to.
   std::string peer_of(const std::string& owner) const {
@@ -660,16 +714,24 @@ struct head::impl {
         case wire::msg_type::fetch:
           return on_fetch(c, h, decode_control<wire::fetch>(body));
         case wire::msg_type::replay_request:
-          return on_replay_request(peer, h, decode_control<wire::replay_request>(body).since);
+          return on_replay_request(c, h, decode_control<wire::replay_request>(body).since);
         case wire::msg_type::snapshot_request:
           decode_control<wire::snapshot_request>(body);
-          return on_snapshot_request(peer, h);
+          return on_snapshot_request(c, h);
         case wire::msg_type::status_request: {
           decode_control<wire::status_request>(body);
           uint64_t last_seq = 0;
           {
             std::lock_guard<std::mutex> guard{log_mutex};
             last_seq = log.last_seq();
+          }
+          if (topics_of(c.user)) {
+            // A key limited to some topics learns where the events are, not the cluster.
+            wire::status s;
+            s.events_endpoint = pub ? pub->endpoint() : "";
+            s.last_event_seq = last_seq;
+            sock->send(framer.make(&peer, wire::msg_type::status, s, h.id));
+            return;
           }
           return caf::anon_send(membership, status_query_msg{peer, h.id, refused.load(),
                                                              pub ? pub->endpoint() : "", last_seq});
@@ -865,9 +927,11 @@ struct head::impl {
     auto received_unix_ms = int64_t(wall_clock_ns() / 1000000);
     std::vector<task_id> accepted_ids(ids.begin(), ids.begin() + long(n - over_bounds));
     auto handles = rt->impl_->submit_specs(
-        std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &accepted_ids);
+        std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &accepted_ids,
+        client_of(owner));
     wire::submitted reply;
     reply.ids.reserve(n);
+    std::vector<task_handle> named;  // earlier tasks that keys named (each once)
     std::vector<task_id> no_record;
     {
       std::lock_guard<std::mutex> guard{results_mutex};
@@ -877,6 +941,9 @@ struct head::impl {
         if (hd.id() != ids[i]) {  // an idempotency key named an earlier task: that one answers
           closed(ids[i]);
           no_record.push_back(ids[i]);
+          if (std::none_of(named.begin(), named.end(),
+                           [&](const task_handle& k) { return k.id() == hd.id(); }))
+            named.push_back(hd);
           continue;
         }
         // Rejected at the door: no callback will come; the result follows the ids right away.
@@ -897,6 +964,7 @@ struct head::impl {
       std::vector<task_id> no_record;
       task_id next_id = 0;
       transport::multipart submitted, results;
+      std::vector<task_handle> named;
     };
     auto a = std::make_shared<accepted_frame>();
     a->body = std::move(received);
@@ -920,6 +988,7 @@ struct head::impl {
       copy.copy(a->rejected_body);
       a->results = framer.make_encoded(&peer, wire::msg_type::result, std::move(copy));
     }
+    a->named = std::move(named);
     // On disk before the client hears of it: the frame and the records of the rejected. (The
     // tasks may already run: a head killed right now never answered, the client sends the
     // submit again, and they run again.)
@@ -933,6 +1002,23 @@ struct head::impl {
         [this, a] {
           sock->send(std::move(a->submitted));
           if (!a->results.empty()) sock->send(std::move(a->results));
+          // An earlier task a key named that is over, its result sent already (no longer open;
+          // decided here, after every earlier send): its result goes again, after the ids.
+          // (Still open: its result is on its way to its owner, this client.)
+          wire::result known;
+          {
+            std::lock_guard<std::mutex> guard{results_mutex};
+            for (auto& k : a->named)
+              if (k.ready() && !open.count(k.id())) {
+                known.tasks.push_back(k.get());
+                known.latency_ms.push_back(0);
+              }
+          }
+          if (!known.tasks.empty()) {
+            std::unordered_map<std::string, wire::result> again;
+            again.emplace(a->f.owner, std::move(known));
+            send_to_owners(again, false, [] {});  // in frames within the limits
+          }
         });
   }
 
@@ -978,8 +1064,15 @@ struct head::impl {
   void on_fetch(const caller& c, const wire::header& h, wire::fetch&& f) {
     send_results();  // what finished meanwhile is journalled and sent first
     if (!jq) return answer_fetch(c, h.id, f.ids, nullptr);
+    // Counted against the journal queue's bound as about a record read per id: a flood of
+    // fetches is refused, not queued ahead of everyone's results.
+    auto bytes = f.ids.size() * 1024;
+    if (!jq->has_room(bytes))
+      return refuse(c.peer, h.id, wire::wire_errc::overloaded,
+                    "the head's journal is " + std::to_string(jq->queued_bytes() >> 20) +
+                        " MiB behind the disk; fetch again later");
     auto ids = std::make_shared<std::vector<task_id>>(std::move(f.ids));
-    jq->post([this, c, corr = h.id, ids](journal& j) { answer_fetch(c, corr, *ids, &j); }, 0);
+    jq->post([this, c, corr = h.id, ids](journal& j) { answer_fetch(c, corr, *ids, &j); }, bytes);
   }
 
   /// On the journal's thread, or the socket thread without a journal (jnl null).
@@ -1069,9 +1162,14 @@ struct head::impl {
       self->wait_for(membership);
     }
     membership = nullptr;
-    // What the journal's thread still holds is written and handed to the socket first.
-    if (jq) jq->stop();
+    // The socket's thread first: nothing is posted to the journal after it ended. Then what
+    // finished meanwhile, and everything posted, is written (and sent, if the socket still
+    // can: a client fetches the rest from the next head).
     sock->stop();
+    if (jq) {
+      send_results();
+      jq->stop();
+    }
     if (pub) pub->stop();
   }
 };

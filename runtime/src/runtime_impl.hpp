@@ -16,6 +16,7 @@
 #include "troupe/actors/supervisor.hpp"
 #include "troupe/kernels/builtins.hpp"
 #include "troupe/kernels/gpu_discovery.hpp"
+#include "troupe/model/idempotency_keys.hpp"
 #include "troupe/model/ledger.hpp"
 #include "troupe/model/log.hpp"
 #include "troupe/model/record_pool.hpp"
@@ -71,34 +72,10 @@ struct runtime::impl {
   supervisor_actor supervisor;
 
   std::atomic<uint64_t> next_subscription{1};
-  std::mutex keys_mutex;  // idempotency keys: key -> handle, oldest evicted past the bound
+  std::mutex keys_mutex;  // idempotency keys: key -> handle, oldest forgotten past the bounds
   std::condition_variable keys_cv;               // a pending key was settled
   std::unordered_set<std::string> keys_pending;  // being admitted by some thread right now
-  /// A key's task: its handle while it runs; once it ended, a copy of its result alone (the
-  /// task's record, with its payload, is not kept alive by the key).
-  struct keyed_task {
-    task_handle handle;
-    bool result_only = false;
-    uint64_t bytes = 0;  ///< of the result kept (outputs), once result_only
-  };
-  std::unordered_map<std::string, keyed_task> keys;
-  std::deque<std::pair<std::string, clock::time_point>> key_order;  // oldest first
-  size_t key_sweep = 0;  // where the next look for ended tasks starts in key_order
-  static constexpr size_t key_capacity = 65536;
-  static constexpr std::chrono::hours key_lifetime{1};
-  /// Results kept under keys, in bytes of outputs: past it the oldest keys are forgotten.
-  static constexpr uint64_t key_bytes_limit = uint64_t(256) << 20;
-  uint64_t key_bytes = 0;
-
-  /// Forgets the oldest key (under keys_mutex).
-  void forget_oldest_key() {
-    if (auto i = keys.find(key_order.front().first); i != keys.end()) {
-      key_bytes -= i->second.bytes;
-      keys.erase(i);
-    }
-    key_order.pop_front();
-    if (key_sweep > 0) --key_sweep;
-  }
+  idempotency_keys keys;                         // (docs/limits-and-timeouts.md)
   bool stopped = false;
   std::mutex stop_mutex;
   std::shared_ptr<trigger_runner> triggers;
@@ -107,6 +84,10 @@ struct runtime::impl {
   explicit impl(runtime_config cfg) : setup(std::make_shared<runtime_setup>()) {
     setup->cfg = resolve(std::move(cfg));
     admission = std::make_shared<admission_gate>(setup->cfg);
+    idempotency_bounds kb;
+    kb.max_keys_per_scope = size_t(setup->cfg.cluster.client_max_keys);
+    kb.max_bytes_per_scope = setup->cfg.cluster.client_max_key_bytes;
+    keys.set_bounds(kb);
   }
 
   /// remote: workers of node processes (a head), appended after this process's own.
@@ -338,41 +319,25 @@ struct runtime::impl {
     if (!keys_cv.wait_for(lock, cfg().block_timeout + std::chrono::seconds(1),
                           [&] { return keys_pending.count(key) == 0; }))
       return key_claim::busy;
-    if (auto i = keys.find(key); i != keys.end()) {
-      known = i->second.handle;
+    if (auto* h = keys.find(key)) {
+      known = *h;
       return key_claim::known;
     }
     keys_pending.insert(key);
     return key_claim::claimed;
   }
 
-  /// Ends a claim: remembers the accepted task's handle, or frees the key (rejected).
-  void settle_key(const std::string& key, const task_handle* accepted) {
+  /// Ends a claim: remembers the accepted task's handle under the key, for its client (scope:
+  /// "" in process), or frees the key (rejected).
+  void settle_key(const std::string& key, const task_handle* accepted,
+                  const std::string& scope = {}) {
     {
       std::lock_guard<std::mutex> guard{keys_mutex};
       keys_pending.erase(key);
       auto now = clock::now();
-      if (accepted && keys.emplace(key, keyed_task{*accepted, false}).second) {
-        key_order.emplace_back(key, now);
-        // Bounded in count and time: the oldest are forgotten (a later submit with the key is
-        // a new task).
-        while (!key_order.empty() &&
-               (key_order.size() > key_capacity || now - key_order.front().second > key_lifetime))
-          forget_oldest_key();
-      }
+      if (accepted) keys.remember(key, scope, *accepted, now);
       // A few entries per call: a task that ended keeps only its result under its key.
-      for (int n = 0; n < 4 && !key_order.empty(); ++n) {
-        if (key_sweep >= key_order.size()) key_sweep = 0;
-        auto i = keys.find(key_order[key_sweep++].first);
-        if (i == keys.end() || i->second.result_only || !i->second.handle.ready()) continue;
-        auto copy = std::make_shared<completion>();
-        auto bytes = output_bytes(i->second.handle.get().output);
-        copy->set(task_result{i->second.handle.get()});
-        i->second = keyed_task{task_handle{i->second.handle.id(), std::move(copy)}, true, bytes};
-        key_bytes += bytes;
-      }
-      // And in bytes: large outputs kept under keys push the oldest keys out.
-      while (key_bytes > key_bytes_limit && !key_order.empty()) forget_oldest_key();
+      keys.sweep(4, now);
     }
     keys_cv.notify_all();
   }
@@ -384,9 +349,11 @@ struct runtime::impl {
   }
 
   /// submit_batch, with the ids given (one per spec; a head that reserved them, or restores
-  /// tasks from its journal) or taken here (ids == nullptr).
+  /// tasks from its journal) or taken here (ids == nullptr); key_scope: the client whose
+  /// idempotency keys these are (a head's client), for its share of the keys.
   std::vector<task_handle> submit_specs(std::vector<task_spec>&& specs, result_callback on_done,
-                                        const std::vector<task_id>* ids) {
+                                        const std::vector<task_id>* ids,
+                                        const std::string& key_scope = {}) {
     std::vector<task_handle> handles;
     handles.reserve(specs.size());
     submit_msg msg;
@@ -416,7 +383,7 @@ struct runtime::impl {
       }
       auto& t = std::get<task_ptr>(r);
       handles.push_back(track(t));
-      if (!key.empty()) settle_key(key, &handles.back());
+      if (!key.empty()) settle_key(key, &handles.back(), key_scope);
       msg.tasks.push_back(std::move(t));
     }
     end(sub);

@@ -168,7 +168,7 @@ class SecuredCluster : public Cluster {
   void SetUp() override {
     keys_ = temp_dir() + "/keys";
     mkdir(keys_.c_str(), 0700);
-    for (auto name : {"head", "a", "b", "admin", "alice", "bob", "watcher", "stranger"}) {
+    for (auto name : {"head", "a", "b", "admin", "alice", "bob", "watcher", "tally", "stranger"}) {
       auto path = keys_ + "/" + name;
       std::remove(path.c_str());
       std::remove((path + ".pub").c_str());
@@ -188,6 +188,10 @@ class SecuredCluster : public Cluster {
                               {"subscriber", "watcher"}})
       allow += std::string{"[[security.allow]]\nrole = \""} + role + "\"\nname = \"" + name +
                "\"\nkey = \"keys/" + name + ".pub\"\n";
+    // A subscriber that may follow completions only.
+    allow +=
+        "[[security.allow]]\nrole = \"subscriber\"\nname = \"tally\"\n"
+        "key = \"keys/tally.pub\"\ntopics = [\"task.completed\"]\n";
     return "[security]\nhead_key = \"keys/head\"\n" + allow;
   }
   client_options client_options_for_tests() const override { return as("admin"); }

@@ -1,10 +1,12 @@
-// Per-client bounds of a head (docs/limits-and-timeouts.md, "Per peer"): tasks in flight and
-// submit rate. A head with workers of its own (head_cpu), no nodes: one process is enough.
+// Per-client bounds of a head (docs/limits-and-timeouts.md, "Per peer"): tasks in flight,
+// submit rate and idempotency keys. A head with workers of its own (head_cpu), no nodes: one
+// process is enough.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "cluster_fixture.hpp"
@@ -93,6 +95,41 @@ TEST(ClientBounds, AClientOverItsSubmitRateHasTheRestOfItsSubmitRejected) {
   EXPECT_GE(completed, 10u);  // (a little more refilled while the frame travelled)
   EXPECT_LE(completed, 11u);
   EXPECT_EQ(completed + rejected, 25u);
+}
+
+/// Submits one task per key, waits for them all, and returns their ids.
+std::vector<task_id> keyed_run(client& c, const std::string& prefix, int n) {
+  std::vector<task_spec> specs;
+  for (int i = 0; i < n; ++i) {
+    specs.push_back(sleep_task(0));
+    specs.back().idempotency_key = prefix + std::to_string(i);
+  }
+  std::vector<task_id> ids;
+  for (auto& h : c.submit_batch(std::move(specs))) {
+    auto r = h.wait_for(30s);
+    ids.push_back(r && r->status == outcome::completed ? h.id() : 0);
+  }
+  return ids;
+}
+
+TEST(ClientBounds, AClientFloodingIdempotencyKeysPushesOutOnlyItsOwn) {
+  lone_head head{"client_max_keys = 3\n"};
+  client_options co;
+  co.timeout = 20s;
+  client alice{head.endpoint(), co}, mallory{head.endpoint(), co};
+  auto first = keyed_run(alice, "alice-", 2);
+  ASSERT_NE(first[0], 0u) << head.log();
+  ASSERT_NE(first[1], 0u) << head.log();
+  auto flood = keyed_run(mallory, "m-", 50);
+  ASSERT_EQ(std::count(flood.begin(), flood.end(), task_id{0}), 0) << head.log();
+  // Alice's keys still name her tasks: sent again, they are not run again.
+  EXPECT_EQ(keyed_run(alice, "alice-", 2), first);
+  // Mallory's own oldest were forgotten (a new task); her newest 3 are kept.
+  auto again = keyed_run(mallory, "m-", 1);
+  EXPECT_NE(again[0], flood[0]);
+  std::vector<task_spec> newest(1, sleep_task(0));
+  newest[0].idempotency_key = "m-49";
+  EXPECT_EQ(mallory.submit_batch(std::move(newest))[0].id(), flood[49]);
 }
 
 }  // namespace

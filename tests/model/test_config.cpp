@@ -257,6 +257,7 @@ TEST(SecurityConfig, KeysAndTheAllowlistAreReadWithPathsFromTheFilesFolder) {
           "[[security.allow]]\nrole = \"client\"\nname = \"alice\"\nkey = \"keys/alice.pub\"\n"
           "[[security.allow]]\nrole = \"subscriber\"\nname = \"dash\"\n"
           "key = \"Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID\"\n"
+          "topics = [\"node.\", \"worker.\"]\n"
           "[nodes.a]\ncpu = 1\nkey = \"keys/a\"\n");
   auto cfg = load_config(file);
   std::filesystem::remove_all(dir);
@@ -269,6 +270,8 @@ TEST(SecurityConfig, KeysAndTheAllowlistAreReadWithPathsFromTheFilesFolder) {
   EXPECT_EQ(sec.allow[0].role, peer_role::client);
   EXPECT_EQ(sec.allow[0].key, folder + "keys/alice.pub");
   EXPECT_EQ(sec.allow[1].key, "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID");  // a key as it is
+  EXPECT_EQ(sec.allow[1].topics, (std::vector<std::string>{"node.", "worker."}));
+  EXPECT_TRUE(sec.allow[0].topics.empty());  // every topic
   EXPECT_EQ(cfg.cluster.nodes[0].key, folder + "keys/a");
 }
 
@@ -290,4 +293,10 @@ TEST(SecurityConfig, MistakesNameTheKeyAndLine) {
   EXPECT_EQ(e.key(), "limits.max_payload_bytes");
   e = error_of("[security]\ninsecure = \"yes\"\n");
   EXPECT_EQ(e.key(), "security.insecure");
+  e = error_of(
+      "[[security.allow]]\nrole = \"client\"\nname = \"x\"\nkey = \"k\"\ntopics = [\"a\"]\n");
+  EXPECT_EQ(e.key(), "security.allow.topics");  // only subscribers are limited to topics
+  e = error_of(
+      "[[security.allow]]\nrole = \"subscriber\"\nname = \"x\"\nkey = \"k\"\ntopics = [1]\n");
+  EXPECT_EQ(e.key(), "security.allow.topics");
 }

@@ -196,6 +196,21 @@ void socket_thread::read_handshake_events(zmq::socket_t& monitor) {
   }
 }
 
+void socket_thread::grant(zmq::socket_t& sock, multipart& msg) {
+  // A subscription message: one frame, 1 (subscribe) or 0 (unsubscribe), then the prefix. In
+  // manual mode what is set here applies to the peer that sent it.
+  if (!opts_.grant_subscription || msg.size() != 1 || msg[0].size() == 0) return;
+  auto* bytes = static_cast<const char*>(msg[0].data());
+  if (bytes[0] != 0 && bytes[0] != 1) return;
+  std::string asked{bytes + 1, msg[0].size() - 1};
+  for (auto& prefix : opts_.grant_subscription(user_id_of(msg[0]), asked)) {
+    if (bytes[0] == 1)
+      sock.set(zmq::sockopt::subscribe, prefix);
+    else
+      sock.set(zmq::sockopt::unsubscribe, prefix);
+  }
+}
+
 void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
   std::string short_name = opts_.name.substr(0, 15);
   pthread_setname_np(pthread_self(), short_name.c_str());
@@ -209,6 +224,8 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
     sock->set(zmq::sockopt::reconnect_ivl, opts_.reconnect_ms);
     if (opts_.type == zmq::socket_type::router) sock->set(zmq::sockopt::router_mandatory, 1);
     if (opts_.router_handover) sock->set(zmq::sockopt::router_handover, 1);
+    if (opts_.type == zmq::socket_type::xpub && opts_.grant_subscription)
+      sock->set(zmq::sockopt::xpub_manual, 1);
     if (!opts_.routing_id.empty()) sock->set(zmq::sockopt::routing_id, opts_.routing_id);
     sock->set(zmq::sockopt::handshake_ivl, opts_.handshake_ms);
     sock->set(zmq::sockopt::backlog, opts_.listen_backlog);
@@ -272,7 +289,10 @@ void socket_thread::run(zmq::context_t& ctx, std::promise<std::string>* ready) {
         break;
       }
       try {
-        on_message_(msg);
+        if (opts_.type == zmq::socket_type::xpub)
+          grant(*sock, msg);
+        else
+          on_message_(msg);
       } catch (const std::exception& e) {
         // The handler answers bad input itself; this is a bug, not a peer's fault. Keep going.
         troupe::logger().error("{}: message handler threw: {}", opts_.name, e.what());

@@ -47,6 +47,7 @@ struct subscriber::impl {
   std::map<uint64_t, event> held;  // arrived ahead of `next`
   clock::time_point asked_at{};
   bool probing = false;  // the pending replay request asks "anything newer?" after a quiet spell
+  bool limited = false;  // the key follows some topics only: holes in seq are not gaps
 
   impl(const std::string& head, std::function<void(const event&)> cb, subscriber_options o)
       : opts(std::move(o)), on_event(std::move(cb)), head_endpoint(head) {
@@ -118,10 +119,10 @@ struct subscriber::impl {
   }
 
   void drain(zmq::socket_t& dealer) {
-    while (!held.empty() && held.begin()->first <= next) {
+    while (!held.empty() && (held.begin()->first <= next || limited)) {
       auto e = std::move(held.begin()->second);
       held.erase(held.begin());
-      if (e.seq == next) deliver(e);
+      if (e.seq == next || (limited && e.seq > next)) deliver(e);
     }
     if (!held.empty()) {
       gap(next, held.begin()->first - 1);
@@ -162,7 +163,7 @@ struct subscriber::impl {
       held.emplace(e.seq, e);  // the snapshot decides whether it is still needed
       return;
     }
-    if (at == phase::live && e.seq == next) {
+    if (at == phase::live && (e.seq == next || (limited && e.seq > next))) {
       deliver(e);
       return;
     }
@@ -195,10 +196,18 @@ struct subscriber::impl {
       }
       applied.notify_all();
       next = s.state.seq + 1;
+      // A key limited to some topics: its sequence has holes that are not gaps.
+      limited = !s.topics.empty();
+      {
+        std::lock_guard<std::mutex> guard{mutex};
+        counters.topics = s.topics;
+      }
       if (opts.on_snapshot) opts.on_snapshot(s.state);
+      if (limited) return ask_replay(dealer);  // what came before its subscription took hold
       drain(dealer);
     } else if (h.type == wire::msg_type::replay && at == phase::awaiting_replay) {
       auto r = wire::decode<wire::replay>(m[1].data(), m[1].size(), lim);
+      if (limited) return take_limited_replay(dealer, r);
       // A probe that finds events the stream never brought: the tail of the stream was lost.
       if (probing && (!r.complete || (!r.events.empty() && held.empty()))) gap(next, r.last_seq);
       probing = false;
@@ -219,6 +228,31 @@ struct subscriber::impl {
       troupe::logger().warn("subscriber: the head refused a request: {}: {}",
                             wire::to_string(e.code), e.message);
     }
+  }
+
+  /// A key limited to some topics: the head's replay holds only those, looked at through
+  /// r.through. Whatever of them did not come by the stream was lost: a tail the stream never
+  /// brought (a quiet spell is when it asks), or what was published before its subscription
+  /// took effect (it asks right after each snapshot). An event lost between two it got cannot
+  /// be told from a hole in its sequence.
+  void take_limited_replay(zmq::socket_t& dealer, const wire::replay& r) {
+    bool probe = probing;
+    probing = false;
+    if (!r.complete) return ask_snapshot(dealer);  // the ring has lost some of them
+    auto from = next;
+    bool lost = false;
+    for (auto& e : r.events) {
+      if (e.seq < next) continue;
+      lost = lost || !held.count(e.seq);  // (what the stream brought meanwhile is held)
+      deliver(e);
+      std::lock_guard<std::mutex> guard{mutex};
+      ++counters.replayed;
+    }
+    if (probe && lost) gap(from, r.through);
+    if (r.through >= next) next = r.through + 1;
+    if (r.through < r.last_seq) return ask_replay(dealer);  // more to look at
+    at = phase::live;
+    drain(dealer);
   }
 
   void run() {

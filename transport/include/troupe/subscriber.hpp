@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "troupe/model/event_log.hpp"
 #include "troupe/model/events.hpp"
@@ -45,6 +46,11 @@ struct subscriber_counters {
   uint64_t last_seq = 0;      ///< the newest event applied
   uint64_t incarnation = 0;   ///< of the head whose events are followed now
   uint64_t incarnations = 0;  ///< new incarnations seen after the first (head restarts)
+  /// The topic prefixes this subscriber's key may follow (security.allow topics); empty: all.
+  /// Limited, it gets only those (replays and snapshots cut to them too): it recovers what was
+  /// published before its subscription took hold and a lost tail of the stream, but cannot
+  /// tell an event lost between two it got from one it may not see (docs/security.md).
+  std::vector<std::string> topics;
 };
 
 class subscriber {

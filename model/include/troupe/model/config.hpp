@@ -52,6 +52,9 @@ struct allowed_key {
   peer_role role = peer_role::client;
   std::string name;  ///< who it is, for logs and ownership (unique per role)
   std::string key;   ///< a public key file (relative to the config's folder) or the Z85 key
+  /// Subscriber keys: the topic prefixes it may follow (events, replays and snapshots are cut
+  /// to them); empty: every topic.
+  std::vector<std::string> topics;
   int line = 0;
 };
 
@@ -79,6 +82,11 @@ struct cluster_config {
   /// 0: no bound.
   uint64_t client_max_in_flight = 1000000;
   uint64_t client_submit_rate = 0;
+  /// Per client: idempotency keys remembered, and bytes of results kept under them; beyond,
+  /// that client's oldest keys are forgotten (not others'). 0: only the shared bound (65,536
+  /// keys, 256 MiB, 1 hour for everyone together).
+  uint64_t client_max_keys = 16384;
+  uint64_t client_max_key_bytes = uint64_t(64) << 20;
   uint32_t max_outbound = 65536;                 ///< messages waiting per socket
   std::chrono::milliseconds restart_delay{200};  ///< troupe up: before restarting a dead child
   std::string events_endpoint = "tcp://127.0.0.1:5556";  ///< head PUB socket; "" for none

@@ -64,6 +64,11 @@ struct socket_options {
   /// handler, a key mismatch, a mechanism mismatch (one side without CURVE). Client sockets
   /// use it to fail fast instead of retrying a door that stays shut.
   std::function<void(const std::string& why)> on_handshake_failed;
+  /// XPUB: the topic prefixes a subscription becomes, given the peer's User-Id (from the ZAP
+  /// handler; "" without keys) and the prefix it asked for. Set, zmq's own matching of
+  /// subscriptions is off (XPUB_MANUAL): that peer gets only these. Runs on the socket's thread.
+  std::function<std::vector<std::string>(const std::string& user, const std::string& asked)>
+      grant_subscription;
   int linger_ms = 0;            ///< > 0: stop() flushes what is queued, waiting this long
   std::string name = "socket";  ///< for logs and the thread name
 };
@@ -102,6 +107,7 @@ class socket_thread {
  private:
   void run(zmq::context_t& ctx, std::promise<std::string>* ready);
   void drain_outbound(zmq::socket_t& sock, std::deque<multipart>& backlog);
+  void grant(zmq::socket_t& sock, multipart& msg);
   void take_gathered(std::deque<multipart>& backlog);
   void set_curve(zmq::socket_t& sock);
   std::unique_ptr<zmq::socket_t> watch_handshakes(zmq::context_t& ctx, zmq::socket_t& sock);

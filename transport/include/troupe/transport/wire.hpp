@@ -202,6 +202,9 @@ struct replay {
   bool complete = false;  ///< false: some events since `since` have left the ring; ask a snapshot
   uint64_t last_seq = 0;  ///< the newest event published so far
   std::vector<event> events;  ///< from `since` on, at most a bounded number per reply
+  /// For a key limited to some topics (events cut to them): the events were looked at through
+  /// this seq; below last_seq, ask on from the next. 0: not limited.
+  uint64_t through = 0;
 };
 
 struct snapshot_request {};
@@ -209,6 +212,10 @@ struct snapshot_request {};
 /// Current state as of `state.seq`; continue with the events after it.
 struct snapshot {
   state_snapshot state;
+  /// The topic prefixes this subscriber's key may follow (security.allow topics): its events,
+  /// replays and this state are cut to them, so its sequence has holes that are not gaps.
+  /// Empty: every topic.
+  std::vector<std::string> topics;
 };
 
 /// Error codes of the transport, sent as their names.

@@ -367,6 +367,7 @@ void fields(F& f, replay& m) {
   f("complete", m.complete, required);
   f("last_seq", m.last_seq);
   f("events", m.events, required);
+  f("through", m.through);
 }
 
 template <class F>
@@ -380,6 +381,7 @@ void fields(F& f, snapshot& m) {
   f("tasks", as_pairs<task_id, std::string>{s.tasks, "id", "state"}, required);
   f("workers", as_pairs<int32_t, std::string>{s.workers, "index", "state"}, required);
   f("nodes", as_pairs<std::string, std::string>{s.nodes, "name", "state"}, required);
+  f("topics", m.topics, omit_empty);
 }
 
 }  // namespace troupe::wire
