@@ -166,6 +166,7 @@ class queue_logic {
           t->failure_detected = {};
         }
         t->timings.started = rec.started;
+        t->timings.ran_until = rec.finished;
         t->timings.worker = rec.worker;
       }
       if (rec.code == errc::none) {

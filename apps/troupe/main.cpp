@@ -19,6 +19,7 @@
 #include "troupe/cli_commands.hpp"
 #include "troupe/report.hpp"
 #include "troupe/runtime.hpp"
+#include "troupe/trace.hpp"
 #include "troupe/workload.hpp"
 
 namespace {
@@ -26,7 +27,7 @@ namespace {
 using namespace troupe;
 
 struct run_options {
-  std::string config, workload, json;
+  std::string config, workload, json, trace, gantt;
   std::vector<std::string> overrides;
   uint32_t workers = 0;
   size_t tasks = 2000;
@@ -72,6 +73,13 @@ int run(const run_options& opt) {
                workers, rt.config().cpu_workers, workers - rt.config().cpu_workers,
                opt.workload.empty() ? "default AI mix" : opt.workload.c_str());
 
+  // Names for the timeline: a task's `name` label, else its kind and id (known after submit).
+  std::vector<std::string> names;
+  if (!opt.trace.empty() || !opt.gantt.empty())
+    for (auto& s : specs) {
+      auto n = s.labels.find("name");
+      names.push_back(n == s.labels.end() ? std::string{} : n->second);
+    }
   std::atomic<size_t> done{0};
   std::mutex m;
   std::condition_variable cv;
@@ -124,6 +132,27 @@ int run(const run_options& opt) {
     }
     out << cli::to_json(summary).dump(2) << "\n";
   }
+  if (!opt.trace.empty() || !opt.gantt.empty()) {
+    std::vector<cli::traced_task> traced;
+    std::unordered_set<task_id> seen;  // a key shared by several lines is one task
+    for (size_t i = 0; i < handles.size(); ++i) {
+      if (!seen.insert(handles[i].id()).second) continue;
+      auto& r = handles[i].get();
+      traced.push_back({&r, names[i].empty() ? r.kind + " #" + std::to_string(r.id) : names[i]});
+    }
+    std::vector<std::string> worker_names;
+    for (auto& w : summary.stats.workers) worker_names.push_back(w.name);
+    auto write = [](const std::string& path, const std::string& text) {
+      std::ofstream out{path};
+      out << text;
+      if (!out) std::fprintf(stderr, "troupe run: cannot write %s\n", path.c_str());
+      return bool(out);
+    };
+    if (!opt.trace.empty() &&
+        !write(opt.trace, cli::chrome_trace(traced, worker_names).dump() + "\n"))
+      return 1;
+    if (!opt.gantt.empty() && !write(opt.gantt, cli::gantt_svg(traced, worker_names))) return 1;
+  }
   rt.shutdown();
   if (not_completed > 0) {
     std::fprintf(stderr,
@@ -166,6 +195,10 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--workload", ro.workload, "JSON-lines workload (see docs/workload.md)")
       ->check(CLI::ExistingFile);
   run_cmd->add_option("--json", ro.json, "also write the report as JSON to this file");
+  run_cmd->add_option("--trace", ro.trace,
+                      "write every task's run per worker as Chrome trace-event JSON to this file "
+                      "(opens in Perfetto)");
+  run_cmd->add_option("--gantt", ro.gantt, "draw the same timeline as a Gantt chart (SVG)");
   run_cmd->add_option("--set", ro.overrides, "override a config key: section.key=value")
       ->take_all();
   run_cmd->add_option("--workers", ro.workers, "cpu workers (overrides workers.cpu)");

@@ -3,9 +3,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -90,6 +93,55 @@ TEST(TroupeRun, WorkloadFileRunsAndBadLinesAreNamed) {
   r = run("run --quiet --workload " + wl);
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.output.find(wl + ":2: unknown field 'prio'"), std::string::npos) << r.output;
+}
+
+TEST(TroupeRun, TraceIsChromeTraceEventJsonWithEveryTaskOnItsWorkerAndAGanttChart) {
+  auto wl = temp_path("traced.jsonl");
+  write(wl,
+        "{\"kind\": \"sleep\", \"params\": {\"ms\": 2}, \"count\": 20}\n"
+        "{\"kind\": \"noop\", \"labels\": {\"name\": \"the-named-one\"}}\n");
+  auto trace = temp_path("trace.json"), gantt = temp_path("gantt.svg");
+  auto r =
+      run("run --quiet --workers 2 --workload " + wl + " --trace " + trace + " --gantt " + gantt);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  auto j = read_json(trace);
+  ASSERT_TRUE(j["traceEvents"].is_array());
+  std::map<int, std::vector<std::pair<double, double>>> runs;  // per worker: [start, end)
+  std::map<int, std::string> rows;
+  bool named = false;
+  for (auto& e : j["traceEvents"]) {
+    if (e["ph"] == "M" && e["name"] == "thread_name") rows[e["tid"]] = e["args"]["name"];
+    if (e["ph"] != "X") continue;
+    ASSERT_TRUE(e["name"].is_string());
+    EXPECT_EQ(e["pid"], 1);
+    EXPECT_GE(e["ts"].get<double>(), 0);
+    EXPECT_GE(e["dur"].get<double>(), 0);
+    EXPECT_GE(e["args"]["queued_ms"].get<double>(), 0);
+    EXPECT_EQ(e["args"]["outcome"], "completed");
+    if (e["args"]["kind"] == "sleep") {
+      EXPECT_GE(e["dur"].get<double>(), 2000);  // 2 ms, in microseconds
+    }
+    named = named || e["name"] == "the-named-one";
+    runs[e["tid"]].push_back(
+        {e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>()});
+  }
+  EXPECT_TRUE(named);
+  size_t total = 0;
+  for (auto& [worker, spans] : runs) {
+    EXPECT_TRUE(rows.count(worker)) << "no row name for worker " << worker;
+    total += spans.size();
+    // A CPU worker runs one task at a time: its events never overlap.
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); ++i)
+      EXPECT_LE(spans[i - 1].second, spans[i].first + 1) << "worker " << worker;
+  }
+  EXPECT_EQ(total, 21u);  // every task, once
+  EXPECT_EQ(rows.size(), 2u);
+  std::ifstream svg{gantt};
+  std::string text{std::istreambuf_iterator<char>(svg), {}};
+  EXPECT_EQ(text.rfind("<svg", 0), 0u);
+  EXPECT_NE(text.find("the-named-one"), std::string::npos);
+  EXPECT_NE(text.find("</svg>"), std::string::npos);
 }
 
 // Numbers the fuzzer found (tests/fuzz): each is named with its line, none is undefined behaviour.

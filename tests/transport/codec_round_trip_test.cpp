@@ -588,8 +588,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
     auto& [code, message] = m.error;
     expect_on_wire("task_result.error", r, code, message);
     // Of the timings only the worker travels: clock readings mean nothing in another process.
-    auto& [submitted_at, queued_at, started_at, finished_at, worker] = m.timings;
-    (void)submitted_at, (void)queued_at, (void)started_at, (void)finished_at;
+    auto& [submitted_at, queued_at, started_at, finished_at, worker, ran_until] = m.timings;
+    (void)submitted_at, (void)queued_at, (void)started_at, (void)finished_at, (void)ran_until;
     expect_on_wire("task_result.timings", r, worker);
   }
   {

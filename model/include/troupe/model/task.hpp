@@ -80,8 +80,11 @@ struct task_timings {
   time_point submitted{};
   time_point queued{};
   time_point started{};
-  time_point finished{};
-  int32_t worker = -1;  ///< index of the worker of the last attempt, -1 if none ran
+  time_point finished{};  ///< its terminal record was made (after the worker's report came in)
+  int32_t worker = -1;    ///< index of the worker of the last attempt, -1 if none ran
+  /// When its last attempt ended on that worker (the run itself: started .. ran_until); {} if
+  /// none ran.
+  time_point ran_until{};
 };
 
 struct task_result {
