@@ -168,6 +168,9 @@ class queue_logic {
         t->timings.started = rec.started;
         t->timings.ran_until = rec.finished;
         t->timings.worker = rec.worker;
+        if (rec.code == errc::none && t->kind)
+          st_.model.observe(t->kind->index, t->cost,
+                            std::chrono::duration<double>(rec.finished - rec.started).count());
       }
       if (rec.code == errc::none) {
         if (auto too_large = output_over_limit(rec.output, st_.setup->cfg.max_payload_bytes)) {
@@ -299,7 +302,13 @@ queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state>
   st.callbacks = std::move(callbacks);
   st.monitor = std::move(monitor);
   st.bus = std::move(bus);
-  st.ready = make_ready_queue(st.setup->cfg.order, st.setup->cfg.aging_interval);
+  auto* state = &st;  // lives as long as the actor, and so does its ready queue
+  st.ready = make_ready_queue(
+      st.setup->cfg.order, st.setup->cfg.aging_interval,
+      [state](const task_state& t) {
+        return t.kind ? state->model.estimate_s(t.kind->index, t.cost) : 0.0;
+      },
+      st.setup->cfg.shares);
   return {
       [=](submit_msg& msg) {
         queue_logic q{self};

@@ -97,6 +97,20 @@ int64_t int_in(const toml::node& n, int64_t lo, int64_t hi) {
   return *v;
 }
 
+/// [queue.shares]: client = weight.
+std::map<std::string, double> shares_of(const toml::node& n) {
+  auto* t = n.as_table();
+  if (!t) throw std::string{"expected a table of client = weight, such as { alice = 2 }"};
+  std::map<std::string, double> out;
+  for (auto& [client, weight] : *t) {
+    auto w = weight.value<double>();
+    if (!w || !weight.is_number() || !(*w > 0) || *w > 1e6)
+      throw "the weight of '" + std::string{client.str()} + "': expected a number in (0, 1e6]";
+    out[std::string{client.str()}] = *w;
+  }
+  return out;
+}
+
 bool boolean(const toml::node& n) {
   if (!n.is_boolean()) throw std::string{"expected true or false"};
   return *n.value<bool>();
@@ -205,11 +219,20 @@ const std::vector<key_def>& keys() {
        [](const runtime_config& c) { return text(c.block_timeout); }},
       {"queue", "order",
        [](auto& c, auto& n) {
-         c.order = choice<queue_order>(
-             n, {{"fifo", queue_order::fifo}, {"priority", queue_order::priority}});
+         c.order = choice<queue_order>(n, {{"fifo", queue_order::fifo},
+                                           {"priority", queue_order::priority},
+                                           {"deadline", queue_order::deadline},
+                                           {"shortest", queue_order::shortest},
+                                           {"fair", queue_order::fair}});
        },
+       [](const runtime_config& c) { return text(quoted(to_string(c.order))); }},
+      {"queue", "shares",
+       [](auto& c, auto& n) { c.shares = shares_of(n); },
        [](const runtime_config& c) {
-         return text(quoted(c.order == queue_order::fifo ? "fifo" : "priority"));
+         std::string s = "{";
+         for (auto& [client, w] : c.shares)
+           s += (s.size() > 1 ? ", \"" : " \"") + client + "\" = " + text(w);
+         return s + (c.shares.empty() ? "}" : " }");
        }},
       {"queue", "aging_ms", dur<ms>(&runtime_config::aging_interval, 1, 3'600'000),
        [](const runtime_config& c) { return text(c.aging_interval); }},
@@ -732,6 +755,22 @@ void check_cross_field(const runtime_config& c, const std::string& source) {
 }
 
 }  // namespace
+
+const char* to_string(queue_order o) noexcept {
+  switch (o) {
+    case queue_order::fifo:
+      return "fifo";
+    case queue_order::priority:
+      return "priority";
+    case queue_order::deadline:
+      return "deadline";
+    case queue_order::shortest:
+      return "shortest";
+    case queue_order::fair:
+      return "fair";
+  }
+  return "?";
+}
 
 const char* to_string(peer_role r) noexcept {
   switch (r) {

@@ -310,6 +310,7 @@ struct head::impl {
                       (unreadable.empty() ? std::string{"the frame has fewer tasks"} : unreadable) +
                       ")";
         }
+        label_client(spec, f.owner);
         // Deadlines count from when the head received the frame, in wall-clock time.
         if (spec.deadline) {
           auto left_then =
@@ -398,6 +399,18 @@ struct head::impl {
       on_done(r);
     }
     to_restore = std::move(kept);
+  }
+
+  /// The client a task counts for in fair share (queue.order = "fair"): with keys, the name of
+  /// its key (whatever label it sent); without, its own `client` label, or its connection.
+  void label_client(task_spec& spec, const std::string& owner) const {
+    if (cfg.order != queue_order::fair) return;  // (a label per task costs an allocation)
+    if (secured) {
+      auto user = client_of(owner);
+      spec.labels["client"] = user.substr(user.find(':') + 1);
+    } else if (!spec.labels.count("client")) {
+      spec.labels["client"] = printable(owner);
+    }
   }
 
   /// A client's idempotency key, scoped by its identity (length first: no two pairs collide).
@@ -921,9 +934,11 @@ struct head::impl {
     }
     auto over_bounds = rejected.tasks.size();
     // Keys are the client's own: two clients may use the same key for different tasks.
-    for (auto& spec : msg.tasks)
+    for (auto& spec : msg.tasks) {
       if (!spec.idempotency_key.empty())
         spec.idempotency_key = scoped_key(owner, spec.idempotency_key);
+      label_client(spec, owner);
+    }
     auto received_unix_ms = int64_t(wall_clock_ns() / 1000000);
     std::vector<task_id> accepted_ids(ids.begin(), ids.begin() + long(n - over_bounds));
     auto handles = rt->impl_->submit_specs(

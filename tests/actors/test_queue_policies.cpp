@@ -84,6 +84,58 @@ TEST_F(QueuePolicies, FifoKeepsArrivalOrder) {
   EXPECT_EQ(order, (std::vector<task_id>{hs[0].id(), hs[1].id(), hs[2].id()}));
 }
 
+TEST_F(QueuePolicies, DeadlineOrderRunsTheEarliestDeadlineFirst) {
+  runtime_config cfg;
+  cfg.order = queue_order::deadline;
+  start(cfg);
+  std::vector<task_id> order;
+  auto due = [](std::chrono::milliseconds in) {
+    auto s = spec("noop");
+    s.deadline = clock::now() + in;
+    return s;
+  };
+  auto hs = rt_->submit_batch({spec("noop"), due(30s), due(10s), due(20s)},
+                              [&](const task_result& r) { order.push_back(r.id); });
+  ASSERT_TRUE(all_ready(hs));
+  EXPECT_EQ(order, (std::vector<task_id>{hs[2].id(), hs[3].id(), hs[1].id(), hs[0].id()}));
+}
+
+TEST_F(QueuePolicies, ShortestOrderRunsTheKindsThatRanShortestFirst) {
+  runtime_config cfg;
+  cfg.order = queue_order::shortest;
+  start(cfg);
+  // What each kind takes is learned from what ran: a sleep of 20 ms, a noop.
+  ASSERT_TRUE(all_ready(rt_->submit_batch({spec("sleep", {{"ms", 20.0}}), spec("noop")})));
+  std::vector<std::string> order;
+  auto hs = rt_->submit_batch(
+      {spec("sleep", {{"ms", 20.0}}), spec("noop"), spec("sleep", {{"ms", 20.0}}), spec("noop")},
+      [&](const task_result& r) { order.push_back(r.kind); });
+  ASSERT_TRUE(all_ready(hs));
+  EXPECT_EQ(order, (std::vector<std::string>{"noop", "noop", "sleep", "sleep"}));
+}
+
+TEST_F(QueuePolicies, FairOrderAlternatesClientsByTheirShares) {
+  runtime_config cfg;
+  cfg.order = queue_order::fair;
+  cfg.shares = {{"alice", 2.0}};
+  start(cfg);
+  auto of = [](const char* client) {
+    auto s = spec("noop");
+    s.labels["client"] = client;
+    return s;
+  };
+  std::vector<task_id> order;
+  std::vector<task_spec> specs(6, of("bob"));  // bob's six first, then alice's six
+  for (int i = 0; i < 6; ++i) specs.push_back(of("alice"));
+  auto hs = rt_->submit_batch(std::move(specs),
+                              [&](const task_result& r) { order.push_back(r.id); });
+  ASSERT_TRUE(all_ready(hs));
+  std::string clients;
+  for (auto id : order) clients += id >= hs[6].id() ? 'a' : 'b';
+  // Alice (weight 2) gets two for each of bob's while both wait; bob's rest come last.
+  EXPECT_EQ(clients, "baabaabaabbb");
+}
+
 TEST_F(QueuePolicies, CancelledQueuedTaskNeverRuns) {
   start({});
   bool ran = false;

@@ -44,7 +44,8 @@ TEST(Config, ShippedLocalTomlShowsEveryKeyWithItsDefault) {
 TEST(Config, EveryKeyReadsBackTheValueItWrites) {
   runtime_config other;
   other.queue_bound = 77;
-  other.order = queue_order::fifo;
+  other.order = queue_order::fair;
+  other.shares = {{"alice", 2.5}, {"client:bob", 1}};
   other.cuda = cuda_selection::list;
   other.cuda_devices = {0, 2};
   other.pressure_ratio = 0.25;
@@ -67,6 +68,26 @@ TEST(Config, ReadsValues) {
   EXPECT_EQ(cfg.queue_bound, 10u);
   EXPECT_EQ(cfg.order, queue_order::fifo);
   EXPECT_EQ(cfg.cpu_workers, 3u);
+}
+
+TEST(Config, QueueOrdersAndFairShares) {
+  for (auto [name, order] : {std::pair{"deadline", queue_order::deadline},
+                             {"shortest", queue_order::shortest},
+                             {"fair", queue_order::fair}}) {
+    auto cfg = parse_config(std::string{"[queue]\norder = \""} + name + "\"\n", "t.toml");
+    EXPECT_EQ(cfg.order, order) << name;
+    EXPECT_STREQ(to_string(cfg.order), name);
+  }
+  auto cfg = parse_config(
+      "[queue]\norder = \"fair\"\n[queue.shares]\nalice = 2\n\"client:bob\" = 0.5\n", "t.toml");
+  EXPECT_EQ(cfg.shares, (std::map<std::string, double>{{"alice", 2.0}, {"client:bob", 0.5}}));
+  try {
+    parse_config("[queue.shares]\nalice = 0\n", "t.toml");
+    FAIL() << "a weight of 0 was taken";
+  } catch (const config_error& e) {
+    EXPECT_EQ(e.key(), "queue.shares");
+    EXPECT_NE(std::string{e.what()}.find("alice"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Config, CudaSelectionIsAllNoneOrAListOfIndices) {

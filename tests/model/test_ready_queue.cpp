@@ -84,3 +84,96 @@ TEST(AgingPriorityQueue, RetriedTaskWithAnOlderArrivalGoesBeforeLaterArrivalsOfI
   EXPECT_EQ(q.size(), 0u);
   EXPECT_EQ(q.pop(), nullptr);
 }
+
+namespace {
+task_ptr with_deadline(task_id id, time_point deadline) {
+  auto t = task(id, 0);
+  t->spec.deadline = deadline;
+  return t;
+}
+task_ptr of_client(task_id id, const std::string& client) {
+  auto t = task(id, 0);
+  t->spec.labels["client"] = client;
+  return t;
+}
+std::vector<task_id> drain(ready_queue& q) {
+  std::vector<task_id> out;
+  while (auto t = q.pop()) out.push_back(t->id);
+  return out;
+}
+}  // namespace
+
+TEST(DeadlineQueue, EarliestDeadlineFirstThenTasksWithoutOneInArrivalOrder) {
+  deadline_queue q;
+  auto now = clock::now();
+  q.push(task(1, 0), now);
+  q.push(with_deadline(2, now + milliseconds(300)), now);
+  q.push(with_deadline(3, now + milliseconds(100)), now);
+  q.push(task(4, 9), now);  // priority means nothing here
+  q.push(with_deadline(5, now + milliseconds(200)), now);
+  EXPECT_EQ(q.size(), 5u);
+  EXPECT_EQ(drain(q), (std::vector<task_id>{3, 5, 2, 1, 4}));
+}
+
+TEST(ShortestFirstQueue, ShortestEstimateFirstAndEqualEstimatesInArrivalOrder) {
+  // The estimate here: the task's cost, as if a kind ran one second per unit of cost.
+  shortest_first_queue q{[](const task_state& t) { return t.cost; }};
+  auto now = clock::now();
+  double costs[] = {5, 1, 3, 1, 0.5};
+  for (task_id i = 1; i <= 5; ++i) {
+    auto t = task(i, 0);
+    t->cost = costs[i - 1];
+    q.push(t, now);
+  }
+  EXPECT_EQ(drain(q), (std::vector<task_id>{5, 2, 4, 3, 1}));
+}
+
+TEST(FairShareQueue, TwoClientsShareByWeightWhileBothHaveTasksWaiting) {
+  fair_share_queue q{{{"alice", 2.0}}};  // bob weighs 1
+  auto now = clock::now();
+  // Bob floods first; alice comes later with as many.
+  for (task_id i = 0; i < 30; ++i) q.push(of_client(100 + i, "bob"), now);
+  for (task_id i = 0; i < 30; ++i) q.push(of_client(200 + i, "alice"), now);
+  // Of the first 30 out, alice has two for each of bob's (both kept tasks waiting throughout).
+  int alice = 0, bob = 0;
+  for (int n = 0; n < 30; ++n) (q.pop()->id >= 200 ? alice : bob)++;
+  EXPECT_NEAR(alice, 20, 1);
+  EXPECT_NEAR(bob, 10, 1);
+  // Within a client, arrival order.
+  std::vector<task_id> rest = drain(q);
+  task_id last_bob = 0, last_alice = 0;
+  for (auto id : rest) {
+    auto& last = id >= 200 ? last_alice : last_bob;
+    EXPECT_GT(id, last);
+    last = id;
+  }
+}
+
+TEST(FairShareQueue, AClientThatWasIdleSavesNoCredit) {
+  fair_share_queue q{{}};
+  auto now = clock::now();
+  for (task_id i = 0; i < 20; ++i) q.push(of_client(100 + i, "bob"), now);
+  for (int n = 0; n < 10; ++n) q.pop();  // bob alone for a while
+  for (task_id i = 0; i < 10; ++i) q.push(of_client(200 + i, "alice"), now);
+  // Alice starts at the virtual time: the two alternate, she does not get ten in a row.
+  int alice_in_first_six = 0;
+  for (int n = 0; n < 6; ++n) alice_in_first_six += q.pop()->id >= 200;
+  EXPECT_EQ(alice_in_first_six, 3);
+}
+
+TEST(MakeReadyQueue, EachOrderOfTheConfigHasItsQueue) {
+  auto now = clock::now();
+  auto q = make_ready_queue(queue_order::deadline, milliseconds(100));
+  q->push(task(1, 0), now);
+  q->push(with_deadline(2, now + milliseconds(5)), now);
+  EXPECT_EQ(q->pop()->id, 2u);
+  q = make_ready_queue(queue_order::shortest, milliseconds(100),
+                       [](const task_state& t) { return double(10 - t.id); });
+  q->push(task(1, 0), now);
+  q->push(task(2, 0), now);
+  EXPECT_EQ(q->pop()->id, 2u);
+  q = make_ready_queue(queue_order::fair, milliseconds(100), {}, {{"a", 3.0}});
+  for (task_id i = 0; i < 4; ++i) q->push(of_client(10 + i, "b"), now);
+  for (task_id i = 0; i < 4; ++i) q->push(of_client(20 + i, "a"), now);
+  EXPECT_EQ(drain(*q).size(), 8u);
+}

@@ -1,5 +1,6 @@
 #pragma once
-// queue: admission, ordering (fifo or priority with aging), retries with backoff, deadlines while
+// queue: admission, ordering (queue.order: fifo, priority with aging, earliest deadline,
+// shortest estimated, fair share between clients), retries with backoff, deadlines while
 // queued, cancellation, a dead-letter list, and idempotent completion: the first terminal record
 // of a task wins, later ones are counted and dropped. It answers the balancer's demand, never
 // pushing more than was asked for.
@@ -11,6 +12,7 @@
 #include "troupe/actors/admission_gate.hpp"
 #include "troupe/actors/messages.hpp"
 #include "troupe/model/live_index.hpp"
+#include "troupe/model/perf_model.hpp"
 #include "troupe/model/ready_queue.hpp"
 
 namespace troupe {
@@ -28,6 +30,8 @@ struct queue_state {
   event_bus_actor bus;
   balancer_actor balancer;
   std::unique_ptr<ready_queue> ready;
+  /// Run times by kind, from the records that come back: what "shortest first" orders by.
+  perf_model model;
   live_index live;
   uint32_t demand = 0;               ///< tasks the balancer asked for and has not received
   std::deque<task_id> dead_letters;  ///< failed for good, most recent last (bounded)

@@ -3,6 +3,7 @@
 // config/local.toml; this struct holds the same defaults.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -12,7 +13,8 @@
 
 namespace troupe {
 
-enum class queue_order : uint8_t { fifo, priority };
+enum class queue_order : uint8_t { fifo, priority, deadline, shortest, fair };
+const char* to_string(queue_order o) noexcept;
 enum class overflow_policy : uint8_t { reject, block };
 enum class placement_policy : uint8_t { round_robin, least_loaded };
 enum class restart_strategy : uint8_t { one_for_one };
@@ -147,6 +149,8 @@ struct runtime_config {
   std::chrono::milliseconds block_timeout{1000};  ///< with overflow = "block": then reject
   queue_order order = queue_order::priority;
   std::chrono::milliseconds aging_interval{100};  ///< waiting this long is worth one priority level
+  /// queue.order = "fair": each client's weight (its `client` label); absent clients weigh 1.
+  std::map<std::string, double> shares;
   uint32_t dead_letter_capacity = 1000;
   // [retry]
   uint32_t max_retries = 3;

@@ -1,5 +1,6 @@
 #pragma once
-// Ordering of admitted tasks, without threads: fifo, or priority with aging.
+// Ordering of admitted tasks, without threads: fifo, priority with aging, earliest deadline
+// first, shortest estimated first, or weighted fair share between clients (queue.order).
 //
 // Priority with aging: a task of priority p enqueued at time t is ordered by its virtual time
 // v = t - p * aging_interval (smallest first). That is the same order as "effective priority
@@ -7,9 +8,11 @@
 // overtaken only by tasks enqueued before t + (p_max - p) * aging_interval.
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <queue>
+#include <string>
 #include <vector>
 
 #include "troupe/model/config.hpp"
@@ -77,7 +80,91 @@ class aging_priority_queue final : public ready_queue {
   std::map<int32_t, level> levels_;
 };
 
+/// A heap of tasks by a key fixed at push (smallest first), fifo among equal keys: the base of
+/// the orders below.
+class keyed_queue : public ready_queue {
+ public:
+  task_ptr pop() override;
+  size_t size() const override { return heap_.size(); }
+
+ protected:
+  void push_keyed(double key, task_ptr t);
+  /// The task with the smallest key, and that key; nullptr when empty.
+  task_ptr pop_keyed(double& key);
+
+ private:
+  struct entry {
+    double key;
+    uint64_t seq;
+    task_ptr task;
+  };
+  struct later {
+    bool operator()(const entry& a, const entry& b) const {
+      return a.key != b.key ? a.key > b.key : a.seq > b.seq;
+    }
+  };
+  std::priority_queue<entry, std::vector<entry>, later> heap_;
+  uint64_t seq_ = 0;
+};
+
+/// Earliest deadline first. Tasks without a deadline come after every task with one, in
+/// arrival order: under a steady stream of deadlines they wait (use priority for a bound).
+class deadline_queue final : public ready_queue {
+ public:
+  void push(task_ptr t, time_point now) override;
+  task_ptr pop() override;
+  size_t size() const override { return with_.size() + without_.size(); }
+
+ private:
+  struct by_deadline final : keyed_queue {
+    using keyed_queue::push_keyed;
+    void push(task_ptr, time_point) override {}
+  };
+  by_deadline with_;
+  fifo_queue without_;
+};
+
+/// Shortest estimated run time first, from the performance model at push (a kind never seen
+/// has the model's default). Long tasks wait while shorter ones keep coming: no aging.
+class shortest_first_queue final : public keyed_queue {
+ public:
+  /// Seconds a task is expected to run.
+  using estimator = std::function<double(const task_state&)>;
+  explicit shortest_first_queue(estimator estimate) : estimate_(std::move(estimate)) {}
+  void push(task_ptr t, time_point) override;
+
+ private:
+  estimator estimate_;
+};
+
+/// Weighted fair share between clients (a task's `client` label; "" for none), by start-time
+/// fair queuing: each task is tagged max(virtual time, its client's last finish tag) and its
+/// finish tag adds 1 / weight; the smallest start tag goes first, and the virtual time follows
+/// it. A client with weight 2 gets twice the tasks of one with weight 1 while both have tasks
+/// waiting; a client that was idle starts at the virtual time (no credit saved up). Within a
+/// client, arrival order.
+class fair_share_queue final : public keyed_queue {
+ public:
+  explicit fair_share_queue(std::map<std::string, double> weights) : weights_(std::move(weights)) {}
+  void push(task_ptr t, time_point) override;
+  task_ptr pop() override;
+
+ private:
+  struct client_tags {
+    double last_finish = 0;
+    size_t waiting = 0;
+  };
+  std::map<std::string, double> weights_;
+  std::map<std::string, client_tags> clients_;
+  double virtual_time_ = 0;
+};
+
+/// The client a task counts for in fair share: its `client` label.
+const std::string& client_of(const task_state& t);
+
 std::unique_ptr<ready_queue> make_ready_queue(queue_order order,
-                                              std::chrono::nanoseconds aging_interval);
+                                              std::chrono::nanoseconds aging_interval,
+                                              shortest_first_queue::estimator estimate = {},
+                                              std::map<std::string, double> shares = {});
 
 }  // namespace troupe
