@@ -26,6 +26,7 @@ runtime_stats snapshot(const monitor_state& st) {
   s.events_dropped = st.gate->dropped.load(std::memory_order_relaxed);
   s.mean_error_detection_ms = st.detection_n ? st.detection_sum_ms / double(st.detection_n) : 0;
   s.mean_error_handling_ms = st.handling_n ? st.handling_sum_ms / double(st.handling_n) : 0;
+  s.mean_recovery_ms = st.totals.recovered ? st.recovery_sum_ms / double(st.totals.recovered) : 0;
   for (auto& [kind, h] : st.latency) {
     latency_summary l;
     l.count = h.count();
@@ -186,6 +187,8 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         auto& st = self->state;
         for (auto& r : msg.records) {
           st.latency[*r.kind].record(uint64_t(std::max<int64_t>(0, r.latency_ns)));
+          st.totals.attempts += r.attempts;
+          st.totals.sum_completion_s += double(std::max<int64_t>(0, r.latency_ns)) / 1e9;
           switch (r.status) {
             case outcome::completed:
               ++st.totals.completed;
@@ -208,6 +211,7 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         }
         for (auto d : msg.detection_ms) st.detection_sum_ms += d, ++st.detection_n;
         for (auto h : msg.handling_ms) st.handling_sum_ms += h, ++st.handling_n;
+        for (auto r : msg.recovery_ms) st.recovery_sum_ms += r, ++st.totals.recovered;
         st.totals.retries += msg.retries;
         st.totals.duplicates_dropped += msg.duplicates;
         st.totals.queued = msg.queued;

@@ -42,7 +42,7 @@ class queue_logic {
 
   ~queue_logic() {
     if (!st_.report.records.empty() || st_.report.retries || st_.report.duplicates ||
-        !st_.report.detection_ms.empty()) {
+        !st_.report.detection_ms.empty() || !st_.report.recovery_ms.empty()) {
       st_.report.queued = st_.ready->size();
       self_->send(st_.monitor, std::move(st_.report));
       st_.report = finished_msg{};
@@ -93,6 +93,8 @@ class queue_logic {
       st_.report.handling_ms.push_back(ms_between(t->failure_detected, now));
       t->failure_detected = {};
     }
+    if (o == outcome::completed && t->first_failure != time_point{})
+      st_.report.recovery_ms.push_back(ms_between(t->first_failure, now));
     if (o == outcome::failed) {
       st_.dead_letters.push_back(t->id);
       while (st_.dead_letters.size() > st_.setup->cfg.dead_letter_capacity)
@@ -197,6 +199,7 @@ class queue_logic {
       }
       st_.report.detection_ms.push_back(ms_between(rec.finished, now));
       t->failure_detected = now;
+      if (t->first_failure == time_point{}) t->first_failure = now;
       t->last_error = {rec.code, rec.message};
       remember_attempt(*t, rec);
       auto next = decide_retry(rec.code, t->attempts, t->max_retries, t->retry_backoff,

@@ -361,6 +361,11 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_o
     j["retries"] = st.retries;
     j["frames_refused"] = s.frames_refused;
     j["stale_frames"] = s.stale_frames;
+    j["attempts"] = st.attempts;
+    j["recovered"] = st.recovered;
+    // The seed's figures since the head started; the makespan is its busy window (first
+    // submit to last terminal record).
+    j.update(to_json(figures_of(st, st.busy_window_s)));
     for (auto& n : s.nodes) {
       auto gpus = nlohmann::json::array();
       for (auto& g : n.gpus) gpus.push_back(to_json(g));
@@ -395,6 +400,20 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_o
       (unsigned long long)st.queued, (unsigned long long)st.in_flight,
       (unsigned long long)st.submitted, (unsigned long long)st.completed,
       (unsigned long long)st.failed, (unsigned long long)st.rejected);
+  auto f = figures_of(st, st.busy_window_s);
+  std::printf(
+      "schedule   busy %.3f s (first submit to last result), %.1f tasks/s, sum of "
+      "completion times %.3f s, utilisation",
+      f.makespan_s, f.throughput_tps, f.sum_completion_s);
+  for (auto& [cls, u] : f.utilisation) std::printf(" %s %.1f%%", cls.c_str(), 100 * u);
+  std::printf(
+      "\nerrors     %llu of %llu attempts (P_e %.4f); T_d %.3f ms, T_h %.3f ms, T_r %.3f ms",
+      (unsigned long long)st.errors_detected, (unsigned long long)st.attempts, f.error_rate,
+      f.detection_ms, f.handling_ms, f.recovery_ms);
+  if (f.efficiency)
+    std::printf("; efficiency 1/(P_e*T_d + T_h) %.1f /s\n", *f.efficiency);
+  else
+    std::printf("; efficiency n/a (no errors)\n");
   std::printf("frames     %llu refused, %llu from stale epochs\n",
               (unsigned long long)s.frames_refused, (unsigned long long)s.stale_frames);
   std::printf("supervision tree\n  head (supervisor, queue, balancer, monitor)\n");

@@ -107,6 +107,7 @@ int run(const run_options& opt) {
     bar.show(accepted + rejected);
   }
   time_point first = time_point::max(), last{};
+  clock::duration longest{};
   size_t shown_errors = 0, not_completed = 0;
   std::unordered_set<task_id> counted;
   for (auto& h : handles) {
@@ -114,6 +115,8 @@ int run(const run_options& opt) {
     if (counted.insert(h.id()).second && r.status != outcome::completed) ++not_completed;
     first = std::min(first, r.timings.submitted);
     last = std::max(last, r.timings.finished);
+    if (r.timings.started != time_point{} && r.timings.ran_until > r.timings.started)
+      longest = std::max(longest, r.timings.ran_until - r.timings.started);
     if (r.status == outcome::rejected && shown_errors++ < 5)
       std::fprintf(stderr, "task %llu rejected: %s: %s\n", static_cast<unsigned long long>(r.id),
                    to_string(r.error.code), r.error.message.c_str());
@@ -123,6 +126,7 @@ int run(const run_options& opt) {
   summary.workers = workers;
   summary.gpus = rt.gpus();
   summary.makespan_s = handles.empty() ? 0 : std::chrono::duration<double>(last - first).count();
+  summary.longest_task_s = std::chrono::duration<double>(longest).count();
   std::cout << cli::to_text(summary) << std::flush;
   if (!opt.json.empty()) {
     std::ofstream out{opt.json};

@@ -6,9 +6,23 @@
 namespace troupe::cli {
 
 double lower_bound_s(const run_summary& r) {
-  double work = 0;
-  for (auto& w : r.stats.workers) work += w.busy_s;
-  return r.workers ? work / double(r.workers) : 0;
+  return figures_of(r.stats, r.makespan_s, r.longest_task_s).lower_bound_s;
+}
+
+nlohmann::json to_json(const schedule_figures& f) {
+  nlohmann::json j;
+  j["makespan_s"] = f.makespan_s;
+  j["throughput_tps"] = f.throughput_tps;
+  j["sum_completion_s"] = f.sum_completion_s;
+  j["utilisation"] = f.utilisation;
+  j["error_rate"] = f.error_rate;
+  j["detection_ms"] = f.detection_ms;
+  j["handling_ms"] = f.handling_ms;
+  j["recovery_ms"] = f.recovery_ms;
+  j["efficiency"] = f.efficiency ? nlohmann::json(*f.efficiency) : nlohmann::json(nullptr);
+  j["lower_bound_s"] = f.lower_bound_s;
+  j["lower_bound_is"] = f.lower_bound_is;
+  return j;
 }
 
 nlohmann::json to_json(const gpu_device& g) {
@@ -29,11 +43,11 @@ nlohmann::json to_json(const run_summary& r) {
   j["cancelled"] = s.cancelled;
   j["expired"] = s.expired;
   j["retries"] = s.retries;
+  j["attempts"] = s.attempts;
+  j["recovered"] = s.recovered;
   j["duplicates_dropped"] = s.duplicates_dropped;
-  j["makespan_s"] = r.makespan_s;
-  j["lower_bound_s"] = lower_bound_s(r);
-  auto finished = s.completed + s.failed + s.cancelled + s.expired;
-  j["throughput_tps"] = r.makespan_s > 0 ? double(finished) / r.makespan_s : 0.0;
+  auto figures = figures_of(s, r.makespan_s, r.longest_task_s);
+  j.update(to_json(figures));  // makespan_s, throughput_tps, lower_bound_s, error_rate, ...
   j["mean_error_detection_ms"] = s.mean_error_detection_ms;
   j["mean_error_handling_ms"] = s.mean_error_handling_ms;
   j["errors_detected"] = s.errors_detected;
@@ -75,17 +89,31 @@ std::string to_text(const run_summary& r) {
   std::snprintf(buf, sizeof buf, "throughput %.1f tasks/s\n",
                 r.makespan_s > 0 ? double(finished) / r.makespan_s : 0.0);
   o << buf;
-  auto lb = lower_bound_s(r);
-  std::snprintf(
-      buf, sizeof buf,
-      "makespan   %.3f s  (lower bound %.3f s = measured work / %u workers; ratio %.3f)\n",
-      r.makespan_s, lb, r.workers, lb > 0 ? r.makespan_s / lb : 0.0);
-  o << buf;
+  auto f = figures_of(s, r.makespan_s, r.longest_task_s);
   std::snprintf(buf, sizeof buf,
-                "errors     %llu detected; mean detection %.3f ms, mean handling %.3f ms\n",
-                static_cast<unsigned long long>(s.errors_detected), s.mean_error_detection_ms,
-                s.mean_error_handling_ms);
+                "makespan   %.3f s  (lower bound %.3f s = %s; ratio %.3f); sum of completion "
+                "times %.3f s\n",
+                r.makespan_s, f.lower_bound_s, f.lower_bound_is.c_str(),
+                f.lower_bound_s > 0 ? r.makespan_s / f.lower_bound_s : 0.0, f.sum_completion_s);
   o << buf;
+  o << "utilisation";
+  for (auto& [cls, u] : f.utilisation) {
+    std::snprintf(buf, sizeof buf, " %s %.1f%%", cls.c_str(), 100 * u);
+    o << buf;
+  }
+  o << "\n";
+  std::snprintf(buf, sizeof buf,
+                "errors     %llu detected, error rate P_e %.4f; T_d %.3f ms, T_h %.3f ms, "
+                "T_r %.3f ms (%llu recovered)",
+                static_cast<unsigned long long>(s.errors_detected), f.error_rate, f.detection_ms,
+                f.handling_ms, f.recovery_ms, static_cast<unsigned long long>(s.recovered));
+  o << buf;
+  if (f.efficiency) {
+    std::snprintf(buf, sizeof buf, "; efficiency 1/(P_e*T_d + T_h) %.1f /s\n", *f.efficiency);
+    o << buf;
+  } else {
+    o << "; efficiency n/a (no errors)\n";
+  }
   o << "latency    submit -> result, ms\n";
   std::snprintf(buf, sizeof buf, "  %-10s %8s %9s %9s %9s %9s\n", "kind", "count", "p50", "p95",
                 "p99", "max");

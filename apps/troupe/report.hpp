@@ -10,13 +10,16 @@ namespace troupe::cli {
 
 struct run_summary {
   runtime_stats stats;
-  double makespan_s = 0;  ///< first submit to last terminal record, measured by the caller
+  double makespan_s = 0;      ///< first submit to last terminal record, measured by the caller
+  double longest_task_s = 0;  ///< the longest single run: no schedule finishes sooner
   uint32_t workers = 0;
   gpu_inventory gpus;
 };
 
-/// Sum of measured work divided by workers: no schedule can finish sooner.
+/// No schedule can finish sooner: the larger of measured work / workers and the longest task.
 double lower_bound_s(const run_summary& r);
+/// The figures of the seed's performance model (schedule_figures) as a JSON object.
+nlohmann::json to_json(const schedule_figures& f);
 nlohmann::json to_json(const run_summary& r);
 /// One GPU of a discovery, as the run report and `troupe status --json` show it.
 nlohmann::json to_json(const gpu_device& g);

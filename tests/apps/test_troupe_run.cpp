@@ -63,6 +63,20 @@ TEST(TroupeRun, DefaultWorkloadReportsEveryOutcomeInJson) {
   EXPECT_EQ(j["cancelled"], 0);
   EXPECT_EQ(j["retries"], 6);
   EXPECT_GT(j["throughput_tps"].get<double>(), 0);
+  // The seed's figures: 6 failed attempts of 306, each task recovered; efficiency from them.
+  EXPECT_NEAR(j["error_rate"].get<double>(), 6.0 / 306.0, 1e-9);
+  EXPECT_EQ(j["recovered"], 6);
+  EXPECT_GT(j["recovery_ms"].get<double>(), 0);
+  EXPECT_GE(j["recovery_ms"].get<double>(), j["handling_ms"].get<double>());
+  auto e = j["error_rate"].get<double>() * j["detection_ms"].get<double>() +
+           j["handling_ms"].get<double>();
+  ASSERT_TRUE(j["efficiency"].is_number());
+  EXPECT_NEAR(j["efficiency"].get<double>(), 1000.0 / e, 1e-6 * (1000.0 / e));
+  // Each task's completion counts from its submit: the sum is at least the makespan.
+  EXPECT_GE(j["sum_completion_s"].get<double>(), j["makespan_s"].get<double>());
+  EXPECT_GT(j["utilisation"]["cpu"].get<double>(), 0);
+  EXPECT_LE(j["utilisation"]["cpu"].get<double>(), 1.01);
+  EXPECT_TRUE(j["lower_bound_is"] == "work / workers" || j["lower_bound_is"] == "the longest task");
   EXPECT_GE(j["makespan_s"].get<double>(), j["lower_bound_s"].get<double>() * 0.99);
   for (auto* kind : {"gemm", "mlp", "fail"}) {
     ASSERT_TRUE(j["latency_ms"].contains(kind)) << kind;

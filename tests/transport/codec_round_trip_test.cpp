@@ -348,13 +348,13 @@ TEST(CodecRoundTrip, Status) {
   status m;
   auto& s = m.stats;
   uint64_t n = 1000;
-  for (auto* x :
-       {&s.submitted, &s.rejected, &s.completed, &s.failed, &s.cancelled, &s.expired, &s.retries,
-        &s.duplicates_dropped, &s.queued, &s.in_flight, &s.errors_detected, &s.events_dropped})
+  for (auto* x : {&s.submitted, &s.rejected, &s.completed, &s.failed, &s.cancelled, &s.expired,
+                  &s.retries, &s.duplicates_dropped, &s.queued, &s.in_flight, &s.errors_detected,
+                  &s.events_dropped, &s.recovered, &s.attempts})
     *x = ++n;
   double d = 0.5;
-  for (auto* x :
-       {&s.mean_error_detection_ms, &s.mean_error_handling_ms, &s.uptime_s, &s.busy_window_s})
+  for (auto* x : {&s.mean_error_detection_ms, &s.mean_error_handling_ms, &s.uptime_s,
+                  &s.busy_window_s, &s.mean_recovery_ms, &s.sum_completion_s})
     *x = (d += 1.25);
   s.latency["gemm"] = {3, 1.0, 0.5, 2.0, 3.0, 4.0};
   s.latency["mlp"] = {4, 1.5, 0.75, 2.5, 3.5, 4.5};
@@ -381,6 +381,8 @@ TEST(CodecRoundTrip, Status) {
            {s.in_flight, t.in_flight, "in_flight"},
            {s.errors_detected, t.errors_detected, "errors_detected"},
            {s.events_dropped, t.events_dropped, "events_dropped"},
+           {s.recovered, t.recovered, "recovered"},
+           {s.attempts, t.attempts, "attempts"},
            {m.last_event_seq, b.last_event_seq, "last_event_seq"},
            {m.frames_refused, b.frames_refused, "frames_refused"},
            {m.stale_frames, b.stale_frames, "stale_frames"}})
@@ -389,6 +391,8 @@ TEST(CodecRoundTrip, Status) {
   EXPECT_DOUBLE_EQ(s.mean_error_handling_ms, t.mean_error_handling_ms);
   EXPECT_DOUBLE_EQ(s.uptime_s, t.uptime_s);
   EXPECT_DOUBLE_EQ(s.busy_window_s, t.busy_window_s);
+  EXPECT_DOUBLE_EQ(s.mean_recovery_ms, t.mean_recovery_ms);
+  EXPECT_DOUBLE_EQ(s.sum_completion_s, t.sum_completion_s);
   ASSERT_EQ(t.latency.size(), 2u);
   for (auto& [kind, x] : s.latency) {
     auto& y = t.latency.at(kind);
@@ -637,10 +641,10 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
     auto& [a, b, c, d, e, f, g] = m;
     auto r = reached_by(m);
     expect_on_wire("status", r, a, b, c, d, e, f, g);
-    auto& [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16, s17, s18] =
-        m.stats;  // flattened into the body
+    auto& [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19,
+           s20, s21, s22] = m.stats;  // flattened into the body
     expect_on_wire("status.stats", r, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14,
-                   s15, s16, s17, s18);
+                   s15, s16, s17, s18, s19, s20, s21, s22);
   }
   {
     error m;

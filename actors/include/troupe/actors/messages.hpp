@@ -137,6 +137,7 @@ struct finished_record {
 struct finished_msg {
   std::vector<finished_record> records;
   std::vector<double> detection_ms, handling_ms;
+  std::vector<double> recovery_ms;  ///< first failure known -> completed, per recovered task
   uint64_t retries = 0, duplicates = 0;
   uint64_t queued = 0;  ///< depth of the ready queue after this batch
 };

@@ -35,7 +35,7 @@ struct monitor_state {
   std::map<std::string, latency_histogram> latency;
   runtime_stats totals;        ///< counters only; the rest is computed on request
   bool pressure_high = false;  ///< the last queue.pressure said "high"
-  double detection_sum_ms = 0, handling_sum_ms = 0;
+  double detection_sum_ms = 0, handling_sum_ms = 0, recovery_sum_ms = 0;
   uint64_t detection_n = 0, handling_n = 0;
   time_point started = clock::now();
   time_point first_submit{}, last_finish{};

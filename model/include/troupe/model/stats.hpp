@@ -44,10 +44,35 @@ struct runtime_stats {
   uint64_t events_dropped = 0;
   double mean_error_detection_ms = 0;  ///< failure inside the worker -> queue knows of it
   double mean_error_handling_ms = 0;   ///< queue knows -> next attempt started (or final record)
+  /// Recovery: a task's first failed attempt known -> the task completed anyway (retried), mean
+  /// over such tasks, and how many.
+  double mean_recovery_ms = 0;
+  uint64_t recovered = 0;
+  uint64_t attempts = 0;        ///< of the tasks that ended (the error rate's denominator)
+  double sum_completion_s = 0;  ///< over the tasks that ended: submit -> terminal record
   double uptime_s = 0;
   double busy_window_s = 0;                        ///< first submit to last terminal record
   std::map<std::string, latency_summary> latency;  ///< submit -> terminal record, by kind
   std::vector<worker_stats> workers;
 };
+
+/// The figures of the seed's performance model, from a run's stats (plain arithmetic, shared by
+/// `troupe run` and `troupe status`).
+struct schedule_figures {
+  double makespan_s = 0, throughput_tps = 0, sum_completion_s = 0;
+  std::map<std::string, double>
+      utilisation;        ///< per device class ("cpu", "cuda"): busy / (makespan x workers)
+  double error_rate = 0;  ///< P_e: failed attempts / attempts
+  double detection_ms = 0, handling_ms = 0, recovery_ms = 0;  ///< T_d, T_h, T_r (means)
+  /// 1 / (P_e * T_d + T_h), T in seconds; none without any error (nothing to divide by).
+  std::optional<double> efficiency;
+  /// No schedule finishes sooner: the larger of work / workers and the longest task (the
+  /// critical path of tasks without dependencies), named in lower_bound_is.
+  double lower_bound_s = 0;
+  std::string lower_bound_is;
+};
+
+/// longest_task_s: the longest single run (0 if not known).
+schedule_figures figures_of(const runtime_stats& s, double makespan_s, double longest_task_s = 0);
 
 }  // namespace troupe

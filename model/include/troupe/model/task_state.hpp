@@ -31,6 +31,7 @@ struct task_state {
   task_timings timings;
   error_info last_error;
   time_point failure_detected{};  ///< when the queue learned of the last failed attempt
+  time_point first_failure{};     ///< when it learned of the first one (recovery time)
   /// Its failed attempts, oldest first (the last few): told with its final failure.
   std::vector<std::string> history;
   /// The worker its last attempt crashed on, was lost with or timed out on: the next attempt

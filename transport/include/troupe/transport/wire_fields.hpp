@@ -344,6 +344,10 @@ void fields(F& f, status& m) {
   f("errors_detected", s.errors_detected);
   f("mean_error_detection_ms", s.mean_error_detection_ms);
   f("mean_error_handling_ms", s.mean_error_handling_ms);
+  f("mean_recovery_ms", s.mean_recovery_ms);
+  f("recovered", s.recovered);
+  f("attempts", s.attempts);
+  f("sum_completion_s", s.sum_completion_s);
   f("duplicates_dropped", s.duplicates_dropped);
   f("busy_window_s", s.busy_window_s);
   f("latency", s.latency);
