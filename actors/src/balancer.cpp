@@ -158,6 +158,53 @@ void request_more(self_ptr self) {
   }
 }
 
+/// Tasks the queue sent beyond the demand, more urgent than what workers hold: each goes to a
+/// worker that can run it whatever its credit (the fewest urgent ones there first, then the
+/// least loaded), where it runs before the tasks it holds. None can now (resources): it waits
+/// at the front of the pending ones.
+void place_urgent(self_ptr self, std::vector<assignment>& tasks) {
+  auto& st = self->state;
+  event_batch events{*st.gate};
+  std::vector<assign_msg> batches(st.workers.size());
+  for (auto it = tasks.rbegin(); it != tasks.rend(); ++it) {  // (front of pending: last first)
+    auto& a = *it;
+    auto& t = *a.task;
+    if (t.cancel_requested.load(std::memory_order_relaxed)) continue;
+    int32_t best = -1;
+    for (size_t w = 0; w < st.workers.size(); ++w) {
+      auto& slot = st.workers[w];
+      if (!slot.up || !runs_kind(st, w, t) || !st.ledger.can_reserve(int32_t(w), t.spec.needs) ||
+          (t.avoid_worker == int32_t(w) && runnable_somewhere(st, t, int32_t(w))))
+        continue;
+      if (best < 0) {
+        best = int32_t(w);
+        continue;
+      }
+      auto& b = st.workers[size_t(best)];
+      if (slot.urgent < b.urgent || (slot.urgent == b.urgent && slot.backlog_s < b.backlog_s))
+        best = int32_t(w);
+    }
+    if (best < 0) {
+      st.pending.push_front(std::move(a));
+      continue;
+    }
+    auto& slot = st.workers[size_t(best)];
+    st.ledger.reserve(best, t.id, t.spec.needs);
+    show_reserved(st, best);
+    t.estimate_s =
+        st.model.estimate_s(model_key(t, st.setup->workers[size_t(best)].device), t.cost);
+    slot.backlog_s += t.estimate_s;
+    ++slot.urgent;
+    a.urgent = true;
+    slot.in_flight.push_back(a);
+    if (events.wanted()) events.add_task("task.placed", t, best);
+    batches[size_t(best)].tasks.push_back(std::move(a));
+  }
+  for (size_t w = 0; w < batches.size(); ++w)
+    if (!batches[w].tasks.empty()) self->send(st.workers[w].handle, std::move(batches[w]));
+  events.flush(self, st.bus);
+}
+
 void pump(self_ptr self) {
   place_pending(self);
   request_more(self);
@@ -192,6 +239,10 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
   return {
       [=](dispatch_msg& msg) {
         auto& st = self->state;
+        if (msg.urgent) {
+          place_urgent(self, msg.tasks);
+          return pump(self);
+        }
         st.requested -= std::min<uint32_t>(st.requested, uint32_t(msg.tasks.size()));
         for (auto& a : msg.tasks) {
           auto& t = *a.task;
@@ -214,6 +265,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
                                         [&](const assignment& a) { return a.task == rec.task; });
             if (i == q.end()) continue;
             slot.backlog_s = std::max(0.0, slot.backlog_s - i->task->estimate_s);
+            if (i->urgent && slot.urgent > 0) --slot.urgent;
             q.erase(i);
             st.ledger.release(msg.worker, rec.task->id);
             if (rec.code == errc::none && rec.started != time_point{})
@@ -221,7 +273,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
                                rec.task->cost,
                                std::chrono::duration<double>(rec.finished - rec.started).count());
           }
-          if (slot.in_flight.empty()) slot.backlog_s = 0;
+          if (slot.in_flight.empty()) slot.backlog_s = 0, slot.urgent = 0;
           show_reserved(st, msg.worker);
         }  // else: a replaced worker's late results; the queue still sees them (first one wins)
         self->send(st.queue, completions_msg{std::move(msg.records)});
@@ -274,6 +326,7 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
         }
         slot.in_flight.clear();
         slot.backlog_s = 0;
+        slot.urgent = 0;
         if (!back.records.empty()) self->send(st.queue, std::move(back));
         pump(self);
       },

@@ -1,5 +1,6 @@
 #include "troupe/actors/device_worker.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <condition_variable>
 #include <deque>
@@ -68,13 +69,24 @@ class cpu_runner {
     me->thread_ = std::thread([me] { me->loop(); });
   }
 
-  /// The actor hands over assignments (at most the balancer's credit is ever waiting here).
+  /// The actor hands over assignments (at most the balancer's credit is ever waiting here,
+  /// plus urgent ones). They wait in the queue's order: one that comes with a smaller order key
+  /// (higher priority, earlier deadline, ...) goes before those it outranks; equal keys keep
+  /// their arrival order.
   template <class Tasks>
   void post(Tasks& tasks) {
     bool wake;
     {
       std::lock_guard<std::mutex> guard{mutex_};
-      for (auto& a : tasks) inbox_.push_back(std::move(a));
+      for (auto& a : tasks) {
+        if (inbox_.empty() || !(a.order < inbox_.back().order)) {
+          inbox_.push_back(std::move(a));  // the usual case: in order already
+          continue;
+        }
+        auto at = std::upper_bound(inbox_.begin(), inbox_.end(), a.order,
+                                   [](double key, const assignment& b) { return key < b.order; });
+        inbox_.insert(at, std::move(a));
+      }
       wake = sleeping_;
     }
     if (wake) cv_.notify_one();

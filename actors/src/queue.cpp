@@ -75,6 +75,7 @@ class queue_logic {
   void finalize(task_ptr t, outcome o, error_info err, task_output out = {}) {
     auto now = now_;
     t->finished = true;
+    urgent_back(*t);
     t->cancel_requested.store(true, std::memory_order_relaxed);  // a worker skips it if unstarted
     t->timings.finished = now;
     task_result r;
@@ -133,25 +134,59 @@ class queue_logic {
     arm_deadline_timer();
   }
 
-  /// Sends the balancer as many ready tasks as it asked for.
+  /// Sends the balancer as many ready tasks as it asked for; then, beyond its demand, those
+  /// more urgent than what it was already given (the order holds for what workers hold too).
   void pump() {
-    if (st_.demand == 0 || st_.ready->empty()) return;
+    if (st_.ready->empty()) return;
     dispatch_msg out;
-    auto now = now_;
     while (st_.demand > 0) {
-      auto t = st_.ready->pop();
+      auto t = next_ready();
       if (!t) break;
-      if (t->finished) continue;  // cancelled or expired while queued
-      if (t->spec.deadline && *t->spec.deadline <= now) {
-        finalize(t, outcome::expired, {errc::deadline_expired, "deadline passed while queued"});
-        continue;
-      }
-      ++t->attempts;
-      t->at = task_state::place::dispatched;
-      out.tasks.push_back(assignment{t, t->attempts});
+      st_.frontier = std::max(st_.frontier, t->order_key);
+      out.tasks.push_back(dispatch(t));
       --st_.demand;
     }
     if (!out.tasks.empty()) self_->send(st_.balancer, std::move(out));
+    if (st_.setup->cfg.order == queue_order::fifo) return;  // nothing arrives ahead of others
+    dispatch_msg urgent;
+    urgent.urgent = true;
+    auto budget = uint32_t(2 * st_.setup->workers.size());
+    while (st_.urgent_out < budget) {
+      auto* head = st_.ready->peek();
+      if (!head || head->order_key >= st_.frontier) break;
+      auto t = next_ready();
+      if (!t) break;
+      t->urgent = true;
+      ++st_.urgent_out;
+      urgent.tasks.push_back(dispatch(t));
+    }
+    if (!urgent.tasks.empty()) self_->send(st_.balancer, std::move(urgent));
+  }
+
+  /// The next ready task that still has to run (those cancelled or expired meanwhile end here).
+  task_ptr next_ready() {
+    while (auto t = st_.ready->pop()) {
+      if (t->finished) continue;  // cancelled or expired while queued
+      if (t->spec.deadline && *t->spec.deadline <= now_) {
+        finalize(t, outcome::expired, {errc::deadline_expired, "deadline passed while queued"});
+        continue;
+      }
+      return t;
+    }
+    return nullptr;
+  }
+
+  assignment dispatch(const task_ptr& t) {
+    ++t->attempts;
+    t->at = task_state::place::dispatched;
+    return assignment{t, t->attempts, t->order_key};
+  }
+
+  /// An urgent task is back (a record of it, or its end): its place in the budget is free.
+  void urgent_back(task_state& t) {
+    if (!t.urgent) return;
+    t.urgent = false;
+    if (st_.urgent_out > 0) --st_.urgent_out;
   }
 
   void complete(std::vector<attempt_record>& records) {
@@ -162,6 +197,7 @@ class queue_logic {
         ++st_.report.duplicates;
         continue;
       }
+      urgent_back(*t);
       if (rec.started != time_point{}) {
         if (t->failure_detected != time_point{}) {
           st_.report.handling_ms.push_back(ms_between(t->failure_detected, rec.started));

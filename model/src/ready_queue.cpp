@@ -1,6 +1,7 @@
 #include "troupe/model/ready_queue.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace troupe {
 
@@ -17,12 +18,20 @@ aging_priority_queue::aging_priority_queue(std::chrono::nanoseconds aging_interv
 void aging_priority_queue::push(task_ptr t, time_point now) {
   auto p = std::clamp<int32_t>(t->spec.priority, -max_priority, max_priority);
   entry e{now.time_since_epoch().count() - int64_t(p) * aging_ns_, seq_++, std::move(t)};
+  e.task->order_key = double(e.virtual_time);
   auto& l = levels_[p];
   if (l.in_order.empty() || !e.before(l.in_order.back()))
     l.in_order.push_back(std::move(e));
   else
     l.late.push(std::move(e));
   ++size_;
+}
+
+const task_state* aging_priority_queue::peek() const {
+  const level* best = nullptr;
+  for (auto& [p, l] : levels_)
+    if (!l.empty() && (!best || l.head().before(best->head()))) best = &l;
+  return best ? best->head().task.get() : nullptr;
 }
 
 task_ptr aging_priority_queue::pop() {
@@ -52,6 +61,7 @@ task_ptr aging_priority_queue::pop() {
 }
 
 void keyed_queue::push_keyed(double key, task_ptr t) {
+  t->order_key = key;
   heap_.push({key, seq_++, std::move(t)});
 }
 
@@ -71,7 +81,11 @@ task_ptr keyed_queue::pop() {
 }
 
 void deadline_queue::push(task_ptr t, time_point now) {
-  if (!t->spec.deadline) return without_.push(std::move(t), now);
+  if (!t->spec.deadline) {
+    without_.push(t, now);
+    t->order_key = std::numeric_limits<double>::infinity();  // after every deadline
+    return;
+  }
   auto key = double(t->spec.deadline->time_since_epoch().count());  // before t is moved
   with_.push_keyed(key, std::move(t));
 }

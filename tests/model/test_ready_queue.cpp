@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "troupe/model/ready_queue.hpp"
 
 using namespace troupe;
@@ -176,4 +178,30 @@ TEST(MakeReadyQueue, EachOrderOfTheConfigHasItsQueue) {
   for (task_id i = 0; i < 4; ++i) q->push(of_client(10 + i, "b"), now);
   for (task_id i = 0; i < 4; ++i) q->push(of_client(20 + i, "a"), now);
   EXPECT_EQ(drain(*q).size(), 8u);
+}
+
+// What a worker sorts by: each queue's order keys rank tasks as its pops do, and peek() shows
+// the next pop.
+TEST(ReadyQueues, OrderKeysRankTasksAsPopsDoAndPeekShowsTheNext) {
+  auto now = clock::now();
+  for (auto order : {queue_order::fifo, queue_order::priority, queue_order::deadline,
+                     queue_order::shortest, queue_order::fair}) {
+    auto q = make_ready_queue(order, milliseconds(100),
+                              [](const task_state& t) { return double(t.id % 3); });
+    for (task_id i = 1; i <= 9; ++i) {
+      auto t = of_client(i, i % 2 ? "a" : "b");
+      t->spec.priority = int32_t(i % 4);
+      if (i % 3) t->spec.deadline = now + milliseconds(100 * (10 - i));
+      q->push(t, now);
+    }
+    double last = -std::numeric_limits<double>::infinity();
+    while (!q->empty()) {
+      auto* next = q->peek();
+      auto t = q->pop();
+      ASSERT_EQ(next, t.get()) << to_string(order);
+      EXPECT_GE(t->order_key, last) << to_string(order) << " task " << t->id;
+      last = t->order_key;
+    }
+    EXPECT_EQ(q->peek(), nullptr);
+  }
 }

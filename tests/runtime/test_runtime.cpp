@@ -81,6 +81,53 @@ TEST(EmbeddedRuntime, DeadlinePassesWhileQueuedBehindALongTask) {
   EXPECT_TRUE(blocker.wait_for(10s).has_value());
 }
 
+/// After 1,000 low-priority tasks (which fill the workers' prefetch), 10 high-priority ones: each
+/// worker finishes what it is running, then runs them before anything it holds. Counted: the
+/// low-priority tasks that started after the last high-priority one was submitted and before
+/// the last one started (the ones already running do not count). At most one per worker: one
+/// that started while an urgent task was on its way to it.
+void high_priority_overtakes(queue_order order, const char* name) {
+  auto cfg = small(2);
+  cfg.order = order;
+  runtime rt{cfg};
+  std::vector<task_spec> low(1000, spec("sleep", {{"ms", 5.0}}));
+  auto lows = rt.submit_batch(std::move(low));
+  // Wait until the workers are busy with them (a low task started), then submit the high ones.
+  ASSERT_TRUE(lows.front().wait_until(clock::now() + 10s));
+  std::vector<task_spec> high(10, spec("sleep", {{"ms", 5.0}}));
+  for (auto& h : high) {
+    h.priority = 10;
+    if (order == queue_order::deadline) h.deadline = clock::now() + 60s;
+  }
+  auto submitted = clock::now();
+  auto highs = rt.submit_batch(std::move(high));
+  ASSERT_TRUE(wait_all(highs, 30s));
+  time_point last_high_start{};
+  for (auto& h : highs) {
+    ASSERT_EQ(h.get().status, outcome::completed);
+    last_high_start = std::max(last_high_start, h.get().timings.started);
+  }
+  rt.shutdown(shutdown_mode::cancel);
+  size_t overtaking = 0;
+  for (auto& l : lows) {
+    auto& t = l.get().timings;
+    if (t.started > submitted && t.started < last_high_start) ++overtaking;
+  }
+  EXPECT_LE(overtaking, 2u) << name << ": low-priority tasks that started ahead of the high ones";
+  std::printf(
+      "%s: %zu low-priority task(s) started between the high ones' submit and their "
+      "last start\n",
+      name, overtaking);
+}
+
+TEST(EmbeddedRuntime, HighPriorityTasksWaitForAtMostTheRunningTaskOfEachWorker) {
+  high_priority_overtakes(queue_order::priority, "priority");
+}
+
+TEST(EmbeddedRuntime, EarlyDeadlinesWaitForAtMostTheRunningTaskOfEachWorker) {
+  high_priority_overtakes(queue_order::deadline, "deadline");
+}
+
 TEST(EmbeddedRuntime, ShutdownCancelEndsEverythingPromptly) {
   runtime rt{small(1)};
   std::vector<task_handle> hs;

@@ -23,6 +23,7 @@ struct balancer_state {
     bool retired = false;              ///< out of service for good
     kind_set kinds;                    ///< a remote worker's kinds (worker_up_msg)
     size_t min_tasks = 2;  ///< credit floor, whatever the estimates: the worker never starves
+    size_t urgent = 0;     ///< of in_flight, placed past the credit as urgent (place_urgent)
   };
   setup_ptr setup;
   std::shared_ptr<const event_gate> gate;

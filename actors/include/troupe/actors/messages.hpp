@@ -24,6 +24,8 @@ namespace troupe {
 struct assignment {
   task_ptr task;
   uint32_t attempt = 0;  ///< copied so a worker never reads queue-owned fields
+  double order = 0;      ///< the queue's order key (smaller runs sooner), copied likewise
+  bool urgent = false;   ///< the balancer's: placed past the worker's credit (place_urgent)
 };
 
 // runtime -> queue
@@ -48,6 +50,9 @@ struct demand_msg {
 };
 struct dispatch_msg {
   std::vector<assignment> tasks;
+  /// Beyond the demand: more urgent than tasks already handed to workers. The balancer places
+  /// them past a worker's credit, and the worker runs them before what it holds.
+  bool urgent = false;
 };
 struct completions_msg {
   std::vector<attempt_record> records;

@@ -5,6 +5,7 @@
 // of a task wins, later ones are counted and dropped. It answers the balancer's demand, never
 // pushing more than was asked for.
 #include <deque>
+#include <limits>
 #include <memory>
 #include <queue>
 #include <unordered_map>
@@ -33,7 +34,14 @@ struct queue_state {
   /// Run times by kind, from the records that come back: what "shortest first" orders by.
   perf_model model;
   live_index live;
-  uint32_t demand = 0;               ///< tasks the balancer asked for and has not received
+  uint32_t demand = 0;  ///< tasks the balancer asked for and has not received
+  /// The largest order key handed to the balancer: a task that arrives with a smaller one is
+  /// more urgent than tasks already on their way to workers.
+  double frontier = -std::numeric_limits<double>::infinity();
+  /// Urgent tasks handed out beyond the demand and not back yet: at most two per worker (one
+  /// running, the next one waiting behind it), so that a burst of urgent tasks cannot flood
+  /// the workers past their credit.
+  uint32_t urgent_out = 0;
   std::deque<task_id> dead_letters;  ///< failed for good, most recent last (bounded)
   // Deadlines: earliest first; a single timer is armed for the earliest.
   using deadline_entry = std::pair<time_point, task_ptr>;

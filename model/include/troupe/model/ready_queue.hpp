@@ -23,21 +23,29 @@ namespace troupe {
 class ready_queue {
  public:
   virtual ~ready_queue() = default;
+  /// Also sets t->order_key: where it stands in this order (smaller comes out sooner).
   virtual void push(task_ptr t, time_point now) = 0;
   /// nullptr when empty.
   virtual task_ptr pop() = 0;
+  /// The task pop() would return, left in place; nullptr when empty.
+  virtual const task_state* peek() const = 0;
   virtual size_t size() const = 0;
   bool empty() const { return size() == 0; }
 };
 
 class fifo_queue final : public ready_queue {
  public:
-  void push(task_ptr t, time_point) override { q_.push(std::move(t)); }
+  void push(task_ptr t, time_point) override {
+    t->order_key = double(seq_++);
+    q_.push(std::move(t));
+  }
   task_ptr pop() override;
+  const task_state* peek() const override { return q_.empty() ? nullptr : q_.front().get(); }
   size_t size() const override { return q_.size(); }
 
  private:
   std::queue<task_ptr> q_;
+  uint64_t seq_ = 0;
 };
 
 class aging_priority_queue final : public ready_queue {
@@ -46,6 +54,7 @@ class aging_priority_queue final : public ready_queue {
   explicit aging_priority_queue(std::chrono::nanoseconds aging_interval);
   void push(task_ptr t, time_point now) override;
   task_ptr pop() override;
+  const task_state* peek() const override;
   size_t size() const override { return size_; }
 
  private:
@@ -85,6 +94,9 @@ class aging_priority_queue final : public ready_queue {
 class keyed_queue : public ready_queue {
  public:
   task_ptr pop() override;
+  const task_state* peek() const override {
+    return heap_.empty() ? nullptr : heap_.top().task.get();
+  }
   size_t size() const override { return heap_.size(); }
 
  protected:
@@ -113,6 +125,7 @@ class deadline_queue final : public ready_queue {
  public:
   void push(task_ptr t, time_point now) override;
   task_ptr pop() override;
+  const task_state* peek() const override { return with_.empty() ? without_.peek() : with_.peek(); }
   size_t size() const override { return with_.size() + without_.size(); }
 
  private:

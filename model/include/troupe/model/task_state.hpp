@@ -37,6 +37,12 @@ struct task_state {
   /// The worker its last attempt crashed on, was lost with or timed out on: the next attempt
   /// goes elsewhere when another worker can run it. -1: anywhere.
   int32_t avoid_worker = -1;
+  /// Where the ready queue put it (smaller runs sooner): set at each push, copied into its
+  /// assignment so that a worker orders what it holds the same way.
+  double order_key = 0;
+  /// Sent to the balancer beyond its demand because it is more urgent than what was already
+  /// handed out (queue.cpp); counted until a record of it comes back.
+  bool urgent = false;
 
   // Owned by the balancer while placed.
   double estimate_s = 0;
