@@ -285,6 +285,52 @@ TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
   EXPECT_NE(rejected->error.message.find("launch_missiles"), std::string::npos);
 }
 
+// After hundreds of low-priority tasks (which fill what the nodes' workers hold), 10
+// high-priority ones: each worker finishes what it runs, then runs them before what it holds.
+// Seen per worker, from the results in the order that worker ended them (each runs one task at a
+// time): before its first high task, at most the low one it was running and one that started
+// while the urgent task travelled; between its first and last high task, at most one.
+TEST_F(Cluster, HighPriorityTasksOvertakeWhatTheNodesHold) {
+  std::mutex mu;
+  std::map<int32_t, std::string> runs;  // per worker, after the high ones' submit: 'l' or 'h'
+  bool counting = false;
+  auto lows =
+      client_->submit_batch(std::vector<task_spec>(400, sleep_task(20)), [&](const task_result& r) {
+        std::lock_guard<std::mutex> g{mu};
+        if (counting) runs[r.timings.worker] += 'l';
+      });
+  // The nodes are busy with them, and the head has learned what a low task takes.
+  ASSERT_TRUE(lows[20].wait_for(30s)) << diagnosis();
+  std::vector<task_spec> high(10, sleep_task(20));
+  for (auto& h : high) h.priority = 10;
+  {
+    std::lock_guard<std::mutex> g{mu};
+    counting = true;
+  }
+  auto highs = client_->submit_batch(std::move(high), [&](const task_result& r) {
+    std::lock_guard<std::mutex> g{mu};
+    runs[r.timings.worker] += 'h';
+  });
+  for (auto& h : highs) {
+    auto r = h.wait_for(30s);
+    ASSERT_TRUE(r && r->ok()) << diagnosis();
+  }
+  {
+    std::lock_guard<std::mutex> g{mu};
+    for (auto& [worker, seq] : runs) {
+      auto first = seq.find('h'), last = seq.rfind('h');
+      if (first == std::string::npos) continue;  // it ran no high task
+      auto between = std::count(seq.begin() + long(first), seq.begin() + long(last), 'l');
+      EXPECT_LE(first, 2u) << "worker " << worker << " ran " << seq;
+      EXPECT_LE(between, 1) << "worker " << worker << " ran " << seq;
+      std::printf("worker %d after the submit: %s\n", worker, seq.c_str());
+    }
+  }
+  for (auto& l : lows)
+    if (!l.ready()) client_->cancel(l.id());
+  for (auto& l : lows) ASSERT_TRUE(l.wait_for(30s)) << diagnosis();
+}
+
 TEST_F(Cluster, CancelEndsTheTaskAndStopsItOnTheNode) {
   task_spec long_sleep;
   long_sleep.kind = "sleep";

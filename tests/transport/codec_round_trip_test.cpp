@@ -541,8 +541,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     assigned_task m;
-    auto& [a, b, c, d] = m;
-    expect_on_wire("assigned_task", reached_by(m), a, b, c, d);
+    auto& [a, b, c, d, e] = m;
+    expect_on_wire("assigned_task", reached_by(m), a, b, c, d, e);
   }
   {
     assign m;

@@ -445,7 +445,7 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
     auto frame = st.framer->reserve_id();
     for (size_t i = first; i < end; ++i) {
       auto& a = msg.tasks[i];
-      out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec});
+      out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec, a.order});
       node.in_flight[a.task->id] = {a, msg.worker, frame};
     }
     node.last_assign = frame;

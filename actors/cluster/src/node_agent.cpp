@@ -173,7 +173,7 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
     task->attempts = t.attempt;
     auto& slot = st.workers[size_t(t.worker)];
     slot.running[t.id] = task;
-    per_worker[size_t(t.worker)].push_back({std::move(task), t.attempt});
+    per_worker[size_t(t.worker)].push_back({std::move(task), t.attempt, t.order});
   }
   for (size_t w = 0; w < per_worker.size(); ++w) deliver(self, w, std::move(per_worker[w]));
   if (!refused.records.empty()) send_head(self, wire::msg_type::results, refused);

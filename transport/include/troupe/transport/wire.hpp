@@ -111,6 +111,9 @@ struct assigned_task {
   uint32_t attempt = 0;
   int32_t worker = -1;  ///< index among the node's workers
   task_spec spec;       ///< deadline as remaining time; retry fields are the head's business
+  /// The head queue's order key (smaller runs sooner): the node's worker runs what it holds in
+  /// this order, as the head's own workers do.
+  double order = 0;
 };
 
 struct assign {

@@ -214,6 +214,7 @@ void fields(F& f, assigned_task& m) {
   f("attempt", m.attempt, required);
   f("worker", m.worker, required);
   f("spec", m.spec, required);
+  f("order", m.order);
 }
 
 template <class F>
