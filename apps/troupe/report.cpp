@@ -5,10 +5,6 @@
 
 namespace troupe::cli {
 
-double lower_bound_s(const run_summary& r) {
-  return figures_of(r.stats, r.makespan_s, r.longest_task_s).lower_bound_s;
-}
-
 nlohmann::json to_json(const schedule_figures& f) {
   nlohmann::json j;
   j["makespan_s"] = f.makespan_s;

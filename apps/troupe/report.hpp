@@ -16,8 +16,6 @@ struct run_summary {
   gpu_inventory gpus;
 };
 
-/// No schedule can finish sooner: the larger of measured work / workers and the longest task.
-double lower_bound_s(const run_summary& r);
 /// The figures of the seed's performance model (schedule_figures) as a JSON object.
 nlohmann::json to_json(const schedule_figures& f);
 nlohmann::json to_json(const run_summary& r);

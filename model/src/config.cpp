@@ -226,8 +226,7 @@ const std::vector<key_def>& keys() {
                                            {"fair", queue_order::fair}});
        },
        [](const runtime_config& c) { return text(quoted(to_string(c.order))); }},
-      {"queue", "shares",
-       [](auto& c, auto& n) { c.shares = shares_of(n); },
+      {"queue", "shares", [](auto& c, auto& n) { c.shares = shares_of(n); },
        [](const runtime_config& c) {
          std::string s = "{";
          for (auto& [client, w] : c.shares)

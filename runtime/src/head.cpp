@@ -617,6 +617,13 @@ struct head::impl {
   }
   log_limiter refusal_log;  // socket thread only
 
+  /// A submit or fetch while the journal's queue is at its bound: nothing of it was taken.
+  void refuse_journal_behind(const std::string& peer, uint64_t corr, const char* what) {
+    refuse(peer, corr, wire::wire_errc::overloaded,
+           "the head's journal is " + std::to_string(jq->queued_bytes() >> 20) +
+               " MiB behind the disk; " + what + " again later");
+  }
+
   static std::string printable(const std::string& id) {
     static const char* hex = "0123456789abcdef";
     std::string s;
@@ -891,10 +898,7 @@ struct head::impl {
     const auto& owner = c.owner;
     // Refused before decoding when the journal is this far behind the disk: the client may
     // send it again (nothing of it was taken).
-    if (jq && !jq->has_room(received.size()))
-      return refuse(peer, h.id, wire::wire_errc::overloaded,
-                    "the head's journal is " + std::to_string(jq->queued_bytes() >> 20) +
-                        " MiB behind the disk; submit again later");
+    if (jq && !jq->has_room(received.size())) return refuse_journal_behind(peer, h.id, "submit");
     auto msg = decode<wire::submit>(received);
     if (msg.token) {
       if (auto known = tokens.find(token_key(owner, msg.token)); known != tokens.end()) {
@@ -1082,10 +1086,7 @@ struct head::impl {
     // Counted against the journal queue's bound as about a record read per id: a flood of
     // fetches is refused, not queued ahead of everyone's results.
     auto bytes = f.ids.size() * 1024;
-    if (!jq->has_room(bytes))
-      return refuse(c.peer, h.id, wire::wire_errc::overloaded,
-                    "the head's journal is " + std::to_string(jq->queued_bytes() >> 20) +
-                        " MiB behind the disk; fetch again later");
+    if (!jq->has_room(bytes)) return refuse_journal_behind(c.peer, h.id, "fetch");
     auto ids = std::make_shared<std::vector<task_id>>(std::move(f.ids));
     jq->post([this, c, corr = h.id, ids](journal& j) { answer_fetch(c, corr, *ids, &j); }, bytes);
   }

@@ -127,8 +127,8 @@ TEST_F(QueuePolicies, FairOrderAlternatesClientsByTheirShares) {
   std::vector<task_id> order;
   std::vector<task_spec> specs(6, of("bob"));  // bob's six first, then alice's six
   for (int i = 0; i < 6; ++i) specs.push_back(of("alice"));
-  auto hs = rt_->submit_batch(std::move(specs),
-                              [&](const task_result& r) { order.push_back(r.id); });
+  auto hs =
+      rt_->submit_batch(std::move(specs), [&](const task_result& r) { order.push_back(r.id); });
   ASSERT_TRUE(all_ready(hs));
   std::string clients;
   for (auto id : order) clients += id >= hs[6].id() ? 'a' : 'b';
