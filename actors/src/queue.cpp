@@ -73,6 +73,7 @@ class queue_logic {
   /// The one place a task ends. Later terminal records of the same task are duplicates.
   /// The caller's completion and callback run when the handler ends (see ~queue_logic).
   void finalize(task_ptr t, outcome o, error_info err, task_output out = {}) {
+    if (t->finished) return;  // ended meanwhile (a graph's end may end others of a batch)
     auto now = now_;
     t->finished = true;
     urgent_back(*t);
@@ -105,7 +106,115 @@ class queue_logic {
       events_.add_task(
           topic_of(o), *t, r.timings.worker,
           r.error ? std::string{to_string(r.error.code)} + ": " + r.error.message : t->spec.kind);
+    if (t->graph) member_ended(*t, r);
     done_.emplace_back(std::move(t), std::move(r));
+    settle_graphs();
+  }
+
+  // --- graphs (docs/graphs.md) ------------------------------------------------------------
+  // A member's end is applied to its children at once (inputs bound, parents counted); what
+  // that ends or releases is done from a work list, so that a long chain unwinds in a loop,
+  // not in nested calls.
+
+  struct graph_step {
+    task_ptr task;
+    bool release = false;  ///< true: all its parents ended, it may run; false: end it
+    outcome end_as = outcome::cancelled;
+    error_info why;
+  };
+
+  void member_ended(task_state& t, const task_result& r) {
+    auto& g = *t.graph;
+    auto i = t.graph_index;
+    if (g.unfinished > 0) --g.unfinished;
+    bool ok = r.status == outcome::completed;
+    auto name = graph_task_name(t.spec, i);
+    auto upstream = [&] {
+      return error_info{errc::upstream_failed,
+                        "task " + name + " (#" + std::to_string(t.id) + ") ended " +
+                            to_string(r.status) +
+                            (r.error ? ": " + std::string{to_string(r.error.code)} + ": " +
+                                           r.error.message.substr(0, 200)
+                                     : std::string{})};
+    };
+    if (!ok && g.on_failure == failure_policy::cancel_graph) {
+      auto why = upstream();
+      for (auto& m : g.members)
+        if (!m->finished && m.get() != &t) graph_todo_.push_back({m, false, outcome::cancelled, why});
+    }
+    for (auto c : g.children[i]) {
+      auto& child = g.members[c];
+      if (child->finished) continue;
+      bool takes_input = std::any_of(child->spec.inputs.begin(), child->spec.inputs.end(),
+                                     [&](const task_input& in) { return in.from == i; });
+      if (!ok && (g.on_failure != failure_policy::run_what_can || takes_input)) {
+        graph_todo_.push_back({child, false, outcome::cancelled, upstream()});
+        continue;
+      }
+      if (ok && takes_input) {
+        // Embedded, a value is copied once, into the child's parameters; the parent's result
+        // keeps its own.
+        if (auto e = bind_inputs(child->spec, i, name, r.output)) {
+          graph_todo_.push_back({child, false, outcome::failed, std::move(e)});
+          continue;
+        }
+      }
+      if (g.waiting[c] > 0 && --g.waiting[c] == 0)
+        graph_todo_.push_back({child, true, outcome::cancelled, {}});
+    }
+    if (g.unfinished == 0) g.members.clear();  // they point back to the graph
+  }
+
+  /// Works off what graph ends caused (each step may add more). Runs once per outermost
+  /// finalize: nested calls only add to the list.
+  void settle_graphs() {
+    if (settling_ || graph_todo_.empty()) return;
+    settling_ = true;
+    while (!graph_todo_.empty()) {
+      auto step = std::move(graph_todo_.back());
+      graph_todo_.pop_back();
+      auto& t = step.task;
+      if (t->finished) continue;
+      if (!step.release) {
+        finalize(t, step.end_as, std::move(step.why));
+        continue;
+      }
+      release(t);
+    }
+    settling_ = false;
+  }
+
+  /// A graph task whose parents have all ended: its parameters are complete now, so the kind
+  /// checks them (at submit they could not be), then it joins the ready queue.
+  void release(const task_ptr& t) {
+    if (!t->spec.inputs.empty()) {
+      if (auto n = input_bytes(t->spec); n > st_.setup->cfg.max_payload_bytes) {
+        finalize(t, outcome::failed,
+                 {errc::invalid_params,
+                  "with its inputs, the task's input is " + std::to_string(n) +
+                      " bytes, over limits.max_payload_bytes (" +
+                      std::to_string(st_.setup->cfg.max_payload_bytes) + ")"});
+        return;
+      }
+      if (t->kind && t->kind->def.validate) {
+        try {
+          t->cost = t->kind->def.validate(t->spec);
+        } catch (const task_failure& f) {
+          finalize(t, outcome::failed,
+                   {f.code == errc::none ? errc::invalid_params : f.code,
+                    "task kind '" + t->spec.kind + "' (with its inputs): " + f.message});
+          return;
+        } catch (const std::exception& e) {
+          finalize(t, outcome::failed,
+                   {errc::invalid_params,
+                    "task kind '" + t->spec.kind + "' (with its inputs): " + e.what()});
+          return;
+        }
+      }
+    }
+    t->timings.queued = now_;
+    enqueue(t, now_);
+    if (events_.wanted()) events_.add_task("task.queued", *t);
   }
 
   /// A retried or requeued task keeps its original arrival time: its age counts for it, so a
@@ -123,9 +232,15 @@ class queue_logic {
         finalize(t, outcome::failed, {errc::supervisor_gave_up, st_.escalation});
         continue;
       }
+      if (t->spec.deadline) st_.deadlines.emplace(*t->spec.deadline, t);
+      if (t->graph && t->graph->waiting[t->graph_index] > 0) {  // runs once its parents end
+        st_.live.insert(t);
+        t->at = task_state::place::waiting;
+        if (events_.wanted()) events_.add_task("task.submitted", *t, -1, t->spec.kind);
+        continue;
+      }
       t->timings.queued = now;
       enqueue(t, now);
-      if (t->spec.deadline) st_.deadlines.emplace(*t->spec.deadline, t);
       if (events_.wanted(2)) {
         events_.add_task("task.submitted", *t, -1, t->spec.kind);
         events_.add_task("task.queued", *t);
@@ -322,6 +437,8 @@ class queue_logic {
 
  private:
   std::vector<std::pair<task_ptr, task_result>> done_;
+  std::vector<graph_step> graph_todo_;
+  bool settling_ = false;
   time_point now_;  ///< one clock read per handler run: the batch is handled in microseconds
   self_ptr self_;
   queue_state& st_;
@@ -360,6 +477,7 @@ queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state>
         auto t = *found;  // a copy: finalize() erases the entry
         queue_logic q{self};
         q.finalize(t, outcome::cancelled, {errc::cancelled, "cancelled by the caller"});
+        q.pump();  // under run_what_can, tasks after it may run now
       },
       [=](const cancel_all_msg& msg) {
         queue_logic q{self};
@@ -375,6 +493,7 @@ queue_actor::behavior_type queue_impl(queue_actor::stateful_pointer<queue_state>
         self->state.timer_at = time_point::max();
         queue_logic q{self};
         q.arm_deadline_timer();
+        q.pump();
       },
       [=](const demand_msg& msg, balancer_actor& balancer) {
         self->state.balancer = std::move(balancer);

@@ -6,6 +6,11 @@ JSON line per task, in the order submitted. Uses Debian's python3-zmq and python
 
     python3 apps/examples/python_client.py --to tcp://127.0.0.1:5555 --count 200
     python3 apps/examples/python_client.py --to ipc:///tmp/head --kind sleep --params '{"ms": 3}'
+    python3 apps/examples/python_client.py --to tcp://127.0.0.1:5555 \
+        --graph apps/examples/pipeline-graph.json
+
+With --graph, it reads a graph file (docs/graphs.md), sends its tasks in one submit with their
+`after` and `inputs` as indices, and prints a line per task with its name.
 
 It carries on across a restart of the head, as troupe::client does: its DEALER has a stable
 routing id (results are routed to it after a reconnect), every submit has a token and is sent
@@ -77,7 +82,7 @@ class Client:
             self.stats["send_blocked"] += 1
             return False
 
-    def run(self, tasks, timeout_s=0.0):
+    def run(self, tasks, timeout_s=0.0, on_failure=None):
         """Submits the tasks (in messages of at most per_submit tasks) and waits until each has
         a result. Returns one result per task, in order; a task never given an id has id None.
         Raises HeadUnreachable (with the results so far) after head_timeout_s of silence, and
@@ -85,11 +90,15 @@ class Client:
         start = time.monotonic()
         deadline = start + timeout_s if timeout_s > 0 else None
         submits = {}  # msg id -> {"frames", "sent", "first", "count"}: not answered yet
-        for first in range(0, len(tasks), self.per_submit):
-            part = tasks[first:first + self.per_submit]
+        # A graph (on_failure given) travels in one submit: its links are indices into it.
+        per_submit = max(1, len(tasks)) if on_failure else self.per_submit
+        for first in range(0, len(tasks), per_submit):
+            part = tasks[first:first + per_submit]
             msg_id = next(self.ids)
-            _, frames = self.frames("submit", {"tasks": part, "token": self.token_base + msg_id},
-                                    msg_id)
+            body = {"tasks": part, "token": self.token_base + msg_id}
+            if on_failure:
+                body["on_failure"] = on_failure
+            _, frames = self.frames("submit", body, msg_id)
             submits[msg_id] = {"frames": frames, "sent": time.monotonic(), "first": first,
                                "count": len(part)}
             self.send(frames)
@@ -221,6 +230,43 @@ def read_key(path, field):
     raise SystemExit("python client: %s has no %s (a file of troupe keygen?)" % (path, field))
 
 
+NEEDS = ("cpu_slots", "memory_bytes", "gpu_count", "gpu_memory_bytes")
+SAME_ON_THE_WIRE = ("kind", "params", "priority", "deadline_ms", "max_retries",
+                    "retry_backoff_ms", "timeout_ms", "labels")
+
+
+def graph_tasks(path):
+    """A graph file (docs/graphs.md) as the tasks of one submit: names become indices, each
+    task's name goes into its labels. Returns (names, tasks, on_failure)."""
+    with open(path) as f:
+        graph = json.load(f)
+    names = [t["name"] for t in graph["tasks"]]
+    index = {name: i for i, name in enumerate(names)}
+    if len(index) != len(names):
+        raise ValueError("%s: two tasks have the same name" % path)
+    tasks = []
+    for t in graph["tasks"]:
+        task = {k: t[k] for k in SAME_ON_THE_WIRE if k in t}
+        task.setdefault("labels", {})["name"] = t["name"]
+        needs = {k: t[k] for k in NEEDS if k in t}
+        if needs:
+            task["needs"] = needs
+        if "payload" in t:
+            task["payload"] = t["payload"].encode()
+        try:
+            task["after"] = [index[a] for a in t.get("after", [])]
+            task["inputs"] = []
+            for param, source in t.get("inputs", {}).items():
+                task_name, _, field = source.partition(".")
+                task["inputs"].append({"param": param, "from": index[task_name],
+                                       "field": field})
+        except KeyError as e:
+            raise ValueError("%s: task '%s' names %s, which is not a task of the graph"
+                             % (path, t["name"], e))
+        tasks.append(task)
+    return names, tasks, graph.get("on_failure", "cancel_dependents")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--to", required=True, help="the head's endpoint")
@@ -229,6 +275,8 @@ def main():
     ap.add_argument("--params", default="{}",
                     help="task parameters, a JSON object (gemm: over size and seed)")
     ap.add_argument("--size", type=int, default=32, help="gemm matrix size")
+    ap.add_argument("--graph", help="a task graph file (docs/graphs.md) instead of --count "
+                    "tasks of --kind")
     ap.add_argument("--timeout", type=float, default=0.0,
                     help="seconds to wait for all results, 0: no limit (--head-timeout bounds "
                     "the wait for a silent head)")
@@ -253,6 +301,13 @@ def main():
     else:
         params = [dict(extra) for _ in range(args.count)]
     tasks = [{"kind": args.kind, "params": p, "priority": 1} for p in params]
+    names, on_failure = None, None
+    if args.graph:
+        try:
+            names, tasks, on_failure = graph_tasks(args.graph)
+        except (OSError, ValueError, KeyError) as e:
+            print("python client: %s" % e, file=sys.stderr)
+            return 2
     log = (lambda msg: print("python client: %s" % msg, file=sys.stderr)) if args.verbose else None
     keys = None
     if bool(args.key) != bool(args.head_key):
@@ -264,7 +319,7 @@ def main():
                     keys=keys)
     code = 0
     try:
-        results = client.run(tasks, args.timeout)
+        results = client.run(tasks, args.timeout, on_failure)
     except TimeoutError as e:
         print("python client: %s" % e, file=sys.stderr)
         return 2
@@ -275,11 +330,17 @@ def main():
         print("python client: %s" % e, file=sys.stderr)
         return 1
     failed = 0
-    for spec, r in zip(tasks, results):
+    for pos, (spec, r) in enumerate(zip(tasks, results)):
         failed += r["outcome"] != "completed"
-        print(json.dumps({"id": r["id"], "seed": spec["params"].get("seed"),
-                          "outcome": r["outcome"], "code": r["code"],
-                          "values": r.get("values", {}), "attempts": r.get("attempts", 0)}))
+        line = {"id": r["id"], "outcome": r["outcome"], "code": r["code"],
+                "values": r.get("values", {}), "attempts": r.get("attempts", 0)}
+        if r["outcome"] != "completed" and r.get("message"):
+            line["message"] = r["message"]
+        if names:
+            line["name"] = names[pos]
+        else:
+            line["seed"] = spec.get("params", {}).get("seed")
+        print(json.dumps(line))
     if code:
         print("python client: no message from the head for %.0f s: %d task(s) failed "
               "head_unreachable" % (args.head_timeout, sum(r["code"] == "head_unreachable"

@@ -28,6 +28,7 @@ int run_keygen(const std::string& path);
 
 struct submit_options {
   std::string to, kind, params;
+  std::string graph;  ///< --graph FILE.json: a task graph (docs/graphs.md) instead of --kind
   int32_t priority = 0;
   size_t count = 1;
   uint32_t gpu_count = 0;  ///< 1: on a GPU only

@@ -302,7 +302,68 @@ int run_keygen(const std::string& path) {
   return 0;
 }
 
+namespace {
+
+/// troupe submit --graph FILE: the graph in one submit; with --wait, a JSON line per task (in
+/// the file's order) with its name, outcome and values.
+int submit_graph_file(const submit_options& opt) {
+  graph_spec g;
+  try {
+    g = load_graph(opt.graph);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "troupe submit: %s\n", e.what());
+    return 2;
+  }
+  client_options co;
+  co.name = "troupe-submit";
+  co.timeout = std::chrono::milliseconds(opt.timeout_ms);
+  co.curve = curve_of(opt.keys);
+  client c{opt.to, co};
+  graph_handle h;
+  try {
+    h = c.submit_graph(std::move(g));
+  } catch (const client_error& e) {
+    std::fprintf(stderr, "troupe submit: %s: %s\n", opt.graph.c_str(), e.what());
+    return 2;
+  }
+  if (h.refused()) {
+    std::fprintf(stderr, "troupe submit: %s: %s: %s\n", opt.graph.c_str(),
+                 to_string(h.refused().code), h.refused().message.c_str());
+    return 2;
+  }
+  if (!opt.wait) {
+    for (size_t i = 0; i < h.size(); ++i)
+      std::printf("%s\n", nlohmann::json{{"name", h.names()[i]}, {"id", h.tasks()[i].id()}}
+                               .dump()
+                               .c_str());
+    return 0;
+  }
+  auto deadline = clock::now() + std::chrono::milliseconds(opt.timeout_ms);
+  int failures = 0;
+  for (size_t i = 0; i < h.size(); ++i) {
+    auto& t = h.tasks()[i];
+    if (!t.wait_until(deadline)) {
+      std::fprintf(stderr, "troupe submit: task '%s' (%llu) has no result after %lld ms\n",
+                   h.names()[i].c_str(), static_cast<unsigned long long>(t.id()),
+                   static_cast<long long>(opt.timeout_ms));
+      return 1;
+    }
+    failures += t.get().ok() ? 0 : 1;
+    auto j = to_json(t.get());
+    j["name"] = h.names()[i];
+    std::printf("%s\n", j.dump().c_str());
+  }
+  return failures ? 1 : 0;
+}
+
+}  // namespace
+
 int run_submit(const submit_options& opt) {
+  if (!opt.graph.empty()) return submit_graph_file(opt);
+  if (opt.kind.empty()) {
+    std::fprintf(stderr, "troupe submit: give --kind KIND or --graph FILE.json\n");
+    return 2;
+  }
   nlohmann::json line;
   line["kind"] = opt.kind;
   try {

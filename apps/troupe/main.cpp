@@ -262,7 +262,14 @@ int main(int argc, char** argv) {
   auto* submit_cmd = app.add_subcommand("submit", "submit tasks to a head");
   submit_cmd->add_option("--to", so.to, "the head's endpoint, e.g. tcp://127.0.0.1:5555")
       ->required();
-  submit_cmd->add_option("--kind", so.kind, "task kind (noop, sleep, fail, gemm, mlp)")->required();
+  auto* kind_opt =
+      submit_cmd->add_option("--kind", so.kind, "task kind (noop, echo, sleep, fail, gemm, mlp)");
+  submit_cmd
+      ->add_option("--graph", so.graph,
+                   "a task graph file (JSON, docs/graphs.md) instead of --kind; with --wait, a "
+                   "line per task with its name")
+      ->check(CLI::ExistingFile)
+      ->excludes(kind_opt);
   submit_cmd->add_option("--params", so.params, "parameters as a JSON object");
   submit_cmd->add_option("--priority", so.priority, "higher runs first");
   submit_cmd->add_option("--count", so.count, "submit this many copies")

@@ -56,6 +56,79 @@ param_value to_param(const nlohmann::json& v, const std::string& where) {
   throw std::runtime_error(where + ": expected a number, string, bool or list of numbers");
 }
 
+/// Field `name` of object j, or the fallback when absent. An integer field takes an integer in
+/// T's range: not 1.9 (truncated), not 1e300.
+template <class T>
+T json_field(const nlohmann::json& j, const std::string& where, const char* name, T fallback) {
+  if (!j.contains(name)) return fallback;
+  auto& v = j.at(name);
+  if constexpr (std::is_integral_v<T>) {
+    if (!v.is_number_integer())
+      throw std::runtime_error(where + ": field '" + name + "' must be an integer");
+    bool fits = v.is_number_unsigned()
+                    ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
+                    : v.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
+                          (v.get<int64_t>() < 0 || uint64_t(v.get<int64_t>()) <=
+                                                       uint64_t(std::numeric_limits<T>::max()));
+    if (!fits)
+      throw std::runtime_error(where + ": field '" + name + "' is out of range [" +
+                               std::to_string(std::numeric_limits<T>::min()) + ", " +
+                               std::to_string(std::numeric_limits<T>::max()) + "]");
+    return T(v.is_number_unsigned() ? T(v.get<uint64_t>()) : T(v.get<int64_t>()));
+  } else {
+    try {
+      return v.get<T>();
+    } catch (const nlohmann::json::exception&) {
+      throw std::runtime_error(where + ": field '" + name + "' has the wrong type");
+    }
+  }
+}
+
+/// The fields of one task object (docs/workload.md); `extra` names the other fields the caller
+/// reads itself. Throws std::runtime_error naming `where` and the field.
+task_spec spec_from_object(const nlohmann::json& j, const std::string& where,
+                           std::initializer_list<const char*> extra) {
+  if (!j.is_object()) throw std::runtime_error(where + ": expected a JSON object");
+  static const char* known[] = {"kind",        "params",           "priority",     "deadline_ms",
+                                "max_retries", "retry_backoff_ms", "cpu_slots",    "memory_bytes",
+                                "labels",      "gpu_count",        "gpu_memory_bytes", "timeout_ms"};
+  for (auto& [k, v] : j.items())
+    if (std::find(std::begin(known), std::end(known), k) == std::end(known) &&
+        std::find(extra.begin(), extra.end(), k) == extra.end())
+      throw std::runtime_error(where + ": unknown field '" + k + "'");
+  auto field = [&](const char* name, auto fallback) { return json_field(j, where, name, fallback); };
+  // Durations in milliseconds: at most a year (the wire takes +-2^40 ms; a larger one would
+  // overflow the clock's nanoseconds).
+  auto millis = [&](const char* name) {
+    auto ms = field(name, int64_t{0});
+    constexpr int64_t year_ms = int64_t(365) * 86400 * 1000;
+    if (ms < 0 || ms > year_ms)
+      throw std::runtime_error(where + ": field '" + name + "' must be in [0, " +
+                               std::to_string(year_ms) + "] ms");
+    return std::chrono::milliseconds(ms);
+  };
+  task_spec s;
+  s.kind = field("kind", std::string{});
+  if (s.kind.empty()) throw std::runtime_error(where + ": field 'kind' is required");
+  if (j.contains("params")) {
+    if (!j["params"].is_object()) throw std::runtime_error(where + ": 'params' must be an object");
+    for (auto& [k, v] : j["params"].items())
+      s.params.set(k, to_param(v, where + ": params." + k));
+  }
+  s.priority = field("priority", int32_t{0});
+  if (j.contains("deadline_ms")) s.deadline = clock::now() + millis("deadline_ms");
+  if (j.contains("max_retries")) s.max_retries = field("max_retries", uint32_t{0});
+  if (j.contains("retry_backoff_ms")) s.retry_backoff = millis("retry_backoff_ms");
+  if (j.contains("timeout_ms"))
+    s.timeout = std::chrono::milliseconds(field("timeout_ms", uint32_t{0}));
+  s.needs.cpu_slots = field("cpu_slots", uint32_t{1});
+  s.needs.memory_bytes = field("memory_bytes", uint64_t{0});
+  s.needs.gpu_count = field("gpu_count", uint32_t{0});
+  s.needs.gpu_memory_bytes = field("gpu_memory_bytes", uint64_t{0});
+  s.labels = field("labels", std::map<std::string, std::string>{});
+  return s;
+}
+
 }  // namespace
 
 std::vector<task_spec> parse_workload(std::istream& in, const std::string& source) {
@@ -72,77 +145,58 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
     } catch (const nlohmann::json::exception& e) {  // syntax, or a number out of range
       throw std::runtime_error(where + ": not valid JSON: " + e.what());
     }
-    if (!j.is_object()) throw std::runtime_error(where + ": expected a JSON object");
-    static const char* known[] = {
-        "kind",        "params",           "priority",         "count",        "deadline_ms",
-        "max_retries", "retry_backoff_ms", "cpu_slots",        "memory_bytes", "labels",
-        "key",         "gpu_count",        "gpu_memory_bytes", "timeout_ms"};
-    for (auto& [k, v] : j.items())
-      if (std::find(std::begin(known), std::end(known), k) == std::end(known))
-        throw std::runtime_error(where + ": unknown field '" + k + "'");
-    auto field = [&](const char* name, auto fallback) {
-      using T = decltype(fallback);
-      if (!j.contains(name)) return fallback;
-      auto& v = j.at(name);
-      if constexpr (std::is_integral_v<T>) {
-        // An integer field takes an integer in T's range: not 1.9 (truncated), not 1e300.
-        if (!v.is_number_integer())
-          throw std::runtime_error(where + ": field '" + name + "' must be an integer");
-        bool fits = v.is_number_unsigned()
-                        ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
-                        : v.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
-                              (v.get<int64_t>() < 0 || uint64_t(v.get<int64_t>()) <=
-                                                           uint64_t(std::numeric_limits<T>::max()));
-        if (!fits)
-          throw std::runtime_error(where + ": field '" + name + "' is out of range [" +
-                                   std::to_string(std::numeric_limits<T>::min()) + ", " +
-                                   std::to_string(std::numeric_limits<T>::max()) + "]");
-        return T(v.is_number_unsigned() ? T(v.get<uint64_t>()) : T(v.get<int64_t>()));
-      } else {
-        try {
-          return v.get<T>();
-        } catch (const nlohmann::json::exception&) {
-          throw std::runtime_error(where + ": field '" + name + "' has the wrong type");
-        }
-      }
-    };
-    // Durations in milliseconds: at most a year (the wire takes +-2^40 ms; a larger one would
-    // overflow the clock's nanoseconds).
-    auto millis = [&](const char* name) {
-      auto ms = field(name, int64_t{0});
-      constexpr int64_t year_ms = int64_t(365) * 86400 * 1000;
-      if (ms < 0 || ms > year_ms)
-        throw std::runtime_error(where + ": field '" + name + "' must be in [0, " +
-                                 std::to_string(year_ms) + "] ms");
-      return std::chrono::milliseconds(ms);
-    };
-    task_spec s;
-    s.kind = field("kind", std::string{});
-    if (s.kind.empty()) throw std::runtime_error(where + ": field 'kind' is required");
-    if (j.contains("params")) {
-      if (!j["params"].is_object())
-        throw std::runtime_error(where + ": 'params' must be an object");
-      for (auto& [k, v] : j["params"].items())
-        s.params.set(k, to_param(v, where + ": params." + k));
-    }
-    s.priority = field("priority", int32_t{0});
-    if (j.contains("deadline_ms")) s.deadline = clock::now() + millis("deadline_ms");
-    if (j.contains("max_retries")) s.max_retries = field("max_retries", uint32_t{0});
-    if (j.contains("retry_backoff_ms")) s.retry_backoff = millis("retry_backoff_ms");
-    if (j.contains("timeout_ms"))
-      s.timeout = std::chrono::milliseconds(field("timeout_ms", uint32_t{0}));
-    s.needs.cpu_slots = field("cpu_slots", uint32_t{1});
-    s.needs.memory_bytes = field("memory_bytes", uint64_t{0});
-    s.needs.gpu_count = field("gpu_count", uint32_t{0});
-    s.needs.gpu_memory_bytes = field("gpu_memory_bytes", uint64_t{0});
-    s.labels = field("labels", std::map<std::string, std::string>{});
-    s.idempotency_key = field("key", std::string{});
-    auto count = field("count", int64_t{1});
+    auto s = spec_from_object(j, where, {"count", "key"});
+    s.idempotency_key = json_field(j, where, "key", std::string{});
+    auto count = json_field(j, where, "count", int64_t{1});
     if (count < 1 || size_t(count) > max_count)
       throw std::runtime_error(where + ": field 'count' must be in [1, 10000000]");
     for (int64_t c = 0; c < count; ++c) out.push_back(s);
   }
   return out;
+}
+
+graph_spec parse_graph(std::istream& in, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(source + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object() || !j.contains("tasks") || !j["tasks"].is_array())
+    throw std::runtime_error(source + ": expected an object with an array 'tasks'");
+  for (auto& [k, v] : j.items())
+    if (k != "tasks" && k != "on_failure")
+      throw std::runtime_error(source + ": unknown field '" + k + "' (known: tasks, on_failure)");
+  graph_spec g;
+  if (j.contains("on_failure")) {
+    auto text = json_field(j, source, "on_failure", std::string{});
+    auto p = parse_failure_policy(text);
+    if (!p)
+      throw std::runtime_error(source + ": on_failure is '" + text +
+                               "'; expected cancel_dependents, run_what_can or cancel_graph");
+    g.on_failure = *p;
+  }
+  size_t i = 0;
+  for (auto& t : j["tasks"]) {
+    auto where = source + ": tasks[" + std::to_string(i++) + "]";
+    graph_task task;
+    task.spec = spec_from_object(t, where, {"name", "after", "inputs", "payload"});
+    task.name = json_field(t, where, "name", std::string{});
+    if (task.name.empty()) throw std::runtime_error(where + ": field 'name' is required");
+    where += " ('" + task.name + "')";
+    task.after = json_field(t, where, "after", std::vector<std::string>{});
+    task.inputs = json_field(t, where, "inputs", std::map<std::string, std::string>{});
+    auto payload = json_field(t, where, "payload", std::string{});
+    task.spec.payload.assign(payload.begin(), payload.end());
+    g.tasks.push_back(std::move(task));
+  }
+  return g;
+}
+
+graph_spec load_graph(const std::string& path) {
+  std::ifstream in{path};
+  if (!in) throw std::runtime_error(path + ": cannot open the graph file");
+  return parse_graph(in, path);
 }
 
 std::vector<task_spec> load_workload(const std::string& path) {

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "troupe/model/graph.hpp"
 #include "troupe/model/task.hpp"
 
 namespace troupe::cli {
@@ -16,5 +17,12 @@ std::vector<task_spec> default_workload(uint64_t seed = 42, size_t tasks = 2000)
 /// std::runtime_error naming the source, the line and the field on bad input.
 std::vector<task_spec> parse_workload(std::istream& in, const std::string& source);
 std::vector<task_spec> load_workload(const std::string& path);
+
+/// A graph file (docs/graphs.md): {"tasks": [{"name", "kind", "after", "inputs", ...}],
+/// "on_failure": ...}; each task takes the fields of a workload line but count and key, and a
+/// string `payload`. Throws std::runtime_error naming the source, the task and the field.
+/// Names and links are checked by link_graph() at submit.
+graph_spec parse_graph(std::istream& in, const std::string& source);
+graph_spec load_graph(const std::string& path);
 
 }  // namespace troupe::cli

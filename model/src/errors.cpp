@@ -51,6 +51,8 @@ const char* to_string(errc code) noexcept {
       return "result_lost";
     case errc::not_authorized:
       return "not_authorized";
+    case errc::upstream_failed:
+      return "upstream_failed";
   }
   return "unknown_error";
 }

@@ -123,6 +123,14 @@ struct head::impl {
   /// Tasks of an earlier incarnation not yet handed to the runtime: their kind is not known
   /// until a node that runs it joins (or restore_grace passes). Socket thread only.
   std::vector<std::pair<task_id, task_spec>> to_restore;
+  /// Graphs of an earlier incarnation, each handed on whole (restore_held).
+  struct held_graph {
+    std::vector<task_id> ids;     ///< of the tasks still to run
+    std::vector<task_spec> specs;  ///< theirs, linked among themselves
+    failure_policy on_failure = failure_policy::cancel_dependents;
+    std::vector<task_result> ended;  ///< tasks of it that cannot run any more
+  };
+  std::vector<held_graph> graphs_to_restore;
   std::chrono::steady_clock::time_point restore_until;
 
   explicit impl(runtime_config c) : cfg(std::move(c)), log(cfg.cluster.event_ring) {
@@ -154,7 +162,7 @@ struct head::impl {
     ri.admission->ids_from(jnl ? resumed.next_id
                                : task_id(std::max<uint64_t>(1, (incarnation / 1000000) << 20)));
     for (auto& t : resumed.tokens) remember_token(t.owner, t.token, std::move(t.ids));
-    auto resumed_tasks = resume(resumed.open);
+    auto resumed_tasks = resume(resumed.open, jnl.get());
     // Behind the disk by this much, submits are refused (overloaded) until it catches up; at
     // least two of the largest frames, so that one always fits.
     if (jnl)
@@ -282,34 +290,31 @@ struct head::impl {
   /// Tasks of the journal without a terminal record: decoded now, handed to the runtime on the
   /// socket thread (restore_held) once their kind is known. Their owners are known at once, so
   /// that a fetch finds them pending. Returns how many.
-  size_t resume(std::vector<journal::open_frame>& frames) {
+  size_t resume(std::vector<journal::open_frame>& frames, journal* jnl) {
     restore_until = std::chrono::steady_clock::now() + 2 * cfg.cluster.dead_after;
     auto now_unix_ms = int64_t(wall_clock_ns() / 1000000);
     // What this head wrote under other limits (the file changed meanwhile) still reads.
     auto journal_limits = wire::limits::for_payload(max_config_payload_bytes);
     journal_limits.max_tasks_per_submit = std::numeric_limits<uint32_t>::max();
     std::lock_guard<std::mutex> guard{results_mutex};
+    size_t graph_tasks = 0;
     for (auto& f : frames) {
       std::vector<task_spec> specs;
       auto decoded_at = clock::now();
       std::string unreadable;
+      auto on_failure = failure_policy::cancel_dependents;
       try {
-        specs = wire::decode<wire::submit>(f.body.data(), f.body.size(), journal_limits).tasks;
+        auto msg = wire::decode<wire::submit>(f.body.data(), f.body.size(), journal_limits);
+        specs = std::move(msg.tasks);
+        on_failure = msg.on_failure.value_or(on_failure);
       } catch (const wire::decode_error& e) {
         unreadable = e.what();  // written by a broken head: each task ends here, named
       }
       std::sort(f.finished.begin(), f.finished.end());
-      for (uint32_t i = 0; i < f.count; ++i) {
-        task_id id = f.first_id + i;
-        if (std::binary_search(f.finished.begin(), f.finished.end(), id)) continue;
-        task_spec spec;
-        if (i < specs.size()) {
-          spec = std::move(specs[i]);
-        } else {
-          spec.kind = "(unreadable in the journal: " +
-                      (unreadable.empty() ? std::string{"the frame has fewer tasks"} : unreadable) +
-                      ")";
-        }
+      auto is_open = [&](uint32_t i) {
+        return !std::binary_search(f.finished.begin(), f.finished.end(), f.first_id + i);
+      };
+      auto adjust = [&](task_spec& spec) {
         label_client(spec, f.owner);
         // Deadlines count from when the head received the frame, in wall-clock time.
         if (spec.deadline) {
@@ -320,23 +325,114 @@ struct head::impl {
         }
         if (!spec.idempotency_key.empty())
           spec.idempotency_key = scoped_key(f.owner, spec.idempotency_key);
+      };
+      if (specs.size() == f.count && has_links(specs)) {
+        graph_tasks += resume_graph(f, std::move(specs), on_failure, is_open, adjust, jnl);
+        continue;
+      }
+      for (uint32_t i = 0; i < f.count; ++i) {
+        task_id id = f.first_id + i;
+        if (!is_open(i)) continue;
+        task_spec spec;
+        if (i < specs.size()) {
+          spec = std::move(specs[i]);
+        } else {
+          spec.kind = "(unreadable in the journal: " +
+                      (unreadable.empty() ? std::string{"the frame has fewer tasks"} : unreadable) +
+                      ")";
+        }
+        adjust(spec);
         opened(id, f.owner);
         to_restore.emplace_back(id, std::move(spec));
       }
     }
-    return to_restore.size();
+    return to_restore.size() + graph_tasks;
+  }
+
+  /// A graph of an earlier incarnation (under results_mutex): what is left of it, held as one
+  /// submission; its tasks whose parents ended in a way that stops them end when it is handed
+  /// on (restore_held). Returns how many of its tasks had not ended.
+  template <class IsOpen, class Adjust>
+  size_t resume_graph(const journal::open_frame& f, std::vector<task_spec> specs,
+                      failure_policy on_failure, IsOpen& is_open, Adjust& adjust, journal* jnl) {
+    std::vector<bool> open(specs.size());
+    size_t count = 0;
+    for (uint32_t i = 0; i < specs.size(); ++i) {
+      open[i] = is_open(i);
+      if (!open[i]) continue;
+      adjust(specs[i]);
+      opened(f.first_id + i, f.owner);
+      ++count;
+    }
+    std::vector<std::string> kinds;
+    for (auto& s : specs) kinds.push_back(s.kind);
+    auto rest = remainder_of(std::move(specs), open, on_failure,
+                             [&](uint32_t i) { return kept_result(jnl, f.first_id + i); });
+    held_graph h;
+    h.on_failure = on_failure;
+    for (auto i : rest.kept) h.ids.push_back(f.first_id + i);
+    h.specs = std::move(rest.specs);
+    for (auto& [i, r] : rest.ended) {
+      r.id = f.first_id + i;
+      r.kind = kinds[i];
+      r.timings.submitted = r.timings.finished = clock::now();
+      h.ended.push_back(std::move(r));
+    }
+    graphs_to_restore.push_back(std::move(h));
+    return count;
+  }
+
+  /// A task's terminal record as the journal keeps it (for a graph task's inputs at a restart).
+  std::optional<task_result> kept_result(journal* jnl, task_id id) const {
+    if (!jnl) return std::nullopt;
+    std::optional<journal::stored_record> record;
+    journalled("a restart", [&] { record = jnl->record_of(id); });
+    if (!record) return std::nullopt;
+    try {
+      auto limits = wire::limits::for_payload(max_config_payload_bytes);
+      auto r = wire::decode<wire::result>(record->body.data(), record->body.size(), limits);
+      for (auto& t : r.tasks)
+        if (t.id == id) return std::move(t);
+    } catch (const wire::decode_error&) {
+    }
+    return std::nullopt;
   }
 
   /// Hands resumed tasks to the runtime: those whose kind some node runs now, and all of them
   /// once restore_until has passed (then an unknown kind ends its task unknown_kind).
   void restore_held() {
-    if (to_restore.empty()) return;
+    if (to_restore.empty() && graphs_to_restore.empty()) return;
     bool last_call = std::chrono::steady_clock::now() >= restore_until;
     auto& reg = rt->registry();
     // No more than the queue has room for: new submits may have filled it, and a resumed task
     // must not end queue_full. (Submits come on this thread too: the room only grows meanwhile.)
     auto& gate = *rt->impl_->admission;
     auto room = gate.bound() > gate.in_system() ? gate.bound() - gate.in_system() : 0;
+    // A graph goes whole, once every kind of it runs somewhere (or on the last call, when one
+    // that cannot fit ends queue_full rather than wait for ever).
+    std::vector<held_graph> graphs_later;
+    for (auto& g : graphs_to_restore) {
+      for (auto& r : g.ended) on_done(r);
+      g.ended.clear();
+      if (g.ids.empty()) continue;
+      bool kinds_known = std::all_of(g.specs.begin(), g.specs.end(), [&](const task_spec& s) {
+        auto* kind = reg.find(s.kind);
+        return kind && kind->runnable();
+      });
+      if (!last_call && (!kinds_known || g.ids.size() > room)) {
+        graphs_later.push_back(std::move(g));
+        continue;
+      }
+      room -= std::min(room, uint64_t(g.ids.size()));
+      troupe::logger().info("head: a graph of an earlier incarnation queued again ({} task(s))",
+                            g.ids.size());
+      auto handles = rt->impl_->submit_specs(
+          std::move(g.specs), [this](const task_result& r) { on_done(r); }, &g.ids, {},
+          g.on_failure);
+      settle_restored(g.ids, handles);
+    }
+    graphs_to_restore = std::move(graphs_later);
+    if (to_restore.empty()) return;
     std::vector<task_id> ids;
     std::vector<task_spec> specs;
     std::vector<std::pair<task_id, task_spec>> later;
@@ -356,6 +452,11 @@ struct head::impl {
         to_restore.empty() ? "" : " (others wait for a node that runs their kind)");
     auto handles = rt->impl_->submit_specs(
         std::move(specs), [this](const task_result& r) { on_done(r); }, &ids);
+    settle_restored(ids, handles);
+  }
+
+  /// Resumed tasks the runtime did not take end here, with the reason.
+  void settle_restored(const std::vector<task_id>& ids, const std::vector<task_handle>& handles) {
     for (size_t i = 0; i < handles.size(); ++i) {
       auto& hd = handles[i];
       if (hd.id() != ids[i]) {
@@ -382,8 +483,43 @@ struct head::impl {
 
   /// A cancel of tasks still held back after a restart: they end cancelled here.
   void cancel_held(const std::vector<task_id>& ids) {
-    if (to_restore.empty()) return;
+    if (to_restore.empty() && graphs_to_restore.empty()) return;
     std::unordered_set<task_id> wanted(ids.begin(), ids.end());
+    auto cancelled = [](task_id id, const std::string& kind) {
+      task_result r;
+      r.id = id;
+      r.kind = kind;
+      r.status = outcome::cancelled;
+      r.error = {errc::cancelled, "cancelled before it was queued again after a restart"};
+      r.timings.submitted = r.timings.finished = clock::now();
+      return r;
+    };
+    // In a held graph, what is left once these end, by its policy.
+    for (auto& g : graphs_to_restore) {
+      std::vector<bool> open(g.ids.size(), true);
+      bool any = false;
+      for (size_t k = 0; k < g.ids.size(); ++k)
+        if (wanted.count(g.ids[k])) open[k] = false, any = true;
+      if (!any) continue;
+      std::vector<std::string> kinds;
+      for (auto& s : g.specs) kinds.push_back(s.kind);
+      auto rest = remainder_of(std::move(g.specs), open, g.on_failure, [&](uint32_t k) {
+        return std::optional<task_result>{cancelled(g.ids[k], kinds[k])};
+      });
+      for (size_t k = 0; k < open.size(); ++k)
+        if (!open[k]) on_done(cancelled(g.ids[k], kinds[k]));
+      for (auto& [k, r] : rest.ended) {
+        r.id = g.ids[k];
+        r.kind = kinds[k];
+        r.timings.submitted = r.timings.finished = clock::now();
+        on_done(r);
+      }
+      std::vector<task_id> kept;
+      for (auto k : rest.kept) kept.push_back(g.ids[k]);
+      g.ids = std::move(kept);
+      g.specs = std::move(rest.specs);
+    }
+    if (to_restore.empty()) return;
     std::vector<std::pair<task_id, task_spec>> kept;
     for (auto& [id, spec] : to_restore) {
       if (!wanted.count(id)) {
@@ -923,6 +1059,7 @@ struct head::impl {
       // gets its id and a terminal record, queue_full naming the bound).
       std::string why;
       auto allowed = within_client_bounds(client_of(owner), n, why);
+      if (allowed < n && has_links(msg.tasks)) allowed = 0;  // a graph is taken whole or not
       for (size_t i = allowed; i < n; ++i) {
         task_result r;
         r.id = ids[i];
@@ -947,7 +1084,7 @@ struct head::impl {
     std::vector<task_id> accepted_ids(ids.begin(), ids.begin() + long(n - over_bounds));
     auto handles = rt->impl_->submit_specs(
         std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &accepted_ids,
-        client_of(owner));
+        client_of(owner), msg.on_failure.value_or(failure_policy::cancel_dependents));
     wire::submitted reply;
     reply.ids.reserve(n);
     std::vector<task_handle> named;  // earlier tasks that keys named (each once)

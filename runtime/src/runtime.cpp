@@ -131,6 +131,34 @@ std::vector<task_handle> runtime::submit_batch(std::vector<task_spec> specs,
   return impl_->submit_specs(std::move(specs), std::move(on_done), nullptr);
 }
 
+graph_handle runtime::submit_graph(graph_spec graph, result_callback on_done) {
+  std::vector<std::string> names;
+  for (auto& t : graph.tasks) names.push_back(t.name);
+  linked_graph linked;
+  if (auto why = link_graph(std::move(graph), linked)) {
+    // Refused before any task was made: each still gets an id and a rejected handle.
+    auto first = impl_->admission->take_ids(names.size());
+    std::vector<task_handle> handles;
+    task_spec none;
+    for (size_t i = 0; i < names.size(); ++i)
+      handles.push_back(impl_->rejected(first + i, none, why.code,
+                                        "the graph was refused: " + why.message));
+    return graph_handle{std::move(names), std::move(handles), std::move(why)};
+  }
+  auto handles = impl_->submit_specs(std::move(linked.specs), std::move(on_done), nullptr, {},
+                                     linked.on_failure);
+  error_info refused;
+  if (!handles.empty() && handles.front().ready() &&
+      handles.front().get().status == outcome::rejected)
+    refused = handles.front().get().error;
+  return graph_handle{std::move(linked.names), std::move(handles), std::move(refused)};
+}
+
+void runtime::cancel(const graph_handle& graph) {
+  for (auto& t : graph.tasks())
+    if (!t.ready()) caf::anon_send(impl_->queue, cancel_msg{t.id()});
+}
+
 void runtime::cancel(task_id id) {
   caf::anon_send(impl_->queue, cancel_msg{id});
 }

@@ -128,8 +128,11 @@ struct runtime::impl {
         s.cfg.placement == placement_policy::least_loaded ? "least_loaded" : "round_robin");
   }
 
-  task_handle rejected(task_id id, const task_spec& spec, errc code, std::string message) {
-    admission->count_rejected();
+  /// told: false when the rejection was counted and published already (a graph task refused
+  /// on its own, whose handle now names the graph's reason).
+  task_handle rejected(task_id id, const task_spec& spec, errc code, std::string message,
+                       bool told = false) {
+    if (!told) admission->count_rejected();
     auto done = std::make_shared<completion>();
     task_result r;
     r.id = id;
@@ -137,7 +140,7 @@ struct runtime::impl {
     r.status = outcome::rejected;
     r.error = {code, std::move(message)};
     r.timings.submitted = r.timings.finished = clock::now();
-    if (events->subscribers.load(std::memory_order_relaxed) != 0) {
+    if (!told && events->subscribers.load(std::memory_order_relaxed) != 0) {
       // Rejected on the submitting thread: the bus numbers it with the others.
       event_batch batch{*events};
       if (auto* e = batch.add("queue.rejected", id, -1,
@@ -236,7 +239,9 @@ struct runtime::impl {
   }
 
   /// Validates and admits one spec; returns the task record, or a rejected handle.
-  std::variant<task_ptr, task_handle> prepare(task_spec&& spec, submission& sub) {
+  /// check_params false: the kind's validate() runs later (a graph task's inputs fill in some).
+  std::variant<task_ptr, task_handle> prepare(task_spec&& spec, submission& sub,
+                                              bool check_params = true) {
     auto id = sub.next_id++;
     auto now = sub.now;
     auto& last_kind = sub.last_kind;
@@ -264,7 +269,7 @@ struct runtime::impl {
                           " bytes, over limits.max_payload_bytes (" +
                           std::to_string(setup->cfg.max_payload_bytes) + ")");
     double cost = 0;
-    if (kind->def.validate) {
+    if (kind->def.validate && check_params) {
       try {
         cost = kind->def.validate(spec);
       } catch (const task_failure& f) {
@@ -351,9 +356,12 @@ struct runtime::impl {
   /// submit_batch, with the ids given (one per spec; a head that reserved them, or restores
   /// tasks from its journal) or taken here (ids == nullptr); key_scope: the client whose
   /// idempotency keys these are (a head's client), for its share of the keys.
-  std::vector<task_handle> submit_specs(std::vector<task_spec>&& specs, result_callback on_done,
-                                        const std::vector<task_id>* ids,
-                                        const std::string& key_scope = {}) {
+  std::vector<task_handle> submit_specs(
+      std::vector<task_spec>&& specs, result_callback on_done, const std::vector<task_id>* ids,
+      const std::string& key_scope = {},
+      failure_policy on_failure = failure_policy::cancel_dependents) {
+    if (has_links(specs))
+      return submit_graph_specs(std::move(specs), std::move(on_done), ids, on_failure);
     std::vector<task_handle> handles;
     handles.reserve(specs.size());
     submit_msg msg;
@@ -388,6 +396,84 @@ struct runtime::impl {
     }
     end(sub);
     if (!msg.tasks.empty()) caf::anon_send(queue, std::move(msg));
+    return handles;
+  }
+
+  /// A graph: all its tasks are admitted, or none (each then ends rejected, naming the first
+  /// problem). Tasks whose parents have not ended wait in the queue (docs/graphs.md).
+  std::vector<task_handle> submit_graph_specs(std::vector<task_spec>&& specs,
+                                              result_callback on_done,
+                                              const std::vector<task_id>* ids,
+                                              failure_policy on_failure) {
+    auto n = specs.size();
+    auto sub = begin(n, std::move(on_done), ids == nullptr);
+    auto first_id = sub.next_id;
+    auto id_of = [&](size_t i) { return ids ? (*ids)[i] : first_id + i; };
+    std::vector<std::string> kinds;  // the specs move into the tasks
+    kinds.reserve(n);
+    for (auto& s : specs) kinds.push_back(s.kind);
+    size_t failed_at = n;  // the task prepare() refused (counted and published there)
+    auto refuse_all = [&](const error_info& why) {
+      std::vector<task_handle> handles;
+      task_spec named;
+      for (size_t i = 0; i < n; ++i) {
+        named.kind = kinds[i];
+        handles.push_back(rejected(id_of(i), named, why.code,
+                                   "the graph was refused: " + why.message, i == failed_at));
+      }
+      return handles;
+    };
+    auto why = check_links(specs);
+    for (size_t i = 0; i < n && !why; ++i)
+      if (!specs[i].idempotency_key.empty())
+        why = {errc::invalid_params, "task " + graph_task_name(specs[i], i) +
+                                         " has an idempotency key; graph tasks cannot (a "
+                                         "client's submit token keeps a graph from running twice)"};
+    if (why) {
+      end(sub);
+      return refuse_all(why);
+    }
+    std::vector<task_ptr> accepted;
+    accepted.reserve(n);
+    std::vector<task_handle> handles;
+    handles.reserve(n);
+    for (size_t i = 0; i < n && !why; ++i) {
+      sub.next_id = id_of(i);
+      auto name = graph_task_name(specs[i], i);
+      // Parameters that inputs fill in are checked when the task is released (queue.cpp).
+      bool check_params = specs[i].inputs.empty();
+      auto r = prepare(std::move(specs[i]), sub, check_params);
+      if (auto* h = std::get_if<task_handle>(&r)) {
+        why = {h->get().error.code, "task " + name + ": " + h->get().error.message};
+        failed_at = i;
+        break;
+      }
+      accepted.push_back(std::move(std::get<task_ptr>(r)));
+    }
+    if (why) {  // all or nothing: places of the accepted back, every task rejected
+      admission->release(accepted.size());
+      sub.accepted -= accepted.size();
+      end(sub);
+      return refuse_all(why);
+    }
+    end(sub);
+    auto g = std::make_shared<graph_run>();
+    g->on_failure = on_failure;
+    g->children.resize(n);
+    g->waiting.resize(n);
+    g->unfinished = n;
+    for (uint32_t i = 0; i < n; ++i) {
+      auto parents = parents_of(accepted[i]->spec);
+      g->waiting[i] = uint32_t(parents.size());
+      for (auto p : parents) g->children[p].push_back(i);
+      accepted[i]->graph = g;
+      accepted[i]->graph_index = i;
+      handles.push_back(track(accepted[i]));
+    }
+    g->members = accepted;
+    submit_msg msg;
+    msg.tasks = std::move(accepted);
+    caf::anon_send(queue, std::move(msg));
     return handles;
   }
 

@@ -231,6 +231,127 @@ TEST_F(Cluster, TheHeadKilledMidRunLosesNothingAndSubmitPrintsEveryResult) {
   watch.finish();
 }
 
+TEST_F(Cluster, SubmitGraphRunsTheExampleGraphWithDataMovingBetweenTasks) {
+  auto example = std::string{TROUPE_SOURCE_DIR} + "/apps/examples/pipeline-graph.json";
+  auto [rc, out] = command{std::string{TROUPE_BINARY} + " submit --to " + endpoint_ +
+                           " --graph " + example + " --wait --timeout-ms 60000"}
+                       .finish();
+  ASSERT_EQ(rc, 0) << out << read_file(log_);
+  std::map<std::string, nlohmann::json> by_name;
+  std::vector<std::string> order;
+  std::istringstream in{out};
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] != '{') continue;
+    auto j = nlohmann::json::parse(line);
+    order.push_back(j.at("name"));
+    by_name[j.at("name")] = j;
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"prepare", "multiply", "infer", "report"})) << out;
+  for (auto& [name, j] : by_name) EXPECT_EQ(j.at("outcome"), "completed") << name << ": " << j;
+  // multiply took its size and seed from prepare's output: the checksum of a 96x96 gemm, seed 7.
+  auto& multiply = by_name["multiply"]["values"];
+  EXPECT_NEAR(multiply.at("checksum").get<double>(), expected_gemm_checksum(96, 7), 1e-6);
+  // report took three values of three tasks, whichever workers of which nodes ran them.
+  auto& report = by_name["report"]["values"];
+  EXPECT_EQ(report.at("gemm_checksum"), multiply.at("checksum"));
+  EXPECT_EQ(report.at("mlp_checksum"), by_name["infer"]["values"].at("checksum"));
+  EXPECT_EQ(report.at("batch"), "batch-0001");
+  EXPECT_EQ(report.at("stage"), "done");
+
+  // The Python example sends the same file as one submit and gets the same values.
+  auto py = command{std::string{"/usr/bin/python3 "} + TROUPE_SOURCE_DIR +
+                    "/apps/examples/python_client.py --to " + endpoint_ + " --graph " + example}
+                .finish();
+  ASSERT_EQ(py.first, 0) << py.second;
+  std::map<std::string, nlohmann::json> from_python;
+  std::istringstream py_lines{py.second};
+  for (std::string line; std::getline(py_lines, line);) {
+    auto j = nlohmann::json::parse(line);
+    from_python[j.at("name")] = j;
+  }
+  ASSERT_EQ(from_python.size(), 4u) << py.second;
+  EXPECT_EQ(from_python["report"]["values"], by_name["report"]["values"]) << py.second;
+}
+
+TEST_F(Cluster, AGraphIsRefusedWholeByTheHeadNamingTheProblem) {
+  // A client that skips the client's own checks: the head checks the links too.
+  zmq::context_t ctx;
+  zmq::socket_t raw{ctx, zmq::socket_type::dealer};
+  raw.set(zmq::sockopt::linger, 0);
+  raw.connect(endpoint_);
+  wire::submit msg;
+  msg.tasks.resize(3);
+  for (auto& t : msg.tasks) t.kind = "noop";
+  msg.tasks[0].after = {2};
+  msg.tasks[1].after = {0};
+  msg.tasks[2].after = {1};
+  wire::header h;
+  h.type = wire::msg_type::submit;
+  h.id = 5;
+  auto header = wire::encode(h);
+  auto body = wire::encode(msg);
+  raw.send(zmq::buffer(header), zmq::send_flags::sndmore);
+  raw.send(zmq::buffer(body), zmq::send_flags::none);
+  size_t rejected = 0;
+  std::string message;
+  while (rejected < 3) {
+    zmq::pollitem_t item{raw.handle(), 0, ZMQ_POLLIN, 0};
+    ASSERT_EQ(zmq::poll(&item, 1, std::chrono::milliseconds(20000)), 1) << "no reply";
+    std::vector<zmq::message_t> reply;
+    ASSERT_TRUE(zmq::recv_multipart(raw, std::back_inserter(reply)));
+    ASSERT_EQ(reply.size(), 2u);
+    auto rh = wire::decode_header(reply[0].data(), reply[0].size(), wire::limits{});
+    if (rh.type != wire::msg_type::result) continue;
+    auto r = wire::decode<wire::result>(reply[1].data(), reply[1].size(), wire::limits{});
+    for (auto& t : r.tasks) {
+      EXPECT_EQ(t.status, outcome::rejected);
+      message = t.error.message;
+      ++rejected;
+    }
+  }
+  EXPECT_NE(message.find("the graph has a cycle: #0 -> #1 -> #2 -> #0"), std::string::npos)
+      << message;
+  // The head carries on.
+  auto after = client_->submit_batch(gemm_tasks(1, 3));
+  ASSERT_TRUE(after[0].wait_for(20s));
+  EXPECT_TRUE(after[0].get().ok());
+}
+
+TEST_F(Cluster, AGraphOutlivesAKilledHeadAndItsChildrenStillGetTheirInputs) {
+  // a ends before the kill; slow runs across it; last takes a's value after the restart, from
+  // the journal's record of a.
+  graph_spec g;
+  auto add = [&](std::string name, std::string kind, param_map params,
+                 std::vector<std::string> after, std::map<std::string, std::string> inputs) {
+    graph_task t;
+    t.name = std::move(name);
+    t.spec.kind = std::move(kind);
+    t.spec.params = std::move(params);
+    t.after = std::move(after);
+    t.inputs = std::move(inputs);
+    g.tasks.push_back(std::move(t));
+  };
+  add("a", "echo", {{"v", int64_t{7}}}, {}, {});
+  add("slow", "sleep", {{"ms", int64_t{3000}}}, {"a"}, {});
+  add("last", "echo", {}, {"slow"}, {{"x", "a.v"}});
+  auto h = client_->submit_graph(std::move(g));
+  ASSERT_FALSE(h.refused()) << h.refused().message;
+  ASSERT_TRUE(h.find("a")->wait_until(clock::now() + 20s));
+  ASSERT_TRUE(wait_for_status([](const wire::status& s) { return s.stats.in_flight >= 1; }))
+      << diagnosis();
+  auto head = find_child(up_, {"head"});
+  ASSERT_GT(head, 0) << read_file(log_);
+  ASSERT_EQ(kill(head, SIGKILL), 0);
+  ASSERT_TRUE(h.wait_until(clock::now() + 60s)) << diagnosis();
+  EXPECT_EQ(h.get("slow").status, outcome::completed) << h.get("slow").error.message;
+  auto& last = h.get("last");
+  ASSERT_EQ(last.status, outcome::completed) << last.error.message << "\n" << diagnosis();
+  EXPECT_EQ(last.output.values.get_int("x"), 7);
+  EXPECT_NE(read_file(log_).find("a graph of an earlier incarnation queued again (2 task(s))"),
+            std::string::npos)
+      << read_file(log_);
+}
+
 TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
   zmq::context_t ctx;
   zmq::socket_t raw{ctx, zmq::socket_type::dealer};

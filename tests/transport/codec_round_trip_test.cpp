@@ -41,6 +41,8 @@ task_spec sample_spec(int salt) {
   s.timeout = std::chrono::milliseconds(3000 + salt);
   s.idempotency_key = "order-" + std::to_string(salt);
   s.labels = {{"tenant", "a"}, {"zone", std::to_string(salt)}};
+  s.after = {uint32_t(salt), 7};
+  s.inputs = {task_input{"x", uint32_t(salt), "checksum"}, task_input{"payload", 3, "bytes"}};
   return s;
 }
 
@@ -130,6 +132,8 @@ void expect_same(const task_spec& a, const task_spec& b) {
   EXPECT_EQ(a.timeout, b.timeout);
   EXPECT_EQ(a.idempotency_key, b.idempotency_key);
   EXPECT_EQ(a.labels, b.labels);
+  EXPECT_EQ(a.after, b.after);
+  EXPECT_EQ(a.inputs, b.inputs);
 }
 
 void expect_same(const task_output& a, const task_output& b) {
@@ -314,6 +318,9 @@ TEST(CodecRoundTrip, Submit) {
   ASSERT_EQ(b.tasks.size(), 2u);
   expect_same(m.tasks[0], b.tasks[0]);
   expect_same(m.tasks[1], b.tasks[1]);
+  EXPECT_FALSE(b.on_failure.has_value());
+  m.on_failure = failure_policy::run_what_can;
+  EXPECT_EQ(round_trip(m).on_failure, failure_policy::run_what_can);
 }
 
 TEST(CodecRoundTrip, Submitted) {
@@ -551,8 +558,13 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     task_spec m;
-    auto& [a, b, c, d, e, f, g, h, i, j, k] = m;
-    expect_on_wire("task_spec", reached_by(m), a, b, c, d, e, f, g, h, i, j, k);
+    auto& [a, b, c, d, e, f, g, h, i, j, k, l, n] = m;
+    expect_on_wire("task_spec", reached_by(m), a, b, c, d, e, f, g, h, i, j, k, l, n);
+  }
+  {
+    task_input m;
+    auto& [a, b, c] = m;
+    expect_on_wire("task_input", reached_by(m), a, b, c);
   }
   {
     attempt_result m;
@@ -574,8 +586,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     submit m;
-    auto& [a, b] = m;
-    expect_on_wire("submit", reached_by(m), a, b);
+    auto& [a, b, c] = m;
+    expect_on_wire("submit", reached_by(m), a, b, c);
   }
   {
     submitted m;

@@ -136,6 +136,7 @@ TEST(DocsMatchWire, EveryMessageAndPartListsTheKeysOfItsTable) {
       // parts
       {"task", keys<task_spec>()},
       {"needs", keys<resources>()},
+      {"input", keys<task_input>()},
       {"task_result", entry_keys<result, task_result>("tasks")},
       {"worker_stats", entry_keys<status, worker_stats>("workers")},
       {"gpu_memory", keys<worker_stats::gpu_memory_figures>()},

@@ -384,13 +384,16 @@ client::client(const std::string& endpoint, client_options opts)
 client::~client() = default;
 
 std::vector<task_handle> client::submit_frame(std::vector<task_spec> specs,
-                                              std::shared_ptr<const result_callback> callback) {
+                                              std::shared_ptr<const result_callback> callback,
+                                              std::optional<failure_policy> on_failure) {
   auto w = std::make_shared<impl::submit_wait>();
   w->callback = std::move(callback);
   auto done = w->handles.get_future();
   auto id = impl_->framer.reserve_id();
-  wire::submit msg{std::move(specs)};
+  wire::submit msg;
+  msg.tasks = std::move(specs);
   msg.token = impl_->token_base + id;
+  msg.on_failure = on_failure;
   auto frames = impl_->framer.make_with_id(id, wire::msg_type::submit, msg);
   for (auto& f : frames) w->frame.emplace_back(f.data(), f.size());
   w->sent = impl::steady::now();
@@ -428,6 +431,8 @@ std::vector<task_handle> client::submit_batch(std::vector<task_spec> specs,
   auto frame_of = [&](size_t first) {
     return frame_end(first, specs.size(), cap, budget, [&](size_t i) { return sizes[i]; });
   };
+  if (has_links(specs))
+    throw client_error("tasks with after or inputs are a graph: submit them with submit_graph");
   if (frame_of(0) == specs.size()) return submit_frame(std::move(specs), std::move(callback));
   // A head refuses larger submits (cluster.max_tasks_per_submit, and frames over its limit):
   // send several, each of at most cap tasks and max_payload_bytes of inputs.
@@ -447,6 +452,39 @@ std::vector<task_handle> client::submit_batch(std::vector<task_spec> specs,
     }
   }
   return all;
+}
+
+graph_handle client::submit_graph(graph_spec graph, result_callback on_done) {
+  linked_graph linked;
+  if (auto why = link_graph(std::move(graph), linked))
+    throw client_error("the graph was refused: " + why.message + "; nothing was sent");
+  auto n = linked.specs.size();
+  if (n > impl_->opts.max_tasks_per_submit)
+    throw client_error("the graph has " + std::to_string(n) + " tasks; a graph travels in one " +
+                       "submit of at most " + std::to_string(impl_->opts.max_tasks_per_submit) +
+                       " (max_tasks_per_submit, the head's cluster.max_tasks_per_submit)");
+  uint64_t bytes = 0;
+  for (auto& s : linked.specs) bytes += input_bytes(s);
+  if (bytes > impl_->opts.max_payload_bytes)
+    throw client_error("the graph's inputs are " + std::to_string(bytes) +
+                       " bytes; a graph travels in one submit of at most max_payload_bytes (" +
+                       std::to_string(impl_->opts.max_payload_bytes) + "); nothing was sent");
+  std::shared_ptr<const result_callback> callback;
+  if (on_done) callback = std::make_shared<const result_callback>(std::move(on_done));
+  auto handles = submit_frame(std::move(linked.specs), std::move(callback), linked.on_failure);
+  error_info refused;
+  if (!handles.empty() && handles.front().ready() &&
+      handles.front().get().status == outcome::rejected)
+    refused = handles.front().get().error;
+  return graph_handle{std::move(linked.names), std::move(handles), std::move(refused)};
+}
+
+void client::cancel(const graph_handle& graph) {
+  wire::cancel msg;
+  for (auto& t : graph.tasks())
+    if (!t.ready()) msg.ids.push_back(t.id());
+  if (!msg.ids.empty())
+    impl_->sock->send(impl_->framer.make(nullptr, wire::msg_type::cancel, msg));
 }
 
 task_handle client::submit(task_spec spec, result_callback on_done) {

@@ -475,9 +475,17 @@ struct enum_names<device_class> {
 };
 template <>
 struct enum_names<errc> {
-  static constexpr auto last = errc::not_authorized;
+  static constexpr auto last = errc::upstream_failed;
   static void unknown(const where& p, const std::string& name) {
     refuse(wire_errc::malformed, p.str() + ": unknown error code '" + name + "'");
+  }
+};
+template <>
+struct enum_names<failure_policy> {
+  static constexpr auto last = failure_policy::cancel_graph;
+  static void unknown(const where& p, const std::string& name) {
+    refuse(wire_errc::malformed, p.str() + ": unknown failure policy '" + name +
+                                     "' (cancel_dependents, run_what_can, cancel_graph)");
   }
 };
 template <>

@@ -365,10 +365,12 @@ void register_builtins(task_registry& registry) {
   // One worker thread per core: OpenBLAS must not start its own threads on top.
   openblas_set_num_threads(1);
   registry.add({"noop", nullptr, [](const task_context&) { return task_output{}; }, nullptr});
-  // Its payload back as its output bytes: moving data through the runtime (bench payload).
+  // Its parameters back as its output values and its payload as its output bytes: moving data
+  // through the runtime (bench payload) and between the tasks of a graph (docs/graphs.md).
   registry.add({"echo", nullptr,
                 [](const task_context& ctx) {
                   task_output out;
+                  out.values = ctx.spec.params;
                   out.bytes = ctx.spec.payload;
                   return out;
                 },

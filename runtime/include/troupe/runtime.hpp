@@ -17,6 +17,7 @@
 #include "troupe/model/config.hpp"
 #include "troupe/model/devices.hpp"
 #include "troupe/model/events.hpp"
+#include "troupe/model/graph.hpp"
 #include "troupe/model/registry.hpp"
 #include "troupe/model/stats.hpp"
 #include "troupe/model/task.hpp"
@@ -53,6 +54,12 @@ class runtime {
   task_handle submit(task_spec spec, result_callback on_done = {});
   /// Same, in one message to the queue; handles are in the order of the specs.
   std::vector<task_handle> submit_batch(std::vector<task_spec> specs, result_callback on_done = {});
+  /// A task graph (docs/graphs.md): names, `after` edges, inputs from parents' outputs. Checked
+  /// whole (names, edges, cycles, each task as submit() would) and admitted whole, or refused
+  /// whole: then every handle ended rejected and refused() says why. on_done runs per task.
+  graph_handle submit_graph(graph_spec graph, result_callback on_done = {});
+  /// Cancels every unfinished task of the graph (those waiting end cancelled too).
+  void cancel(const graph_handle& graph);
   /// Cancels a queued or running task (a running implementation may poll its context). Unknown
   /// or finished ids are ignored. Asynchronous: the task's handle reports the outcome.
   void cancel(task_id id);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "troupe/model/completion.hpp"
+#include "troupe/model/graph.hpp"
 #include "troupe/model/task.hpp"
 #include "troupe/transport/curve.hpp"
 #include "troupe/transport/wire.hpp"
@@ -78,6 +79,12 @@ class client {
   /// errc::head_unreachable or errc::result_lost (see client_options).
   std::vector<task_handle> submit_batch(std::vector<task_spec> specs, result_callback on_done = {});
   task_handle submit(task_spec spec, result_callback on_done = {});
+  /// A task graph (docs/graphs.md), in one submit: checked here first (names, edges, cycles;
+  /// throws client_error naming the problem, nothing sent), then by the head, which admits it
+  /// whole or rejects every task. Results complete the handles as for submit_batch.
+  graph_handle submit_graph(graph_spec graph, result_callback on_done = {});
+  /// Cancels every unfinished task of the graph.
+  void cancel(const graph_handle& graph);
   void cancel(task_id id);
   /// Nodes, workers, queue depth and the supervision tree, from the head.
   wire::status status();
@@ -96,7 +103,8 @@ class client {
  private:
   /// One submit message and its answer (the tasks' ids).
   std::vector<task_handle> submit_frame(std::vector<task_spec> specs,
-                                        std::shared_ptr<const result_callback> callback);
+                                        std::shared_ptr<const result_callback> callback,
+                                        std::optional<failure_policy> on_failure = {});
   struct impl;
   std::unique_ptr<impl> impl_;
 };

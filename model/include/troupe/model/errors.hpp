@@ -29,6 +29,7 @@ enum class errc : uint8_t {
   head_unreachable,         ///< a client heard nothing from its head for its head_timeout
   result_lost,     ///< the head does not know the task (restarted without a journal, or compacted)
   not_authorized,  ///< the head refused this client's key, or the key may not do this
+  upstream_failed,  ///< a graph task whose parent failed, was cancelled or expired (not run)
 };
 
 /// Stable, lower-case name of an error code ("queue_full").

@@ -28,6 +28,18 @@ struct resources {
   uint64_t gpu_memory_bytes = 0;
 };
 
+/// A graph task's input (model/graph.hpp): when the task `from` (its index in the same graph
+/// submission) completes, its output field `field` becomes this task's parameter `param`. The
+/// reserved names: param "payload" sets the payload; field "bytes" is the output's bytes.
+struct task_input {
+  std::string param;
+  uint32_t from = 0;
+  std::string field;
+  bool operator==(const task_input& o) const {
+    return param == o.param && from == o.from && field == o.field;
+  }
+};
+
 struct task_spec {
   std::string kind;
   param_map params;
@@ -43,6 +55,11 @@ struct task_spec {
   std::optional<std::chrono::milliseconds> timeout;
   std::string idempotency_key;  ///< non-empty: a second submit with this key returns the first task
   std::map<std::string, std::string> labels;
+  /// Graph submissions only (runtime::submit_graph, docs/graphs.md): the indices, in the same
+  /// submission, of the tasks this one runs after, and what it takes from their outputs (an
+  /// input is an edge too). Empty for a plain task.
+  std::vector<uint32_t> after;
+  std::vector<task_input> inputs;
 };
 
 enum class outcome : uint8_t { pending, completed, failed, cancelled, expired, rejected };
@@ -60,8 +77,10 @@ struct task_output {
 inline size_t input_bytes(const task_spec& s) {
   size_t labels = 0;
   for (auto& [k, v] : s.labels) labels += k.size() + v.size() + 10;
+  size_t links = s.after.size() * 9;
+  for (auto& in : s.inputs) links += in.param.size() + in.field.size() + 40;
   return s.payload.size() + 5 + wire_size(s.params) + s.kind.size() + s.idempotency_key.size() +
-         labels + 256;
+         labels + links + 256;
 }
 inline size_t output_bytes(const task_output& o) {
   return o.bytes.size() + 5 + wire_size(o.values) + 128;

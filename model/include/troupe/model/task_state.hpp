@@ -7,10 +7,24 @@
 #include <memory>
 
 #include "troupe/model/completion.hpp"
+#include "troupe/model/graph.hpp"
 #include "troupe/model/registry.hpp"
 #include "troupe/model/task.hpp"
 
 namespace troupe {
+
+struct task_state;
+
+/// The tasks of one graph submission as the queue tracks them (queue.cpp): built by the runtime
+/// at submit, owned by the queue from then on.
+struct graph_run {
+  failure_policy on_failure = failure_policy::cancel_dependents;
+  /// In submission order. They point back here: the queue clears this once all have ended.
+  std::vector<std::shared_ptr<task_state>> members;
+  std::vector<std::vector<uint32_t>> children;  ///< per member, the members that run after it
+  std::vector<uint32_t> waiting;                ///< per member, its parents not ended yet
+  size_t unfinished = 0;
+};
 
 struct task_state {
   task_id id = 0;
@@ -24,7 +38,8 @@ struct task_state {
   std::atomic<bool> cancel_requested{false};
 
   // Owned by the queue.
-  enum class place : uint8_t { queued, backoff, dispatched };
+  /// waiting: a graph task whose parents have not all ended (not in the ready queue yet).
+  enum class place : uint8_t { queued, backoff, dispatched, waiting };
   place at = place::queued;
   uint32_t attempts = 0;
   bool finished = false;
@@ -43,6 +58,9 @@ struct task_state {
   /// Sent to the balancer beyond its demand because it is more urgent than what was already
   /// handed out (queue.cpp); counted until a record of it comes back.
   bool urgent = false;
+  /// A graph task: its graph and its place in it; null for a plain task.
+  std::shared_ptr<graph_run> graph;
+  uint32_t graph_index = 0;
 
   // Owned by the balancer while placed.
   double estimate_s = 0;

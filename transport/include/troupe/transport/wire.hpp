@@ -14,6 +14,7 @@
 #include "troupe/model/devices.hpp"
 #include "troupe/model/event_log.hpp"
 #include "troupe/model/events.hpp"
+#include "troupe/model/graph.hpp"
 #include "troupe/model/ledger.hpp"
 #include "troupe/model/registry.hpp"
 #include "troupe/model/stats.hpp"
@@ -149,6 +150,9 @@ struct submit {
   /// re-sent with the same token (its answer was lost, or the head restarted) gets the ids of
   /// the first and creates no task.
   uint64_t token = 0;
+  /// A graph (tasks with `after` or `inputs`): what a failure does to the rest of it (default
+  /// cancel_dependents). The tasks of a graph travel in one submit.
+  std::optional<failure_policy> on_failure = std::nullopt;
 };
 
 struct submitted {

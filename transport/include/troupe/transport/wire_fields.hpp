@@ -91,6 +91,14 @@ void fields(F& f, gpu_device& m) {
   f("free_memory", m.free_memory);
 }
 
+/// A graph task's input (task_spec::inputs).
+template <class F>
+void fields(F& f, task_input& m) {
+  f("param", m.param, required);
+  f("from", m.from, required);
+  f("field", m.field, required);
+}
+
 /// A task as submitted (and as assigned to a node).
 template <class F>
 void fields(F& f, task_spec& m) {
@@ -105,6 +113,8 @@ void fields(F& f, task_spec& m) {
   f("timeout_ms", m.timeout, as_ms);
   f("key", m.idempotency_key, omit_empty);
   f("labels", m.labels, omit_empty);
+  f("after", m.after, omit_empty);
+  f("inputs", m.inputs, omit_empty);
 }
 
 /// Flattened into the map of a record that carries an output.
@@ -292,6 +302,7 @@ template <class F>
 void fields(F& f, submit& m) {
   f("tasks", m.tasks, required);
   f("token", m.token);
+  f("on_failure", m.on_failure);
 }
 
 template <class F>
