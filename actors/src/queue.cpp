@@ -140,7 +140,8 @@ class queue_logic {
     if (!ok && g.on_failure == failure_policy::cancel_graph) {
       auto why = upstream();
       for (auto& m : g.members)
-        if (!m->finished && m.get() != &t) graph_todo_.push_back({m, false, outcome::cancelled, why});
+        if (!m->finished && m.get() != &t)
+          graph_todo_.push_back({m, false, outcome::cancelled, why});
     }
     for (auto c : g.children[i]) {
       auto& child = g.members[c];
@@ -154,7 +155,8 @@ class queue_logic {
       if (ok && takes_input) {
         // Embedded, a value is copied once, into the child's parameters; the parent's result
         // keeps its own.
-        if (auto e = bind_inputs(child->spec, i, name, r.output)) {
+        if (auto e =
+                bind_inputs(child->spec, i, name, r.output, st_.setup->cfg.max_payload_bytes)) {
           graph_todo_.push_back({child, false, outcome::failed, std::move(e)});
           continue;
         }
@@ -189,11 +191,11 @@ class queue_logic {
   void release(const task_ptr& t) {
     if (!t->spec.inputs.empty()) {
       if (auto n = input_bytes(t->spec); n > st_.setup->cfg.max_payload_bytes) {
-        finalize(t, outcome::failed,
-                 {errc::invalid_params,
-                  "with its inputs, the task's input is " + std::to_string(n) +
-                      " bytes, over limits.max_payload_bytes (" +
-                      std::to_string(st_.setup->cfg.max_payload_bytes) + ")"});
+        finalize(
+            t, outcome::failed,
+            {errc::invalid_params, "with its inputs, the task's input is " + std::to_string(n) +
+                                       " bytes, over limits.max_payload_bytes (" +
+                                       std::to_string(st_.setup->cfg.max_payload_bytes) + ")"});
         return;
       }
       if (t->kind && t->kind->def.validate) {

@@ -333,9 +333,8 @@ int submit_graph_file(const submit_options& opt) {
   }
   if (!opt.wait) {
     for (size_t i = 0; i < h.size(); ++i)
-      std::printf("%s\n", nlohmann::json{{"name", h.names()[i]}, {"id", h.tasks()[i].id()}}
-                               .dump()
-                               .c_str());
+      std::printf("%s\n",
+                  nlohmann::json{{"name", h.names()[i]}, {"id", h.tasks()[i].id()}}.dump().c_str());
     return 0;
   }
   auto deadline = clock::now() + std::chrono::milliseconds(opt.timeout_ms);

@@ -68,8 +68,8 @@ T json_field(const nlohmann::json& j, const std::string& where, const char* name
     bool fits = v.is_number_unsigned()
                     ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
                     : v.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
-                          (v.get<int64_t>() < 0 || uint64_t(v.get<int64_t>()) <=
-                                                       uint64_t(std::numeric_limits<T>::max()));
+                          (v.get<int64_t>() < 0 ||
+                           uint64_t(v.get<int64_t>()) <= uint64_t(std::numeric_limits<T>::max()));
     if (!fits)
       throw std::runtime_error(where + ": field '" + name + "' is out of range [" +
                                std::to_string(std::numeric_limits<T>::min()) + ", " +
@@ -89,14 +89,17 @@ T json_field(const nlohmann::json& j, const std::string& where, const char* name
 task_spec spec_from_object(const nlohmann::json& j, const std::string& where,
                            std::initializer_list<const char*> extra) {
   if (!j.is_object()) throw std::runtime_error(where + ": expected a JSON object");
-  static const char* known[] = {"kind",        "params",           "priority",     "deadline_ms",
-                                "max_retries", "retry_backoff_ms", "cpu_slots",    "memory_bytes",
-                                "labels",      "gpu_count",        "gpu_memory_bytes", "timeout_ms"};
+  static const char* known[] = {"kind",        "params",           "priority",
+                                "deadline_ms", "max_retries",      "retry_backoff_ms",
+                                "cpu_slots",   "memory_bytes",     "labels",
+                                "gpu_count",   "gpu_memory_bytes", "timeout_ms"};
   for (auto& [k, v] : j.items())
     if (std::find(std::begin(known), std::end(known), k) == std::end(known) &&
         std::find(extra.begin(), extra.end(), k) == extra.end())
       throw std::runtime_error(where + ": unknown field '" + k + "'");
-  auto field = [&](const char* name, auto fallback) { return json_field(j, where, name, fallback); };
+  auto field = [&](const char* name, auto fallback) {
+    return json_field(j, where, name, fallback);
+  };
   // Durations in milliseconds: at most a year (the wire takes +-2^40 ms; a larger one would
   // overflow the clock's nanoseconds).
   auto millis = [&](const char* name) {
@@ -112,8 +115,7 @@ task_spec spec_from_object(const nlohmann::json& j, const std::string& where,
   if (s.kind.empty()) throw std::runtime_error(where + ": field 'kind' is required");
   if (j.contains("params")) {
     if (!j["params"].is_object()) throw std::runtime_error(where + ": 'params' must be an object");
-    for (auto& [k, v] : j["params"].items())
-      s.params.set(k, to_param(v, where + ": params." + k));
+    for (auto& [k, v] : j["params"].items()) s.params.set(k, to_param(v, where + ": params." + k));
   }
   s.priority = field("priority", int32_t{0});
   if (j.contains("deadline_ms")) s.deadline = clock::now() + millis("deadline_ms");

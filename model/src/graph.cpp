@@ -71,9 +71,8 @@ error_info check_links(const std::vector<task_spec>& specs) {
     }
     for (auto p : parents_of(s)) {
       if (p >= n)
-        return invalid("task " + graph_task_name(s, i) + " runs after task #" +
-                       std::to_string(p) + ", which is not in the submission (" +
-                       std::to_string(n) + " tasks)");
+        return invalid("task " + graph_task_name(s, i) + " runs after task #" + std::to_string(p) +
+                       ", which is not in the submission (" + std::to_string(n) + " tasks)");
       if (p == i) return invalid("task " + graph_task_name(s, i) + " runs after itself");
       children[p].push_back(uint32_t(i));
       ++waiting[i];
@@ -115,8 +114,7 @@ error_info check_links(const std::vector<task_spec>& specs) {
   std::string text;
   for (size_t k = 0; k < cycle.size() && k < shown; ++k)
     text += graph_task_name(specs[cycle[k]], cycle[k]) + " -> ";
-  if (cycle.size() > shown)
-    text += "... (" + std::to_string(cycle.size()) + " tasks) -> ";
+  if (cycle.size() > shown) text += "... (" + std::to_string(cycle.size()) + " tasks) -> ";
   text += graph_task_name(specs[cycle[0]], cycle[0]);
   return invalid("the graph has a cycle: " + text);
 }
@@ -169,8 +167,32 @@ error_info link_graph(graph_spec g, linked_graph& out) {
   return {};
 }
 
+namespace {
+
+/// What a value adds to a task's input (as wire_size counts it).
+size_t bound_size(const std::string& param, const param_value& v) {
+  param_map one;
+  one.set(param, v);
+  return wire_size(one);
+}
+
+}  // namespace
+
 error_info bind_inputs(task_spec& child, uint32_t from, const std::string& parent,
-                       const task_output& out) {
+                       const task_output& out, uint64_t max_input_bytes) {
+  // Counted as each input is bound, so that many inputs of one large output stop at the bound
+  // rather than copy it many times over.
+  uint64_t size = input_bytes(child);
+  auto over = [&](uint64_t adding, const std::string& param) {
+    if (size + adding <= max_input_bytes) {
+      size += adding;
+      return error_info{};
+    }
+    return error_info{errc::invalid_params, "input '" + param + "' from task " + parent +
+                                                ": the task's input " + "would be over " +
+                                                std::to_string(max_input_bytes) +
+                                                " bytes (limits.max_payload_bytes)"};
+  };
   for (auto& in : child.inputs) {
     if (in.from != from) continue;
     auto missing = [&] {
@@ -183,6 +205,7 @@ error_info bind_inputs(task_spec& child, uint32_t from, const std::string& paren
     };
     if (in.param == "payload") {
       if (in.field == "bytes") {
+        if (auto e = over(out.bytes.size(), in.param)) return e;
         child.payload = out.bytes;
       } else if (auto* v = out.values.find(in.field)) {
         auto* s = std::get_if<std::string>(v);
@@ -190,6 +213,7 @@ error_info bind_inputs(task_spec& child, uint32_t from, const std::string& paren
           return {errc::invalid_params, "input 'payload': value '" + in.field + "' of task " +
                                             parent + " is a " + type_name(*v) +
                                             "; a payload takes bytes or a string"};
+        if (auto e = over(s->size(), in.param)) return e;
         child.payload.assign(s->begin(), s->end());
       } else {
         return missing();
@@ -197,8 +221,10 @@ error_info bind_inputs(task_spec& child, uint32_t from, const std::string& paren
       continue;
     }
     if (in.field == "bytes") {
+      if (auto e = over(out.bytes.size() + in.param.size() + 10, in.param)) return e;
       child.params.set(in.param, std::string(out.bytes.begin(), out.bytes.end()));
     } else if (auto* v = out.values.find(in.field)) {
+      if (auto e = over(bound_size(in.param, *v), in.param)) return e;
       child.params.set(in.param, *v);
     } else {
       return missing();
@@ -241,7 +267,8 @@ bool takes_input_from(const task_spec& s, uint32_t from) {
 
 graph_remainder remainder_of(std::vector<task_spec> specs, const std::vector<bool>& open,
                              failure_policy policy,
-                             const std::function<std::optional<task_result>(uint32_t)>& result_of) {
+                             const std::function<std::optional<task_result>(uint32_t)>& result_of,
+                             uint64_t max_input_bytes) {
   auto n = uint32_t(specs.size());
   graph_remainder out;
   std::vector<std::optional<task_result>> before(n);  // ended before: their results, if kept
@@ -253,9 +280,9 @@ graph_remainder remainder_of(std::vector<task_spec> specs, const std::vector<boo
     why[i].error = std::move(e);
   };
   auto ended_text = [&](uint32_t p) {
-    return before[p] ? "ended " + std::string{to_string(before[p]->status)} +
-                           " before the head restarted"
-                     : std::string{"ended before the head restarted; its record was not kept"};
+    return before[p]
+               ? "ended " + std::string{to_string(before[p]->status)} + " before the head restarted"
+               : std::string{"ended before the head restarted; its record was not kept"};
   };
   std::optional<uint32_t> first_failure;
   for (uint32_t i = 0; i < n; ++i) {
@@ -268,16 +295,16 @@ graph_remainder remainder_of(std::vector<task_spec> specs, const std::vector<boo
     if (i >= open.size() || !open[i]) continue;
     auto& s = specs[i];
     if (policy == failure_policy::cancel_graph && first_failure) {
-      end_as(i, outcome::cancelled,
-             {errc::upstream_failed, "task " + graph_task_name(specs[*first_failure],
-                                                               *first_failure) +
-                                         " " + ended_text(*first_failure)});
+      end_as(
+          i, outcome::cancelled,
+          {errc::upstream_failed, "task " + graph_task_name(specs[*first_failure], *first_failure) +
+                                      " " + ended_text(*first_failure)});
       continue;
     }
     for (auto p : parents_of(s)) {
       bool needs_it = policy != failure_policy::run_what_can || takes_input_from(s, p);
       if (open[p] && !ends[p]) continue;  // still to run: the edge stays
-      if (open[p]) {                       // ends now
+      if (open[p]) {                      // ends now
         if (needs_it) {
           end_as(i, outcome::cancelled,
                  {errc::upstream_failed, "task " + graph_task_name(specs[p], p) + " ended " +
@@ -288,16 +315,17 @@ graph_remainder remainder_of(std::vector<task_spec> specs, const std::vector<boo
         continue;
       }
       if (before[p] && before[p]->ok()) {
-        if (auto e = bind_inputs(s, p, graph_task_name(specs[p], p), before[p]->output)) {
+        if (auto e = bind_inputs(s, p, graph_task_name(specs[p], p), before[p]->output,
+                                 max_input_bytes)) {
           end_as(i, outcome::failed, std::move(e));
           break;
         }
         continue;
       }
       if (needs_it) {
-        end_as(i, outcome::cancelled,
-               {errc::upstream_failed, "task " + graph_task_name(specs[p], p) + " " +
-                                           ended_text(p)});
+        end_as(
+            i, outcome::cancelled,
+            {errc::upstream_failed, "task " + graph_task_name(specs[p], p) + " " + ended_text(p)});
         break;
       }
     }

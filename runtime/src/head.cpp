@@ -125,7 +125,7 @@ struct head::impl {
   std::vector<std::pair<task_id, task_spec>> to_restore;
   /// Graphs of an earlier incarnation, each handed on whole (restore_held).
   struct held_graph {
-    std::vector<task_id> ids;     ///< of the tasks still to run
+    std::vector<task_id> ids;      ///< of the tasks still to run
     std::vector<task_spec> specs;  ///< theirs, linked among themselves
     failure_policy on_failure = failure_policy::cancel_dependents;
     std::vector<task_result> ended;  ///< tasks of it that cannot run any more
@@ -366,8 +366,9 @@ struct head::impl {
     }
     std::vector<std::string> kinds;
     for (auto& s : specs) kinds.push_back(s.kind);
-    auto rest = remainder_of(std::move(specs), open, on_failure,
-                             [&](uint32_t i) { return kept_result(jnl, f.first_id + i); });
+    auto rest = remainder_of(
+        std::move(specs), open, on_failure,
+        [&](uint32_t i) { return kept_result(jnl, f.first_id + i); }, cfg.max_payload_bytes);
     held_graph h;
     h.on_failure = on_failure;
     for (auto i : rest.kept) h.ids.push_back(f.first_id + i);
@@ -503,9 +504,10 @@ struct head::impl {
       if (!any) continue;
       std::vector<std::string> kinds;
       for (auto& s : g.specs) kinds.push_back(s.kind);
-      auto rest = remainder_of(std::move(g.specs), open, g.on_failure, [&](uint32_t k) {
-        return std::optional<task_result>{cancelled(g.ids[k], kinds[k])};
-      });
+      auto rest = remainder_of(
+          std::move(g.specs), open, g.on_failure,
+          [&](uint32_t k) { return std::optional<task_result>{cancelled(g.ids[k], kinds[k])}; },
+          cfg.max_payload_bytes);
       for (size_t k = 0; k < open.size(); ++k)
         if (!open[k]) on_done(cancelled(g.ids[k], kinds[k]));
       for (auto& [k, r] : rest.ended) {

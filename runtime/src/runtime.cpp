@@ -141,8 +141,8 @@ graph_handle runtime::submit_graph(graph_spec graph, result_callback on_done) {
     std::vector<task_handle> handles;
     task_spec none;
     for (size_t i = 0; i < names.size(); ++i)
-      handles.push_back(impl_->rejected(first + i, none, why.code,
-                                        "the graph was refused: " + why.message));
+      handles.push_back(
+          impl_->rejected(first + i, none, why.code, "the graph was refused: " + why.message));
     return graph_handle{std::move(names), std::move(handles), std::move(why)};
   }
   auto handles = impl_->submit_specs(std::move(linked.specs), std::move(on_done), nullptr, {},

@@ -264,3 +264,37 @@ TEST(TroupeKeygen, WritesAPrivatePairAndItsPublicHalfAndNeverOverwrites) {
   std::ifstream after{path};
   EXPECT_EQ(std::string((std::istreambuf_iterator<char>(after)), {}), secret_text);
 }
+
+TEST(TroupeSubmit, ABadGraphFileIsRefusedNamingTheTaskAndNothingIsSent) {
+  // No head listens there: each refusal comes before anything is sent.
+  auto to = " --to ipc://" + temp_path("nobody.ipc");
+  auto graph = temp_path("graph.json");
+  auto submit = [&](const std::string& text) {
+    write(graph, text);
+    return run("submit" + to + " --graph " + graph + " --wait --timeout-ms 2000");
+  };
+  auto r = submit(R"({"tasks": [{"name": "a", "kind": "noop", "afterr": ["b"]}]})");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find(graph + ": tasks[0]: unknown field 'afterr'"), std::string::npos)
+      << r.output;
+  r = submit(R"({"tasks": [{"kind": "noop"}]})");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find("tasks[0]: field 'name' is required"), std::string::npos) << r.output;
+  r = submit(R"({"tasks": [], "on_failure": "give_up"})");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find("on_failure is 'give_up'"), std::string::npos) << r.output;
+  r = submit(R"({"tasks": [{"name": "a", "kind": "noop", "after": ["b"]},
+                           {"name": "b", "kind": "noop", "inputs": {"x": "a.v"}}]})");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find("the graph has a cycle: 'a' -> 'b' -> 'a'; nothing was sent"),
+            std::string::npos)
+      << r.output;
+  r = submit(R"({"tasks": [{"name": "a", "kind": "noop", "inputs": {"x": "ghost.v"}}]})");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find("input 'x' takes from 'ghost', which is not a task of the graph"),
+            std::string::npos)
+      << r.output;
+  r = run("submit" + to + " --kind noop --graph " + graph);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("excludes"), std::string::npos) << r.output;
+}

@@ -233,8 +233,8 @@ TEST_F(Cluster, TheHeadKilledMidRunLosesNothingAndSubmitPrintsEveryResult) {
 
 TEST_F(Cluster, SubmitGraphRunsTheExampleGraphWithDataMovingBetweenTasks) {
   auto example = std::string{TROUPE_SOURCE_DIR} + "/apps/examples/pipeline-graph.json";
-  auto [rc, out] = command{std::string{TROUPE_BINARY} + " submit --to " + endpoint_ +
-                           " --graph " + example + " --wait --timeout-ms 60000"}
+  auto [rc, out] = command{std::string{TROUPE_BINARY} + " submit --to " + endpoint_ + " --graph " +
+                           example + " --wait --timeout-ms 60000"}
                        .finish();
   ASSERT_EQ(rc, 0) << out << read_file(log_);
   std::map<std::string, nlohmann::json> by_name;

@@ -101,9 +101,8 @@ TEST(GraphLinks, ALongCycleIsNamedInShort) {
 TEST(GraphLinks, TheCriticalPathIsTheHeaviestChain) {
   // a(2) -> b(5) -> d(1); a -> c(1) -> d; e(7) alone
   linked_graph g;
-  ASSERT_FALSE(linked({node("a"), node("b", {"a"}), node("c", {"a"}), node("d", {"b", "c"}),
-                       node("e")},
-                      &g));
+  ASSERT_FALSE(linked(
+      {node("a"), node("b", {"a"}), node("c", {"a"}), node("d", {"b", "c"}), node("e")}, &g));
   EXPECT_DOUBLE_EQ(critical_path(g.specs, {2, 5, 1, 1, 7}), 8.0);
   EXPECT_DOUBLE_EQ(critical_path(g.specs, {2, 5, 1, 1, 9}), 9.0);
 }
@@ -135,8 +134,7 @@ task_result ended(outcome o, param_map values = {}) {
 /// a -> b (b takes a.v), b -> c (after), d alone.
 linked_graph chain() {
   linked_graph g;
-  EXPECT_FALSE(linked({node("a"), node("b", {}, {{"x", "a.v"}}), node("c", {"b"}), node("d")},
-                      &g));
+  EXPECT_FALSE(linked({node("a"), node("b", {}, {{"x", "a.v"}}), node("c", {"b"}), node("d")}, &g));
   return g;
 }
 
@@ -144,11 +142,13 @@ linked_graph chain() {
 
 TEST(GraphRemainder, TasksLeftAfterARestartTakeWhatEndedTasksLeftThem) {
   auto g = chain();
-  auto rest = remainder_of(g.specs, {false, true, true, false}, failure_policy::cancel_dependents,
-                           [](uint32_t i) -> std::optional<task_result> {
-                             if (i == 0) return ended(outcome::completed, {{"v", int64_t{5}}});
-                             return ended(outcome::completed);
-                           });
+  auto rest = remainder_of(
+      g.specs, {false, true, true, false}, failure_policy::cancel_dependents,
+      [](uint32_t i) -> std::optional<task_result> {
+        if (i == 0) return ended(outcome::completed, {{"v", int64_t{5}}});
+        return ended(outcome::completed);
+      },
+      1 << 20);
   EXPECT_EQ(rest.kept, (std::vector<uint32_t>{1, 2}));
   EXPECT_TRUE(rest.ended.empty());
   ASSERT_EQ(rest.specs.size(), 2u);
@@ -161,8 +161,9 @@ TEST(GraphRemainder, TasksLeftAfterARestartTakeWhatEndedTasksLeftThem) {
 
 TEST(GraphRemainder, AParentThatFailedBeforeTheRestartEndsItsDependents) {
   auto g = chain();
-  auto rest = remainder_of(g.specs, {false, true, true, true}, failure_policy::cancel_dependents,
-                           [](uint32_t) { return std::optional<task_result>{ended(outcome::failed)}; });
+  auto rest = remainder_of(
+      g.specs, {false, true, true, true}, failure_policy::cancel_dependents,
+      [](uint32_t) { return std::optional<task_result>{ended(outcome::failed)}; }, 1 << 20);
   EXPECT_EQ(rest.kept, std::vector<uint32_t>{3});
   ASSERT_EQ(rest.ended.size(), 2u);
   EXPECT_EQ(rest.ended[0].first, 1u);
@@ -175,22 +176,36 @@ TEST(GraphRemainder, AParentThatFailedBeforeTheRestartEndsItsDependents) {
 
 TEST(GraphRemainder, PoliciesHoldAcrossARestart) {
   linked_graph g;
-  ASSERT_FALSE(linked({node("a"), node("after_only", {"a"}), node("needs", {}, {{"x", "a.v"}}),
-                       node("other")},
-                      &g));
+  ASSERT_FALSE(linked(
+      {node("a"), node("after_only", {"a"}), node("needs", {}, {{"x", "a.v"}}), node("other")},
+      &g));
   auto failed = [](uint32_t) { return std::optional<task_result>{ended(outcome::failed)}; };
   auto what_can = remainder_of(g.specs, {false, true, true, true}, failure_policy::run_what_can,
-                               failed);
+                               failed, 1 << 20);
   EXPECT_EQ(what_can.kept, (std::vector<uint32_t>{1, 3}));
   ASSERT_EQ(what_can.ended.size(), 1u);
   EXPECT_EQ(what_can.ended[0].first, 2u);
   auto whole = remainder_of(g.specs, {false, true, true, true}, failure_policy::cancel_graph,
-                            failed);
+                            failed, 1 << 20);
   EXPECT_TRUE(whole.kept.empty());
   EXPECT_EQ(whole.ended.size(), 3u);
   // A parent whose record is gone counts as not completed, and says so.
-  auto lost = remainder_of(g.specs, {false, true, true, true}, failure_policy::cancel_dependents,
-                           [](uint32_t) { return std::optional<task_result>{}; });
+  auto lost = remainder_of(
+      g.specs, {false, true, true, true}, failure_policy::cancel_dependents,
+      [](uint32_t) { return std::optional<task_result>{}; }, 1 << 20);
   ASSERT_EQ(lost.ended.size(), 2u);
   EXPECT_NE(lost.ended[0].second.error.message.find("its record was not kept"), std::string::npos);
+}
+
+TEST(GraphRemainder, BindingStopsAtTheInputBound) {
+  linked_graph g;
+  std::map<std::string, std::string> many;
+  for (int i = 0; i < 100; ++i) many["copy" + std::to_string(i)] = "a.bytes";
+  ASSERT_FALSE(linked({node("a"), node("b", {}, many)}, &g));
+  task_output big;
+  big.bytes.assign(100000, 'x');
+  auto e = bind_inputs(g.specs[1], 0, "'a'", big, 1 << 20);
+  EXPECT_EQ(e.code, errc::invalid_params);
+  EXPECT_NE(e.message.find("would be over 1048576 bytes"), std::string::npos) << e.message;
+  EXPECT_LE(input_bytes(g.specs[1]), uint64_t(1) << 20) << "it copied past the bound";
 }

@@ -248,8 +248,9 @@ TEST(Graphs, ALongChainRunsInOrderAndAFailureAtItsRootEndsItInALoop) {
   std::atomic<uint64_t> last_seen{0};
   std::atomic<bool> in_order{true};
   for (size_t i = 0; i < n; ++i)
-    tasks.push_back(i == 0 ? node("t0", "noop")
-                           : node("t" + std::to_string(i), "noop", {}, {"t" + std::to_string(i - 1)}));
+    tasks.push_back(i == 0
+                        ? node("t0", "noop")
+                        : node("t" + std::to_string(i), "noop", {}, {"t" + std::to_string(i - 1)}));
   auto ok = rt.submit_graph(graph(tasks), [&](const task_result& r) {
     if (r.id < last_seen.exchange(r.id)) in_order = false;
   });

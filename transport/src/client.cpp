@@ -483,8 +483,7 @@ void client::cancel(const graph_handle& graph) {
   wire::cancel msg;
   for (auto& t : graph.tasks())
     if (!t.ready()) msg.ids.push_back(t.id());
-  if (!msg.ids.empty())
-    impl_->sock->send(impl_->framer.make(nullptr, wire::msg_type::cancel, msg));
+  if (!msg.ids.empty()) impl_->sock->send(impl_->framer.make(nullptr, wire::msg_type::cancel, msg));
 }
 
 task_handle client::submit(task_spec spec, result_callback on_done) {

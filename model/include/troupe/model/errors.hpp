@@ -27,8 +27,8 @@ enum class errc : uint8_t {
   timed_out,                ///< an attempt ran past the task's timeout (retryable)
   output_too_large,         ///< the output is over limits.max_payload_bytes (not retried)
   head_unreachable,         ///< a client heard nothing from its head for its head_timeout
-  result_lost,     ///< the head does not know the task (restarted without a journal, or compacted)
-  not_authorized,  ///< the head refused this client's key, or the key may not do this
+  result_lost,      ///< the head does not know the task (restarted without a journal, or compacted)
+  not_authorized,   ///< the head refused this client's key, or the key may not do this
   upstream_failed,  ///< a graph task whose parent failed, was cancelled or expired (not run)
 };
 

@@ -74,9 +74,10 @@ double critical_path(const std::vector<task_spec>& specs, const std::vector<doub
 
 /// Sets what `child` takes from task `from` (named `parent` in errors) out of that task's
 /// output: each of its inputs from it becomes a parameter (or its payload). The error names a
-/// field the output does not have.
+/// field the output does not have, or the bound: past max_input_bytes of the child's input
+/// (input_bytes, limits.max_payload_bytes) it stops before copying more.
 error_info bind_inputs(task_spec& child, uint32_t from, const std::string& parent,
-                       const task_output& out);
+                       const task_output& out, uint64_t max_input_bytes);
 
 /// What is left of a graph submission when some of its tasks have ended (a head restarting
 /// from its journal): the tasks still to run, their links among themselves re-indexed and the
@@ -91,7 +92,8 @@ struct graph_remainder {
 /// open[i]: task i has not ended. result_of(i): the result of an ended task, if it was kept.
 graph_remainder remainder_of(std::vector<task_spec> specs, const std::vector<bool>& open,
                              failure_policy policy,
-                             const std::function<std::optional<task_result>(uint32_t)>& result_of);
+                             const std::function<std::optional<task_result>(uint32_t)>& result_of,
+                             uint64_t max_input_bytes);
 
 /// A submitted graph: one task handle per task, in the graph's order, with their names. A graph
 /// refused at submit has handles that all ended rejected, and says why in refused().
