@@ -33,6 +33,7 @@ nlohmann::json bench_remote_latency(int rounds);
 nlohmann::json bench_payload();
 nlohmann::json bench_remote_pipeline(size_t tasks);
 nlohmann::json bench_events(size_t tasks);
+nlohmann::json bench_graph(uint32_t workers, size_t empty_tasks);
 
 namespace {
 
@@ -186,7 +187,7 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
                    ? std::vector<std::string>{"pipeline",           "latency",         "gemm",
                                               "gpu-gemm",           "gpu-mlp",         "gpu-mixed",
                                               "remote-latency",     "remote-pipeline", "events",
-                                              "stalled-subscriber", "payload"}
+                                              "stalled-subscriber", "payload",         "graph"}
                    : which_in;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json out;
@@ -499,6 +500,7 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
       }
     }
   }
+  if (wants("graph")) out["graph"] = bench_graph(workers, std::min<size_t>(tasks, 100000));
   if (!json_path.empty()) std::ofstream{json_path} << out.dump(2) << "\n";
   return 0;
 }

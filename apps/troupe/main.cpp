@@ -219,10 +219,10 @@ int main(int argc, char** argv) {
   bench_cmd
       ->add_option("which", which,
                    "pipeline, latency, gemm, gpu-gemm, gpu-mlp, gpu-mixed, remote-latency, "
-                   "remote-pipeline, events, stalled-subscriber, payload (default: all)")
+                   "remote-pipeline, events, stalled-subscriber, payload, graph (default: all)")
       ->check(CLI::IsMember({"pipeline", "latency", "gemm", "gpu-gemm", "gpu-mlp", "gpu-mixed",
                              "remote-latency", "remote-pipeline", "events", "stalled-subscriber",
-                             "payload"}));
+                             "payload", "graph"}));
   bench_cmd->add_option("--tasks", bench_tasks, "empty tasks for the pipeline benchmark");
   bench_cmd->add_option("--json", bench_json, "also write the figures as JSON");
   bench_cmd->add_option("--workers", bench_workers, "cpu workers (default: one per core)");
