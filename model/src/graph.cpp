@@ -35,6 +35,30 @@ std::string quoted(const std::string& s) {
   return "'" + s + "'";
 }
 
+/// Kahn's algorithm: the submission's tasks with parents before children. Tasks on a cycle, or
+/// after one, are left out (a checked graph has none). Parents out of range are ignored.
+std::vector<uint32_t> topological_order(const std::vector<task_spec>& specs) {
+  auto n = specs.size();
+  std::vector<std::vector<uint32_t>> children(n);
+  std::vector<uint32_t> waiting(n, 0), order, ready;
+  for (uint32_t i = 0; i < n; ++i)
+    for (auto p : parents_of(specs[i]))
+      if (p < n) {
+        children[p].push_back(i);
+        ++waiting[i];
+      }
+  for (uint32_t i = 0; i < n; ++i)
+    if (waiting[i] == 0) ready.push_back(i);
+  while (!ready.empty()) {
+    auto t = ready.back();
+    ready.pop_back();
+    order.push_back(t);
+    for (auto c : children[t])
+      if (--waiting[c] == 0) ready.push_back(c);
+  }
+  return order;
+}
+
 }  // namespace
 
 std::string graph_task_name(const task_spec& s, size_t i) {
@@ -58,8 +82,6 @@ bool has_links(const std::vector<task_spec>& specs) {
 
 error_info check_links(const std::vector<task_spec>& specs) {
   auto n = specs.size();
-  std::vector<std::vector<uint32_t>> children(n);
-  std::vector<uint32_t> waiting(n, 0);
   for (size_t i = 0; i < n; ++i) {
     auto& s = specs[i];
     for (auto& in : s.inputs) {
@@ -74,27 +96,15 @@ error_info check_links(const std::vector<task_spec>& specs) {
         return invalid("task " + graph_task_name(s, i) + " runs after task #" + std::to_string(p) +
                        ", which is not in the submission (" + std::to_string(n) + " tasks)");
       if (p == i) return invalid("task " + graph_task_name(s, i) + " runs after itself");
-      children[p].push_back(uint32_t(i));
-      ++waiting[i];
     }
   }
-  // Kahn's algorithm: what is left once every task without unfinished parents is taken out
-  // lies on a cycle or after one.
-  std::vector<uint32_t> ready;
-  for (uint32_t i = 0; i < n; ++i)
-    if (waiting[i] == 0) ready.push_back(i);
-  size_t taken = 0;
-  while (!ready.empty()) {
-    auto t = ready.back();
-    ready.pop_back();
-    ++taken;
-    for (auto c : children[t])
-      if (--waiting[c] == 0) ready.push_back(c);
-  }
-  if (taken == n) return {};
+  auto order = topological_order(specs);
+  if (order.size() == n) return {};
+  std::vector<bool> left(n, true);  // on a cycle or after one
+  for (auto i : order) left[i] = false;
   // Every task left has a parent left: walking parents from one must come back to some task.
   uint32_t start = 0;
-  while (waiting[start] == 0) ++start;
+  while (!left[start]) ++start;
   std::vector<size_t> seen_at(n, SIZE_MAX);
   std::vector<uint32_t> path;
   auto at = start;
@@ -102,7 +112,7 @@ error_info check_links(const std::vector<task_spec>& specs) {
     seen_at[at] = path.size();
     path.push_back(at);
     for (auto p : parents_of(specs[at]))
-      if (waiting[p] != 0) {
+      if (left[p]) {
         at = p;
         break;
       }
@@ -235,29 +245,6 @@ error_info bind_inputs(task_spec& child, uint32_t from, const std::string& paren
 
 namespace {
 
-/// The submission's tasks with parents before children (a checked graph has no cycle).
-std::vector<uint32_t> topological_order(const std::vector<task_spec>& specs) {
-  auto n = specs.size();
-  std::vector<std::vector<uint32_t>> children(n);
-  std::vector<uint32_t> waiting(n, 0), order, ready;
-  for (uint32_t i = 0; i < n; ++i)
-    for (auto p : parents_of(specs[i]))
-      if (p < n) {
-        children[p].push_back(i);
-        ++waiting[i];
-      }
-  for (uint32_t i = 0; i < n; ++i)
-    if (waiting[i] == 0) ready.push_back(i);
-  while (!ready.empty()) {
-    auto t = ready.back();
-    ready.pop_back();
-    order.push_back(t);
-    for (auto c : children[t])
-      if (--waiting[c] == 0) ready.push_back(c);
-  }
-  return order;
-}
-
 bool takes_input_from(const task_spec& s, uint32_t from) {
   return std::any_of(s.inputs.begin(), s.inputs.end(),
                      [&](const task_input& in) { return in.from == from; });
@@ -358,32 +345,25 @@ graph_remainder remainder_of(std::vector<task_spec> specs, const std::vector<boo
 }
 
 double critical_path(const std::vector<task_spec>& specs, const std::vector<double>& durations) {
-  // Longest path ending at each task, in an order where parents come first (Kahn again).
-  auto n = specs.size();
-  std::vector<std::vector<uint32_t>> children(n);
-  std::vector<uint32_t> waiting(n, 0);
-  for (uint32_t i = 0; i < n; ++i)
-    for (auto p : parents_of(specs[i]))
-      if (p < n) {
-        children[p].push_back(i);
-        ++waiting[i];
-      }
-  std::vector<double> finish(n, 0);
-  std::vector<uint32_t> ready;
-  for (uint32_t i = 0; i < n; ++i)
-    if (waiting[i] == 0) ready.push_back(i);
+  // The longest chain ending at each task, parents first.
+  std::vector<double> finish(specs.size(), 0);
   double longest = 0;
-  while (!ready.empty()) {
-    auto t = ready.back();
-    ready.pop_back();
+  for (auto t : topological_order(specs)) {
+    for (auto p : parents_of(specs[t]))
+      if (p < specs.size()) finish[t] = std::max(finish[t], finish[p]);
     finish[t] += t < durations.size() ? durations[t] : 0;
     longest = std::max(longest, finish[t]);
-    for (auto c : children[t]) {
-      finish[c] = std::max(finish[c], finish[t]);
-      if (--waiting[c] == 0) ready.push_back(c);
-    }
   }
   return longest;
+}
+
+graph_handle::graph_handle(std::vector<std::string> names, std::vector<task_handle> tasks,
+                           error_info refused)
+    : names_(std::move(names)), tasks_(std::move(tasks)), refused_(std::move(refused)) {
+  if (refused_ || tasks_.empty()) return;
+  auto& first = tasks_.front();
+  if (first.valid() && first.ready() && first.get().status == outcome::rejected)
+    refused_ = first.get().error;
 }
 
 std::vector<task_id> graph_handle::ids() const {

@@ -147,11 +147,7 @@ graph_handle runtime::submit_graph(graph_spec graph, result_callback on_done) {
   }
   auto handles = impl_->submit_specs(std::move(linked.specs), std::move(on_done), nullptr, {},
                                      linked.on_failure);
-  error_info refused;
-  if (!handles.empty() && handles.front().ready() &&
-      handles.front().get().status == outcome::rejected)
-    refused = handles.front().get().error;
-  return graph_handle{std::move(linked.names), std::move(handles), std::move(refused)};
+  return graph_handle{std::move(linked.names), std::move(handles)};
 }
 
 void runtime::cancel(const graph_handle& graph) {

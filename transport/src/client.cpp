@@ -472,11 +472,7 @@ graph_handle client::submit_graph(graph_spec graph, result_callback on_done) {
   std::shared_ptr<const result_callback> callback;
   if (on_done) callback = std::make_shared<const result_callback>(std::move(on_done));
   auto handles = submit_frame(std::move(linked.specs), std::move(callback), linked.on_failure);
-  error_info refused;
-  if (!handles.empty() && handles.front().ready() &&
-      handles.front().get().status == outcome::rejected)
-    refused = handles.front().get().error;
-  return graph_handle{std::move(linked.names), std::move(handles), std::move(refused)};
+  return graph_handle{std::move(linked.names), std::move(handles)};
 }
 
 void client::cancel(const graph_handle& graph) {

@@ -100,9 +100,10 @@ graph_remainder remainder_of(std::vector<task_spec> specs, const std::vector<boo
 class graph_handle {
  public:
   graph_handle() = default;
+  /// refused: why, when the graph was refused before any task was made; otherwise derived from
+  /// the tasks (a refused graph's tasks all ended rejected at submit).
   graph_handle(std::vector<std::string> names, std::vector<task_handle> tasks,
-               error_info refused = {})
-      : names_(std::move(names)), tasks_(std::move(tasks)), refused_(std::move(refused)) {}
+               error_info refused = {});
 
   size_t size() const { return tasks_.size(); }
   const std::vector<task_handle>& tasks() const { return tasks_; }
