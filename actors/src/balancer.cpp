@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "troupe/model/log.hpp"
+#include "troupe/model/preemption.hpp"
 
 namespace troupe {
 
@@ -85,6 +86,27 @@ bool known_somewhere(const balancer_state& st, const task_state& t) {
   return false;
 }
 
+/// The running attempt on worker w that makes way for a task of higher priority or earlier
+/// deadline (by queue.order), if one may (preemption.hpp). Only CPU workers of this process
+/// mark attempts running.
+std::optional<size_t> victim_on(const balancer_state& st, size_t w, const assignment& urgent) {
+  auto order = st.setup->cfg.order;
+  if (!preempts_by(order)) return std::nullopt;
+  auto& held = st.workers[w].in_flight;
+  return preemption_victim(
+      held.size(),
+      [&](size_t i) {
+        auto& t = *held[i].task;
+        return held_attempt{preemption_rank(t.spec, order),
+                            held[i].order,
+                            t.running.load(std::memory_order_relaxed),
+                            t.spec.preemptible,
+                            t.preemptions,
+                            t.preempt_requested.load(std::memory_order_relaxed)};
+      },
+      preemption_rank(urgent.task->spec, order), urgent.order, st.setup->cfg.max_preemptions);
+}
+
 void place_pending(self_ptr self) {
   auto& st = self->state;
   if (st.pending.empty()) return;
@@ -117,6 +139,8 @@ void place_pending(self_ptr self) {
       waiting.push_back(std::move(a));
       continue;
     }
+    if (auto victim = victim_on(st, size_t(w), a))  // it would wait behind a preemptible task
+      st.workers[size_t(w)].in_flight[*victim].task->preempt_requested.store(true);
     st.ledger.reserve(w, t.id, t.spec.needs);
     show_reserved(st, w);
     auto& slot = st.workers[size_t(w)];
@@ -159,9 +183,10 @@ void request_more(self_ptr self) {
 }
 
 /// Tasks the queue sent beyond the demand, more urgent than what workers hold: each goes to a
-/// worker that can run it whatever its credit (the fewest urgent ones there first, then the
-/// least loaded), where it runs before the tasks it holds. None can now (resources): it waits
-/// at the front of the pending ones.
+/// worker that can run it whatever its credit (the fewest urgent ones there first, then one
+/// where it starts at once: idle, or running a preemptible task that makes way for it; then
+/// the least loaded), where it runs before the tasks it holds. None can now (resources): it
+/// waits at the front of the pending ones.
 void place_urgent(self_ptr self, std::vector<assignment>& tasks) {
   auto& st = self->state;
   event_batch events{*st.gate};
@@ -171,24 +196,33 @@ void place_urgent(self_ptr self, std::vector<assignment>& tasks) {
     auto& t = *a.task;
     if (t.cancel_requested.load(std::memory_order_relaxed)) continue;
     int32_t best = -1;
+    std::optional<size_t> best_victim;
+    bool best_starts = false;
     for (size_t w = 0; w < st.workers.size(); ++w) {
       auto& slot = st.workers[w];
       if (!slot.up || !runs_kind(st, w, t) || !st.ledger.can_reserve(int32_t(w), t.spec.needs) ||
           (t.avoid_worker == int32_t(w) && runnable_somewhere(st, t, int32_t(w))))
         continue;
-      if (best < 0) {
-        best = int32_t(w);
-        continue;
+      auto victim = victim_on(st, w, a);
+      bool starts = slot.in_flight.empty() || victim;
+      if (best >= 0) {
+        auto& b = st.workers[size_t(best)];
+        if (slot.urgent != b.urgent ? slot.urgent > b.urgent
+            : starts != best_starts ? !starts
+                                    : slot.backlog_s >= b.backlog_s)
+          continue;
       }
-      auto& b = st.workers[size_t(best)];
-      if (slot.urgent < b.urgent || (slot.urgent == b.urgent && slot.backlog_s < b.backlog_s))
-        best = int32_t(w);
+      best = int32_t(w);
+      best_victim = victim;
+      best_starts = starts;
     }
     if (best < 0) {
       st.pending.push_front(std::move(a));
       continue;
     }
     auto& slot = st.workers[size_t(best)];
+    if (best_victim)  // its worker stops it at its cancellation token; the queue requeues it
+      slot.in_flight[*best_victim].task->preempt_requested.store(true);
     st.ledger.reserve(best, t.id, t.spec.needs);
     show_reserved(st, best);
     t.estimate_s =

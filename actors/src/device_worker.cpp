@@ -232,6 +232,12 @@ class cpu_runner {
     task_context ctx{t.spec,      a.attempt,           l_.index,
                      desc.device, &t.cancel_requested, desc.device_index};
     ctx.stop_flag = &stop_flag_;
+    bool preemptible = t.spec.preemptible;
+    if (preemptible) {  // the balancer may ask it to make way from now on (preemption.hpp)
+      t.preempt_requested.store(false);
+      t.running.store(true);
+      ctx.preempt_flag = &t.preempt_requested;
+    }
     rec.started = now;
     try {
       if (!host_ && l_.setup->cpu_host && threaded_) host_ = l_.setup->cpu_host(l_.index);
@@ -240,15 +246,25 @@ class cpu_runner {
       rec.code = f.code;
       rec.message = f.message;
     } catch (...) {
+      if (preemptible) t.running.store(false);
       if (!leave_task(limited)) return false;
       crash(t, worker_reports::crash_text(t, std::current_exception()));
       return false;
     }
+    if (preemptible) t.running.store(false);
     if (!leave_task(limited)) return false;
     now = clock::now();
     if (limited && stop_flag_.load()) {  // past its limit: whatever it returned, it is over
       rec.code = stop_code_;
       rec.message = limit_text(t.spec, stop_code_) + "; it stopped when told";
+      rec.output = {};
+    } else if (preemptible && t.preempt_requested.load() &&
+               (rec.code == errc::none || rec.code == errc::cancelled) &&
+               !t.cancel_requested.load(std::memory_order_relaxed)) {
+      // Asked to make way: whatever it returned after that may be cut short, so the attempt
+      // is dropped and the queue runs the task again later.
+      rec.code = errc::preempted;
+      rec.message = "stopped for a more urgent task";
       rec.output = {};
     }
     tasks_done_.fetch_add(1, std::memory_order_relaxed);

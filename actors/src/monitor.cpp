@@ -213,6 +213,7 @@ monitor_actor::behavior_type monitor_impl(monitor_actor::stateful_pointer<monito
         for (auto h : msg.handling_ms) st.handling_sum_ms += h, ++st.handling_n;
         for (auto r : msg.recovery_ms) st.recovery_sum_ms += r, ++st.totals.recovered;
         st.totals.retries += msg.retries;
+        st.totals.preempted += msg.preempted;
         st.totals.duplicates_dropped += msg.duplicates;
         st.totals.queued = msg.queued;
       },

@@ -42,7 +42,8 @@ class queue_logic {
 
   ~queue_logic() {
     if (!st_.report.records.empty() || st_.report.retries || st_.report.duplicates ||
-        !st_.report.detection_ms.empty() || !st_.report.recovery_ms.empty()) {
+        st_.report.preempted || !st_.report.detection_ms.empty() ||
+        !st_.report.recovery_ms.empty()) {
       st_.report.queued = st_.ready->size();
       self_->send(st_.monitor, std::move(st_.report));
       st_.report = finished_msg{};
@@ -343,6 +344,14 @@ class queue_logic {
       }
       if (rec.code == errc::cancelled) {  // normally finalized already by cancel()
         finalize(t, outcome::cancelled, {rec.code, "cancelled"});
+        continue;
+      }
+      if (rec.code == errc::preempted) {  // made way for a more urgent task: queued again
+        --t->attempts;
+        ++t->preemptions;
+        ++st_.report.preempted;
+        if (events_.wanted()) events_.add_task("task.preempted", *t, rec.worker, rec.message);
+        enqueue(t, t->timings.queued);
         continue;
       }
       if (!rec.counts_as_attempt) {  // never started on a worker that died: same attempt again

@@ -232,7 +232,7 @@ def read_key(path, field):
 
 NEEDS = ("cpu_slots", "memory_bytes", "gpu_count", "gpu_memory_bytes")
 SAME_ON_THE_WIRE = ("kind", "params", "priority", "deadline_ms", "max_retries",
-                    "retry_backoff_ms", "timeout_ms", "labels")
+                    "retry_backoff_ms", "timeout_ms", "labels", "preemptible")
 
 
 def graph_tasks(path):

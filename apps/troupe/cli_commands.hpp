@@ -32,6 +32,7 @@ struct submit_options {
   int32_t priority = 0;
   size_t count = 1;
   uint32_t gpu_count = 0;  ///< 1: on a GPU only
+  bool preemptible = false;
   bool wait = false;
   int64_t timeout_ms = 30000;
   key_options keys;

@@ -374,6 +374,7 @@ int run_submit(const submit_options& opt) {
   line["priority"] = opt.priority;
   if (opt.count > 1) line["count"] = opt.count;
   if (opt.gpu_count) line["gpu_count"] = opt.gpu_count;
+  if (opt.preemptible) line["preemptible"] = true;
   std::istringstream in{line.dump()};
   auto specs = parse_workload(in, "--params");
   client_options co;
@@ -419,6 +420,7 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_o
     j["queued"] = st.queued;
     j["in_flight"] = st.in_flight;
     j["retries"] = st.retries;
+    j["preempted"] = st.preempted;
     j["frames_refused"] = s.frames_refused;
     j["stale_frames"] = s.stale_frames;
     j["attempts"] = st.attempts;

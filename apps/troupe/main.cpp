@@ -275,6 +275,9 @@ int main(int argc, char** argv) {
   submit_cmd->add_option("--count", so.count, "submit this many copies")
       ->check(CLI::Range(1, 10000000));
   submit_cmd->add_option("--gpus", so.gpu_count, "1: run on a GPU only")->check(CLI::Range(0, 1));
+  submit_cmd->add_flag("--preemptible", so.preemptible,
+                       "may be stopped for a more urgent task and queued again "
+                       "(docs/preemption.md)");
   submit_cmd->add_flag("--wait", so.wait, "wait for the results and print them as JSON lines");
   submit_cmd->add_option("--timeout-ms", so.timeout_ms, "how long to wait for the head");
   // Keys come from files only: a key on the command line would show in ps and shell history.

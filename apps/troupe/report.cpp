@@ -39,6 +39,7 @@ nlohmann::json to_json(const run_summary& r) {
   j["cancelled"] = s.cancelled;
   j["expired"] = s.expired;
   j["retries"] = s.retries;
+  j["preempted"] = s.preempted;
   j["attempts"] = s.attempts;
   j["recovered"] = s.recovered;
   j["duplicates_dropped"] = s.duplicates_dropped;
@@ -81,7 +82,8 @@ std::string to_text(const run_summary& r) {
   o << "tasks      submitted " << s.submitted << ", completed " << s.completed << ", failed "
     << s.failed << ", cancelled " << s.cancelled << ", expired " << s.expired << ", rejected "
     << s.rejected << "\n";
-  o << "retries    " << s.retries << " (duplicates dropped " << s.duplicates_dropped << ")\n";
+  o << "retries    " << s.retries << " (duplicates dropped " << s.duplicates_dropped
+    << "); preempted " << s.preempted << "\n";
   std::snprintf(buf, sizeof buf, "throughput %.1f tasks/s\n",
                 r.makespan_s > 0 ? double(finished) / r.makespan_s : 0.0);
   o << buf;

@@ -62,7 +62,11 @@ template <class T>
 T json_field(const nlohmann::json& j, const std::string& where, const char* name, T fallback) {
   if (!j.contains(name)) return fallback;
   auto& v = j.at(name);
-  if constexpr (std::is_integral_v<T>) {
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean())
+      throw std::runtime_error(where + ": field '" + name + "' must be true or false");
+    return v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
     if (!v.is_number_integer())
       throw std::runtime_error(where + ": field '" + name + "' must be an integer");
     bool fits = v.is_number_unsigned()
@@ -92,7 +96,8 @@ task_spec spec_from_object(const nlohmann::json& j, const std::string& where,
   static const char* known[] = {"kind",        "params",           "priority",
                                 "deadline_ms", "max_retries",      "retry_backoff_ms",
                                 "cpu_slots",   "memory_bytes",     "labels",
-                                "gpu_count",   "gpu_memory_bytes", "timeout_ms"};
+                                "gpu_count",   "gpu_memory_bytes", "timeout_ms",
+                                "preemptible"};
   for (auto& [k, v] : j.items())
     if (std::find(std::begin(known), std::end(known), k) == std::end(known) &&
         std::find(extra.begin(), extra.end(), k) == extra.end())
@@ -128,6 +133,7 @@ task_spec spec_from_object(const nlohmann::json& j, const std::string& where,
   s.needs.gpu_count = field("gpu_count", uint32_t{0});
   s.needs.gpu_memory_bytes = field("gpu_memory_bytes", uint64_t{0});
   s.labels = field("labels", std::map<std::string, std::string>{});
+  s.preemptible = field("preemptible", false);
   return s;
 }
 

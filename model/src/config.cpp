@@ -238,6 +238,9 @@ const std::vector<key_def>& keys() {
       {"queue", "dead_letter",
        [](auto& c, auto& n) { c.dead_letter_capacity = uint32_t(int_in(n, 0, 1'000'000)); },
        [](const runtime_config& c) { return text(c.dead_letter_capacity); }},
+      {"queue", "max_preemptions",
+       [](auto& c, auto& n) { c.max_preemptions = uint32_t(int_in(n, 0, 1000)); },
+       [](const runtime_config& c) { return text(c.max_preemptions); }},
       {"limits", "max_payload_bytes",
        [](auto& c, auto& n) {
          c.max_payload_bytes = uint64_t(int_in(n, 1024, int64_t(max_config_payload_bytes)));

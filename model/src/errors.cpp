@@ -53,6 +53,8 @@ const char* to_string(errc code) noexcept {
       return "not_authorized";
     case errc::upstream_failed:
       return "upstream_failed";
+    case errc::preempted:
+      return "preempted";
   }
   return "unknown_error";
 }

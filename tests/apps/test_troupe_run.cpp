@@ -96,12 +96,20 @@ TEST(TroupeRun, WorkloadFileRunsAndBadLinesAreNamed) {
   write(wl,
         "# two kinds\n"
         "{\"kind\": \"gemm\", \"params\": {\"size\": 32}, \"count\": 5}\n"
-        "{\"kind\": \"mlp\", \"params\": {\"layers\": [8, 4], \"batch\": 2}, \"priority\": 3}\n");
+        "{\"kind\": \"mlp\", \"params\": {\"layers\": [8, 4], \"batch\": 2}, \"priority\": 3}\n"
+        "{\"kind\": \"sleep\", \"params\": {\"ms\": 1}, \"preemptible\": true}\n");
   auto json_path = temp_path("wl.json");
   auto r = run("run --quiet --workload " + wl + " --json " + json_path);
   ASSERT_EQ(r.rc, 0) << r.output;
   auto j = read_json(json_path);
-  EXPECT_EQ(j["completed"], 6);
+  EXPECT_EQ(j["completed"], 7);
+  EXPECT_EQ(j["preempted"], 0) << "nothing more urgent came after the preemptible task";
+
+  write(wl, "{\"kind\": \"sleep\", \"preemptible\": 1}\n");
+  r = run("run --quiet --workload " + wl);
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find(wl + ":1: field 'preemptible' must be true or false"), std::string::npos)
+      << r.output;
 
   write(wl, "{\"kind\": \"gemm\"}\n{\"kind\": \"gemm\", \"prio\": 1}\n");
   r = run("run --quiet --workload " + wl);

@@ -43,6 +43,7 @@ task_spec sample_spec(int salt) {
   s.labels = {{"tenant", "a"}, {"zone", std::to_string(salt)}};
   s.after = {uint32_t(salt), 7};
   s.inputs = {task_input{"x", uint32_t(salt), "checksum"}, task_input{"payload", 3, "bytes"}};
+  s.preemptible = salt % 2 == 0;
   return s;
 }
 
@@ -134,6 +135,7 @@ void expect_same(const task_spec& a, const task_spec& b) {
   EXPECT_EQ(a.labels, b.labels);
   EXPECT_EQ(a.after, b.after);
   EXPECT_EQ(a.inputs, b.inputs);
+  EXPECT_EQ(a.preemptible, b.preemptible);
 }
 
 void expect_same(const task_output& a, const task_output& b) {
@@ -357,7 +359,7 @@ TEST(CodecRoundTrip, Status) {
   uint64_t n = 1000;
   for (auto* x : {&s.submitted, &s.rejected, &s.completed, &s.failed, &s.cancelled, &s.expired,
                   &s.retries, &s.duplicates_dropped, &s.queued, &s.in_flight, &s.errors_detected,
-                  &s.events_dropped, &s.recovered, &s.attempts})
+                  &s.events_dropped, &s.recovered, &s.attempts, &s.preempted})
     *x = ++n;
   double d = 0.5;
   for (auto* x : {&s.mean_error_detection_ms, &s.mean_error_handling_ms, &s.uptime_s,
@@ -383,6 +385,7 @@ TEST(CodecRoundTrip, Status) {
            {s.cancelled, t.cancelled, "cancelled"},
            {s.expired, t.expired, "expired"},
            {s.retries, t.retries, "retries"},
+           {s.preempted, t.preempted, "preempted"},
            {s.duplicates_dropped, t.duplicates_dropped, "duplicates_dropped"},
            {s.queued, t.queued, "queued"},
            {s.in_flight, t.in_flight, "in_flight"},
@@ -558,8 +561,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     task_spec m;
-    auto& [a, b, c, d, e, f, g, h, i, j, k, l, n] = m;
-    expect_on_wire("task_spec", reached_by(m), a, b, c, d, e, f, g, h, i, j, k, l, n);
+    auto& [a, b, c, d, e, f, g, h, i, j, k, l, n, o] = m;
+    expect_on_wire("task_spec", reached_by(m), a, b, c, d, e, f, g, h, i, j, k, l, n, o);
   }
   {
     task_input m;
@@ -654,9 +657,9 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
     auto r = reached_by(m);
     expect_on_wire("status", r, a, b, c, d, e, f, g);
     auto& [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19,
-           s20, s21, s22] = m.stats;  // flattened into the body
+           s20, s21, s22, s23] = m.stats;  // flattened into the body
     expect_on_wire("status.stats", r, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14,
-                   s15, s16, s17, s18, s19, s20, s21, s22);
+                   s15, s16, s17, s18, s19, s20, s21, s22, s23);
   }
   {
     error m;

@@ -475,7 +475,7 @@ struct enum_names<device_class> {
 };
 template <>
 struct enum_names<errc> {
-  static constexpr auto last = errc::upstream_failed;
+  static constexpr auto last = errc::preempted;
   static void unknown(const where& p, const std::string& name) {
     refuse(wire_errc::malformed, p.str() + ": unknown error code '" + name + "'");
   }
@@ -556,7 +556,12 @@ using bare = std::remove_cv_t<std::remove_reference_t<T>>;
 template <class T, class... Opts>
 bool written(const T& member) {
   if constexpr (is_optional<T>::value) return member.has_value();
-  if constexpr (has_option<omit_empty_t, Opts...>) return !member.empty();
+  if constexpr (has_option<omit_empty_t, Opts...>) {
+    if constexpr (std::is_same_v<T, bool>)
+      return member;  // a flag is left out when false
+    else
+      return !member.empty();
+  }
   return true;
 }
 

@@ -144,6 +144,7 @@ struct finished_msg {
   std::vector<double> detection_ms, handling_ms;
   std::vector<double> recovery_ms;  ///< first failure known -> completed, per recovered task
   uint64_t retries = 0, duplicates = 0;
+  uint64_t preempted = 0;  ///< attempts stopped for a more urgent task, queued again
   uint64_t queued = 0;  ///< depth of the ready queue after this batch
 };
 struct stats_request {};

@@ -152,6 +152,9 @@ struct runtime_config {
   /// queue.order = "fair": each client's weight (its `client` label); absent clients weigh 1.
   std::map<std::string, double> shares;
   uint32_t dead_letter_capacity = 1000;
+  /// How often one task marked preemptible may be stopped for a more urgent one; then it runs
+  /// to its end. 0: no task is ever preempted.
+  uint32_t max_preemptions = 3;
   // [retry]
   uint32_t max_retries = 3;
   /// The most retries any task gets, whatever its spec says (a spec from the wire may say 2^32-1).

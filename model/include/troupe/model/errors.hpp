@@ -30,6 +30,9 @@ enum class errc : uint8_t {
   result_lost,      ///< the head does not know the task (restarted without a journal, or compacted)
   not_authorized,   ///< the head refused this client's key, or the key may not do this
   upstream_failed,  ///< a graph task whose parent failed, was cancelled or expired (not run)
+  /// A preemptible task's attempt stopped for a more urgent task: it goes back to the queue
+  /// (never a task's final error).
+  preempted,
 };
 
 /// Stable, lower-case name of an error code ("queue_full").

@@ -9,9 +9,9 @@
 namespace troupe {
 
 /// One state change. Topics (docs/protocol.md has the catalogue): task.submitted, task.queued,
-/// task.placed, task.started, task.retrying, task.completed, task.failed, task.cancelled,
-/// task.expired, worker.up, worker.down, worker.restarting, worker.degraded, node.joined,
-/// node.suspect, node.left, queue.rejected, queue.pressure, metrics.snapshot.
+/// task.placed, task.started, task.retrying, task.preempted, task.completed, task.failed,
+/// task.cancelled, task.expired, worker.up, worker.down, worker.restarting, worker.degraded,
+/// node.joined, node.suspect, node.left, queue.rejected, queue.pressure, metrics.snapshot.
 struct event {
   uint64_t seq = 0;     ///< per publisher, gap-free
   int64_t time_ns = 0;  ///< system clock, ns since the epoch

@@ -43,11 +43,14 @@ struct task_context {
   gpu_memory* gpu = nullptr;
   /// Set when the attempt ran past the task's timeout or deadline (CPU workers).
   const std::atomic<bool>* stop_flag = nullptr;
+  /// Set when a preemptible task is asked to make way for a more urgent one (CPU workers).
+  const std::atomic<bool>* preempt_flag = nullptr;
   /// Long implementations may poll this and return early; the result is then dropped. True when
-  /// the task was cancelled, or ran past its timeout or deadline.
+  /// the task was cancelled, ran past its timeout or deadline, or was preempted.
   bool cancelled() const {
     return (cancel_flag && cancel_flag->load(std::memory_order_relaxed)) ||
-           (stop_flag && stop_flag->load(std::memory_order_relaxed));
+           (stop_flag && stop_flag->load(std::memory_order_relaxed)) ||
+           (preempt_flag && preempt_flag->load(std::memory_order_relaxed));
   }
 };
 

@@ -35,6 +35,7 @@ struct worker_stats {
 struct runtime_stats {
   uint64_t submitted = 0, rejected = 0, completed = 0, failed = 0, cancelled = 0, expired = 0;
   uint64_t retries = 0;             ///< attempts beyond the first
+  uint64_t preempted = 0;  ///< attempts stopped for a more urgent task (the task queued again)
   uint64_t duplicates_dropped = 0;  ///< terminal records after the first (idempotent completion)
   uint64_t queued = 0, in_flight = 0;
   uint64_t errors_detected = 0;

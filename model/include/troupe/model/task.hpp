@@ -60,6 +60,10 @@ struct task_spec {
   /// input is an edge too). Empty for a plain task.
   std::vector<uint32_t> after;
   std::vector<task_input> inputs;
+  /// May be stopped at its cancellation token (task_context::cancelled()) to make way for a
+  /// more urgent task, then queued again: at most queue.max_preemptions times, after which it
+  /// runs to its end. Only the attempt is lost, never the task (docs/preemption.md).
+  bool preemptible = false;
 };
 
 enum class outcome : uint8_t { pending, completed, failed, cancelled, expired, rejected };

@@ -36,12 +36,17 @@ struct task_state {
   completion done;
   std::shared_ptr<const std::function<void(const task_result&)>> callback;  ///< shared by a batch
   std::atomic<bool> cancel_requested{false};
+  /// Shared between the balancer (asks) and a CPU worker (runs): whether an attempt is running
+  /// now, and whether it was asked to make way for a more urgent task (preemption).
+  std::atomic<bool> running{false};
+  std::atomic<bool> preempt_requested{false};
 
   // Owned by the queue.
   /// waiting: a graph task whose parents have not all ended (not in the ready queue yet).
   enum class place : uint8_t { queued, backoff, dispatched, waiting };
   place at = place::queued;
   uint32_t attempts = 0;
+  uint32_t preemptions = 0;  ///< attempts stopped for a more urgent task (not counted above)
   bool finished = false;
   task_timings timings;
   error_info last_error;

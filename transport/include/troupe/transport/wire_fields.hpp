@@ -115,6 +115,7 @@ void fields(F& f, task_spec& m) {
   f("labels", m.labels, omit_empty);
   f("after", m.after, omit_empty);
   f("inputs", m.inputs, omit_empty);
+  f("preemptible", m.preemptible, omit_empty);
 }
 
 /// Flattened into the map of a record that carries an output.
@@ -350,6 +351,7 @@ void fields(F& f, status& m) {
   f("cancelled", s.cancelled);
   f("expired", s.expired);
   f("retries", s.retries);
+  f("preempted", s.preempted);
   f("queued", s.queued);
   f("in_flight", s.in_flight);
   f("uptime_s", s.uptime_s);
