@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <caf/all.hpp>
 #include <cmath>
+#include <limits>
 
+#include "troupe/model/gang.hpp"
 #include "troupe/model/log.hpp"
 #include "troupe/model/preemption.hpp"
 
@@ -19,7 +21,7 @@ double backlog_target_s(const balancer_state& st) {
 
 /// floor: tasks the worker may hold whatever its estimated backlog (its credit floor).
 bool has_room(const balancer_state& st, const balancer_state::worker_slot& w, size_t floor) {
-  return w.up && w.in_flight.size() < st.setup->cfg.worker_prefetch &&
+  return w.up && w.held_for == 0 && w.in_flight.size() < st.setup->cfg.worker_prefetch &&
          (w.in_flight.size() < floor || w.backlog_s < backlog_target_s(st));
 }
 
@@ -38,11 +40,23 @@ bool runs_kind(const balancer_state& st, size_t w, const task_state& t) {
   return t.kind->index < kinds->size() && (*kinds)[t.kind->index];
 }
 
+/// Whether the reservations let the task run on worker w now (reservations.hpp).
+bool reserved_ok(const balancer_state& st, size_t w, const task_state& t) {
+  auto& book = st.setup->reservations;
+  return book.empty() || book.allows(w, reservation_of(t.spec), clock::now());
+}
+
+/// Whether they ever will (false: the reservation it names ended, or holds w for good).
+bool reserved_ever(const balancer_state& st, size_t w, const task_state& t) {
+  auto& book = st.setup->reservations;
+  return book.empty() || book.could_ever(w, reservation_of(t.spec), clock::now());
+}
+
 /// Whether some worker still in service (other than `except`) could ever run the task.
 bool runnable_somewhere(const balancer_state& st, const task_state& t, int32_t except = -1) {
   for (size_t w = 0; w < st.workers.size(); ++w)
     if (int32_t(w) != except && !st.workers[w].retired && runs_kind(st, w, t) &&
-        st.ledger.fits_capacity(int32_t(w), t.spec.needs))
+        st.ledger.fits_capacity(int32_t(w), t.spec.needs) && reserved_ever(st, w, t))
       return true;
   return false;
 }
@@ -58,7 +72,7 @@ bool can_take(balancer_state& st, size_t w, const task_state& t) {
   if (desc.device == device_class::cuda && !(t.kind->def.batch_key && t.kind->def.cuda_batch))
     floor = std::min(floor, 2 * size_t(st.setup->cfg.cuda_streams));
   return runs_kind(st, w, t) && has_room(st, st.workers[w], floor) &&
-         st.ledger.can_reserve(int32_t(w), t.spec.needs);
+         st.ledger.can_reserve(int32_t(w), t.spec.needs) && reserved_ok(st, w, t);
 }
 
 /// The worker a task goes to, or -1 if none has room for it now (the placer decides).
@@ -107,6 +121,28 @@ std::optional<size_t> victim_on(const balancer_state& st, size_t w, const assign
       preemption_rank(urgent.task->spec, order), urgent.order, st.setup->cfg.max_preemptions);
 }
 
+/// Sends what one placement round decided: the tasks no worker can run back to the queue, the
+/// assignments to their workers, the events to the bus.
+void send_round(self_ptr self, completions_msg& unrunnable, std::vector<assign_msg>& batches,
+                event_batch& events) {
+  auto& st = self->state;
+  if (!unrunnable.records.empty()) self->send(st.queue, std::move(unrunnable));
+  for (size_t w = 0; w < batches.size(); ++w)
+    if (!batches[w].tasks.empty()) self->send(st.workers[w].handle, std::move(batches[w]));
+  events.flush(self, st.bus);
+}
+
+/// The record that ends an attempt no worker in service can run.
+attempt_record unrunnable_record(const assignment& a, errc code, std::string message) {
+  attempt_record rec;
+  rec.task = a.task;
+  rec.attempt = a.attempt;
+  rec.code = code;
+  rec.message = std::move(message);
+  rec.started = rec.finished = clock::now();
+  return rec;
+}
+
 void place_pending(self_ptr self) {
   auto& st = self->state;
   if (st.pending.empty()) return;
@@ -123,17 +159,14 @@ void place_pending(self_ptr self) {
     auto w = choose(st, t);
     if (w < 0) {
       if (!runnable_somewhere(st, t)) {  // its only capable workers were retired
-        attempt_record rec;
-        rec.task = a.task;
-        rec.attempt = a.attempt;
-        rec.code = errc::unsatisfiable_resources;
-        rec.message = "no worker still in service can run it (see worker.down events)";
-        if (!known_somewhere(st, t)) {  // the nodes that had its kind came back without it
-          rec.code = errc::unknown_kind;
-          rec.message = "no node runs task kind '" + t.spec.kind + "' any more";
-        }
-        rec.started = rec.finished = clock::now();
-        unrunnable.records.push_back(std::move(rec));
+        unrunnable.records.push_back(
+            known_somewhere(st, t)
+                ? unrunnable_record(a, errc::unsatisfiable_resources,
+                                    "no worker still in service can run it (see worker.down "
+                                    "events, or the reservation it names has ended)")
+                // the nodes that had its kind came back without it
+                : unrunnable_record(a, errc::unknown_kind,
+                                    "no node runs task kind '" + t.spec.kind + "' any more"));
         continue;
       }
       waiting.push_back(std::move(a));
@@ -150,10 +183,7 @@ void place_pending(self_ptr self) {
     batches[size_t(w)].tasks.push_back(std::move(a));
   }
   st.pending.swap(waiting);
-  if (!unrunnable.records.empty()) self->send(st.queue, std::move(unrunnable));
-  for (size_t w = 0; w < batches.size(); ++w)
-    if (!batches[w].tasks.empty()) self->send(st.workers[w].handle, std::move(batches[w]));
-  events.flush(self, st.bus);
+  send_round(self, unrunnable, batches, events);
 }
 
 /// Asks the queue for as many tasks as the workers have room for (credit), minus what is already
@@ -166,7 +196,7 @@ void request_more(self_ptr self) {
   uint64_t room = 0;
   for (auto& w : st.workers) {
     auto have = w.in_flight.size(), prefetch = size_t(st.setup->cfg.worker_prefetch);
-    if (!w.up || have >= prefetch) continue;
+    if (!w.up || w.held_for != 0 || have >= prefetch) continue;
     // Refill a worker only once it has drained half its credit (or holds fewer than two tasks):
     // batches stay large instead of degenerating into one small demand/dispatch/assign round
     // per result message.
@@ -200,7 +230,8 @@ void place_urgent(self_ptr self, std::vector<assignment>& tasks) {
     bool best_starts = false;
     for (size_t w = 0; w < st.workers.size(); ++w) {
       auto& slot = st.workers[w];
-      if (!slot.up || !runs_kind(st, w, t) || !st.ledger.can_reserve(int32_t(w), t.spec.needs) ||
+      if (!slot.up || slot.held_for != 0 || !runs_kind(st, w, t) ||
+          !st.ledger.can_reserve(int32_t(w), t.spec.needs) || !reserved_ok(st, w, t) ||
           (t.avoid_worker == int32_t(w) && runnable_somewhere(st, t, int32_t(w))))
         continue;
       auto victim = victim_on(st, w, a);
@@ -239,9 +270,105 @@ void place_urgent(self_ptr self, std::vector<assignment>& tasks) {
   events.flush(self, st.bus);
 }
 
+/// Gangs (gang.hpp), oldest first: a complete one goes to distinct idle workers all at once
+/// if it can; else it holds the workers that could take it (they get nothing else and drain)
+/// until it can. One that no workers in service could ever hold ends unsatisfiable. Holds are
+/// worked out again each time, so a worker that goes down frees its gang to choose others.
+void place_gangs(self_ptr self) {
+  auto& st = self->state;
+  for (auto& w : st.workers) w.held_for = 0;
+  if (st.gangs.empty()) return;
+  completions_msg unrunnable;
+  std::vector<assign_msg> batches(st.workers.size());
+  event_batch events{*st.gate};
+  for (auto it = st.gangs.begin(); it != st.gangs.end();) {
+    auto gang = it->first;
+    auto& members = it->second;
+    if (std::any_of(members.begin(), members.end(), [](const assignment& a) {
+          return a.task->cancel_requested.load(std::memory_order_relaxed);
+        })) {  // ended by the queue (a member's end ends the gang): nothing to place
+      it = st.gangs.erase(it);
+      continue;
+    }
+    if (members.size() < members.front().task->gang_size) {  // the rest is on its way
+      ++it;
+      continue;
+    }
+    auto n = members.size(), nw = st.workers.size();
+    auto ever = match_gang(n, nw, [&](size_t m, size_t w) {
+      auto& t = *members[m].task;
+      return !st.workers[w].retired && runs_kind(st, w, t) &&
+             st.ledger.fits_capacity(int32_t(w), t.spec.needs) && reserved_ever(st, w, t);
+    });
+    if (!ever) {
+      for (auto& a : members)
+        unrunnable.records.push_back(unrunnable_record(
+            a, errc::unsatisfiable_resources,
+            "a gang of " + std::to_string(n) +
+                " tasks: no workers still in service can hold it at once (see worker.down "
+                "events)"));
+      it = st.gangs.erase(it);
+      continue;
+    }
+    auto now = match_gang(n, nw, [&](size_t m, size_t w) {
+      auto& slot = st.workers[w];
+      auto& t = *members[m].task;
+      return slot.up && slot.in_flight.empty() && (slot.held_for == 0 || slot.held_for == gang) &&
+             runs_kind(st, w, t) && st.ledger.can_reserve(int32_t(w), t.spec.needs) &&
+             reserved_ok(st, w, t);
+    });
+    if (!now) {
+      for (auto w : *ever)
+        if (st.workers[w].held_for == 0) st.workers[w].held_for = gang;
+      ++it;
+      continue;
+    }
+    for (size_t m = 0; m < n; ++m) {
+      auto w = (*now)[m];
+      auto& a = members[m];
+      auto& t = *a.task;
+      auto& slot = st.workers[w];
+      slot.held_for = 0;
+      st.ledger.reserve(int32_t(w), t.id, t.spec.needs);
+      show_reserved(st, int32_t(w));
+      t.estimate_s = st.model.estimate_s(model_key(t, st.setup->workers[w].device), t.cost);
+      slot.backlog_s += t.estimate_s;
+      // First in its worker's lane whatever is placed there next: the members start together.
+      a.order = std::numeric_limits<double>::lowest();
+      slot.in_flight.push_back(a);
+      if (events.wanted()) events.add_task("task.placed", t, int32_t(w));
+      batches[w].tasks.push_back(std::move(a));
+    }
+    it = st.gangs.erase(it);
+  }
+  send_round(self, unrunnable, batches, events);
+}
+
+/// A tick when the next reservation starts or ends: tasks waiting for its workers may go then.
+void arm_reservation_tick(self_ptr self) {
+  auto& st = self->state;
+  if (st.tick_armed) return;
+  auto now = clock::now();
+  auto next = st.setup->reservations.next_change(now);
+  if (!next) return;
+  st.tick_armed = true;
+  self->delayed_send(self, *next - now + std::chrono::milliseconds(1), reservation_tick_msg{});
+}
+
 void pump(self_ptr self) {
-  place_pending(self);
+  place_pending(self);  // what came first (gangs hold their workers from one pump to the next)
+  place_gangs(self);
   request_more(self);
+}
+
+/// Takes the gang members out of a dispatch: they wait for their whole gang (place_gangs).
+void hold_gang_members(balancer_state& st, std::vector<assignment>& tasks) {
+  auto is_member = [](const assignment& a) { return a.task->gang != 0; };
+  if (std::none_of(tasks.begin(), tasks.end(), is_member)) return;
+  auto rest = std::stable_partition(tasks.begin(), tasks.end(),
+                                    [&](const assignment& a) { return !is_member(a); });
+  for (auto i = rest; i != tasks.end(); ++i) st.gangs[i->task->gang].push_back(std::move(*i));
+  tasks.erase(rest, tasks.end());
 }
 
 }  // namespace
@@ -270,14 +397,17 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
       st.workers.back().min_tasks = std::min<size_t>(floor, setup->cfg.worker_prefetch);
     }
   }
+  arm_reservation_tick(self);
   return {
       [=](dispatch_msg& msg) {
         auto& st = self->state;
         if (msg.urgent) {
+          hold_gang_members(st, msg.tasks);
           place_urgent(self, msg.tasks);
           return pump(self);
         }
         st.requested -= std::min<uint32_t>(st.requested, uint32_t(msg.tasks.size()));
+        hold_gang_members(st, msg.tasks);
         for (auto& a : msg.tasks) {
           auto& t = *a.task;
           // Sizes the demand only; placement estimates per device.
@@ -324,6 +454,11 @@ balancer_actor::behavior_type balancer_impl(balancer_actor::stateful_pointer<bal
         slot.kinds = std::move(msg.kinds);
         show_reserved(st, msg.worker);
         st.ledger.set_available(msg.worker, true);
+        pump(self);
+      },
+      [=](reservation_tick_msg) {
+        self->state.tick_armed = false;
+        arm_reservation_tick(self);
         pump(self);
       },
       [=](const worker_lost_msg& msg) {

@@ -68,6 +68,23 @@ runtime_stats snapshot(const monitor_state& st) {
     }
     s.workers.push_back(ws);
   }
+  for (auto& e : st.setup->reservations.entries()) {
+    reservation_stats r;
+    r.name = e.name;
+    r.clients = e.clients;
+    r.active = reservation_book::active(e, now);
+    auto secs = [&](time_point t) { return std::chrono::duration<double>(t - now).count(); };
+    r.starts_in_s = e.from && *e.from > now ? secs(*e.from) : 0;
+    r.ends_in_s = e.until ? std::max(0.0, secs(*e.until)) : -1;
+    for (auto w : e.workers) {
+      r.workers.push_back(s.workers[w].name);
+      if (s.workers[w].state == "busy")
+        ++r.busy;
+      else if (r.active && s.workers[w].state == "idle")
+        ++r.idle;
+    }
+    s.reservations.push_back(std::move(r));
+  }
   return s;
 }
 

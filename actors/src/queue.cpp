@@ -354,6 +354,11 @@ class queue_logic {
         enqueue(t, t->timings.queued);
         continue;
       }
+      if (!rec.counts_as_attempt && t->gang != 0) {  // alone it would wait for its gang forever
+        finalize(t, outcome::failed,
+                 {rec.code, rec.message + " (before it started; a gang runs whole, once)"});
+        continue;
+      }
       if (!rec.counts_as_attempt) {  // never started on a worker that died: same attempt again
         --t->attempts;
         enqueue(t, t->timings.queued);

@@ -453,6 +453,16 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_o
         j["workers"].back()["gpu_memory"] = {{"capacity_bytes", g->capacity},
                                              {"reserved_bytes", g->reserved}};
     }
+    j["reservations"] = nlohmann::json::array();
+    for (auto& r : st.reservations)
+      j["reservations"].push_back({{"name", r.name},
+                                   {"workers", r.workers},
+                                   {"clients", r.clients},
+                                   {"active", r.active},
+                                   {"busy", r.busy},
+                                   {"idle", r.idle},
+                                   {"starts_in_s", r.starts_in_s},
+                                   {"ends_in_s", r.ends_in_s}});
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -478,6 +488,17 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_o
     std::printf("; efficiency n/a (no errors)\n");
   std::printf("frames     %llu refused, %llu from stale epochs\n",
               (unsigned long long)s.frames_refused, (unsigned long long)s.stale_frames);
+  for (auto& r : st.reservations) {
+    std::string workers, clients;
+    for (auto& w : r.workers) workers += (workers.empty() ? "" : ", ") + w;
+    for (auto& c : r.clients) clients += (clients.empty() ? "" : ", ") + c;
+    std::printf("reserved   %s: %s; %s; %u busy, %u idle (unused)", r.name.c_str(), workers.c_str(),
+                r.active ? "active" : ("starts in " + std::to_string(r.starts_in_s) + " s").c_str(),
+                r.busy, r.idle);
+    if (!clients.empty()) std::printf("; for %s", clients.c_str());
+    if (r.ends_in_s >= 0) std::printf("; ends in %.0f s", r.ends_in_s);
+    std::printf("\n");
+  }
   std::printf("supervision tree\n  head (supervisor, queue, balancer, monitor)\n");
   std::map<std::string, std::vector<size_t>> by_node;
   for (size_t i = 0; i < st.workers.size(); ++i)

@@ -521,6 +521,80 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
   }
 }
 
+/// A TOML offset date-time (2026-12-07T09:00:00Z) as a wall-clock time point.
+std::chrono::system_clock::time_point wall_time(const toml::node& n) {
+  auto* dt = n.as_date_time();
+  if (!dt || !dt->get().offset)
+    throw std::string{"expected a date and time with its offset, e.g. 2026-12-07T09:00:00Z"};
+  auto& v = dt->get();
+  // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+  int y = v.date.year - (v.date.month <= 2);
+  int era = (y >= 0 ? y : y - 399) / 400;
+  unsigned yoe = unsigned(y - era * 400);
+  unsigned doy = (153 * (v.date.month + (v.date.month > 2 ? -3 : 9)) + 2) / 5 + v.date.day - 1;
+  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  int64_t days = int64_t(era) * 146097 + int64_t(doe) - 719468;
+  int64_t secs = days * 86400 + v.time.hour * 3600 + v.time.minute * 60 + v.time.second -
+                 int64_t(v.offset->minutes) * 60;
+  return std::chrono::system_clock::time_point{} + std::chrono::seconds(secs) +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+             std::chrono::nanoseconds(v.time.nanosecond));
+}
+
+std::vector<std::string> names_in(const toml::node& value, const char* what) {
+  auto* arr = value.as_array();
+  if (!arr) throw std::string{"expected an array of "} + what;
+  std::vector<std::string> out;
+  for (auto& e : *arr) {
+    auto s = e.value<std::string>();
+    if (!s || s->empty() || !e.is_string())
+      throw std::string{"expected an array of "} + what + " (non-empty strings)";
+    out.push_back(*s);
+  }
+  return out;
+}
+
+/// [reservations.NAME] tables: workers, clients, from, until. Worker names are checked when
+/// the runtime starts (reservations.hpp): only it knows its workers.
+void parse_reservations(runtime_config& cfg, const toml::node& node, const std::string& source) {
+  auto* table = node.as_table();
+  if (!table)
+    throw config_error(source, line_of(node), "reservations",
+                       "expected [reservations.NAME] tables");
+  for (auto& [name_key, value] : *table) {
+    std::string name{name_key.str()};
+    auto path = "reservations." + name;
+    auto* t = value.as_table();
+    if (!t) throw config_error(source, line_of(value), path, "expected a [" + path + "] table");
+    reservation_config r;
+    r.name = name;
+    r.line = line_of(value);
+    for (auto& [key, v] : *t) {
+      std::string k{key.str()};
+      try {
+        if (k == "workers")
+          r.workers = names_in(v, "worker names");
+        else if (k == "clients")
+          r.clients = names_in(v, "client names");
+        else if (k == "from")
+          r.from = wall_time(v);
+        else if (k == "until")
+          r.until = wall_time(v);
+        else
+          throw std::string{"unknown key (workers, clients, from, until)"};
+      } catch (const std::string& what) {
+        throw config_error(source, line_of(v), path + "." + k, what);
+      }
+    }
+    if (r.workers.empty())
+      throw config_error(source, r.line, path + ".workers",
+                         "a reservation holds one worker or more");
+    if (r.from && r.until && *r.until <= *r.from)
+      throw config_error(source, r.line, path + ".until", "must be later than `from`");
+    cfg.reservations.push_back(std::move(r));
+  }
+}
+
 param_value toml_param(const toml::node& n) {
   if (auto v = n.value<bool>(); v && n.is_boolean()) return *v;
   if (n.is_integer()) return *n.value<int64_t>();
@@ -803,6 +877,10 @@ runtime_config parse_config(std::string_view text, const std::string& source, ru
     }
     if (section == "triggers") {
       parse_triggers(cfg, section_node, source);
+      continue;
+    }
+    if (section == "reservations") {
+      parse_reservations(cfg, section_node, source);
       continue;
     }
     auto* table = section_node.as_table();

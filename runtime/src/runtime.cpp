@@ -150,6 +150,12 @@ graph_handle runtime::submit_graph(graph_spec graph, result_callback on_done) {
   return graph_handle{std::move(linked.names), std::move(handles)};
 }
 
+std::vector<task_handle> runtime::submit_gang(std::vector<task_spec> tasks,
+                                              result_callback on_done) {
+  return impl_->submit_graph_specs(std::move(tasks), std::move(on_done), nullptr,
+                                   failure_policy::cancel_graph, true);
+}
+
 void runtime::cancel(const graph_handle& graph) {
   for (auto& t : graph.tasks())
     if (!t.ready()) caf::anon_send(impl_->queue, cancel_msg{t.id()});

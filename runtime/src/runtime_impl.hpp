@@ -1,6 +1,7 @@
 #pragma once
 // runtime::impl, shared by the embedding API (runtime.cpp) and the head process (head.cpp), which
 // adds workers of other processes to the same actors. Private to the runtime target.
+#include <algorithm>
 #include <caf/all.hpp>
 #include <deque>
 #include <unordered_map>
@@ -16,6 +17,7 @@
 #include "troupe/actors/supervisor.hpp"
 #include "troupe/kernels/builtins.hpp"
 #include "troupe/kernels/gpu_discovery.hpp"
+#include "troupe/model/gang.hpp"
 #include "troupe/model/idempotency_keys.hpp"
 #include "troupe/model/ledger.hpp"
 #include "troupe/model/log.hpp"
@@ -99,6 +101,10 @@ struct runtime::impl {
     for (auto& why : s.gpus.left_out) troupe::logger().info("troupe: {}", why);
     s.workers = layout_workers(s.cfg, s.gpus);
     for (auto& w : remote) s.workers.push_back(std::move(w));
+    std::vector<std::string> names;
+    for (auto& w : s.workers) names.push_back(w.name);
+    s.reservations =
+        reservation_book{s.cfg.reservations, names, clock::now(), std::chrono::system_clock::now()};
     for (auto& g : s.gpus.gpus)
       troupe::logger().info("troupe: GPU {} {} (compute {}.{}), {} MiB, {} MiB free", g.index,
                             g.name, g.cc_major, g.cc_minor, g.total_memory >> 20,
@@ -165,12 +171,56 @@ struct runtime::impl {
     return false;
   }
 
-  bool fits_some_worker(const kind_entry& kind, const resources& needs) const {
+  /// reservation: the one the task names ("": none; then workers held for good by one are not
+  /// counted: the task could never run there); null: reservations aside.
+  bool fits_some_worker(const kind_entry& kind, const resources& needs,
+                        const std::string* reservation = nullptr) const {
+    auto now = clock::now();
     for (size_t w = 0; w < setup->workers.size(); ++w)
       if (!gauges->retired(w) && runs(kind, setup->workers[w]) &&
-          fit_check.fits_capacity(int32_t(w), needs))
+          fit_check.fits_capacity(int32_t(w), needs) &&
+          (!reservation || setup->reservations.could_ever(w, *reservation, now)))
         return true;
     return false;
+  }
+
+  /// What makes a gang's specs unfit before their kinds are looked at; none if nothing.
+  static error_info gang_problem(const std::vector<task_spec>& specs) {
+    if (specs.empty()) return {errc::invalid_params, "a gang needs at least one task"};
+    for (size_t i = 0; i < specs.size(); ++i) {
+      auto& s = specs[i];
+      auto name = graph_task_name(s, i);
+      if (!s.after.empty() || !s.inputs.empty())
+        return {errc::invalid_params, "task " + name +
+                                          " has `after` or `inputs`; a gang's tasks run "
+                                          "together, none after another"};
+      if (s.preemptible)
+        return {errc::invalid_params,
+                "task " + name + " is preemptible; a gang runs whole, none of it is stopped"};
+    }
+    return {};
+  }
+
+  /// Why no set of distinct workers in service could ever hold the whole gang at once; none if
+  /// one could (the balancer then waits until such workers are free: gang.hpp).
+  error_info gang_unplaceable(const std::vector<task_ptr>& tasks) const {
+    auto& ws = setup->workers;
+    if (match_gang(tasks.size(), ws.size(), [&](size_t m, size_t w) {
+          return !gauges->retired(w) && runs(*tasks[m]->kind, ws[w]) &&
+                 fit_check.fits_capacity(int32_t(w), tasks[m]->spec.needs);
+        }))
+      return {};
+    size_t usable = 0;
+    for (size_t w = 0; w < ws.size(); ++w)
+      usable += std::any_of(tasks.begin(), tasks.end(), [&](const task_ptr& t) {
+        return !gauges->retired(w) && runs(*t->kind, ws[w]) &&
+               fit_check.fits_capacity(int32_t(w), t->spec.needs);
+      });
+    return {errc::unsatisfiable_resources,
+            "a gang of " + std::to_string(tasks.size()) +
+                " tasks needs as many distinct workers at once, each able to run its task; " +
+                std::to_string(usable) + " of this runtime's " + std::to_string(ws.size()) +
+                " workers (" + device_list() + ") can run any of them"};
   }
 
   size_t cpu_count() const {
@@ -279,6 +329,18 @@ struct runtime::impl {
         return rejected(id, spec, errc::invalid_params,
                         "task kind '" + spec.kind + "': " + e.what());
       }
+    }
+    if (!setup->reservations.empty()) {
+      if (auto why = setup->reservations.refusal(spec, now); !why.empty())
+        return rejected(id, spec, errc::invalid_params, why);
+      auto name = reservation_of(spec);
+      if (!fits_some_worker(*kind, spec.needs, &name) && fits_some_worker(*kind, spec.needs))
+        return rejected(id, spec, errc::unsatisfiable_resources,
+                        name.empty()
+                            ? "the only workers that can run it are held for good by reservations "
+                              "it does not name (docs/reservations.md)"
+                            : "no worker of reservation '" + name + "' can run it; " +
+                                  unsatisfiable(*kind, spec.needs));
     }
     if (!fits_some_worker(*kind, spec.needs))
       return rejected(id, spec, errc::unsatisfiable_resources, unsatisfiable(*kind, spec.needs));
@@ -400,11 +462,13 @@ struct runtime::impl {
   }
 
   /// A graph: all its tasks are admitted, or none (each then ends rejected, naming the first
-  /// problem). Tasks whose parents have not ended wait in the queue (docs/graphs.md).
+  /// problem). Tasks whose parents have not ended wait in the queue (docs/graphs.md). A gang
+  /// (docs/reservations.md) is a graph without links whose tasks the balancer places on
+  /// distinct workers all at once; one that ends badly ends the others (cancel_graph).
   std::vector<task_handle> submit_graph_specs(std::vector<task_spec>&& specs,
                                               result_callback on_done,
                                               const std::vector<task_id>* ids,
-                                              failure_policy on_failure) {
+                                              failure_policy on_failure, bool gang = false) {
     auto n = specs.size();
     auto sub = begin(n, std::move(on_done), ids == nullptr);
     auto first_id = sub.next_id;
@@ -418,12 +482,14 @@ struct runtime::impl {
       task_spec named;
       for (size_t i = 0; i < n; ++i) {
         named.kind = kinds[i];
-        handles.push_back(rejected(id_of(i), named, why.code,
-                                   "the graph was refused: " + why.message, i == failed_at));
+        handles.push_back(
+            rejected(id_of(i), named, why.code,
+                     std::string{gang ? "the gang" : "the graph"} + " was refused: " + why.message,
+                     i == failed_at));
       }
       return handles;
     };
-    auto why = check_links(specs);
+    auto why = gang ? gang_problem(specs) : check_links(specs);
     for (size_t i = 0; i < n && !why; ++i)
       if (!specs[i].idempotency_key.empty())
         why = {errc::invalid_params, "task " + graph_task_name(specs[i], i) +
@@ -450,6 +516,7 @@ struct runtime::impl {
       }
       accepted.push_back(std::move(std::get<task_ptr>(r)));
     }
+    if (!why && gang) why = gang_unplaceable(accepted);
     if (why) {  // all or nothing: places of the accepted back, every task rejected
       admission->release(accepted.size());
       sub.accepted -= accepted.size();
@@ -468,6 +535,11 @@ struct runtime::impl {
       for (auto p : parents) g->children[p].push_back(i);
       accepted[i]->graph = g;
       accepted[i]->graph_index = i;
+      if (gang) {  // runs once, whole: a retried member would run alone
+        accepted[i]->gang = accepted.front()->id;
+        accepted[i]->gang_size = uint32_t(n);
+        accepted[i]->max_retries = 0;
+      }
       handles.push_back(track(accepted[i]));
     }
     g->members = accepted;

@@ -61,7 +61,8 @@ struct Membership : ::testing::Test {
     balancer = sys->spawn([this](balancer_actor::pointer) -> balancer_actor::behavior_type {
       return {[](dispatch_msg&) {}, [this](results_msg& m) { results.push_back(std::move(m)); },
               [this](worker_up_msg& m) { ups.push_back(std::move(m)); },
-              [this](const worker_lost_msg& m) { losses.push_back(m); }};
+              [this](const worker_lost_msg& m) { losses.push_back(m); },
+              [](reservation_tick_msg) {}};
     });
     monitor = troupe::testing::spawn_stand_in_monitor(*sys);
     bus = troupe::testing::spawn_silent_bus(*sys);

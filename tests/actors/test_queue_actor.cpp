@@ -36,7 +36,7 @@ struct QueueActor : ::testing::Test {
     bus = troupe::testing::spawn_silent_bus(*sys);
     balancer = sys->spawn([this](balancer_actor::pointer) -> balancer_actor::behavior_type {
       return {[this](dispatch_msg& m) { dispatched.push_back(std::move(m)); }, [](results_msg&) {},
-              [](worker_up_msg&) {}, [](const worker_lost_msg&) {}};
+              [](worker_up_msg&) {}, [](const worker_lost_msg&) {}, [](reservation_tick_msg) {}};
     });
     queue = sys->spawn(queue_impl, setup, events, admission, nullptr, monitor, bus);
     sched->run();

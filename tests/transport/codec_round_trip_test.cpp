@@ -368,6 +368,7 @@ TEST(CodecRoundTrip, Status) {
   s.latency["gemm"] = {3, 1.0, 0.5, 2.0, 3.0, 4.0};
   s.latency["mlp"] = {4, 1.5, 0.75, 2.5, 3.5, 4.5};
   s.workers = {sample_worker_stats(0), sample_worker_stats(1)};
+  s.reservations = {{"train", {"a/cpu-0", "b/cuda-1"}, {"svc"}, true, 1, 1, 0, 3600.5}};
   m.worker_nodes = {"a", "b"};
   m.nodes.push_back({"a", "joined", 99, 2, 12.5, {0, 1}, {sample_gpu(0)}, "note"});
   m.events_endpoint = "tcp://127.0.0.1:5556";
@@ -414,6 +415,16 @@ TEST(CodecRoundTrip, Status) {
     EXPECT_DOUBLE_EQ(x.max_ms, y.max_ms);
   }
   expect_same(s.workers, t.workers);
+  ASSERT_EQ(t.reservations.size(), 1u);
+  auto &rx = s.reservations[0], &ry = t.reservations[0];
+  EXPECT_EQ(rx.name, ry.name);
+  EXPECT_EQ(rx.workers, ry.workers);
+  EXPECT_EQ(rx.clients, ry.clients);
+  EXPECT_EQ(rx.active, ry.active);
+  EXPECT_EQ(rx.busy, ry.busy);
+  EXPECT_EQ(rx.idle, ry.idle);
+  EXPECT_DOUBLE_EQ(rx.starts_in_s, ry.starts_in_s);
+  EXPECT_DOUBLE_EQ(rx.ends_in_s, ry.ends_in_s);
   EXPECT_EQ(b.worker_nodes, m.worker_nodes);
   EXPECT_EQ(b.events_endpoint, m.events_endpoint);
   ASSERT_EQ(b.nodes.size(), 1u);
@@ -657,9 +668,14 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
     auto r = reached_by(m);
     expect_on_wire("status", r, a, b, c, d, e, f, g);
     auto& [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19,
-           s20, s21, s22, s23] = m.stats;  // flattened into the body
+           s20, s21, s22, s23, s24] = m.stats;  // flattened into the body
     expect_on_wire("status.stats", r, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14,
-                   s15, s16, s17, s18, s19, s20, s21, s22, s23);
+                   s15, s16, s17, s18, s19, s20, s21, s22, s23, s24);
+  }
+  {
+    reservation_stats m;
+    auto& [a, b, c, d, e, f, g, h] = m;
+    expect_on_wire("reservation_stats", reached_by(m), a, b, c, d, e, f, g, h);
   }
   {
     error m;

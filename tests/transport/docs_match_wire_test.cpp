@@ -140,6 +140,7 @@ TEST(DocsMatchWire, EveryMessageAndPartListsTheKeysOfItsTable) {
       {"task_result", entry_keys<result, task_result>("tasks")},
       {"worker_stats", entry_keys<status, worker_stats>("workers")},
       {"gpu_memory", keys<worker_stats::gpu_memory_figures>()},
+      {"reservation_stats", keys<reservation_stats>()},
       {"latency_summary", keys<latency_summary>()},
       {"node_status", keys<node_status>()},
       {"gpu_device", keys<gpu_device>()},

@@ -58,6 +58,14 @@ class runtime {
   /// whole (names, edges, cycles, each task as submit() would) and admitted whole, or refused
   /// whole: then every handle ended rejected and refused() says why. on_done runs per task.
   graph_handle submit_graph(graph_spec graph, result_callback on_done = {});
+  /// A gang (docs/reservations.md): tasks placed on distinct workers all at once or not at all,
+  /// e.g. a step over several GPUs. The balancer holds them until enough workers are free at
+  /// the same moment (it stops giving those workers other tasks meanwhile). A gang runs once,
+  /// whole: a member that fails, expires or is cancelled ends the others cancelled with
+  /// errc::upstream_failed, nothing is retried. Refused whole (every handle rejected, naming
+  /// why) when no set of this runtime's workers could ever hold it, or a task is preemptible
+  /// or has graph links. Handles in the order of the specs.
+  std::vector<task_handle> submit_gang(std::vector<task_spec> tasks, result_callback on_done = {});
   /// Cancels every unfinished task of the graph (those waiting end cancelled too).
   void cancel(const graph_handle& graph);
   /// Cancels a queued or running task (a running implementation may poll its context). Unknown

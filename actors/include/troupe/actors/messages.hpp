@@ -44,6 +44,8 @@ struct retry_msg {
   task_ptr task;
 };
 struct deadline_tick_msg {};
+/// balancer -> itself: a reservation starts or ends now (reservations.hpp).
+struct reservation_tick_msg {};
 // queue <-> balancer
 struct demand_msg {
   uint32_t tasks = 0;
@@ -145,7 +147,7 @@ struct finished_msg {
   std::vector<double> recovery_ms;  ///< first failure known -> completed, per recovered task
   uint64_t retries = 0, duplicates = 0;
   uint64_t preempted = 0;  ///< attempts stopped for a more urgent task, queued again
-  uint64_t queued = 0;  ///< depth of the ready queue after this batch
+  uint64_t queued = 0;     ///< depth of the ready queue after this batch
 };
 struct stats_request {};
 // anyone -> event bus
@@ -204,7 +206,8 @@ struct worker_up_msg {
 
 using balancer_actor =
     caf::typed_actor<caf::reacts_to<dispatch_msg>, caf::reacts_to<results_msg>,
-                     caf::reacts_to<worker_up_msg>, caf::reacts_to<worker_lost_msg>>;
+                     caf::reacts_to<worker_up_msg>, caf::reacts_to<worker_lost_msg>,
+                     caf::reacts_to<reservation_tick_msg>>;
 
 /// Whoever learns that a supervisor gave up: the queue in one process, the node agent in a node.
 using escalation_actor = caf::typed_actor<caf::reacts_to<escalate_msg>>;
@@ -301,6 +304,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::cancel_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::cancel_all_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::retry_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::deadline_tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::reservation_tick_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::demand_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::dispatch_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::completions_msg)

@@ -10,6 +10,7 @@
 #include "troupe/model/devices.hpp"
 #include "troupe/model/kernel_host.hpp"
 #include "troupe/model/registry.hpp"
+#include "troupe/model/reservations.hpp"
 
 namespace troupe {
 
@@ -18,6 +19,8 @@ struct runtime_setup {
   gpu_inventory gpus;
   std::vector<worker_desc> workers;  ///< CPU workers, then one per GPU, then remote workers
   std::shared_ptr<task_registry> registry = std::make_shared<task_registry>();
+  /// [reservations.NAME] laid over `workers` (docs/reservations.md).
+  reservation_book reservations;
   /// Set: CPU workers run implementations in a host of their own (a child process, on a node
   /// with isolation = "process"); null: on their runner threads.
   kernel_host_factory cpu_host;

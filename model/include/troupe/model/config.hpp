@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -21,6 +22,18 @@ enum class restart_strategy : uint8_t { one_for_one };
 enum class cuda_selection : uint8_t { all, none, list };
 
 /// One node of a cluster file: a [nodes.NAME] table.
+/// [reservations.NAME]: workers held for the tasks that name the reservation (their label
+/// `reservation`), optionally only a few clients' (label `client`), optionally in a window.
+struct reservation_config {
+  std::string name;
+  std::vector<std::string> workers;  ///< worker names as `troupe status` shows them
+  std::vector<std::string> clients;  ///< empty: any client may name it
+  /// Held from `from` (none: from the start) until `until` (none: for good). Tasks naming it
+  /// may run on its workers until `until`, before `from` too.
+  std::optional<std::chrono::system_clock::time_point> from, until;
+  int line = 0;
+};
+
 struct node_config {
   std::string name;
   uint32_t cpu_workers = 1;
@@ -187,6 +200,8 @@ struct runtime_config {
   cluster_config cluster;
   // [[triggers]]: run by an embedded runtime and by a head (not by nodes)
   std::vector<trigger_rule> triggers;
+  /// [reservations.NAME] (docs/reservations.md).
+  std::vector<reservation_config> reservations;
 };
 
 /// The largest frame a troupe process accepts from a peer: one task or one output of

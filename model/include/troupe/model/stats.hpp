@@ -32,9 +32,20 @@ struct worker_stats {
   std::optional<gpu_memory_figures> gpu_memory;
 };
 
+/// One [reservations.NAME] now (docs/reservations.md).
+struct reservation_stats {
+  std::string name;
+  std::vector<std::string> workers;
+  std::vector<std::string> clients;  ///< empty: any client
+  bool active = false;               ///< holding its workers now
+  /// Of its workers: running a task now, and held but idle (unused capacity; 0 when inactive).
+  uint32_t busy = 0, idle = 0;
+  double starts_in_s = 0, ends_in_s = -1;  ///< 0: started; -1: never ends
+};
+
 struct runtime_stats {
   uint64_t submitted = 0, rejected = 0, completed = 0, failed = 0, cancelled = 0, expired = 0;
-  uint64_t retries = 0;             ///< attempts beyond the first
+  uint64_t retries = 0;    ///< attempts beyond the first
   uint64_t preempted = 0;  ///< attempts stopped for a more urgent task (the task queued again)
   uint64_t duplicates_dropped = 0;  ///< terminal records after the first (idempotent completion)
   uint64_t queued = 0, in_flight = 0;
@@ -55,6 +66,7 @@ struct runtime_stats {
   double busy_window_s = 0;                        ///< first submit to last terminal record
   std::map<std::string, latency_summary> latency;  ///< submit -> terminal record, by kind
   std::vector<worker_stats> workers;
+  std::vector<reservation_stats> reservations;
 };
 
 /// The figures of the seed's performance model, from a run's stats (plain arithmetic, shared by

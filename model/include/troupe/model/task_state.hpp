@@ -66,6 +66,11 @@ struct task_state {
   /// A graph task: its graph and its place in it; null for a plain task.
   std::shared_ptr<graph_run> graph;
   uint32_t graph_index = 0;
+  /// A gang member (runtime::submit_gang): the id of its gang's first task and how many tasks
+  /// the gang has; the balancer places them all at once (gang.hpp). 0: not in a gang. Set at
+  /// submit, read-only afterwards.
+  task_id gang = 0;
+  uint32_t gang_size = 0;
 
   // Owned by the balancer while placed.
   double estimate_s = 0;

@@ -160,6 +160,19 @@ void fields(F& f, worker_stats::gpu_memory_figures& m) {
   f("device_source", m.device_source);
 }
 
+/// A reservation of `status` (docs/reservations.md).
+template <class F>
+void fields(F& f, reservation_stats& m) {
+  f("name", m.name, required);
+  f("workers", m.workers);
+  f("clients", m.clients, omit_empty);
+  f("active", m.active);
+  f("busy", m.busy);
+  f("idle", m.idle);
+  f("starts_in_s", m.starts_in_s);
+  f("ends_in_s", m.ends_in_s);
+}
+
 /// A worker of `status`; `status` adds its node.
 template <class F>
 void fields(F& f, worker_stats& m) {
@@ -366,6 +379,7 @@ void fields(F& f, status& m) {
   f("busy_window_s", s.busy_window_s);
   f("latency", s.latency);
   f("workers", with_column<worker_stats, std::string>{s.workers, "node", m.worker_nodes}, required);
+  f("reservations", s.reservations, omit_empty);
   f("nodes", m.nodes, required);
 }
 
