@@ -34,6 +34,7 @@ struct submit_options {
   uint32_t gpu_count = 0;  ///< 1: on a GPU only
   bool preemptible = false;
   bool wait = false;
+  std::string trace, gantt;  ///< --graph: the timeline's files (they imply --wait)
   int64_t timeout_ms = 30000;
   key_options keys;
 };

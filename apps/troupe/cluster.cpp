@@ -22,6 +22,7 @@
 #include "troupe/node.hpp"
 #include "troupe/report.hpp"
 #include "troupe/subscriber.hpp"
+#include "troupe/trace.hpp"
 #include "troupe/workload.hpp"
 
 namespace troupe::cli {
@@ -331,7 +332,7 @@ int submit_graph_file(const submit_options& opt) {
                  to_string(h.refused().code), h.refused().message.c_str());
     return 2;
   }
-  if (!opt.wait) {
+  if (!opt.wait && opt.trace.empty() && opt.gantt.empty()) {
     for (size_t i = 0; i < h.size(); ++i)
       std::printf("%s\n",
                   nlohmann::json{{"name", h.names()[i]}, {"id", h.tasks()[i].id()}}.dump().c_str());
@@ -351,6 +352,25 @@ int submit_graph_file(const submit_options& opt) {
     auto j = to_json(t.get());
     j["name"] = h.names()[i];
     std::printf("%s\n", j.dump().c_str());
+  }
+  if (!opt.trace.empty() || !opt.gantt.empty()) {
+    // Times on this process's clock: the head sends them relative to each result message.
+    std::vector<cli::traced_task> traced;
+    for (size_t i = 0; i < h.size(); ++i) traced.push_back({&h.tasks()[i].get(), h.names()[i]});
+    std::vector<std::string> worker_names;
+    try {
+      auto st = c.status();
+      for (auto& w : st.stats.workers) {
+        if (w.index < 0) continue;
+        if (worker_names.size() <= size_t(w.index)) worker_names.resize(size_t(w.index) + 1);
+        worker_names[size_t(w.index)] = w.name;
+      }
+    } catch (const client_error& e) {
+      std::fprintf(stderr, "troupe submit: no worker names for the timeline: %s\n", e.what());
+    }
+    for (size_t w = 0; w < worker_names.size(); ++w)
+      if (worker_names[w].empty()) worker_names[w] = "worker " + std::to_string(w);
+    if (!cli::write_timeline(traced, worker_names, opt.trace, opt.gantt, "troupe submit")) return 1;
   }
   return failures ? 1 : 0;
 }

@@ -146,16 +146,7 @@ int run(const run_options& opt) {
     }
     std::vector<std::string> worker_names;
     for (auto& w : summary.stats.workers) worker_names.push_back(w.name);
-    auto write = [](const std::string& path, const std::string& text) {
-      std::ofstream out{path};
-      out << text;
-      if (!out) std::fprintf(stderr, "troupe run: cannot write %s\n", path.c_str());
-      return bool(out);
-    };
-    if (!opt.trace.empty() &&
-        !write(opt.trace, cli::chrome_trace(traced, worker_names).dump() + "\n"))
-      return 1;
-    if (!opt.gantt.empty() && !write(opt.gantt, cli::gantt_svg(traced, worker_names))) return 1;
+    if (!cli::write_timeline(traced, worker_names, opt.trace, opt.gantt, "troupe run")) return 1;
   }
   rt.shutdown();
   if (not_completed > 0) {
@@ -264,12 +255,13 @@ int main(int argc, char** argv) {
       ->required();
   auto* kind_opt =
       submit_cmd->add_option("--kind", so.kind, "task kind (noop, echo, sleep, fail, gemm, mlp)");
-  submit_cmd
-      ->add_option("--graph", so.graph,
-                   "a task graph file (JSON, docs/graphs.md) instead of --kind; with --wait, a "
-                   "line per task with its name")
-      ->check(CLI::ExistingFile)
-      ->excludes(kind_opt);
+  auto* graph_opt =
+      submit_cmd
+          ->add_option("--graph", so.graph,
+                       "a task graph file (JSON, docs/graphs.md) instead of --kind; with --wait, a "
+                       "line per task with its name")
+          ->check(CLI::ExistingFile)
+          ->excludes(kind_opt);
   submit_cmd->add_option("--params", so.params, "parameters as a JSON object");
   submit_cmd->add_option("--priority", so.priority, "higher runs first");
   submit_cmd->add_option("--count", so.count, "submit this many copies")
@@ -279,6 +271,13 @@ int main(int argc, char** argv) {
                        "may be stopped for a more urgent task and queued again "
                        "(docs/preemption.md)");
   submit_cmd->add_flag("--wait", so.wait, "wait for the results and print them as JSON lines");
+  submit_cmd
+      ->add_option("--trace", so.trace,
+                   "with --graph: wait, then write every task's run per worker as Chrome "
+                   "trace-event JSON to this file (opens in Perfetto)")
+      ->needs(graph_opt);
+  submit_cmd->add_option("--gantt", so.gantt, "with --graph: the same as a Gantt chart (SVG)")
+      ->needs(graph_opt);
   submit_cmd->add_option("--timeout-ms", so.timeout_ms, "how long to wait for the head");
   // Keys come from files only: a key on the command line would show in ps and shell history.
   auto key_flags = [](CLI::App* cmd, troupe::cli::key_options& k) {

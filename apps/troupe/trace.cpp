@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -61,11 +62,12 @@ std::string escaped(const std::string& s) {
 }  // namespace
 
 nlohmann::json chrome_trace(const std::vector<traced_task>& tasks,
-                            const std::vector<std::string>& worker_names) {
+                            const std::vector<std::string>& worker_names,
+                            const std::string& process) {
   auto t = timeline_of(tasks, worker_names.size());
   auto events = nlohmann::json::array();
   events.push_back(
-      {{"name", "process_name"}, {"ph", "M"}, {"pid", 1}, {"args", {{"name", "troupe run"}}}});
+      {{"name", "process_name"}, {"ph", "M"}, {"pid", 1}, {"args", {{"name", process}}}});
   for (size_t w = 0; w < worker_names.size(); ++w)
     events.push_back({{"name", "thread_name"},
                       {"ph", "M"},
@@ -164,6 +166,21 @@ std::string gantt_svg(const std::vector<traced_task>& tasks,
   }
   o << "</svg>\n";
   return o.str();
+}
+
+bool write_timeline(const std::vector<traced_task>& tasks,
+                    const std::vector<std::string>& worker_names, const std::string& trace_path,
+                    const std::string& gantt_path, const char* who) {
+  auto write = [&](const std::string& path, const std::string& text) {
+    std::ofstream out{path};
+    out << text;
+    if (!out) std::fprintf(stderr, "%s: cannot write %s\n", who, path.c_str());
+    return bool(out);
+  };
+  if (!trace_path.empty() &&
+      !write(trace_path, chrome_trace(tasks, worker_names, who).dump() + "\n"))
+    return false;
+  return gantt_path.empty() || write(gantt_path, gantt_svg(tasks, worker_names));
 }
 
 }  // namespace troupe::cli

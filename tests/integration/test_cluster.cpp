@@ -233,8 +233,10 @@ TEST_F(Cluster, TheHeadKilledMidRunLosesNothingAndSubmitPrintsEveryResult) {
 
 TEST_F(Cluster, SubmitGraphRunsTheExampleGraphWithDataMovingBetweenTasks) {
   auto example = std::string{TROUPE_SOURCE_DIR} + "/apps/examples/pipeline-graph.json";
+  auto trace_path =
+      ::testing::TempDir() + "troupe_graph_trace_" + std::to_string(getpid()) + ".json";
   auto [rc, out] = command{std::string{TROUPE_BINARY} + " submit --to " + endpoint_ + " --graph " +
-                           example + " --wait --timeout-ms 60000"}
+                           example + " --wait --timeout-ms 60000 --trace " + trace_path}
                        .finish();
   ASSERT_EQ(rc, 0) << out << read_file(log_);
   std::map<std::string, nlohmann::json> by_name;
@@ -257,6 +259,30 @@ TEST_F(Cluster, SubmitGraphRunsTheExampleGraphWithDataMovingBetweenTasks) {
   EXPECT_EQ(report.at("mlp_checksum"), by_name["infer"]["values"].at("checksum"));
   EXPECT_EQ(report.at("batch"), "batch-0001");
   EXPECT_EQ(report.at("stage"), "done");
+
+  // --trace: a complete event per task on the row of the node's worker that ran it, in the
+  // graph's order (up to the transit time of the result messages that carried the times).
+  std::ifstream trace_file{trace_path};
+  auto trace = nlohmann::json::parse(trace_file);
+  std::map<std::string, nlohmann::json> spans;
+  std::map<int64_t, std::string> rows;
+  for (auto& e : trace.at("traceEvents")) {
+    if (e.at("ph") == "X") spans[e.at("name")] = e;
+    if (e.at("ph") == "M" && e.at("name") == "thread_name")
+      rows[e.at("tid").get<int64_t>()] = e.at("args").at("name");
+  }
+  ASSERT_EQ(spans.size(), 4u) << trace.dump();
+  for (auto& [name, e] : spans) {
+    EXPECT_GE(e.at("dur").get<double>(), 0) << name;
+    auto row = rows[e.at("tid").get<int64_t>()];
+    EXPECT_NE(row.find('/'), std::string::npos) << name << " ran on '" << row << "', not a node's";
+  }
+  auto end_of = [&](const char* n) {
+    return spans[n].at("ts").get<double>() + spans[n].at("dur").get<double>();
+  };
+  constexpr double transit_us = 50'000;
+  EXPECT_GE(spans["multiply"].at("ts").get<double>() + transit_us, end_of("prepare"));
+  EXPECT_GE(spans["report"].at("ts").get<double>() + transit_us, end_of("multiply"));
 
   // The Python example sends the same file as one submit and gets the same values.
   auto py = command{std::string{"/usr/bin/python3 "} + TROUPE_SOURCE_DIR +

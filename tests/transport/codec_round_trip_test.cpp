@@ -74,6 +74,12 @@ task_result sample_task_result(int salt) {
   t.output = {sample_params(salt), {9, 8, uint8_t(salt)}};
   t.attempts = 3u + salt;
   t.timings.worker = 2 + salt;
+  if (salt == 0) {  // the other one never ran: its times stay unset
+    auto now = clock::now();
+    t.timings.queued = now - std::chrono::milliseconds(30);
+    t.timings.started = now - std::chrono::milliseconds(20);
+    t.timings.ran_until = now - std::chrono::microseconds(7);
+  }
   return t;
 }
 
@@ -151,7 +157,23 @@ void expect_same(const task_result& a, const task_result& b) {
   EXPECT_EQ(a.error.code, b.error.code);
   EXPECT_EQ(a.error.message, b.error.message);
   EXPECT_EQ(a.attempts, b.attempts);
-  EXPECT_EQ(a.timings.worker, b.timings.worker);  // the clock readings stay in their process
+  EXPECT_EQ(a.timings.worker, b.timings.worker);
+  // Run times move relative to the message: the same up to the transit time (here: the time
+  // between encoding and decoding, well under a second), and unset stays unset.
+  for (auto [x, y] : {std::pair{a.timings.queued, b.timings.queued},
+                      std::pair{a.timings.started, b.timings.started},
+                      std::pair{a.timings.ran_until, b.timings.ran_until}}) {
+    EXPECT_EQ(x == time_point{}, y == time_point{});
+    if (x != time_point{}) {
+      EXPECT_GE(y, x - std::chrono::microseconds(1));
+      EXPECT_LT(y - x, std::chrono::seconds(1));
+    }
+  }
+  if (a.timings.started != time_point{}) {
+    auto run = [](const task_result& r) { return r.timings.ran_until - r.timings.started; };
+    EXPECT_LE(std::chrono::abs(run(a) - run(b)), std::chrono::microseconds(1))
+        << "durations survive whole (to the microsecond)";
+  }
 }
 
 void expect_same(const worker_stats& a, const worker_stats& b) {
@@ -617,10 +639,11 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
     expect_on_wire("task_result.output", r, values, bytes);
     auto& [code, message] = m.error;
     expect_on_wire("task_result.error", r, code, message);
-    // Of the timings only the worker travels: clock readings mean nothing in another process.
+    // The run's times travel relative to the message; submit and record times do not (the
+    // client has its own latency_ms).
     auto& [submitted_at, queued_at, started_at, finished_at, worker, ran_until] = m.timings;
-    (void)submitted_at, (void)queued_at, (void)started_at, (void)finished_at, (void)ran_until;
-    expect_on_wire("task_result.timings", r, worker);
+    (void)submitted_at, (void)finished_at;
+    expect_on_wire("task_result.timings", r, worker, queued_at, started_at, ran_until);
   }
   {
     result m;

@@ -351,6 +351,17 @@ struct client::impl {
 
   void on_result(const zmq::message_t& body) {
     auto res = wire::decode<wire::result>(body.data(), body.size(), lim);
+    // On this process's clock: the record is made now, the task was submitted its latency
+    // (measured by the head) before; the run's times came relative to the message.
+    auto now = clock::now();
+    for (size_t i = 0; i < res.tasks.size(); ++i) {
+      auto& tm = res.tasks[i].timings;
+      tm.finished = now;
+      // (a year at most: a head's odd value must not overflow the clock)
+      if (i < res.latency_ms.size() && res.latency_ms[i] >= 0 && res.latency_ms[i] < 3.2e10)
+        tm.submitted = now - std::chrono::duration_cast<duration>(
+                                 std::chrono::duration<double, std::milli>(res.latency_ms[i]));
+    }
     for (auto& r : res.tasks) {
       live_task t;
       {

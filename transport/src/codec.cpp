@@ -556,6 +556,7 @@ using bare = std::remove_cv_t<std::remove_reference_t<T>>;
 template <class T, class... Opts>
 bool written(const T& member) {
   if constexpr (is_optional<T>::value) return member.has_value();
+  if constexpr (has_option<since_encoded_us_t, Opts...>) return member != time_point{};
   if constexpr (has_option<omit_empty_t, Opts...>) {
     if constexpr (std::is_same_v<T, bool>)
       return member;  // a flag is left out when false
@@ -663,6 +664,9 @@ class encoder {
     pk_.pack(int64_t(std::chrono::duration_cast<milliseconds>(deadline - now_).count()));
   }
   void put(std::chrono::milliseconds d, as_ms_t) { pk_.pack(int64_t(d.count())); }
+  void put(time_point t, since_encoded_us_t) {
+    pk_.pack(int64_t(std::chrono::duration_cast<std::chrono::microseconds>(t - now_).count()));
+  }
   void put(uint32_t v, supported_version_t) { pk_.pack(v); }
 
   /// Always a float64: msgpack-cxx's pack_double writes a double that holds a whole number as an
@@ -841,6 +845,14 @@ class decoder {
       refuse(wire_errc::malformed, path.str() + ": " + std::to_string(ms) +
                                        " ms is out of range (at most 2^40 either way)");
     deadline = now_ + std::chrono::milliseconds(ms);
+  }
+  void get(const object& o, const where& path, time_point& t, since_encoded_us_t) {
+    constexpr int64_t limit = int64_t(1) << 50;  // about 35 years either way, as deadlines
+    auto us = as_int(o, path);
+    if (us > limit || us < -limit)
+      refuse(wire_errc::malformed, path.str() + ": " + std::to_string(us) +
+                                       " us is out of range (at most 2^50 either way)");
+    t = now_ + std::chrono::microseconds(us);
   }
   void get(const object& o, const where& path, std::chrono::milliseconds& d, as_ms_t) {
     d = std::chrono::milliseconds(as_bounded<uint32_t>(o, path));

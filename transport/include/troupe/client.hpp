@@ -57,7 +57,7 @@ struct client_options {
 
 /// What a head says of some tasks (client::fetch).
 struct fetch_reply {
-  std::vector<task_result> finished;  ///< their terminal records (no timings but the worker)
+  std::vector<task_result> finished;  ///< their terminal records (run times: see `result`)
   std::vector<task_id> pending;       ///< accepted, not finished
   std::vector<task_id> unknown;       ///< not known to the head (errc::result_lost)
 };

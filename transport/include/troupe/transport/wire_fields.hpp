@@ -38,6 +38,12 @@ inline constexpr omit_empty_t omit_empty{};
 struct remaining_ms_t {};
 inline constexpr remaining_ms_t remaining_ms{};
 
+/// A time point of a task's run as int microseconds relative to when the message is encoded
+/// (negative: before), and back relative to when it is decoded: processes share no clock, so a
+/// reader's times are the writer's shifted by the transit time. Left out when unset.
+struct since_encoded_us_t {};
+inline constexpr since_encoded_us_t since_encoded_us{};
+
 /// A std::chrono::milliseconds as an int count (written as int64, read as uint32).
 struct as_ms_t {};
 inline constexpr as_ms_t as_ms{};
@@ -125,8 +131,9 @@ void fields(F& f, task_output& m) {
   f("bytes", m.bytes);
 }
 
-/// A terminal record sent to a client. Of the timings only the worker travels (processes share
-/// no clock); `result` adds latency_ms.
+/// A terminal record sent to a client. Its run's times travel relative to the message
+/// (since_encoded_us), for a timeline of the tasks (troupe submit --graph --trace); `result`
+/// adds latency_ms.
 template <class F>
 void fields(F& f, task_result& m) {
   f("id", m.id, required);
@@ -137,6 +144,9 @@ void fields(F& f, task_result& m) {
   fields(f, m.output);
   f("attempts", m.attempts);
   f("worker", m.timings.worker);
+  f("queued_us", m.timings.queued, since_encoded_us);
+  f("started_us", m.timings.started, since_encoded_us);
+  f("ran_until_us", m.timings.ran_until, since_encoded_us);
 }
 
 template <class F>
