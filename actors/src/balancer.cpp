@@ -113,7 +113,7 @@ std::optional<size_t> victim_on(const balancer_state& st, size_t w, const assign
         auto& t = *held[i].task;
         return held_attempt{preemption_rank(t.spec, order),
                             held[i].order,
-                            t.running.load(std::memory_order_relaxed),
+                            t.running_attempt.load(std::memory_order_relaxed) == held[i].attempt,
                             t.spec.preemptible,
                             t.preemptions,
                             t.preempt_requested.load(std::memory_order_relaxed)};
@@ -190,7 +190,11 @@ void place_pending(self_ptr self) {
 /// asked for or waiting here.
 void request_more(self_ptr self) {
   auto& st = self->state;
-  if (!st.pending.empty()) return;  // workers are full: asking more would only pile up here
+  // Workers are full: asking more would only pile up here. Unless workers are held for a gang:
+  // what waits may wait for those, while the others have room.
+  bool holding = std::any_of(st.workers.begin(), st.workers.end(),
+                             [](const balancer_state::worker_slot& w) { return w.held_for != 0; });
+  if (!st.pending.empty() && !holding) return;
   auto target = backlog_target_s(st);
   auto typical = std::max(st.typical_task_s, 1e-7);
   uint64_t room = 0;
@@ -205,6 +209,7 @@ void request_more(self_ptr self) {
     by_time = std::max(by_time, have < w.min_tasks ? double(w.min_tasks - have) : 0.0);
     room += std::min<uint64_t>(prefetch - have, uint64_t(by_time));
   }
+  room -= std::min<uint64_t>(room, st.pending.size());  // (non-zero only while holding)
   if (room > st.requested) {
     auto n = uint32_t(std::min<uint64_t>(room - st.requested, UINT32_MAX));
     st.requested += n;
@@ -270,10 +275,25 @@ void place_urgent(self_ptr self, std::vector<assignment>& tasks) {
   events.flush(self, st.bus);
 }
 
+/// Gangs whose members the queue ended (a member's end ends its gang) go, and so do the holds
+/// of gangs that went: before anything is placed, so that no worker stays held for nothing.
+void forget_ended_gangs(balancer_state& st) {
+  for (auto it = st.gangs.begin(); it != st.gangs.end();) {
+    bool ended = std::any_of(it->second.begin(), it->second.end(), [](const assignment& a) {
+      return a.task->cancel_requested.load(std::memory_order_relaxed);
+    });
+    it = ended ? st.gangs.erase(it) : std::next(it);
+  }
+  for (auto& w : st.workers)
+    if (w.held_for != 0 && !st.gangs.count(w.held_for)) w.held_for = 0;
+}
+
 /// Gangs (gang.hpp), oldest first: a complete one goes to distinct idle workers all at once
-/// if it can; else it holds the workers that could take it (they get nothing else and drain)
-/// until it can. One that no workers in service could ever hold ends unsatisfiable. Holds are
-/// worked out again each time, so a worker that goes down frees its gang to choose others.
+/// if it can; else it holds workers that could take it once they drain (up, and free of
+/// reservations it may not use now): they get nothing else. One that no workers in service
+/// could ever hold ends unsatisfiable; a member whose deadline passes while it waits ends
+/// expired (and the queue ends the rest). Holds are worked out again each time, so a worker
+/// that goes down frees its gang to choose others.
 void place_gangs(self_ptr self) {
   auto& st = self->state;
   for (auto& w : st.workers) w.held_for = 0;
@@ -281,12 +301,18 @@ void place_gangs(self_ptr self) {
   completions_msg unrunnable;
   std::vector<assign_msg> batches(st.workers.size());
   event_batch events{*st.gate};
+  auto now = clock::now();
   for (auto it = st.gangs.begin(); it != st.gangs.end();) {
     auto gang = it->first;
     auto& members = it->second;
-    if (std::any_of(members.begin(), members.end(), [](const assignment& a) {
-          return a.task->cancel_requested.load(std::memory_order_relaxed);
-        })) {  // ended by the queue (a member's end ends the gang): nothing to place
+    bool expired = false;
+    for (auto& a : members)
+      if (a.task->spec.deadline && *a.task->spec.deadline <= now) {
+        unrunnable.records.push_back(unrunnable_record(
+            a, errc::deadline_expired, "deadline passed while its gang waited for workers"));
+        expired = true;
+      }
+    if (expired) {
       it = st.gangs.erase(it);
       continue;
     }
@@ -295,8 +321,10 @@ void place_gangs(self_ptr self) {
       continue;
     }
     auto n = members.size(), nw = st.workers.size();
-    auto ever = match_gang(n, nw, [&](size_t m, size_t w) {
-      auto& t = *members[m].task;
+    auto match = [&](auto&& can) {
+      return match_gang(n, nw, [&](size_t m, size_t w) { return can(*members[m].task, w); });
+    };
+    auto ever = match([&](const task_state& t, size_t w) {
       return !st.workers[w].retired && runs_kind(st, w, t) &&
              st.ledger.fits_capacity(int32_t(w), t.spec.needs) && reserved_ever(st, w, t);
     });
@@ -305,26 +333,31 @@ void place_gangs(self_ptr self) {
         unrunnable.records.push_back(unrunnable_record(
             a, errc::unsatisfiable_resources,
             "a gang of " + std::to_string(n) +
-                " tasks: no workers still in service can hold it at once (see worker.down "
-                "events)"));
+                " tasks: no workers still in service (and free of reservations it may not use) "
+                "can hold it at once (see worker.down events)"));
       it = st.gangs.erase(it);
       continue;
     }
-    auto now = match_gang(n, nw, [&](size_t m, size_t w) {
+    auto free_for = [&](size_t w) {
       auto& slot = st.workers[w];
-      auto& t = *members[m].task;
-      return slot.up && slot.in_flight.empty() && (slot.held_for == 0 || slot.held_for == gang) &&
-             runs_kind(st, w, t) && st.ledger.can_reserve(int32_t(w), t.spec.needs) &&
-             reserved_ok(st, w, t);
+      return slot.up && (slot.held_for == 0 || slot.held_for == gang);
+    };
+    auto at_once = match([&](const task_state& t, size_t w) {
+      return free_for(w) && st.workers[w].in_flight.empty() && runs_kind(st, w, t) &&
+             st.ledger.can_reserve(int32_t(w), t.spec.needs) && reserved_ok(st, w, t);
     });
-    if (!now) {
-      for (auto w : *ever)
-        if (st.workers[w].held_for == 0) st.workers[w].held_for = gang;
+    if (!at_once) {
+      auto hold = match([&](const task_state& t, size_t w) {
+        return free_for(w) && runs_kind(st, w, t) &&
+               st.ledger.fits_capacity(int32_t(w), t.spec.needs) && reserved_ok(st, w, t);
+      });
+      if (hold)
+        for (auto w : *hold) st.workers[w].held_for = gang;
       ++it;
       continue;
     }
     for (size_t m = 0; m < n; ++m) {
-      auto w = (*now)[m];
+      auto w = (*at_once)[m];
       auto& a = members[m];
       auto& t = *a.task;
       auto& slot = st.workers[w];
@@ -356,6 +389,7 @@ void arm_reservation_tick(self_ptr self) {
 }
 
 void pump(self_ptr self) {
+  forget_ended_gangs(self->state);
   place_pending(self);  // what came first (gangs hold their workers from one pump to the next)
   place_gangs(self);
   request_more(self);

@@ -235,7 +235,7 @@ class cpu_runner {
     bool preemptible = t.spec.preemptible;
     if (preemptible) {  // the balancer may ask it to make way from now on (preemption.hpp)
       t.preempt_requested.store(false);
-      t.running.store(true);
+      t.running_attempt.store(a.attempt);
       ctx.preempt_flag = &t.preempt_requested;
     }
     rec.started = now;
@@ -246,12 +246,12 @@ class cpu_runner {
       rec.code = f.code;
       rec.message = f.message;
     } catch (...) {
-      if (preemptible) t.running.store(false);
+      if (preemptible) not_running(t, a.attempt);
       if (!leave_task(limited)) return false;
       crash(t, worker_reports::crash_text(t, std::current_exception()));
       return false;
     }
-    if (preemptible) t.running.store(false);
+    if (preemptible) not_running(t, a.attempt);
     if (!leave_task(limited)) return false;
     now = clock::now();
     if (limited && stop_flag_.load()) {  // past its limit: whatever it returned, it is over
@@ -272,6 +272,10 @@ class cpu_runner {
     rec.finished = now;
     push(std::move(rec), now);
     return true;
+  }
+
+  static void not_running(task_state& t, uint32_t attempt) {
+    t.running_attempt.compare_exchange_strong(attempt, 0);  // unless a later one runs now
   }
 
   /// The attempt returned. False if the runner was abandoned meanwhile: its result is dropped

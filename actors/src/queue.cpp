@@ -107,6 +107,8 @@ class queue_logic {
       events_.add_task(
           topic_of(o), *t, r.timings.worker,
           r.error ? std::string{to_string(r.error.code)} + ": " + r.error.message : t->spec.kind);
+    // Its gang may wait in the balancer, holding workers: they go now.
+    if (t->gang != 0 && t->at == task_state::place::dispatched) nudge_balancer();
     if (t->graph) member_ended(*t, r);
     done_.emplace_back(std::move(t), std::move(r));
     settle_graphs();
@@ -300,6 +302,15 @@ class queue_logic {
     return assignment{t, t->attempts, t->order_key};
   }
 
+  /// Makes the balancer look at its waiting gangs again (an empty dispatch): one ended, or a
+  /// member's deadline passed.
+  void nudge_balancer() {
+    if (!st_.balancer) return;
+    dispatch_msg nudge;
+    nudge.urgent = true;  // (the urgent path does not count it against the demand)
+    self_->send(st_.balancer, std::move(nudge));
+  }
+
   /// An urgent task is back (a record of it, or its end): its place in the budget is free.
   void urgent_back(task_state& t) {
     if (!t.urgent) return;
@@ -346,6 +357,10 @@ class queue_logic {
         finalize(t, outcome::cancelled, {rec.code, "cancelled"});
         continue;
       }
+      // A record of an attempt the task is no longer in (its worker was lost meanwhile and the
+      // task queued again): nothing to undo.
+      bool current = t->at == task_state::place::dispatched && rec.attempt == t->attempts;
+      if ((rec.code == errc::preempted || !rec.counts_as_attempt) && !current) continue;
       if (rec.code == errc::preempted) {  // made way for a more urgent task: queued again
         --t->attempts;
         ++t->preemptions;
@@ -435,10 +450,13 @@ class queue_logic {
       if (at <= now) {
         auto task = t;
         st_.deadlines.pop();
-        // A dispatched task is checked by its worker before it starts.
+        // A dispatched task is checked by its worker before it starts; a gang member that
+        // waits in the balancer for its gang, by the balancer, told now.
         if (st_.live.find(task->id) && task->at != task_state::place::dispatched)
           finalize(task, outcome::expired,
                    {errc::deadline_expired, "deadline passed while queued"});
+        else if (task->gang != 0 && !task->finished)
+          nudge_balancer();
         continue;
       }
       if (at < st_.timer_at) {

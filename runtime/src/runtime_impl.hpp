@@ -205,20 +205,22 @@ struct runtime::impl {
   /// one could (the balancer then waits until such workers are free: gang.hpp).
   error_info gang_unplaceable(const std::vector<task_ptr>& tasks) const {
     auto& ws = setup->workers;
-    if (match_gang(tasks.size(), ws.size(), [&](size_t m, size_t w) {
-          return !gauges->retired(w) && runs(*tasks[m]->kind, ws[w]) &&
-                 fit_check.fits_capacity(int32_t(w), tasks[m]->spec.needs);
-        }))
+    auto now = clock::now();
+    auto can = [&](const task_state& t, size_t w) {
+      return !gauges->retired(w) && runs(*t.kind, ws[w]) &&
+             fit_check.fits_capacity(int32_t(w), t.spec.needs) &&
+             setup->reservations.could_ever(w, reservation_of(t.spec), now);
+    };
+    if (match_gang(tasks.size(), ws.size(), [&](size_t m, size_t w) { return can(*tasks[m], w); }))
       return {};
     size_t usable = 0;
     for (size_t w = 0; w < ws.size(); ++w)
-      usable += std::any_of(tasks.begin(), tasks.end(), [&](const task_ptr& t) {
-        return !gauges->retired(w) && runs(*t->kind, ws[w]) &&
-               fit_check.fits_capacity(int32_t(w), t->spec.needs);
-      });
+      usable +=
+          std::any_of(tasks.begin(), tasks.end(), [&](const task_ptr& t) { return can(*t, w); });
     return {errc::unsatisfiable_resources,
             "a gang of " + std::to_string(tasks.size()) +
-                " tasks needs as many distinct workers at once, each able to run its task; " +
+                " tasks needs as many distinct workers at once, each able to run its task (and "
+                "free of reservations it does not name); " +
                 std::to_string(usable) + " of this runtime's " + std::to_string(ws.size()) +
                 " workers (" + device_list() + ") can run any of them"};
   }

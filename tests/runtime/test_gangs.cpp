@@ -120,6 +120,19 @@ TEST(Gangs, AGangNoWorkersCouldHoldIsRefusedWholeNamingWhy) {
         << h.get().error.message;
   }
   EXPECT_TRUE(rt.submit(sleep_for(1)).wait_for(10s)) << "the runtime carries on";
+
+  // Three workers, one held for good by a reservation the gang does not name: no room either.
+  auto cfg = cpu_workers(3);
+  reservation_config held;
+  held.name = "svc";
+  held.workers = {"cpu-2"};
+  cfg.reservations.push_back(held);
+  runtime reserved{cfg};
+  hs = reserved.submit_gang(gang);
+  EXPECT_EQ(hs[0].get().status, outcome::rejected);
+  EXPECT_NE(hs[0].get().error.message.find("free of reservations it does not name"),
+            std::string::npos)
+      << hs[0].get().error.message;
 }
 
 TEST(Gangs, PreemptibleOrLinkedTasksCannotBeInAGang) {
@@ -157,9 +170,9 @@ TEST(Gangs, AMemberThatFailsEndsTheOthersAndNothingIsRetried) {
   EXPECT_EQ(rt.stats().retries, 0u);
 }
 
-TEST(Gangs, CancellingOneMemberOfAWaitingGangEndsItWhole) {
+TEST(Gangs, CancellingOneMemberOfAWaitingGangEndsItWholeAndFreesTheWorkersItHeld) {
   runtime rt{cpu_workers(2)};
-  auto busy = rt.submit(sleep_for(60000));  // holds a worker: the gang of two waits
+  auto busy = rt.submit(sleep_for(60000));  // on one worker: the gang of two waits, holding both
   auto hs = rt.submit_gang({sleep_for(1), sleep_for(1)});
   rt.cancel(hs[1].id());
   for (auto& h : hs) {
@@ -167,7 +180,27 @@ TEST(Gangs, CancellingOneMemberOfAWaitingGangEndsItWhole) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, outcome::cancelled);
   }
+  auto next = rt.submit(sleep_for(1)).wait_for(30s);  // while the 60 s task still runs
+  ASSERT_TRUE(next) << "the worker the gang held was not given back";
+  EXPECT_TRUE(next->ok());
+  rt.cancel(busy.id());
+  ASSERT_TRUE(busy.wait_for(30s));
+  EXPECT_NE(next->timings.worker, busy.get().timings.worker);
+}
+
+TEST(Gangs, AMemberWhoseDeadlinePassesWhileItsGangWaitsEndsTheGang) {
+  runtime rt{cpu_workers(2)};
+  auto busy = rt.submit(sleep_for(60000));  // the gang of two cannot be placed
+  auto hurried = named(sleep_for(1), "hurried");
+  hurried.deadline = clock::now() + 200ms;
+  auto hs = rt.submit_gang({hurried, named(sleep_for(1), "other")});
+  auto h = hs[0].wait_for(30s);
+  auto o = hs[1].wait_for(30s);
+  ASSERT_TRUE(h && o) << "a gang waiting past a deadline stayed in flight";
+  EXPECT_EQ(h->status, outcome::expired);
+  EXPECT_EQ(h->error.code, errc::deadline_expired);
+  EXPECT_EQ(o->status, outcome::cancelled);
+  EXPECT_EQ(o->error.code, errc::upstream_failed);
   rt.cancel(busy.id());
   EXPECT_TRUE(busy.wait_for(30s));
-  EXPECT_TRUE(rt.submit(sleep_for(1)).wait_for(10s)) << "the held worker is free again";
 }

@@ -12,7 +12,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A kind that tells the test each time it starts, then runs for `ms` unless told to stop.
+/// A kind that tells the test each time it starts, then runs for `ms` (the first time) or
+/// `again_ms` (later; default `ms`) unless told to stop.
 struct starts_log {
   std::mutex m;
   std::condition_variable cv;
@@ -22,17 +23,24 @@ struct starts_log {
     std::unique_lock<std::mutex> lock{m};
     return cv.wait_for(lock, 10s, [&] { return started >= n; });
   }
+  int starts() {
+    std::lock_guard<std::mutex> guard{m};
+    return started;
+  }
 };
 
 void add_hold_kind(runtime& rt, starts_log& log) {
   rt.registry().add({"hold", nullptr, [&log](const task_context& ctx) {
+                       int n;
                        {
                          std::lock_guard<std::mutex> guard{log.m};
-                         ++log.started;
+                         n = ++log.started;
                        }
                        log.cv.notify_all();
-                       auto until = clock::now() + std::chrono::duration<double, std::milli>(
-                                                       ctx.spec.params.get_double("ms", 0));
+                       auto& p = ctx.spec.params;
+                       auto ms = n == 1 ? p.get_double("ms", 0)
+                                        : p.get_double("again_ms", p.get_double("ms", 0));
+                       auto until = clock::now() + std::chrono::duration<double, std::milli>(ms);
                        while (clock::now() < until && !ctx.cancelled())
                          std::this_thread::sleep_for(1ms);
                        return task_output{};
@@ -48,10 +56,13 @@ runtime_config one_worker(queue_order order, uint32_t max_preemptions = 3) {
   return cfg;
 }
 
-task_spec hold(double ms, bool preemptible) {
+/// Runs `ms` the first time; a long first run is stopped when preempted, however loaded the
+/// machine, and `again_ms` keeps the test short after that.
+task_spec hold(double ms, bool preemptible, double again_ms = -1) {
   task_spec s;
   s.kind = "hold";
   s.params.set("ms", ms);
+  if (again_ms >= 0) s.params.set("again_ms", again_ms);
   s.preemptible = preemptible;
   return s;
 }
@@ -86,7 +97,7 @@ two_tasks run_while_running(queue_order order, task_spec first, task_spec then) 
   auto rb = b.wait_for(10s);
   EXPECT_TRUE(ra && rb) << "both tasks end";
   if (!ra || !rb) return {};
-  return {*ra, *rb, log.started, rt.stats().preempted};
+  return {*ra, *rb, log.starts(), rt.stats().preempted};
 }
 
 }  // namespace
@@ -94,7 +105,7 @@ two_tasks run_while_running(queue_order order, task_spec first, task_spec then) 
 class PreemptionUnder : public ::testing::TestWithParam<queue_order> {};
 
 TEST_P(PreemptionUnder, ARunningPreemptibleTaskMakesWayAndRunsAgainAfterwards) {
-  auto r = run_while_running(GetParam(), hold(400, true), urgent(GetParam()));
+  auto r = run_while_running(GetParam(), hold(60000, true, 1), urgent(GetParam()));
   auto &l = r.first, &h = r.then;
   EXPECT_EQ(h.status, outcome::completed);
   EXPECT_EQ(l.status, outcome::completed) << "a preempted task is not lost";
@@ -128,7 +139,7 @@ TEST(Preemption, ATaskIsPreemptedAtMostMaxPreemptionsTimesThenRunsToItsEnd) {
     std::lock_guard<std::mutex> guard{seen_m};
     ++preempted_events;
   });
-  auto low = rt.submit(hold(300, true));
+  auto low = rt.submit(hold(60000, true, 300));
   ASSERT_TRUE(log.wait_for_start(1));
   auto first = rt.submit(urgent(queue_order::priority));
   ASSERT_TRUE(first.wait_for(10s));
@@ -140,7 +151,7 @@ TEST(Preemption, ATaskIsPreemptedAtMostMaxPreemptionsTimesThenRunsToItsEnd) {
   EXPECT_EQ(l->status, outcome::completed);
   EXPECT_GE(s->timings.started, l->timings.ran_until)
       << "after queue.max_preemptions the task is not stopped again";
-  EXPECT_EQ(log.started, 2);
+  EXPECT_EQ(log.starts(), 2);
   EXPECT_EQ(rt.stats().preempted, 1u);
   rt.shutdown();
   std::lock_guard<std::mutex> guard{seen_m};

@@ -36,9 +36,10 @@ struct task_state {
   completion done;
   std::shared_ptr<const std::function<void(const task_result&)>> callback;  ///< shared by a batch
   std::atomic<bool> cancel_requested{false};
-  /// Shared between the balancer (asks) and a CPU worker (runs): whether an attempt is running
-  /// now, and whether it was asked to make way for a more urgent task (preemption).
-  std::atomic<bool> running{false};
+  /// Shared between the balancer (asks) and a CPU worker (runs): the attempt running now (0:
+  /// none; an abandoned attempt's thread cannot clear a later one's), and whether it was asked
+  /// to make way for a more urgent task (preemption).
+  std::atomic<uint32_t> running_attempt{0};
   std::atomic<bool> preempt_requested{false};
 
   // Owned by the queue.
