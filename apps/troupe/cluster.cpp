@@ -395,6 +395,14 @@ int run_submit(const submit_options& opt) {
   if (opt.count > 1) line["count"] = opt.count;
   if (opt.gpu_count) line["gpu_count"] = opt.gpu_count;
   if (opt.preemptible) line["preemptible"] = true;
+  for (auto& kv : opt.labels) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::fprintf(stderr, "troupe submit: --label '%s': expected KEY=VALUE\n", kv.c_str());
+      return 2;
+    }
+    line["labels"][kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
   std::istringstream in{line.dump()};
   auto specs = parse_workload(in, "--params");
   client_options co;

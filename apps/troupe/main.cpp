@@ -263,6 +263,11 @@ int main(int argc, char** argv) {
           ->check(CLI::ExistingFile)
           ->excludes(kind_opt);
   submit_cmd->add_option("--params", so.params, "parameters as a JSON object");
+  submit_cmd
+      ->add_option("--label", so.labels,
+                   "KEY=VALUE, repeatable: a label of each task (reservation=NAME uses a "
+                   "reservation, docs/reservations.md; client=NAME says whose task it is)")
+      ->excludes(graph_opt);
   submit_cmd->add_option("--priority", so.priority, "higher runs first");
   submit_cmd->add_option("--count", so.count, "submit this many copies")
       ->check(CLI::Range(1, 10000000));

@@ -306,3 +306,11 @@ TEST(TroupeSubmit, ABadGraphFileIsRefusedNamingTheTaskAndNothingIsSent) {
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.output.find("excludes"), std::string::npos) << r.output;
 }
+
+TEST(TroupeSubmit, ALabelThatIsNotKeyEqualsValueIsRefusedBeforeAnythingIsSent) {
+  auto to = " --to ipc://" + temp_path("nobody.ipc");
+  auto r = run("submit" + to + " --kind noop --label reservation --timeout-ms 2000");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find("--label 'reservation': expected KEY=VALUE"), std::string::npos)
+      << r.output;
+}
