@@ -129,6 +129,7 @@ struct head::impl {
     std::vector<task_spec> specs;  ///< theirs, linked among themselves
     failure_policy on_failure = failure_policy::cancel_dependents;
     std::vector<task_result> ended;  ///< tasks of it that cannot run any more
+    bool gang = false;               ///< a gang (docs/reservations.md), queued again whole
   };
   std::vector<held_graph> graphs_to_restore;
   std::chrono::steady_clock::time_point restore_until;
@@ -303,10 +304,12 @@ struct head::impl {
       auto decoded_at = clock::now();
       std::string unreadable;
       auto on_failure = failure_policy::cancel_dependents;
+      bool gang = false;
       try {
         auto msg = wire::decode<wire::submit>(f.body.data(), f.body.size(), journal_limits);
         specs = std::move(msg.tasks);
         on_failure = msg.on_failure.value_or(on_failure);
+        gang = msg.gang;
       } catch (const wire::decode_error& e) {
         unreadable = e.what();  // written by a broken head: each task ends here, named
       }
@@ -326,6 +329,10 @@ struct head::impl {
         if (!spec.idempotency_key.empty())
           spec.idempotency_key = scoped_key(f.owner, spec.idempotency_key);
       };
+      if (specs.size() == f.count && gang) {
+        graph_tasks += resume_gang(f, std::move(specs), is_open, adjust);
+        continue;
+      }
       if (specs.size() == f.count && has_links(specs)) {
         graph_tasks += resume_graph(f, std::move(specs), on_failure, is_open, adjust, jnl);
         continue;
@@ -383,6 +390,43 @@ struct head::impl {
     return count;
   }
 
+  /// A gang of an earlier incarnation (under results_mutex): queued again whole if none of it
+  /// had ended; else what had not ended ends failed (a gang runs whole, once: its members that
+  /// ran are not run again alone). Returns how many of its tasks had not ended.
+  template <class IsOpen, class Adjust>
+  size_t resume_gang(const journal::open_frame& f, std::vector<task_spec> specs, IsOpen& is_open,
+                     Adjust& adjust) {
+    bool whole = true;
+    for (uint32_t i = 0; i < specs.size(); ++i) whole = whole && is_open(i);
+    held_graph h;
+    h.on_failure = failure_policy::cancel_graph;
+    h.gang = true;
+    size_t count = 0;
+    for (uint32_t i = 0; i < specs.size(); ++i) {
+      if (!is_open(i)) continue;
+      auto id = f.first_id + i;
+      adjust(specs[i]);
+      opened(id, f.owner);
+      ++count;
+      if (whole) {
+        h.ids.push_back(id);
+        h.specs.push_back(std::move(specs[i]));
+        continue;
+      }
+      task_result r;
+      r.id = id;
+      r.kind = specs[i].kind;
+      r.status = outcome::failed;
+      r.error = {errc::worker_lost,
+                 "the head restarted while its gang ran (some of the gang had ended); a gang "
+                 "runs whole, once: submit it again"};
+      r.timings.submitted = r.timings.finished = clock::now();
+      h.ended.push_back(std::move(r));
+    }
+    graphs_to_restore.push_back(std::move(h));
+    return count;
+  }
+
   /// A task's terminal record as the journal keeps it (for a graph task's inputs at a restart).
   std::optional<task_result> kept_result(journal* jnl, task_id id) const {
     if (!jnl) return std::nullopt;
@@ -425,11 +469,11 @@ struct head::impl {
         continue;
       }
       room -= std::min(room, uint64_t(g.ids.size()));
-      troupe::logger().info("head: a graph of an earlier incarnation queued again ({} task(s))",
-                            g.ids.size());
+      troupe::logger().info("head: a {} of an earlier incarnation queued again ({} task(s))",
+                            g.gang ? "gang" : "graph", g.ids.size());
       auto handles = rt->impl_->submit_specs(
           std::move(g.specs), [this](const task_result& r) { on_done(r); }, &g.ids, {},
-          g.on_failure);
+          g.on_failure, g.gang);
       settle_restored(g.ids, handles);
     }
     graphs_to_restore = std::move(graphs_later);
@@ -1061,7 +1105,8 @@ struct head::impl {
       // gets its id and a terminal record, queue_full naming the bound).
       std::string why;
       auto allowed = within_client_bounds(client_of(owner), n, why);
-      if (allowed < n && has_links(msg.tasks)) allowed = 0;  // a graph is taken whole or not
+      // A graph or a gang is taken whole or not at all.
+      if (allowed < n && (has_links(msg.tasks) || msg.gang)) allowed = 0;
       for (size_t i = allowed; i < n; ++i) {
         task_result r;
         r.id = ids[i];
@@ -1086,7 +1131,7 @@ struct head::impl {
     std::vector<task_id> accepted_ids(ids.begin(), ids.begin() + long(n - over_bounds));
     auto handles = rt->impl_->submit_specs(
         std::move(msg.tasks), [this](const task_result& r) { on_done(r); }, &accepted_ids,
-        client_of(owner), msg.on_failure.value_or(failure_policy::cancel_dependents));
+        client_of(owner), msg.on_failure.value_or(failure_policy::cancel_dependents), msg.gang);
     wire::submitted reply;
     reply.ids.reserve(n);
     std::vector<task_handle> named;  // earlier tasks that keys named (each once)

@@ -423,7 +423,10 @@ struct runtime::impl {
   std::vector<task_handle> submit_specs(
       std::vector<task_spec>&& specs, result_callback on_done, const std::vector<task_id>* ids,
       const std::string& key_scope = {},
-      failure_policy on_failure = failure_policy::cancel_dependents) {
+      failure_policy on_failure = failure_policy::cancel_dependents, bool gang = false) {
+    if (gang)
+      return submit_graph_specs(std::move(specs), std::move(on_done), ids,
+                                failure_policy::cancel_graph, true);
     if (has_links(specs))
       return submit_graph_specs(std::move(specs), std::move(on_done), ids, on_failure);
     std::vector<task_handle> handles;

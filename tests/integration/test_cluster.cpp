@@ -378,6 +378,21 @@ TEST_F(Cluster, AGraphOutlivesAKilledHeadAndItsChildrenStillGetTheirInputs) {
       << read_file(log_);
 }
 
+TEST_F(Cluster, AGangPartlyEndedWhenTheHeadIsKilledEndsFailedAndIsNotRunAgainInPart) {
+  auto hs = client_->submit_gang({sleep_task(1), sleep_task(3000)});
+  ASSERT_TRUE(hs[0].wait_for(20s)) << diagnosis();
+  ASSERT_TRUE(hs[0].get().ok()) << hs[0].get().error.message;
+  auto head = find_child(up_, {"head"});
+  ASSERT_GT(head, 0) << read_file(log_);
+  ASSERT_EQ(kill(head, SIGKILL), 0);
+  auto r = hs[1].wait_for(60s);
+  ASSERT_TRUE(r) << "the rest of the gang stayed in flight\n" << diagnosis();
+  EXPECT_EQ(r->status, outcome::failed);
+  EXPECT_EQ(r->error.code, errc::worker_lost);
+  EXPECT_NE(r->error.message.find("the head restarted while its gang ran"), std::string::npos)
+      << r->error.message;
+}
+
 TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
   zmq::context_t ctx;
   zmq::socket_t raw{ctx, zmq::socket_type::dealer};
@@ -437,6 +452,33 @@ TEST_F(Cluster, HostileFramesGetErrorRepliesAndTheHeadCarriesOn) {
 // Seen per worker, from the results in the order that worker ended them (each runs one task at a
 // time): before its first high task, at most the low one it was running and one that started
 // while the urgent task travelled; between its first and last high task, at most one.
+TEST_F(Cluster, AGangRunsOnDistinctWorkersOfBothNodesAtOnceOrIsRefusedWhole) {
+  // Four workers (two per node, the head has none): a gang of four uses all of them at once.
+  auto hs = client_->submit_gang(std::vector<task_spec>(4, sleep_task(300)));
+  std::set<int32_t> workers;
+  time_point last_start{}, first_end = time_point::max();
+  for (auto& h : hs) {
+    auto r = h.wait_for(60s);
+    ASSERT_TRUE(r) << diagnosis();
+    ASSERT_TRUE(r->ok()) << r->error.message;
+    workers.insert(r->timings.worker);
+    last_start = std::max(last_start, r->timings.started);
+    first_end = std::min(first_end, r->timings.ran_until);
+  }
+  EXPECT_EQ(workers.size(), 4u) << "each member on a worker of its own";
+  EXPECT_LT(last_start, first_end) << "the members did not all run at the same time";
+  // Five cannot fit on four workers: every task rejected, naming why, and nothing else lost.
+  auto five = client_->submit_gang(std::vector<task_spec>(5, sleep_task(1)));
+  for (auto& h : five) {
+    auto r = h.wait_for(30s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, outcome::rejected);
+    EXPECT_NE(r->error.message.find("a gang of 5 tasks"), std::string::npos) << r->error.message;
+  }
+  auto after = client_->submit(sleep_task(1)).wait_for(30s);
+  ASSERT_TRUE(after && after->ok());
+}
+
 TEST_F(Cluster, HighPriorityTasksOvertakeWhatTheNodesHold) {
   std::mutex mu;
   std::map<int32_t, std::string> runs;  // per worker, after the high ones' submit: 'l' or 'h'

@@ -345,6 +345,9 @@ TEST(CodecRoundTrip, Submit) {
   EXPECT_FALSE(b.on_failure.has_value());
   m.on_failure = failure_policy::run_what_can;
   EXPECT_EQ(round_trip(m).on_failure, failure_policy::run_what_can);
+  EXPECT_FALSE(b.gang);
+  m.gang = true;
+  EXPECT_TRUE(round_trip(m).gang);
 }
 
 TEST(CodecRoundTrip, Submitted) {
@@ -622,8 +625,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     submit m;
-    auto& [a, b, c] = m;
-    expect_on_wire("submit", reached_by(m), a, b, c);
+    auto& [a, b, c, d] = m;
+    expect_on_wire("submit", reached_by(m), a, b, c, d);
   }
   {
     submitted m;

@@ -396,7 +396,7 @@ client::~client() = default;
 
 std::vector<task_handle> client::submit_frame(std::vector<task_spec> specs,
                                               std::shared_ptr<const result_callback> callback,
-                                              std::optional<failure_policy> on_failure) {
+                                              std::optional<failure_policy> on_failure, bool gang) {
   auto w = std::make_shared<impl::submit_wait>();
   w->callback = std::move(callback);
   auto done = w->handles.get_future();
@@ -405,6 +405,7 @@ std::vector<task_handle> client::submit_frame(std::vector<task_spec> specs,
   msg.tasks = std::move(specs);
   msg.token = impl_->token_base + id;
   msg.on_failure = on_failure;
+  msg.gang = gang;
   auto frames = impl_->framer.make_with_id(id, wire::msg_type::submit, msg);
   for (auto& f : frames) w->frame.emplace_back(f.data(), f.size());
   w->sent = impl::steady::now();
@@ -484,6 +485,24 @@ graph_handle client::submit_graph(graph_spec graph, result_callback on_done) {
   if (on_done) callback = std::make_shared<const result_callback>(std::move(on_done));
   auto handles = submit_frame(std::move(linked.specs), std::move(callback), linked.on_failure);
   return graph_handle{std::move(linked.names), std::move(handles)};
+}
+
+std::vector<task_handle> client::submit_gang(std::vector<task_spec> specs,
+                                             result_callback on_done) {
+  auto n = specs.size();
+  if (n > impl_->opts.max_tasks_per_submit)
+    throw client_error("the gang has " + std::to_string(n) + " tasks; a gang travels in one " +
+                       "submit of at most " + std::to_string(impl_->opts.max_tasks_per_submit) +
+                       " (max_tasks_per_submit); nothing was sent");
+  uint64_t bytes = 0;
+  for (auto& s : specs) bytes += input_bytes(s);
+  if (bytes > impl_->opts.max_payload_bytes)
+    throw client_error("the gang's inputs are " + std::to_string(bytes) +
+                       " bytes; a gang travels in one submit of at most max_payload_bytes (" +
+                       std::to_string(impl_->opts.max_payload_bytes) + "); nothing was sent");
+  std::shared_ptr<const result_callback> callback;
+  if (on_done) callback = std::make_shared<const result_callback>(std::move(on_done));
+  return submit_frame(std::move(specs), std::move(callback), failure_policy::cancel_graph, true);
 }
 
 void client::cancel(const graph_handle& graph) {

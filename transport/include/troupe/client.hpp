@@ -83,6 +83,10 @@ class client {
   /// throws client_error naming the problem, nothing sent), then by the head, which admits it
   /// whole or rejects every task. Results complete the handles as for submit_batch.
   graph_handle submit_graph(graph_spec graph, result_callback on_done = {});
+  /// A gang (docs/reservations.md), in one submit: the head places its tasks on distinct workers
+  /// (of any nodes) all at once or not at all, or rejects every task naming why. Throws
+  /// client_error, nothing sent, when it cannot travel in one submit.
+  std::vector<task_handle> submit_gang(std::vector<task_spec> specs, result_callback on_done = {});
   /// Cancels every unfinished task of the graph.
   void cancel(const graph_handle& graph);
   void cancel(task_id id);
@@ -104,7 +108,8 @@ class client {
   /// One submit message and its answer (the tasks' ids).
   std::vector<task_handle> submit_frame(std::vector<task_spec> specs,
                                         std::shared_ptr<const result_callback> callback,
-                                        std::optional<failure_policy> on_failure = {});
+                                        std::optional<failure_policy> on_failure = {},
+                                        bool gang = false);
   struct impl;
   std::unique_ptr<impl> impl_;
 };

@@ -153,6 +153,9 @@ struct submit {
   /// A graph (tasks with `after` or `inputs`): what a failure does to the rest of it (default
   /// cancel_dependents). The tasks of a graph travel in one submit.
   std::optional<failure_policy> on_failure = std::nullopt;
+  /// A gang (docs/reservations.md): its tasks are placed on distinct workers all at once or not
+  /// at all, and run once, whole. They travel in one submit.
+  bool gang = false;
 };
 
 struct submitted {

@@ -327,6 +327,7 @@ void fields(F& f, submit& m) {
   f("tasks", m.tasks, required);
   f("token", m.token);
   f("on_failure", m.on_failure);
+  f("gang", m.gang, omit_empty);
 }
 
 template <class F>
