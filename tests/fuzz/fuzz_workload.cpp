@@ -1,11 +1,14 @@
-// Workload files of `troupe run --workload` (docs/workload.md): parse_workload on the whole
-// input. std::runtime_error (naming the file, the line and the field) is the expected answer to
+// Workload files of `troupe run --workload` (docs/workload.md) and graph files of `troupe submit
+// --graph` (docs/graphs.md): parse_workload, then parse_graph and link_graph (names, edges,
+// cycles: what the client checks before it sends), on the whole input. std::runtime_error
+// (naming the file, the line or task, and the field) or a link error is the expected answer to
 // bad input; anything else is a finding.
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
+#include "troupe/model/graph.hpp"
 #include "troupe/workload.hpp"
 
 namespace {
@@ -33,6 +36,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::istringstream in{text};
   try {
     troupe::cli::parse_workload(in, "fuzz");
+  } catch (const std::runtime_error&) {
+  }
+  std::istringstream graph_text{text};
+  try {
+    troupe::linked_graph linked;
+    (void)troupe::link_graph(troupe::cli::parse_graph(graph_text, "fuzz"), linked);
   } catch (const std::runtime_error&) {
   }
   return 0;
