@@ -2,10 +2,13 @@
 // run level by level from the client and beside its lower bound; and the scheduling cost per
 // edge of a graph of empty tasks, beside the same tasks without edges.
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
+#include "troupe/kernels/builtins.hpp"
 #include "troupe/runtime.hpp"
 
 namespace troupe::cli {
@@ -93,6 +96,27 @@ double run_plain(const layered_graph& g, uint32_t workers) {
   return seconds_d(clock::now() - t0).count();
 }
 
+/// The baseline: the same kernel calls on `workers` plain threads taking tasks from one counter,
+/// no runtime and no edges: what the kernel itself costs (a thread woken from a sleep runs a
+/// little late).
+double run_raw_threads(const layered_graph& g, uint32_t workers) {
+  task_registry registry;
+  kernels::register_builtins(registry);
+  auto* kind = registry.find(g.graph.tasks.front().spec.kind);
+  std::atomic<size_t> next{0};
+  auto t0 = clock::now();
+  std::vector<std::thread> threads;
+  for (uint32_t w = 0; w < workers; ++w)
+    threads.emplace_back([&, w] {
+      for (size_t i; (i = next.fetch_add(1)) < g.graph.tasks.size();) {
+        task_context ctx{g.graph.tasks[i].spec, 1, int32_t(w), device_class::cpu, nullptr, -1};
+        kind->def.cpu(ctx);
+      }
+    });
+  for (auto& t : threads) t.join();
+  return seconds_d(clock::now() - t0).count();
+}
+
 double median3(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -109,18 +133,28 @@ nlohmann::json bench_graph(uint32_t workers, size_t empty_tasks) {
   for (auto ms : g.ms) work += ms / 1000;
   auto critical = critical_path(linked.specs, g.ms) / 1000;
   auto bound = std::max(work / workers, critical);
-  std::vector<double> as_graph, by_level;
-  for (int rep = 0; rep < 3; ++rep) {  // interleaved: a busy spell hits both
+  std::vector<double> as_graph, by_level, no_edges, raw;
+  for (int rep = 0; rep < 3; ++rep) {  // interleaved: a busy spell hits all four
     as_graph.push_back(run_as_graph(g, workers));
     by_level.push_back(run_level_by_level(g, workers));
+    no_edges.push_back(run_plain(g, workers));
+    raw.push_back(run_raw_threads(g, workers));
   }
-  auto graph_s = median3(as_graph), level_s = median3(by_level);
+  auto graph_s = median3(as_graph), level_s = median3(by_level), floor_s = median3(no_edges),
+       raw_s = median3(raw);
   std::printf("graph: 300 tasks of 1-10 ms in 30 levels, %u workers (median of 3)\n", workers);
   std::printf("  lower bound    %7.1f ms  (max of work/workers %.1f ms, critical path %.1f ms)\n",
               bound * 1000, work / workers * 1000, critical * 1000);
   std::printf("  as a graph     %7.1f ms  (%.3fx the bound)\n", graph_s * 1000, graph_s / bound);
   std::printf("  level by level %7.1f ms  (%.3fx the bound; the graph takes %.3fx its time)\n",
               level_s * 1000, level_s / bound, graph_s / level_s);
+  // The same tasks in one batch, no edges: what the workers and the kernel cost on their own.
+  std::printf("  without edges  %7.1f ms  (%.3fx the bound; the graph takes %.3fx its time)\n",
+              floor_s * 1000, floor_s / bound, graph_s / floor_s);
+  std::printf(
+      "  plain threads  %7.1f ms  (%.3fx the bound; the same kernel calls on %u threads, "
+      "no runtime, no edges; the graph takes %.3fx its time)\n",
+      raw_s * 1000, raw_s / bound, workers, graph_s / raw_s);
 
   // Empty tasks: the graph's edges are all that differs.
   size_t width = 1000, levels = std::max<size_t>(1, empty_tasks / width);
@@ -145,6 +179,10 @@ nlohmann::json bench_graph(uint32_t workers, size_t empty_tasks) {
           {"critical_path_ms", critical * 1000},
           {"graph_to_bound", graph_s / bound},
           {"graph_to_level_by_level", graph_s / level_s},
+          {"without_edges_ms", floor_s * 1000},
+          {"plain_threads_ms", raw_s * 1000},
+          {"graph_to_plain_threads", graph_s / raw_s},
+          {"graph_to_without_edges", graph_s / floor_s},
           {"empty_tasks", empty.graph.tasks.size()},
           {"edges", edges},
           {"empty_plain_ms", p_s * 1000},
