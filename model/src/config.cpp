@@ -527,6 +527,9 @@ std::chrono::system_clock::time_point wall_time(const toml::node& n) {
   if (!dt || !dt->get().offset)
     throw std::string{"expected a date and time with its offset, e.g. 2026-12-07T09:00:00Z"};
   auto& v = dt->get();
+  // The clocks count nanoseconds in 64 bits: about 292 years either side of 1970.
+  if (v.date.year < 1970 || v.date.year > 2200)
+    throw std::string{"the year must be in [1970, 2200]"};
   // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
   int y = v.date.year - (v.date.month <= 2);
   int era = (y >= 0 ? y : y - 399) / 400;

@@ -117,6 +117,15 @@ until = 2026-12-07T17:30:00+01:00
     EXPECT_EQ(e.key(), "reservations.x.from");
     EXPECT_EQ(e.line(), 3);
   }
+  try {  // (a fuzzer's find: the year 24 overflowed the clock's nanoseconds)
+    parse_config("[reservations.x]\nworkers = [\"cpu-0\"]\nuntil = 0024-06-07T17:00:00Z\n",
+                 "r.toml");
+    FAIL() << "no error";
+  } catch (const config_error& e) {
+    EXPECT_EQ(e.key(), "reservations.x.until");
+    EXPECT_NE(std::string{e.what()}.find("the year must be in [1970, 2200]"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
