@@ -132,6 +132,20 @@ void send_round(self_ptr self, completions_msg& unrunnable, std::vector<assign_m
   events.flush(self, st.bus);
 }
 
+/// Commits a placement: the task's resources reserved on worker w, its estimate added to the
+/// worker's backlog, the assignment held there and added to the worker's batch.
+void place_on(balancer_state& st, int32_t w, assignment&& a, std::vector<assign_msg>& batches,
+              event_batch& events) {
+  auto& t = *a.task;
+  auto& slot = st.workers[size_t(w)];
+  st.ledger.reserve(w, t.id, t.spec.needs);
+  show_reserved(st, w);
+  slot.backlog_s += t.estimate_s;
+  slot.in_flight.push_back(a);
+  if (events.wanted()) events.add_task("task.placed", t, w);
+  batches[size_t(w)].tasks.push_back(std::move(a));
+}
+
 /// The record that ends an attempt no worker in service can run.
 attempt_record unrunnable_record(const assignment& a, errc code, std::string message) {
   attempt_record rec;
@@ -174,13 +188,7 @@ void place_pending(self_ptr self) {
     }
     if (auto victim = victim_on(st, size_t(w), a))  // it would wait behind a preemptible task
       st.workers[size_t(w)].in_flight[*victim].task->preempt_requested.store(true);
-    st.ledger.reserve(w, t.id, t.spec.needs);
-    show_reserved(st, w);
-    auto& slot = st.workers[size_t(w)];
-    slot.backlog_s += t.estimate_s;
-    slot.in_flight.push_back(a);
-    if (events.wanted()) events.add_task("task.placed", t, w);
-    batches[size_t(w)].tasks.push_back(std::move(a));
+    place_on(st, w, std::move(a), batches, events);
   }
   st.pending.swap(waiting);
   send_round(self, unrunnable, batches, events);
@@ -259,20 +267,14 @@ void place_urgent(self_ptr self, std::vector<assignment>& tasks) {
     auto& slot = st.workers[size_t(best)];
     if (best_victim)  // its worker stops it at its cancellation token; the queue requeues it
       slot.in_flight[*best_victim].task->preempt_requested.store(true);
-    st.ledger.reserve(best, t.id, t.spec.needs);
-    show_reserved(st, best);
     t.estimate_s =
         st.model.estimate_s(model_key(t, st.setup->workers[size_t(best)].device), t.cost);
-    slot.backlog_s += t.estimate_s;
     ++slot.urgent;
     a.urgent = true;
-    slot.in_flight.push_back(a);
-    if (events.wanted()) events.add_task("task.placed", t, best);
-    batches[size_t(best)].tasks.push_back(std::move(a));
+    place_on(st, best, std::move(a), batches, events);
   }
-  for (size_t w = 0; w < batches.size(); ++w)
-    if (!batches[w].tasks.empty()) self->send(st.workers[w].handle, std::move(batches[w]));
-  events.flush(self, st.bus);
+  completions_msg none;
+  send_round(self, none, batches, events);
 }
 
 /// Gangs whose members the queue ended (a member's end ends its gang) go, and so do the holds
@@ -360,17 +362,11 @@ void place_gangs(self_ptr self) {
       auto w = (*at_once)[m];
       auto& a = members[m];
       auto& t = *a.task;
-      auto& slot = st.workers[w];
-      slot.held_for = 0;
-      st.ledger.reserve(int32_t(w), t.id, t.spec.needs);
-      show_reserved(st, int32_t(w));
+      st.workers[w].held_for = 0;
       t.estimate_s = st.model.estimate_s(model_key(t, st.setup->workers[w].device), t.cost);
-      slot.backlog_s += t.estimate_s;
       // First in its worker's lane whatever is placed there next: the members start together.
       a.order = std::numeric_limits<double>::lowest();
-      slot.in_flight.push_back(a);
-      if (events.wanted()) events.add_task("task.placed", t, int32_t(w));
-      batches[w].tasks.push_back(std::move(a));
+      place_on(st, int32_t(w), std::move(a), batches, events);
     }
     it = st.gangs.erase(it);
   }

@@ -449,6 +449,20 @@ int line_of(const toml::node& n) {
   return int(n.source().begin.line);
 }
 
+/// An array of non-empty strings (`what` names them in the error).
+std::vector<std::string> names_in(const toml::node& value, const char* what) {
+  auto* arr = value.as_array();
+  if (!arr) throw std::string{"expected an array of "} + what;
+  std::vector<std::string> out;
+  for (auto& e : *arr) {
+    auto s = e.value<std::string>();
+    if (!s || s->empty() || !e.is_string())
+      throw std::string{"expected an array of "} + what + " (non-empty strings)";
+    out.push_back(*s);
+  }
+  return out;
+}
+
 /// [nodes.NAME] tables: cpu, cuda, memory_bytes, plugins, isolation. A name appears once.
 void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string& source) {
   auto* table = nodes.as_table();
@@ -498,14 +512,8 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
         } else if (k == "isolation") {
           n.process_isolation = choice<bool>(value, {{"process", true}, {"thread", false}});
         } else if (k == "plugins") {
-          auto* arr = value.as_array();
-          if (!arr) throw std::string{"expected an array of shared library paths"};
-          for (auto& e : *arr) {
-            auto path = e.value<std::string>();
-            if (!path || path->empty())
-              throw std::string{"expected an array of shared library paths (non-empty strings)"};
-            n.plugins.push_back(from_folder_of(source, *path));
-          }
+          for (auto& path : names_in(value, "shared library paths"))
+            n.plugins.push_back(from_folder_of(source, path));
         } else {
           throw std::string{"unknown key (cpu, cuda, memory_bytes, plugins, isolation, head, key)"};
         }
@@ -542,19 +550,6 @@ std::chrono::system_clock::time_point wall_time(const toml::node& n) {
   return std::chrono::system_clock::time_point{} + std::chrono::seconds(secs) +
          std::chrono::duration_cast<std::chrono::system_clock::duration>(
              std::chrono::nanoseconds(v.time.nanosecond));
-}
-
-std::vector<std::string> names_in(const toml::node& value, const char* what) {
-  auto* arr = value.as_array();
-  if (!arr) throw std::string{"expected an array of "} + what;
-  std::vector<std::string> out;
-  for (auto& e : *arr) {
-    auto s = e.value<std::string>();
-    if (!s || s->empty() || !e.is_string())
-      throw std::string{"expected an array of "} + what + " (non-empty strings)";
-    out.push_back(*s);
-  }
-  return out;
 }
 
 /// [reservations.NAME] tables: workers, clients, from, until. Worker names are checked when

@@ -152,8 +152,8 @@ graph_handle runtime::submit_graph(graph_spec graph, result_callback on_done) {
 
 std::vector<task_handle> runtime::submit_gang(std::vector<task_spec> tasks,
                                               result_callback on_done) {
-  return impl_->submit_graph_specs(std::move(tasks), std::move(on_done), nullptr,
-                                   failure_policy::cancel_graph, true);
+  return impl_->submit_specs(std::move(tasks), std::move(on_done), nullptr, {},
+                             failure_policy::cancel_graph, true);
 }
 
 void runtime::cancel(const graph_handle& graph) {

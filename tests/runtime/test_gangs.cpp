@@ -20,7 +20,7 @@ runtime_config cpu_workers(uint32_t n) {
   return cfg;
 }
 
-task_spec sleep_for(double ms) {
+task_spec sleep_task(double ms) {
   task_spec s;
   s.kind = "sleep";
   s.params.set("ms", ms);
@@ -82,8 +82,8 @@ TEST(Gangs, AGangWaitsUntilEnoughWorkersAreFreeAtOnce) {
   runtime rt{cpu_workers(3)};
   // Two workers busy for a while, one idle: a gang of three must not start a member on the
   // idle one before the others can start too.
-  auto busy = rt.submit_batch({sleep_for(300), sleep_for(300)});
-  std::vector<task_spec> gang(3, sleep_for(1));
+  auto busy = rt.submit_batch({sleep_task(300), sleep_task(300)});
+  std::vector<task_spec> gang(3, sleep_task(1));
   auto members = rt.submit_gang(gang);
   time_point busy_until{};
   for (auto& h : busy) {
@@ -108,7 +108,7 @@ TEST(Gangs, AGangWaitsUntilEnoughWorkersAreFreeAtOnce) {
 
 TEST(Gangs, AGangNoWorkersCouldHoldIsRefusedWholeNamingWhy) {
   runtime rt{cpu_workers(2)};
-  std::vector<task_spec> gang(3, sleep_for(1));
+  std::vector<task_spec> gang(3, sleep_task(1));
   auto hs = rt.submit_gang(gang);
   ASSERT_EQ(hs.size(), 3u);
   for (auto& h : hs) {
@@ -119,7 +119,7 @@ TEST(Gangs, AGangNoWorkersCouldHoldIsRefusedWholeNamingWhy) {
               std::string::npos)
         << h.get().error.message;
   }
-  EXPECT_TRUE(rt.submit(sleep_for(1)).wait_for(10s)) << "the runtime carries on";
+  EXPECT_TRUE(rt.submit(sleep_task(1)).wait_for(10s)) << "the runtime carries on";
 
   // Three workers, one held for good by a reservation the gang does not name: no room either.
   auto cfg = cpu_workers(3);
@@ -137,15 +137,15 @@ TEST(Gangs, AGangNoWorkersCouldHoldIsRefusedWholeNamingWhy) {
 
 TEST(Gangs, PreemptibleOrLinkedTasksCannotBeInAGang) {
   runtime rt{cpu_workers(2)};
-  auto preemptible = sleep_for(1);
+  auto preemptible = sleep_task(1);
   preemptible.preemptible = true;
-  auto hs = rt.submit_gang({sleep_for(1), named(preemptible, "p")});
+  auto hs = rt.submit_gang({sleep_task(1), named(preemptible, "p")});
   EXPECT_EQ(hs[0].get().status, outcome::rejected);
   EXPECT_NE(hs[1].get().error.message.find("task 'p' is preemptible"), std::string::npos)
       << hs[1].get().error.message;
-  auto linked = sleep_for(1);
+  auto linked = sleep_task(1);
   linked.after = {0};
-  hs = rt.submit_gang({sleep_for(1), linked});
+  hs = rt.submit_gang({sleep_task(1), linked});
   EXPECT_EQ(hs[1].get().error.code, errc::invalid_params);
 }
 
@@ -155,7 +155,7 @@ TEST(Gangs, AMemberThatFailsEndsTheOthersAndNothingIsRetried) {
   fails.kind = "fail";
   fails.max_retries = 5;  // a gang runs once: not retried
   auto hs = rt.submit_gang(
-      {named(fails, "bad"), named(sleep_for(60000), "long1"), named(sleep_for(60000), "long2")});
+      {named(fails, "bad"), named(sleep_task(60000), "long1"), named(sleep_task(60000), "long2")});
   auto bad = hs[0].wait_for(30s);
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, outcome::failed);
@@ -172,15 +172,15 @@ TEST(Gangs, AMemberThatFailsEndsTheOthersAndNothingIsRetried) {
 
 TEST(Gangs, CancellingOneMemberOfAWaitingGangEndsItWholeAndFreesTheWorkersItHeld) {
   runtime rt{cpu_workers(2)};
-  auto busy = rt.submit(sleep_for(60000));  // on one worker: the gang of two waits, holding both
-  auto hs = rt.submit_gang({sleep_for(1), sleep_for(1)});
+  auto busy = rt.submit(sleep_task(60000));  // on one worker: the gang of two waits, holding both
+  auto hs = rt.submit_gang({sleep_task(1), sleep_task(1)});
   rt.cancel(hs[1].id());
   for (auto& h : hs) {
     auto r = h.wait_for(30s);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, outcome::cancelled);
   }
-  auto next = rt.submit(sleep_for(1)).wait_for(30s);  // while the 60 s task still runs
+  auto next = rt.submit(sleep_task(1)).wait_for(30s);  // while the 60 s task still runs
   ASSERT_TRUE(next) << "the worker the gang held was not given back";
   EXPECT_TRUE(next->ok());
   rt.cancel(busy.id());
@@ -190,10 +190,10 @@ TEST(Gangs, CancellingOneMemberOfAWaitingGangEndsItWholeAndFreesTheWorkersItHeld
 
 TEST(Gangs, AMemberWhoseDeadlinePassesWhileItsGangWaitsEndsTheGang) {
   runtime rt{cpu_workers(2)};
-  auto busy = rt.submit(sleep_for(60000));  // the gang of two cannot be placed
-  auto hurried = named(sleep_for(1), "hurried");
+  auto busy = rt.submit(sleep_task(60000));  // the gang of two cannot be placed
+  auto hurried = named(sleep_task(1), "hurried");
   hurried.deadline = clock::now() + 200ms;
-  auto hs = rt.submit_gang({hurried, named(sleep_for(1), "other")});
+  auto hs = rt.submit_gang({hurried, named(sleep_task(1), "other")});
   auto h = hs[0].wait_for(30s);
   auto o = hs[1].wait_for(30s);
   ASSERT_TRUE(h && o) << "a gang waiting past a deadline stayed in flight";

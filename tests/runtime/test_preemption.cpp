@@ -29,21 +29,24 @@ struct starts_log {
   }
 };
 
+/// The built-in `sleep` does the holding: it stops when the context says so.
 void add_hold_kind(runtime& rt, starts_log& log) {
-  rt.registry().add({"hold", nullptr, [&log](const task_context& ctx) {
+  auto* sleep = rt.registry().find("sleep");
+  rt.registry().add({"hold", nullptr, [&log, sleep](const task_context& ctx) {
                        int n;
                        {
                          std::lock_guard<std::mutex> guard{log.m};
                          n = ++log.started;
                        }
                        log.cv.notify_all();
-                       auto& p = ctx.spec.params;
-                       auto ms = n == 1 ? p.get_double("ms", 0)
-                                        : p.get_double("again_ms", p.get_double("ms", 0));
-                       auto until = clock::now() + std::chrono::duration<double, std::milli>(ms);
-                       while (clock::now() < until && !ctx.cancelled())
-                         std::this_thread::sleep_for(1ms);
-                       return task_output{};
+                       auto spec = ctx.spec;  // the sleep's length: ms, or again_ms later
+                       auto& p = spec.params;
+                       if (n > 1) p.set("ms", p.get_double("again_ms", p.get_double("ms", 0)));
+                       task_context inner{spec,       ctx.attempt,     ctx.worker,
+                                          ctx.device, ctx.cancel_flag, ctx.device_index};
+                       inner.stop_flag = ctx.stop_flag;
+                       inner.preempt_flag = ctx.preempt_flag;
+                       return sleep->def.cpu(inner);
                      }});
 }
 

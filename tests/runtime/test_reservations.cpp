@@ -30,7 +30,7 @@ runtime_config two_workers_one_held(std::optional<std::chrono::system_clock::tim
   return last_worker_held(2, "vip", until, std::move(clients));
 }
 
-task_spec sleep_for(double ms, std::string reservation = {}, std::string client = {}) {
+task_spec sleep_task(double ms, std::string reservation = {}, std::string client = {}) {
   task_spec s;
   s.kind = "sleep";
   s.params.set("ms", ms);
@@ -43,7 +43,7 @@ task_spec sleep_for(double ms, std::string reservation = {}, std::string client 
 
 TEST(Reservations, AHeldWorkerRunsOnlyTheTasksNamingItAndTheyRunNowhereElse) {
   runtime rt{two_workers_one_held()};
-  std::vector<task_spec> plain(20, sleep_for(1)), vip(5, sleep_for(1, "vip"));
+  std::vector<task_spec> plain(20, sleep_task(1)), vip(5, sleep_task(1, "vip"));
   auto ps = rt.submit_batch(plain);
   auto vs = rt.submit_batch(vip);
   for (auto& h : ps) {
@@ -60,7 +60,7 @@ TEST(Reservations, AHeldWorkerRunsOnlyTheTasksNamingItAndTheyRunNowhereElse) {
 
 TEST(Reservations, StatsShowAHeldWorkerThatIsIdleAsUnusedCapacity) {
   runtime rt{two_workers_one_held()};
-  ASSERT_TRUE(rt.submit(sleep_for(1, "vip")).wait_for(30s));
+  ASSERT_TRUE(rt.submit(sleep_task(1, "vip")).wait_for(30s));
   auto s = rt.stats();
   ASSERT_EQ(s.reservations.size(), 1u);
   auto& r = s.reservations[0];
@@ -74,15 +74,15 @@ TEST(Reservations, StatsShowAHeldWorkerThatIsIdleAsUnusedCapacity) {
 
 TEST(Reservations, TasksMayNotNameAnUnknownReservationOrOneHeldForOtherClients) {
   runtime rt{two_workers_one_held({}, {"alice"})};
-  auto unknown = rt.submit(sleep_for(1, "vvip", "alice"));
+  auto unknown = rt.submit(sleep_task(1, "vvip", "alice"));
   EXPECT_EQ(unknown.get().status, outcome::rejected);
   EXPECT_EQ(unknown.get().error.code, errc::invalid_params);
   EXPECT_EQ(unknown.get().error.message, "unknown reservation 'vvip' (reservations: vip)");
-  auto other = rt.submit(sleep_for(1, "vip", "eve"));
+  auto other = rt.submit(sleep_task(1, "vip", "eve"));
   EXPECT_EQ(other.get().status, outcome::rejected);
   EXPECT_EQ(other.get().error.message,
             "reservation 'vip' is held for alice; this task's client is 'eve'");
-  auto alice = rt.submit(sleep_for(1, "vip", "alice")).wait_for(30s);
+  auto alice = rt.submit(sleep_task(1, "vip", "alice")).wait_for(30s);
   ASSERT_TRUE(alice);
   EXPECT_TRUE(alice->ok());
   EXPECT_EQ(alice->timings.worker, 1);
@@ -90,7 +90,7 @@ TEST(Reservations, TasksMayNotNameAnUnknownReservationOrOneHeldForOtherClients) 
 
 TEST(Reservations, ATaskOnlyAWorkerHeldForGoodCouldRunIsRefusedAtSubmit) {
   runtime rt{last_worker_held(1, "all")};
-  auto h = rt.submit(sleep_for(1));
+  auto h = rt.submit(sleep_task(1));
   EXPECT_EQ(h.get().status, outcome::rejected);
   EXPECT_EQ(h.get().error.code, errc::unsatisfiable_resources);
   EXPECT_NE(h.get().error.message.find("held for good by reservations it does not name"),
@@ -106,14 +106,14 @@ TEST(Reservations, WhenTheWindowEndsTheWorkerTakesOtherTasksAgain) {
   auto cfg = two_workers_one_held(until);
   cfg.worker_prefetch = 1;  // nothing waits behind the busy task on its worker
   runtime rt{cfg};
-  auto busy = rt.submit(sleep_for(60000));  // cpu-0 is busy: the next task can only wait
-  auto waits = rt.submit(sleep_for(1));
+  auto busy = rt.submit(sleep_task(60000));  // cpu-0 is busy: the next task can only wait
+  auto waits = rt.submit(sleep_task(1));
   auto r = waits.wait_for(30s);
   ASSERT_TRUE(r && r->ok());
   EXPECT_EQ(r->timings.worker, 1);
   EXPECT_GE(r->timings.started, steady_until - 5ms)
       << "it ran on the held worker before the window ended";
-  auto late = rt.submit(sleep_for(1, "vip"));
+  auto late = rt.submit(sleep_task(1, "vip"));
   EXPECT_EQ(late.get().status, outcome::rejected);
   EXPECT_EQ(late.get().error.message, "reservation 'vip' has ended");
   EXPECT_FALSE(rt.stats().reservations.at(0).active);

@@ -466,21 +466,28 @@ std::vector<task_handle> client::submit_batch(std::vector<task_spec> specs,
   return all;
 }
 
+void client::fits_one_submit(const std::vector<task_spec>& specs, const char* what) const {
+  auto n = specs.size();
+  auto a = std::string{what};
+  if (n > impl_->opts.max_tasks_per_submit)
+    throw client_error("the " + a + " has " + std::to_string(n) + " tasks; a " + a +
+                       " travels in one submit of at most " +
+                       std::to_string(impl_->opts.max_tasks_per_submit) +
+                       " (max_tasks_per_submit, the head's cluster.max_tasks_per_submit); "
+                       "nothing was sent");
+  uint64_t bytes = 0;
+  for (auto& s : specs) bytes += input_bytes(s);
+  if (bytes > impl_->opts.max_payload_bytes)
+    throw client_error("the " + a + "'s inputs are " + std::to_string(bytes) + " bytes; a " + a +
+                       " travels in one submit of at most max_payload_bytes (" +
+                       std::to_string(impl_->opts.max_payload_bytes) + "); nothing was sent");
+}
+
 graph_handle client::submit_graph(graph_spec graph, result_callback on_done) {
   linked_graph linked;
   if (auto why = link_graph(std::move(graph), linked))
     throw client_error("the graph was refused: " + why.message + "; nothing was sent");
-  auto n = linked.specs.size();
-  if (n > impl_->opts.max_tasks_per_submit)
-    throw client_error("the graph has " + std::to_string(n) + " tasks; a graph travels in one " +
-                       "submit of at most " + std::to_string(impl_->opts.max_tasks_per_submit) +
-                       " (max_tasks_per_submit, the head's cluster.max_tasks_per_submit)");
-  uint64_t bytes = 0;
-  for (auto& s : linked.specs) bytes += input_bytes(s);
-  if (bytes > impl_->opts.max_payload_bytes)
-    throw client_error("the graph's inputs are " + std::to_string(bytes) +
-                       " bytes; a graph travels in one submit of at most max_payload_bytes (" +
-                       std::to_string(impl_->opts.max_payload_bytes) + "); nothing was sent");
+  fits_one_submit(linked.specs, "graph");
   std::shared_ptr<const result_callback> callback;
   if (on_done) callback = std::make_shared<const result_callback>(std::move(on_done));
   auto handles = submit_frame(std::move(linked.specs), std::move(callback), linked.on_failure);
@@ -489,17 +496,7 @@ graph_handle client::submit_graph(graph_spec graph, result_callback on_done) {
 
 std::vector<task_handle> client::submit_gang(std::vector<task_spec> specs,
                                              result_callback on_done) {
-  auto n = specs.size();
-  if (n > impl_->opts.max_tasks_per_submit)
-    throw client_error("the gang has " + std::to_string(n) + " tasks; a gang travels in one " +
-                       "submit of at most " + std::to_string(impl_->opts.max_tasks_per_submit) +
-                       " (max_tasks_per_submit); nothing was sent");
-  uint64_t bytes = 0;
-  for (auto& s : specs) bytes += input_bytes(s);
-  if (bytes > impl_->opts.max_payload_bytes)
-    throw client_error("the gang's inputs are " + std::to_string(bytes) +
-                       " bytes; a gang travels in one submit of at most max_payload_bytes (" +
-                       std::to_string(impl_->opts.max_payload_bytes) + "); nothing was sent");
+  fits_one_submit(specs, "gang");
   std::shared_ptr<const result_callback> callback;
   if (on_done) callback = std::make_shared<const result_callback>(std::move(on_done));
   return submit_frame(std::move(specs), std::move(callback), failure_policy::cancel_graph, true);

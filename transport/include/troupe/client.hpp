@@ -105,6 +105,9 @@ class client {
   uint64_t duplicates() const;
 
  private:
+  /// Throws client_error, naming the bound, when the tasks of a graph or gang (`what`) cannot
+  /// travel in the one submit they must.
+  void fits_one_submit(const std::vector<task_spec>& specs, const char* what) const;
   /// One submit message and its answer (the tasks' ids).
   std::vector<task_handle> submit_frame(std::vector<task_spec> specs,
                                         std::shared_ptr<const result_callback> callback,
