@@ -172,6 +172,9 @@ event_bus_actor::behavior_type event_bus_impl(
           st.next_seq += skipped;
           st.gate->dropped.fetch_add(skipped, std::memory_order_relaxed);
         }
+        // Built after a subscriber opened the gate but here before its subscription: nobody can
+        // get them, and numbering them would leave gaps no subscriber could account for.
+        if (st.subscriptions.empty()) return;
         for (auto& e : msg.events) {
           e.seq = st.next_seq++;
           for (auto& [id, s] : st.subscriptions) {

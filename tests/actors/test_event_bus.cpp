@@ -100,3 +100,16 @@ TEST_F(EventBus, SkippedEventsTakeTheirNumbersAndCountAsDropped) {
   EXPECT_EQ(seen[1].seq, 7u);
   EXPECT_EQ(events->dropped.load(), 5u);
 }
+
+// A publisher may build events once the gate opens, and they can reach the bus before the
+// subscription itself: they take no number, so the first subscriber's numbers start at 1 and
+// every later gap is a counted loss.
+TEST_F(EventBus, EventsThatArriveBeforeAnySubscriptionTakeNoNumber) {
+  publish({"worker.up", "worker.up"});
+  std::vector<event> seen;
+  subscribe(1, "", seen);
+  publish({"task.submitted"});
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].seq, 1u);
+  EXPECT_EQ(events->dropped.load(), 0u);
+}
