@@ -101,8 +101,8 @@ bool known_somewhere(const balancer_state& st, const task_state& t) {
 }
 
 /// The running attempt on worker w that makes way for a task of higher priority or earlier
-/// deadline (by queue.order), if one may (preemption.hpp). Only CPU workers of this process
-/// mark attempts running.
+/// deadline (by queue.order), if one may (preemption.hpp). CPU workers mark preemptible attempts
+/// running; for a node's workers membership does, from the node's heartbeats.
 std::optional<size_t> victim_on(const balancer_state& st, size_t w, const assignment& urgent) {
   auto order = st.setup->cfg.order;
   if (!preempts_by(order)) return std::nullopt;

@@ -392,3 +392,112 @@ TEST_F(Membership, ANodeWithAnotherPayloadLimitIsRefusedNamingBoth) {
   EXPECT_NE(e.message.find("limits.max_payload_bytes = 1048576"), std::string::npos) << e.message;
   EXPECT_TRUE(ups.empty());
 }
+
+// Preemption on a node's workers (docs/preemption.md): the head learns from the heartbeats which
+// preemptible attempts run there, and asks the node with a cancel carrying `preempt`.
+struct MembershipPreempts : Membership {
+  std::shared_ptr<task_state> low = task(42, 0, true);
+  uint64_t frame = 0;
+
+  void SetUp() override {
+    Membership::SetUp();
+    hello("n1", 11);
+    assign(low, 5.0);
+  }
+
+  std::shared_ptr<task_state> task(task_id id, int32_t priority, bool preemptible) {
+    auto t = std::make_shared<task_state>();
+    t->id = id;
+    t->kind = setup->registry->find("sleep");
+    t->spec.kind = "sleep";
+    t->spec.priority = priority;
+    t->spec.preemptible = preemptible;
+    return t;
+  }
+
+  void assign(const std::shared_ptr<task_state>& t, double order) {
+    assignment a{t, 1, order};
+    caf::anon_send(membership, remote_assign_msg{1, ups[1].generation, {a}});
+    sched->run();
+    frame = last_of(wire::msg_type::assign)->header.id;
+  }
+
+  void heartbeat(std::vector<task_id> holding, std::vector<task_id> running) {
+    node_heartbeat_msg hb;
+    hb.peer = "peer-n1";
+    hb.node = "n1";
+    hb.epoch = 11;
+    hb.body.last_assign = frame;
+    hb.body.holding = std::move(holding);
+    hb.body.preemptible_running = std::move(running);
+    caf::anon_send(membership, hb);
+    sched->run();
+  }
+
+  /// The ids of every cancel frame with `preempt` sent so far.
+  std::vector<task_id> asked_to_make_way() {
+    std::vector<task_id> ids;
+    for (auto& f : sent) {
+      if (f.header.type != wire::msg_type::cancel) continue;
+      auto c = body_of<wire::cancel>(f);
+      if (c.preempt) ids.insert(ids.end(), c.ids.begin(), c.ids.end());
+    }
+    return ids;
+  }
+};
+
+TEST_F(MembershipPreempts, AnAttemptTheHeartbeatShowsRunningIsMarkedRunningForTheBalancer) {
+  EXPECT_EQ(low->running_attempt.load(), 0u);
+  heartbeat({42}, {42});
+  EXPECT_EQ(low->running_attempt.load(), 1u);
+  heartbeat({42}, {});  // no longer running (the node is about to report it)
+  EXPECT_EQ(low->running_attempt.load(), 0u);
+  EXPECT_TRUE(asked_to_make_way().empty());
+}
+
+TEST_F(MembershipPreempts, AnAttemptTheBalancerPickedIsAskedAtOnceAndOnlyOnce) {
+  heartbeat({42}, {42});
+  low->preempt_requested.store(true);  // as the balancer does, placing a more urgent task
+  auto urgent = task(43, 10, false);
+  assign(urgent, -10.0);
+  EXPECT_EQ(asked_to_make_way(), (std::vector<task_id>{42}));
+  heartbeat({42, 43}, {42});
+  EXPECT_EQ(asked_to_make_way(), (std::vector<task_id>{42})) << "asked once";
+  // It made way: the attempt is over for the head, and no longer shows running or asked.
+  node_results_msg r;
+  r.peer = "peer-n1";
+  r.node = "n1";
+  r.epoch = 11;
+  wire::attempt_result made_way;
+  made_way.id = 42;
+  made_way.attempt = 1;
+  made_way.worker = 1;
+  made_way.code = errc::preempted;
+  r.body.records.push_back(made_way);
+  caf::anon_send(membership, r);
+  sched->run();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].records.at(0).code, errc::preempted);
+  EXPECT_EQ(low->running_attempt.load(), 0u);
+  EXPECT_FALSE(low->preempt_requested.load());
+}
+
+TEST_F(MembershipPreempts, AnUrgentTaskPlacedBeforeTheHeadSawTheAttemptRunningAsksAtTheHeartbeat) {
+  auto urgent = task(43, 10, false);
+  assign(urgent, -10.0);  // the head did not know 42 runs: nobody asked
+  EXPECT_TRUE(asked_to_make_way().empty());
+  heartbeat({42, 43}, {42});
+  EXPECT_EQ(asked_to_make_way(), (std::vector<task_id>{42}));
+  EXPECT_TRUE(low->preempt_requested.load());
+}
+
+TEST_F(MembershipPreempts, NothingIsAskedForATaskOfTheSamePriorityOrOfANonPreemptibleOne) {
+  auto same = task(43, 0, false);
+  assign(same, 1.0);  // runs next there, but does not outrank it
+  heartbeat({42, 43}, {42});
+  EXPECT_TRUE(asked_to_make_way().empty());
+  auto urgent = task(45, 10, false);
+  assign(urgent, -10.0);
+  heartbeat({42, 43, 45}, {42, 43});  // 43 is not preemptible: only 42 may be asked
+  EXPECT_EQ(asked_to_make_way(), (std::vector<task_id>{42}));
+}

@@ -520,6 +520,38 @@ TEST_F(Cluster, HighPriorityTasksOvertakeWhatTheNodesHold) {
   for (auto& l : lows) ASSERT_TRUE(l.wait_for(30s)) << diagnosis();
 }
 
+// Every node worker runs a long preemptible task when a higher-priority one arrives: one of them
+// makes way (the head asks its node with a cancel carrying `preempt`), the urgent task runs at
+// once, and the stopped one is queued again, not lost.
+TEST_F(Cluster, APreemptibleTaskOnANodeMakesWayForAHigherPriorityOne) {
+  std::vector<task_spec> longs(4, sleep_task(60000));
+  for (auto& s : longs) s.preemptible = true;
+  auto lows = client_->submit_batch(std::move(longs));
+  ASSERT_TRUE(wait_for_status([](const wire::status& st) {
+    size_t busy = 0;
+    for (auto& w : st.stats.workers) busy += w.state == "busy";
+    return busy == 4;
+  })) << diagnosis();
+  auto urgent = sleep_task(50);
+  urgent.priority = 10;
+  auto h = client_->submit(urgent);
+  auto r = h.wait_for(30s);  // without preemption it would wait for a 60 s task
+  ASSERT_TRUE(r) << "the urgent task waited behind the long ones\n" << diagnosis();
+  EXPECT_TRUE(r->ok()) << to_string(r->status) << ": " << r->error.message;
+  wire::status after;
+  ASSERT_TRUE(
+      wait_for_status([](const wire::status& st) { return st.stats.preempted >= 1; }, &after))
+      << diagnosis();
+  EXPECT_EQ(after.stats.failed, 0u);
+  for (auto& l : lows) EXPECT_FALSE(l.ready()) << "a preempted task is queued again, not ended";
+  for (auto& l : lows) client_->cancel(l.id());
+  for (auto& l : lows) {
+    auto end = l.wait_for(30s);
+    ASSERT_TRUE(end) << diagnosis();
+    EXPECT_EQ(end->status, outcome::cancelled);
+  }
+}
+
 TEST_F(Cluster, CancelEndsTheTaskAndStopsItOnTheNode) {
   task_spec long_sleep;
   long_sleep.kind = "sleep";

@@ -271,9 +271,11 @@ TEST(CodecRoundTrip, Heartbeat) {
   m.gpus = {{1, 100, 200, 3000, 8000, "nvml"}, {2, 1, 2, 3, 4, "cuda"}};
   m.last_assign = 981;
   m.holding = {7, 8, uint64_t(1) << 60};
+  m.preemptible_running = {8};
   auto b = round_trip(m);
   EXPECT_EQ(b.last_assign, m.last_assign);
   EXPECT_EQ(b.holding, m.holding);
+  EXPECT_EQ(b.preemptible_running, m.preemptible_running);
   ASSERT_EQ(b.gpus.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     auto &x = m.gpus[i], &y = b.gpus[i];
@@ -364,6 +366,10 @@ TEST(CodecRoundTrip, Result) {
 
 TEST(CodecRoundTrip, Cancel) {
   EXPECT_EQ(round_trip(cancel{{3, 4}}).ids, (std::vector<task_id>{3, 4}));
+  EXPECT_FALSE(round_trip(cancel{{3}}).preempt);
+  auto preempt = round_trip(cancel{{5}, true});
+  EXPECT_TRUE(preempt.preempt);
+  EXPECT_EQ(preempt.ids, (std::vector<task_id>{5}));
   EXPECT_EQ(round_trip(fetch{{5, 6}}).ids, (std::vector<task_id>{5, 6}));
   auto f = round_trip(fetched{{7}, {8, 9}});
   EXPECT_EQ(f.pending, (std::vector<task_id>{7}));
@@ -582,8 +588,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     heartbeat m;
-    auto& [a, b, c] = m;
-    expect_on_wire("heartbeat", reached_by(m), a, b, c);
+    auto& [a, b, c, d] = m;
+    expect_on_wire("heartbeat", reached_by(m), a, b, c, d);
   }
   {
     assigned_task m;
@@ -655,8 +661,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     cancel m;
-    auto& [a] = m;
-    expect_on_wire("cancel", reached_by(m), a);
+    auto& [a, b] = m;
+    expect_on_wire("cancel", reached_by(m), a, b);
   }
   {
     fetch m;

@@ -5,6 +5,7 @@
 
 #include "troupe/model/frame_split.hpp"
 #include "troupe/model/log.hpp"
+#include "troupe/model/preemption.hpp"
 #include "troupe/transport/framer.hpp"
 
 namespace troupe {
@@ -42,6 +43,93 @@ int32_t node_index(const membership_state& st, const std::string& name) {
   return -1;
 }
 
+/// A remote attempt is over for the head (reported, or reclaimed): it no longer shows running,
+/// so the balancer does not pick it to make way, and a request to make way ends with it.
+void attempt_over(membership_state::node_view& node, task_id id, const assignment& a) {
+  a.task->preempt_requested.store(false, std::memory_order_relaxed);
+  if (!node.preemptible_running.erase(id)) return;
+  auto attempt = a.attempt;
+  a.task->running_attempt.compare_exchange_strong(attempt, 0);  // unless a later one runs now
+}
+
+/// Asks the node to stop the running preemptible attempts the balancer picked to make way for
+/// a more urgent task (it set their preempt_requested as it placed that task): one cancel frame
+/// with `preempt`, each attempt asked once.
+void ask_to_make_way(self_ptr self, membership_state::node_view& node) {
+  auto& st = self->state;
+  wire::cancel out;
+  out.preempt = true;
+  for (auto id : node.preemptible_running) {
+    auto i = node.in_flight.find(id);
+    if (i == node.in_flight.end() || i->second.asked_to_make_way ||
+        !i->second.a.task->preempt_requested.load(std::memory_order_relaxed))
+      continue;
+    i->second.asked_to_make_way = true;
+    out.ids.push_back(id);
+  }
+  if (!out.ids.empty()) st.send(st.framer->make(&node.peer, wire::msg_type::cancel, out));
+}
+
+/// A more urgent task placed on a node's worker before the head saw what runs there (the
+/// heartbeat comes later than the start) waits behind a preemptible attempt: once it is seen
+/// running, the task that runs next on that worker asks it to make way, as the balancer would
+/// have as it placed the task.
+void catch_up_preemption(const membership_state& st, const membership_state::node_view& node) {
+  auto order = st.setup->cfg.order;
+  if (!preempts_by(order) || node.preemptible_running.empty()) return;
+  struct lane {
+    const assignment* next = nullptr;  ///< the waiting task that runs next there
+    std::vector<const assignment*> running;
+  };
+  std::unordered_map<int32_t, lane> lanes;
+  for (auto& [id, p] : node.in_flight) {
+    auto& l = lanes[p.worker];
+    if (node.preemptible_running.count(id))
+      l.running.push_back(&p.a);
+    else if (!l.next || p.a.order < l.next->order)
+      l.next = &p.a;
+  }
+  for (auto& [w, l] : lanes) {
+    if (!l.next || l.running.empty()) continue;
+    auto victim = preemption_victim(
+        l.running.size(),
+        [&](size_t i) {
+          auto& t = *l.running[i]->task;
+          return held_attempt{preemption_rank(t.spec, order),
+                              l.running[i]->order,
+                              true,
+                              t.spec.preemptible,
+                              t.preemptions,
+                              t.preempt_requested.load(std::memory_order_relaxed)};
+        },
+        preemption_rank(l.next->task->spec, order), l.next->order, st.setup->cfg.max_preemptions);
+    if (victim) l.running[*victim]->task->preempt_requested.store(true, std::memory_order_relaxed);
+  }
+}
+
+/// What the node's heartbeat says runs now, preemptible: shown running on the head's task_state
+/// (as a local CPU worker shows it), the rest no longer; then the requests to make way that
+/// wait for it go out.
+void note_running(self_ptr self, membership_state::node_view& node, const wire::heartbeat& hb) {
+  std::unordered_set<task_id> running;
+  for (auto id : hb.preemptible_running) {
+    auto i = node.in_flight.find(id);
+    if (i == node.in_flight.end() || !i->second.a.task->spec.preemptible) continue;
+    running.insert(id);
+    i->second.a.task->running_attempt.store(i->second.a.attempt, std::memory_order_relaxed);
+  }
+  for (auto id : node.preemptible_running) {
+    if (running.count(id)) continue;
+    if (auto i = node.in_flight.find(id); i != node.in_flight.end()) {
+      auto attempt = i->second.a.attempt;
+      i->second.a.task->running_attempt.compare_exchange_strong(attempt, 0);
+    }
+  }
+  node.preemptible_running.swap(running);
+  catch_up_preemption(self->state, node);
+  ask_to_make_way(self, node);
+}
+
 /// The node's workers are gone (node dead, left, or back with a new epoch): the balancer gets
 /// their tasks back and releases their reservations. The node's liveness says which.
 void node_lost(self_ptr self, size_t n, const std::string& reason) {
@@ -60,6 +148,7 @@ void node_lost(self_ptr self, size_t n, const std::string& reason) {
     slot.proxy = nullptr;
     events.add("worker.down", 0, w, reason);
   }
+  for (auto& [id, p] : node.in_flight) attempt_over(node, id, p.a);
   node.in_flight.clear();
   events.add("node.left", 0, -1, reason, node.cfg->name);
   events.flush(self, st.bus);
@@ -311,6 +400,7 @@ void on_results(self_ptr self, node_results_msg& msg) {
     auto w = node->workers[size_t(r.worker)];
     auto& slot = st.slots[size_t(w)];
     if (slot.assigned > 0) --slot.assigned;
+    attempt_over(*node, r.id, i->second.a);
     attempt_record rec;
     rec.task = std::move(i->second.a.task);
     rec.attempt = r.attempt;
@@ -360,8 +450,14 @@ void on_worker_state(self_ptr self, node_worker_msg& msg) {
     slot.up = false;
     slot.assigned = 0;
     // The balancer reclaims this worker's tasks; forget them here so late results are ignored.
-    for (auto i = node->in_flight.begin(); i != node->in_flight.end();)
-      i = i->second.worker == w ? node->in_flight.erase(i) : std::next(i);
+    for (auto i = node->in_flight.begin(); i != node->in_flight.end();) {
+      if (i->second.worker != w) {
+        ++i;
+        continue;
+      }
+      attempt_over(*node, i->first, i->second.a);
+      i = node->in_flight.erase(i);
+    }
     // A node whose GPU worker retired (poisoned context) exits and is started again with a
     // fresh context: for the head, the worker is restarting, not gone for good.
     self->send(
@@ -387,6 +483,7 @@ void give_back(self_ptr self, membership_state::node_view& node, const std::vect
     auto w = i->second.worker;
     auto& slot = st.slots[size_t(w)];
     if (slot.assigned > 0) --slot.assigned;
+    attempt_over(node, id, i->second.a);
     attempt_record rec;
     rec.task = std::move(i->second.a.task);
     rec.attempt = i->second.a.attempt;
@@ -458,6 +555,8 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
     }
     first = end;
   }
+  // The balancer picks what makes way for these as it places them: ask at once.
+  if (!node.preemptible_running.empty()) ask_to_make_way(self, node);
 }
 
 void on_tick(self_ptr self) {
@@ -586,6 +685,7 @@ membership_actor::behavior_type membership_impl(
           refuse_contender(self, *node);
         if (node) show_gpu_memory(self->state, *node, msg.body.gpus);
         if (node && !msg.leaving) find_lost(self, *node, msg.body);
+        if (node && !msg.leaving) note_running(self, *node, msg.body);
         if (node && msg.leaving) {
           troupe::logger().info("membership: node '{}' leaves", msg.node);
           node->liveness.mark_left();

@@ -36,7 +36,13 @@ wire::heartbeat node_heartbeat(const node_agent_state& st) {
   wire::heartbeat h;
   h.last_assign = st.last_assign;
   for (auto& w : st.workers)
-    for (auto& [id, task] : w.running) h.holding.push_back(id);
+    for (auto& [id, task] : w.running) {
+      h.holding.push_back(id);
+      // The worker marks a preemptible attempt running while it runs (device_worker).
+      if (task->attempts != 0 &&
+          task->running_attempt.load(std::memory_order_relaxed) == task->attempts)
+        h.preemptible_running.push_back(id);
+    }
   for (size_t w = 0; w < st.setup->workers.size(); ++w) {
     if (st.setup->workers[w].device != device_class::cuda) continue;
     auto& g = st.gauges->gpu(w);
@@ -318,10 +324,17 @@ node_agent_actor::behavior_type node_agent_impl(
       },
       [=](const head_cancel_msg& msg) {
         // The worker skips a cancelled task it has not started; a running one may poll the flag.
+        // Asked to make way, a running preemptible attempt sees its token set and the worker
+        // reports it preempted (one that has not started yet is not touched: it may run).
         for (auto& w : self->state.workers)
           for (auto id : msg.body.ids)
-            if (auto i = w.running.find(id); i != w.running.end())
-              i->second->cancel_requested.store(true, std::memory_order_relaxed);
+            if (auto i = w.running.find(id); i != w.running.end()) {
+              auto& t = *i->second;
+              if (!msg.body.preempt)
+                t.cancel_requested.store(true, std::memory_order_relaxed);
+              else if (t.running_attempt.load(std::memory_order_relaxed) == t.attempts)
+                t.preempt_requested.store(true, std::memory_order_relaxed);
+            }
       },
       [=](const head_error_msg& msg) {
         auto& st = self->state;

@@ -105,6 +105,9 @@ struct heartbeat {
   /// lost frame, a task the node could not read): the head places it again.
   std::optional<uint64_t> last_assign;
   std::vector<task_id> holding;  ///< tasks assigned to the node and not yet reported
+  /// Of those, the preemptible ones whose attempt runs now: the head may ask them to make way
+  /// for a more urgent task (a cancel with `preempt`).
+  std::vector<task_id> preemptible_running;
 };
 
 struct assigned_task {
@@ -169,6 +172,9 @@ struct result {
 
 struct cancel {
   std::vector<task_id> ids;
+  /// head -> node only: stop these preemptible attempts to make way for a more urgent task;
+  /// they end `preempted` and the head queues them again. A client's `preempt` is ignored.
+  bool preempt = false;
 };
 
 struct fetch {

@@ -301,6 +301,7 @@ void fields(F& f, heartbeat& m) {
   f("gpus", m.gpus, omit_empty);
   f("last_assign", m.last_assign);
   f("holding", m.holding, omit_empty);
+  f("preemptible_running", m.preemptible_running, omit_empty);
 }
 
 template <class F>
@@ -343,6 +344,7 @@ void fields(F& f, result& m) {
 template <class F>
 void fields(F& f, cancel& m) {
   f("ids", m.ids, required);
+  f("preempt", m.preempt, omit_empty);
 }
 
 template <class F>

@@ -14,6 +14,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "troupe/actors/admission_gate.hpp"
@@ -92,10 +93,14 @@ struct membership_state {
     /// Assigned to the node and not yet reported, by task id: fenced by epoch on the way back.
     struct placed {
       assignment a;
-      int32_t worker = -1;  ///< global index
-      uint64_t frame = 0;   ///< header id of the assign that carried it
+      int32_t worker = -1;             ///< global index
+      uint64_t frame = 0;              ///< header id of the assign that carried it
+      bool asked_to_make_way = false;  ///< a cancel with `preempt` went out for it
     };
     std::unordered_map<task_id, placed> in_flight;
+    /// Of in_flight, the preemptible attempts the node's last heartbeat said run now: their
+    /// task_state shows them running, so the balancer may pick them to make way (preemption).
+    std::unordered_set<task_id> preemptible_running;
     uint64_t last_assign = 0;  ///< header id of the last assign sent (its heartbeats say it)
     bool peer_gone = false;    ///< its connection was found closed: a newer epoch takes over
     /// A hello with a newer epoch from another connection while this one looks alive: the node
