@@ -75,6 +75,22 @@ bool can_take(balancer_state& st, size_t w, const task_state& t) {
          st.ledger.can_reserve(int32_t(w), t.spec.needs) && reserved_ok(st, w, t);
 }
 
+/// How long a graph task's inputs take to reach worker w (docs/graphs.md, "Where data moves"):
+/// the head holds every output, so its own workers have them; a node's worker has those its
+/// node produced (and keeps), the rest come at balancer.link_bytes_per_s.
+double moving_s(const balancer_state& st, size_t w, const task_state& t) {
+  if (t.input_homes.empty()) return 0;
+  auto& node = st.setup->workers[w].node;
+  if (node.empty()) return 0;
+  bool nodes_keep = st.setup->cfg.cluster.kept_output_bytes > 0;
+  uint64_t bytes = 0;
+  for (auto& h : t.input_homes)
+    if (!nodes_keep || h.worker < 0 || size_t(h.worker) >= st.setup->workers.size() ||
+        st.setup->workers[size_t(h.worker)].node != node)
+      bytes += h.bytes;
+  return double(bytes) / double(st.setup->cfg.link_bytes_per_s);
+}
+
 /// The worker a task goes to, or -1 if none has room for it now (the placer decides).
 int32_t choose(balancer_state& st, task_state& t) {
   return st.placement.choose(
@@ -82,7 +98,8 @@ int32_t choose(balancer_state& st, task_state& t) {
       [&](size_t w) {
         return st.model.estimate_s(model_key(t, st.setup->workers[w].device), t.cost);
       },
-      [&](size_t w) { return st.workers[w].backlog_s; }, t.estimate_s);
+      [&](size_t w) { return st.workers[w].backlog_s; },
+      [&](size_t w) { return moving_s(st, w, t); }, t.estimate_s);
 }
 
 /// Shows a GPU worker's reserved memory and capacity to the monitor (stats, metrics).

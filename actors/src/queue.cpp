@@ -163,6 +163,12 @@ class queue_logic {
           graph_todo_.push_back({child, false, outcome::failed, std::move(e)});
           continue;
         }
+        // Where the values are besides here: the balancer weighs moving them, and the node
+        // that ran the parent keeps its output (membership then leaves them out of the assign).
+        for (uint32_t k = 0; k < child->spec.inputs.size(); ++k)
+          if (auto& in = child->spec.inputs[k]; in.from == i)
+            child->input_homes.push_back(
+                {k, t.id, r.timings.worker, bound_input_bytes(in, r.output)});
       }
       if (g.waiting[c] > 0 && --g.waiting[c] == 0)
         graph_todo_.push_back({child, true, outcome::cancelled, {}});

@@ -265,6 +265,11 @@ const std::vector<key_def>& keys() {
          return text(
              quoted(c.placement == placement_policy::round_robin ? "round_robin" : "least_loaded"));
        }},
+      {"balancer", "link_bytes_per_s",
+       [](auto& c, auto& n) {
+         c.link_bytes_per_s = uint64_t(int_in(n, 1'000'000, int64_t(1'000'000'000'000)));
+       },
+       [](const runtime_config& c) { return text(c.link_bytes_per_s); }},
       {"supervision", "strategy",
        [](auto& c, auto& n) {
          c.strategy = choice<restart_strategy>(n, {{"one_for_one", restart_strategy::one_for_one}});
@@ -380,6 +385,11 @@ const std::vector<key_def>& keys() {
        [](const runtime_config& c) {
          return text(quoted(c.cluster.journal_full_sync ? "full" : "normal"));
        }},
+      {"cluster", "kept_output_bytes",
+       [](auto& c, auto& n) {
+         c.cluster.kept_output_bytes = uint64_t(int_in(n, 0, int64_t(1) << 40));
+       },
+       [](const runtime_config& c) { return text(c.cluster.kept_output_bytes); }},
       {"security", "head_key",
        [](auto& c, auto& n) {
          auto s = n.template value<std::string>();

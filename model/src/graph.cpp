@@ -188,6 +188,14 @@ size_t bound_size(const std::string& param, const param_value& v) {
 
 }  // namespace
 
+uint64_t bound_input_bytes(const task_input& in, const task_output& out) {
+  if (in.field == "bytes") return out.bytes.size();
+  auto* v = out.values.find(in.field);
+  if (!v) return 0;
+  if (auto* s = std::get_if<std::string>(v); s && in.param == "payload") return s->size();
+  return bound_size(in.param, *v);
+}
+
 error_info bind_inputs(task_spec& child, uint32_t from, const std::string& parent,
                        const task_output& out, uint64_t max_input_bytes) {
   // Counted as each input is bound, so that many inputs of one large output stop at the bound

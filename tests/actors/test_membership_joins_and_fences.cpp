@@ -119,6 +119,25 @@ struct Membership : ::testing::Test {
     return nullptr;
   }
 
+  /// Node n1 (epoch 11) reports one attempt of task `id` on its worker 1.
+  void report_from_n1(task_id id, errc code = errc::none, bool counts_as_attempt = true,
+                      int64_t run_ns = 0) {
+    node_results_msg r;
+    r.peer = "peer-n1";
+    r.node = "n1";
+    r.epoch = 11;
+    wire::attempt_result rec;
+    rec.id = id;
+    rec.attempt = 1;
+    rec.worker = 1;
+    rec.code = code;
+    rec.counts_as_attempt = counts_as_attempt;
+    rec.run_ns = run_ns;
+    r.body.records.push_back(rec);
+    caf::anon_send(membership, r);
+    sched->run();
+  }
+
   /// Moves the test clock in heartbeat steps, firing the membership ticks due.
   void let_time_pass(std::chrono::milliseconds d) {
     troupe::testing::let_time_pass(*sched, d, 100ms);
@@ -244,25 +263,13 @@ TEST_F(Membership, TasksAssignedToARemoteWorkerGoToItsNodeAndTheirResultsComeBac
   ASSERT_EQ(assign.tasks.size(), 1u);
   EXPECT_EQ(assign.tasks[0].id, 42u);
   EXPECT_EQ(assign.tasks[0].worker, 1);  // the node's own index of the worker
-  node_results_msg r;
-  r.peer = "peer-n1";
-  r.node = "n1";
-  r.epoch = 11;
-  wire::attempt_result done;
-  done.id = 42;
-  done.attempt = 1;
-  done.worker = 1;
-  done.run_ns = 1000;
-  r.body.records.push_back(done);
-  caf::anon_send(membership, r);
-  sched->run();
+  report_from_n1(42, errc::none, true, 1000);
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0].worker, 1);
   ASSERT_EQ(results[0].records.size(), 1u);
   EXPECT_EQ(results[0].records[0].task, t);
   // The same result again (a duplicate frame) is not passed on twice.
-  caf::anon_send(membership, r);
-  sched->run();
+  report_from_n1(42, errc::none, true, 1000);
   EXPECT_EQ(results.size(), 1u);
 }
 
@@ -464,18 +471,7 @@ TEST_F(MembershipPreempts, AnAttemptTheBalancerPickedIsAskedAtOnceAndOnlyOnce) {
   heartbeat({42, 43}, {42});
   EXPECT_EQ(asked_to_make_way(), (std::vector<task_id>{42})) << "asked once";
   // It made way: the attempt is over for the head, and no longer shows running or asked.
-  node_results_msg r;
-  r.peer = "peer-n1";
-  r.node = "n1";
-  r.epoch = 11;
-  wire::attempt_result made_way;
-  made_way.id = 42;
-  made_way.attempt = 1;
-  made_way.worker = 1;
-  made_way.code = errc::preempted;
-  r.body.records.push_back(made_way);
-  caf::anon_send(membership, r);
-  sched->run();
+  report_from_n1(42, errc::preempted);
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0].records.at(0).code, errc::preempted);
   EXPECT_EQ(low->running_attempt.load(), 0u);
@@ -500,4 +496,77 @@ TEST_F(MembershipPreempts, NothingIsAskedForATaskOfTheSamePriorityOrOfANonPreemp
   assign(urgent, -10.0);
   heartbeat({42, 43, 45}, {42, 43});  // 43 is not preemptible: only 42 may be asked
   EXPECT_EQ(asked_to_make_way(), (std::vector<task_id>{42}));
+}
+
+// Data between graph tasks (docs/graphs.md, "Where data moves"): an input whose value comes from
+// an output the node keeps is left out of the assign; once the node hands the task back
+// unstarted (it no longer keeps it), the head sends the task whole.
+TEST_F(Membership, AnAssignLeavesOutInputsItsNodeKeepsUntilTheNodeHandsTheTaskBack) {
+  hello("n1", 11);
+  auto child = std::make_shared<task_state>();
+  child->id = 42;
+  child->kind = setup->registry->find("echo");
+  child->spec.kind = "echo";
+  child->spec.inputs = {{"x", 0, "blob"}, {"payload", 1, "bytes"}};
+  child->spec.params.set("x", std::string(1000, 'b'));  // bound by the queue as 41 ended
+  child->spec.payload.assign(500, 'p');                 // from 40, which ran on the head
+  child->input_homes = {{0, 41, 0, 1010}, {1, 40, -1, 500}};
+  auto assign_and_read = [&] {
+    caf::anon_send(membership, remote_assign_msg{1, ups[1].generation, {{child, 1}}});
+    sched->run();
+    return body_of<wire::assign>(*last_of(wire::msg_type::assign)).tasks.at(0);
+  };
+  auto report = [&](bool started) {
+    report_from_n1(42, started ? errc::none : errc::worker_lost, started);
+  };
+  auto kept_on_n1 = [&] {
+    caf::anon_send(membership, status_query_msg{"client", 1, 0, {}, 0});
+    sched->run();
+    auto status = body_of<wire::status>(*last_of(wire::msg_type::status));
+    return std::make_pair(status.nodes.at(0).kept_inputs, status.nodes.at(0).kept_input_bytes);
+  };
+  auto sent_task = assign_and_read();
+  EXPECT_FALSE(sent_task.spec.params.contains("x")) << "n1 keeps 41's output";
+  EXPECT_EQ(sent_task.spec.payload.size(), 500u) << "40's output is not on n1";
+  ASSERT_EQ(sent_task.kept_inputs.size(), 1u);
+  EXPECT_EQ(sent_task.kept_inputs[0].input, 0u);
+  EXPECT_EQ(sent_task.kept_inputs[0].task, 41u);
+  report(true);  // it ran: n1 bound the input itself
+  EXPECT_EQ(kept_on_n1(), std::make_pair(uint64_t{1}, uint64_t{1010}));
+  EXPECT_FALSE(assign_and_read().kept_inputs.empty());  // a retry, say
+  report(false);                                        // n1 no longer had it
+  EXPECT_TRUE(child->inputs_inline);
+  sent_task = assign_and_read();
+  EXPECT_EQ(sent_task.spec.params.get_string("x", ""), std::string(1000, 'b'));
+  EXPECT_TRUE(sent_task.kept_inputs.empty());
+  report(true);
+  EXPECT_EQ(kept_on_n1(), std::make_pair(uint64_t{1}, uint64_t{1010}))
+      << "only inputs the node bound count";
+}
+
+TEST_F(Membership, ATaskWhoseOutputAChildTakesIsAssignedToBeKept) {
+  hello("n1", 11);
+  auto g = std::make_shared<graph_run>();
+  auto parent = std::make_shared<task_state>(), other = std::make_shared<task_state>(),
+       child = std::make_shared<task_state>();
+  for (auto* t : {&parent, &other, &child}) {
+    (*t)->kind = setup->registry->find("echo");
+    (*t)->spec.kind = "echo";
+    (*t)->graph = g;
+  }
+  parent->id = 1, other->id = 2, child->id = 3;
+  other->graph_index = 1, child->graph_index = 2;
+  child->spec.inputs = {{"x", 0, "blob"}};
+  child->spec.after = {0, 1};
+  g->members = {parent, other, child};
+  g->children = {{2}, {2}, {}};
+  g->waiting = {0, 0, 2};
+  g->unfinished = 3;
+  caf::anon_send(membership, remote_assign_msg{0, ups[0].generation, {{parent, 1}, {other, 1}}});
+  sched->run();
+  auto tasks = body_of<wire::assign>(*last_of(wire::msg_type::assign)).tasks;
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_TRUE(tasks[0].keep_output) << "the child takes an input from it";
+  EXPECT_FALSE(tasks[1].keep_output) << "the child only runs after it";
+  g->members.clear();  // they point back to the graph
 }

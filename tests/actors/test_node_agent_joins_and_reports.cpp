@@ -273,3 +273,61 @@ TEST_F(NodeAgent, ATaskItsKindsValidateRefusesFailsAsInvalidParamsWithoutRunning
   EXPECT_EQ(back[0].records[0].code, errc::invalid_params);
   EXPECT_NE(back[0].records[0].message.find("n must be at least 1"), std::string::npos);
 }
+
+// Data between graph tasks (docs/graphs.md, "Where data moves"): the node keeps the output of a
+// task assigned with keep_output, and binds a later task's kept_inputs from it; a task whose
+// kept output the node does not have goes back unstarted, naming it.
+TEST_F(NodeAgent, AKeptOutputFeedsALaterTaskAndAMissingOneSendsTheTaskBackUnstarted) {
+  welcome(last_hello_epoch());
+  auto send_assign = [&](wire::assigned_task t) {
+    wire::assign a;
+    a.tasks.push_back(std::move(t));
+    caf::anon_send(agent, head_assign_msg{std::move(a), ++frame_id, {}});
+    sched->run();
+  };
+  auto finish = [&](size_t n, task_output out) {
+    attempt_record rec;
+    rec.task = on_worker.at(n).tasks.at(0).task;
+    rec.attempt = 1;
+    rec.worker = 0;
+    rec.output = std::move(out);
+    caf::anon_send(caf::actor_cast<balancer_actor>(agent), results_msg{0, 1, {std::move(rec)}});
+    sched->run();
+  };
+  auto echo = [](task_id id) {
+    wire::assigned_task t;
+    t.id = id;
+    t.attempt = 1;
+    t.worker = 0;
+    t.spec.kind = "echo";
+    return t;
+  };
+  task_output blob;
+  blob.values.set("blob", std::string(3000, 'z'));
+  auto parent = echo(7);
+  parent.keep_output = true;
+  send_assign(parent);
+  finish(0, blob);
+  send_assign(echo(6));  // not asked to keep
+  finish(1, blob);
+
+  auto child = echo(8);
+  child.spec.inputs = {{"x", 0, "blob"}};
+  child.kept_inputs = {{0, 7}};
+  send_assign(child);
+  ASSERT_EQ(on_worker.size(), 3u);
+  EXPECT_EQ(on_worker[2].tasks.at(0).task->spec.params.get_string("x", ""), std::string(3000, 'z'));
+
+  auto orphan = echo(9);
+  orphan.spec.inputs = {{"x", 0, "blob"}};
+  orphan.kept_inputs = {{0, 6}};
+  send_assign(orphan);
+  EXPECT_EQ(on_worker.size(), 3u) << "it did not run";
+  auto back = sent_of<wire::results>(wire::msg_type::results);
+  ASSERT_FALSE(back.empty());
+  auto& r = back.back().records.at(0);
+  EXPECT_EQ(r.id, 9u);
+  EXPECT_EQ(r.code, errc::worker_lost);
+  EXPECT_FALSE(r.counts_as_attempt) << "not started: not charged";
+  EXPECT_NE(r.message.find("no longer keeps the output of task 6"), std::string::npos) << r.message;
+}

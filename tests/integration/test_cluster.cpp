@@ -299,6 +299,41 @@ TEST_F(Cluster, SubmitGraphRunsTheExampleGraphWithDataMovingBetweenTasks) {
   EXPECT_EQ(from_python["report"]["values"], by_name["report"]["values"]) << py.second;
 }
 
+// Data between graph tasks (docs/graphs.md, "Where data moves"): a child goes to the node that
+// ran its parent, which kept the parent's output; the head leaves the input out of the assign,
+// and the node binds it whole.
+TEST_F(Cluster, AChildRunsWhereItsParentsOutputIsKeptAndTheHeadDoesNotSendItAgain) {
+  constexpr int chains = 4;
+  constexpr size_t blob = size_t(2) << 20;
+  graph_spec g;
+  for (int i = 0; i < chains; ++i) {
+    graph_task a, b;
+    a.name = "a" + std::to_string(i);
+    a.spec.kind = "echo";
+    a.spec.params.set("blob", std::string(blob, char('a' + i)));
+    b.name = "b" + std::to_string(i);
+    b.spec.kind = "echo";
+    b.inputs = {{"x", a.name + ".blob"}};
+    g.tasks.push_back(std::move(a));
+    g.tasks.push_back(std::move(b));
+  }
+  auto h = client_->submit_graph(std::move(g));
+  ASSERT_TRUE(h.wait_until(clock::now() + 60s)) << diagnosis();
+  auto st = client_->status();
+  for (int i = 0; i < chains; ++i) {
+    auto &a = h.get("a" + std::to_string(i)), &b = h.get("b" + std::to_string(i));
+    ASSERT_TRUE(a.ok() && b.ok()) << b.error.message;
+    EXPECT_EQ(b.output.values.get_string("x", ""), std::string(blob, char('a' + i)));
+    EXPECT_EQ(st.worker_nodes.at(size_t(b.timings.worker)),
+              st.worker_nodes.at(size_t(a.timings.worker)))
+        << "b" << i << " ran away from its input";
+  }
+  uint64_t kept = 0, kept_bytes = 0;
+  for (auto& n : st.nodes) kept += n.kept_inputs, kept_bytes += n.kept_input_bytes;
+  EXPECT_EQ(kept, uint64_t(chains)) << "each child's input was left out of its assign once";
+  EXPECT_GE(kept_bytes, chains * blob);
+}
+
 TEST_F(Cluster, AGraphIsRefusedWholeByTheHeadNamingTheProblem) {
   // A client that skips the client's own checks: the head checks the links too.
   zmq::context_t ctx;

@@ -209,3 +209,19 @@ TEST(GraphRemainder, BindingStopsAtTheInputBound) {
   EXPECT_NE(e.message.find("would be over 1048576 bytes"), std::string::npos) << e.message;
   EXPECT_LE(input_bytes(g.specs[1]), uint64_t(1) << 20) << "it copied past the bound";
 }
+
+// What placement counts as moving with a task: the bound value, not its parent's whole output.
+TEST(GraphInputs, ABoundInputWeighsWhatItTakesFromTheOutput) {
+  task_output out;
+  out.bytes.assign(5000, 'x');
+  out.values.set("name", std::string(300, 'n'));
+  out.values.set("checksum", int64_t{7});
+  EXPECT_EQ(bound_input_bytes({"payload", 0, "bytes"}, out), 5000u);
+  EXPECT_EQ(bound_input_bytes({"x", 0, "bytes"}, out), 5000u);
+  EXPECT_EQ(bound_input_bytes({"payload", 0, "name"}, out), 300u);
+  auto named = bound_input_bytes({"label", 0, "name"}, out);
+  EXPECT_GE(named, 300u);
+  EXPECT_LT(named, 400u);
+  EXPECT_LT(bound_input_bytes({"n", 0, "checksum"}, out), 32u);
+  EXPECT_EQ(bound_input_bytes({"n", 0, "missing"}, out), 0u);
+}

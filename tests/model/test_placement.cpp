@@ -11,10 +11,11 @@ namespace {
 struct workers {
   std::vector<bool> room;
   std::vector<double> estimate, backlog;
+  std::vector<double> moving = std::vector<double>(room.size(), 0.0);
   int32_t choose(placer& p, double& est) {
     return p.choose(
         room.size(), [&](size_t w) { return bool(room[w]); }, [&](size_t w) { return estimate[w]; },
-        [&](size_t w) { return backlog[w]; }, est);
+        [&](size_t w) { return backlog[w]; }, [&](size_t w) { return moving[w]; }, est);
   }
 };
 }  // namespace
@@ -59,4 +60,25 @@ TEST(Placement, RoundRobinTakesTurnsAndSkipsWorkersWithoutRoom) {
   EXPECT_EQ(ws.choose(p, est), 0);
   ws.room = {false, false, false};
   EXPECT_EQ(ws.choose(p, est), -1);
+}
+
+TEST(Placement, ATaskGoesWhereItsInputsAreUnlessThatWorkerIsBusierThanMovingThemCosts) {
+  placer p{placement_policy::least_loaded};
+  // Worker 1's node holds the task's 50 MB input; moving it elsewhere takes 50 ms.
+  workers ws{{true, true, true}, {0.010, 0.010, 0.010}, {0, 0, 0}};
+  ws.moving = {0.050, 0.0, 0.050};
+  double est = 0;
+  EXPECT_EQ(ws.choose(p, est), 1) << "all idle: where the input is";
+  ws.backlog[1] = 0.040;
+  EXPECT_EQ(ws.choose(p, est), 1) << "busy for less than the move costs";
+  ws.backlog[1] = 0.060;
+  EXPECT_EQ(ws.choose(p, est), 0) << "busier than the move costs: moved";
+}
+
+TEST(Placement, RoundRobinIgnoresWhereInputsAre) {
+  placer p{placement_policy::round_robin};
+  workers ws{{true, true}, {1, 1}, {0, 0}};
+  ws.moving = {1.0, 0.0};
+  double est = 0;
+  EXPECT_EQ(ws.choose(p, est), 0);
 }

@@ -294,12 +294,20 @@ TEST(CodecRoundTrip, Heartbeat) {
 TEST(CodecRoundTrip, Assign) {
   assign m;
   m.tasks = {{42, 2, 1, sample_spec(0)}, {43, 3, 2, sample_spec(1)}};
+  m.tasks[1].keep_output = true;
+  m.tasks[1].kept_inputs = {{0, 41}, {2, 40}};
   auto b = round_trip(m);
   ASSERT_EQ(b.tasks.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(b.tasks[i].id, m.tasks[i].id);
     EXPECT_EQ(b.tasks[i].attempt, m.tasks[i].attempt);
     EXPECT_EQ(b.tasks[i].worker, m.tasks[i].worker);
+    EXPECT_EQ(b.tasks[i].keep_output, m.tasks[i].keep_output);
+    ASSERT_EQ(b.tasks[i].kept_inputs.size(), m.tasks[i].kept_inputs.size());
+    for (size_t k = 0; k < m.tasks[i].kept_inputs.size(); ++k) {
+      EXPECT_EQ(b.tasks[i].kept_inputs[k].input, m.tasks[i].kept_inputs[k].input);
+      EXPECT_EQ(b.tasks[i].kept_inputs[k].task, m.tasks[i].kept_inputs[k].task);
+    }
     expect_same(m.tasks[i].spec, b.tasks[i].spec);
   }
 }
@@ -401,7 +409,7 @@ TEST(CodecRoundTrip, Status) {
   s.workers = {sample_worker_stats(0), sample_worker_stats(1)};
   s.reservations = {{"train", {"a/cpu-0", "b/cuda-1"}, {"svc"}, true, 1, 1, 0, 3600.5}};
   m.worker_nodes = {"a", "b"};
-  m.nodes.push_back({"a", "joined", 99, 2, 12.5, {0, 1}, {sample_gpu(0)}, "note"});
+  m.nodes.push_back({"a", "joined", 99, 2, 12.5, {0, 1}, {sample_gpu(0)}, "note", 3, 4096});
   m.events_endpoint = "tcp://127.0.0.1:5556";
   m.last_event_seq = 5;
   m.frames_refused = 3;
@@ -468,6 +476,8 @@ TEST(CodecRoundTrip, Status) {
   EXPECT_EQ(x.workers, y.workers);
   expect_same(x.gpus, y.gpus);
   EXPECT_EQ(x.gpu_note, y.gpu_note);
+  EXPECT_EQ(x.kept_inputs, y.kept_inputs);
+  EXPECT_EQ(x.kept_input_bytes, y.kept_input_bytes);
 }
 
 TEST(CodecRoundTrip, Error) {
@@ -593,8 +603,13 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     assigned_task m;
-    auto& [a, b, c, d, e] = m;
-    expect_on_wire("assigned_task", reached_by(m), a, b, c, d, e);
+    auto& [a, b, c, d, e, f, g] = m;
+    expect_on_wire("assigned_task", reached_by(m), a, b, c, d, e, f, g);
+  }
+  {
+    kept_input m;
+    auto& [a, b] = m;
+    expect_on_wire("kept_input", reached_by(m), a, b);
   }
   {
     assign m;
@@ -691,8 +706,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     node_status m;
-    auto& [a, b, c, d, e, f, g, h] = m;
-    expect_on_wire("node_status", reached_by(m), a, b, c, d, e, f, g, h);
+    auto& [a, b, c, d, e, f, g, h, i, j] = m;
+    expect_on_wire("node_status", reached_by(m), a, b, c, d, e, f, g, h, i, j);
   }
   {
     status m;

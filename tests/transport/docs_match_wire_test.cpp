@@ -148,6 +148,7 @@ TEST(DocsMatchWire, EveryMessageAndPartListsTheKeysOfItsTable) {
       {"capacity", keys<worker_capacity>()},
       {"gpu_memory_report", keys<gpu_memory_report>()},
       {"assigned_task", keys<assigned_task>()},
+      {"kept_input", keys<kept_input>()},
       {"attempt_result", keys<attempt_result>()},
       {"event", keys<event>()},
   };

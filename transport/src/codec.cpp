@@ -560,6 +560,8 @@ bool written(const T& member) {
   if constexpr (has_option<omit_empty_t, Opts...>) {
     if constexpr (std::is_same_v<T, bool>)
       return member;  // a flag is left out when false
+    else if constexpr (std::is_arithmetic_v<T>)
+      return member != T{};  // a count is left out when 0
     else
       return !member.empty();
   }

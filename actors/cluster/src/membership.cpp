@@ -401,6 +401,14 @@ void on_results(self_ptr self, node_results_msg& msg) {
     auto& slot = st.slots[size_t(w)];
     if (slot.assigned > 0) --slot.assigned;
     attempt_over(*node, r.id, i->second.a);
+    // Started: the node bound what the assign left out. Handed back unstarted: it may no longer
+    // keep those outputs, so they go whole from now on.
+    if (r.counts_as_attempt) {
+      node->kept_inputs += i->second.left_out;
+      node->kept_input_bytes += i->second.left_out_bytes;
+    } else if (i->second.left_out > 0) {
+      i->second.a.task->inputs_inline = true;
+    }
     attempt_record rec;
     rec.task = std::move(i->second.a.task);
     rec.attempt = r.attempt;
@@ -522,6 +530,44 @@ void find_lost(self_ptr self, membership_state::node_view& node, const wire::hea
             true);
 }
 
+/// Whether a child's input takes from the task's output: its node keeps the output then. (The
+/// graph's links are fixed at submit; members stay while the task is unfinished.)
+bool feeds_inputs(const task_state& t) {
+  if (!t.graph) return false;
+  auto& g = *t.graph;
+  for (auto c : g.children[t.graph_index])
+    for (auto& in : g.members[c]->spec.inputs)
+      if (in.from == t.graph_index) return true;
+  return false;
+}
+
+/// The task as the node gets it: inputs whose values come from outputs this node keeps are
+/// left out of the spec and named instead (the node binds them; docs/graphs.md). Their bytes
+/// go to `saved`.
+wire::assigned_task assigned(const membership_state& st, const membership_state::node_view& node,
+                             const assignment& a, int32_t local, uint64_t& saved) {
+  saved = 0;
+  auto& t = *a.task;
+  wire::assigned_task out{t.id, a.attempt, local, t.spec, a.order};
+  if (st.setup->cfg.cluster.kept_output_bytes == 0) return out;
+  out.keep_output = feeds_inputs(t);
+  if (t.inputs_inline) return out;
+  for (auto& h : t.input_homes) {
+    if (h.worker < 0 || size_t(h.worker) >= st.setup->workers.size() ||
+        st.setup->workers[size_t(h.worker)].node != node.cfg->name ||
+        h.input >= out.spec.inputs.size())
+      continue;
+    auto& param = out.spec.inputs[h.input].param;
+    if (param == "payload")
+      out.spec.payload.clear();
+    else
+      out.spec.params.erase(param);
+    out.kept_inputs.push_back({h.input, h.parent});
+    saved += h.bytes;
+  }
+  return out;
+}
+
 void on_assign(self_ptr self, remote_assign_msg& msg) {
   auto& st = self->state;
   auto& slot = st.slots.at(size_t(msg.worker));
@@ -542,8 +588,14 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
     auto frame = st.framer->reserve_id();
     for (size_t i = first; i < end; ++i) {
       auto& a = msg.tasks[i];
-      out.tasks.push_back({a.task->id, a.attempt, local, a.task->spec, a.order});
-      node.in_flight[a.task->id] = {a, msg.worker, frame};
+      uint64_t left_out_bytes = 0;
+      out.tasks.push_back(assigned(st, node, a, local, left_out_bytes));
+      node.in_flight[a.task->id] = {a,
+                                    msg.worker,
+                                    frame,
+                                    false,
+                                    uint32_t(out.tasks.back().kept_inputs.size()),
+                                    left_out_bytes};
     }
     node.last_assign = frame;
     if (!st.send(st.framer->make_with_id(node.peer, frame, wire::msg_type::assign, out))) {
@@ -630,6 +682,8 @@ void on_status(self_ptr self, const status_query_msg& q) {
               ns.workers = node.workers;
               ns.gpus = node.gpus;
               ns.gpu_note = node.gpu_note;
+              ns.kept_inputs = node.kept_inputs;
+              ns.kept_input_bytes = node.kept_input_bytes;
               s.nodes.push_back(std::move(ns));
             }
             st.send(st.framer->make(&q.peer, wire::msg_type::status, s, q.corr));

@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "troupe/model/frame_split.hpp"
+#include "troupe/model/graph.hpp"
 #include "troupe/model/log.hpp"
 #include "troupe/model/record_pool.hpp"
 #include "troupe/transport/framer.hpp"
@@ -85,6 +86,9 @@ void rejoin(self_ptr self, const std::string& why) {
     w.running.clear();
     w.held.clear();
   }
+  // A head that restarted without its journal numbers tasks anew: an output kept under an id
+  // could be taken for another task's.
+  st.kept.clear();
   troupe::logger().warn("node {}: {}; joining again as epoch {}", st.node, why, st.epoch);
   say_hello(self);
 }
@@ -122,6 +126,28 @@ std::string invalid(const kind_entry& kind, task_spec& spec) {
     return f.message.empty() ? std::string{to_string(f.code)} : f.message;
   } catch (const std::exception& e) {
     return e.what();
+  }
+  return {};
+}
+
+/// Binds the inputs the head left out of the spec from the outputs this node keeps. What is
+/// missing, if anything: then the task goes back unstarted, and the head sends it whole.
+std::string bind_kept_inputs(node_agent_state& st, wire::assigned_task& t) {
+  std::vector<uint32_t> bound;  // by parent (its index in the graph): one bind binds all its inputs
+  for (auto& k : t.kept_inputs) {
+    if (k.input >= t.spec.inputs.size())
+      return "kept input " + std::to_string(k.input) + " is not one of the task's " +
+             std::to_string(t.spec.inputs.size()) + " inputs";
+    auto& in = t.spec.inputs[k.input];
+    if (std::find(bound.begin(), bound.end(), in.from) != bound.end()) continue;
+    auto out = st.kept.find(k.task);
+    if (!out)
+      return "node '" + st.node + "' no longer keeps the output of task " + std::to_string(k.task) +
+             " (input '" + in.param + "')";
+    if (auto e = bind_inputs(t.spec, in.from, "#" + std::to_string(k.task), *out,
+                             st.setup->cfg.max_payload_bytes))
+      return e.message;
+    bound.push_back(in.from);
   }
   return {};
 }
@@ -166,6 +192,10 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
                        : "node '" + st.node + "' does not know task kind '" + t.spec.kind + "'"));
       continue;
     }
+    if (auto why = bind_kept_inputs(st, t); !why.empty()) {
+      refused.records.push_back(refusal(t, errc::worker_lost, why + ": the head sends it", false));
+      continue;
+    }
     // The head cannot check a kind only nodes have (it has no code of it): the node does.
     if (auto why = invalid(*kind, t.spec); !why.empty()) {
       refused.records.push_back(
@@ -177,6 +207,7 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
     task->kind = kind;
     task->spec = std::move(t.spec);
     task->attempts = t.attempt;
+    task->keep_output = t.keep_output;
     auto& slot = st.workers[size_t(t.worker)];
     slot.running[t.id] = task;
     per_worker[size_t(t.worker)].push_back({std::move(task), t.attempt, t.order});
@@ -198,6 +229,7 @@ void on_results(self_ptr self, results_msg& msg) {
     auto i = slot.running.find(rec.task->id);
     if (i == slot.running.end() || i->second != rec.task) continue;  // from an old epoch
     slot.running.erase(i);
+    if (rec.task->keep_output && rec.code == errc::none) st.kept.keep(rec.task->id, rec.output);
     wire::attempt_result r;
     r.id = rec.task->id;
     r.attempt = rec.attempt;
@@ -241,6 +273,7 @@ node_agent_actor::behavior_type node_agent_impl(
   st.framer = framer;
   st.fatal = std::move(fatal);
   st.workers.resize(setup->workers.size());
+  st.kept = kept_outputs{setup->cfg.cluster.kept_output_bytes};
   st.epoch = new_epoch(0);
   framer->set_epoch(st.epoch);
   st.head_heard = self->clock().now();

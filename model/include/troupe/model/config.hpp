@@ -115,6 +115,9 @@ struct cluster_config {
   uint64_t journal_keep_results = 100000;   ///< finished tasks kept for fetches (newest)
   std::chrono::seconds journal_keep{3600};  ///< and for at most this long
   bool journal_full_sync = false;           ///< journal_sync = "full": fsync each commit
+  /// Per node: bytes of graph outputs a node keeps for its children's inputs (least recently
+  /// used go first). 0: nodes keep none, and the head sends every input (docs/graphs.md).
+  uint64_t kept_output_bytes = uint64_t(256) << 20;
   security_config security;
   std::vector<node_config> nodes;
   const node_config* find(const std::string& name) const {
@@ -176,6 +179,9 @@ struct runtime_config {
   std::chrono::milliseconds retry_backoff_max{1000};
   // [balancer]
   placement_policy placement = placement_policy::least_loaded;
+  /// What least_loaded assumes a task's inputs move at between processes: a worker that must
+  /// receive B bytes of inputs its process does not hold finishes B / this later.
+  uint64_t link_bytes_per_s = 1'000'000'000;
   // [supervision]
   restart_strategy strategy = restart_strategy::one_for_one;
   uint32_t restart_intensity = 5;  ///< at most this many restarts of one worker ...

@@ -79,6 +79,10 @@ double critical_path(const std::vector<task_spec>& specs, const std::vector<doub
 error_info bind_inputs(task_spec& child, uint32_t from, const std::string& parent,
                        const task_output& out, uint64_t max_input_bytes);
 
+/// What input `in` adds to a task's input once bound from `out` (0 if `out` lacks its field):
+/// the bytes that move when the task runs away from where `out` is.
+uint64_t bound_input_bytes(const task_input& in, const task_output& out);
+
 /// What is left of a graph submission when some of its tasks have ended (a head restarting
 /// from its journal): the tasks still to run, their links among themselves re-indexed and the
 /// inputs from ended tasks bound in; and those that cannot run any more, by the same policy as

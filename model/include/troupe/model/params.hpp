@@ -20,6 +20,7 @@ class param_map {
       : values_(init) {}
 
   void set(const std::string& key, param_value v) { values_[key] = std::move(v); }
+  void erase(const std::string& key) { values_.erase(key); }
   bool contains(const std::string& key) const { return values_.count(key) != 0; }
   const param_value* find(const std::string& key) const;
   bool empty() const { return values_.empty(); }

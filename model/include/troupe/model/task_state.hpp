@@ -72,6 +72,23 @@ struct task_state {
   /// submit, read-only afterwards.
   task_id gang = 0;
   uint32_t gang_size = 0;
+  /// Where each bound input came from (docs/graphs.md, "Where data moves"): the head holds every
+  /// output, and a node keeps those of the tasks it ran (cluster.kept_output_bytes), so the
+  /// head need not send them to that node, and the balancer counts what would move elsewhere.
+  /// Set by the queue as the parent ends, before the task is placed; read by the balancer and
+  /// membership afterwards.
+  struct input_home {
+    uint32_t input = 0;   ///< index into spec.inputs
+    task_id parent = 0;   ///< whose output it is
+    int32_t worker = -1;  ///< the worker that produced it
+    uint64_t bytes = 0;   ///< what the bound value weighs
+  };
+  std::vector<input_home> input_homes;
+  /// A node did not have an output it was told it keeps (evicted, restarted): from now on the
+  /// head sends this task's inputs whole. Membership's.
+  bool inputs_inline = false;
+  /// On a node: the head asked it to keep this task's output for a child's input.
+  bool keep_output = false;
 
   // Owned by the balancer while placed.
   double estimate_s = 0;

@@ -110,6 +110,13 @@ struct heartbeat {
   std::vector<task_id> preemptible_running;
 };
 
+/// An input of an assigned task that the node binds from an output it keeps (the head left the
+/// value out of the spec).
+struct kept_input {
+  uint32_t input = 0;  ///< index into the spec's inputs
+  task_id task = 0;    ///< the task whose kept output it takes
+};
+
 struct assigned_task {
   task_id id = 0;
   uint32_t attempt = 0;
@@ -118,6 +125,9 @@ struct assigned_task {
   /// The head queue's order key (smaller runs sooner): the node's worker runs what it holds in
   /// this order, as the head's own workers do.
   double order = 0;
+  /// Keep the output: a child's input takes from it (cluster.kept_output_bytes).
+  bool keep_output = false;
+  std::vector<kept_input> kept_inputs{};  // {}: brace-initialised tasks may leave it out
 };
 
 struct assign {
@@ -198,6 +208,10 @@ struct node_status {
   std::vector<int32_t> workers;  ///< global indices
   std::vector<gpu_device> gpus;  ///< the node's GPUs, as its hello reported them
   std::string gpu_note;          ///< why it has none
+  /// Graph inputs the node bound from outputs it kept, and their bytes: what the head did not
+  /// send it (docs/graphs.md, "Where data moves"). Since the head started.
+  uint64_t kept_inputs = 0;
+  uint64_t kept_input_bytes = 0;
 };
 
 struct status {

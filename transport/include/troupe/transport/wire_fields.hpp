@@ -9,8 +9,9 @@
 //
 // - `required`: the decoder refuses a body without the key, naming it. Without it, an absent
 //   key leaves the member at its default.
-// - `omit_empty`: the encoder leaves the key out when the member is empty. (A std::optional
-//   member is always left out when unset.) Every other key is always written.
+// - `omit_empty`: the encoder leaves the key out when the member is empty (a flag when false, a
+//   number when 0). (A std::optional member is always left out when unset.) Every other key is
+//   always written.
 // - a converter, where the wire form differs from the member: `remaining_ms`, `as_ms`,
 //   `supported_version`.
 // - `with_column` and `as_pairs` adapt members whose wire shape is not theirs.
@@ -243,12 +244,20 @@ void fields(F& f, gpu_memory_report& m) {
 }
 
 template <class F>
+void fields(F& f, kept_input& m) {
+  f("input", m.input, required);
+  f("task", m.task, required);
+}
+
+template <class F>
 void fields(F& f, assigned_task& m) {
   f("id", m.id, required);
   f("attempt", m.attempt, required);
   f("worker", m.worker, required);
   f("spec", m.spec, required);
   f("order", m.order);
+  f("keep_output", m.keep_output, omit_empty);
+  f("kept_inputs", m.kept_inputs, omit_empty);
 }
 
 template <class F>
@@ -273,6 +282,8 @@ void fields(F& f, node_status& m) {
   f("joins", m.joins);
   f("heartbeat_age_ms", m.heartbeat_age_ms);
   f("workers", m.workers, required);
+  f("kept_inputs", m.kept_inputs, omit_empty);
+  f("kept_input_bytes", m.kept_input_bytes, omit_empty);
 }
 
 // --- message bodies, in msg_type order ------------------------------------------------------

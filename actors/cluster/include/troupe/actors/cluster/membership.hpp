@@ -96,11 +96,18 @@ struct membership_state {
       int32_t worker = -1;             ///< global index
       uint64_t frame = 0;              ///< header id of the assign that carried it
       bool asked_to_make_way = false;  ///< a cancel with `preempt` went out for it
+      /// Inputs the assign left out because the node keeps their outputs, and their bytes:
+      /// counted in kept_inputs once the node reports the attempt as started.
+      uint32_t left_out = 0;
+      uint64_t left_out_bytes = 0;
     };
     std::unordered_map<task_id, placed> in_flight;
     /// Of in_flight, the preemptible attempts the node's last heartbeat said run now: their
     /// task_state shows them running, so the balancer may pick them to make way (preemption).
     std::unordered_set<task_id> preemptible_running;
+    /// Graph inputs the node bound from outputs it kept (left out of assigns), and their bytes.
+    uint64_t kept_inputs = 0;
+    uint64_t kept_input_bytes = 0;
     uint64_t last_assign = 0;  ///< header id of the last assign sent (its heartbeats say it)
     bool peer_gone = false;    ///< its connection was found closed: a newer epoch takes over
     /// A hello with a newer epoch from another connection while this one looks alive: the node

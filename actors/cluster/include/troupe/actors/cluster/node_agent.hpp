@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "troupe/actors/messages.hpp"
+#include "troupe/model/kept_outputs.hpp"
 #include "troupe/transport/codec.hpp"
 #include "troupe/transport/socket_thread.hpp"
 #include "troupe/transport/wire.hpp"
@@ -73,6 +74,9 @@ struct node_agent_state {
   uint64_t last_assign = 0;    ///< header id of the last assign taken in (heartbeats carry it)
   size_t kinds_announced = 0;  ///< registry size at the last hello: more kinds, hello again
   time_point head_heard{};
+  /// Outputs of tasks whose graph children take inputs from them (cluster.kept_output_bytes):
+  /// a child placed here binds those inputs from them; the head leaves them out of its assign.
+  kept_outputs kept;
 };
 
 node_agent_actor::behavior_type node_agent_impl(
