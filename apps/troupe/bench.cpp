@@ -4,7 +4,8 @@
 //   latency:  submit-to-result with one task in flight, beside the same round trip through the
 //             thread pool (submit, future.get()).
 //   gemm:     512^3 float32 through troupe beside direct cblas_sgemm calls on as many threads.
-//   remote-latency, remote-pipeline, events: across processes (bench_cluster.cpp).
+//   remote-latency, remote-pipeline, events, payload, graph-data: across processes
+//   (bench_cluster.cpp).
 #include <cblas.h>
 #include <sys/resource.h>
 
@@ -31,6 +32,7 @@ namespace troupe::cli {
 
 nlohmann::json bench_remote_latency(int rounds);
 nlohmann::json bench_payload();
+nlohmann::json bench_graph_data();
 nlohmann::json bench_remote_pipeline(size_t tasks);
 nlohmann::json bench_events(size_t tasks);
 nlohmann::json bench_graph(uint32_t workers, size_t empty_tasks);
@@ -187,7 +189,8 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
                    ? std::vector<std::string>{"pipeline",           "latency",         "gemm",
                                               "gpu-gemm",           "gpu-mlp",         "gpu-mixed",
                                               "remote-latency",     "remote-pipeline", "events",
-                                              "stalled-subscriber", "payload",         "graph"}
+                                              "stalled-subscriber", "payload",         "graph",
+                                              "graph-data"}
                    : which_in;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json out;
@@ -236,6 +239,7 @@ int run_bench(const std::vector<std::string>& which_in, size_t tasks, const std:
 
   if (wants("remote-latency")) out["remote_latency"] = bench_remote_latency(5000);
   if (wants("payload")) out["payload"] = bench_payload();
+  if (wants("graph-data")) out["graph_data"] = bench_graph_data();
   if (wants("remote-pipeline"))
     out["remote_pipeline"] = bench_remote_pipeline(std::min<size_t>(tasks, 200000));
   if (wants("events")) out["events"] = bench_events(std::min<size_t>(tasks, 200000));

@@ -48,8 +48,10 @@ class bench_cluster {
   /// afterwards, or runs without one.
   /// keys: CURVE on every socket (security.head_key), the node and a client with keys of
   /// their own (client_keys()).
+  /// cluster_keys: more lines of the [cluster] section.
   bench_cluster(const std::string& endpoint, uint32_t node_workers, uint32_t head_cpu = 0,
-                const std::string& events = "", bool journal = true, bool keys = false)
+                const std::string& events = "", bool journal = true, bool keys = false,
+                const std::string& cluster_keys = "")
       : endpoint_(endpoint) {
     auto base = "/tmp/troupe-bench-" + std::to_string(getpid());
     config_ = base + ".toml";
@@ -57,8 +59,8 @@ class bench_cluster {
     for (auto suffix : {"", "-wal", "-shm"}) unlink((journal_ + suffix).c_str());
     std::ofstream cfg{config_};
     cfg << "[cluster]\nhead = \"" << endpoint << "\"\nhead_cpu = " << head_cpu << "\nevents = \""
-        << events << "\"\njournal = \"" << (journal ? journal_ : "off")
-        << "\"\n[log]\nlevel = \"warn\"\n";
+        << events << "\"\njournal = \"" << (journal ? journal_ : "off") << "\"\n"
+        << cluster_keys << "[log]\nlevel = \"warn\"\n";
     if (keys) {
       keys_ = base + "-keys";
       for (auto name : {"head", "n1", "client"}) {
@@ -132,7 +134,8 @@ struct running_cluster {
   std::unique_ptr<bench_cluster> cluster;
   std::unique_ptr<client> c;
   explicit running_cluster(uint32_t node_workers, uint32_t head_cpu = 0, bool events = false,
-                           bool journal = true, bool keys = false) {
+                           bool journal = true, bool keys = false,
+                           const std::string& cluster_keys = "") {
     for (int attempt = 0; attempt < 3; ++attempt) {
       zmq::context_t probe;
       auto endpoint = free_endpoint(probe);
@@ -140,7 +143,7 @@ struct running_cluster {
       if (events) events_endpoint = free_endpoint(probe);
       probe.close();
       cluster = std::make_unique<bench_cluster>(endpoint, node_workers, head_cpu, events_endpoint,
-                                                journal, keys);
+                                                journal, keys, cluster_keys);
       client_options co;
       co.timeout = std::chrono::seconds(5);
       co.curve = cluster->client_keys();
@@ -367,6 +370,59 @@ nlohmann::json bench_payload() {
     (void)raw99;
   }
   return out;
+}
+
+/// Graph data on a cluster (docs/graphs.md, "Where data moves"): chains of echo tasks on a node
+/// with 2 workers, each child taking its parent's output bytes as its payload. With the node
+/// keeping outputs (the default), a child's input is not sent again by the head; the baseline,
+/// in the same run, is cluster.kept_output_bytes = 0: every input goes node -> head -> node.
+nlohmann::json bench_graph_data() {
+  constexpr int chains = 4, length = 8, rounds = 3;
+  constexpr size_t size = size_t(4) << 20;
+  std::printf(
+      "graph-data  %d chains of %d echo tasks, each child's payload its parent's %zu MiB output, "
+      "on a node with 2 workers; makespan in ms, median of %d\n",
+      chains, length, size >> 20, rounds);
+  graph_spec g;
+  for (int c = 0; c < chains; ++c)
+    for (int i = 0; i < length; ++i) {
+      graph_task t;
+      t.name = "c" + std::to_string(c) + "-" + std::to_string(i);
+      t.spec.kind = "echo";
+      if (i == 0)
+        t.spec.payload.assign(size, uint8_t(c));
+      else
+        t.inputs = {{"payload", "c" + std::to_string(c) + "-" + std::to_string(i - 1) + ".bytes"}};
+      g.tasks.push_back(std::move(t));
+    }
+  auto measure = [&](const std::string& keys, uint64_t& kept_bytes) {
+    running_cluster rc{2, 0, false, false, false, keys};
+    std::vector<double> ms;
+    for (int r = 0; r < rounds + 1; ++r) {  // the first warms up
+      auto t0 = clock::now();
+      auto h = rc.c->submit_graph(g);
+      if (!h.wait_until(clock::now() + std::chrono::seconds(120)))
+        throw std::runtime_error("graph-data: the graph did not finish within 120 s");
+      auto t = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+      for (auto& th : h.tasks())
+        if (!th.ready() || !th.get().ok() || th.get().output.bytes.size() != size)
+          throw std::runtime_error("graph-data: a task did not complete with its bytes");
+      if (r > 0) ms.push_back(t);
+    }
+    kept_bytes = 0;
+    for (auto& n : rc.c->status().nodes) kept_bytes += n.kept_input_bytes;
+    return pct(ms, .5);
+  };
+  uint64_t kept_bytes = 0, none = 0;
+  auto through_head = measure("kept_output_bytes = 0\n", none);
+  auto kept = measure("", kept_bytes);
+  std::printf("  every input through the head      %8.1f ms\n", through_head);
+  std::printf("  kept on the node (the default)    %8.1f ms  ratio %.3f  (%.0f MiB not sent)\n",
+              kept, kept / through_head, double(kept_bytes) / (1 << 20));
+  return {{"through_head_ms", through_head},
+          {"kept_ms", kept},
+          {"ratio", kept / through_head},
+          {"kept_input_mib", double(kept_bytes) / (1 << 20)}};
 }
 
 namespace {

@@ -210,10 +210,11 @@ int main(int argc, char** argv) {
   bench_cmd
       ->add_option("which", which,
                    "pipeline, latency, gemm, gpu-gemm, gpu-mlp, gpu-mixed, remote-latency, "
-                   "remote-pipeline, events, stalled-subscriber, payload, graph (default: all)")
+                   "remote-pipeline, events, stalled-subscriber, payload, graph, graph-data "
+                   "(default: all)")
       ->check(CLI::IsMember({"pipeline", "latency", "gemm", "gpu-gemm", "gpu-mlp", "gpu-mixed",
                              "remote-latency", "remote-pipeline", "events", "stalled-subscriber",
-                             "payload", "graph"}));
+                             "payload", "graph", "graph-data"}));
   bench_cmd->add_option("--tasks", bench_tasks, "empty tasks for the pipeline benchmark");
   bench_cmd->add_option("--json", bench_json, "also write the figures as JSON");
   bench_cmd->add_option("--workers", bench_workers, "cpu workers (default: one per core)");

@@ -84,12 +84,17 @@ error_info check_links(const std::vector<task_spec>& specs) {
   auto n = specs.size();
   for (size_t i = 0; i < n; ++i) {
     auto& s = specs[i];
-    for (auto& in : s.inputs) {
+    for (size_t k = 0; k < s.inputs.size(); ++k) {
+      auto& in = s.inputs[k];
       if (in.param.empty())
         return invalid("task " + graph_task_name(s, i) + ": an input has no parameter name");
       if (in.field.empty())
         return invalid("task " + graph_task_name(s, i) + ": input '" + in.param +
                        "' names no output field");
+      for (size_t j = 0; j < k; ++j)
+        if (s.inputs[j].param == in.param)
+          return invalid("task " + graph_task_name(s, i) + ": two inputs fill '" + in.param +
+                         "' (one input per parameter)");
     }
     for (auto p : parents_of(s)) {
       if (p >= n)

@@ -538,6 +538,8 @@ struct runtime::impl {
       auto parents = parents_of(accepted[i]->spec);
       g->waiting[i] = uint32_t(parents.size());
       for (auto p : parents) g->children[p].push_back(i);
+      for (auto& in : accepted[i]->spec.inputs)
+        if (in.from < n) accepted[in.from]->feeds_inputs = true;
       accepted[i]->graph = g;
       accepted[i]->graph_index = i;
       if (gang) {  // runs once, whole: a retried member would run alone

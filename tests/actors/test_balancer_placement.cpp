@@ -271,3 +271,30 @@ TEST_F(BalancerWithNodeKinds, AKindNoNodeRunsAnyMoreGoesBackAsUnknownKind) {
   EXPECT_NE(back[0].message.find("'count'"), std::string::npos) << back[0].message;
   EXPECT_EQ(tasks_on(0) + tasks_on(1), 0u);
 }
+
+// docs/graphs.md, "Where data moves": least_loaded counts moving a graph task's inputs, so among
+// idle workers the task goes to the node that produced (and keeps) its input.
+TEST_F(Balancer, AGraphTaskGoesToTheNodeThatHoldsItsInput) {
+  start(3);
+  for (auto [w, node] : {std::pair{0, "a"}, {1, "b"}, {2, "b"}}) setup->workers[w].node = node;
+  for (int32_t w = 0; w < 3; ++w) up(w);
+  auto child = task(1);
+  child->spec.inputs = {{"payload", 0, "bytes"}};
+  child->input_homes = {{0, 9, 2, 50'000'000}};  // made by worker 2, on node b
+  dispatch({child});
+  EXPECT_EQ(tasks_on(1), 1u) << "node b holds its input; worker 1 is b's first";
+  auto plain = task(2);
+  dispatch({plain});
+  EXPECT_EQ(tasks_on(0), 1u) << "without inputs, the least loaded";
+}
+
+TEST_F(Balancer, WhenNodesKeepNoOutputsEveryNodeWorkerMovesTheInput) {
+  start(2);
+  setup->cfg.cluster.kept_output_bytes = 0;
+  for (auto [w, node] : {std::pair{0, "a"}, {1, "b"}}) setup->workers[w].node = node;
+  for (int32_t w = 0; w < 2; ++w) up(w);
+  auto child = task(1);
+  child->input_homes = {{0, 9, 1, 50'000'000}};
+  dispatch({child});
+  EXPECT_EQ(tasks_on(0), 1u) << "no node holds it: a tie, to the lower index";
+}

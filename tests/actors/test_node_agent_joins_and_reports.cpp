@@ -331,3 +331,35 @@ TEST_F(NodeAgent, AKeptOutputFeedsALaterTaskAndAMissingOneSendsTheTaskBackUnstar
   EXPECT_FALSE(r.counts_as_attempt) << "not started: not charged";
   EXPECT_NE(r.message.find("no longer keeps the output of task 6"), std::string::npos) << r.message;
 }
+
+// Preemption on a node (docs/preemption.md): its heartbeat names the preemptible attempts that
+// run; a cancel with `preempt` asks a running one to make way and leaves one not started alone.
+TEST_F(NodeAgent, APreemptCancelAsksOnlyARunningPreemptibleAttemptToMakeWay) {
+  welcome(last_hello_epoch());
+  wire::assign a;
+  for (task_id id : {7, 8}) {
+    wire::assigned_task t;
+    t.id = id;
+    t.attempt = 1;
+    t.worker = 0;
+    t.spec.kind = "sleep";
+    t.spec.params.set("ms", int64_t{60000});
+    t.spec.preemptible = true;
+    a.tasks.push_back(std::move(t));
+  }
+  caf::anon_send(agent, head_assign_msg{std::move(a), ++frame_id, {}});
+  sched->run();
+  ASSERT_EQ(on_worker.size(), 1u);
+  auto running = on_worker[0].tasks.at(0).task, waiting = on_worker[0].tasks.at(1).task;
+  running->running_attempt.store(1);  // as the worker marks the attempt it runs
+  let_time_pass(100ms);
+  auto beats = sent_of<wire::heartbeat>(wire::msg_type::heartbeat);
+  ASSERT_FALSE(beats.empty());
+  EXPECT_EQ(beats.back().preemptible_running, (std::vector<task_id>{7}));
+  caf::anon_send(agent, head_cancel_msg{wire::cancel{{7, 8}, true}});
+  sched->run();
+  EXPECT_TRUE(running->preempt_requested.load());
+  EXPECT_FALSE(running->cancel_requested.load()) << "made way, not cancelled";
+  EXPECT_FALSE(waiting->preempt_requested.load()) << "not started: it may run";
+  EXPECT_FALSE(waiting->cancel_requested.load());
+}

@@ -302,7 +302,13 @@ TEST_F(Cluster, SubmitGraphRunsTheExampleGraphWithDataMovingBetweenTasks) {
 // Data between graph tasks (docs/graphs.md, "Where data moves"): a child goes to the node that
 // ran its parent, which kept the parent's output; the head leaves the input out of the assign,
 // and the node binds it whole.
-TEST_F(Cluster, AChildRunsWhereItsParentsOutputIsKeptAndTheHeadDoesNotSendItAgain) {
+// A slow link between processes (1 MB/s): moving a 2 MiB input costs placement 2 s, far more
+// than any worker's backlog, so a child goes where its input is whenever that worker has room.
+class ClusterWithSlowLinks : public Cluster {
+  std::string extra_config() const override { return "[balancer]\nlink_bytes_per_s = 1000000\n"; }
+};
+
+TEST_F(ClusterWithSlowLinks, AChildRunsWhereItsParentsOutputIsKeptAndTheHeadDoesNotSendItAgain) {
   constexpr int chains = 4;
   constexpr size_t blob = size_t(2) << 20;
   graph_spec g;

@@ -88,6 +88,10 @@ TEST(GraphLinks, ASubmissionFromAPeerIsCheckedByIndex) {
   EXPECT_EQ(check_links(specs).message, "task #0: input 'x' names no output field");
   specs[0].inputs.clear();
   EXPECT_FALSE(check_links(specs));
+  // Two values for one parameter: which one the task got would depend on which parent ended last.
+  specs[2].inputs = {task_input{"payload", 0, "bytes"}, task_input{"payload", 1, "bytes"}};
+  EXPECT_EQ(check_links(specs).message,
+            "task #2: two inputs fill 'payload' (one input per parameter)");
 }
 
 TEST(GraphLinks, ALongCycleIsNamedInShort) {

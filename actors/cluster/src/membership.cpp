@@ -59,15 +59,18 @@ void ask_to_make_way(self_ptr self, membership_state::node_view& node) {
   auto& st = self->state;
   wire::cancel out;
   out.preempt = true;
+  std::vector<membership_state::node_view::placed*> asked;
   for (auto id : node.preemptible_running) {
     auto i = node.in_flight.find(id);
     if (i == node.in_flight.end() || i->second.asked_to_make_way ||
         !i->second.a.task->preempt_requested.load(std::memory_order_relaxed))
       continue;
-    i->second.asked_to_make_way = true;
+    asked.push_back(&i->second);
     out.ids.push_back(id);
   }
-  if (!out.ids.empty()) st.send(st.framer->make(&node.peer, wire::msg_type::cancel, out));
+  // Not sent (the outbound queue is full): asked again at the next heartbeat.
+  if (!out.ids.empty() && st.send(st.framer->make(&node.peer, wire::msg_type::cancel, out)))
+    for (auto* p : asked) p->asked_to_make_way = true;
 }
 
 /// A more urgent task placed on a node's worker before the head saw what runs there (the
@@ -86,8 +89,9 @@ void catch_up_preemption(const membership_state& st, const membership_state::nod
     auto& l = lanes[p.worker];
     if (node.preemptible_running.count(id))
       l.running.push_back(&p.a);
-    else if (!l.next || p.a.order < l.next->order)
-      l.next = &p.a;
+    else if (!p.a.task->cancel_requested.load(std::memory_order_relaxed) &&
+             (!l.next || p.a.order < l.next->order))
+      l.next = &p.a;  // a cancelled task will not run: it asks nothing
   }
   for (auto& [w, l] : lanes) {
     if (!l.next || l.running.empty()) continue;
@@ -111,12 +115,20 @@ void catch_up_preemption(const membership_state& st, const membership_state::nod
 /// (as a local CPU worker shows it), the rest no longer; then the requests to make way that
 /// wait for it go out.
 void note_running(self_ptr self, membership_state::node_view& node, const wire::heartbeat& hb) {
+  auto& st = self->state;
   std::unordered_set<task_id> running;
   for (auto id : hb.preemptible_running) {
     auto i = node.in_flight.find(id);
-    if (i == node.in_flight.end() || !i->second.a.task->spec.preemptible) continue;
+    if (i == node.in_flight.end() || !i->second.a.task->spec.preemptible ||
+        st.setup->workers[size_t(i->second.worker)].device != device_class::cpu)
+      continue;  // a GPU kernel cannot be stopped, whatever a node says
     running.insert(id);
-    i->second.a.task->running_attempt.store(i->second.a.attempt, std::memory_order_relaxed);
+    auto& t = *i->second.a.task;
+    // Newly seen running: a request to make way left from an earlier attempt of the same
+    // number (the balancer may set it as that one ended) is not this one's.
+    if (!node.preemptible_running.count(id) && !i->second.asked_to_make_way)
+      t.preempt_requested.store(false, std::memory_order_relaxed);
+    t.running_attempt.store(i->second.a.attempt, std::memory_order_relaxed);
   }
   for (auto id : node.preemptible_running) {
     if (running.count(id)) continue;
@@ -137,6 +149,9 @@ void node_lost(self_ptr self, size_t n, const std::string& reason) {
   auto& node = st.nodes[n];
   auto now = clock::now();
   event_batch events{*st.gate};
+  // Before the balancer gets the tasks back: one placed again elsewhere must not be marked
+  // over by this afterwards.
+  for (auto& [id, p] : node.in_flight) attempt_over(node, id, p.a);
   for (auto w : node.workers) {
     auto& slot = st.slots[size_t(w)];
     if (!slot.up) continue;
@@ -148,7 +163,6 @@ void node_lost(self_ptr self, size_t n, const std::string& reason) {
     slot.proxy = nullptr;
     events.add("worker.down", 0, w, reason);
   }
-  for (auto& [id, p] : node.in_flight) attempt_over(node, id, p.a);
   node.in_flight.clear();
   events.add("node.left", 0, -1, reason, node.cfg->name);
   events.flush(self, st.bus);
@@ -530,17 +544,6 @@ void find_lost(self_ptr self, membership_state::node_view& node, const wire::hea
             true);
 }
 
-/// Whether a child's input takes from the task's output: its node keeps the output then. (The
-/// graph's links are fixed at submit; members stay while the task is unfinished.)
-bool feeds_inputs(const task_state& t) {
-  if (!t.graph) return false;
-  auto& g = *t.graph;
-  for (auto c : g.children[t.graph_index])
-    for (auto& in : g.members[c]->spec.inputs)
-      if (in.from == t.graph_index) return true;
-  return false;
-}
-
 /// The task as the node gets it: inputs whose values come from outputs this node keeps are
 /// left out of the spec and named instead (the node binds them; docs/graphs.md). Their bytes
 /// go to `saved`.
@@ -548,23 +551,24 @@ wire::assigned_task assigned(const membership_state& st, const membership_state:
                              const assignment& a, int32_t local, uint64_t& saved) {
   saved = 0;
   auto& t = *a.task;
-  wire::assigned_task out{t.id, a.attempt, local, t.spec, a.order};
-  if (st.setup->cfg.cluster.kept_output_bytes == 0) return out;
-  out.keep_output = feeds_inputs(t);
-  if (t.inputs_inline) return out;
-  for (auto& h : t.input_homes) {
-    if (h.worker < 0 || size_t(h.worker) >= st.setup->workers.size() ||
-        st.setup->workers[size_t(h.worker)].node != node.cfg->name ||
-        h.input >= out.spec.inputs.size())
-      continue;
-    auto& param = out.spec.inputs[h.input].param;
-    if (param == "payload")
-      out.spec.payload.clear();
-    else
+  wire::assigned_task out{t.id, a.attempt, local, {}, a.order};
+  bool nodes_keep = st.setup->cfg.cluster.kept_output_bytes > 0;
+  out.keep_output = nodes_keep && t.feeds_inputs;
+  bool payload_kept = false;
+  if (nodes_keep && !t.inputs_inline)
+    for (auto& h : t.input_homes) {
+      if (h.worker < 0 || size_t(h.worker) >= st.setup->workers.size() ||
+          st.setup->workers[size_t(h.worker)].node != node.cfg->name ||
+          h.input >= t.spec.inputs.size())
+        continue;
+      payload_kept = payload_kept || t.spec.inputs[h.input].param == "payload";
+      out.kept_inputs.push_back({h.input, h.parent});
+      saved += h.bytes;
+    }
+  out.spec = payload_kept ? copy_without_payload(t.spec) : t.spec;
+  for (auto& k : out.kept_inputs)
+    if (auto& param = t.spec.inputs[k.input].param; param != "payload")
       out.spec.params.erase(param);
-    out.kept_inputs.push_back({h.input, h.parent});
-    saved += h.bytes;
-  }
   return out;
 }
 

@@ -229,7 +229,6 @@ void on_results(self_ptr self, results_msg& msg) {
     auto i = slot.running.find(rec.task->id);
     if (i == slot.running.end() || i->second != rec.task) continue;  // from an old epoch
     slot.running.erase(i);
-    if (rec.task->keep_output && rec.code == errc::none) st.kept.keep(rec.task->id, rec.output);
     wire::attempt_result r;
     r.id = rec.task->id;
     r.attempt = rec.attempt;
@@ -244,6 +243,7 @@ void on_results(self_ptr self, results_msg& msg) {
       r.message = std::move(too_large.message);
       r.output = {};
     }
+    if (rec.task->keep_output && r.code == errc::none) st.kept.keep(r.id, r.output);
     all.push_back(std::move(r));
   }
   if (!st.joined) return;

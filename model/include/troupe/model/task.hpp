@@ -66,6 +66,26 @@ struct task_spec {
   bool preemptible = false;
 };
 
+/// A copy of `s` but its payload: a payload of megabytes is not copied only to be dropped (an
+/// assign that leaves it out). Names every member: keep it in step with task_spec.
+inline task_spec copy_without_payload(const task_spec& s) {
+  task_spec c;
+  c.kind = s.kind;
+  c.params = s.params;
+  c.priority = s.priority;
+  c.deadline = s.deadline;
+  c.needs = s.needs;
+  c.max_retries = s.max_retries;
+  c.retry_backoff = s.retry_backoff;
+  c.timeout = s.timeout;
+  c.idempotency_key = s.idempotency_key;
+  c.labels = s.labels;
+  c.after = s.after;
+  c.inputs = s.inputs;
+  c.preemptible = s.preemptible;
+  return c;
+}
+
 enum class outcome : uint8_t { pending, completed, failed, cancelled, expired, rejected };
 const char* to_string(outcome o) noexcept;
 

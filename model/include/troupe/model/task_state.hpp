@@ -72,6 +72,9 @@ struct task_state {
   /// submit, read-only afterwards.
   task_id gang = 0;
   uint32_t gang_size = 0;
+  /// A graph child takes an input from its output: the node that runs it keeps the output
+  /// (docs/graphs.md). Set at submit, read-only afterwards.
+  bool feeds_inputs = false;
   /// Where each bound input came from (docs/graphs.md, "Where data moves"): the head holds every
   /// output, and a node keeps those of the tasks it ran (cluster.kept_output_bytes), so the
   /// head need not send them to that node, and the balancer counts what would move elsewhere.
