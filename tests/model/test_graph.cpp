@@ -229,3 +229,40 @@ TEST(GraphInputs, ABoundInputWeighsWhatItTakesFromTheOutput) {
   EXPECT_LT(bound_input_bytes({"n", 0, "checksum"}, out), 32u);
   EXPECT_EQ(bound_input_bytes({"n", 0, "missing"}, out), 0u);
 }
+
+// An assign that leaves a kept payload out copies the rest of the spec, field by field.
+TEST(GraphInputs, CopyWithoutPayloadKeepsEveryOtherMember) {
+  task_spec s;
+  // 14 members: a new one fails to compile here until copy_without_payload copies it too.
+  auto& [kind, params, payload, priority, deadline, needs, max_retries, retry_backoff, timeout,
+         key, labels, after, inputs, preemptible] = s;
+  kind = "echo";
+  params.set("x", int64_t{1});
+  payload.assign(10, 1);
+  priority = 3;
+  deadline = time_point{} + std::chrono::seconds(5);
+  needs.memory_bytes = 7;
+  max_retries = 2;
+  retry_backoff = std::chrono::milliseconds(9);
+  timeout = std::chrono::milliseconds(11);
+  key = "k";
+  labels["client"] = "c";
+  after = {0};
+  inputs = {{"payload", 0, "bytes"}};
+  preemptible = true;
+  auto c = copy_without_payload(s);
+  EXPECT_TRUE(c.payload.empty());
+  EXPECT_EQ(c.kind, kind);
+  EXPECT_EQ(c.params, params);
+  EXPECT_EQ(c.priority, priority);
+  EXPECT_EQ(c.deadline, deadline);
+  EXPECT_EQ(c.needs.memory_bytes, needs.memory_bytes);
+  EXPECT_EQ(c.max_retries, max_retries);
+  EXPECT_EQ(c.retry_backoff, retry_backoff);
+  EXPECT_EQ(c.timeout, timeout);
+  EXPECT_EQ(c.idempotency_key, key);
+  EXPECT_EQ(c.labels, labels);
+  EXPECT_EQ(c.after, after);
+  EXPECT_EQ(c.inputs, inputs);
+  EXPECT_EQ(c.preemptible, preemptible);
+}
