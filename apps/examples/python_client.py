@@ -82,22 +82,26 @@ class Client:
             self.stats["send_blocked"] += 1
             return False
 
-    def run(self, tasks, timeout_s=0.0, on_failure=None):
+    def run(self, tasks, timeout_s=0.0, on_failure=None, gang=False):
         """Submits the tasks (in messages of at most per_submit tasks) and waits until each has
         a result. Returns one result per task, in order; a task never given an id has id None.
+        A graph (on_failure given) or a gang (docs/reservations.md: placed on distinct workers
+        all at once, or refused whole) goes in one submit.
         Raises HeadUnreachable (with the results so far) after head_timeout_s of silence, and
         TimeoutError after timeout_s in all (0: no limit)."""
         start = time.monotonic()
         deadline = start + timeout_s if timeout_s > 0 else None
         submits = {}  # msg id -> {"frames", "sent", "first", "count"}: not answered yet
         # A graph (on_failure given) travels in one submit: its links are indices into it.
-        per_submit = max(1, len(tasks)) if on_failure else self.per_submit
+        per_submit = max(1, len(tasks)) if on_failure or gang else self.per_submit
         for first in range(0, len(tasks), per_submit):
             part = tasks[first:first + per_submit]
             msg_id = next(self.ids)
             body = {"tasks": part, "token": self.token_base + msg_id}
             if on_failure:
                 body["on_failure"] = on_failure
+            if gang:
+                body["gang"] = True
             _, frames = self.frames("submit", body, msg_id)
             submits[msg_id] = {"frames": frames, "sent": time.monotonic(), "first": first,
                                "count": len(part)}
@@ -275,6 +279,13 @@ def main():
     ap.add_argument("--params", default="{}",
                     help="task parameters, a JSON object (gemm: over size and seed)")
     ap.add_argument("--size", type=int, default=32, help="gemm matrix size")
+    ap.add_argument("--priority", type=int, default=1, help="the tasks' priority (default 1)")
+    ap.add_argument("--preemptible", action="store_true",
+                    help="the tasks may be stopped for more urgent ones and queued again "
+                    "(docs/preemption.md)")
+    ap.add_argument("--gang", action="store_true",
+                    help="the --count tasks run on distinct workers all at once, or are refused "
+                    "whole (docs/reservations.md)")
     ap.add_argument("--graph", help="a task graph file (docs/graphs.md) instead of --count "
                     "tasks of --kind")
     ap.add_argument("--timeout", type=float, default=0.0,
@@ -300,8 +311,13 @@ def main():
         params = [dict({"size": args.size, "seed": i}, **extra) for i in range(args.count)]
     else:
         params = [dict(extra) for _ in range(args.count)]
-    tasks = [{"kind": args.kind, "params": p, "priority": 1} for p in params]
+    tasks = [{"kind": args.kind, "params": p, "priority": args.priority} for p in params]
+    if args.preemptible:
+        for t in tasks:
+            t["preemptible"] = True
     names, on_failure = None, None
+    if args.graph and args.gang:
+        ap.error("--gang and --graph: a gang is --count tasks of --kind")
     if args.graph:
         try:
             names, tasks, on_failure = graph_tasks(args.graph)
@@ -319,7 +335,7 @@ def main():
                     keys=keys)
     code = 0
     try:
-        results = client.run(tasks, args.timeout, on_failure)
+        results = client.run(tasks, args.timeout, on_failure, args.gang)
     except TimeoutError as e:
         print("python client: %s" % e, file=sys.stderr)
         return 2

@@ -518,6 +518,20 @@ TEST_F(Cluster, AGangRunsOnDistinctWorkersOfBothNodesAtOnceOrIsRefusedWhole) {
   }
   auto after = client_->submit(sleep_task(1)).wait_for(30s);
   ASSERT_TRUE(after && after->ok());
+  // The Python example sends a gang the same way: four run, five are refused whole.
+  auto python_gang = [&](int count) {
+    return command{std::string{"/usr/bin/python3 "} + TROUPE_SOURCE_DIR +
+                   "/apps/examples/python_client.py --to " + endpoint_ + " --count " +
+                   std::to_string(count) + " --kind sleep --params '{\"ms\": 20}' --gang"}
+        .finish();
+  };
+  auto [four_rc, four] = python_gang(4);
+  EXPECT_EQ(four_rc, 0) << four;
+  EXPECT_EQ(std::count(four.begin(), four.end(), '\n'), 4) << four;
+  auto [five_rc, five_out] = python_gang(5);
+  EXPECT_NE(five_rc, 0) << five_out;
+  EXPECT_NE(five_out.find("a gang of 5 tasks"), std::string::npos) << five_out;
+  EXPECT_EQ(five_out.find("completed"), std::string::npos) << five_out;
 }
 
 TEST_F(Cluster, HighPriorityTasksOvertakeWhatTheNodesHold) {
