@@ -82,12 +82,9 @@ double moving_s(const balancer_state& st, size_t w, const task_state& t) {
   if (t.input_homes.empty()) return 0;
   auto& node = st.setup->workers[w].node;
   if (node.empty()) return 0;
-  bool nodes_keep = st.setup->cfg.cluster.kept_output_bytes > 0;
   uint64_t bytes = 0;
   for (auto& h : t.input_homes)
-    if (!nodes_keep || h.worker < 0 || size_t(h.worker) >= st.setup->workers.size() ||
-        st.setup->workers[size_t(h.worker)].node != node)
-      bytes += h.bytes;
+    if (!st.setup->node_keeps(node, h.worker)) bytes += h.bytes;
   return double(bytes) / double(st.setup->cfg.link_bytes_per_s);
 }
 
@@ -128,12 +125,9 @@ std::optional<size_t> victim_on(const balancer_state& st, size_t w, const assign
       held.size(),
       [&](size_t i) {
         auto& t = *held[i].task;
-        return held_attempt{preemption_rank(t.spec, order),
-                            held[i].order,
-                            t.running_attempt.load(std::memory_order_relaxed) == held[i].attempt,
-                            t.spec.preemptible,
-                            t.preemptions,
-                            t.preempt_requested.load(std::memory_order_relaxed)};
+        return held_attempt_of(t, held[i].order,
+                               t.running_attempt.load(std::memory_order_relaxed) == held[i].attempt,
+                               order);
       },
       preemption_rank(urgent.task->spec, order), urgent.order, st.setup->cfg.max_preemptions);
 }

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "troupe/model/log.hpp"
+#include "troupe/model/preemption.hpp"
 #include "worker_reports.hpp"
 
 namespace troupe {
@@ -246,12 +247,12 @@ class cpu_runner {
       rec.code = f.code;
       rec.message = f.message;
     } catch (...) {
-      if (preemptible) not_running(t, a.attempt);
+      if (preemptible) stopped_running(t, a.attempt);
       if (!leave_task(limited)) return false;
       crash(t, worker_reports::crash_text(t, std::current_exception()));
       return false;
     }
-    if (preemptible) not_running(t, a.attempt);
+    if (preemptible) stopped_running(t, a.attempt);
     if (!leave_task(limited)) return false;
     now = clock::now();
     if (limited && stop_flag_.load()) {  // past its limit: whatever it returned, it is over
@@ -272,10 +273,6 @@ class cpu_runner {
     rec.finished = now;
     push(std::move(rec), now);
     return true;
-  }
-
-  static void not_running(task_state& t, uint32_t attempt) {
-    t.running_attempt.compare_exchange_strong(attempt, 0);  // unless a later one runs now
   }
 
   /// The attempt returned. False if the runner was abandoned meanwhile: its result is dropped

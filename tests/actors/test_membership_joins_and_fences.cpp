@@ -119,6 +119,20 @@ struct Membership : ::testing::Test {
     return nullptr;
   }
 
+  /// Node n1's heartbeat (epoch 11): what it took in and holds, and what runs preemptible.
+  void heartbeat_from_n1(std::optional<uint64_t> last_assign, std::vector<task_id> holding,
+                         std::vector<task_id> preemptible_running = {}) {
+    node_heartbeat_msg hb;
+    hb.peer = "peer-n1";
+    hb.node = "n1";
+    hb.epoch = 11;
+    hb.body.last_assign = last_assign;
+    hb.body.holding = std::move(holding);
+    hb.body.preemptible_running = std::move(preemptible_running);
+    caf::anon_send(membership, hb);
+    sched->run();
+  }
+
   /// Node n1 (epoch 11) reports one attempt of task `id` on its worker 1.
   void report_from_n1(task_id id, errc code = errc::none, bool counts_as_attempt = true,
                       int64_t run_ns = 0) {
@@ -239,12 +253,7 @@ TEST_F(Membership, AHeardNodeStaysJoinedHoweverLongItRuns) {
   hello("n1", 11);
   for (int i = 0; i < 20; ++i) {
     let_time_pass(200ms);
-    node_heartbeat_msg hb;
-    hb.peer = "peer-n1";
-    hb.node = "n1";
-    hb.epoch = 11;
-    caf::anon_send(membership, hb);
-    sched->run();
+    heartbeat_from_n1(std::nullopt, {});
   }
   EXPECT_TRUE(losses.empty());
 }
@@ -289,14 +298,7 @@ struct MembershipFindsLostTasks : Membership {
   }
 
   void heartbeat(uint64_t last_assign, std::vector<task_id> holding) {
-    node_heartbeat_msg hb;
-    hb.peer = "peer-n1";
-    hb.node = "n1";
-    hb.epoch = 11;
-    hb.body.last_assign = last_assign;
-    hb.body.holding = std::move(holding);
-    caf::anon_send(membership, hb);
-    sched->run();
+    heartbeat_from_n1(last_assign, std::move(holding));
   }
 };
 
@@ -350,13 +352,8 @@ TEST_F(MembershipFindsLostTasks, ItsHeartbeatsToTheNodeNameTheLastAssignSentBefo
 }
 
 TEST_F(MembershipFindsLostTasks, ANodeThatDoesNotSayWhatItHoldsLosesNothing) {
-  node_heartbeat_msg hb;  // an older node: no last_assign
-  hb.peer = "peer-n1";
-  hb.node = "n1";
-  hb.epoch = 11;
   let_time_pass(1000ms);
-  caf::anon_send(membership, hb);
-  sched->run();
+  heartbeat_from_n1(std::nullopt, {});  // an older node: no last_assign
   EXPECT_TRUE(results.empty());
 }
 
@@ -430,15 +427,7 @@ struct MembershipPreempts : Membership {
   }
 
   void heartbeat(std::vector<task_id> holding, std::vector<task_id> running) {
-    node_heartbeat_msg hb;
-    hb.peer = "peer-n1";
-    hb.node = "n1";
-    hb.epoch = 11;
-    hb.body.last_assign = frame;
-    hb.body.holding = std::move(holding);
-    hb.body.preemptible_running = std::move(running);
-    caf::anon_send(membership, hb);
-    sched->run();
+    heartbeat_from_n1(frame, std::move(holding), std::move(running));
   }
 
   /// The ids of every cancel frame with `preempt` sent so far.

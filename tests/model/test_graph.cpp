@@ -234,8 +234,8 @@ TEST(GraphInputs, ABoundInputWeighsWhatItTakesFromTheOutput) {
 TEST(GraphInputs, CopyWithoutPayloadKeepsEveryOtherMember) {
   task_spec s;
   // 14 members: a new one fails to compile here until copy_without_payload copies it too.
-  auto& [kind, params, payload, priority, deadline, needs, max_retries, retry_backoff, timeout,
-         key, labels, after, inputs, preemptible] = s;
+  auto& [kind, params, payload, priority, deadline, needs, max_retries, retry_backoff, timeout, key,
+         labels, after, inputs, preemptible] = s;
   kind = "echo";
   params.set("x", int64_t{1});
   payload.assign(10, 1);

@@ -47,9 +47,7 @@ int32_t node_index(const membership_state& st, const std::string& name) {
 /// so the balancer does not pick it to make way, and a request to make way ends with it.
 void attempt_over(membership_state::node_view& node, task_id id, const assignment& a) {
   a.task->preempt_requested.store(false, std::memory_order_relaxed);
-  if (!node.preemptible_running.erase(id)) return;
-  auto attempt = a.attempt;
-  a.task->running_attempt.compare_exchange_strong(attempt, 0);  // unless a later one runs now
+  if (node.preemptible_running.erase(id)) stopped_running(*a.task, a.attempt);
 }
 
 /// Asks the node to stop the running preemptible attempts the balancer picked to make way for
@@ -98,13 +96,7 @@ void catch_up_preemption(const membership_state& st, const membership_state::nod
     auto victim = preemption_victim(
         l.running.size(),
         [&](size_t i) {
-          auto& t = *l.running[i]->task;
-          return held_attempt{preemption_rank(t.spec, order),
-                              l.running[i]->order,
-                              true,
-                              t.spec.preemptible,
-                              t.preemptions,
-                              t.preempt_requested.load(std::memory_order_relaxed)};
+          return held_attempt_of(*l.running[i]->task, l.running[i]->order, true, order);
         },
         preemption_rank(l.next->task->spec, order), l.next->order, st.setup->cfg.max_preemptions);
     if (victim) l.running[*victim]->task->preempt_requested.store(true, std::memory_order_relaxed);
@@ -132,10 +124,8 @@ void note_running(self_ptr self, membership_state::node_view& node, const wire::
   }
   for (auto id : node.preemptible_running) {
     if (running.count(id)) continue;
-    if (auto i = node.in_flight.find(id); i != node.in_flight.end()) {
-      auto attempt = i->second.a.attempt;
-      i->second.a.task->running_attempt.compare_exchange_strong(attempt, 0);
-    }
+    if (auto i = node.in_flight.find(id); i != node.in_flight.end())
+      stopped_running(*i->second.a.task, i->second.a.attempt);
   }
   node.preemptible_running.swap(running);
   catch_up_preemption(self->state, node);
@@ -552,14 +542,11 @@ wire::assigned_task assigned(const membership_state& st, const membership_state:
   saved = 0;
   auto& t = *a.task;
   wire::assigned_task out{t.id, a.attempt, local, {}, a.order};
-  bool nodes_keep = st.setup->cfg.cluster.kept_output_bytes > 0;
-  out.keep_output = nodes_keep && t.feeds_inputs;
+  out.keep_output = st.setup->cfg.cluster.kept_output_bytes > 0 && t.feeds_inputs;
   bool payload_kept = false;
-  if (nodes_keep && !t.inputs_inline)
+  if (!t.inputs_inline)
     for (auto& h : t.input_homes) {
-      if (h.worker < 0 || size_t(h.worker) >= st.setup->workers.size() ||
-          st.setup->workers[size_t(h.worker)].node != node.cfg->name ||
-          h.input >= t.spec.inputs.size())
+      if (!st.setup->node_keeps(node.cfg->name, h.worker) || h.input >= t.spec.inputs.size())
         continue;
       payload_kept = payload_kept || t.spec.inputs[h.input].param == "payload";
       out.kept_inputs.push_back({h.input, h.parent});

@@ -4,6 +4,7 @@
 // it spawns anything, then shared as const. The registry is the exception that proves the rule:
 // a service may add kinds at any time, so it is a thread-safe object of its own (its own lock).
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "troupe/model/config.hpp"
@@ -24,6 +25,13 @@ struct runtime_setup {
   /// Set: CPU workers run implementations in a host of their own (a child process, on a node
   /// with isolation = "process"); null: on their runner threads.
   kernel_host_factory cpu_host;
+
+  /// Whether node `node` keeps the graph outputs of tasks that worker `producer` ran
+  /// (cluster.kept_output_bytes; docs/graphs.md, "Where data moves").
+  bool node_keeps(const std::string& node, int32_t producer) const {
+    return cfg.cluster.kept_output_bytes > 0 && !node.empty() && producer >= 0 &&
+           size_t(producer) < workers.size() && workers[size_t(producer)].node == node;
+  }
 };
 
 using setup_ptr = std::shared_ptr<const runtime_setup>;

@@ -11,6 +11,7 @@
 
 #include "troupe/model/config.hpp"
 #include "troupe/model/task.hpp"
+#include "troupe/model/task_state.hpp"
 
 namespace troupe {
 
@@ -38,6 +39,23 @@ struct held_attempt {
   uint32_t preemptions = 0;  ///< times the task was preempted already
   bool asked = false;        ///< already asked to make way
 };
+
+/// How preemption sees attempt `running`-or-not of task t, held at order key `order`.
+inline held_attempt held_attempt_of(const task_state& t, double order, bool running,
+                                    queue_order o) {
+  return held_attempt{preemption_rank(t.spec, o),
+                      order,
+                      running,
+                      t.spec.preemptible,
+                      t.preemptions,
+                      t.preempt_requested.load(std::memory_order_relaxed)};
+}
+
+/// Attempt `attempt` of t no longer runs: the balancer must not pick it to make way. A later
+/// attempt that runs now keeps its mark (an abandoned attempt's thread cannot clear it).
+inline void stopped_running(task_state& t, uint32_t attempt) {
+  t.running_attempt.compare_exchange_strong(attempt, 0);
+}
 
 /// Whether `h` may be stopped for a task of rank `urgent_rank`: it runs now, was marked
 /// preemptible, is less urgent, has not used up its preemptions and is not on its way out.
