@@ -48,10 +48,12 @@ class bench_cluster {
   /// afterwards, or runs without one.
   /// keys: CURVE on every socket (security.head_key), the node and a client with keys of
   /// their own (client_keys()).
-  /// cluster_keys: more lines of the [cluster] section.
+  /// cluster_keys: more lines of the [cluster] section. second_node: workers of a node n2
+  /// (none: 0; not with keys); more: tables after the nodes ([reservations.NAME]).
   bench_cluster(const std::string& endpoint, uint32_t node_workers, uint32_t head_cpu = 0,
                 const std::string& events = "", bool journal = true, bool keys = false,
-                const std::string& cluster_keys = "")
+                const std::string& cluster_keys = "", uint32_t second_node = 0,
+                const std::string& more = "")
       : endpoint_(endpoint) {
     auto base = "/tmp/troupe-bench-" + std::to_string(getpid());
     config_ = base + ".toml";
@@ -75,10 +77,14 @@ class bench_cluster {
     if (node_workers)
       cfg << "[nodes.n1]\ncpu = " << node_workers << "\n"
           << (keys ? "key = \"" + keys_ + ".n1\"\n" : std::string{});
+    if (second_node) cfg << "[nodes.n2]\ncpu = " << second_node << "\n";
+    cfg << more;
     cfg.close();
     pids_.push_back(spawn({"troupe", "head", "--config", config_}));
     if (node_workers)
       pids_.push_back(spawn({"troupe", "node", "--name", "n1", "--config", config_}));
+    if (second_node)
+      pids_.push_back(spawn({"troupe", "node", "--name", "n2", "--config", config_}));
   }
   ~bench_cluster() {
     for (auto it = pids_.rbegin(); it != pids_.rend(); ++it) kill(*it, SIGTERM);
@@ -121,7 +127,8 @@ bool wait_joined(bench_cluster& cluster, client& c) {
   while (clock::now() < deadline && cluster.head_alive()) {
     try {
       auto s = c.status();
-      if (s.nodes.empty() || s.nodes[0].state == "joined") return true;
+      if (std::all_of(s.nodes.begin(), s.nodes.end(), [](auto& n) { return n.state == "joined"; }))
+        return true;
     } catch (const client_error&) {
     }
   }
@@ -135,7 +142,8 @@ struct running_cluster {
   std::unique_ptr<client> c;
   explicit running_cluster(uint32_t node_workers, uint32_t head_cpu = 0, bool events = false,
                            bool journal = true, bool keys = false,
-                           const std::string& cluster_keys = "") {
+                           const std::string& cluster_keys = "", uint32_t second_node = 0,
+                           const std::string& more = "") {
     for (int attempt = 0; attempt < 3; ++attempt) {
       zmq::context_t probe;
       auto endpoint = free_endpoint(probe);
@@ -143,7 +151,7 @@ struct running_cluster {
       if (events) events_endpoint = free_endpoint(probe);
       probe.close();
       cluster = std::make_unique<bench_cluster>(endpoint, node_workers, head_cpu, events_endpoint,
-                                                journal, keys, cluster_keys);
+                                                journal, keys, cluster_keys, second_node, more);
       client_options co;
       co.timeout = std::chrono::seconds(5);
       co.curve = cluster->client_keys();
@@ -383,7 +391,9 @@ nlohmann::json bench_graph_data() {
       "graph-data  %d chains of %d echo tasks, each child's payload its parent's %zu MiB output, "
       "on a node with 2 workers; makespan in ms, median of %d\n",
       chains, length, size >> 20, rounds);
-  graph_spec g;
+  // Across nodes: n2's workers are reserved for the odd links of each chain, so every child
+  // runs on the other node than its parent.
+  graph_spec graph, across;
   for (int c = 0; c < chains; ++c)
     for (int i = 0; i < length; ++i) {
       graph_task t;
@@ -393,10 +403,21 @@ nlohmann::json bench_graph_data() {
         t.spec.payload.assign(size, uint8_t(c));
       else
         t.inputs = {{"payload", "c" + std::to_string(c) + "-" + std::to_string(i - 1) + ".bytes"}};
-      g.tasks.push_back(std::move(t));
+      graph.tasks.push_back(t);
+      if (i % 2 == 1) t.spec.labels["reservation"] = "n2";
+      across.tasks.push_back(std::move(t));
     }
-  auto measure = [&](const std::string& keys, uint64_t& kept_bytes) {
-    running_cluster rc{2, 0, false, false, false, keys};
+  const std::string n2_reserved = "[reservations.n2]\nworkers = [\"n2/cpu-0\", \"n2/cpu-1\"]\n";
+  auto measure = [&](const std::string& keys, uint64_t& kept_bytes, bool two_nodes = false) {
+    running_cluster rc{2,
+                       0,
+                       false,
+                       false,
+                       false,
+                       keys,
+                       two_nodes ? 2u : 0u,
+                       two_nodes ? n2_reserved : std::string{}};
+    auto& g = two_nodes ? across : graph;
     std::vector<double> ms;
     for (int r = 0; r < rounds + 1; ++r) {  // the first warms up
       auto t0 = clock::now();
@@ -410,19 +431,30 @@ nlohmann::json bench_graph_data() {
       if (r > 0) ms.push_back(t);
     }
     kept_bytes = 0;
-    for (auto& n : rc.c->status().nodes) kept_bytes += n.kept_input_bytes;
+    for (auto& n : rc.c->status().nodes)
+      kept_bytes += two_nodes ? n.fetched_input_bytes : n.kept_input_bytes;
     return pct(ms, .5);
   };
-  uint64_t kept_bytes = 0, none = 0;
+  uint64_t kept_bytes = 0, fetched_bytes = 0, none = 0;
   auto through_head = measure("kept_output_bytes = 0\n", none);
   auto kept = measure("", kept_bytes);
   std::printf("  every input through the head      %8.1f ms\n", through_head);
   std::printf("  kept on the node (the default)    %8.1f ms  ratio %.3f  (%.0f MiB not sent)\n",
               kept, kept / through_head, double(kept_bytes) / (1 << 20));
+  std::printf("  two nodes (2 workers each), every child on the other node than its parent:\n");
+  auto across_head = measure("kept_output_bytes = 0\n", none, true);
+  auto node_to_node = measure("", fetched_bytes, true);
+  std::printf("  every input through the head      %8.1f ms\n", across_head);
+  std::printf("  node to node (the default)        %8.1f ms  ratio %.3f  (%.0f MiB fetched)\n",
+              node_to_node, node_to_node / across_head, double(fetched_bytes) / (1 << 20));
   return {{"through_head_ms", through_head},
           {"kept_ms", kept},
           {"ratio", kept / through_head},
-          {"kept_input_mib", double(kept_bytes) / (1 << 20)}};
+          {"kept_input_mib", double(kept_bytes) / (1 << 20)},
+          {"across_through_head_ms", across_head},
+          {"node_to_node_ms", node_to_node},
+          {"node_to_node_ratio", node_to_node / across_head},
+          {"fetched_input_mib", double(fetched_bytes) / (1 << 20)}};
 }
 
 namespace {

@@ -468,7 +468,9 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_o
                             {"gpus", gpus},
                             {"gpu_note", n.gpu_note},
                             {"kept_inputs", n.kept_inputs},
-                            {"kept_input_bytes", n.kept_input_bytes}});
+                            {"kept_input_bytes", n.kept_input_bytes},
+                            {"fetched_inputs", n.fetched_inputs},
+                            {"fetched_input_bytes", n.fetched_input_bytes}});
     }
     for (size_t i = 0; i < st.workers.size(); ++i) {
       auto& w = st.workers[i];
@@ -558,8 +560,11 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_o
     if (n.gpus.empty() && !n.gpu_note.empty())
       std::printf("       no GPU: %s\n", n.gpu_note.c_str());
     if (n.kept_inputs > 0)
-      std::printf("       graph inputs bound from outputs it kept: %llu (%.1f MiB not sent)\n",
-                  (unsigned long long)n.kept_inputs, double(n.kept_input_bytes) / (1 << 20));
+      std::printf(
+          "       graph inputs the head did not send: %llu (%.1f MiB); fetched from other nodes: "
+          "%llu (%.1f MiB)\n",
+          (unsigned long long)n.kept_inputs, double(n.kept_input_bytes) / (1 << 20),
+          (unsigned long long)n.fetched_inputs, double(n.fetched_input_bytes) / (1 << 20));
     show_workers(by_node[n.name], "       ├─ ");
   }
   return 0;

@@ -141,6 +141,18 @@ std::string endpoint(const toml::node& n) {
   return *s;
 }
 
+/// A node's data endpoint: an address other nodes reach it at, which it can bind. A wildcard
+/// host binds, but other nodes cannot connect to it.
+std::string data_endpoint(const toml::node& n) {
+  auto ep = endpoint(n);
+  if (ep.rfind("tcp://*", 0) == 0 || ep.rfind("tcp://0.0.0.0", 0) == 0 ||
+      ep.rfind("tcp://[::]", 0) == 0)
+    throw "\"" + ep +
+        "\" is no address other nodes can connect to: name this machine's address "
+        "(tcp://10.0.0.2:7000), or \"off\"";
+  return ep;
+}
+
 template <class Dur>
 setter dur(Dur runtime_config::*field, int64_t lo, int64_t hi) {
   return [=](runtime_config& c, const toml::node& n) { c.*field = Dur{int_in(n, lo, hi)}; };
@@ -390,6 +402,11 @@ const std::vector<key_def>& keys() {
          c.cluster.kept_output_bytes = uint64_t(int_in(n, 0, int64_t(1) << 40));
        },
        [](const runtime_config& c) { return text(c.cluster.kept_output_bytes); }},
+      {"cluster", "fetch_timeout_ms",
+       [](auto& c, auto& n) {
+         c.cluster.fetch_timeout = std::chrono::milliseconds{int_in(n, 1, 3'600'000)};
+       },
+       [](const runtime_config& c) { return text(c.cluster.fetch_timeout); }},
       {"security", "head_key",
        [](auto& c, auto& n) {
          auto s = n.template value<std::string>();
@@ -514,6 +531,9 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
           n.fake_gpus = uint32_t(int_in(value, 0, 16));
         } else if (k == "head") {
           n.head_endpoint = endpoint(value);
+        } else if (k == "data_endpoint") {
+          n.data_endpoint = value.value<std::string>().value_or("") == "off" ? std::string{"off"}
+                                                                             : data_endpoint(value);
         } else if (k == "key") {
           auto path = value.value<std::string>();
           if (!path || path->empty())
@@ -525,7 +545,9 @@ void parse_nodes(runtime_config& cfg, const toml::node& nodes, const std::string
           for (auto& path : names_in(value, "shared library paths"))
             n.plugins.push_back(from_folder_of(source, path));
         } else {
-          throw std::string{"unknown key (cpu, cuda, memory_bytes, plugins, isolation, head, key)"};
+          throw std::string{
+              "unknown key (cpu, cuda, memory_bytes, plugins, isolation, head, key, "
+              "data_endpoint)"};
         }
       } catch (const std::string& what) {
         throw config_error(source, line_of(value), path + "." + k, what);
@@ -952,6 +974,30 @@ void apply_override(runtime_config& cfg, const std::string& assignment) {
     throw config_error("--set", 0, e.key().empty() ? section + "." + name : e.key(),
                        std::string{e.what()}.substr(std::string{e.what()}.rfind(": ") + 2));
   }
+}
+
+bool local_only(const std::string& ep) {
+  if (ep.rfind("ipc://", 0) == 0 || ep.rfind("inproc://", 0) == 0) return true;
+  if (ep.rfind("tcp://", 0) != 0) return false;
+  auto colon = ep.rfind(':');
+  auto host = ep.substr(6, colon == std::string::npos || colon < 6 ? std::string::npos : colon - 6);
+  return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]";
+}
+
+std::string data_endpoint_of(const runtime_config& cfg, const std::string& name) {
+  auto* n = cfg.cluster.find(name);
+  if (!n || cfg.cluster.kept_output_bytes == 0 || n->data_endpoint == "off") return {};
+  if (n->data_endpoint.empty()) {
+    auto& head = n->head_endpoint.empty() ? cfg.cluster.head_endpoint : n->head_endpoint;
+    return local_only(head) ? "tcp://127.0.0.1:*" : std::string{};
+  }
+  auto& sec = cfg.cluster.security;
+  if (!sec.enabled() && !sec.insecure && !local_only(n->data_endpoint))
+    throw config_error("cluster file", n->line, "nodes." + name + ".data_endpoint",
+                       "node " + name + " would serve its outputs on " + n->data_endpoint +
+                           " without keys, open to anyone who reaches it: set security.head_key "
+                           "(docs/security.md), bind loopback, or set security.insecure = true");
+  return n->data_endpoint;
 }
 
 runtime_config node_view(const runtime_config& cfg, const std::string& name,

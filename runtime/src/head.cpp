@@ -255,7 +255,11 @@ struct head::impl {
                            "one key for two identities: " + at->second.user_id() + " and " +
                                peer.user_id() + " (" + key_text + ")");
     };
-    for (auto& n : cfg.cluster.nodes) allow(n.key + ".pub", peer_role::node, n.name);
+    for (auto& n : cfg.cluster.nodes) {
+      allow(n.key + ".pub", peer_role::node, n.name);
+      // Each welcome names them: who may fetch kept outputs from a node's data socket.
+      rt->impl_->setup->node_keys[n.name] = transport::read_public_key(n.key + ".pub");
+    }
     for (auto& a : sec.allow) allow(a.key, a.role, a.name);
     zap = std::make_unique<transport::zap_handler>(
         ctx, std::move(by_key),
@@ -270,16 +274,6 @@ struct head::impl {
                           cfg.cluster.nodes.size() + sec.allow.size(), cfg.cluster.nodes.size(),
                           sec.allow.size());
     return head_keys.secret_key;
-  }
-
-  /// An endpoint only this machine can reach: loopback TCP, ipc:// or inproc://.
-  static bool local_only(const std::string& ep) {
-    if (ep.rfind("ipc://", 0) == 0 || ep.rfind("inproc://", 0) == 0) return true;
-    if (ep.rfind("tcp://", 0) != 0) return false;
-    auto colon = ep.rfind(':');
-    auto host =
-        ep.substr(6, colon == std::string::npos || colon < 6 ? std::string::npos : colon - 6);
-    return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]";
   }
 
   static uint64_t wall_clock_ns() {

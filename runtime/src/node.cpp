@@ -30,9 +30,19 @@ struct node::impl {
   std::unique_ptr<caf::actor_system_config> caf_cfg;
   std::unique_ptr<caf::actor_system> system;
   wire::limits lim;
+  wire::limits lim_control;  ///< requests carry no payload: read under the tighter limits
   std::unique_ptr<wire::framer> framer;
   zmq::context_t ctx{1};
   std::unique_ptr<transport::socket_thread> sock;
+  // Graph outputs between nodes (docs/graphs.md, "Where data moves"): this node's data socket,
+  // which serves the outputs it keeps, and one connection per peer it fetches from.
+  std::shared_ptr<kept_outputs> kept;  ///< the agent keeps, the data socket's thread serves
+  std::unique_ptr<transport::zap_handler> data_zap;
+  std::unique_ptr<transport::socket_thread> data_sock;
+  std::mutex peers_mutex;
+  std::map<std::string, std::string> peer_keys;  ///< by node name, from the welcome (keys only)
+  std::map<std::string, std::pair<std::string, std::unique_ptr<transport::socket_thread>>>
+      peer_links;  ///< by node name: its endpoint and the connection to it
   event_bus_actor bus;
   monitor_actor monitor;
   node_agent_actor agent;
@@ -51,6 +61,7 @@ struct node::impl {
     c.cfg = resolve(node_view(cluster_cfg, node_name, "cluster file"));
     apply_log_level(c.cfg.log_level);
     lim = wire::limits::for_payload(c.cfg.max_payload_bytes);
+    lim_control = lim.control();
     // Plugins before the first hello: the head learns their kinds as the node joins.
     register_node_kinds(*c.registry, cluster_cfg, node_name);
     if (cluster_cfg.cluster.find(node_name)->isolated()) {
@@ -90,6 +101,7 @@ struct node::impl {
     }
     sock = std::make_unique<transport::socket_thread>(
         ctx, so, [this](transport::multipart& m) { on_message(m); });
+    auto links = start_data_socket(cluster_cfg);
 
     auto& sys = *system;
     setup_ptr shared = setup;  // from here on read-only
@@ -98,7 +110,7 @@ struct node::impl {
     agent = sys.spawn(
         node_agent_impl, shared, gauges, name,
         [s = sock.get()](transport::multipart&& m) { return s->send(std::move(m)); }, framer.get(),
-        [this](const std::string& why) { set_fatal(why, true); });
+        [this](const std::string& why) { set_fatal(why, true); }, std::move(links));
     agent_ready = true;
     caf::anon_send(agent, node_tick_msg{});  // its first tick says hello: answers reach it now
     supervisor = sys.spawn(supervisor_impl, worker_env{shared, events, gauges},
@@ -107,6 +119,128 @@ struct node::impl {
     caf::anon_send(monitor, supervisor);
     troupe::logger().info("node {}: {} worker(s), joining {}", name, c.workers.size(),
                           c.cfg.cluster.head_endpoint);
+  }
+
+  /// Binds the data socket other nodes fetch kept outputs from (with keys: CURVE under this
+  /// node's key, admitting the nodes the head's welcome names), and returns the agent's links.
+  node_data_links start_data_socket(const runtime_config& cluster_cfg) {
+    node_data_links links;
+    auto& c = *setup;
+    kept = std::make_shared<kept_outputs>(c.cfg.cluster.kept_output_bytes);
+    links.kept = kept;
+    auto endpoint = data_endpoint_of(cluster_cfg, name);
+    auto& sec = c.cfg.cluster.security;
+    transport::key_pair own;
+    if (sec.enabled()) own = transport::read_key_pair(c.cfg.cluster.find(name)->key);
+    links.to_peer = [this, own](const std::string& node, const std::string& ep,
+                                transport::multipart&& m) {
+      return to_peer(own, node, ep, std::move(m));
+    };
+    links.know_peers = [this](const std::vector<wire::data_peer>& peers) {
+      std::lock_guard<std::mutex> guard{peers_mutex};
+      std::unordered_map<std::string, transport::zap_peer> admitted;
+      for (auto& p : peers) {
+        peer_keys[p.node] = p.key;
+        admitted[p.key] = {"node", p.node};
+      }
+      if (data_zap) data_zap->allow(std::move(admitted));
+    };
+    if (endpoint.empty()) return links;
+    transport::socket_options so;
+    so.type = zmq::socket_type::router;
+    so.endpoint = endpoint;
+    so.bind = true;
+    so.name = "troupe-data";
+    so.max_outbound = c.cfg.cluster.max_outbound;
+    so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
+    if (sec.enabled()) {
+      // Nobody is let in before the welcome names the cluster's nodes.
+      data_zap = std::make_unique<transport::zap_handler>(
+          ctx, std::unordered_map<std::string, transport::zap_peer>{},
+          [](const std::string& domain, const transport::zap_peer& peer) {
+            return domain == "troupe-data" && peer.role == "node";
+          },
+          "node " + name + " data");
+      so.server_keys = {own.secret_key, "troupe-data"};
+      so.handshake_ms = int(sec.handshake.count());
+    }
+    data_sock = std::make_unique<transport::socket_thread>(
+        ctx, so, [this](transport::multipart& m) { on_data_request(m); });
+    links.endpoint = data_sock->endpoint();
+    troupe::logger().info("node {}: serves kept outputs to other nodes on {}", name,
+                          links.endpoint);
+    return links;
+  }
+
+  /// Frames to node `node`'s data socket, over a connection made at its first use (and made
+  /// again when the node says it moved). Runs on the agent's thread.
+  bool to_peer(const transport::key_pair& own, const std::string& node, const std::string& ep,
+               transport::multipart&& m) {
+    std::lock_guard<std::mutex> guard{peers_mutex};
+    auto& link = peer_links[node];
+    if (!link.second || link.first != ep) {
+      transport::socket_options so;
+      so.type = zmq::socket_type::dealer;
+      so.endpoint = ep;
+      so.name = "troupe-fetch";
+      so.max_outbound = setup->cfg.cluster.max_outbound;
+      so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
+      if (setup->cfg.cluster.security.enabled()) {
+        auto key = peer_keys.find(node);
+        if (key == peer_keys.end()) {
+          troupe::logger().warn("node {}: no key known for node '{}': cannot fetch from it", name,
+                                node);
+          return false;
+        }
+        so.client_keys = {own, key->second};
+        so.handshake_ms = int(setup->cfg.cluster.security.handshake.count());
+      }
+      try {
+        link.second.reset();
+        link.second = std::make_unique<transport::socket_thread>(
+            ctx, so, [this, node](transport::multipart& reply) { on_data_reply(node, reply); });
+        link.first = ep;
+      } catch (const std::exception& e) {
+        troupe::logger().warn("node {}: cannot connect to node '{}' at {}: {}", name, node, ep,
+                              e.what());
+        return false;
+      }
+    }
+    return link.second->send(std::move(m));
+  }
+
+  /// On the data socket's thread: another node asks for kept outputs. Answered here, from the
+  /// store the agent keeps them in: no actor on the way.
+  void on_data_request(transport::multipart& m) {
+    if (!agent_ready.load() || m.size() != 3) return;
+    try {
+      auto h = wire::decode_header(m[1].data(), m[1].size(), lim_control);
+      if (h.type != wire::msg_type::output_request) {
+        troupe::logger().warn("node {}: a '{}' message on the data socket from '{}', ignored", name,
+                              wire::to_string(h.type), h.from);
+        return;
+      }
+      auto request = wire::decode<wire::output_request>(m[2].data(), m[2].size(), lim_control);
+      std::string peer = m[0].to_string();
+      for (auto& r : answer_output_request(*kept, framer->epoch(), request))
+        if (!data_sock->send(framer->make(&peer, wire::msg_type::output_reply, r, h.id)))
+          troupe::logger().warn("node {}: data socket queue full: the output of task {} not sent",
+                                name, r.task);
+    } catch (const wire::decode_error& e) {
+      troupe::logger().warn("node {}: undecodable request on the data socket: {}", name, e.what());
+    }
+  }
+
+  /// On a peer link's thread: an output asked of node `from`.
+  void on_data_reply(const std::string& from, transport::multipart& m) {
+    if (!agent_ready.load() || m.size() != 2) return;
+    try {
+      auto h = wire::decode_header(m[0].data(), m[0].size(), lim);
+      if (h.type != wire::msg_type::output_reply) return;
+      caf::anon_send(agent, peer_reply_msg{from, decode<wire::output_reply>(m[1])});
+    } catch (const wire::decode_error& e) {
+      troupe::logger().warn("node {}: undecodable reply from node '{}': {}", name, from, e.what());
+    }
   }
 
   void set_fatal(const std::string& why, bool failed) {
@@ -177,6 +311,11 @@ struct node::impl {
         self->wait_for(a);
     }
     agent_ready = false;
+    {
+      std::lock_guard<std::mutex> guard{peers_mutex};
+      peer_links.clear();
+    }
+    if (data_sock) data_sock->stop();
     sock->stop();  // flushes the bye (linger)
     supervisor = nullptr;
     agent = nullptr;

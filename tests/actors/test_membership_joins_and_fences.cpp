@@ -25,6 +25,7 @@ struct sent_frame {
 };
 
 struct Membership : ::testing::Test {
+  int nodes = 1;  ///< n1, n2, ...: two CPU workers each
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::scheduler::test_coordinator* sched = nullptr;
@@ -45,19 +46,21 @@ struct Membership : ::testing::Test {
     rc.cluster.heartbeat_interval = 100ms;
     rc.cluster.suspect_after = 300ms;
     rc.cluster.dead_after = 600ms;
-    node_config n1;
-    n1.name = "n1";
-    n1.cpu_workers = 2;
-    rc.cluster.nodes = {n1};
+    for (int n = 1; n <= nodes; ++n) {
+      node_config nc;
+      nc.name = "n" + std::to_string(n);
+      nc.cpu_workers = 2;
+      rc.cluster.nodes.push_back(nc);
+      for (int32_t i = 0; i < 2; ++i) {
+        worker_desc w;
+        w.name = nc.name + "/cpu-" + std::to_string(i);
+        w.node = nc.name;
+        w.node_worker = i;
+        setup->workers.push_back(w);
+      }
+    }
     setup->cfg = rc;
     kernels::register_builtins(*setup->registry);
-    for (int32_t i = 0; i < 2; ++i) {
-      worker_desc w;
-      w.name = "n1/cpu-" + std::to_string(i);
-      w.node = "n1";
-      w.node_worker = i;
-      setup->workers.push_back(w);
-    }
     balancer = sys->spawn([this](balancer_actor::pointer) -> balancer_actor::behavior_type {
       return {[](dispatch_msg&) {}, [this](results_msg& m) { results.push_back(std::move(m)); },
               [this](worker_up_msg& m) { ups.push_back(std::move(m)); },
@@ -74,10 +77,10 @@ struct Membership : ::testing::Test {
       sent.push_back(std::move(f));
       return true;
     };
-    membership =
-        sys->spawn(membership_impl, setup_ptr{setup}, std::make_shared<event_gate>(),
-                   std::make_shared<worker_gauges>(2), std::make_shared<admission_gate>(setup->cfg),
-                   balancer, monitor, bus, keep, &framer);
+    membership = sys->spawn(membership_impl, setup_ptr{setup}, std::make_shared<event_gate>(),
+                            std::make_shared<worker_gauges>(setup->workers.size()),
+                            std::make_shared<admission_gate>(setup->cfg), balancer, monitor, bus,
+                            keep, &framer);
     sched->run();
   }
 
@@ -548,4 +551,75 @@ TEST_F(Membership, ATaskWhoseOutputAChildTakesIsAssignedToBeKept) {
   ASSERT_EQ(tasks.size(), 2u);
   EXPECT_TRUE(tasks[0].keep_output);
   EXPECT_FALSE(tasks[1].keep_output) << "nothing takes from it";
+}
+
+namespace {
+struct MembershipOfTwoNodes : Membership {
+  MembershipOfTwoNodes() { nodes = 2; }
+};
+}  // namespace
+
+// Node to node (docs/graphs.md, "Where data moves"): a child placed on n2 whose input n1 keeps
+// is told to fetch it from n1's data socket (under n1's epoch), and the head sends none of it;
+// a node without a data socket gets it whole from the head.
+TEST_F(MembershipOfTwoNodes, AnInputKeptOnAnotherNodeIsNamedForTheReceiverToFetchFromThere) {
+  setup->node_keys = {{"n1", std::string(40, '1')}, {"n2", std::string(40, '2')}};
+  hello("n1", 11);  // no data endpoint
+  hello("n2", 12);
+  auto welcome = body_of<wire::welcome>(*last_of(wire::msg_type::welcome));
+  ASSERT_EQ(welcome.data_peers.size(), 2u) << "every node's key, for its data socket";
+  EXPECT_EQ(welcome.data_peers[0].node, "n1");
+  EXPECT_EQ(welcome.data_peers[0].key, std::string(40, '1'));
+
+  auto child = std::make_shared<task_state>();
+  child->id = 42;
+  child->kind = setup->registry->find("echo");
+  child->spec.kind = "echo";
+  child->spec.inputs = {{"x", 0, "blob"}};
+  child->spec.params.set("x", std::string(1000, 'b'));  // bound by the queue as 41 ended on n1
+  child->input_homes = {{0, 41, 0, 1010}};
+  auto assign_to_n2 = [&] {
+    uint32_t generation = 0;
+    for (auto& up : ups)
+      if (up.worker == 2) generation = up.generation;
+    caf::anon_send(membership, remote_assign_msg{2, generation, {{child, 1}}});
+    sched->run();
+    return body_of<wire::assign>(*last_of(wire::msg_type::assign)).tasks.at(0);
+  };
+  auto sent_task = assign_to_n2();
+  EXPECT_EQ(last_of(wire::msg_type::assign)->peer, "peer-n2");
+  EXPECT_EQ(sent_task.spec.params.get_string("x", ""), std::string(1000, 'b'))
+      << "n1 serves nothing: the head sends it";
+  EXPECT_TRUE(sent_task.kept_inputs.empty());
+
+  auto with_data = hello_of("n1", 13);
+  with_data.body.data_endpoint = "tcp://127.0.0.1:7001";
+  send(with_data);
+  sent_task = assign_to_n2();
+  EXPECT_FALSE(sent_task.spec.params.contains("x")) << "n2 fetches it from n1";
+  ASSERT_EQ(sent_task.kept_inputs.size(), 1u);
+  auto& k = sent_task.kept_inputs[0];
+  EXPECT_EQ(k.task, 41u);
+  EXPECT_EQ(k.node, "n1");
+  EXPECT_EQ(k.endpoint, "tcp://127.0.0.1:7001");
+  EXPECT_EQ(k.epoch, 13u);
+
+  node_results_msg r;
+  r.peer = "peer-n2";
+  r.node = "n2";
+  r.epoch = 12;
+  wire::attempt_result rec;
+  rec.id = 42;
+  rec.attempt = 1;
+  rec.worker = 0;
+  r.body.records.push_back(rec);
+  caf::anon_send(membership, r);
+  sched->run();
+  caf::anon_send(membership, status_query_msg{"client", 1, 0, {}, 0});
+  sched->run();
+  auto status = body_of<wire::status>(*last_of(wire::msg_type::status));
+  auto& n2 = status.nodes.at(1);
+  EXPECT_EQ(n2.fetched_inputs, 1u);
+  EXPECT_EQ(n2.fetched_input_bytes, 1010u);
+  EXPECT_EQ(n2.kept_inputs, 1u) << "fetched inputs are inputs the head did not send too";
 }

@@ -50,14 +50,17 @@ struct NodeAgent : ::testing::Test {
                         m.at(1).to_string());
       return true;
     };
-    agent = sys->spawn(node_agent_impl, setup_ptr{setup}, std::make_shared<worker_gauges>(1),
-                       std::string{"n1"}, keep, &framer,
-                       [this](const std::string& why) { fatal.push_back(why); });
+    agent = sys->spawn(
+        node_agent_impl, setup_ptr{setup}, std::make_shared<worker_gauges>(1), std::string{"n1"},
+        keep, &framer, [this](const std::string& why) { fatal.push_back(why); }, links());
     caf::anon_send(caf::actor_cast<balancer_actor>(agent),
                    worker_up_msg{0, 1, worker, {}, nullptr});
     caf::anon_send(agent, node_tick_msg{});  // the node's first tick: hello
     sched->run();
   }
+
+  /// The node's data sockets: none, unless a test says otherwise.
+  virtual node_data_links links() { return {}; }
 
   void TearDown() override {
     caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
@@ -362,4 +365,151 @@ TEST_F(NodeAgent, APreemptCancelAsksOnlyARunningPreemptibleAttemptToMakeWay) {
   EXPECT_FALSE(running->cancel_requested.load()) << "made way, not cancelled";
   EXPECT_FALSE(waiting->preempt_requested.load()) << "not started: it may run";
   EXPECT_FALSE(waiting->cancel_requested.load());
+}
+
+namespace {
+
+/// A node agent with data sockets: what it sends to peers and back on its data socket is kept.
+struct NodeAgentWithPeers : NodeAgent {
+  struct to_peer_call {
+    std::string node, endpoint;
+    wire::output_request body;
+  };
+  std::vector<to_peer_call> asked;
+  std::vector<wire::data_peer> peers;
+  std::shared_ptr<kept_outputs> kept = std::make_shared<kept_outputs>(uint64_t(1) << 20);
+
+  node_data_links links() override {
+    node_data_links l;
+    l.kept = kept;
+    l.endpoint = "tcp://127.0.0.1:7001";
+    l.to_peer = [this](const std::string& node, const std::string& ep, transport::multipart&& m) {
+      asked.push_back(
+          {node, ep, wire::decode<wire::output_request>(m.at(1).data(), m.at(1).size(), {})});
+      return true;
+    };
+    l.know_peers = [this](const std::vector<wire::data_peer>& p) { peers = p; };
+    return l;
+  }
+
+  static wire::assigned_task echo(task_id id) {
+    wire::assigned_task t;
+    t.id = id;
+    t.attempt = 1;
+    t.worker = 0;
+    t.spec.kind = "echo";
+    return t;
+  }
+  /// A task whose input x takes field blob of task 41, which node a keeps in epoch 7.
+  static wire::assigned_task child_of_41_on_a(task_id id) {
+    auto t = echo(id);
+    t.spec.inputs = {{"x", 0, "blob"}};
+    t.kept_inputs = {{0, 41, "a", "tcp://127.0.0.1:7002", 7}};
+    return t;
+  }
+  void send_assign(std::vector<wire::assigned_task> tasks) {
+    wire::assign a;
+    a.tasks = std::move(tasks);
+    caf::anon_send(agent, head_assign_msg{std::move(a), ++frame_id, {}});
+    sched->run();
+  }
+  void reply_from_a(wire::output_reply r) {
+    caf::anon_send(agent, peer_reply_msg{"a", std::move(r)});
+    sched->run();
+  }
+  static task_output blob_output() {
+    task_output out;
+    out.values.set("blob", std::string(3000, 'z'));
+    return out;
+  }
+};
+
+}  // namespace
+
+// Node to node (docs/graphs.md, "Where data moves"): an input another node keeps is asked of
+// that node once, however many tasks wait for it; the tasks wait (held, so the head sees them
+// held), then run with it bound.
+TEST_F(NodeAgentWithPeers, AnInputKeptOnAnotherNodeIsFetchedFromItAndThenTheTaskRuns) {
+  EXPECT_EQ(sent_of<wire::hello>(wire::msg_type::hello).at(0).data_endpoint,
+            "tcp://127.0.0.1:7001");
+  caf::anon_send(agent, head_welcome_msg{wire::welcome{
+                            "n1", last_hello_epoch(), 100, 0, {{"a", std::string(40, 'A')}}}});
+  sched->run();
+  ASSERT_EQ(peers.size(), 1u) << "the welcome's peers reach the data socket";
+  send_assign({child_of_41_on_a(8), child_of_41_on_a(9)});
+  ASSERT_EQ(asked.size(), 1u) << "one request for both";
+  EXPECT_EQ(asked[0].node, "a");
+  EXPECT_EQ(asked[0].endpoint, "tcp://127.0.0.1:7002");
+  EXPECT_EQ(asked[0].body.tasks, (std::vector<task_id>{41}));
+  EXPECT_EQ(asked[0].body.epoch, 7u);
+  EXPECT_TRUE(on_worker.empty()) << "nothing runs before its input is here";
+  let_time_pass(100ms);
+  auto beats = sent_of<wire::heartbeat>(wire::msg_type::heartbeat);
+  ASSERT_FALSE(beats.empty());
+  EXPECT_EQ(beats.back().holding.size(), 2u) << "the head must not take them for lost";
+
+  reply_from_a({41, true, {}, blob_output()});
+  ASSERT_EQ(on_worker.size(), 2u);
+  for (auto& m : on_worker)
+    EXPECT_EQ(m.tasks.at(0).task->spec.params.get_string("x", ""), std::string(3000, 'z'));
+  EXPECT_TRUE(sent_of<wire::results>(wire::msg_type::results).empty()) << "nothing handed back";
+}
+
+TEST_F(NodeAgentWithPeers, AnInputTheOtherNodeNoLongerKeepsSendsTheTaskBackUnstarted) {
+  welcome(last_hello_epoch());
+  send_assign({child_of_41_on_a(8)});
+  reply_from_a({41, false, "not kept", {}});
+  EXPECT_TRUE(on_worker.empty());
+  auto back = sent_of<wire::results>(wire::msg_type::results);
+  ASSERT_EQ(back.size(), 1u);
+  auto& r = back[0].records.at(0);
+  EXPECT_EQ(r.id, 8u);
+  EXPECT_EQ(r.code, errc::worker_lost);
+  EXPECT_FALSE(r.counts_as_attempt) << "not started: not charged, and the head sends it whole";
+  EXPECT_NE(r.message.find("node 'a' no longer keeps the output of task 41"), std::string::npos)
+      << r.message;
+}
+
+TEST_F(NodeAgentWithPeers, AnInputThatDoesNotComeWithinTheFetchTimeoutSendsTheTaskBack) {
+  setup->cfg.cluster.fetch_timeout = 250ms;  // within the head's dead_after (500 ms) here
+  welcome(last_hello_epoch());
+  send_assign({child_of_41_on_a(8)});
+  let_time_pass(200ms);
+  EXPECT_TRUE(sent_of<wire::results>(wire::msg_type::results).empty()) << "not yet";
+  let_time_pass(200ms);
+  auto back = sent_of<wire::results>(wire::msg_type::results);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].records.at(0).code, errc::worker_lost);
+  EXPECT_FALSE(back[0].records.at(0).counts_as_attempt);
+  EXPECT_NE(back[0].records.at(0).message.find("fetch_timeout_ms"), std::string::npos);
+  reply_from_a({41, true, {}, blob_output()});  // too late: nothing runs
+  EXPECT_TRUE(on_worker.empty());
+}
+
+// The serving side (on the data socket's thread): an output this node keeps goes to the node
+// that asks for it, under this node's epoch only.
+TEST_F(NodeAgentWithPeers, ItServesAnOutputItKeepsToAnotherNodeUnderItsOwnEpochOnly) {
+  welcome(last_hello_epoch());
+  auto parent = echo(41);
+  parent.keep_output = true;
+  send_assign({parent});
+  attempt_record rec;
+  rec.task = on_worker.at(0).tasks.at(0).task;
+  rec.attempt = 1;
+  rec.output = blob_output();
+  caf::anon_send(caf::actor_cast<balancer_actor>(agent), results_msg{0, 1, {std::move(rec)}});
+  sched->run();
+  auto epoch = last_hello_epoch();
+  auto replies = answer_output_request(*kept, epoch, {{41, 40}, epoch});
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[0].task, 41u);
+  EXPECT_TRUE(replies[0].found);
+  ASSERT_TRUE(replies[0].kept) << "shared with the store, not copied";
+  EXPECT_EQ(replies[0].kept->values.get_string("blob", ""), std::string(3000, 'z'));
+  EXPECT_EQ(replies[1].task, 40u);
+  EXPECT_FALSE(replies[1].found) << "never kept";
+  replies = answer_output_request(*kept, epoch, {{41}, epoch - 1});
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_FALSE(replies[0].found) << "another epoch's task 41 is not this one";
+  EXPECT_NE(replies[0].message.find("epoch"), std::string::npos);
 }

@@ -68,7 +68,8 @@ struct frame_kind {
   frame_decoder decode;
 };
 
-// Every body a head, node, process host, client or subscriber decodes.
+// Every body a head, node, process host, client or subscriber decodes (a node's data socket
+// too: output_request, output_reply).
 inline constexpr frame_kind frame_kinds[] = {
     {"header", decode_header},
     {"hello", decode_body<wire::hello>},
@@ -92,6 +93,8 @@ inline constexpr frame_kind frame_kinds[] = {
     {"fetch", decode_body<wire::fetch>},
     {"fetched", decode_body<wire::fetched>},
     {"event", decode_body<event>},
+    {"output_request", decode_body<wire::output_request>},
+    {"output_reply", decode_body<wire::output_reply>},
 };
 inline constexpr size_t frame_kind_count = sizeof(frame_kinds) / sizeof(frame_kinds[0]);
 

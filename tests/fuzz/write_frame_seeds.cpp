@@ -196,6 +196,13 @@ void write_all() {
 
   seed("fetch", wire::encode(wire::fetch{{7, 8, 9}}));
   seed("fetched", wire::encode(wire::fetched{{7}, {8, 9}}));
+  seed("output_request", wire::encode(wire::output_request{{41, 42}, 77}));
+  wire::output_reply kept_reply;
+  kept_reply.task = 41;
+  kept_reply.found = true;
+  kept_reply.output.values.set("x", int64_t{3});
+  kept_reply.output.bytes = {1, 2, 3};
+  seed("output_reply", wire::encode(kept_reply));
 
   auto metrics = sample_event(12, "metrics.snapshot");
   metrics.values = {{"throughput_tps", 1234.5}, {"worker.cpu-0.utilisation", 0.75}};

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -26,6 +27,26 @@ inline task_spec sleep_task(int ms) {
   s.kind = "sleep";
   s.params = {{"ms", int64_t{ms}}};
   return s;
+}
+
+/// Pairs a_i -> b_i of echo tasks: a_i outputs `blob` bytes of 'a' + i as value `blob`, b_i
+/// takes it as its parameter x; b_i carries `child_labels` (a reservation, say).
+inline graph_spec chain_pairs(int chains, size_t blob,
+                              std::map<std::string, std::string> child_labels = {}) {
+  graph_spec g;
+  for (int i = 0; i < chains; ++i) {
+    graph_task a, b;
+    a.name = "a" + std::to_string(i);
+    a.spec.kind = "echo";
+    a.spec.params.set("blob", std::string(blob, char('a' + i)));
+    b.name = "b" + std::to_string(i);
+    b.spec.kind = "echo";
+    b.spec.labels = child_labels;
+    b.inputs = {{"x", a.name + ".blob"}};
+    g.tasks.push_back(std::move(a));
+    g.tasks.push_back(std::move(b));
+  }
+  return g;
 }
 
 inline std::string temp_dir() {
@@ -49,8 +70,8 @@ class Cluster : public ::testing::Test {
                            << "dead_after_ms = 5000\nrestart_delay_ms = 100\n"
                            << "events = \"ipc://" << dir_ << "/events.ipc\"\n"
                            << "event_ring = 1000\nevent_high_water = 1000\n"
-                           << nodes() << extra_config() << "[retry]\nmax = 5\n[log]\nlevel = \""
-                           << log_level() << "\"\n";
+                           << cluster_keys() << nodes() << extra_config()
+                           << "[retry]\nmax = 5\n[log]\nlevel = \"" << log_level() << "\"\n";
     log_ = dir_ + "/up.log";
     up_ = fork();
     ASSERT_GE(up_, 0);
@@ -113,6 +134,8 @@ class Cluster : public ::testing::Test {
   virtual std::string log_level() const { return "info"; }
   /// The [nodes.*] tables of the cluster file.
   virtual std::string nodes() const { return "[nodes.a]\ncpu = 2\n[nodes.b]\ncpu = 2\n"; }
+  /// More keys of the [cluster] section, one per line.
+  virtual std::string cluster_keys() const { return ""; }
   /// More of the cluster file, after the nodes (a [security] section).
   virtual std::string extra_config() const { return ""; }
   /// The options of client_, which waits for the nodes and asks for status.

@@ -311,19 +311,7 @@ class ClusterWithSlowLinks : public Cluster {
 TEST_F(ClusterWithSlowLinks, AChildRunsWhereItsParentsOutputIsKeptAndTheHeadDoesNotSendItAgain) {
   constexpr int chains = 4;
   constexpr size_t blob = size_t(2) << 20;
-  graph_spec g;
-  for (int i = 0; i < chains; ++i) {
-    graph_task a, b;
-    a.name = "a" + std::to_string(i);
-    a.spec.kind = "echo";
-    a.spec.params.set("blob", std::string(blob, char('a' + i)));
-    b.name = "b" + std::to_string(i);
-    b.spec.kind = "echo";
-    b.inputs = {{"x", a.name + ".blob"}};
-    g.tasks.push_back(std::move(a));
-    g.tasks.push_back(std::move(b));
-  }
-  auto h = client_->submit_graph(std::move(g));
+  auto h = client_->submit_graph(chain_pairs(chains, blob));
   ASSERT_TRUE(h.wait_until(clock::now() + 60s)) << diagnosis();
   auto st = client_->status();
   for (int i = 0; i < chains; ++i) {
@@ -338,6 +326,67 @@ TEST_F(ClusterWithSlowLinks, AChildRunsWhereItsParentsOutputIsKeptAndTheHeadDoes
   for (auto& n : st.nodes) kept += n.kept_inputs, kept_bytes += n.kept_input_bytes;
   EXPECT_EQ(kept, uint64_t(chains)) << "each child's input was left out of its assign once";
   EXPECT_GE(kept_bytes, chains * blob);
+}
+
+// Node to node: node b's workers are reserved for the children, so every parent runs on a and
+// every child on b. A child gets its input from a's data socket, not through the head.
+class ClusterWithAReservedNode : public Cluster {
+ protected:
+  std::string extra_config() const override {
+    return "[reservations.far]\nworkers = [\"b/cpu-0\", \"b/cpu-1\"]\n";
+  }
+  /// chain_pairs whose children run on node b.
+  static graph_spec chains_across(int chains, size_t blob) {
+    return chain_pairs(chains, blob, {{"reservation", "far"}});
+  }
+  /// Every child has its parent's blob, the parents ran on a and the children on b.
+  void expect_chains_ran_across(graph_handle& h, const wire::status& st, int chains, size_t blob) {
+    for (int i = 0; i < chains; ++i) {
+      auto &a = h.get("a" + std::to_string(i)), &b = h.get("b" + std::to_string(i));
+      ASSERT_TRUE(a.ok() && b.ok()) << a.error.message << " / " << b.error.message;
+      EXPECT_EQ(b.output.values.get_string("x", ""), std::string(blob, char('a' + i)));
+      EXPECT_EQ(st.worker_nodes.at(size_t(a.timings.worker)), "a");
+      EXPECT_EQ(st.worker_nodes.at(size_t(b.timings.worker)), "b");
+    }
+  }
+  static const wire::node_status& node_named(const wire::status& st, const std::string& name) {
+    for (auto& n : st.nodes)
+      if (n.name == name) return n;
+    throw std::runtime_error("no node " + name);
+  }
+};
+
+TEST_F(ClusterWithAReservedNode, AChildOnAnotherNodeFetchesItsInputFromTheParentsNode) {
+  constexpr int chains = 4;
+  constexpr size_t blob = size_t(1) << 20;
+  auto h = client_->submit_graph(chains_across(chains, blob));
+  ASSERT_TRUE(h.wait_until(clock::now() + 60s)) << diagnosis();
+  auto st = client_->status();
+  expect_chains_ran_across(h, st, chains, blob);
+  auto& b = node_named(st, "b");
+  EXPECT_EQ(b.fetched_inputs, uint64_t(chains)) << "each child fetched its input from node a\n"
+                                                << read_file(log_);
+  EXPECT_GE(b.fetched_input_bytes, chains * blob);
+}
+
+// An output node a did not keep (larger than its whole store) is not there to fetch: node b hands
+// the child back unstarted, and the head sends the input whole. Nothing is lost or charged.
+class ClusterWithAReservedNodeThatKeepsLittle : public ClusterWithAReservedNode {
+  std::string cluster_keys() const override { return "kept_output_bytes = 65536\n"; }
+};
+
+TEST_F(ClusterWithAReservedNodeThatKeepsLittle, AChildWhoseInputCannotBeFetchedGetsItFromTheHead) {
+  constexpr int chains = 2;
+  constexpr size_t blob = size_t(256) << 10;
+  auto h = client_->submit_graph(chains_across(chains, blob));
+  ASSERT_TRUE(h.wait_until(clock::now() + 60s)) << diagnosis();
+  auto st = client_->status();
+  expect_chains_ran_across(h, st, chains, blob);
+  for (int i = 0; i < chains; ++i)
+    EXPECT_EQ(h.get("b" + std::to_string(i)).attempts, 1u) << "a hand-back is not an attempt";
+  EXPECT_EQ(node_named(st, "b").fetched_inputs, 0u);
+  EXPECT_NE(read_file(log_).find("no longer keeps the output of task"), std::string::npos)
+      << "node b asked node a first";
 }
 
 TEST_F(Cluster, AGraphIsRefusedWholeByTheHeadNamingTheProblem) {

@@ -13,6 +13,7 @@
 #include "cluster_fixture.hpp"
 #include "troupe/subscriber.hpp"
 #include "troupe/transport/curve.hpp"
+#include "troupe/transport/framer.hpp"
 #include "troupe/transport/socket_thread.hpp"
 
 namespace {
@@ -217,3 +218,67 @@ TEST(SecurityConfig, AHeadOnARoutableAddressWithoutKeysRefusesToStartUnlessInsec
 }
 
 }  // namespace
+
+namespace {
+
+/// Keys, and node b's workers reserved for graph children: every parent runs on a, every child
+/// on b, which fetches its input from a's data socket (CURVE under a's key).
+class SecuredClusterWithAReservedNode : public SecuredCluster {
+ protected:
+  std::string extra_config() const override {
+    return "[reservations.far]\nworkers = [\"b/cpu-0\", \"b/cpu-1\"]\n" +
+           SecuredCluster::extra_config();
+  }
+  /// Where node `node` serves its kept outputs, as its log says.
+  std::string data_endpoint_of(const std::string& node) {
+    auto log = read_file(log_);
+    auto line = "node " + node + ": serves kept outputs to other nodes on ";
+    auto at = log.find(line);
+    if (at == std::string::npos) return {};
+    at += line.size();
+    return log.substr(at, log.find_first_of(" \n", at) - at);
+  }
+};
+
+}  // namespace
+
+TEST_F(SecuredClusterWithAReservedNode, NodesFetchInputsFromEachOtherAndNoOtherKeyGetsIn) {
+  constexpr int chains = 3;
+  constexpr size_t blob = size_t(512) << 10;
+  auto h = client_->submit_graph(chain_pairs(chains, blob, {{"reservation", "far"}}));
+  ASSERT_TRUE(h.wait_until(clock::now() + 60s)) << diagnosis();
+  for (int i = 0; i < chains; ++i) {
+    auto& b = h.get("b" + std::to_string(i));
+    ASSERT_TRUE(b.ok()) << b.error.message;
+    EXPECT_EQ(b.output.values.get_string("x", ""), std::string(blob, char('a' + i)));
+  }
+  auto st = client_->status();
+  uint64_t fetched = 0;
+  for (auto& n : st.nodes)
+    if (n.name == "b") fetched = n.fetched_inputs;
+  EXPECT_EQ(fetched, uint64_t(chains)) << "over CURVE, from node a\n" << read_file(log_);
+
+  // A client's key (listed for the head, not as a node) is refused at a node's data socket.
+  auto endpoint = data_endpoint_of("a");
+  ASSERT_FALSE(endpoint.empty()) << read_file(log_);
+  zmq::context_t ctx;
+  std::mutex m;
+  std::condition_variable cv;
+  std::optional<std::string> refused;
+  transport::socket_options so;
+  so.endpoint = endpoint;
+  so.client_keys = {transport::read_key_pair(keys_ + "/alice"),
+                    transport::read_public_key(keys_ + "/a.pub")};
+  so.on_handshake_failed = [&](const std::string& why) {
+    std::lock_guard<std::mutex> guard{m};
+    refused = why;
+    cv.notify_all();
+  };
+  transport::socket_thread alice{
+      ctx, so, [](transport::multipart&) { ADD_FAILURE() << "node a answered a client's key"; }};
+  wire::framer framer{"alice"};
+  alice.send(framer.make(nullptr, wire::msg_type::output_request, wire::output_request{{1}, 0}));
+  std::unique_lock<std::mutex> lock{m};
+  EXPECT_TRUE(cv.wait_for(lock, 20s, [&] { return refused.has_value(); }))
+      << "node a let alice's key in";
+}

@@ -268,6 +268,35 @@ TEST(ClusterConfig, IsolationIsProcessForANodeWithPluginsUnlessTheFileSaysOtherw
   EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\nisolation = \"vm\"\n").key(), "nodes.a.isolation");
 }
 
+// Where a node serves the graph outputs it keeps to other nodes (docs/graphs.md).
+TEST(ClusterConfig, ANodeServesItsOutputsOnLoopbackWhenTheHeadIsLocalAndOnlyThere) {
+  auto cfg = parse_config(
+      "[cluster]\nhead = \"ipc:///tmp/h\"\n[nodes.a]\ncpu = 1\n[nodes.b]\ncpu = 1\n"
+      "data_endpoint = \"off\"\n[nodes.c]\ncpu = 1\nhead = \"tcp://10.0.0.5:5555\"\n"
+      "[nodes.d]\ncpu = 1\ndata_endpoint = \"tcp://127.0.0.1:7000\"\n",
+      "c.toml");
+  EXPECT_EQ(data_endpoint_of(cfg, "a"), "tcp://127.0.0.1:*") << "the head is on this machine";
+  EXPECT_EQ(data_endpoint_of(cfg, "b"), "");
+  EXPECT_EQ(data_endpoint_of(cfg, "c"), "") << "it reaches the head elsewhere: say where it is";
+  EXPECT_EQ(data_endpoint_of(cfg, "d"), "tcp://127.0.0.1:7000");
+  cfg.cluster.kept_output_bytes = 0;
+  EXPECT_EQ(data_endpoint_of(cfg, "a"), "") << "nothing kept, nothing served";
+
+  EXPECT_EQ(error_of("[nodes.a]\ncpu = 1\ndata_endpoint = \"tcp://*:7000\"\n").key(),
+            "nodes.a.data_endpoint")
+      << "other nodes cannot connect to a wildcard";
+  auto routable =
+      parse_config("[nodes.a]\ncpu = 1\ndata_endpoint = \"tcp://10.0.0.2:7000\"\n", "c.toml");
+  try {
+    data_endpoint_of(routable, "a");
+    ADD_FAILURE() << "a routable data endpoint without keys";
+  } catch (const config_error& e) {
+    EXPECT_EQ(e.key(), "nodes.a.data_endpoint");
+  }
+  routable.cluster.security.insecure = true;
+  EXPECT_EQ(data_endpoint_of(routable, "a"), "tcp://10.0.0.2:7000");
+}
+
 TEST(SecurityConfig, KeysAndTheAllowlistAreReadWithPathsFromTheFilesFolder) {
   auto dir =
       std::filesystem::temp_directory_path() / ("troupe-security-" + std::to_string(getpid()));

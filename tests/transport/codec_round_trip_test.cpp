@@ -237,7 +237,9 @@ TEST(CodecRoundTrip, Hello) {
   m.kind_devices = {{"gemm", {device_class::cpu, device_class::cuda}},
                     {"mlp", {device_class::cuda}}};
   m.max_payload_bytes = 12345678;
+  m.data_endpoint = "tcp://10.0.0.2:41000";
   auto b = round_trip(m);
+  EXPECT_EQ(b.data_endpoint, m.data_endpoint);
   EXPECT_EQ(b.kind_devices, m.kind_devices);
   EXPECT_EQ(b.max_payload_bytes, m.max_payload_bytes);
   EXPECT_EQ(b.node, m.node);
@@ -264,6 +266,38 @@ TEST(CodecRoundTrip, Welcome) {
   EXPECT_EQ(b.epoch, 77u);
   EXPECT_EQ(b.heartbeat_ms, 200u);
   EXPECT_EQ(b.first_worker, 4u);
+  EXPECT_TRUE(b.data_peers.empty());
+  m.data_peers = {{"a", std::string(40, 'A')}, {"b", std::string(40, 'B')}};
+  auto c = round_trip(m);
+  ASSERT_EQ(c.data_peers.size(), 2u);
+  EXPECT_EQ(c.data_peers[1].node, "b");
+  EXPECT_EQ(c.data_peers[1].key, std::string(40, 'B'));
+}
+
+TEST(CodecRoundTrip, OutputRequestAndReply) {
+  auto r = round_trip(output_request{{41, 42}, 99});
+  EXPECT_EQ(r.tasks, (std::vector<task_id>{41, 42}));
+  EXPECT_EQ(r.epoch, 99u);
+  output_reply found;
+  found.task = 41;
+  found.found = true;
+  found.output.values.set("x", std::string(1000, 'x'));
+  found.output.bytes = {0, 1, 2};
+  auto f = round_trip(found);
+  EXPECT_EQ(f.task, 41u);
+  EXPECT_TRUE(f.found);
+  EXPECT_EQ(f.output.values.get_string("x", ""), std::string(1000, 'x'));
+  EXPECT_EQ(f.output.bytes, found.output.bytes);
+  output_reply shared;
+  shared.task = 43;
+  shared.found = true;
+  shared.kept = std::make_shared<const task_output>(found.output);
+  auto s = round_trip(shared);
+  EXPECT_EQ(s.output.bytes, found.output.bytes) << "a kept output goes as the output";
+  EXPECT_FALSE(s.kept);
+  auto missing = round_trip(output_reply{42, false, "not kept", {}, {}});
+  EXPECT_FALSE(missing.found);
+  EXPECT_EQ(missing.message, "not kept");
 }
 
 TEST(CodecRoundTrip, Heartbeat) {
@@ -295,7 +329,7 @@ TEST(CodecRoundTrip, Assign) {
   assign m;
   m.tasks = {{42, 2, 1, sample_spec(0)}, {43, 3, 2, sample_spec(1)}};
   m.tasks[1].keep_output = true;
-  m.tasks[1].kept_inputs = {{0, 41}, {2, 40}};
+  m.tasks[1].kept_inputs = {{0, 41}, {2, 40, "a", "tcp://10.0.0.1:41000", 77}};
   auto b = round_trip(m);
   ASSERT_EQ(b.tasks.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -307,6 +341,9 @@ TEST(CodecRoundTrip, Assign) {
     for (size_t k = 0; k < m.tasks[i].kept_inputs.size(); ++k) {
       EXPECT_EQ(b.tasks[i].kept_inputs[k].input, m.tasks[i].kept_inputs[k].input);
       EXPECT_EQ(b.tasks[i].kept_inputs[k].task, m.tasks[i].kept_inputs[k].task);
+      EXPECT_EQ(b.tasks[i].kept_inputs[k].node, m.tasks[i].kept_inputs[k].node);
+      EXPECT_EQ(b.tasks[i].kept_inputs[k].endpoint, m.tasks[i].kept_inputs[k].endpoint);
+      EXPECT_EQ(b.tasks[i].kept_inputs[k].epoch, m.tasks[i].kept_inputs[k].epoch);
     }
     expect_same(m.tasks[i].spec, b.tasks[i].spec);
   }
@@ -409,7 +446,8 @@ TEST(CodecRoundTrip, Status) {
   s.workers = {sample_worker_stats(0), sample_worker_stats(1)};
   s.reservations = {{"train", {"a/cpu-0", "b/cuda-1"}, {"svc"}, true, 1, 1, 0, 3600.5}};
   m.worker_nodes = {"a", "b"};
-  m.nodes.push_back({"a", "joined", 99, 2, 12.5, {0, 1}, {sample_gpu(0)}, "note", 3, 4096});
+  m.nodes.push_back(
+      {"a", "joined", 99, 2, 12.5, {0, 1}, {sample_gpu(0)}, "note", 3, 4096, 2, 2048});
   m.events_endpoint = "tcp://127.0.0.1:5556";
   m.last_event_seq = 5;
   m.frames_refused = 3;
@@ -478,6 +516,8 @@ TEST(CodecRoundTrip, Status) {
   EXPECT_EQ(x.gpu_note, y.gpu_note);
   EXPECT_EQ(x.kept_inputs, y.kept_inputs);
   EXPECT_EQ(x.kept_input_bytes, y.kept_input_bytes);
+  EXPECT_EQ(x.fetched_inputs, y.fetched_inputs);
+  EXPECT_EQ(x.fetched_input_bytes, y.fetched_input_bytes);
 }
 
 TEST(CodecRoundTrip, Error) {
@@ -583,13 +623,18 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     hello m;
-    auto& [a, b, c, d, e, f, g] = m;
-    expect_on_wire("hello", reached_by(m), a, b, c, d, e, f, g);
+    auto& [a, b, c, d, e, f, g, h] = m;
+    expect_on_wire("hello", reached_by(m), a, b, c, d, e, f, g, h);
   }
   {
     welcome m;
-    auto& [a, b, c, d] = m;
-    expect_on_wire("welcome", reached_by(m), a, b, c, d);
+    auto& [a, b, c, d, e] = m;
+    expect_on_wire("welcome", reached_by(m), a, b, c, d, e);
+  }
+  {
+    data_peer m;
+    auto& [a, b] = m;
+    expect_on_wire("data_peer", reached_by(m), a, b);
   }
   {
     gpu_memory_report m;
@@ -608,8 +653,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     kept_input m;
-    auto& [a, b] = m;
-    expect_on_wire("kept_input", reached_by(m), a, b);
+    auto& [a, b, c, d, e] = m;
+    expect_on_wire("kept_input", reached_by(m), a, b, c, d, e);
   }
   {
     assign m;
@@ -690,6 +735,17 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
     expect_on_wire("fetched", reached_by(m), a, b);
   }
   {
+    output_request m;
+    auto& [a, b] = m;
+    expect_on_wire("output_request", reached_by(m), a, b);
+  }
+  {
+    output_reply m;
+    auto& [a, b, c, d, kept] = m;  // kept: sending only, written in place of d
+    (void)kept;
+    expect_on_wire("output_reply", reached_by(m), a, b, c, d);
+  }
+  {
     latency_summary m;
     auto& [a, b, c, d, e, f] = m;
     expect_on_wire("latency_summary", reached_by(m), a, b, c, d, e, f);
@@ -706,8 +762,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     node_status m;
-    auto& [a, b, c, d, e, f, g, h, i, j] = m;
-    expect_on_wire("node_status", reached_by(m), a, b, c, d, e, f, g, h, i, j);
+    auto& [a, b, c, d, e, f, g, h, i, j, k, l] = m;
+    expect_on_wire("node_status", reached_by(m), a, b, c, d, e, f, g, h, i, j, k, l);
   }
   {
     status m;

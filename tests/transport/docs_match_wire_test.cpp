@@ -133,6 +133,8 @@ TEST(DocsMatchWire, EveryMessageAndPartListsTheKeysOfItsTable) {
       {to_string(msg_type::snapshot), keys<snapshot>()},
       {to_string(msg_type::fetch), keys<fetch>()},
       {to_string(msg_type::fetched), keys<fetched>()},
+      {to_string(msg_type::output_request), keys<output_request>()},
+      {to_string(msg_type::output_reply), keys<output_reply>()},
       // parts
       {"task", keys<task_spec>()},
       {"needs", keys<resources>()},
@@ -149,10 +151,11 @@ TEST(DocsMatchWire, EveryMessageAndPartListsTheKeysOfItsTable) {
       {"gpu_memory_report", keys<gpu_memory_report>()},
       {"assigned_task", keys<assigned_task>()},
       {"kept_input", keys<kept_input>()},
+      {"data_peer", keys<data_peer>()},
       {"attempt_result", keys<attempt_result>()},
       {"event", keys<event>()},
   };
-  static_assert(int(last_msg_type) == 19, "a new message type: add it above and to the page");
+  static_assert(int(last_msg_type) == 21, "a new message type: add it above and to the page");
 
   auto doc = read_protocol_doc();
   for (int line : doc.unlabelled)

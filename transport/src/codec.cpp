@@ -57,6 +57,10 @@ const char* to_string(msg_type t) noexcept {
       return "fetch";
     case msg_type::fetched:
       return "fetched";
+    case msg_type::output_request:
+      return "output_request";
+    case msg_type::output_reply:
+      return "output_reply";
   }
   return "?";
 }
@@ -994,6 +998,8 @@ TROUPE_WIRE_BODY(snapshot_request)
 TROUPE_WIRE_BODY(snapshot)
 TROUPE_WIRE_BODY(fetch)
 TROUPE_WIRE_BODY(fetched)
+TROUPE_WIRE_BODY(output_request)
+TROUPE_WIRE_BODY(output_reply)
 TROUPE_WIRE_BODY(event)
 
 #undef TROUPE_WIRE_BODY

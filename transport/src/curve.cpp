@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <zmq.hpp>
 
 #include "troupe/model/log.hpp"
@@ -135,6 +136,7 @@ std::string user_id_of(zmq::message_t& frame) {
 }
 
 struct zap_handler::impl {
+  std::mutex mutex;  ///< guards by_key: allow() replaces it while requests are judged
   std::unordered_map<std::string, zap_peer> by_key;
   admit_fn admits;
   std::string name;
@@ -176,16 +178,20 @@ struct zap_handler::impl {
       log_refusal(address, "", status_text);
     } else {
       key = z85_of(m[8].data());
-      auto found = by_key.find(key);
-      if (found == by_key.end()) {
+      std::optional<zap_peer> found;
+      {
+        std::lock_guard<std::mutex> guard{mutex};
+        if (auto i = by_key.find(key); i != by_key.end()) found = i->second;
+      }
+      if (!found) {
         status_text = "key not in the allowlist";
         log_refusal(address, key, status_text);
-      } else if (!admits(domain, found->second)) {
-        status_text = "the " + found->second.role + " key of '" + found->second.name +
-                      "' is not let in here (" + domain + ")";
+      } else if (!admits(domain, *found)) {
+        status_text = "the " + found->role + " key of '" + found->name + "' is not let in here (" +
+                      domain + ")";
         log_refusal(address, key, status_text);
       } else {
-        status = "200", status_text = "OK", user = found->second.user_id();
+        status = "200", status_text = "OK", user = found->user_id();
         admitted.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -220,6 +226,11 @@ zap_handler::zap_handler(zmq::context_t& ctx, std::unordered_map<std::string, za
 }
 
 zap_handler::~zap_handler() = default;
+
+void zap_handler::allow(std::unordered_map<std::string, zap_peer> by_public_key) {
+  std::lock_guard<std::mutex> guard{impl_->mutex};
+  impl_->by_key = std::move(by_public_key);
+}
 
 uint64_t zap_handler::admitted() const {
   return impl_->admitted.load();

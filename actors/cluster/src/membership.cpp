@@ -327,6 +327,7 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
     st.slots[size_t(node.workers[i])].capacity = hello.workers[i].capacity;
   node.gpus = hello.gpus;
   node.gpu_note = hello.gpu_note;
+  node.data_endpoint = hello.data_endpoint;
   node_kinds kinds;
   bool kinds_changed = learn_kinds(st, node, hello, kinds);
   if (!fresh && kinds_changed) {
@@ -352,6 +353,7 @@ void on_hello(self_ptr self, node_hello_msg& msg) {
   }
   wire::welcome w{hello.node, msg.epoch, uint32_t(st.setup->cfg.cluster.heartbeat_interval.count()),
                   uint32_t(node.workers.front())};
+  for (auto& [name, key] : st.setup->node_keys) w.data_peers.push_back({name, key});
   st.send(st.framer->make(&msg.peer, wire::msg_type::welcome, w, msg.corr));
 }
 
@@ -410,6 +412,8 @@ void on_results(self_ptr self, node_results_msg& msg) {
     if (r.counts_as_attempt) {
       node->kept_inputs += i->second.left_out;
       node->kept_input_bytes += i->second.left_out_bytes;
+      node->fetched_inputs += i->second.fetched;
+      node->fetched_input_bytes += i->second.fetched_bytes;
     } else if (i->second.left_out > 0) {
       i->second.a.task->inputs_inline = true;
     }
@@ -534,22 +538,50 @@ void find_lost(self_ptr self, membership_state::node_view& node, const wire::hea
             true);
 }
 
-/// The task as the node gets it: inputs whose values come from outputs this node keeps are
-/// left out of the spec and named instead (the node binds them; docs/graphs.md). Their bytes
-/// go to `saved`.
+/// The live node, other than `receiver`, that keeps the outputs of tasks that worker `producer`
+/// ran and serves them on a data socket; null if none does.
+const membership_state::node_view* serving_peer(const membership_state& st,
+                                                const membership_state::node_view& receiver,
+                                                int32_t producer) {
+  if (st.setup->cfg.cluster.kept_output_bytes == 0 || producer < 0 ||
+      size_t(producer) >= st.setup->workers.size())
+    return nullptr;
+  auto& name = st.setup->workers[size_t(producer)].node;
+  if (name.empty() || name == receiver.cfg->name) return nullptr;
+  auto n = node_index(st, name);
+  if (n < 0) return nullptr;
+  auto& peer = st.nodes[size_t(n)];
+  return peer.liveness.live() && !peer.data_endpoint.empty() ? &peer : nullptr;
+}
+
+/// The task as the node gets it: inputs whose values come from outputs this node keeps, or that
+/// another node keeps and serves, are left out of the spec and named instead (the node binds or
+/// fetches them; docs/graphs.md). Their bytes go to `saved`; those fetched, to `fetched`.
 wire::assigned_task assigned(const membership_state& st, const membership_state::node_view& node,
-                             const assignment& a, int32_t local, uint64_t& saved) {
+                             const assignment& a, int32_t local, uint64_t& saved, uint32_t& fetched,
+                             uint64_t& fetched_bytes) {
   saved = 0;
+  fetched = 0;
+  fetched_bytes = 0;
   auto& t = *a.task;
   wire::assigned_task out{t.id, a.attempt, local, {}, a.order};
   out.keep_output = st.setup->cfg.cluster.kept_output_bytes > 0 && t.feeds_inputs;
   bool payload_kept = false;
   if (!t.inputs_inline)
     for (auto& h : t.input_homes) {
-      if (!st.setup->node_keeps(node.cfg->name, h.worker) || h.input >= t.spec.inputs.size())
-        continue;
+      if (h.input >= t.spec.inputs.size()) continue;
+      wire::kept_input k{h.input, h.parent};
+      if (!st.setup->node_keeps(node.cfg->name, h.worker)) {
+        auto* peer = serving_peer(st, node, h.worker);
+        if (!peer) continue;
+        k.node = peer->cfg->name;
+        k.endpoint = peer->data_endpoint;
+        k.epoch = peer->liveness.epoch();
+        ++fetched;
+        fetched_bytes += h.bytes;
+      }
       payload_kept = payload_kept || t.spec.inputs[h.input].param == "payload";
-      out.kept_inputs.push_back({h.input, h.parent});
+      out.kept_inputs.push_back(std::move(k));
       saved += h.bytes;
     }
   out.spec = payload_kept ? copy_without_payload(t.spec) : t.spec;
@@ -579,14 +611,17 @@ void on_assign(self_ptr self, remote_assign_msg& msg) {
     auto frame = st.framer->reserve_id();
     for (size_t i = first; i < end; ++i) {
       auto& a = msg.tasks[i];
-      uint64_t left_out_bytes = 0;
-      out.tasks.push_back(assigned(st, node, a, local, left_out_bytes));
+      uint64_t left_out_bytes = 0, fetched_bytes = 0;
+      uint32_t fetched = 0;
+      out.tasks.push_back(assigned(st, node, a, local, left_out_bytes, fetched, fetched_bytes));
       node.in_flight[a.task->id] = {a,
                                     msg.worker,
                                     frame,
                                     false,
                                     uint32_t(out.tasks.back().kept_inputs.size()),
-                                    left_out_bytes};
+                                    left_out_bytes,
+                                    fetched,
+                                    fetched_bytes};
     }
     node.last_assign = frame;
     if (!st.send(st.framer->make_with_id(node.peer, frame, wire::msg_type::assign, out))) {
@@ -675,6 +710,8 @@ void on_status(self_ptr self, const status_query_msg& q) {
               ns.gpu_note = node.gpu_note;
               ns.kept_inputs = node.kept_inputs;
               ns.kept_input_bytes = node.kept_input_bytes;
+              ns.fetched_inputs = node.fetched_inputs;
+              ns.fetched_input_bytes = node.fetched_input_bytes;
               s.nodes.push_back(std::move(ns));
             }
             st.send(st.framer->make(&q.peer, wire::msg_type::status, s, q.corr));

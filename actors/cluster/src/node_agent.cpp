@@ -1,6 +1,9 @@
 #include "troupe/actors/cluster/node_agent.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
+#include <map>
+#include <tuple>
 
 #include "troupe/model/frame_split.hpp"
 #include "troupe/model/graph.hpp"
@@ -71,6 +74,7 @@ void say_hello(self_ptr self) {
   h.max_payload_bytes = st.setup->cfg.max_payload_bytes;
   h.gpus = st.setup->gpus.gpus;
   h.gpu_note = st.setup->gpus.note;
+  h.data_endpoint = st.links.endpoint;
   send_head(self, wire::msg_type::hello, h);
 }
 
@@ -88,7 +92,9 @@ void rejoin(self_ptr self, const std::string& why) {
   }
   // A head that restarted without its journal numbers tasks anew: an output kept under an id
   // could be taken for another task's.
-  st.kept.clear();
+  st.kept->clear();
+  st.fetching.clear();
+  st.asked.clear();
   troupe::logger().warn("node {}: {}; joining again as epoch {}", st.node, why, st.epoch);
   say_hello(self);
 }
@@ -138,9 +144,10 @@ std::string bind_kept_inputs(node_agent_state& st, wire::assigned_task& t) {
     if (k.input >= t.spec.inputs.size())
       return "kept input " + std::to_string(k.input) + " is not one of the task's " +
              std::to_string(t.spec.inputs.size()) + " inputs";
+    if (!k.node.empty()) continue;  // another node keeps it: fetched (start_fetching)
     auto& in = t.spec.inputs[k.input];
     if (std::find(bound.begin(), bound.end(), in.from) != bound.end()) continue;
-    auto out = st.kept.find(k.task);
+    auto out = st.kept->find(k.task);
     if (!out)
       return "node '" + st.node + "' no longer keeps the output of task " + std::to_string(k.task) +
              " (input '" + in.param + "')";
@@ -150,6 +157,150 @@ std::string bind_kept_inputs(node_agent_state& st, wire::assigned_task& t) {
     bound.push_back(in.from);
   }
   return {};
+}
+
+/// A task held for inputs from other nodes ends here without running: handed back unstarted
+/// (the head sends its inputs whole next time), or failed when its kind refuses it.
+void end_fetching(self_ptr self, task_id id, errc code, const std::string& why) {
+  auto& st = self->state;
+  auto f = st.fetching.find(id);
+  if (f == st.fetching.end()) return;
+  auto& slot = st.workers[f->second.worker];
+  if (auto r = slot.running.find(id); r != slot.running.end() && r->second == f->second.task)
+    slot.running.erase(r);
+  wire::results out;
+  wire::attempt_result r;
+  r.id = id;
+  r.attempt = f->second.attempt;
+  r.worker = int32_t(f->second.worker);
+  r.code = code;
+  r.message = why;
+  r.counts_as_attempt = code != errc::worker_lost;
+  out.records.push_back(std::move(r));
+  st.fetching.erase(f);
+  if (code == errc::worker_lost)
+    troupe::logger().info("node {}: task {} goes back to the head: {}", st.node, id, why);
+  if (st.joined) send_head(self, wire::msg_type::results, out);
+}
+
+/// Every input of a held task has arrived: check it as any task and give it to its worker.
+void fetched_all(self_ptr self, task_id id) {
+  auto& st = self->state;
+  auto f = st.fetching.find(id);
+  if (f == st.fetching.end()) return;
+  auto& h = f->second;
+  auto& slot = st.workers[h.worker];
+  auto r = slot.running.find(id);
+  if (r == slot.running.end() || r->second != h.task) {  // reclaimed meanwhile (a lost worker)
+    st.fetching.erase(f);
+    return;
+  }
+  if (auto why = invalid(*h.task->kind, h.task->spec); !why.empty())
+    return end_fetching(self, id, errc::invalid_params,
+                        "task kind '" + h.task->spec.kind + "': " + why);
+  std::vector<assignment> one{{std::move(h.task), h.attempt, h.order}};
+  auto w = h.worker;
+  st.fetching.erase(f);
+  deliver(self, w, std::move(one));
+}
+
+/// Asks the nodes that keep a task's inputs for them (one request per node); the task waits in
+/// `fetching` until they arrive, cluster.fetch_timeout at most.
+void start_fetching(self_ptr self, task_ptr task, const wire::assigned_task& t) {
+  auto& st = self->state;
+  auto& held = st.fetching[t.id];
+  held = {task,      size_t(t.worker),
+          t.attempt, t.order,
+          {},        self->clock().now() + st.setup->cfg.cluster.fetch_timeout};
+  std::map<std::tuple<std::string, std::string, uint64_t>, std::vector<wire::output_request>>
+      requests;
+  for (auto& k : t.kept_inputs) {
+    if (k.node.empty()) continue;
+    held.missing.push_back(k);
+    auto& waiting = st.asked[k.task];
+    // Another task already waits for that output: its answer serves both.
+    bool first = waiting.empty();
+    if (std::find(waiting.begin(), waiting.end(), t.id) == waiting.end()) waiting.push_back(t.id);
+    if (!first) continue;
+    auto& to = requests[{k.node, k.endpoint, k.epoch}];
+    if (to.empty() || to.back().tasks.size() >= max_outputs_per_request) to.emplace_back();
+    to.back().epoch = k.epoch;
+    to.back().tasks.push_back(k.task);
+  }
+  for (auto& [to, reqs] : requests)
+    for (auto& req : reqs) {
+      auto& [node, endpoint, epoch] = to;
+      bool sent = st.links.to_peer &&
+                  st.links.to_peer(node, endpoint,
+                                   st.framer->make(nullptr, wire::msg_type::output_request, req));
+      if (sent) continue;
+      for (auto parent : req.tasks) {
+        auto waiting = std::move(st.asked[parent]);
+        st.asked.erase(parent);
+        for (auto id : waiting)
+          end_fetching(self, id, errc::worker_lost,
+                       "node '" + st.node + "' cannot ask node '" + node + "' at " + endpoint +
+                           " for the output of task " + std::to_string(parent) +
+                           ": the head sends it");
+      }
+    }
+}
+
+/// Another node's answer to a fetch: bind it into every task that waits for it.
+void on_peer_reply(self_ptr self, peer_reply_msg& msg) {
+  auto& st = self->state;
+  auto& reply = msg.body;
+  auto a = st.asked.find(reply.task);
+  if (a == st.asked.end()) return;  // answered already, or no task waits any more
+  auto waiting = std::move(a->second);
+  st.asked.erase(a);
+  for (auto id : waiting) {
+    auto f = st.fetching.find(id);
+    if (f == st.fetching.end()) continue;
+    auto& h = f->second;
+    if (!reply.found) {
+      end_fetching(self, id, errc::worker_lost,
+                   "node '" + msg.from + "' no longer keeps the output of task " +
+                       std::to_string(reply.task) +
+                       (reply.message.empty() ? std::string{} : " (" + reply.message + ")") +
+                       ": the head sends it");
+      continue;
+    }
+    auto of_reply = [&](const wire::kept_input& k) { return k.task == reply.task; };
+    auto k = std::find_if(h.missing.begin(), h.missing.end(), of_reply);
+    if (k == h.missing.end()) continue;
+    // One bind binds every input the task takes from that parent.
+    auto from = h.task->spec.inputs.at(k->input).from;
+    h.missing.erase(std::remove_if(h.missing.begin(), h.missing.end(), of_reply), h.missing.end());
+    if (auto e = bind_inputs(h.task->spec, from, "#" + std::to_string(reply.task), reply.output,
+                             st.setup->cfg.max_payload_bytes))
+      end_fetching(self, id, errc::invalid_params, e.message);
+    else if (h.missing.empty())
+      fetched_all(self, id);
+  }
+}
+
+/// Tasks whose inputs did not arrive within cluster.fetch_timeout go back to the head.
+void expire_fetches(self_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  std::vector<task_id> late;
+  for (auto& [id, h] : st.fetching)
+    if (now >= h.deadline) late.push_back(id);
+  for (auto id : late) {
+    auto& h = st.fetching.at(id);
+    std::string from = h.missing.empty() ? std::string{"?"} : h.missing.front().node;
+    for (auto& k : h.missing) {
+      auto a = st.asked.find(k.task);
+      if (a == st.asked.end()) continue;
+      a->second.erase(std::remove(a->second.begin(), a->second.end(), id), a->second.end());
+      if (a->second.empty()) st.asked.erase(a);
+    }
+    end_fetching(self, id, errc::worker_lost,
+                 "node '" + from + "' did not send a kept input within cluster.fetch_timeout_ms (" +
+                     std::to_string(st.setup->cfg.cluster.fetch_timeout.count()) +
+                     " ms): the head sends it");
+  }
 }
 
 /// Tasks of an assign the node could not read fail alone, typed; the rest of the frame runs.
@@ -196,11 +347,16 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
       refused.records.push_back(refusal(t, errc::worker_lost, why + ": the head sends it", false));
       continue;
     }
-    // The head cannot check a kind only nodes have (it has no code of it): the node does.
-    if (auto why = invalid(*kind, t.spec); !why.empty()) {
-      refused.records.push_back(
-          refusal(t, errc::invalid_params, "task kind '" + t.spec.kind + "': " + why));
-      continue;
+    bool remote = std::any_of(t.kept_inputs.begin(), t.kept_inputs.end(),
+                              [](auto& k) { return !k.node.empty(); });
+    // The head cannot check a kind only nodes have (it has no code of it): the node does,
+    // once every input is bound.
+    if (!remote) {
+      if (auto why = invalid(*kind, t.spec); !why.empty()) {
+        refused.records.push_back(
+            refusal(t, errc::invalid_params, "task kind '" + t.spec.kind + "': " + why));
+        continue;
+      }
     }
     auto task = std::allocate_shared<task_state>(pooled<task_state>{});
     task->id = t.id;
@@ -210,6 +366,10 @@ void on_assign(self_ptr self, head_assign_msg& msg) {
     task->keep_output = t.keep_output;
     auto& slot = st.workers[size_t(t.worker)];
     slot.running[t.id] = task;
+    if (remote) {
+      start_fetching(self, std::move(task), t);
+      continue;
+    }
     per_worker[size_t(t.worker)].push_back({std::move(task), t.attempt, t.order});
   }
   for (size_t w = 0; w < per_worker.size(); ++w) deliver(self, w, std::move(per_worker[w]));
@@ -243,7 +403,7 @@ void on_results(self_ptr self, results_msg& msg) {
       r.message = std::move(too_large.message);
       r.output = {};
     }
-    if (rec.task->keep_output && r.code == errc::none) st.kept.keep(r.id, r.output);
+    if (rec.task->keep_output && r.code == errc::none) st.kept->keep(r.id, r.output);
     all.push_back(std::move(r));
   }
   if (!st.joined) return;
@@ -261,11 +421,33 @@ void on_results(self_ptr self, results_msg& msg) {
 
 }  // namespace
 
+std::vector<wire::output_reply> answer_output_request(kept_outputs& kept, uint64_t epoch,
+                                                      const wire::output_request& request) {
+  std::vector<wire::output_reply> out;
+  for (auto id : request.tasks) {
+    wire::output_reply r;
+    r.task = id;
+    if (out.size() >= max_outputs_per_request) {
+      r.message = "a request names at most " + std::to_string(max_outputs_per_request) + " tasks";
+    } else if (request.epoch != epoch) {
+      r.message =
+          "asked for epoch " + std::to_string(request.epoch) + ", this is " + std::to_string(epoch);
+    } else if ((r.kept = kept.find(id))) {
+      r.found = true;
+    } else {
+      r.message = "not kept (never, or dropped at cluster.kept_output_bytes)";
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 node_agent_actor::behavior_type node_agent_impl(
     node_agent_actor::stateful_pointer<node_agent_state> self, setup_ptr setup,
     std::shared_ptr<const worker_gauges> gauges, std::string node, transport::frame_sender send,
-    wire::framer* framer, std::function<void(const std::string&)> fatal) {
+    wire::framer* framer, std::function<void(const std::string&)> fatal, node_data_links links) {
   auto& st = self->state;
+  st.links = std::move(links);
   st.setup = setup;
   st.gauges = std::move(gauges);
   st.node = std::move(node);
@@ -273,7 +455,8 @@ node_agent_actor::behavior_type node_agent_impl(
   st.framer = framer;
   st.fatal = std::move(fatal);
   st.workers.resize(setup->workers.size());
-  st.kept = kept_outputs{setup->cfg.cluster.kept_output_bytes};
+  st.kept = st.links.kept ? st.links.kept
+                          : std::make_shared<kept_outputs>(setup->cfg.cluster.kept_output_bytes);
   st.epoch = new_epoch(0);
   framer->set_epoch(st.epoch);
   st.head_heard = self->clock().now();
@@ -309,6 +492,8 @@ node_agent_actor::behavior_type node_agent_impl(
         // an attempt, the others are placed again.
         slot.running.clear();
         slot.held.clear();
+        for (auto f = st.fetching.begin(); f != st.fetching.end();)
+          f = f->second.worker == size_t(msg.worker) ? st.fetching.erase(f) : std::next(f);
         slot.head_told_down = st.joined;
         if (st.joined)
           send_head(
@@ -337,6 +522,7 @@ node_agent_actor::behavior_type node_agent_impl(
                                 st.epoch, msg.body.first_worker,
                                 msg.body.first_worker + st.workers.size() - 1);
         st.joined = true;
+        if (st.links.know_peers) st.links.know_peers(msg.body.data_peers);
         // Workers that went down before the welcome (not those still starting): the head
         // counts them as up.
         for (size_t w = 0; w < st.workers.size(); ++w) {
@@ -369,6 +555,7 @@ node_agent_actor::behavior_type node_agent_impl(
                 t.preempt_requested.store(true, std::memory_order_relaxed);
             }
       },
+      [=](peer_reply_msg& msg) { on_peer_reply(self, msg); },
       [=](const head_error_msg& msg) {
         auto& st = self->state;
         auto& e = msg.body;
@@ -394,6 +581,7 @@ node_agent_actor::behavior_type node_agent_impl(
         } else {
           send_head(self, wire::msg_type::heartbeat, node_heartbeat(st));
         }
+        expire_fetches(self);
         self->delayed_send(self, cc.heartbeat_interval, node_tick_msg{});
       },
   };

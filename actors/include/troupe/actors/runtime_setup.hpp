@@ -3,6 +3,7 @@
 // configuration, the GPUs found and the worker layout. Built by the runtime (or the node) before
 // it spawns anything, then shared as const. The registry is the exception that proves the rule:
 // a service may add kinds at any time, so it is a thread-safe object of its own (its own lock).
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ struct runtime_setup {
   /// Set: CPU workers run implementations in a host of their own (a child process, on a node
   /// with isolation = "process"); null: on their runner threads.
   kernel_host_factory cpu_host;
+  /// With keys (security.head_key): each node of the cluster file and its public key. The head
+  /// sends them in every welcome: who may fetch kept outputs from a node (docs/graphs.md).
+  std::map<std::string, std::string> node_keys;
 
   /// Whether node `node` keeps the graph outputs of tasks that worker `producer` ran
   /// (cluster.kept_output_bytes; docs/graphs.md, "Where data moves").

@@ -54,6 +54,10 @@ struct node_config {
   /// The node's key pair file (`troupe keygen`; docs/security.md): the node reads it, the head
   /// lets KEY.pub in as this node. Required when security.head_key is set.
   std::string key;
+  /// Where the node serves the graph outputs it keeps to other nodes (docs/graphs.md). Empty:
+  /// tcp://127.0.0.1:* when the head is on this machine (cluster.head on loopback or ipc://),
+  /// else none; "off": none (its outputs reach other nodes through the head).
+  std::string data_endpoint;
   bool isolated() const { return process_isolation.value_or(!plugins.empty()); }
   int line = 0;  ///< where the file declares it (for errors)
 };
@@ -118,6 +122,9 @@ struct cluster_config {
   /// Per node: bytes of graph outputs a node keeps for its children's inputs (least recently
   /// used go first). 0: nodes keep none, and the head sends every input (docs/graphs.md).
   uint64_t kept_output_bytes = uint64_t(256) << 20;
+  /// A node fetching a kept input from another node's data socket gives up after this long and
+  /// hands the task back; the head then sends its inputs whole.
+  std::chrono::milliseconds fetch_timeout{5000};
   security_config security;
   std::vector<node_config> nodes;
   const node_config* find(const std::string& name) const {
@@ -240,6 +247,12 @@ runtime_config parse_config(std::string_view toml_text, const std::string& sourc
 runtime_config load_config(const std::string& path, runtime_config base = {});
 /// Applies one "section.key=value" override (value in TOML syntax; bare words are strings).
 void apply_override(runtime_config& cfg, const std::string& assignment);
+/// An endpoint only this machine can reach: loopback TCP, ipc:// or inproc://.
+bool local_only(const std::string& endpoint);
+/// Where node `name` serves the outputs it keeps to other nodes (nodes.NAME.data_endpoint, or
+/// its default), "" for nowhere. Throws config_error for a routable one without keys (unless
+/// security.insecure).
+std::string data_endpoint_of(const runtime_config& cluster, const std::string& name);
 /// The configuration of node `name` of a cluster file: its [nodes.NAME] workers, everything else
 /// shared. Throws config_error if the file names no such node.
 runtime_config node_view(const runtime_config& cfg, const std::string& name,

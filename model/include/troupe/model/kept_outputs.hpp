@@ -1,10 +1,12 @@
 #pragma once
 // The graph outputs a node keeps for the inputs of their children (docs/graphs.md, "Where data
 // moves"): bounded by bytes, least recently used first out. A child placed on the node binds its
-// inputs from here instead of receiving them from the head.
+// inputs from here instead of receiving them from the head, and other nodes fetch them from here.
+// Thread-safe: the node's agent keeps and binds, its data socket's thread serves other nodes.
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 
 #include "troupe/model/task.hpp"
@@ -22,10 +24,17 @@ class kept_outputs {
   std::shared_ptr<const task_output> find(task_id id);
   void clear();
 
-  uint64_t bytes() const { return bytes_; }
-  size_t size() const { return index_.size(); }
+  uint64_t bytes() const {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return bytes_;
+  }
+  size_t size() const {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return index_.size();
+  }
 
  private:
+  mutable std::mutex mutex_;
   struct entry {
     task_id id;
     std::shared_ptr<const task_output> out;

@@ -87,6 +87,8 @@ std::string encode(const snapshot_request& m);
 std::string encode(const snapshot& m);
 std::string encode(const fetch& m);
 std::string encode(const fetched& m);
+std::string encode(const output_request& m);
+std::string encode(const output_reply& m);
 /// The body of a PUB message (its first frame is the topic).
 std::string encode(const event& e);
 

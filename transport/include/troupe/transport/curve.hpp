@@ -86,6 +86,9 @@ class zap_handler {
   zap_handler(const zap_handler&) = delete;
   zap_handler& operator=(const zap_handler&) = delete;
 
+  /// Replaces the allowlist; thread-safe. A node learns its peers' keys from the head's welcome.
+  void allow(std::unordered_map<std::string, zap_peer> by_public_key);
+
   uint64_t admitted() const;
   uint64_t refused() const;
 

@@ -7,6 +7,7 @@
 // remaining, run times as durations.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,8 +47,10 @@ enum class msg_type : uint8_t {
   snapshot,          ///< head -> subscriber
   fetch,             ///< client -> head: where are these tasks? (results re-sent, routed here)
   fetched,           ///< head -> client: which of them are still running, which it does not know
+  output_request,    ///< node -> node (its data socket): the outputs it keeps for these tasks
+  output_reply,      ///< node -> node: one of them, or why not
 };
-inline constexpr msg_type last_msg_type = msg_type::fetched;
+inline constexpr msg_type last_msg_type = msg_type::output_reply;
 const char* to_string(msg_type t) noexcept;
 /// False for an unknown name.
 bool parse_msg_type(const std::string& name, msg_type& out) noexcept;
@@ -80,6 +83,16 @@ struct hello {
   /// Its limits.max_payload_bytes: the head refuses a node whose limit differs (their frames
   /// would not fit each other's). 0: not said.
   uint64_t max_payload_bytes = 0;
+  /// Where other nodes fetch the outputs this node keeps (its data socket, bound); "": nowhere,
+  /// its outputs reach other nodes through the head.
+  std::string data_endpoint{};
+};
+
+/// A node of the cluster and its public key: who may fetch kept outputs from a node's data
+/// socket, and how a node proves the peer it fetches from (with keys only).
+struct data_peer {
+  std::string node;
+  std::string key;  ///< Z85 public key
 };
 
 struct welcome {
@@ -87,6 +100,7 @@ struct welcome {
   uint64_t epoch = 0;  ///< the node epoch welcomed (a node ignores a welcome for an older one)
   uint32_t heartbeat_ms = 0;
   uint32_t first_worker = 0;  ///< global index of the node's worker 0 (for logs and status)
+  std::vector<data_peer> data_peers{};  ///< with keys: every node of the cluster file
 };
 
 /// A node's GPU worker's memory as the node measures it (head -> status, metrics).
@@ -115,6 +129,11 @@ struct heartbeat {
 struct kept_input {
   uint32_t input = 0;  ///< index into the spec's inputs
   task_id task = 0;    ///< the task whose kept output it takes
+  /// Empty: this node keeps it. Otherwise the node that does, where its data socket is, and
+  /// its epoch (an output kept under another epoch is not the one meant): fetch it from there.
+  std::string node{};
+  std::string endpoint{};
+  uint64_t epoch = 0;
 };
 
 struct assigned_task {
@@ -199,6 +218,23 @@ struct fetched {
 
 struct status_request {};
 
+/// The outputs a node keeps for these tasks (node -> node, on the keeping node's data socket).
+struct output_request {
+  std::vector<task_id> tasks;
+  uint64_t epoch = 0;  ///< the keeping node's epoch the asker was told: another one has none
+};
+
+/// One output asked for, or why the node does not have it (one message per task).
+struct output_reply {
+  task_id task = 0;
+  bool found = false;
+  std::string message;  ///< why not found
+  task_output output;
+  /// Sending only: set, it goes on the wire instead of `output`, read where it is (the node's
+  /// kept output: serving it copies nothing before the encoder). Never set by the decoder.
+  std::shared_ptr<const task_output> kept{};
+};
+
 struct node_status {
   std::string name;
   std::string state;  ///< absent, joined, suspect, dead
@@ -212,6 +248,9 @@ struct node_status {
   /// send it (docs/graphs.md, "Where data moves"). Since the head started.
   uint64_t kept_inputs = 0;
   uint64_t kept_input_bytes = 0;
+  /// Of those, the ones it fetched from another node's data socket (not from its own store).
+  uint64_t fetched_inputs = 0;
+  uint64_t fetched_input_bytes = 0;
 };
 
 struct status {

@@ -247,6 +247,9 @@ template <class F>
 void fields(F& f, kept_input& m) {
   f("input", m.input, required);
   f("task", m.task, required);
+  f("node", m.node, omit_empty);
+  f("endpoint", m.endpoint, omit_empty);
+  f("epoch", m.epoch, omit_empty);
 }
 
 template <class F>
@@ -284,6 +287,8 @@ void fields(F& f, node_status& m) {
   f("workers", m.workers, required);
   f("kept_inputs", m.kept_inputs, omit_empty);
   f("kept_input_bytes", m.kept_input_bytes, omit_empty);
+  f("fetched_inputs", m.fetched_inputs, omit_empty);
+  f("fetched_input_bytes", m.fetched_input_bytes, omit_empty);
 }
 
 // --- message bodies, in msg_type order ------------------------------------------------------
@@ -297,6 +302,13 @@ void fields(F& f, hello& m) {
   f("kinds", m.kinds);
   f("kind_devices", m.kind_devices, omit_empty);
   f("max_payload_bytes", m.max_payload_bytes);
+  f("data_endpoint", m.data_endpoint, omit_empty);
+}
+
+template <class F>
+void fields(F& f, data_peer& m) {
+  f("node", m.node, required);
+  f("key", m.key, required);
 }
 
 template <class F>
@@ -305,6 +317,7 @@ void fields(F& f, welcome& m) {
   f("epoch", m.epoch, required);
   f("heartbeat_ms", m.heartbeat_ms, required);
   f("first_worker", m.first_worker);
+  f("data_peers", m.data_peers, omit_empty);
 }
 
 template <class F>
@@ -367,6 +380,21 @@ template <class F>
 void fields(F& f, fetched& m) {
   f("pending", m.pending, required);
   f("unknown", m.unknown, required);
+}
+
+template <class F>
+void fields(F& f, output_request& m) {
+  f("tasks", m.tasks, required);
+  f("epoch", m.epoch, required);
+}
+
+template <class F>
+void fields(F& f, output_reply& m) {
+  f("task", m.task, required);
+  f("found", m.found, required);
+  f("message", m.message, omit_empty);
+  // The encoder only reads: a kept output shared with the node's store is written as it is.
+  fields(f, m.kept ? const_cast<task_output&>(*m.kept) : m.output);
 }
 
 template <class F>

@@ -100,6 +100,9 @@ struct membership_state {
       /// counted in kept_inputs once the node reports the attempt as started.
       uint32_t left_out = 0;
       uint64_t left_out_bytes = 0;
+      /// Of those, the ones the node fetches from another node (counted in fetched_inputs).
+      uint32_t fetched = 0;
+      uint64_t fetched_bytes = 0;
     };
     std::unordered_map<task_id, placed> in_flight;
     /// Of in_flight, the preemptible attempts the node's last heartbeat said run now: their
@@ -108,6 +111,10 @@ struct membership_state {
     /// Graph inputs the node bound from outputs it kept (left out of assigns), and their bytes.
     uint64_t kept_inputs = 0;
     uint64_t kept_input_bytes = 0;
+    uint64_t fetched_inputs = 0;  ///< of those, fetched from another node's data socket
+    uint64_t fetched_input_bytes = 0;
+    /// Where other nodes fetch the outputs it keeps (its hello); "": through the head only.
+    std::string data_endpoint;
     uint64_t last_assign = 0;  ///< header id of the last assign sent (its heartbeats say it)
     bool peer_gone = false;    ///< its connection was found closed: a newer epoch takes over
     /// A hello with a newer epoch from another connection while this one looks alive: the node

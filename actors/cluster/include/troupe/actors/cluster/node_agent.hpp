@@ -45,12 +45,35 @@ struct head_error_msg {
   wire::error body;
 };
 struct node_tick_msg {};
+// a data link to another node -> node_agent: one output asked for, or why not
+struct peer_reply_msg {
+  std::string from;  ///< the node that answered (header from)
+  wire::output_reply body;
+};
 
-using node_agent_actor = caf::typed_actor<
-    caf::reacts_to<dispatch_msg>, caf::reacts_to<results_msg>, caf::reacts_to<worker_up_msg>,
-    caf::reacts_to<worker_lost_msg>, caf::reacts_to<escalate_msg>, caf::reacts_to<head_assign_msg>,
-    caf::reacts_to<head_welcome_msg>, caf::reacts_to<head_heartbeat_msg>,
-    caf::reacts_to<head_error_msg>, caf::reacts_to<node_tick_msg>, caf::reacts_to<head_cancel_msg>>;
+/// The node's data sockets (docs/graphs.md, "Where data moves"); tests pass stand-ins. Empty
+/// functions: the node neither serves nor fetches (inputs kept elsewhere come through the head).
+struct node_data_links {
+  /// The outputs the node keeps, shared with its data socket's thread, which serves them
+  /// (answer_output_request). Null: the agent keeps its own.
+  std::shared_ptr<kept_outputs> kept;
+  std::string endpoint;  ///< where this node serves its kept outputs ("" none); its hello says
+  /// Frames to node `node`'s data socket at `endpoint` (one connection per peer); false when
+  /// they cannot go (no key known for it, a full queue, an endpoint that cannot be connected).
+  std::function<bool(const std::string& node, const std::string& endpoint, transport::multipart&&)>
+      to_peer;
+  /// The cluster's nodes and their keys (the head's welcome): who may fetch from this node, and
+  /// how it proves the peers it fetches from.
+  std::function<void(const std::vector<wire::data_peer>&)> know_peers;
+};
+
+using node_agent_actor =
+    caf::typed_actor<caf::reacts_to<dispatch_msg>, caf::reacts_to<results_msg>,
+                     caf::reacts_to<worker_up_msg>, caf::reacts_to<worker_lost_msg>,
+                     caf::reacts_to<escalate_msg>, caf::reacts_to<head_assign_msg>,
+                     caf::reacts_to<head_welcome_msg>, caf::reacts_to<head_heartbeat_msg>,
+                     caf::reacts_to<head_error_msg>, caf::reacts_to<node_tick_msg>,
+                     caf::reacts_to<head_cancel_msg>, caf::reacts_to<peer_reply_msg>>;
 
 struct node_agent_state {
   static inline const char* name = "node_agent";
@@ -76,13 +99,37 @@ struct node_agent_state {
   time_point head_heard{};
   /// Outputs of tasks whose graph children take inputs from them (cluster.kept_output_bytes):
   /// a child placed here binds those inputs from them; the head leaves them out of its assign.
-  kept_outputs kept;
+  std::shared_ptr<kept_outputs> kept;
+  node_data_links links;
+  /// A task whose inputs come from outputs other nodes keep: held (in its worker's `running`)
+  /// until every one has arrived, then bound and run; handed back when one cannot be had.
+  struct fetching {
+    task_ptr task;
+    size_t worker = 0;
+    uint32_t attempt = 0;
+    double order = 0;
+    std::vector<wire::kept_input> missing;  ///< not arrived yet
+    time_point deadline;                    ///< cluster.fetch_timeout after the assign
+  };
+  std::unordered_map<task_id, fetching> fetching;
+  /// Kept outputs asked of other nodes (by the task that produced them): the tasks that wait.
+  std::unordered_map<task_id, std::vector<task_id>> asked;
 };
+
+/// Another node's request for outputs `kept` holds, answered (one reply per task) on the data
+/// socket's thread: only under the node's current epoch (`epoch`); an output is shared with the
+/// store, not copied.
+/// The most tasks one output_request names: a node asks in requests of at most this many, and
+/// answers a larger one for this many only (the rest `found: false`, naming the bound).
+inline constexpr size_t max_outputs_per_request = 1024;
+
+std::vector<wire::output_reply> answer_output_request(kept_outputs& kept, uint64_t epoch,
+                                                      const wire::output_request& request);
 
 node_agent_actor::behavior_type node_agent_impl(
     node_agent_actor::stateful_pointer<node_agent_state> self, setup_ptr setup,
     std::shared_ptr<const worker_gauges> gauges, std::string node, transport::frame_sender send,
-    wire::framer* framer, std::function<void(const std::string&)> fatal);
+    wire::framer* framer, std::function<void(const std::string&)> fatal, node_data_links links);
 
 }  // namespace troupe
 
@@ -92,3 +139,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::head_heartbeat_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::head_error_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::node_tick_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::head_cancel_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::peer_reply_msg)
