@@ -151,7 +151,10 @@ struct node::impl {
     so.endpoint = endpoint;
     so.bind = true;
     so.name = "troupe-data";
-    so.max_outbound = c.cfg.cluster.max_outbound;
+    // Replies carry whole outputs: few may wait (a full queue drops them; the asker falls back
+    // to the head at its fetch timeout).
+    so.max_outbound = 256;
+    so.high_water_mark = 256;
     so.max_message_bytes = int64_t(lim.max_frame_bytes) * 2;
     if (sec.enabled()) {
       // Nobody is let in before the welcome names the cluster's nodes.
@@ -222,10 +225,19 @@ struct node::impl {
       }
       auto request = wire::decode<wire::output_request>(m[2].data(), m[2].size(), lim_control);
       std::string peer = m[0].to_string();
-      for (auto& r : answer_output_request(*kept, framer->epoch(), request))
-        if (!data_sock->send(framer->make(&peer, wire::msg_type::output_reply, r, h.id)))
-          troupe::logger().warn("node {}: data socket queue full: the output of task {} not sent",
-                                name, r.task);
+      // Two frames' worth of outputs per request: what one assign of the head can leave out.
+      auto replies =
+          answer_output_request(*kept, framer->epoch(), request, 2 * setup->cfg.max_payload_bytes);
+      if (replies.empty() && !request.tasks.empty())
+        troupe::logger().warn("node {}: refused a request from '{}' naming {} tasks (at most {})",
+                              name, h.from, request.tasks.size(), max_outputs_per_request);
+      size_t unsent = 0;
+      for (auto& r : replies)
+        if (!data_sock->send(framer->make(&peer, wire::msg_type::output_reply, r, h.id))) ++unsent;
+      if (unsent > 0)
+        troupe::logger().warn(
+            "node {}: data socket queue full: {} output(s) asked by '{}' not sent", name, unsent,
+            h.from);
     } catch (const wire::decode_error& e) {
       troupe::logger().warn("node {}: undecodable request on the data socket: {}", name, e.what());
     }
@@ -237,7 +249,7 @@ struct node::impl {
     try {
       auto h = wire::decode_header(m[0].data(), m[0].size(), lim);
       if (h.type != wire::msg_type::output_reply) return;
-      caf::anon_send(agent, peer_reply_msg{from, decode<wire::output_reply>(m[1])});
+      caf::anon_send(agent, peer_reply_msg{from, h.epoch, decode<wire::output_reply>(m[1])});
     } catch (const wire::decode_error& e) {
       troupe::logger().warn("node {}: undecodable reply from node '{}': {}", name, from, e.what());
     }

@@ -622,4 +622,10 @@ TEST_F(MembershipOfTwoNodes, AnInputKeptOnAnotherNodeIsNamedForTheReceiverToFetc
   EXPECT_EQ(n2.fetched_inputs, 1u);
   EXPECT_EQ(n2.fetched_input_bytes, 1010u);
   EXPECT_EQ(n2.kept_inputs, 1u) << "fetched inputs are inputs the head did not send too";
+
+  // n2 reaches the head on another machine: n1's loopback endpoint is not n1 for it.
+  setup->cfg.cluster.nodes.at(1).head_endpoint = "tcp://10.0.0.5:5555";
+  sent_task = assign_to_n2();
+  EXPECT_TRUE(sent_task.kept_inputs.empty());
+  EXPECT_EQ(sent_task.spec.params.get_string("x", ""), std::string(1000, 'b'));
 }

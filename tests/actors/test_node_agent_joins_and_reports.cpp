@@ -414,7 +414,7 @@ struct NodeAgentWithPeers : NodeAgent {
     sched->run();
   }
   void reply_from_a(wire::output_reply r) {
-    caf::anon_send(agent, peer_reply_msg{"a", std::move(r)});
+    caf::anon_send(agent, peer_reply_msg{"a", 7, std::move(r)});
     sched->run();
   }
   static task_output blob_output() {
@@ -500,7 +500,7 @@ TEST_F(NodeAgentWithPeers, ItServesAnOutputItKeepsToAnotherNodeUnderItsOwnEpochO
   caf::anon_send(caf::actor_cast<balancer_actor>(agent), results_msg{0, 1, {std::move(rec)}});
   sched->run();
   auto epoch = last_hello_epoch();
-  auto replies = answer_output_request(*kept, epoch, {{41, 40}, epoch});
+  auto replies = answer_output_request(*kept, epoch, {{41, 40, 41}, epoch}, 1 << 20);
   ASSERT_EQ(replies.size(), 2u);
   EXPECT_EQ(replies[0].task, 41u);
   EXPECT_TRUE(replies[0].found);
@@ -508,8 +508,53 @@ TEST_F(NodeAgentWithPeers, ItServesAnOutputItKeepsToAnotherNodeUnderItsOwnEpochO
   EXPECT_EQ(replies[0].kept->values.get_string("blob", ""), std::string(3000, 'z'));
   EXPECT_EQ(replies[1].task, 40u);
   EXPECT_FALSE(replies[1].found) << "never kept";
-  replies = answer_output_request(*kept, epoch, {{41}, epoch - 1});
+  replies = answer_output_request(*kept, epoch, {{41}, epoch - 1}, 1 << 20);
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_FALSE(replies[0].found) << "another epoch's task 41 is not this one";
   EXPECT_NE(replies[0].message.find("epoch"), std::string::npos);
+  replies = answer_output_request(*kept, epoch, {{41}, epoch}, 100);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_FALSE(replies[0].found) << "over the bytes one request may take";
+  EXPECT_TRUE(answer_output_request(*kept, epoch,
+                                    {std::vector<task_id>(max_outputs_per_request + 1, 41), epoch},
+                                    1 << 20)
+                  .empty())
+      << "a request naming too many tasks is not answered";
+}
+
+// An answer counts only from the node asked, under the epoch the head named; a task that ends
+// without its input (a miss on another of its inputs) leaves no trace that would make a later
+// task wait for an answer nobody asked for; a cancelled task ends at once.
+TEST_F(NodeAgentWithPeers, AnswersCountFromTheNodeAskedAndEndedTasksLeaveNoWaitBehind) {
+  welcome(last_hello_epoch());
+  send_assign({child_of_41_on_a(8)});
+  caf::anon_send(agent, peer_reply_msg{"a", 6, {41, true, {}, blob_output()}});  // older epoch
+  sched->run();
+  caf::anon_send(agent, peer_reply_msg{"c", 7, {41, true, {}, blob_output()}});  // another node
+  sched->run();
+  EXPECT_TRUE(on_worker.empty());
+  EXPECT_TRUE(sent_of<wire::results>(wire::msg_type::results).empty());
+
+  // Task 9 waits for 41 (from a) and 50 (from c); c no longer has 50: 9 goes back.
+  auto two = child_of_41_on_a(9);
+  two.spec.inputs.push_back({"y", 1, "blob"});
+  two.kept_inputs.push_back({1, 50, "c", "tcp://127.0.0.1:7003", 3});
+  send_assign({two});
+  caf::anon_send(agent, peer_reply_msg{"c", 3, {50, false, "not kept", {}}});
+  sched->run();
+  ASSERT_EQ(sent_of<wire::results>(wire::msg_type::results).size(), 1u);
+  // Task 8 is cancelled while it waits: it ends now, reported cancelled.
+  caf::anon_send(agent, head_cancel_msg{{{8}, false}});
+  sched->run();
+  auto results = sent_of<wire::results>(wire::msg_type::results);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[1].records.at(0).id, 8u);
+  EXPECT_EQ(results[1].records.at(0).code, errc::cancelled);
+  // Nothing waits for 41 any more: a new task asks for it again.
+  auto before = asked.size();
+  send_assign({child_of_41_on_a(10)});
+  ASSERT_EQ(asked.size(), before + 1) << "asked again, not left waiting for an old request";
+  reply_from_a({41, true, {}, blob_output()});
+  ASSERT_EQ(on_worker.size(), 1u);
+  EXPECT_EQ(on_worker[0].tasks.at(0).task->id, 10u);
 }

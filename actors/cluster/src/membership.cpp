@@ -551,7 +551,14 @@ const membership_state::node_view* serving_peer(const membership_state& st,
   auto n = node_index(st, name);
   if (n < 0) return nullptr;
   auto& peer = st.nodes[size_t(n)];
-  return peer.liveness.live() && !peer.data_endpoint.empty() ? &peer : nullptr;
+  if (!peer.liveness.live() || peer.data_endpoint.empty()) return nullptr;
+  // A loopback or ipc:// endpoint reaches only the peer's own machine: a receiver that reaches
+  // the head elsewhere (its own `head` address) is on another one.
+  auto& cluster = st.setup->cfg.cluster;
+  auto& receiver_head =
+      receiver.cfg->head_endpoint.empty() ? cluster.head_endpoint : receiver.cfg->head_endpoint;
+  if (local_only(peer.data_endpoint) && !local_only(receiver_head)) return nullptr;
+  return &peer;
 }
 
 /// The task as the node gets it: inputs whose values come from outputs this node keeps, or that

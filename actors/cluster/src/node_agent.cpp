@@ -159,12 +159,24 @@ std::string bind_kept_inputs(node_agent_state& st, wire::assigned_task& t) {
   return {};
 }
 
+/// Task `id` no longer waits for the outputs it missed: a later task that needs one of them
+/// asks for it again instead of waiting for an answer meant for this one.
+void forget_asked(node_agent_state& st, task_id id, const node_agent_state::awaiting_inputs& held) {
+  for (auto& k : held.missing) {
+    auto a = st.asked.find(k.task);
+    if (a == st.asked.end()) continue;
+    a->second.erase(std::remove(a->second.begin(), a->second.end(), id), a->second.end());
+    if (a->second.empty()) st.asked.erase(a);
+  }
+}
+
 /// A task held for inputs from other nodes ends here without running: handed back unstarted
-/// (the head sends its inputs whole next time), or failed when its kind refuses it.
+/// (the head sends its inputs whole next time), failed when its kind refuses it, or cancelled.
 void end_fetching(self_ptr self, task_id id, errc code, const std::string& why) {
   auto& st = self->state;
   auto f = st.fetching.find(id);
   if (f == st.fetching.end()) return;
+  forget_asked(st, id, f->second);
   auto& slot = st.workers[f->second.worker];
   if (auto r = slot.running.find(id); r != slot.running.end() && r->second == f->second.task)
     slot.running.erase(r);
@@ -192,6 +204,7 @@ void fetched_all(self_ptr self, task_id id) {
   auto& slot = st.workers[h.worker];
   auto r = slot.running.find(id);
   if (r == slot.running.end() || r->second != h.task) {  // reclaimed meanwhile (a lost worker)
+    forget_asked(st, id, h);
     st.fetching.erase(f);
     return;
   }
@@ -219,6 +232,9 @@ void start_fetching(self_ptr self, task_ptr task, const wire::assigned_task& t) 
     held.missing.push_back(k);
     auto& waiting = st.asked[k.task];
     // Another task already waits for that output: its answer serves both.
+    waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
+                                 [&](task_id w) { return st.fetching.count(w) == 0; }),
+                  waiting.end());
     bool first = waiting.empty();
     if (std::find(waiting.begin(), waiting.end(), t.id) == waiting.end()) waiting.push_back(t.id);
     if (!first) continue;
@@ -252,6 +268,12 @@ void on_peer_reply(self_ptr self, peer_reply_msg& msg) {
   auto& reply = msg.body;
   auto a = st.asked.find(reply.task);
   if (a == st.asked.end()) return;  // answered already, or no task waits any more
+  // Only the node asked, under the epoch the head named, answers for that output (a task id of
+  // another incarnation of a head or node is another task).
+  for (auto id : a->second)
+    if (auto f = st.fetching.find(id); f != st.fetching.end())
+      for (auto& k : f->second.missing)
+        if (k.task == reply.task && (k.node != msg.from || k.epoch != msg.epoch)) return;
   auto waiting = std::move(a->second);
   st.asked.erase(a);
   for (auto id : waiting) {
@@ -290,12 +312,6 @@ void expire_fetches(self_ptr self) {
   for (auto id : late) {
     auto& h = st.fetching.at(id);
     std::string from = h.missing.empty() ? std::string{"?"} : h.missing.front().node;
-    for (auto& k : h.missing) {
-      auto a = st.asked.find(k.task);
-      if (a == st.asked.end()) continue;
-      a->second.erase(std::remove(a->second.begin(), a->second.end(), id), a->second.end());
-      if (a->second.empty()) st.asked.erase(a);
-    }
     end_fetching(self, id, errc::worker_lost,
                  "node '" + from + "' did not send a kept input within cluster.fetch_timeout_ms (" +
                      std::to_string(st.setup->cfg.cluster.fetch_timeout.count()) +
@@ -422,20 +438,28 @@ void on_results(self_ptr self, results_msg& msg) {
 }  // namespace
 
 std::vector<wire::output_reply> answer_output_request(kept_outputs& kept, uint64_t epoch,
-                                                      const wire::output_request& request) {
+                                                      const wire::output_request& request,
+                                                      uint64_t max_bytes) {
   std::vector<wire::output_reply> out;
+  if (request.tasks.size() > max_outputs_per_request) return out;
+  std::vector<task_id> seen;
+  uint64_t bytes = 0;
   for (auto id : request.tasks) {
+    if (std::find(seen.begin(), seen.end(), id) != seen.end()) continue;  // one answer each
+    seen.push_back(id);
     wire::output_reply r;
     r.task = id;
-    if (out.size() >= max_outputs_per_request) {
-      r.message = "a request names at most " + std::to_string(max_outputs_per_request) + " tasks";
-    } else if (request.epoch != epoch) {
+    if (request.epoch != epoch) {
       r.message =
           "asked for epoch " + std::to_string(request.epoch) + ", this is " + std::to_string(epoch);
-    } else if ((r.kept = kept.find(id))) {
-      r.found = true;
-    } else {
+    } else if (auto found = kept.find(id); !found) {
       r.message = "not kept (never, or dropped at cluster.kept_output_bytes)";
+    } else if (bytes + output_bytes(*found) > max_bytes) {
+      r.message = "over the " + std::to_string(max_bytes) + " bytes one request may take";
+    } else {
+      bytes += output_bytes(*found);
+      r.kept = std::move(found);
+      r.found = true;
     }
     out.push_back(std::move(r));
   }
@@ -492,8 +516,14 @@ node_agent_actor::behavior_type node_agent_impl(
         // an attempt, the others are placed again.
         slot.running.clear();
         slot.held.clear();
-        for (auto f = st.fetching.begin(); f != st.fetching.end();)
-          f = f->second.worker == size_t(msg.worker) ? st.fetching.erase(f) : std::next(f);
+        for (auto f = st.fetching.begin(); f != st.fetching.end();) {
+          if (f->second.worker != size_t(msg.worker)) {
+            ++f;
+            continue;
+          }
+          forget_asked(st, f->first, f->second);
+          f = st.fetching.erase(f);
+        }
         slot.head_told_down = st.joined;
         if (st.joined)
           send_head(
@@ -545,6 +575,10 @@ node_agent_actor::behavior_type node_agent_impl(
         // The worker skips a cancelled task it has not started; a running one may poll the flag.
         // Asked to make way, a running preemptible attempt sees its token set and the worker
         // reports it preempted (one that has not started yet is not touched: it may run).
+        // One still waiting for its inputs ends now: it would only wait to be skipped.
+        if (!msg.body.preempt)
+          for (auto id : msg.body.ids)
+            end_fetching(self, id, errc::cancelled, "cancelled while fetching its inputs");
         for (auto& w : self->state.workers)
           for (auto id : msg.body.ids)
             if (auto i = w.running.find(id); i != w.running.end()) {

@@ -47,7 +47,8 @@ struct head_error_msg {
 struct node_tick_msg {};
 // a data link to another node -> node_agent: one output asked for, or why not
 struct peer_reply_msg {
-  std::string from;  ///< the node that answered (header from)
+  std::string from;    ///< the node asked (its link's node)
+  uint64_t epoch = 0;  ///< the epoch it answered under (header epoch)
   wire::output_reply body;
 };
 
@@ -103,7 +104,7 @@ struct node_agent_state {
   node_data_links links;
   /// A task whose inputs come from outputs other nodes keep: held (in its worker's `running`)
   /// until every one has arrived, then bound and run; handed back when one cannot be had.
-  struct fetching {
+  struct awaiting_inputs {
     task_ptr task;
     size_t worker = 0;
     uint32_t attempt = 0;
@@ -111,20 +112,22 @@ struct node_agent_state {
     std::vector<wire::kept_input> missing;  ///< not arrived yet
     time_point deadline;                    ///< cluster.fetch_timeout after the assign
   };
-  std::unordered_map<task_id, fetching> fetching;
+  std::unordered_map<task_id, awaiting_inputs> fetching;
   /// Kept outputs asked of other nodes (by the task that produced them): the tasks that wait.
   std::unordered_map<task_id, std::vector<task_id>> asked;
 };
 
-/// Another node's request for outputs `kept` holds, answered (one reply per task) on the data
-/// socket's thread: only under the node's current epoch (`epoch`); an output is shared with the
-/// store, not copied.
 /// The most tasks one output_request names: a node asks in requests of at most this many, and
-/// answers a larger one for this many only (the rest `found: false`, naming the bound).
+/// answers none of a larger one (the asker's tasks go back to the head at its fetch timeout).
 inline constexpr size_t max_outputs_per_request = 1024;
 
+/// Another node's request for outputs `kept` holds, answered (one reply per distinct task) on
+/// the data socket's thread: only under the node's current epoch (`epoch`), and up to
+/// `max_bytes` of outputs in all (the rest `found: false`, naming the bound; the asker gets
+/// them from the head). An output is shared with the store, not copied.
 std::vector<wire::output_reply> answer_output_request(kept_outputs& kept, uint64_t epoch,
-                                                      const wire::output_request& request);
+                                                      const wire::output_request& request,
+                                                      uint64_t max_bytes);
 
 node_agent_actor::behavior_type node_agent_impl(
     node_agent_actor::stateful_pointer<node_agent_state> self, setup_ptr setup,
