@@ -37,6 +37,7 @@ struct node::impl {
   // Graph outputs between nodes (docs/graphs.md, "Where data moves"): this node's data socket,
   // which serves the outputs it keeps, and one connection per peer it fetches from.
   std::shared_ptr<kept_outputs> kept;  ///< the agent keeps, the data socket's thread serves
+  transport::key_pair own_keys;        ///< with keys: this node's pair (head link, data sockets)
   std::unique_ptr<transport::zap_handler> data_zap;
   std::unique_ptr<transport::socket_thread> data_sock;
   std::mutex peers_mutex;
@@ -91,7 +92,8 @@ struct node::impl {
     if (auto& sec = c.cfg.cluster.security; sec.enabled()) {
       // The node proves its key to the head; the head's public key proves the head.
       auto* self_cfg = c.cfg.cluster.find(name);
-      so.client_keys.keys = transport::read_key_pair(self_cfg ? self_cfg->key : std::string{});
+      own_keys = transport::read_key_pair(self_cfg ? self_cfg->key : std::string{});
+      so.client_keys.keys = own_keys;
       so.client_keys.server_key = transport::read_public_key(sec.head_key + ".pub");
       so.handshake_ms = int(sec.handshake.count());
       // A door that stays shut: exit naming why (troupe up backs off, then gives up).
@@ -130,12 +132,8 @@ struct node::impl {
     links.kept = kept;
     auto endpoint = data_endpoint_of(cluster_cfg, name);
     auto& sec = c.cfg.cluster.security;
-    transport::key_pair own;
-    if (sec.enabled()) own = transport::read_key_pair(c.cfg.cluster.find(name)->key);
-    links.to_peer = [this, own](const std::string& node, const std::string& ep,
-                                transport::multipart&& m) {
-      return to_peer(own, node, ep, std::move(m));
-    };
+    links.to_peer = [this](const std::string& node, const std::string& ep,
+                           transport::multipart&& m) { return to_peer(node, ep, std::move(m)); };
     links.know_peers = [this](const std::vector<wire::data_peer>& peers) {
       std::lock_guard<std::mutex> guard{peers_mutex};
       std::unordered_map<std::string, transport::zap_peer> admitted;
@@ -164,7 +162,7 @@ struct node::impl {
             return domain == "troupe-data" && peer.role == "node";
           },
           "node " + name + " data");
-      so.server_keys = {own.secret_key, "troupe-data"};
+      so.server_keys = {own_keys.secret_key, "troupe-data"};
       so.handshake_ms = int(sec.handshake.count());
     }
     data_sock = std::make_unique<transport::socket_thread>(
@@ -177,8 +175,7 @@ struct node::impl {
 
   /// Frames to node `node`'s data socket, over a connection made at its first use (and made
   /// again when the node says it moved). Runs on the agent's thread.
-  bool to_peer(const transport::key_pair& own, const std::string& node, const std::string& ep,
-               transport::multipart&& m) {
+  bool to_peer(const std::string& node, const std::string& ep, transport::multipart&& m) {
     std::lock_guard<std::mutex> guard{peers_mutex};
     auto& link = peer_links[node];
     if (!link.second || link.first != ep) {
@@ -195,7 +192,7 @@ struct node::impl {
                                 node);
           return false;
         }
-        so.client_keys = {own, key->second};
+        so.client_keys = {own_keys, key->second};
         so.handshake_ms = int(setup->cfg.cluster.security.handshake.count());
       }
       try {

@@ -139,14 +139,20 @@ struct Membership : ::testing::Test {
   /// Node n1 (epoch 11) reports one attempt of task `id` on its worker 1.
   void report_from_n1(task_id id, errc code = errc::none, bool counts_as_attempt = true,
                       int64_t run_ns = 0) {
+    report_from("n1", 11, 1, id, code, counts_as_attempt, run_ns);
+  }
+
+  /// `node` (in `epoch`) reports one attempt of task `id` on its worker `worker`.
+  void report_from(const std::string& node, uint64_t epoch, int32_t worker, task_id id,
+                   errc code = errc::none, bool counts_as_attempt = true, int64_t run_ns = 0) {
     node_results_msg r;
-    r.peer = "peer-n1";
-    r.node = "n1";
-    r.epoch = 11;
+    r.peer = "peer-" + node;
+    r.node = node;
+    r.epoch = epoch;
     wire::attempt_result rec;
     rec.id = id;
     rec.attempt = 1;
-    rec.worker = 1;
+    rec.worker = worker;
     rec.code = code;
     rec.counts_as_attempt = counts_as_attempt;
     rec.run_ns = run_ns;
@@ -604,17 +610,7 @@ TEST_F(MembershipOfTwoNodes, AnInputKeptOnAnotherNodeIsNamedForTheReceiverToFetc
   EXPECT_EQ(k.endpoint, "tcp://127.0.0.1:7001");
   EXPECT_EQ(k.epoch, 13u);
 
-  node_results_msg r;
-  r.peer = "peer-n2";
-  r.node = "n2";
-  r.epoch = 12;
-  wire::attempt_result rec;
-  rec.id = 42;
-  rec.attempt = 1;
-  rec.worker = 0;
-  r.body.records.push_back(rec);
-  caf::anon_send(membership, r);
-  sched->run();
+  report_from("n2", 12, 0, 42);
   caf::anon_send(membership, status_query_msg{"client", 1, 0, {}, 0});
   sched->run();
   auto status = body_of<wire::status>(*last_of(wire::msg_type::status));

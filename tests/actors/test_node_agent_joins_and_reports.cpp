@@ -101,6 +101,33 @@ struct NodeAgent : ::testing::Test {
   }
   uint64_t frame_id = 100;
 
+  /// An echo task for worker 0, attempt 1.
+  static wire::assigned_task echo(task_id id) {
+    wire::assigned_task t;
+    t.id = id;
+    t.attempt = 1;
+    t.worker = 0;
+    t.spec.kind = "echo";
+    return t;
+  }
+  /// One assign frame with these tasks.
+  void send_assign(std::vector<wire::assigned_task> tasks) {
+    wire::assign a;
+    a.tasks = std::move(tasks);
+    caf::anon_send(agent, head_assign_msg{std::move(a), ++frame_id, {}});
+    sched->run();
+  }
+  /// The worker ends the attempt it got `n`-th with this output.
+  void finish(size_t n, task_output out) {
+    attempt_record rec;
+    rec.task = on_worker.at(n).tasks.at(0).task;
+    rec.attempt = 1;
+    rec.worker = 0;
+    rec.output = std::move(out);
+    caf::anon_send(caf::actor_cast<balancer_actor>(agent), results_msg{0, 1, {std::move(rec)}});
+    sched->run();
+  }
+
   /// Moves the test clock in heartbeat steps, firing the node's ticks due.
   void let_time_pass(std::chrono::milliseconds d) {
     troupe::testing::let_time_pass(*sched, d, 100ms);
@@ -282,49 +309,26 @@ TEST_F(NodeAgent, ATaskItsKindsValidateRefusesFailsAsInvalidParamsWithoutRunning
 // kept output the node does not have goes back unstarted, naming it.
 TEST_F(NodeAgent, AKeptOutputFeedsALaterTaskAndAMissingOneSendsTheTaskBackUnstarted) {
   welcome(last_hello_epoch());
-  auto send_assign = [&](wire::assigned_task t) {
-    wire::assign a;
-    a.tasks.push_back(std::move(t));
-    caf::anon_send(agent, head_assign_msg{std::move(a), ++frame_id, {}});
-    sched->run();
-  };
-  auto finish = [&](size_t n, task_output out) {
-    attempt_record rec;
-    rec.task = on_worker.at(n).tasks.at(0).task;
-    rec.attempt = 1;
-    rec.worker = 0;
-    rec.output = std::move(out);
-    caf::anon_send(caf::actor_cast<balancer_actor>(agent), results_msg{0, 1, {std::move(rec)}});
-    sched->run();
-  };
-  auto echo = [](task_id id) {
-    wire::assigned_task t;
-    t.id = id;
-    t.attempt = 1;
-    t.worker = 0;
-    t.spec.kind = "echo";
-    return t;
-  };
   task_output blob;
   blob.values.set("blob", std::string(3000, 'z'));
   auto parent = echo(7);
   parent.keep_output = true;
-  send_assign(parent);
+  send_assign({parent});
   finish(0, blob);
-  send_assign(echo(6));  // not asked to keep
+  send_assign({echo(6)});  // not asked to keep
   finish(1, blob);
 
   auto child = echo(8);
   child.spec.inputs = {{"x", 0, "blob"}};
   child.kept_inputs = {{0, 7}};
-  send_assign(child);
+  send_assign({child});
   ASSERT_EQ(on_worker.size(), 3u);
   EXPECT_EQ(on_worker[2].tasks.at(0).task->spec.params.get_string("x", ""), std::string(3000, 'z'));
 
   auto orphan = echo(9);
   orphan.spec.inputs = {{"x", 0, "blob"}};
   orphan.kept_inputs = {{0, 6}};
-  send_assign(orphan);
+  send_assign({orphan});
   EXPECT_EQ(on_worker.size(), 3u) << "it did not run";
   auto back = sent_of<wire::results>(wire::msg_type::results);
   ASSERT_FALSE(back.empty());
@@ -392,26 +396,12 @@ struct NodeAgentWithPeers : NodeAgent {
     return l;
   }
 
-  static wire::assigned_task echo(task_id id) {
-    wire::assigned_task t;
-    t.id = id;
-    t.attempt = 1;
-    t.worker = 0;
-    t.spec.kind = "echo";
-    return t;
-  }
   /// A task whose input x takes field blob of task 41, which node a keeps in epoch 7.
   static wire::assigned_task child_of_41_on_a(task_id id) {
     auto t = echo(id);
     t.spec.inputs = {{"x", 0, "blob"}};
     t.kept_inputs = {{0, 41, "a", "tcp://127.0.0.1:7002", 7}};
     return t;
-  }
-  void send_assign(std::vector<wire::assigned_task> tasks) {
-    wire::assign a;
-    a.tasks = std::move(tasks);
-    caf::anon_send(agent, head_assign_msg{std::move(a), ++frame_id, {}});
-    sched->run();
   }
   void reply_from_a(wire::output_reply r) {
     caf::anon_send(agent, peer_reply_msg{"a", 7, std::move(r)});
@@ -493,12 +483,7 @@ TEST_F(NodeAgentWithPeers, ItServesAnOutputItKeepsToAnotherNodeUnderItsOwnEpochO
   auto parent = echo(41);
   parent.keep_output = true;
   send_assign({parent});
-  attempt_record rec;
-  rec.task = on_worker.at(0).tasks.at(0).task;
-  rec.attempt = 1;
-  rec.output = blob_output();
-  caf::anon_send(caf::actor_cast<balancer_actor>(agent), results_msg{0, 1, {std::move(rec)}});
-  sched->run();
+  finish(0, blob_output());
   auto epoch = last_hello_epoch();
   auto replies = answer_output_request(*kept, epoch, {{41, 40, 41}, epoch}, 1 << 20);
   ASSERT_EQ(replies.size(), 2u);
