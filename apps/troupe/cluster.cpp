@@ -470,7 +470,8 @@ int run_status(const std::string& to, bool json, int64_t timeout_ms, const key_o
                             {"kept_inputs", n.kept_inputs},
                             {"kept_input_bytes", n.kept_input_bytes},
                             {"fetched_inputs", n.fetched_inputs},
-                            {"fetched_input_bytes", n.fetched_input_bytes}});
+                            {"fetched_input_bytes", n.fetched_input_bytes},
+                            {"preemptible_running", n.preemptible_running}});
     }
     for (size_t i = 0; i < st.workers.size(); ++i) {
       auto& w = st.workers[i];

@@ -452,11 +452,18 @@ struct MembershipPreempts : Membership {
 };
 
 TEST_F(MembershipPreempts, AnAttemptTheHeartbeatShowsRunningIsMarkedRunningForTheBalancer) {
+  auto running_on_n1 = [&] {
+    caf::anon_send(membership, status_query_msg{"client", 1, 0, {}, 0});
+    sched->run();
+    return body_of<wire::status>(*last_of(wire::msg_type::status)).nodes.at(0).preemptible_running;
+  };
   EXPECT_EQ(low->running_attempt.load(), 0u);
   heartbeat({42}, {42});
   EXPECT_EQ(low->running_attempt.load(), 1u);
+  EXPECT_EQ(running_on_n1(), 1u) << "status shows it";
   heartbeat({42}, {});  // no longer running (the node is about to report it)
   EXPECT_EQ(low->running_attempt.load(), 0u);
+  EXPECT_EQ(running_on_n1(), 0u);
   EXPECT_TRUE(asked_to_make_way().empty());
 }
 

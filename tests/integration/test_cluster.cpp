@@ -631,10 +631,12 @@ TEST_F(Cluster, APreemptibleTaskOnANodeMakesWayForAHigherPriorityOne) {
   std::vector<task_spec> longs(4, sleep_task(60000));
   for (auto& s : longs) s.preemptible = true;
   auto lows = client_->submit_batch(std::move(longs));
+  // Running, as the nodes' heartbeats say: a long task a node holds but has not started yet
+  // would let the urgent one go first without making way.
   ASSERT_TRUE(wait_for_status([](const wire::status& st) {
-    size_t busy = 0;
-    for (auto& w : st.stats.workers) busy += w.state == "busy";
-    return busy == 4;
+    uint32_t running = 0;
+    for (auto& n : st.nodes) running += n.preemptible_running;
+    return running == 4;
   })) << diagnosis();
   auto urgent = sleep_task(50);
   urgent.priority = 10;

@@ -447,7 +447,7 @@ TEST(CodecRoundTrip, Status) {
   s.reservations = {{"train", {"a/cpu-0", "b/cuda-1"}, {"svc"}, true, 1, 1, 0, 3600.5}};
   m.worker_nodes = {"a", "b"};
   m.nodes.push_back(
-      {"a", "joined", 99, 2, 12.5, {0, 1}, {sample_gpu(0)}, "note", 3, 4096, 2, 2048});
+      {"a", "joined", 99, 2, 12.5, {0, 1}, {sample_gpu(0)}, "note", 3, 4096, 2, 2048, 1});
   m.events_endpoint = "tcp://127.0.0.1:5556";
   m.last_event_seq = 5;
   m.frames_refused = 3;
@@ -518,6 +518,7 @@ TEST(CodecRoundTrip, Status) {
   EXPECT_EQ(x.kept_input_bytes, y.kept_input_bytes);
   EXPECT_EQ(x.fetched_inputs, y.fetched_inputs);
   EXPECT_EQ(x.fetched_input_bytes, y.fetched_input_bytes);
+  EXPECT_EQ(x.preemptible_running, y.preemptible_running);
 }
 
 TEST(CodecRoundTrip, Error) {
@@ -762,8 +763,8 @@ TEST(CodecTables, EveryMemberOfEveryWireStructIsInATable) {
   }
   {
     node_status m;
-    auto& [a, b, c, d, e, f, g, h, i, j, k, l] = m;
-    expect_on_wire("node_status", reached_by(m), a, b, c, d, e, f, g, h, i, j, k, l);
+    auto& [a, b, c, d, e, f, g, h, i, j, k, l, n] = m;
+    expect_on_wire("node_status", reached_by(m), a, b, c, d, e, f, g, h, i, j, k, l, n);
   }
   {
     status m;

@@ -719,6 +719,7 @@ void on_status(self_ptr self, const status_query_msg& q) {
               ns.kept_input_bytes = node.kept_input_bytes;
               ns.fetched_inputs = node.fetched_inputs;
               ns.fetched_input_bytes = node.fetched_input_bytes;
+              ns.preemptible_running = uint32_t(node.preemptible_running.size());
               s.nodes.push_back(std::move(ns));
             }
             st.send(st.framer->make(&q.peer, wire::msg_type::status, s, q.corr));

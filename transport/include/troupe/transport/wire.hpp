@@ -251,6 +251,8 @@ struct node_status {
   /// Of those, the ones it fetched from another node's data socket (not from its own store).
   uint64_t fetched_inputs = 0;
   uint64_t fetched_input_bytes = 0;
+  /// Preemptible attempts its last heartbeat said run now (those the head may ask to make way).
+  uint32_t preemptible_running = 0;
 };
 
 struct status {

@@ -289,6 +289,7 @@ void fields(F& f, node_status& m) {
   f("kept_input_bytes", m.kept_input_bytes, omit_empty);
   f("fetched_inputs", m.fetched_inputs, omit_empty);
   f("fetched_input_bytes", m.fetched_input_bytes, omit_empty);
+  f("preemptible_running", m.preemptible_running, omit_empty);
 }
 
 // --- message bodies, in msg_type order ------------------------------------------------------
