@@ -156,8 +156,8 @@ class queue_logic {
         continue;
       }
       if (ok && takes_input) {
-        // Embedded, a value is copied once, into the child's parameters; the parent's result
-        // keeps its own.
+        // Bytes taken as a payload are shared with the parent's result, not copied; a value
+        // is copied once, into the child's parameters.
         if (auto e =
                 bind_inputs(child->spec, i, name, r.output, st_.setup->cfg.max_payload_bytes)) {
           graph_todo_.push_back({child, false, outcome::failed, std::move(e)});
@@ -168,7 +168,7 @@ class queue_logic {
         for (uint32_t k = 0; k < child->spec.inputs.size(); ++k)
           if (auto& in = child->spec.inputs[k]; in.from == i)
             child->input_homes.push_back(
-                {k, t.id, r.timings.worker, bound_input_bytes(in, r.output)});
+                {k, t.id, r.timings.worker, bound_input_bytes(in, r.output), t.output_epoch});
       }
       if (g.waiting[c] > 0 && --g.waiting[c] == 0)
         graph_todo_.push_back({child, true, outcome::cancelled, {}});

@@ -15,6 +15,7 @@
 #include <zmq.hpp>
 
 #include "troupe/client.hpp"
+#include "troupe/runtime.hpp"
 #include "troupe/subscriber.hpp"
 #include "troupe/transport/codec.hpp"
 #include "troupe/transport/curve.hpp"
@@ -380,20 +381,28 @@ nlohmann::json bench_payload() {
   return out;
 }
 
-/// Graph data on a cluster (docs/graphs.md, "Where data moves"): chains of echo tasks on a node
-/// with 2 workers, each child taking its parent's output bytes as its payload. With the node
-/// keeping outputs (the default), a child's input is not sent again by the head; the baseline,
-/// in the same run, is cluster.kept_output_bytes = 0: every input goes node -> head -> node.
-nlohmann::json bench_graph_data() {
-  constexpr int chains = 4, length = 8, rounds = 3;
-  constexpr size_t size = size_t(4) << 20;
+namespace {
+
+/// Medians along the chains of a finished graph (`length` tasks per chain, in order): from a
+/// parent's record to its child's start, and from a task's end on its worker to its record.
+void print_hops(const graph_handle& h, int length) {
+  std::vector<double> in, back;
+  auto ms = [](duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  for (size_t k = 0; k < h.tasks().size(); ++k) {
+    auto& t = h.tasks()[k].get().timings;
+    back.push_back(ms(t.finished - t.ran_until));
+    if (k % size_t(length)) in.push_back(ms(t.started - h.tasks()[k - 1].get().timings.finished));
+  }
   std::printf(
-      "graph-data  %d chains of %d echo tasks, each child's payload its parent's %zu MiB output, "
-      "on a node with 2 workers; makespan in ms, median of %d\n",
-      chains, length, size >> 20, rounds);
-  // Across nodes: n2's workers are reserved for the odd links of each chain, so every child
-  // runs on the other node than its parent.
-  graph_spec graph, across;
+      "      per hop, median: parent recorded -> child started %.2f ms, "
+      "ended -> recorded %.2f ms\n",
+      pct(in, .5), pct(back, .5));
+}
+
+/// Chains of echo tasks, each child's payload its parent's output bytes. `across`: the odd
+/// links reserved to node n2 (reservation "n2"), so that every child runs on the other node.
+graph_spec echo_chains(int chains, int length, size_t size, bool across) {
+  graph_spec g;
   for (int c = 0; c < chains; ++c)
     for (int i = 0; i < length; ++i) {
       graph_task t;
@@ -403,10 +412,77 @@ nlohmann::json bench_graph_data() {
         t.spec.payload.assign(size, uint8_t(c));
       else
         t.inputs = {{"payload", "c" + std::to_string(c) + "-" + std::to_string(i - 1) + ".bytes"}};
-      graph.tasks.push_back(t);
-      if (i % 2 == 1) t.spec.labels["reservation"] = "n2";
-      across.tasks.push_back(std::move(t));
+      if (across && i % 2 == 1) t.spec.labels["reservation"] = "n2";
+      g.tasks.push_back(std::move(t));
     }
+  return g;
+}
+
+/// Runs the graph rounds + 1 times (the first warms up): the median makespan in ms. Throws if a
+/// task did not complete with `size` bytes.
+template <class Submit>
+double median_makespan(int rounds, size_t size, int length, Submit&& submit) {
+  std::vector<double> ms;
+  for (int r = 0; r < rounds + 1; ++r) {
+    auto t0 = clock::now();
+    graph_handle h = submit();
+    if (!h.wait_until(clock::now() + std::chrono::seconds(120)))
+      throw std::runtime_error("graph-data: the graph did not finish within 120 s");
+    auto t = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    for (auto& th : h.tasks())
+      if (!th.ready() || !th.get().ok() || th.get().output.bytes.size() != size)
+        throw std::runtime_error("graph-data: a task did not complete with its bytes");
+    if (r > 0) ms.push_back(t);
+    if (r == rounds) print_hops(h, length);
+  }
+  return pct(ms, .5);
+}
+
+}  // namespace
+
+/// Graph data (docs/graphs.md, "Where data moves"): chains of echo tasks, each child taking its
+/// parent's output bytes as its payload. Embedded, the same chains with outputs of 4 KiB and of
+/// 4 MiB (shared, not copied: the makespans should match), beside what one copy per hop would
+/// cost. On a node with 2 workers, kept on the node against every input through the head
+/// (cluster.kept_output_bytes = 0), in the same run; on two nodes, node to node against the same.
+nlohmann::json bench_graph_data() {
+  constexpr int chains = 4, length = 8, rounds = 3;
+  constexpr size_t size = size_t(4) << 20, small = size_t(4) << 10;
+  std::printf(
+      "graph-data  %d chains of %d echo tasks, each child's payload its parent's %zu MiB output; "
+      "makespan in ms, median of %d\n",
+      chains, length, size >> 20, rounds);
+  auto graph = echo_chains(chains, length, size, false);
+  auto across = echo_chains(chains, length, size, true);
+
+  std::printf("  embedded, 2 workers:\n");
+  double embedded_small = 0, embedded = 0, copy_ms = 0;
+  {
+    runtime_config cfg;
+    cfg.cpu_workers = 2;
+    cfg.log_level = "error";
+    runtime rt{cfg};
+    auto tiny = echo_chains(chains, length, small, false);
+    embedded_small = median_makespan(rounds, small, length, [&] { return rt.submit_graph(tiny); });
+    embedded = median_makespan(rounds, size, length, [&] { return rt.submit_graph(graph); });
+    // The baseline: what copying each child's input once would add (a new 4 MiB buffer per
+    // hop, as binding made before bytes were shared).
+    std::vector<uint8_t> from(size, 1);
+    std::vector<double> one;
+    for (int i = 0; i < 20; ++i) {
+      auto t0 = clock::now();
+      std::vector<uint8_t> copy(from.begin(), from.end());
+      one.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+      from[size_t(i)] = copy[size_t(i) + 1];  // keeps the copy from being optimised out
+    }
+    copy_ms = pct(one, .5) * chains * (length - 1);
+  }
+  std::printf("  outputs of %zu KiB                 %8.1f ms\n", small >> 10, embedded_small);
+  std::printf(
+      "  outputs of %zu MiB                 %8.1f ms  ratio %.3f  (one copy per hop would "
+      "add %.1f ms of memcpy)\n",
+      size >> 20, embedded, embedded / embedded_small, copy_ms);
+
   const std::string n2_reserved = "[reservations.n2]\nworkers = [\"n2/cpu-0\", \"n2/cpu-1\"]\n";
   auto measure = [&](const std::string& keys, uint64_t& kept_bytes, bool two_nodes = false) {
     running_cluster rc{2,
@@ -418,24 +494,14 @@ nlohmann::json bench_graph_data() {
                        two_nodes ? 2u : 0u,
                        two_nodes ? n2_reserved : std::string{}};
     auto& g = two_nodes ? across : graph;
-    std::vector<double> ms;
-    for (int r = 0; r < rounds + 1; ++r) {  // the first warms up
-      auto t0 = clock::now();
-      auto h = rc.c->submit_graph(g);
-      if (!h.wait_until(clock::now() + std::chrono::seconds(120)))
-        throw std::runtime_error("graph-data: the graph did not finish within 120 s");
-      auto t = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
-      for (auto& th : h.tasks())
-        if (!th.ready() || !th.get().ok() || th.get().output.bytes.size() != size)
-          throw std::runtime_error("graph-data: a task did not complete with its bytes");
-      if (r > 0) ms.push_back(t);
-    }
+    auto median = median_makespan(rounds, size, length, [&] { return rc.c->submit_graph(g); });
     kept_bytes = 0;
     for (auto& n : rc.c->status().nodes)
       kept_bytes += two_nodes ? n.fetched_input_bytes : n.kept_input_bytes;
-    return pct(ms, .5);
+    return median;
   };
   uint64_t kept_bytes = 0, fetched_bytes = 0, none = 0;
+  std::printf("  one node (2 workers):\n");
   auto through_head = measure("kept_output_bytes = 0\n", none);
   auto kept = measure("", kept_bytes);
   std::printf("  every input through the head      %8.1f ms\n", through_head);
@@ -447,7 +513,11 @@ nlohmann::json bench_graph_data() {
   std::printf("  every input through the head      %8.1f ms\n", across_head);
   std::printf("  node to node (the default)        %8.1f ms  ratio %.3f  (%.0f MiB fetched)\n",
               node_to_node, node_to_node / across_head, double(fetched_bytes) / (1 << 20));
-  return {{"through_head_ms", through_head},
+  return {{"embedded_small_ms", embedded_small},
+          {"embedded_ms", embedded},
+          {"embedded_ratio", embedded / embedded_small},
+          {"embedded_copy_per_hop_ms", copy_ms},
+          {"through_head_ms", through_head},
           {"kept_ms", kept},
           {"ratio", kept / through_head},
           {"kept_input_mib", double(kept_bytes) / (1 << 20)},

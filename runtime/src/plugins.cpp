@@ -21,6 +21,13 @@ void load_plugin(const std::string& path, task_registry& registry, const std::st
     fail(why ? why : "cannot be opened");
   }
   dlerror();
+  auto* abi = static_cast<const unsigned*>(dlsym(lib, plugin_abi_symbol));
+  if (!abi || *abi != TROUPE_PLUGIN_ABI)
+    fail("was built against " +
+         (abi ? "troupe plugin ABI " + std::to_string(*abi)
+              : std::string{"a troupe older than plugin ABI stamps"}) +
+         "; this troupe is ABI " + std::to_string(TROUPE_PLUGIN_ABI) +
+         ": rebuild it against this troupe's headers (docs/plugins.md)");
   auto entry = reinterpret_cast<register_kinds_fn>(dlsym(lib, register_kinds_symbol));
   if (!entry)
     fail(std::string{"has no "} + register_kinds_symbol +

@@ -515,7 +515,7 @@ TEST_F(Membership, AnAssignLeavesOutInputsItsNodeKeepsUntilTheNodeHandsTheTaskBa
   child->spec.inputs = {{"x", 0, "blob"}, {"payload", 1, "bytes"}};
   child->spec.params.set("x", std::string(1000, 'b'));  // bound by the queue as 41 ended
   child->spec.payload.assign(500, 'p');                 // from 40, which ran on the head
-  child->input_homes = {{0, 41, 0, 1010}, {1, 40, -1, 500}};
+  child->input_homes = {{0, 41, 0, 1010, 11}, {1, 40, -1, 500, 0}};  // 41 ran on n1 (epoch 11)
   auto assign_and_read = [&] {
     caf::anon_send(membership, remote_assign_msg{1, ups[1].generation, {{child, 1}}});
     sched->run();
@@ -547,6 +547,14 @@ TEST_F(Membership, AnAssignLeavesOutInputsItsNodeKeepsUntilTheNodeHandsTheTaskBa
   report(true);
   EXPECT_EQ(kept_on_n1(), std::make_pair(uint64_t{1}, uint64_t{1010}))
       << "only inputs the node bound count";
+
+  // n1 restarted since 41 ran there: its new process keeps nothing of it, so the head sends
+  // the input rather than have n1 look for it and hand the task back.
+  child->inputs_inline = false;
+  hello("n1", 12);
+  sent_task = assign_and_read();
+  EXPECT_EQ(sent_task.spec.params.get_string("x", ""), std::string(1000, 'b'));
+  EXPECT_TRUE(sent_task.kept_inputs.empty());
 }
 
 TEST_F(Membership, ATaskWhoseOutputAChildTakesIsAssignedToBeKept) {
@@ -590,7 +598,7 @@ TEST_F(MembershipOfTwoNodes, AnInputKeptOnAnotherNodeIsNamedForTheReceiverToFetc
   child->spec.kind = "echo";
   child->spec.inputs = {{"x", 0, "blob"}};
   child->spec.params.set("x", std::string(1000, 'b'));  // bound by the queue as 41 ended on n1
-  child->input_homes = {{0, 41, 0, 1010}};
+  child->input_homes = {{0, 41, 0, 1010, 13}};          // 41 ran on n1 under epoch 13
   auto assign_to_n2 = [&] {
     uint32_t generation = 0;
     for (auto& up : ups)
@@ -626,7 +634,18 @@ TEST_F(MembershipOfTwoNodes, AnInputKeptOnAnotherNodeIsNamedForTheReceiverToFetc
   EXPECT_EQ(n2.fetched_input_bytes, 1010u);
   EXPECT_EQ(n2.kept_inputs, 1u) << "fetched inputs are inputs the head did not send too";
 
+  // n1 restarted (epoch 14) since 41 ran there: it keeps nothing of that run, so n2 is not
+  // sent to ask it.
+  auto restarted = hello_of("n1", 14);
+  restarted.body.data_endpoint = "tcp://127.0.0.1:7001";
+  send(restarted);
+  sent_task = assign_to_n2();
+  EXPECT_TRUE(sent_task.kept_inputs.empty());
+  EXPECT_EQ(sent_task.spec.params.get_string("x", ""), std::string(1000, 'b'));
+
   // n2 reaches the head on another machine: n1's loopback endpoint is not n1 for it.
+  child->input_homes[0].epoch = 14;
+  ASSERT_FALSE(assign_to_n2().kept_inputs.empty());
   setup->cfg.cluster.nodes.at(1).head_endpoint = "tcp://10.0.0.5:5555";
   sent_task = assign_to_n2();
   EXPECT_TRUE(sent_task.kept_inputs.empty());

@@ -242,11 +242,12 @@ TEST(CudaMlp, BatchedResultsAreSplitBackPerTask) {
   std::vector<task_spec> gpu_specs;
   for (int i = 0; i < 64; ++i) {
     auto s = mlp(1 + i % 3, 9, true);
-    s.payload.resize(size_t(64 * (1 + i % 3)) * 4);
-    for (size_t b = 0; b < s.payload.size(); b += 4) {
+    std::vector<uint8_t> payload(size_t(64 * (1 + i % 3)) * 4);
+    for (size_t b = 0; b < payload.size(); b += 4) {
       float v = float((i * 31 + int(b)) % 17) / 17.0f - 0.5f;
-      std::memcpy(&s.payload[b], &v, 4);
+      std::memcpy(&payload[b], &v, 4);
     }
+    s.payload = std::move(payload);
     gpu_specs.push_back(s);
   }
   rt.subscribe("task.started", [&](const event& e) { batch_sizes.push_back(e.detail); });

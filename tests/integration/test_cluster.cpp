@@ -1015,6 +1015,21 @@ TEST(ClusterPlugins, ANodeWhosePluginCannotBeLoadedExitsNamingItAndTheKey) {
       << "a relative path is taken from the cluster file's folder: " << out;
 }
 
+// A plugin built against another troupe (here: one before plugin ABI stamps) would read task
+// specs laid out differently: the node refuses it at load, naming it and saying to rebuild it.
+TEST(ClusterPlugins, APluginBuiltAgainstAnotherTroupeIsRefusedAtLoad) {
+  auto dir = temp_dir();
+  auto config = dir + "/old_plugin.toml";
+  std::ofstream{config} << "[cluster]\nhead = \"ipc://" << dir << "/nobody.ipc\"\n"
+                        << "[nodes.a]\ncpu = 1\nplugins = [\"" << OLD_ABI_PLUGIN << "\"]\n";
+  auto [rc, out] =
+      command{std::string{TROUPE_BINARY} + " node --config " + config + " --name a"}.finish();
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("nodes.a.plugins"), std::string::npos) << out;
+  EXPECT_NE(out.find(OLD_ABI_PLUGIN), std::string::npos) << out;
+  EXPECT_NE(out.find("rebuild it"), std::string::npos) << out;
+}
+
 // A service program becomes a node through the library: troupe::node with registry().add, as on
 // an embedded runtime. Kinds added after the node joined reach the head with its next hello.
 TEST(ServiceNode, KindsAddedThroughTheNodesRegistryRunOnTheCluster) {
@@ -1082,8 +1097,9 @@ TEST_F(Cluster, OutputsOfTwentyAndFortyMiBComeBackWhole) {
   for (size_t mib : {20, 40}) {
     task_spec echo;
     echo.kind = "echo";
-    echo.payload.resize(mib << 20);
-    for (size_t i = 0; i < echo.payload.size(); i += 4096) echo.payload[i] = uint8_t(i >> 12);
+    std::vector<uint8_t> payload(mib << 20);
+    for (size_t i = 0; i < payload.size(); i += 4096) payload[i] = uint8_t(i >> 12);
+    echo.payload = std::move(payload);
     auto r = client_->submit(echo).wait_for(60s);
     ASSERT_TRUE(r) << mib << " MiB never came back\n" << diagnosis();
     ASSERT_EQ(r->status, outcome::completed) << r->error.message;

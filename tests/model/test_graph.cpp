@@ -230,39 +230,15 @@ TEST(GraphInputs, ABoundInputWeighsWhatItTakesFromTheOutput) {
   EXPECT_EQ(bound_input_bytes({"n", 0, "missing"}, out), 0u);
 }
 
-// An assign that leaves a kept payload out copies the rest of the spec, field by field.
-TEST(GraphInputs, CopyWithoutPayloadKeepsEveryOtherMember) {
-  task_spec s;
-  // 14 members: a new one fails to compile here until copy_without_payload copies it too.
-  auto& [kind, params, payload, priority, deadline, needs, max_retries, retry_backoff, timeout, key,
-         labels, after, inputs, preemptible] = s;
-  kind = "echo";
-  params.set("x", int64_t{1});
-  payload.assign(10, 1);
-  priority = 3;
-  deadline = time_point{} + std::chrono::seconds(5);
-  needs.memory_bytes = 7;
-  max_retries = 2;
-  retry_backoff = std::chrono::milliseconds(9);
-  timeout = std::chrono::milliseconds(11);
-  key = "k";
-  labels["client"] = "c";
-  after = {0};
-  inputs = {{"payload", 0, "bytes"}};
-  preemptible = true;
-  auto c = copy_without_payload(s);
-  EXPECT_TRUE(c.payload.empty());
-  EXPECT_EQ(c.kind, kind);
-  EXPECT_EQ(c.params, params);
-  EXPECT_EQ(c.priority, priority);
-  EXPECT_EQ(c.deadline, deadline);
-  EXPECT_EQ(c.needs.memory_bytes, needs.memory_bytes);
-  EXPECT_EQ(c.max_retries, max_retries);
-  EXPECT_EQ(c.retry_backoff, retry_backoff);
-  EXPECT_EQ(c.timeout, timeout);
-  EXPECT_EQ(c.idempotency_key, key);
-  EXPECT_EQ(c.labels, labels);
-  EXPECT_EQ(c.after, after);
-  EXPECT_EQ(c.inputs, inputs);
-  EXPECT_EQ(c.preemptible, preemptible);
+// Embedded, a child's payload taken from its parent's bytes is those bytes, not a copy; a
+// parameter taken from them is a copy (parameters are values).
+TEST(GraphInputs, APayloadBoundFromBytesSharesTheParentsBuffer) {
+  linked_graph g;
+  ASSERT_FALSE(
+      linked({node("a"), node("b", {}, {{"payload", "a.bytes"}, {"text", "a.bytes"}})}, &g));
+  task_output out;
+  out.bytes = std::vector<uint8_t>(1 << 20, 'x');
+  ASSERT_FALSE(bind_inputs(g.specs[1], 0, "'a'", out, 4 << 20));
+  EXPECT_TRUE(g.specs[1].payload.shares_buffer_with(out.bytes));
+  EXPECT_EQ(g.specs[1].params.get_string("text", ""), std::string(1 << 20, 'x'));
 }

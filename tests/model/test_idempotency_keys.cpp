@@ -18,7 +18,7 @@ task_handle task(task_id id, bool ended = false, size_t output_size = 0) {
     task_result r;
     r.id = id;
     r.status = outcome::completed;
-    r.output.bytes.resize(output_size);
+    r.output.bytes.assign(output_size, 0);
     c->set(std::move(r));
   }
   return task_handle{id, std::move(c)};

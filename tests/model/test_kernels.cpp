@@ -65,8 +65,8 @@ TEST(GemmKernel, UsesThePayloadWhenGiven) {
   task_spec s;
   s.kind = "gemm";
   s.params = {{"size", int64_t{2}}};
-  s.payload.resize(ab.size() * 4);
-  std::memcpy(s.payload.data(), ab.data(), s.payload.size());
+  auto* bytes = reinterpret_cast<const uint8_t*>(ab.data());
+  s.payload.assign(bytes, bytes + ab.size() * 4);
   // [1 2; 3 4] * [5 6; 7 8] = [19 22; 43 50] -> 134
   EXPECT_DOUBLE_EQ(get_double(f.run(s).values, "checksum"), 134.0);
 }
@@ -87,7 +87,7 @@ TEST(GemmKernel, RejectsBadSizesAndPayloadsNamingTheProblem) {
   s.params = {{"size", std::string{"big"}}};
   EXPECT_THROW(k->def.validate(s), task_failure);
   s.params = {{"size", int64_t{4}}};
-  s.payload.resize(7);
+  s.payload.assign(7, 0);
   try {
     k->def.validate(s);
     FAIL() << "a 7-byte payload accepted";

@@ -69,6 +69,30 @@ TEST(Graphs, AChildGetsItsParentsOutputAsItsParameters) {
   EXPECT_GE(c.timings.started, b.timings.ran_until);
 }
 
+// Embedded, bytes pass down a chain without a copy: each echo's payload is its parent's output
+// bytes, and every result along the chain holds the very buffer the first task was given.
+TEST(Graphs, BytesPassDownAChainWithoutACopy) {
+  runtime rt{small()};
+  auto first = node("a", "echo");
+  first.spec.payload = std::vector<uint8_t>(size_t(8) << 20, 0x5a);
+  auto submitted = first.spec.payload;  // shares the buffer
+  std::vector<graph_task> chain{first};
+  for (int i = 1; i < 6; ++i) {
+    auto parent = std::string(1, char('a' + i - 1));
+    chain.push_back(
+        node(std::string(1, char('a' + i)), "echo", {}, {}, {{"payload", parent + ".bytes"}}));
+  }
+  auto g = rt.submit_graph(graph(std::move(chain)));
+  ASSERT_FALSE(g.refused()) << g.refused().message;
+  ASSERT_TRUE(g.wait_until(clock::now() + 10s));
+  for (auto& name : g.names()) {
+    auto& r = g.get(name);
+    ASSERT_EQ(r.status, outcome::completed) << name << ": " << r.error.message;
+    EXPECT_EQ(r.output.bytes.size(), submitted.size()) << name;
+    EXPECT_TRUE(r.output.bytes.shares_buffer_with(submitted)) << name << "'s output was copied";
+  }
+}
+
 TEST(Graphs, AJoinRunsOnlyAfterAllItsParentsAndBranchesRunSideBySide) {
   runtime rt{small(4)};
   auto g = rt.submit_graph(graph({

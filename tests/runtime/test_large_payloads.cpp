@@ -71,7 +71,7 @@ TEST(LargePayloads, AnInputOverTheLimitIsRefusedAtSubmitNamingIt) {
   wordy.kind = "echo";
   wordy.params = {{"text", std::string(size_t(65) << 10, 'w')}};
   EXPECT_EQ(rt.submit(wordy).wait_for(10s)->error.code, errc::invalid_params);
-  echo.payload.resize(size_t(60) << 10);
+  echo.payload.assign(size_t(60) << 10, 0);
   auto ok = rt.submit(echo).wait_for(10s);
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, outcome::completed) << ok->error.message;

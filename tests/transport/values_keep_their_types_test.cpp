@@ -163,14 +163,14 @@ TEST(WireValues, WhatThePayloadLimitCountsIsNeverLessThanTheEncodedSize) {
     results res;
     res.records.resize(1);
     res.records[0].output.values = values;
-    res.records[0].output.bytes.resize(rng() % 3000);
+    res.records[0].output.bytes.assign(rng() % 3000, 0);
     EXPECT_LE(encode(res).size(), output_bytes(res.records[0].output) + 64);
 
     submit sub;
     sub.tasks.resize(1);
     sub.tasks[0].kind = std::string(rng() % 50, 'k');
     sub.tasks[0].params = values;
-    sub.tasks[0].payload.resize(rng() % 3000);
+    sub.tasks[0].payload.assign(rng() % 3000, 0);
     sub.tasks[0].labels = {{"tenant", std::string(rng() % 30, 't')}};
     sub.tasks[0].idempotency_key = std::string(rng() % 30, 'i');
     sub.tasks[0].needs.memory_bytes = rng();

@@ -611,7 +611,8 @@ class encoder {
   void value(const T& v) {
     if constexpr (std::is_same_v<T, std::string>) {
       str(pk_, v);
-    } else if constexpr (std::is_same_v<T, std::vector<uint8_t>>) {
+    } else if constexpr (std::is_same_v<T, std::vector<uint8_t>> ||
+                         std::is_same_v<T, shared_bytes>) {
       pk_.pack_bin(uint32_t(v.size()));
       pk_.pack_bin_body(reinterpret_cast<const char*>(v.data()), uint32_t(v.size()));
     } else if constexpr (std::is_same_v<T, param_map>) {
@@ -767,7 +768,8 @@ class decoder {
   void value(const object& o, const where& path, T& v) {
     if constexpr (std::is_same_v<T, std::string>) {
       v = as_string(o, path);
-    } else if constexpr (std::is_same_v<T, std::vector<uint8_t>>) {
+    } else if constexpr (std::is_same_v<T, std::vector<uint8_t>> ||
+                         std::is_same_v<T, shared_bytes>) {
       v = as_bytes(o, path);
     } else if constexpr (std::is_same_v<T, param_map>) {
       auto& map = as_map(o, path);

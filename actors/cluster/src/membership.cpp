@@ -419,6 +419,7 @@ void on_results(self_ptr self, node_results_msg& msg) {
     }
     attempt_record rec;
     rec.task = std::move(i->second.a.task);
+    rec.task->output_epoch = msg.epoch;  // where its output is kept, if it is
     rec.attempt = r.attempt;
     rec.worker = w;
     rec.code = r.code;
@@ -578,12 +579,15 @@ wire::assigned_task assigned(const membership_state& st, const membership_state:
     for (auto& h : t.input_homes) {
       if (h.input >= t.spec.inputs.size()) continue;
       wire::kept_input k{h.input, h.parent};
-      if (!st.setup->node_keeps(node.cfg->name, h.worker)) {
+      if (st.setup->node_keeps(node.cfg->name, h.worker)) {
+        // The node restarted since it ran the parent: it keeps nothing of that run.
+        if (node.liveness.epoch() != h.epoch) continue;
+      } else {
         auto* peer = serving_peer(st, node, h.worker);
-        if (!peer) continue;
+        if (!peer || peer->liveness.epoch() != h.epoch) continue;
         k.node = peer->cfg->name;
         k.endpoint = peer->data_endpoint;
-        k.epoch = peer->liveness.epoch();
+        k.epoch = h.epoch;
         ++fetched;
         fetched_bytes += h.bytes;
       }
@@ -591,7 +595,8 @@ wire::assigned_task assigned(const membership_state& st, const membership_state:
       out.kept_inputs.push_back(std::move(k));
       saved += h.bytes;
     }
-  out.spec = payload_kept ? copy_without_payload(t.spec) : t.spec;
+  out.spec = t.spec;  // shares the payload's bytes
+  if (payload_kept) out.spec.payload.clear();
   for (auto& k : out.kept_inputs)
     if (auto& param = t.spec.inputs[k.input].param; param != "payload")
       out.spec.params.erase(param);

@@ -543,8 +543,8 @@ task_output gemm(const task_context& ctx) {
   out.values.set("checksum", *sum);
   out.values.set("device", std::string{"cuda"});
   if (matrix) {
-    out.bytes.resize(out_count * sizeof(float));
-    std::memcpy(out.bytes.data(), host, out.bytes.size());
+    auto* floats = reinterpret_cast<const uint8_t*>(host);
+    out.bytes.assign(floats, floats + out_count * sizeof(float));
   }
   return out;
 }

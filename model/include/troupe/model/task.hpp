@@ -9,6 +9,7 @@
 
 #include "troupe/model/errors.hpp"
 #include "troupe/model/params.hpp"
+#include "troupe/model/shared_bytes.hpp"
 
 namespace troupe {
 
@@ -43,7 +44,8 @@ struct task_input {
 struct task_spec {
   std::string kind;
   param_map params;
-  std::vector<uint8_t> payload;
+  /// Shared, not copied, when the spec is (a graph child's payload is its parent's output).
+  shared_bytes payload;
   int32_t priority = 0;                ///< higher runs first (with aging, nothing starves)
   std::optional<time_point> deadline;  ///< absolute; expired tasks end with outcome::expired
   resources needs;
@@ -66,33 +68,13 @@ struct task_spec {
   bool preemptible = false;
 };
 
-/// A copy of `s` but its payload: a payload of megabytes is not copied only to be dropped (an
-/// assign that leaves it out). Names every member: keep it in step with task_spec.
-inline task_spec copy_without_payload(const task_spec& s) {
-  task_spec c;
-  c.kind = s.kind;
-  c.params = s.params;
-  c.priority = s.priority;
-  c.deadline = s.deadline;
-  c.needs = s.needs;
-  c.max_retries = s.max_retries;
-  c.retry_backoff = s.retry_backoff;
-  c.timeout = s.timeout;
-  c.idempotency_key = s.idempotency_key;
-  c.labels = s.labels;
-  c.after = s.after;
-  c.inputs = s.inputs;
-  c.preemptible = s.preemptible;
-  return c;
-}
-
 enum class outcome : uint8_t { pending, completed, failed, cancelled, expired, rejected };
 const char* to_string(outcome o) noexcept;
 
 /// What an implementation produces: named values (checksums, argmax lists) and optional bytes.
 struct task_output {
   param_map values;
-  std::vector<uint8_t> bytes;
+  shared_bytes bytes;  ///< shared with the children that take them as their payload
 };
 
 /// What limits.max_payload_bytes counts of a task's input (payload and parameters) and of its

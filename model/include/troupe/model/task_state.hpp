@@ -85,11 +85,18 @@ struct task_state {
     task_id parent = 0;   ///< whose output it is
     int32_t worker = -1;  ///< the worker that produced it
     uint64_t bytes = 0;   ///< what the bound value weighs
+    /// The epoch of the node that produced it (0: the head's own worker): a node that has
+    /// restarted since keeps none of it, so it is neither bound there nor fetched from there.
+    uint64_t epoch = 0;
   };
   std::vector<input_home> input_homes;
   /// A node did not have an output it was told it keeps (evicted, restarted): from now on the
   /// head sends this task's inputs whole. Membership's.
   bool inputs_inline = false;
+  /// On the head: the epoch of the node whose result ended the task's last attempt (0: run by
+  /// the head's own worker). Set by membership before the result goes on; read by the queue
+  /// for its children's input_homes.
+  uint64_t output_epoch = 0;
   /// On a node: the head asked it to keep this task's output for a child's input.
   bool keep_output = false;
 
