@@ -341,6 +341,7 @@ class queue_logic {
         t->timings.started = rec.started;
         t->timings.ran_until = rec.finished;
         t->timings.worker = rec.worker;
+        t->output_epoch = rec.node_epoch;
         if (rec.code == errc::none && t->kind)
           st_.model.observe(t->kind->index, t->cost,
                             std::chrono::duration<double>(rec.finished - rec.started).count());

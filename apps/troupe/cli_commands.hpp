@@ -33,6 +33,7 @@ struct submit_options {
   size_t count = 1;
   uint32_t gpu_count = 0;  ///< 1: on a GPU only
   bool preemptible = false;
+  bool gang = false;                ///< the --count copies as one gang (all at once or not at all)
   std::vector<std::string> labels;  ///< --label KEY=VALUE (reservation=NAME, client=NAME, ...)
   bool wait = false;
   std::string trace, gantt;  ///< --graph: the timeline's files (they imply --wait)

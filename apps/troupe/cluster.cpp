@@ -395,6 +395,7 @@ int run_submit(const submit_options& opt) {
   if (opt.count > 1) line["count"] = opt.count;
   if (opt.gpu_count) line["gpu_count"] = opt.gpu_count;
   if (opt.preemptible) line["preemptible"] = true;
+  if (opt.gang) line["gang"] = true;
   for (auto& kv : opt.labels) {
     auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -404,13 +405,14 @@ int run_submit(const submit_options& opt) {
     line["labels"][kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   std::istringstream in{line.dump()};
-  auto specs = parse_workload(in, "--params");
+  auto parsed = parse_workload(in, "--params");
   client_options co;
   co.name = "troupe-submit";
   co.timeout = std::chrono::milliseconds(opt.timeout_ms);
   co.curve = curve_of(opt.keys);
   client c{opt.to, co};
-  auto handles = c.submit_batch(std::move(specs));
+  auto handles =
+      opt.gang ? c.submit_gang(std::move(parsed.tasks)) : c.submit_batch(std::move(parsed.tasks));
   if (!opt.wait) {
     for (auto& h : handles) std::printf("%llu\n", static_cast<unsigned long long>(h.id()));
     return 0;

@@ -65,8 +65,12 @@ int run(const run_options& opt) {
   if (!opt.config.empty()) cfg = load_config(opt.config);
   for (auto& o : opt.overrides) apply_override(cfg, o);
   if (opt.workers) cfg.cpu_workers = opt.workers;
-  auto specs = opt.workload.empty() ? cli::default_workload(opt.seed, opt.tasks)
-                                    : cli::load_workload(opt.workload);
+  cli::workload wl;
+  if (opt.workload.empty())
+    wl.tasks = cli::default_workload(opt.seed, opt.tasks);
+  else
+    wl = cli::load_workload(opt.workload);
+  auto& specs = wl.tasks;
   runtime rt{cfg};
   auto workers = uint32_t(rt.stats().workers.size());
   std::fprintf(stderr, "troupe run: %zu tasks on %u workers (%u cpu, %u gpu; %s)\n", specs.size(),
@@ -83,8 +87,27 @@ int run(const run_options& opt) {
   std::atomic<size_t> done{0};
   std::mutex m;
   std::condition_variable cv;
-  auto handles = rt.submit_batch(
-      std::move(specs), [&](const task_result&) { done.fetch_add(1, std::memory_order_relaxed); });
+  auto on_done = [&](const task_result&) { done.fetch_add(1, std::memory_order_relaxed); };
+  // In the file's order: the tasks between gangs as batches, each gang whole (one handle per
+  // task, as the names for the timeline are).
+  std::vector<task_handle> handles;
+  handles.reserve(specs.size());
+  size_t next = 0;
+  auto take = [&](std::vector<task_handle> more) {
+    handles.insert(handles.end(), std::make_move_iterator(more.begin()),
+                   std::make_move_iterator(more.end()));
+  };
+  auto tasks_until = [&](size_t end) {
+    std::vector<task_spec> part(std::make_move_iterator(specs.begin() + ptrdiff_t(next)),
+                                std::make_move_iterator(specs.begin() + ptrdiff_t(end)));
+    next = end;
+    return part;
+  };
+  for (auto& g : wl.gangs) {
+    if (g.first > next) take(rt.submit_batch(tasks_until(g.first), on_done));
+    take(rt.submit_gang(tasks_until(g.first + g.size), on_done));
+  }
+  if (next < specs.size()) take(rt.submit_batch(tasks_until(specs.size()), on_done));
   // Lines with the same idempotency key (a `key` with `count` > 1) get the first task's handle:
   // one task, one callback. Count tasks, not handles.
   std::unordered_set<task_id> accepted_ids;
@@ -276,6 +299,11 @@ int main(int argc, char** argv) {
   submit_cmd->add_flag("--preemptible", so.preemptible,
                        "may be stopped for a more urgent task and queued again "
                        "(docs/preemption.md)");
+  submit_cmd
+      ->add_flag("--gang", so.gang,
+                 "the --count copies as one gang: placed on distinct workers all at once "
+                 "or not at all (docs/reservations.md)")
+      ->excludes(graph_opt);
   submit_cmd->add_flag("--wait", so.wait, "wait for the results and print them as JSON lines");
   submit_cmd
       ->add_option("--trace", so.trace,

@@ -139,8 +139,8 @@ task_spec spec_from_object(const nlohmann::json& j, const std::string& where,
 
 }  // namespace
 
-std::vector<task_spec> parse_workload(std::istream& in, const std::string& source) {
-  std::vector<task_spec> out;
+workload parse_workload(std::istream& in, const std::string& source) {
+  workload out;
   std::string line;
   constexpr size_t max_count = 10'000'000;  // per line: a typo must not allocate the machine away
   for (int lineno = 1; std::getline(in, line); ++lineno) {
@@ -153,12 +153,17 @@ std::vector<task_spec> parse_workload(std::istream& in, const std::string& sourc
     } catch (const nlohmann::json::exception& e) {  // syntax, or a number out of range
       throw std::runtime_error(where + ": not valid JSON: " + e.what());
     }
-    auto s = spec_from_object(j, where, {"count", "key"});
+    auto s = spec_from_object(j, where, {"count", "key", "gang"});
     s.idempotency_key = json_field(j, where, "key", std::string{});
     auto count = json_field(j, where, "count", int64_t{1});
     if (count < 1 || size_t(count) > max_count)
       throw std::runtime_error(where + ": field 'count' must be in [1, 10000000]");
-    for (int64_t c = 0; c < count; ++c) out.push_back(s);
+    if (json_field(j, where, "gang", false)) {
+      if (!s.idempotency_key.empty())
+        throw std::runtime_error(where + ": a gang takes no 'key' (its tasks run together, once)");
+      out.gangs.push_back({out.tasks.size(), size_t(count)});
+    }
+    for (int64_t c = 0; c < count; ++c) out.tasks.push_back(s);
   }
   return out;
 }
@@ -207,7 +212,7 @@ graph_spec load_graph(const std::string& path) {
   return parse_graph(in, path);
 }
 
-std::vector<task_spec> load_workload(const std::string& path) {
+workload load_workload(const std::string& path) {
   std::ifstream in{path};
   if (!in) throw std::runtime_error(path + ": cannot open the workload file");
   return parse_workload(in, path);

@@ -13,10 +13,22 @@ namespace troupe::cli {
 /// that succeed on retry, and five that fail for good. Deterministic for a given seed.
 std::vector<task_spec> default_workload(uint64_t seed = 42, size_t tasks = 2000);
 
+/// A workload file's tasks, in the file's order, and the gangs among them.
+struct workload {
+  std::vector<task_spec> tasks;
+  /// A line with "gang": true: its `count` tasks, [first, first + size) of `tasks`, are one gang
+  /// (submit_gang: placed on distinct workers all at once or not at all, docs/reservations.md).
+  struct gang_range {
+    size_t first = 0;
+    size_t size = 0;
+  };
+  std::vector<gang_range> gangs;
+};
+
 /// One JSON object per line; blank lines and lines starting with '#' are skipped. Throws
 /// std::runtime_error naming the source, the line and the field on bad input.
-std::vector<task_spec> parse_workload(std::istream& in, const std::string& source);
-std::vector<task_spec> load_workload(const std::string& path);
+workload parse_workload(std::istream& in, const std::string& source);
+workload load_workload(const std::string& path);
 
 /// A graph file (docs/graphs.md): {"tasks": [{"name", "kind", "after", "inputs", ...}],
 /// "on_failure": ...}; each task takes the fields of a workload line but count and key, and a

@@ -21,17 +21,22 @@ void load_plugin(const std::string& path, task_registry& registry, const std::st
     fail(why ? why : "cannot be opened");
   }
   dlerror();
-  auto* abi = static_cast<const unsigned*>(dlsym(lib, plugin_abi_symbol));
-  if (!abi || *abi != TROUPE_PLUGIN_ABI)
-    fail("was built against " +
-         (abi ? "troupe plugin ABI " + std::to_string(*abi)
-              : std::string{"a troupe older than plugin ABI stamps"}) +
-         "; this troupe is ABI " + std::to_string(TROUPE_PLUGIN_ABI) +
-         ": rebuild it against this troupe's headers (docs/plugins.md)");
   auto entry = reinterpret_cast<register_kinds_fn>(dlsym(lib, register_kinds_symbol));
   if (!entry)
     fail(std::string{"has no "} + register_kinds_symbol +
          " (declare it with TROUPE_PLUGIN, see docs/plugins.md)");
+  // The stamp must be the plugin's own: dlsym also searches the libraries it links.
+  auto* abi = static_cast<const unsigned*>(dlsym(lib, plugin_abi_symbol));
+  Dl_info entry_info{}, abi_info{};
+  if (abi && (!dladdr(reinterpret_cast<void*>(entry), &entry_info) || !dladdr(abi, &abi_info) ||
+              entry_info.dli_fbase != abi_info.dli_fbase))
+    abi = nullptr;
+  if (!abi || *abi != TROUPE_PLUGIN_ABI)
+    fail("was built against " +
+         (abi ? "troupe plugin ABI " + std::to_string(*abi)
+              : std::string{"a troupe older than plugin ABI stamps (no troupe_plugin_abi)"}) +
+         "; this troupe is ABI " + std::to_string(TROUPE_PLUGIN_ABI) +
+         ": rebuild it against this troupe's headers (docs/plugins.md)");
   auto before = registry.kinds();
   try {
     entry(registry);

@@ -233,6 +233,34 @@ TEST(TroupeRun, ALineWithAKeyAndACountIsOneTaskAndTheRunEnds) {
   EXPECT_EQ(j["completed"], 1);
 }
 
+// A line with "gang": true submits its `count` tasks as one gang (docs/reservations.md): on 2
+// workers a gang of 2 runs, and a gang of 3 is refused whole, naming why, where the same 3 tasks
+// as plain lines would simply run.
+TEST(TroupeRun, AGangLineIsPlacedWholeOrRefusedWhole) {
+  auto wl = temp_path("gangs.jsonl");
+  write(wl,
+        "{\"kind\": \"noop\", \"count\": 3}\n"
+        "{\"kind\": \"sleep\", \"params\": {\"ms\": 5}, \"count\": 2, \"gang\": true}\n"
+        "{\"kind\": \"noop\"}\n");
+  auto json_path = temp_path("gangs.json");
+  auto r = run("run --quiet --workers 2 --workload " + wl + " --json " + json_path);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(read_json(json_path)["completed"], 6);
+
+  write(wl, "{\"kind\": \"noop\", \"count\": 3, \"gang\": true}\n{\"kind\": \"noop\"}\n");
+  r = run("run --quiet --workers 2 --workload " + wl + " --json " + json_path);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("gang of 3 tasks needs as many distinct workers"), std::string::npos)
+      << r.output;
+  auto j = read_json(json_path);
+  EXPECT_EQ(j["completed"], 1) << "the plain task after the gang still runs";
+
+  write(wl, "{\"kind\": \"noop\", \"count\": 2, \"gang\": true, \"key\": \"k\"}\n");
+  r = run("run --quiet --workload " + wl);
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.output.find(wl + ":1: a gang takes no 'key'"), std::string::npos) << r.output;
+}
+
 // Reports go to stdout, log lines to stderr: `troupe run > report.txt` holds the report alone.
 TEST(TroupeRun, TheReportGoesToStdoutAndLogLinesToStderr) {
   auto out = run("run --tasks 20 --workers 2", "2>/dev/null");

@@ -231,6 +231,39 @@ TEST_F(Cluster, TheHeadKilledMidRunLosesNothingAndSubmitPrintsEveryResult) {
   watch.finish();
 }
 
+// `troupe submit --gang`: the --count copies are one gang, placed on distinct workers (of any
+// node) at once; a gang larger than the cluster's 4 workers is refused whole, naming why.
+TEST_F(Cluster, SubmitGangPlacesTheCopiesAtOnceOrRefusesThemWhole) {
+  auto lines_of = [](const std::string& out) {
+    std::vector<nlohmann::json> lines;
+    std::istringstream in{out};
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty() && line[0] == '{') lines.push_back(nlohmann::json::parse(line));
+    return lines;
+  };
+  auto submit = std::string{TROUPE_BINARY} + " submit --to " + endpoint_ +
+                " --kind sleep --params '{\"ms\": 20}' --gang --wait --timeout-ms 60000";
+  auto [rc, out] = command{submit + " --count 4"}.finish();
+  ASSERT_EQ(rc, 0) << out << read_file(log_);
+  auto ran = lines_of(out);
+  ASSERT_EQ(ran.size(), 4u) << out;
+  std::set<int> workers;
+  for (auto& j : ran) {
+    EXPECT_EQ(j.at("outcome"), "completed") << j;
+    workers.insert(j.at("worker").get<int>());
+  }
+  EXPECT_EQ(workers.size(), 4u) << "each member on a worker of its own: " << out;
+
+  auto [refused_rc, refused_out] = command{submit + " --count 5"}.finish();
+  EXPECT_NE(refused_rc, 0);
+  auto refused = lines_of(refused_out);
+  ASSERT_EQ(refused.size(), 5u) << refused_out;
+  for (auto& j : refused) {
+    EXPECT_EQ(j.at("outcome"), "rejected") << j;
+    EXPECT_NE(j.dump().find("gang of 5 tasks"), std::string::npos) << j;
+  }
+}
+
 TEST_F(Cluster, SubmitGraphRunsTheExampleGraphWithDataMovingBetweenTasks) {
   auto example = std::string{TROUPE_SOURCE_DIR} + "/apps/examples/pipeline-graph.json";
   auto trace_path =

@@ -419,7 +419,6 @@ void on_results(self_ptr self, node_results_msg& msg) {
     }
     attempt_record rec;
     rec.task = std::move(i->second.a.task);
-    rec.task->output_epoch = msg.epoch;  // where its output is kept, if it is
     rec.attempt = r.attempt;
     rec.worker = w;
     rec.code = r.code;
@@ -430,6 +429,7 @@ void on_results(self_ptr self, node_results_msg& msg) {
                       ? now - std::chrono::nanoseconds(std::max<int64_t>(0, r.run_ns))
                       : time_point{};
     rec.counts_as_attempt = r.counts_as_attempt;
+    rec.node_epoch = msg.epoch;
     if (r.counts_as_attempt) {
       if (auto* e = started.add_task("task.started", *rec.task, w, rec.task->spec.kind)) {
         e->node = msg.node;

@@ -16,7 +16,8 @@
 namespace troupe::kernels {
 
 /// Bumped whenever the table changes: a module of another version is refused.
-inline constexpr uint32_t cuda_api_version = 1;
+/// 2: payloads and output bytes became troupe::shared_bytes.
+inline constexpr uint32_t cuda_api_version = 2;
 
 struct cuda_api {
   uint32_t version;

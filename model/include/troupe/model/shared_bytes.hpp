@@ -38,7 +38,7 @@ class shared_bytes {
   const uint8_t* end() const { return data_ + size_; }
   uint8_t operator[](size_t i) const { return data_[i]; }
 
-  template <class It>
+  template <class It, class = decltype(*std::declval<It>())>
   void assign(It first, It last) {
     *this = shared_bytes(first, last);
   }

@@ -93,9 +93,8 @@ struct task_state {
   /// A node did not have an output it was told it keeps (evicted, restarted): from now on the
   /// head sends this task's inputs whole. Membership's.
   bool inputs_inline = false;
-  /// On the head: the epoch of the node whose result ended the task's last attempt (0: run by
-  /// the head's own worker). Set by membership before the result goes on; read by the queue
-  /// for its children's input_homes.
+  /// On the head: the epoch of the node that ran the task's last attempt (0: the head's own
+  /// worker), beside timings.worker. The queue's, as the children's input_homes.
   uint64_t output_epoch = 0;
   /// On a node: the head asked it to keep this task's output for a child's input.
   bool keep_output = false;
@@ -117,6 +116,7 @@ struct attempt_record {
   time_point started{};
   time_point finished{};
   bool counts_as_attempt = true;  ///< false: the task never started (requeued from a lost worker)
+  uint64_t node_epoch = 0;  ///< the epoch of the node that reported it (0: a head-local worker)
 };
 
 }  // namespace troupe
