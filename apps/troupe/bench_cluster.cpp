@@ -475,7 +475,6 @@ nlohmann::json bench_graph_data() {
       std::vector<uint8_t> copy(from.begin(), from.end());
       asm volatile("" : : "r"(copy.data()) : "memory");  // the copy is made, not optimised out
       one.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
-      from[size_t(i)] = copy[size_t(i) + 1];  // keeps the copy from being optimised out
     }
     copy_ms = pct(one, .5) * chains * (length - 1);
   }

@@ -415,9 +415,9 @@ std::string as_string(const object& o, const where& path) {
   return std::string(o.via.str.ptr, o.via.str.size);
 }
 
-std::vector<uint8_t> as_bytes(const object& o, const where& path) {
-  if (o.type == mt::BIN) return {o.via.bin.ptr, o.via.bin.ptr + o.via.bin.size};
-  if (o.type == mt::STR) return {o.via.str.ptr, o.via.str.ptr + o.via.str.size};
+shared_bytes as_bytes(const object& o, const where& path) {
+  if (o.type == mt::BIN) return shared_bytes(o.via.bin.ptr, o.via.bin.ptr + o.via.bin.size);
+  if (o.type == mt::STR) return shared_bytes(o.via.str.ptr, o.via.str.ptr + o.via.str.size);
   wrong(path, "binary", o);
 }
 
@@ -611,8 +611,7 @@ class encoder {
   void value(const T& v) {
     if constexpr (std::is_same_v<T, std::string>) {
       str(pk_, v);
-    } else if constexpr (std::is_same_v<T, std::vector<uint8_t>> ||
-                         std::is_same_v<T, shared_bytes>) {
+    } else if constexpr (std::is_same_v<T, shared_bytes>) {
       pk_.pack_bin(uint32_t(v.size()));
       pk_.pack_bin_body(reinterpret_cast<const char*>(v.data()), uint32_t(v.size()));
     } else if constexpr (std::is_same_v<T, param_map>) {
@@ -768,8 +767,7 @@ class decoder {
   void value(const object& o, const where& path, T& v) {
     if constexpr (std::is_same_v<T, std::string>) {
       v = as_string(o, path);
-    } else if constexpr (std::is_same_v<T, std::vector<uint8_t>> ||
-                         std::is_same_v<T, shared_bytes>) {
+    } else if constexpr (std::is_same_v<T, shared_bytes>) {
       v = as_bytes(o, path);
     } else if constexpr (std::is_same_v<T, param_map>) {
       auto& map = as_map(o, path);

@@ -28,6 +28,7 @@ class shared_bytes {
   template <class It, class = decltype(*std::declval<It>())>
   shared_bytes(It first, It last) : shared_bytes(std::vector<uint8_t>(first, last)) {}
   /// `size` bytes at `data`, alive as long as `owner` is (a received frame, say): no copy.
+  /// Kernels read payloads as floats: `data` must be aligned as a vector's would be.
   shared_bytes(std::shared_ptr<const void> owner, const uint8_t* data, size_t size)
       : owner_(size ? std::move(owner) : nullptr), data_(size ? data : nullptr), size_(size) {}
 
@@ -45,8 +46,6 @@ class shared_bytes {
   void assign(size_t count, uint8_t fill) { *this = shared_bytes(count, fill); }
   void clear() { *this = shared_bytes(); }
 
-  /// A copy the caller may change.
-  std::vector<uint8_t> to_vector() const { return {begin(), end()}; }
   std::string to_string() const { return {reinterpret_cast<const char*>(data_), size_}; }
   /// Whether both are the same bytes in memory (not merely equal): no copy was made between
   /// them. Empty bytes share nothing.
